@@ -1,0 +1,349 @@
+package hotpatch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pollux-storage/pollux/framework/pg"
+)
+
+// Bundle is a set of logic files and their checksum.
+type Bundle struct {
+	Files    map[string]string
+	Checksum string
+}
+
+// Load reads every *.sql file at the root of fsys.
+func Load(fsys fs.FS) (Bundle, error) {
+	names, err := fs.Glob(fsys, "*.sql")
+	if err != nil {
+		return Bundle{}, fmt.Errorf("list logic files: %w", err)
+	}
+	if len(names) == 0 {
+		return Bundle{}, errors.New("list logic files: no *.sql files")
+	}
+	files := map[string]string{}
+	for _, n := range names {
+		b, err := fs.ReadFile(fsys, n)
+		if err != nil {
+			return Bundle{}, fmt.Errorf("read logic file: %w", err)
+		}
+		files[n] = string(b)
+	}
+	return NewBundle(files), nil
+}
+
+// NewBundle computes the checksum of files.
+func NewBundle(files map[string]string) Bundle {
+	h := sha256.New()
+	for _, n := range sortedKeys(files) {
+		h.Write([]byte(n))
+		h.Write([]byte{0})
+		h.Write([]byte(files[n]))
+		h.Write([]byte{0})
+	}
+	return Bundle{Files: files, Checksum: hex.EncodeToString(h.Sum(nil))}
+}
+
+var functionName = regexp.MustCompile(`(?is)\bcreate\s+(?:or\s+replace\s+)?function\s+(?:"?[a-z_][a-z0-9_]*"?\.)?"?([a-z_][a-z0-9_]*)"?\s*\(`)
+
+// Functions returns the names of the functions a file defines.
+func Functions(sql string) []string {
+	var out []string
+	for _, m := range functionName.FindAllStringSubmatch(stripComments(sql), -1) {
+		name := strings.ToLower(m[1])
+		if !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// Functions returns the names of every function the bundle defines, sorted.
+func (b Bundle) Functions() []string {
+	var out []string
+	for _, sql := range b.Files {
+		for _, f := range Functions(sql) {
+			if !slices.Contains(out, f) {
+				out = append(out, f)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+var lineComment = regexp.MustCompile(`--[^\n]*`)
+
+func stripComments(sql string) string { return lineComment.ReplaceAllString(sql, "") }
+
+// Installed is one row of the bookkeeping table.
+type Installed struct {
+	Version         int64             `json:"version"`
+	Checksum        string            `json:"checksum"`
+	CatalogChecksum string            `json:"catalog_checksum"`
+	Files           map[string]string `json:"-"`
+	AppliedAt       time.Time         `json:"applied_at"`
+	AppliedBy       string            `json:"applied_by"`
+	Note            string            `json:"note"`
+}
+
+// Result says what Apply or Rollback did.
+type Result struct {
+	Version   int64    `json:"version"`             // the version now installed
+	Unchanged bool     `json:"unchanged,omitempty"` // the bundle was installed already; nothing ran
+	Files     []string `json:"files,omitempty"`     // files executed
+	Recreated []string `json:"recreated,omitempty"` // functions dropped and created anew (signature change)
+	Dropped   []string `json:"dropped,omitempty"`   // functions no file defines any more
+}
+
+// Patcher applies bundles to one database.
+type Patcher struct {
+	db    *pg.DB
+	table string
+}
+
+// New returns a patcher keeping its records in table (e.g. "logic_bundle").
+func New(db *pg.DB, table string) *Patcher {
+	return &Patcher{db: db, table: pgx.Identifier{table}.Sanitize()}
+}
+
+// Apply installs b in one transaction unless it is installed already (force re-runs it).
+func (p *Patcher) Apply(ctx context.Context, b Bundle, by, note string, force bool) (Result, error) {
+	var res Result
+	err := p.db.Tx(ctx, "apply logic", func(q pg.Querier) error {
+		res = Result{}
+		return p.apply(ctx, q, b, by, note, force, &res)
+	})
+	return res, err
+}
+
+func (p *Patcher) apply(ctx context.Context, q pg.Querier, b Bundle, by, note string, force bool, res *Result) error {
+	// Two operators applying at once would interleave DROPs and CREATEs; serialise them.
+	if _, err := q.Exec(ctx, "lock table "+p.table+" in exclusive mode"); err != nil {
+		return fmt.Errorf("lock %s: %w", p.table, err)
+	}
+	cur, err := p.current(ctx, q)
+	if err != nil {
+		return err
+	}
+	if cur != nil && cur.Checksum == b.Checksum && !force {
+		res.Version, res.Unchanged = cur.Version, true
+		return nil
+	}
+	old := Bundle{Files: map[string]string{}}
+	if cur != nil {
+		old = Bundle{Files: cur.Files}
+	}
+	for _, name := range sortedKeys(b.Files) {
+		if !force && cur != nil && old.Files[name] == b.Files[name] {
+			continue
+		}
+		recreated, err := execFile(ctx, q, name, b.Files[name])
+		if err != nil {
+			return err
+		}
+		res.Files = append(res.Files, name)
+		res.Recreated = append(res.Recreated, recreated...)
+	}
+	keep := b.Functions()
+	for _, f := range old.Functions() {
+		if slices.Contains(keep, f) {
+			continue
+		}
+		if _, err := q.Exec(ctx, "drop function if exists "+pgx.Identifier{f}.Sanitize()); err != nil {
+			return fmt.Errorf("drop function %s, which no logic file defines any more: %w", f, err)
+		}
+		res.Dropped = append(res.Dropped, f)
+	}
+	catalog, err := catalogChecksum(ctx, q, keep)
+	if err != nil {
+		return err
+	}
+	files, _ := json.Marshal(b.Files)
+	return q.QueryRow(ctx, "insert into "+p.table+" (checksum, catalog_checksum, files, applied_by, note) values ($1, $2, $3, $4, $5) returning version",
+		b.Checksum, catalog, files, by, note).Scan(&res.Version)
+}
+
+// execFile runs one file inside a savepoint. PostgreSQL refuses CREATE OR REPLACE when the
+// result type or an argument name changes (42P13); then the file's functions are dropped
+// and the file runs again.
+func execFile(ctx context.Context, q pg.Querier, name, sql string) ([]string, error) {
+	if _, err := q.Exec(ctx, "savepoint logic_file"); err != nil {
+		return nil, fmt.Errorf("savepoint: %w", err)
+	}
+	_, err := q.Exec(ctx, sql)
+	if err == nil {
+		_, err = q.Exec(ctx, "release savepoint logic_file")
+		return nil, err
+	}
+	if pg.SQLState(err) != pgerrcode.InvalidFunctionDefinition {
+		return nil, fmt.Errorf("logic file %s: %w", name, err)
+	}
+	if _, err := q.Exec(ctx, "rollback to savepoint logic_file"); err != nil {
+		return nil, fmt.Errorf("rollback to savepoint: %w", err)
+	}
+	fns := Functions(sql)
+	for _, f := range fns {
+		if _, err := q.Exec(ctx, "drop function if exists "+pgx.Identifier{f}.Sanitize()); err != nil {
+			return nil, fmt.Errorf("logic file %s: drop function %s to change its signature: %w", name, f, err)
+		}
+	}
+	if _, err := q.Exec(ctx, sql); err != nil {
+		return nil, fmt.Errorf("logic file %s: %w", name, err)
+	}
+	return fns, nil
+}
+
+// catalogChecksum hashes the installed definitions of the named functions.
+func catalogChecksum(ctx context.Context, q pg.Querier, names []string) (string, error) {
+	var sum string
+	err := q.QueryRow(ctx, `
+		select md5(coalesce(string_agg(pg_get_functiondef(p.oid), E'\n' order by p.proname, p.oid), ''))
+		from pg_proc p
+		where p.proname = any($1)
+		  and p.pronamespace in (select oid from pg_namespace where nspname = any(current_schemas(false)))`, names).Scan(&sum)
+	if err != nil {
+		return "", fmt.Errorf("checksum installed functions: %w", err)
+	}
+	return sum, nil
+}
+
+// Current returns the installed version, or nil when no logic was ever installed.
+func (p *Patcher) Current(ctx context.Context) (*Installed, error) {
+	var cur *Installed
+	err := p.db.Do(ctx, "read installed logic", func(q pg.Querier) (err error) {
+		cur, err = p.current(ctx, q)
+		return err
+	})
+	return cur, err
+}
+
+func (p *Patcher) current(ctx context.Context, q pg.Querier) (*Installed, error) {
+	list, err := p.history(ctx, q, 1)
+	if err != nil || len(list) == 0 {
+		return nil, err
+	}
+	return &list[0], nil
+}
+
+// History returns the newest limit versions, newest first.
+func (p *Patcher) History(ctx context.Context, limit int) ([]Installed, error) {
+	var list []Installed
+	err := p.db.Do(ctx, "read logic history", func(q pg.Querier) (err error) {
+		list, err = p.history(ctx, q, limit)
+		return err
+	})
+	return list, err
+}
+
+func (p *Patcher) history(ctx context.Context, q pg.Querier, limit int) ([]Installed, error) {
+	rows, err := q.Query(ctx, "select version, checksum, catalog_checksum, files, applied_at, applied_by, note from "+p.table+" order by version desc limit $1", limit)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p.table, err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Installed, error) {
+		var in Installed
+		var files []byte
+		if err := r.Scan(&in.Version, &in.Checksum, &in.CatalogChecksum, &files, &in.AppliedAt, &in.AppliedBy, &in.Note); err != nil {
+			return in, err
+		}
+		return in, json.Unmarshal(files, &in.Files)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p.table, err)
+	}
+	return list, nil
+}
+
+// Status compares the database with a bundle.
+type Status struct {
+	Installed *Installed `json:"installed"`
+	// Matches is true when the installed version is this bundle and nobody changed its
+	// functions by hand since.
+	Matches bool `json:"matches"`
+	// HandEdited is true when a function's definition differs from what apply installed.
+	HandEdited bool     `json:"hand_edited"`
+	Changed    []string `json:"changed,omitempty"` // files whose content differs
+	Added      []string `json:"added,omitempty"`   // files the database does not have
+	Removed    []string `json:"removed,omitempty"` // installed files the bundle lacks
+}
+
+// Status reports how the database stands against b.
+func (p *Patcher) Status(ctx context.Context, b Bundle) (Status, error) {
+	var st Status
+	err := p.db.Do(ctx, "logic status", func(q pg.Querier) error {
+		st = Status{}
+		cur, err := p.current(ctx, q)
+		if err != nil || cur == nil {
+			st.Added = sortedKeys(b.Files)
+			return err
+		}
+		st.Installed = cur
+		catalog, err := catalogChecksum(ctx, q, Bundle{Files: cur.Files}.Functions())
+		if err != nil {
+			return err
+		}
+		st.HandEdited = catalog != cur.CatalogChecksum
+		for _, n := range sortedKeys(b.Files) {
+			old, ok := cur.Files[n]
+			switch {
+			case !ok:
+				st.Added = append(st.Added, n)
+			case old != b.Files[n]:
+				st.Changed = append(st.Changed, n)
+			}
+		}
+		for _, n := range sortedKeys(cur.Files) {
+			if _, ok := b.Files[n]; !ok {
+				st.Removed = append(st.Removed, n)
+			}
+		}
+		st.Matches = cur.Checksum == b.Checksum && !st.HandEdited
+		return nil
+	})
+	return st, err
+}
+
+// Rollback re-installs the version that preceded the current one, as a new version.
+func (p *Patcher) Rollback(ctx context.Context, by string) (Result, error) {
+	var res Result
+	err := p.db.Tx(ctx, "rollback logic", func(q pg.Querier) error {
+		res = Result{}
+		if _, err := q.Exec(ctx, "lock table "+p.table+" in exclusive mode"); err != nil {
+			return fmt.Errorf("lock %s: %w", p.table, err)
+		}
+		list, err := p.history(ctx, q, 2)
+		if err != nil {
+			return err
+		}
+		if len(list) < 2 {
+			return errors.New("rollback: there is no earlier logic version to go back to")
+		}
+		note := fmt.Sprintf("rollback of version %d to the content of version %d", list[0].Version, list[1].Version)
+		return p.apply(ctx, q, NewBundle(list[1].Files), by, note, false, &res)
+	})
+	return res, err
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

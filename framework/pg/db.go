@@ -1,0 +1,180 @@
+// Package pg is Pollux's only door to PostgreSQL: a pgx pool opened from a libpq-style DSN
+// (multi-host DSNs and target_session_attrs work as in libpq), transactions retried by
+// SQLSTATE class with bounded jittered backoff, and one LISTEN connection per process fanned
+// out to any number of subscribers.
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// Querier runs statements. pgx.Tx, *pgxpool.Pool and *pgx.Conn satisfy it, and so does the
+// model package's DBTX interface, which has the same method set: daemons pass what Tx hands
+// them straight to the generated wrappers without importing pgx.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Config says how to reach the database and how hard to try.
+type Config struct {
+	// DSN is a libpq connection string or URL. Several hosts
+	// ("host=a,b target_session_attrs=read-write") give failover to whichever is primary.
+	DSN string
+	// MaxConns caps the pool; 0 keeps pgx's default (max(4, cores)).
+	MaxConns int32
+	// ApplicationName is shown in pg_stat_activity (daemon and instance).
+	ApplicationName string
+	// RetryBudget bounds how long one transaction is retried for; 0 means 60 s, long enough
+	// to ride out a PostgreSQL restart or a replica promotion.
+	RetryBudget time.Duration
+	// Logger receives one line per retry; nil means no logging.
+	Logger *zap.Logger
+	// Registerer receives the retry counter and pool statistics; nil means none.
+	Registerer prometheus.Registerer
+}
+
+// DB is a pool plus the retry policy.
+type DB struct {
+	pool        *pgxpool.Pool
+	log         *zap.Logger
+	retryBudget time.Duration
+	retries     *prometheus.CounterVec
+}
+
+// Open connects a pool and checks that the database answers.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if cfg.MaxConns > 0 {
+		pcfg.MaxConns = cfg.MaxConns
+	}
+	if cfg.ApplicationName != "" {
+		pcfg.ConnConfig.RuntimeParams["application_name"] = cfg.ApplicationName
+	}
+	// A connection that died with the server must not be handed out again.
+	pcfg.HealthCheckPeriod = 5 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database pool: %w", err)
+	}
+	db := &DB{pool: pool, log: cfg.Logger, retryBudget: cfg.RetryBudget}
+	if db.log == nil {
+		db.log = zap.NewNop()
+	}
+	if db.retryBudget == 0 {
+		db.retryBudget = 60 * time.Second
+	}
+	db.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pollux_db_retries_total",
+		Help: "Transactions retried, by the SQLSTATE that caused the retry (empty: connection lost).",
+	}, []string{"sqlstate"})
+	if cfg.Registerer != nil {
+		if err := registerAll(cfg.Registerer, db.retries, newPoolCollector(pool)); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	if err := db.Do(ctx, "ping", func(q Querier) error {
+		_, err := q.Exec(ctx, "select 1")
+		return err
+	}); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("reach database: %w", err)
+	}
+	return db, nil
+}
+
+func registerAll(r prometheus.Registerer, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			return fmt.Errorf("register database metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// Pool exposes the pgx pool for libraries that take one (River, golang-migrate).
+func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+
+// Close closes every connection.
+func (db *DB) Close() { db.pool.Close() }
+
+// Tx runs fn in a transaction and commits it, retrying the whole transaction on transient
+// errors. fn may therefore run more than once and must not have effects outside the
+// transaction that a re-run would repeat; Pollux's logic is written so (claims, client-chosen
+// request ids). name appears in logs and errors.
+func (db *DB) Tx(ctx context.Context, name string, fn func(q Querier) error) error {
+	return db.retry(ctx, name, func() error {
+		return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error { return fn(tx) })
+	})
+}
+
+// Do runs fn on a pooled connection outside an explicit transaction, with the same retry
+// policy as Tx; use it for single statements.
+func (db *DB) Do(ctx context.Context, name string, fn func(q Querier) error) error {
+	return db.retry(ctx, name, func() error { return fn(db.pool) })
+}
+
+func (db *DB) retry(ctx context.Context, name string, attempt func() error) error {
+	start := time.Now()
+	stalePlanRetried := false
+	for n := 0; ; n++ {
+		err := attempt()
+		if err == nil {
+			return nil
+		}
+		class, code := Classify(err)
+		switch {
+		case class == StalePlan && !stalePlanRetried:
+			stalePlanRetried = true
+			db.retries.WithLabelValues(code).Inc()
+			db.log.Info("retrying after a logic patch changed a result type", zap.String("tx", name))
+			continue
+		case class != Transient:
+			return fmt.Errorf("%s: %w", name, err)
+		case time.Since(start) > db.retryBudget:
+			return fmt.Errorf("%s: gave up after %d attempts in %s: %w", name, n+1, time.Since(start).Round(time.Millisecond), err)
+		}
+		db.retries.WithLabelValues(code).Inc()
+		delay := Backoff(n)
+		db.log.Warn("retrying transient database error",
+			zap.String("tx", name), zap.String("sqlstate", code), zap.Int("attempt", n+1),
+			zap.Duration("delay", delay), zap.Error(err))
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%s: %w (last error: %v)", name, ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// Backoff is the delay before retry n (from 0): exponential from 5 ms, capped at 2 s, with
+// full jitter in the upper half so that daemons that lost the database together do not
+// come back in lockstep.
+func Backoff(n int) time.Duration {
+	const base, ceiling = 5 * time.Millisecond, 2 * time.Second
+	d := ceiling
+	if n < 16 {
+		d = min(base<<n, ceiling)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// IsNoRows reports whether err says a query returned no row.
+func IsNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }

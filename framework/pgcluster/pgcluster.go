@@ -1,0 +1,332 @@
+// Package pgcluster runs a private PostgreSQL server in a directory of its own, reachable
+// only on a Unix socket inside that directory. `make db`, `make run` and the test harness
+// share it, so a developer has exactly one local cluster (under ./var/pg) to think about.
+//
+// PostgreSQL refuses to run as root. When the caller is root, the server binaries run as the
+// unprivileged `postgres` account (created by Debian's postgresql package), the cluster
+// directory is handed to that account, and directories above it that the account could not
+// traverse are given search (x) permission only — never read permission.
+package pgcluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// SuperUser is the database superuser initdb creates; local connections are trusted.
+const SuperUser = "pollux"
+
+// Port numbers the socket file (.s.PGSQL.<port>); nothing listens on TCP.
+const Port = 5432
+
+// settings are written to postgresql.auto.conf at initdb time. They size the server for a
+// 2-core, 24 GiB machine running the test suite (many parallel databases and pools) and the
+// benchmarks (shared_buffers as in the reference pgbench figures).
+var settings = map[string]string{
+	"listen_addresses":          "''",
+	"max_connections":           "500",
+	"shared_buffers":            "2GB",
+	"max_locks_per_transaction": "256",
+	"log_min_messages":          "warning",
+	"log_min_error_statement":   "panic",
+	"log_checkpoints":           "off",
+	"log_connections":           "off",
+	"log_disconnections":        "off",
+}
+
+// Cluster is a private PostgreSQL server rooted at Dir:
+//
+//	Dir/data  PGDATA
+//	Dir/run   Unix socket directory
+//	Dir/log   server log
+type Cluster struct {
+	Dir    string
+	BinDir string
+	// runAs is the account the server binaries run as; nil means the current user.
+	runAs *syscall.Credential
+}
+
+// Ensure makes the cluster at dir exist and run, and returns it. It is idempotent and safe
+// to call from several processes at once (go test runs packages in parallel): a file lock
+// inside dir serialises initdb and start.
+func Ensure(ctx context.Context, dir string, progress io.Writer) (*Cluster, error) {
+	c, err := open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create cluster directory: %w", err)
+	}
+	unlock, err := lockFile(filepath.Join(c.Dir, ".lock"))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	if err := c.prepareOwnership(progress); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(c.dataDir(), "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
+		if err := c.initdb(ctx, progress); err != nil {
+			return nil, err
+		}
+	}
+	running, err := c.Running(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !running {
+		if err := c.start(ctx, progress); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Open returns the cluster at dir without starting it (for stop and status).
+func Open(dir string) (*Cluster, error) { return open(dir) }
+
+func open(dir string) (*Cluster, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cluster directory %q: %w", dir, err)
+	}
+	bin, err := FindBinDir()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Dir: abs, BinDir: bin}
+	if os.Geteuid() == 0 {
+		cred, err := unprivileged()
+		if err != nil {
+			return nil, err
+		}
+		c.runAs = cred
+	}
+	return c, nil
+}
+
+// FindBinDir locates the PostgreSQL server binaries: $POLLUX_PG_BINDIR, else the newest
+// /usr/lib/postgresql/<major>/bin (Debian's layout), else the directory of initdb on PATH.
+func FindBinDir() (string, error) {
+	if d := os.Getenv("POLLUX_PG_BINDIR"); d != "" {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err != nil {
+			return "", fmt.Errorf("POLLUX_PG_BINDIR=%s has no initdb: %w", d, err)
+		}
+		return d, nil
+	}
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	sort.Slice(matches, func(i, j int) bool { return majorOf(matches[i]) > majorOf(matches[j]) })
+	if len(matches) > 0 {
+		return filepath.Dir(matches[0]), nil
+	}
+	if p, err := exec.LookPath("initdb"); err == nil {
+		return filepath.Dir(p), nil
+	}
+	return "", errors.New("no PostgreSQL server binaries found (looked in $POLLUX_PG_BINDIR, /usr/lib/postgresql/*/bin and PATH): " +
+		"install them with `apt-get install -y postgresql` (make db does this) or set POLLUX_PG_BINDIR")
+}
+
+func majorOf(initdbPath string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(initdbPath))))
+	return n
+}
+
+func unprivileged() (*syscall.Credential, error) {
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("running as root, PostgreSQL must run as an unprivileged account but user \"postgres\" does not exist " +
+			"(create it with `useradd --system postgres`, or install the postgresql package)")
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+func (c *Cluster) dataDir() string   { return filepath.Join(c.Dir, "data") }
+func (c *Cluster) socketDir() string { return filepath.Join(c.Dir, "run") }
+func (c *Cluster) logFile() string   { return filepath.Join(c.Dir, "log", "postgres.log") }
+
+// DSN is the libpq-style URL of database dbname on this cluster.
+func (c *Cluster) DSN(dbname string) string {
+	q := url.Values{}
+	q.Set("host", c.socketDir())
+	q.Set("port", strconv.Itoa(Port))
+	q.Set("sslmode", "disable")
+	return (&url.URL{Scheme: "postgres", User: url.User(SuperUser), Path: "/" + dbname, RawQuery: q.Encode()}).String()
+}
+
+// prepareOwnership hands the cluster directory to the server account and makes sure that
+// account can reach it.
+func (c *Cluster) prepareOwnership(progress io.Writer) error {
+	for _, d := range []string{c.dataDir(), c.socketDir(), filepath.Dir(c.logFile())} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	if c.runAs == nil {
+		return nil
+	}
+	uid, gid := int(c.runAs.Uid), int(c.runAs.Gid)
+	for _, d := range []string{c.dataDir(), c.socketDir(), filepath.Dir(c.logFile())} {
+		if err := filepath.Walk(d, func(p string, _ os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(p, uid, gid)
+		}); err != nil {
+			return fmt.Errorf("hand %s to the postgres account: %w", d, err)
+		}
+	}
+	// The server chdirs into its data directory, so every ancestor needs search permission
+	// for the server account. A fresh `mktemp -d` checkout is 0700; add o+x (not o+r) there.
+	for d := c.Dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("stat %s: %w", d, err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			if err := os.Chmod(d, fi.Mode().Perm()|0o001); err != nil {
+				return fmt.Errorf("let the postgres account traverse %s: %w", d, err)
+			}
+			fmt.Fprintf(progress, "pgcluster: added search permission (o+x) to %s so the postgres account can reach the cluster\n", d)
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
+}
+
+func (c *Cluster) initdb(ctx context.Context, progress io.Writer) error {
+	fmt.Fprintf(progress, "pgcluster: initdb %s\n", c.dataDir())
+	if err := c.run(ctx, "initdb", "-D", c.dataDir(), "-U", SuperUser, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"); err != nil {
+		return fmt.Errorf("initdb: %w", err)
+	}
+	var conf strings.Builder
+	conf.WriteString("# Written by pollux pgcluster at initdb time.\n")
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&conf, "%s = %s\n", k, settings[k])
+	}
+	p := filepath.Join(c.dataDir(), "postgresql.auto.conf")
+	if err := os.WriteFile(p, []byte(conf.String()), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	if c.runAs != nil {
+		if err := os.Chown(p, int(c.runAs.Uid), int(c.runAs.Gid)); err != nil {
+			return fmt.Errorf("chown %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) start(ctx context.Context, progress io.Writer) error {
+	fmt.Fprintf(progress, "pgcluster: starting server (log %s)\n", c.logFile())
+	opts := fmt.Sprintf("-k %s -p %d", c.socketDir(), Port)
+	if err := c.run(ctx, "pg_ctl", "start", "-w", "-t", "120", "-D", c.dataDir(), "-l", c.logFile(), "-o", opts); err != nil {
+		tail, _ := tailFile(c.logFile(), 20)
+		return fmt.Errorf("start server: %w\nlast lines of %s:\n%s", err, c.logFile(), tail)
+	}
+	return nil
+}
+
+// Running reports whether the server of this cluster is up.
+func (c *Cluster) Running(ctx context.Context) (bool, error) {
+	if _, err := os.Stat(filepath.Join(c.dataDir(), "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	err := c.run(ctx, "pg_ctl", "status", "-D", c.dataDir())
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &exit) && exit.ExitCode() == 3:
+		return false, nil
+	default:
+		return false, fmt.Errorf("pg_ctl status: %w", err)
+	}
+}
+
+// Stop stops the server (fast shutdown) if it runs.
+func (c *Cluster) Stop(ctx context.Context) error {
+	running, err := c.Running(ctx)
+	if err != nil || !running {
+		return err
+	}
+	if err := c.run(ctx, "pg_ctl", "stop", "-w", "-m", "fast", "-D", c.dataDir()); err != nil {
+		return fmt.Errorf("stop server: %w", err)
+	}
+	return nil
+}
+
+func (c *Cluster) run(ctx context.Context, tool string, args ...string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.BinDir, tool), args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Dir = "/"
+	if c.runAs != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.runAs}
+		cmd.Env = append(os.Environ(), "HOME=/tmp")
+	}
+	if err := cmd.Run(); err != nil {
+		return &toolError{tool: tool, err: err, output: strings.TrimSpace(out.String())}
+	}
+	return nil
+}
+
+type toolError struct {
+	tool   string
+	err    error
+	output string
+}
+
+func (e *toolError) Error() string { return fmt.Sprintf("%s: %v: %s", e.tool, e.err, e.output) }
+func (e *toolError) Unwrap() error { return e.err }
+
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: still held by another process after 5m", path)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func tailFile(path string, n int) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n"), nil
+}
