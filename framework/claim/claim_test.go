@@ -1,0 +1,274 @@
+package claim_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/pollux-storage/pollux/framework/claim"
+	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/framework/pgtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// queue is a work table with the claim-and-decide shape Pollux's logic uses: the claim
+// locks with SKIP LOCKED and marks the rows processed in the same statement.
+var queue = pgtest.Template{Key: "claim-test-queue-v1", Setup: func(ctx context.Context, dsn string) error {
+	db, err := pg.Open(ctx, pg.Config{DSN: dsn})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	_, err = db.Pool().Exec(ctx, `
+		create table work_item (id bigint generated always as identity primary key, processed integer not null default 0);
+		create index work_item_new_idx on work_item (id) where processed = 0;
+		create function work_item_claim(p_batch integer) returns table (id bigint) language sql as $$
+			with c as (select w.id from work_item w where w.processed = 0 order by w.id
+			           for update skip locked limit p_batch)
+			update work_item w set processed = w.processed + 1 from c where w.id = c.id returning w.id
+		$$;`)
+	return err
+}}
+
+type bundle struct {
+	db  *pg.DB
+	ctx context.Context
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	db, err := pg.Open(ctx, pg.Config{DSN: pgtest.NewDatabase(t, queue), MaxConns: 24})
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	return &bundle{db: db, ctx: ctx}
+}
+
+func (b *bundle) insert(t *testing.T, n int) {
+	t.Helper()
+	err := b.db.Tx(b.ctx, "insert work", func(q pg.Querier) error {
+		if _, err := q.Exec(b.ctx, "insert into work_item (processed) select 0 from generate_series(1, $1)", n); err != nil {
+			return err
+		}
+		_, err := q.Exec(b.ctx, "notify work_item_new")
+		return err
+	})
+	require.NoError(t, err)
+}
+
+// step claims a batch, remembering every id it saw.
+func (b *bundle) step(batch int, seen *sync.Map, dups *atomic.Int64) claim.Step {
+	return func(ctx context.Context) (int, error) {
+		var ids []int64
+		err := b.db.Tx(ctx, "claim work", func(q pg.Querier) error {
+			ids = ids[:0]
+			rows, err := q.Query(ctx, "select id from work_item_claim($1)", batch)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					return err
+				}
+				ids = append(ids, id)
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			return 0, err
+		}
+		for _, id := range ids {
+			if _, loaded := seen.LoadOrStore(id, true); loaded {
+				dups.Add(1)
+			}
+		}
+		return len(ids), nil
+	}
+}
+
+func (b *bundle) unprocessed(t *testing.T) (zero, many int) {
+	t.Helper()
+	require.NoError(t, b.db.Pool().QueryRow(b.ctx,
+		"select count(*) filter (where processed = 0), count(*) filter (where processed > 1) from work_item").Scan(&zero, &many))
+	return zero, many
+}
+
+func eventually(t *testing.T, within time.Duration, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestExclusiveClaims(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const rows = 100_000
+	b.insert(t, rows)
+
+	var seen sync.Map
+	var dups, claimed atomic.Int64
+	step := b.step(10, &seen, &dups)
+	pool, err := claim.New(claim.Config{Name: "exclusive", Workers: 16, Batch: 10, PollInterval: 50 * time.Millisecond,
+		Step: func(ctx context.Context) (int, error) {
+			n, err := step(ctx)
+			claimed.Add(int64(n))
+			return n, err
+		}}, nil, nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, pool.Start(b.ctx))
+	eventually(t, 90*time.Second, func() bool { return claimed.Load() >= rows }, "all rows claimed")
+	require.NoError(t, pool.Stop(b.ctx))
+
+	require.Zero(t, dups.Load(), "rows handed to two workers")
+	require.EqualValues(t, rows, claimed.Load())
+	zero, many := b.unprocessed(t)
+	require.Zero(t, zero, "rows skipped")
+	require.Zero(t, many, "rows processed more than once")
+}
+
+func TestKilledWorkerReleasesRows(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.insert(t, 50)
+
+	// A worker claims 5 rows and hangs inside its transaction.
+	conn, err := b.db.Pool().Acquire(b.ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	tx, err := conn.Begin(b.ctx)
+	require.NoError(t, err)
+	var pid int32
+	require.NoError(t, tx.QueryRow(b.ctx, "select pg_backend_pid()").Scan(&pid))
+	_, err = tx.Exec(b.ctx, "select * from work_item_claim(5)")
+	require.NoError(t, err)
+
+	var seen sync.Map
+	var dups atomic.Int64
+	step := b.step(100, &seen, &dups)
+	n, err := step(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 45, n, "rows locked by the hung worker must be skipped, not waited for")
+
+	// The hung worker's connection is closed by the server; its claim rolls back.
+	var ok bool
+	require.NoError(t, b.db.Pool().QueryRow(b.ctx, "select pg_terminate_backend($1)", pid).Scan(&ok))
+	require.True(t, ok)
+	_, err = tx.Exec(b.ctx, "select 1")
+	require.Error(t, err, "the killed worker's transaction must be gone")
+	class, _ := pg.Classify(err)
+	require.Equal(t, pg.Transient, class, "a killed connection is transient: %v", err)
+
+	eventually(t, 10*time.Second, func() bool {
+		n, err := step(b.ctx)
+		require.NoError(t, err)
+		return n == 0 && func() bool { z, _ := b.unprocessed(t); return z == 0 }()
+	}, "the released rows are claimed by others")
+	require.Zero(t, dups.Load())
+	zero, many := b.unprocessed(t)
+	require.Zero(t, zero)
+	require.Zero(t, many)
+}
+
+func TestNotifyWakesIdleWorkers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	listener := pg.NewListener(b.db, nil)
+	lctx, stopListener := context.WithCancel(b.ctx)
+	listenerDone := make(chan struct{})
+	go func() { defer close(listenerDone); _ = listener.Run(lctx) }()
+	defer func() { stopListener(); <-listenerDone }()
+
+	var seen sync.Map
+	var dups, claimed atomic.Int64
+	step := b.step(10, &seen, &dups)
+	// Polling is effectively off: only a NOTIFY (or a peer) can wake a worker.
+	pool, err := claim.New(claim.Config{Name: "notify", Workers: 4, Batch: 10, PollInterval: time.Hour,
+		Channels: []string{"work_item_new"},
+		Step: func(ctx context.Context) (int, error) {
+			n, err := step(ctx)
+			claimed.Add(int64(n))
+			return n, err
+		}}, listener, nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, pool.Start(b.ctx))
+	defer func() { require.NoError(t, pool.Stop(b.ctx)) }()
+	<-listener.Ready()
+	// Every worker made its first (empty) claim and went idle.
+	time.Sleep(200 * time.Millisecond)
+	require.Zero(t, claimed.Load())
+
+	b.insert(t, 1000)
+	eventually(t, 10*time.Second, func() bool { return claimed.Load() == 1000 }, "a NOTIFY wakes the pool and it drains the queue")
+	require.Zero(t, dups.Load())
+}
+
+func TestStopDrainsStepsInFlight(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.insert(t, 3)
+	inStep := make(chan struct{}, 1)
+	var finished atomic.Int64
+	pool, err := claim.New(claim.Config{Name: "drain", Workers: 1, Batch: 1, Step: func(ctx context.Context) (int, error) {
+		return 1, b.db.Tx(ctx, "slow claim", func(q pg.Querier) error {
+			if _, err := q.Exec(ctx, "select * from work_item_claim(1)"); err != nil {
+				return err
+			}
+			select {
+			case inStep <- struct{}{}:
+			default:
+			}
+			_, err := q.Exec(ctx, "select pg_sleep(0.3)")
+			if err == nil {
+				finished.Add(1)
+			}
+			return err
+		})
+	}}, nil, nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, pool.Start(b.ctx))
+	<-inStep
+	stopCtx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	require.NoError(t, pool.Stop(stopCtx), "a step within the deadline finishes")
+	require.EqualValues(t, 1, finished.Load(), "the step in flight ran to the end and no new one started")
+	zero, _ := b.unprocessed(t)
+	require.Equal(t, 2, zero, "exactly the in-flight claim committed")
+}
+
+func TestStopAbortsStepsPastTheDeadline(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.insert(t, 1)
+	inStep := make(chan struct{})
+	pool, err := claim.New(claim.Config{Name: "abort", Workers: 1, Batch: 1, Step: func(ctx context.Context) (int, error) {
+		return 1, b.db.Tx(ctx, "stuck claim", func(q pg.Querier) error {
+			if _, err := q.Exec(ctx, "select * from work_item_claim(1)"); err != nil {
+				return err
+			}
+			close(inStep)
+			_, err := q.Exec(ctx, "select pg_sleep(60)")
+			return err
+		})
+	}}, nil, nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, pool.Start(b.ctx))
+	<-inStep
+	stopCtx, cancel := context.WithTimeout(b.ctx, 300*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, pool.Stop(stopCtx), context.DeadlineExceeded)
+	eventually(t, 5*time.Second, func() bool { z, _ := b.unprocessed(t); return z == 1 }, "the aborted claim rolls back and releases its row")
+}

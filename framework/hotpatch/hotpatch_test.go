@@ -1,0 +1,215 @@
+package hotpatch_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/pollux-storage/pollux/framework/claim"
+	"github.com/pollux-storage/pollux/framework/hotpatch"
+	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/framework/pgtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var base = pgtest.Template{Key: "hotpatch-test-v1", Setup: func(ctx context.Context, dsn string) error {
+	db, err := pg.Open(ctx, pg.Config{DSN: dsn})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	_, err = db.Pool().Exec(ctx, `
+		create table logic_bundle (version bigint generated always as identity primary key, checksum text not null,
+			catalog_checksum text not null, files jsonb not null, applied_at timestamptz not null default now(),
+			applied_by text not null, note text not null default '');
+		create table item (id bigint generated always as identity primary key, handled_by text);
+		create index item_new_idx on item (id) where handled_by is null;`)
+	return err
+}}
+
+// claimLogic is version v of a claim-and-decide function; resultType is the type of its
+// "n" column, so changing it changes the function's result type.
+func claimLogic(v, resultType string) map[string]string {
+	return map[string]string{
+		"item.sql": fmt.Sprintf(`
+-- item_claim marks up to p_batch items handled by logic %[1]s.
+CREATE OR REPLACE FUNCTION item_claim(p_batch integer)
+RETURNS TABLE (id bigint, n %[2]s)
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    WITH c AS (SELECT i.id FROM item i WHERE i.handled_by IS NULL ORDER BY i.id FOR UPDATE SKIP LOCKED LIMIT p_batch)
+    UPDATE item i SET handled_by = '%[1]s' FROM c WHERE i.id = c.id RETURNING i.id, 1::%[2]s;
+END;
+$$;`, v, resultType),
+		"helpers.sql": "CREATE OR REPLACE FUNCTION item_pending() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT count(*) FROM item WHERE handled_by IS NULL';",
+	}
+}
+
+type bundle struct {
+	db  *pg.DB
+	p   *hotpatch.Patcher
+	ctx context.Context
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	db, err := pg.Open(ctx, pg.Config{DSN: pgtest.NewDatabase(t, base), MaxConns: 24})
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	return &bundle{db: db, p: hotpatch.New(db, "logic_bundle"), ctx: ctx}
+}
+
+func (b *bundle) apply(t *testing.T, files map[string]string) hotpatch.Result {
+	t.Helper()
+	res, err := b.p.Apply(b.ctx, hotpatch.NewBundle(files), "test", "", false)
+	require.NoError(t, err)
+	return res
+}
+
+func TestApplyStatusRollback(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	v1, v2 := claimLogic("v1", "integer"), claimLogic("v2", "integer")
+
+	st, err := b.p.Status(b.ctx, hotpatch.NewBundle(v1))
+	require.NoError(t, err)
+	require.Nil(t, st.Installed)
+	require.False(t, st.Matches)
+
+	r1 := b.apply(t, v1)
+	require.Equal(t, []string{"helpers.sql", "item.sql"}, r1.Files)
+	again := b.apply(t, v1)
+	require.True(t, again.Unchanged)
+	require.Equal(t, r1.Version, again.Version)
+
+	r2 := b.apply(t, v2)
+	require.Equal(t, []string{"item.sql"}, r2.Files, "only changed files run")
+	st, err = b.p.Status(b.ctx, hotpatch.NewBundle(v1))
+	require.NoError(t, err)
+	require.False(t, st.Matches)
+	require.Equal(t, []string{"item.sql"}, st.Changed)
+
+	// A function edited by hand behind apply's back is reported.
+	_, err = b.db.Pool().Exec(b.ctx, "CREATE OR REPLACE FUNCTION item_pending() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT 42::bigint'")
+	require.NoError(t, err)
+	st, err = b.p.Status(b.ctx, hotpatch.NewBundle(v2))
+	require.NoError(t, err)
+	require.True(t, st.HandEdited)
+	require.False(t, st.Matches)
+
+	rb, err := b.p.Rollback(b.ctx, "test")
+	require.NoError(t, err)
+	require.Greater(t, rb.Version, r2.Version)
+	st, err = b.p.Status(b.ctx, hotpatch.NewBundle(v1))
+	require.NoError(t, err)
+	require.Contains(t, st.Installed.Note, fmt.Sprintf("rollback of version %d", r2.Version))
+	_, err = b.db.Pool().Exec(b.ctx, "insert into item default values")
+	require.NoError(t, err)
+	var id int64
+	var handledBy string
+	require.NoError(t, b.db.Pool().QueryRow(b.ctx, "select id from item_claim(1)").Scan(&id))
+	require.NoError(t, b.db.Pool().QueryRow(b.ctx, "select handled_by from item where id = $1", id).Scan(&handledBy))
+	require.Equal(t, "v1", handledBy, "rollback restored v1's body")
+
+	// A function no file defines any more is dropped.
+	delete(v1, "helpers.sql")
+	r := b.apply(t, v1)
+	require.Equal(t, []string{"item_pending"}, r.Dropped)
+
+	// A broken file changes nothing: the transaction rolls back whole.
+	broken := claimLogic("v9", "integer")
+	broken["zz_broken.sql"] = "CREATE FUNCTION broken( RETURNS"
+	_, err = b.p.Apply(b.ctx, hotpatch.NewBundle(broken), "test", "", false)
+	require.ErrorContains(t, err, "zz_broken.sql")
+	cur, err := b.p.Current(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, r.Version, cur.Version)
+}
+
+func TestNothingToRollBackTo(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.apply(t, claimLogic("v1", "integer"))
+	_, err := b.p.Rollback(b.ctx, "test")
+	require.ErrorContains(t, err, "no earlier logic version")
+}
+
+func TestHotPatchUnderLoad(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.apply(t, claimLogic("v1", "integer"))
+	const items = 40_000
+	_, err := b.db.Pool().Exec(b.ctx, "insert into item (handled_by) select null from generate_series(1, $1)", items)
+	require.NoError(t, err)
+
+	var claimed, failures atomic.Int64
+	pool, err := claim.New(claim.Config{Name: "patched", Workers: 16, Batch: 5, PollInterval: 20 * time.Millisecond,
+		Step: func(ctx context.Context) (int, error) {
+			n := 0
+			err := b.db.Tx(ctx, "claim items", func(q pg.Querier) error {
+				n = 0
+				// Selecting the column whose type the patch changes: the cached plan goes stale.
+				rows, err := q.Query(ctx, "select id, n from item_claim($1::integer)", 5)
+				if err != nil {
+					return err
+				}
+				defer rows.Close()
+				for rows.Next() {
+					var id, k int64
+					if err := rows.Scan(&id, &k); err != nil {
+						return err
+					}
+					n++
+				}
+				return rows.Err()
+			})
+			if err != nil {
+				failures.Add(1)
+			}
+			claimed.Add(int64(n))
+			return n, err
+		}}, nil, nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, pool.Start(b.ctx))
+
+	waitFor := func(n int64) {
+		require.Eventually(t, func() bool { return claimed.Load() >= n }, time.Minute, time.Millisecond)
+	}
+	waitFor(items / 5)
+	b.apply(t, claimLogic("v2", "integer")) // body change: replaced in place
+	waitFor(2 * items / 5)
+	r := b.apply(t, claimLogic("v3", "bigint")) // result type change: dropped and recreated
+	require.Equal(t, []string{"item_claim"}, r.Recreated)
+	waitFor(3 * items / 5)
+	_, err = b.p.Rollback(b.ctx, "test") // back to v2's integer result
+	require.NoError(t, err)
+	waitFor(items)
+	require.NoError(t, pool.Stop(b.ctx))
+
+	require.Zero(t, failures.Load(), "operations failed during the patches")
+	rows, err := b.db.Pool().Query(b.ctx, "select coalesce(handled_by, 'none'), count(*) from item group by 1")
+	require.NoError(t, err)
+	by := map[string]int{}
+	for rows.Next() {
+		var v string
+		var n int
+		require.NoError(t, rows.Scan(&v, &n))
+		by[v] = n
+	}
+	require.NoError(t, rows.Err())
+	require.Zero(t, by["none"], "every item handled")
+	for _, v := range []string{"v1", "v2", "v3"} {
+		require.Positive(t, by[v], "running workers used logic %s without a restart (%v)", v, by)
+	}
+}

@@ -1,0 +1,254 @@
+package pg_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/framework/pgtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// flaky raises p_code on the first p_failures calls; a sequence counts calls because a
+// sequence is not rolled back with the failed transaction.
+var flakyDB = pgtest.Template{Key: "pg-test-flaky-v1", Setup: func(ctx context.Context, dsn string) error {
+	db, err := pg.Open(ctx, pg.Config{DSN: dsn})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	_, err = db.Pool().Exec(ctx, `
+		create table t (id integer primary key);
+		create function flaky(p_seq text, p_code text, p_failures integer) returns void language plpgsql as $$
+		begin
+			if nextval(p_seq) <= p_failures then
+				raise exception 'flaky failure %', p_code using errcode = p_code;
+			end if;
+		end $$;`)
+	return err
+}}
+
+type bundle struct {
+	db  *pg.DB
+	reg *prometheus.Registry
+	ctx context.Context
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	reg := prometheus.NewRegistry()
+	db, err := pg.Open(ctx, pg.Config{DSN: pgtest.NewDatabase(t, flakyDB), Registerer: reg, RetryBudget: 20 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	return &bundle{db: db, reg: reg, ctx: ctx}
+}
+
+func TestTransientSQLStatesAreRetried(t *testing.T) {
+	t.Parallel()
+	for _, code := range []string{
+		pgerrcode.SerializationFailure, pgerrcode.DeadlockDetected, pgerrcode.AdminShutdown,
+		pgerrcode.ReadOnlySQLTransaction, pgerrcode.ConnectionFailure, pgerrcode.CannotConnectNow,
+		pgerrcode.TooManyConnections,
+	} {
+		t.Run(code, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			seq := "seq_" + strings.ToLower(code)
+			_, err := b.db.Pool().Exec(b.ctx, "create sequence " + seq)
+			require.NoError(t, err)
+			attempts := 0
+			err = b.db.Tx(b.ctx, "flaky", func(q pg.Querier) error {
+				attempts++
+				_, err := q.Exec(b.ctx, "select flaky($1, $2, 2)", seq, code)
+				return err
+			})
+			require.NoError(t, err)
+			require.Equal(t, 3, attempts, "two failures, then success")
+			require.Equal(t, 2.0, testutil.ToFloat64(retries(t, b, code)))
+		})
+	}
+}
+
+func retries(t *testing.T, b *bundle, code string) prometheus.Collector {
+	t.Helper()
+	mfs, err := b.reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "pollux_db_retries_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetLabel()[0].GetValue() == code {
+				return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x"}, func() float64 { return m.GetCounter().GetValue() })
+			}
+		}
+	}
+	t.Fatalf("no retry counted for %s", code)
+	return nil
+}
+
+func TestPermanentErrorsAreNotRetried(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.db.Pool().Exec(b.ctx, "insert into t values (1)")
+	require.NoError(t, err)
+	attempts := 0
+	err = b.db.Tx(b.ctx, "insert duplicate", func(q pg.Querier) error {
+		attempts++
+		_, err := q.Exec(b.ctx, "insert into t values (1)")
+		return err
+	})
+	require.Error(t, err)
+	require.Equal(t, 1, attempts)
+	require.Equal(t, pgerrcode.UniqueViolation, pg.SQLState(err))
+	require.Contains(t, err.Error(), "insert duplicate: ", "errors carry the transaction's name")
+
+	// A user-facing failure raised by the logic is permanent too.
+	_, err = b.db.Pool().Exec(b.ctx, "create sequence s_user")
+	require.NoError(t, err)
+	attempts = 0
+	err = b.db.Tx(b.ctx, "user failure", func(q pg.Querier) error {
+		attempts++
+		_, err := q.Exec(b.ctx, "select flaky('s_user', 'PX001', 5)")
+		return err
+	})
+	require.Equal(t, "PX001", pg.SQLState(err))
+	require.Equal(t, 1, attempts)
+}
+
+func TestLostConnectionIsRetried(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	attempts := 0
+	err := b.db.Tx(b.ctx, "killed", func(q pg.Querier) error {
+		attempts++
+		if attempts == 1 {
+			// The server closes our own connection mid-transaction (as a restart would).
+			_, err := q.Exec(b.ctx, "select pg_terminate_backend(pg_backend_pid())")
+			return err
+		}
+		_, err := q.Exec(b.ctx, "insert into t values (7)")
+		return err
+	})
+	require.NoError(t, err)
+	require.Equal(t, 2, attempts)
+	var n int
+	require.NoError(t, b.db.Pool().QueryRow(b.ctx, "select count(*) from t where id = 7").Scan(&n))
+	require.Equal(t, 1, n)
+}
+
+func TestStalePlanAfterResultTypeChangeIsRetriedOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.db.Pool().Exec(b.ctx, "create function f(p integer) returns table (a integer) language sql as 'select p'")
+	require.NoError(t, err)
+	call := func() (int, error) {
+		attempts := 0
+		err := b.db.Tx(b.ctx, "call f", func(q pg.Querier) error {
+			attempts++
+			var a int64
+			return q.QueryRow(b.ctx, "select a from f($1::integer)", 1).Scan(&a)
+		})
+		return attempts, err
+	}
+	// Prepare the statement on every pooled connection.
+	for range 8 {
+		_, err := call()
+		require.NoError(t, err)
+	}
+	_, err = b.db.Pool().Exec(b.ctx, "drop function f(integer); create function f(p integer) returns table (a bigint) language sql as 'select p::bigint'")
+	require.NoError(t, err)
+
+	sawRetry := false
+	for range 8 {
+		attempts, err := call()
+		require.NoError(t, err)
+		sawRetry = sawRetry || attempts == 2
+	}
+	require.True(t, sawRetry, "a cached plan was invalidated and the transaction retried")
+}
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	class, _ := pg.Classify(context.Canceled)
+	require.Equal(t, pg.Permanent, class)
+	class, _ = pg.Classify(errors.New("some bug"))
+	require.Equal(t, pg.Permanent, class)
+	class, _ = pg.Classify(fmt.Errorf("wrapped: %w", errors.New("unexpected EOF")))
+	require.Equal(t, pg.Transient, class)
+}
+
+func TestListenerFansOutAndSurvivesReconnect(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	l := pg.NewListener(b.db, nil)
+	ctx, cancel := context.WithCancel(b.ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = l.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	s1 := l.Subscribe("chan_a", 8)
+	s2 := l.Subscribe("chan_a", 8)
+	<-l.Ready()
+	notify := func(ch, payload string) {
+		_, err := b.db.Pool().Exec(b.ctx, "select pg_notify($1, $2)", ch, payload)
+		require.NoError(t, err)
+	}
+	recv := func(s *pg.Subscription) pg.Notification {
+		select {
+		case n := <-s.C:
+			return n
+		case <-time.After(10 * time.Second):
+			t.Fatal("no notification within 10s")
+			return pg.Notification{}
+		}
+	}
+	notify("chan_a", "one")
+	require.Equal(t, "one", recv(s1).Payload)
+	require.Equal(t, "one", recv(s2).Payload)
+
+	// A channel subscribed while the listener waits is listened to as well.
+	s3 := l.Subscribe("chan_b", 8)
+	require.Eventually(t, func() bool {
+		notify("chan_b", "late")
+		select {
+		case n := <-s3.C:
+			return n.Payload == "late"
+		case <-time.After(100 * time.Millisecond):
+			return false
+		}
+	}, 10*time.Second, time.Millisecond)
+
+	// Kill the listening connection: every subscriber is told to look again, and
+	// notifications flow once more after the reconnect.
+	_, err := b.db.Pool().Exec(b.ctx, `select pg_terminate_backend(pid) from pg_stat_activity
+		where datname = current_database() and query ilike 'listen%'`)
+	require.NoError(t, err)
+	n := recv(s1)
+	for n.Payload == "late" || n.Payload == "one" {
+		n = recv(s1)
+	}
+	require.True(t, n.Reconnected, "subscribers are woken after a reconnect")
+	require.Eventually(t, func() bool {
+		notify("chan_a", "two")
+		select {
+		case n := <-s1.C:
+			return n.Payload == "two"
+		case <-time.After(100 * time.Millisecond):
+			return false
+		}
+	}, 15*time.Second, time.Millisecond)
+}
