@@ -67,7 +67,7 @@ func TestTransientSQLStatesAreRetried(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
 			seq := "seq_" + strings.ToLower(code)
-			_, err := b.db.Pool().Exec(b.ctx, "create sequence " + seq)
+			_, err := b.db.Pool().Exec(b.ctx, "create sequence "+seq)
 			require.NoError(t, err)
 			attempts := 0
 			err = b.db.Tx(b.ctx, "flaky", func(q pg.Querier) error {
