@@ -63,13 +63,14 @@ func (v *validator) doc(place, name, doc string) {
 	}
 }
 
-// unique records name in seen under kind and reports a second use.
-func (v *validator) unique(seen map[string]string, place, name, what string) {
-	if first, ok := seen[name]; ok {
+// unique records key (what, of the element name at place) in seen and reports a second
+// use of it.
+func (v *validator) unique(seen map[string]string, place, name, key, what string) {
+	if first, ok := seen[key]; ok {
 		v.errorf(place, name, "%s is already used by %s", what, first)
 		return
 	}
-	seen[name] = place
+	seen[key] = place
 }
 
 func (v *validator) enumsAndTables() {
@@ -79,7 +80,7 @@ func (v *validator) enumsAndTables() {
 		e := &v.s.Enums[i]
 		place := fmt.Sprintf("enums[%d]", i)
 		v.ident(place, e.Name)
-		v.unique(typeNames, place, e.Name, "name")
+		v.unique(typeNames, place, e.Name, e.Name, "name")
 		v.doc(place, e.Name, e.Doc)
 		v.enumValues(place, e)
 		v.enums[e.Name] = e
@@ -88,7 +89,7 @@ func (v *validator) enumsAndTables() {
 		t := &v.s.Tables[i]
 		place := fmt.Sprintf("tables[%d]", i)
 		v.ident(place, t.Name)
-		v.unique(typeNames, place, t.Name, "name")
+		v.unique(typeNames, place, t.Name, t.Name, "name")
 		v.doc(place, t.Name, t.Doc)
 		if len(t.Columns) == 0 {
 			v.errorf(place, t.Name, "no columns")
@@ -112,8 +113,8 @@ func (v *validator) enumValues(place string, e *Enum) {
 		case len(val.Name) > maxIdentLen:
 			v.errorf(vplace, val.Name, "value is longer than %d bytes", maxIdentLen)
 		}
-		v.unique(names, vplace, val.Name, "value")
-		v.unique(goNames, vplace, val.GoName(), "Go name "+val.GoName())
+		v.unique(names, vplace, val.Name, val.Name, "value")
+		v.unique(goNames, vplace, val.Name, val.GoName(), "Go name "+val.GoName())
 		v.doc(vplace, val.Name, val.Doc)
 		values[val.Name] = true
 	}
@@ -143,8 +144,8 @@ func (v *validator) columns(place string, cols []Column) {
 	for j, c := range cols {
 		cplace := fmt.Sprintf("%s.columns[%d]", place, j)
 		v.ident(cplace, c.Name)
-		v.unique(names, cplace, c.Name, "name")
-		v.unique(goNames, cplace, c.GoName(), "Go name "+c.GoName())
+		v.unique(names, cplace, c.Name, c.Name, "name")
+		v.unique(goNames, cplace, c.Name, c.GoName(), "Go name "+c.GoName())
 		v.typ(cplace, c.Name, c.Type)
 	}
 }
@@ -170,7 +171,7 @@ func (v *validator) errorKinds() {
 		if !snakeRE.MatchString(k.Name) {
 			v.errorf(place, k.Name, "name is not lowercase snake_case")
 		}
-		v.unique(kinds, place, k.Name, "name")
+		v.unique(kinds, place, k.Name, k.Name, "name")
 		v.doc(place, k.Name, k.Doc)
 		if k.HTTP < 400 || k.HTTP > 599 {
 			v.errorf(place, k.Name, "http %d is not an HTTP error status (400-599)", k.HTTP)
@@ -186,12 +187,12 @@ func (v *validator) errorKinds() {
 		if !snakeRE.MatchString(e.Name) {
 			v.errorf(place, e.Name, "name is not lowercase snake_case")
 		}
-		v.unique(names, place, e.Name, "name")
+		v.unique(names, place, e.Name, e.Name, "name")
 		v.doc(place, e.Name, e.Doc)
 		if !sqlStateRE.MatchString(e.SQLState) {
 			v.errorf(place, e.Name, "sqlstate %q is not 5 characters of [0-9A-Z]", e.SQLState)
 		} else {
-			v.unique(states, place, e.SQLState, "sqlstate")
+			v.unique(states, place, e.Name, e.SQLState, "sqlstate "+e.SQLState)
 		}
 		if _, ok := kinds[e.Kind]; !ok {
 			v.errorf(place, e.Name, "unknown error kind %q", e.Kind)
@@ -205,7 +206,7 @@ func (v *validator) functions() {
 		f := &v.s.Functions[i]
 		place := fmt.Sprintf("functions[%d]", i)
 		v.ident(place, f.Name)
-		v.unique(names, place, f.Name, "name")
+		v.unique(names, place, f.Name, f.Name, "name")
 		v.doc(place, f.Name, f.Doc)
 		if !fileRE.MatchString(f.File) {
 			v.errorf(place, f.Name, "file %q is not a file name ending in .sql", f.File)
@@ -214,8 +215,8 @@ func (v *validator) functions() {
 		for j, a := range f.Args {
 			aplace := fmt.Sprintf("%s.args[%d]", place, j)
 			v.ident(aplace, a.Name)
-			v.unique(argNames, aplace, a.Name, "name")
-			v.unique(goNames, aplace, a.GoName(), "Go name "+a.GoName())
+			v.unique(argNames, aplace, a.Name, a.Name, "name")
+			v.unique(goNames, aplace, a.Name, a.GoName(), "Go name "+a.GoName())
 			v.typ(aplace, a.Name, a.Type)
 		}
 		v.returns(place+".returns", f.Returns)

@@ -82,18 +82,19 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		Name: "pollux_db_retries_total",
 		Help: "Transactions retried, by the SQLSTATE that caused the retry (empty: connection lost).",
 	}, []string{"sqlstate"})
-	if cfg.Registerer != nil {
-		if err := registerAll(cfg.Registerer, db.retries, newPoolCollector(pool)); err != nil {
-			pool.Close()
-			return nil, err
-		}
-	}
 	if err := db.Do(ctx, "ping", func(q Querier) error {
 		_, err := q.Exec(ctx, "select 1")
 		return err
 	}); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("reach database: %w", err)
+	}
+	// Registered only once connected, so a caller may retry Open with the same registry.
+	if cfg.Registerer != nil {
+		if err := registerAll(cfg.Registerer, db.retries, newPoolCollector(pool)); err != nil {
+			pool.Close()
+			return nil, err
+		}
 	}
 	return db, nil
 }

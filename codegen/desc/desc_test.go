@@ -1,0 +1,282 @@
+package desc_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pollux-storage/pollux/codegen/desc"
+)
+
+func TestGoName(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"admin_url":      "AdminURL",
+		"disk_server_id": "DiskServerID",
+		"id":             "ID",
+		"request_type":   "RequestType",
+		"owner_uuid":     "OwnerUUID",
+		"http_json_sql":  "HTTPJSONSQL",
+		"identity":       "Identity", // an initialism only as a whole word
+		"a1_b2":          "A1B2",
+	} {
+		require.Equal(t, want, desc.GoName(in), in)
+	}
+}
+
+func TestGoEnumValueName(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"WAITSCHED":      "Waitsched",
+		"PREPARE_TO_GET": "PrepareToGet",
+		"HTTP_PUSH":      "HTTPPush",
+		"RM":             "Rm",
+	} {
+		require.Equal(t, want, desc.GoEnumValueName(in), in)
+	}
+}
+
+func TestGoArgName(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"p_window_seconds": "windowSeconds",
+		"p_id":             "id",
+		"p_admin_url":      "adminURL",
+		"p_instance_id":    "instanceID",
+		"url_id":           "urlID", // no prefix to strip
+		"p_2":              "p2",    // stripping would leave no identifier
+		"p_type":           "typeArg",
+		"p_error":          "errorArg",
+		"p_db":             "dbArg",
+		"p_time":           "timeArg",
+	} {
+		require.Equal(t, want, desc.GoArgName(in), in)
+	}
+}
+
+func TestGoPlural(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"Subrequest":   "Subrequests",
+		"DiskCopy":     "DiskCopies",
+		"ServiceClass": "ServiceClasses",
+		"Key":          "Keys",
+		"Box":          "Boxes",
+		"Batch":        "Batches",
+	} {
+		require.Equal(t, want, desc.GoPlural(in), in)
+	}
+}
+
+func TestTypes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		typ                  desc.Type
+		pg, goType, nullable string
+		goImport             string
+	}{
+		{"bigint", "bigint", "int64", "*int64", ""},
+		{"integer", "integer", "int32", "*int32", ""},
+		{"text", "text", "string", "*string", ""},
+		{"boolean", "boolean", "bool", "*bool", ""},
+		{"timestamptz", "timestamp with time zone", "time.Time", "*time.Time", "time"},
+		{"uuid", "uuid", "string", "*string", ""},
+		{"jsonb", "jsonb", "json.RawMessage", "json.RawMessage", "encoding/json"},
+		{"double precision", "double precision", "float64", "*float64", ""},
+		{"bytea", "bytea", "[]byte", "[]byte", ""},
+		{"text[]", "text[]", "[]string", "[]string", ""},
+		{"bigint[]", "bigint[]", "[]int64", "[]int64", ""},
+		{"subrequest_status", "subrequest_status", "SubrequestStatus", "*SubrequestStatus", ""},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.typ), func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tt.pg, tt.typ.PG())
+			require.Equal(t, tt.goType, tt.typ.Go(false))
+			require.Equal(t, tt.nullable, tt.typ.Go(true))
+			require.Equal(t, tt.goImport, tt.typ.GoImport())
+			require.Equal(t, tt.pg, desc.Column{Type: tt.typ}.PGType())
+			require.Equal(t, tt.nullable, desc.Arg{Type: tt.typ, Nullable: true}.GoType())
+		})
+	}
+}
+
+func TestFunctionSignature(t *testing.T) {
+	t.Parallel()
+	args := []desc.Arg{{Name: "p_id", Type: "uuid"}, {Name: "p_role", Type: "text"}}
+	tests := []struct {
+		name         string
+		fn           desc.Function
+		identityArgs string
+		result       string
+	}{
+		{
+			name:         "void",
+			fn:           desc.Function{Args: args, Returns: &desc.Returns{Type: "void"}},
+			identityArgs: "p_id uuid, p_role text",
+			result:       "void",
+		},
+		{
+			name:   "scalar",
+			fn:     desc.Function{Args: []desc.Arg{{Name: "p_at", Type: "timestamptz", Nullable: true}}, Returns: &desc.Returns{Type: "bigint"}},
+			result: "bigint", identityArgs: "p_at timestamp with time zone",
+		},
+		{
+			name:   "setof table",
+			fn:     desc.Function{Returns: &desc.Returns{SetOf: true, Table: "system_event"}},
+			result: "SETOF system_event",
+		},
+		{
+			name: "setof columns",
+			fn: desc.Function{Args: args[:1], Returns: &desc.Returns{SetOf: true, Columns: []desc.Column{
+				{Name: "id", Type: "uuid"}, {Name: "role", Type: "text"},
+				{Name: "heartbeat_age_seconds", Type: "double precision"},
+				{Name: "stopped_at", Type: "timestamptz", Nullable: true},
+			}}},
+			identityArgs: "p_id uuid",
+			result:       "TABLE(id uuid, role text, heartbeat_age_seconds double precision, stopped_at timestamp with time zone)",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tt.identityArgs, tt.fn.IdentityArgs())
+			require.Equal(t, tt.result, tt.fn.Result())
+		})
+	}
+}
+
+func TestLoadFileSample(t *testing.T) {
+	t.Parallel()
+	s, err := desc.LoadFile(filepath.Join("..", "testdata", "sample", "schema.yaml"))
+	require.NoError(t, err)
+	require.Len(t, s.Enums, 2)
+	require.Len(t, s.Tables, 2)
+	require.Len(t, s.Functions, 4)
+	job, ok := s.Table("job")
+	require.True(t, ok)
+	require.Equal(t, "One unit of work.\nJobs are never deleted, only archived.\n", job.Doc)
+	_, ok = s.Enum("job_state")
+	require.True(t, ok)
+	forms := make([]desc.ReturnForm, len(s.Functions))
+	for i, f := range s.Functions {
+		forms[i] = f.Returns.Form()
+	}
+	require.Equal(t, []desc.ReturnForm{desc.ReturnsVoid, desc.ReturnsScalar, desc.ReturnsSetOfTable, desc.ReturnsSetOfColumns}, forms)
+}
+
+func TestLoadFileMissing(t *testing.T) {
+	t.Parallel()
+	_, err := desc.LoadFile(filepath.Join(t.TempDir(), "none.yaml"))
+	require.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// valid is the smallest description with one of everything; each case of TestLoadErrors
+// breaks one thing in it.
+const valid = `
+enums:
+  - name: state
+    doc: A state.
+    values:
+      - {name: NEW, doc: "New."}
+      - {name: OLD, doc: "Old."}
+    transitions:
+      - {from: NEW, to: OLD, by: someone, doc: "it aged"}
+error_kinds:
+  - {name: not_found, http: 404, exit: 1, doc: "Not found."}
+errors:
+  - {name: no_thing, sqlstate: PX001, kind: not_found, doc: "No such thing."}
+tables:
+  - name: thing
+    doc: A thing.
+    columns:
+      - {name: id, type: bigint}
+      - {name: state, type: state, nullable: true}
+functions:
+  - name: thing_list
+    file: thing.sql
+    doc: Lists things.
+    args:
+      - {name: p_limit, type: integer}
+    returns: {setof: true, table: thing}
+`
+
+func TestLoadValid(t *testing.T) {
+	t.Parallel()
+	s, err := desc.Load([]byte(valid))
+	require.NoError(t, err)
+	require.Equal(t, "SETOF thing", s.Functions[0].Result())
+}
+
+func TestLoadErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		old, new string // replaced once in valid
+		want     string
+	}{
+		{"unknown key", "{name: id, type: bigint}", "{name: id, type: bigint, colour: red}", "field colour not found"},
+		{"unknown top-level key", "error_kinds:", "views: []\nerror_kinds:", "field views not found"},
+		{"unknown type", "{name: id, type: bigint}", "{name: id, type: strin}", `tables[0].columns[0] "id": unknown type "strin"`},
+		{"missing type", "{name: id, type: bigint}", "{name: id}", `tables[0].columns[0] "id": type is empty`},
+		{"duplicate column", "{name: state, type: state, nullable: true}", "{name: id, type: state}", `tables[0].columns[1] "id": name is already used by tables[0].columns[0]`},
+		{"duplicate Go name", "{name: state, type: state, nullable: true}", "{name: i_d, type: bigint}", `tables[0].columns[1] "i_d": Go name ID is already used by tables[0].columns[0]`},
+		{"enum and table share a name", "  - name: thing\n", "  - name: state\n", `tables[0] "state": name is already used by enums[0]`},
+		{"not snake_case", "name: thing_list", "name: thingList", `functions[0] "thingList": name is not lowercase snake_case`},
+		{"keyword", "{name: id, type: bigint}", "{name: user, type: bigint}", `tables[0].columns[0] "user": name is a PostgreSQL keyword`},
+		{"too long", "name: thing_list", "name: " + strings.Repeat("x", 64), "name is longer than 63 bytes"},
+		{"enum value case", `{name: OLD, doc: "Old."}`, `{name: old, doc: "Old."}`, `enums[0].values[1] "old": value is not UPPER_SNAKE_CASE`},
+		{"duplicate enum value", `{name: OLD, doc: "Old."}`, `{name: NEW, doc: "Old."}`, `enums[0].values[1] "NEW": value is already used by enums[0].values[0]`},
+		{"transition from", "{from: NEW,", "{from: NEWER,", `enums[0].transitions[0]: from "NEWER" is not a value of state`},
+		{"transition to", "to: OLD,", "to: GONE,", `enums[0].transitions[0]: to "GONE" is not a value of state`},
+		{"transition without by", "by: someone, ", "", `enums[0].transitions[0]: by is empty`},
+		{"missing doc", "    doc: A thing.\n", "", `tables[0] "thing": doc is empty`},
+		{"unknown error kind", "kind: not_found", "kind: missing", `errors[0] "no_thing": unknown error kind "missing"`},
+		{"bad sqlstate", "sqlstate: PX001", "sqlstate: px01", `errors[0] "no_thing": sqlstate "px01" is not 5 characters of [0-9A-Z]`},
+		{"duplicate sqlstate", `doc: "No such thing."}`, `doc: "No such thing."}` + "\n  - {name: no_other, sqlstate: PX001, kind: not_found, doc: \"Other.\"}", `errors[1] "PX001": sqlstate is already used by errors[0]`},
+		{"http status", "http: 404", "http: 200", `error_kinds[0] "not_found": http 200 is not an HTTP error status`},
+		{"exit code", "exit: 1", "exit: 0", `error_kinds[0] "not_found": exit 0 is not a failure exit code`},
+		{"unknown table", "table: thing}", "table: thingy}", `functions[0].returns: unknown table "thingy"`},
+		{"table is an enum", "table: thing}", "table: state}", `functions[0].returns: table "state" is an enum`},
+		{"two forms", "{setof: true, table: thing}", "{setof: true, table: thing, type: bigint}", "functions[0].returns: must be exactly one of"},
+		{"setof without table", "{setof: true, table: thing}", "{setof: true}", "functions[0].returns: must be exactly one of"},
+		{"table without setof", "{setof: true, table: thing}", "{table: thing}", "functions[0].returns: must be exactly one of"},
+		{"missing returns", "    returns: {setof: true, table: thing}\n", "", "functions[0].returns: missing"},
+		{"scalar of unknown type", "{setof: true, table: thing}", "{type: numeric}", `functions[0].returns: unknown type "numeric"`},
+		{"result column type", "{setof: true, table: thing}", "{setof: true, columns: [{name: n, type: int}]}", `functions[0].returns.columns[0] "n": unknown type "int"`},
+		{"arg type", "{name: p_limit, type: integer}", "{name: p_limit, type: int4}", `functions[0].args[0] "p_limit": unknown type "int4"`},
+		{"duplicate arg Go name", "{name: p_limit, type: integer}", "{name: p_limit, type: integer}\n      - {name: limit, type: integer}", `functions[0].args[1] "limit": Go name limit is already used by functions[0].args[0]`},
+		{"doc on an arg", "{name: p_limit, type: integer}", "{name: p_limit, type: integer, doc: x}", "field doc not found"},
+		{"file", "file: thing.sql", "file: ../thing.sql", `functions[0] "thing_list": file "../thing.sql" is not a file name ending in .sql`},
+		{"second document", "functions:", "---\nfunctions:", "more than one YAML document"},
+		{"duplicate key", "    doc: A thing.\n", "    doc: A thing.\n    doc: Again.\n", `mapping key "doc" already defined`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			require.Contains(t, valid, tt.old)
+			_, err := desc.Load([]byte(strings.Replace(valid, tt.old, tt.new, 1)))
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
+}
+
+func TestLoadEmpty(t *testing.T) {
+	t.Parallel()
+	_, err := desc.Load(nil)
+	require.ErrorContains(t, err, "empty document")
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	s, err := desc.Load([]byte(valid))
+	require.NoError(t, err)
+	s.Tables[0].Columns[0].Type = "strin"
+	s.Errors[0].Kind = "missing"
+	err = s.Validate()
+	require.ErrorContains(t, err, `tables[0].columns[0] "id": unknown type "strin"`)
+	require.ErrorContains(t, err, `errors[0] "no_thing": unknown error kind "missing"`)
+}

@@ -1,0 +1,377 @@
+package gen
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/pollux-storage/pollux/codegen/desc"
+)
+
+// data is what the templates see: the description with every name, type and SQL text
+// already worked out, so that templates only lay them out.
+type data struct {
+	Source         string
+	Imports        imports
+	Enums          []enumData
+	HasTransitions bool
+	ErrorKinds     []errorKindData
+	Errors         []errorData
+	Tables         []tableData
+	Functions      []funcData
+}
+
+// imports are a Go file's imports: the standard library's, then the others.
+type imports struct {
+	Std   []string
+	Third []string
+}
+
+type enumData struct {
+	Name        string
+	GoName      string
+	Doc         string
+	Values      []valueData
+	ValueList   string // for error messages: "PUT, GET, RM"
+	Transitions []desc.Transition
+	From        []fromData // Transitions grouped by From, in value order
+}
+
+type valueData struct {
+	Name  string
+	Const string
+	Doc   string
+}
+
+type fromData struct {
+	Const string
+	To    []string
+}
+
+type errorKindData struct {
+	Name  string
+	Const string
+	HTTP  int
+	Exit  int
+	Doc   string
+}
+
+type errorData struct {
+	Name      string
+	Const     string
+	SQLState  string
+	Kind      string
+	KindConst string
+	Doc       string
+}
+
+type tableData struct {
+	Name    string
+	GoName  string
+	Plural  string
+	Doc     string
+	Columns []columnData
+}
+
+type columnData struct {
+	Name     string
+	GoName   string
+	GoType   string
+	MDType   string // Markdown, with enums linked to their section
+	Nullable bool
+	Doc      string
+	goImport string
+}
+
+type rowData struct {
+	GoName  string
+	Columns []columnData
+}
+
+type funcData struct {
+	Name         string
+	GoName       string
+	File         string
+	Doc          string
+	Args         []argData
+	NullableArgs []string // SQL names, for the reference
+	Form         string // void, scalar or setof
+	SQL          string
+	Results      string // the wrapper's result list
+	ReturnType   string // scalar only
+	Zero         string // scalar only
+	TablePlural  string // setof table only
+	Row          *rowData
+	IdentityArgs string
+	Result       string
+	MDResult     string
+	goImports    []string
+}
+
+type argData struct {
+	GoName string
+	GoType string
+}
+
+func newData(s *desc.Schema, source string) *data {
+	d := &data{Source: source}
+	for _, e := range s.Enums {
+		d.Enums = append(d.Enums, newEnum(e))
+		d.HasTransitions = d.HasTransitions || len(e.Transitions) > 0
+	}
+	kindConst := map[string]string{}
+	for _, k := range s.ErrorKinds {
+		c := "ErrorKind" + desc.GoName(k.Name)
+		kindConst[k.Name] = c
+		d.ErrorKinds = append(d.ErrorKinds, errorKindData{Name: k.Name, Const: c, HTTP: k.HTTP, Exit: k.Exit, Doc: k.Doc})
+	}
+	for _, e := range s.Errors {
+		d.Errors = append(d.Errors, errorData{
+			Name: e.Name, Const: "SQLState" + desc.GoName(e.Name), SQLState: e.SQLState,
+			Kind: e.Kind, KindConst: kindConst[e.Kind], Doc: e.Doc,
+		})
+	}
+	for _, t := range s.Tables {
+		d.Tables = append(d.Tables, tableData{
+			Name: t.Name, GoName: t.GoName(), Plural: desc.GoPlural(t.GoName()), Doc: t.Doc,
+			Columns: newColumns(t.Columns),
+		})
+	}
+	for _, f := range s.Functions {
+		d.Functions = append(d.Functions, newFunc(s, f))
+	}
+	return d
+}
+
+func newEnum(e desc.Enum) enumData {
+	ed := enumData{Name: e.Name, GoName: e.GoName(), Doc: e.Doc, Transitions: e.Transitions}
+	constOf := map[string]string{}
+	names := make([]string, len(e.Values))
+	for i, v := range e.Values {
+		c := ed.GoName + v.GoName()
+		constOf[v.Name] = c
+		names[i] = v.Name
+		ed.Values = append(ed.Values, valueData{Name: v.Name, Const: c, Doc: v.Doc})
+	}
+	ed.ValueList = strings.Join(names, ", ")
+	for _, v := range e.Values {
+		var to []string
+		for _, t := range e.Transitions {
+			if t.From == v.Name {
+				to = append(to, constOf[t.To])
+			}
+		}
+		if len(to) > 0 {
+			ed.From = append(ed.From, fromData{Const: constOf[v.Name], To: to})
+		}
+	}
+	return ed
+}
+
+func newColumns(cols []desc.Column) []columnData {
+	out := make([]columnData, len(cols))
+	for i, c := range cols {
+		out[i] = columnData{
+			Name: c.Name, GoName: c.GoName(), GoType: c.GoType(), MDType: mdType(c.Type),
+			Nullable: c.Nullable, Doc: c.Doc, goImport: c.Type.GoImport(),
+		}
+	}
+	return out
+}
+
+func newFunc(s *desc.Schema, f desc.Function) funcData {
+	fd := funcData{
+		Name: f.Name, GoName: f.GoName(), File: f.File, Doc: f.Doc,
+		IdentityArgs: f.IdentityArgs(), Result: f.Result(),
+	}
+	casts := make([]string, len(f.Args))
+	for i, a := range f.Args {
+		fd.Args = append(fd.Args, argData{GoName: a.GoName(), GoType: a.GoType()})
+		fd.goImports = append(fd.goImports, a.Type.GoImport())
+		if a.Nullable {
+			fd.NullableArgs = append(fd.NullableArgs, a.Name)
+		}
+		// The description's spelling of the type is valid SQL, enums included.
+		casts[i] = fmt.Sprintf("$%d::%s", i+1, a.Type)
+	}
+	call := f.Name + "(" + strings.Join(casts, ", ") + ")"
+	r := f.Returns
+	switch r.Form() {
+	case desc.ReturnsVoid:
+		fd.Form, fd.SQL, fd.Results = "void", "SELECT "+call, "error"
+		fd.MDResult = "`void`"
+	case desc.ReturnsScalar:
+		fd.Form, fd.SQL = "scalar", "SELECT "+call
+		fd.ReturnType = r.Type.Go(false)
+		fd.Zero = zeroValue(r.Type)
+		fd.Results = "(" + fd.ReturnType + ", error)"
+		fd.MDResult = mdType(r.Type)
+		fd.goImports = append(fd.goImports, r.Type.GoImport())
+	case desc.ReturnsSetOfTable:
+		t, _ := s.Table(r.Table)
+		fd.Form = "setof"
+		fd.SQL = "SELECT " + columnList(t.Columns) + " FROM " + call
+		fd.TablePlural = desc.GoPlural(t.GoName())
+		fd.Results = "([]" + t.GoName() + ", error)"
+		fd.MDResult = "`SETOF` [`" + t.Name + "`](#" + t.Name + ")"
+	case desc.ReturnsSetOfColumns:
+		fd.Form = "setof"
+		fd.SQL = "SELECT " + columnList(r.Columns) + " FROM " + call
+		fd.Row = &rowData{GoName: fd.GoName + "Row", Columns: newColumns(r.Columns)}
+		fd.Results = "([]" + fd.Row.GoName + ", error)"
+		fd.MDResult = "`" + fd.Result + "`"
+		for _, c := range fd.Row.Columns {
+			fd.goImports = append(fd.goImports, c.goImport)
+		}
+	}
+	return fd
+}
+
+func columnList(cols []desc.Column) string {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// zeroValue is the Go literal of the zero value of a non-nullable t.
+func zeroValue(t desc.Type) string {
+	switch goType := t.Go(false); goType {
+	case "int64", "int32", "float64":
+		return "0"
+	case "bool":
+		return "false"
+	case "time.Time":
+		return "time.Time{}"
+	default:
+		if strings.HasPrefix(goType, "[]") || goType == "json.RawMessage" {
+			return "nil"
+		}
+		return `""` // string, and enums, whose underlying type is string
+	}
+}
+
+// mdType is t in Markdown, linking an enum to its section.
+func mdType(t desc.Type) string {
+	if t.Builtin() {
+		return "`" + string(t) + "`"
+	}
+	return "[`" + string(t) + "`](#" + string(t) + ")"
+}
+
+const (
+	pgx     = "github.com/jackc/pgx/v5"
+	pgconn  = "github.com/jackc/pgx/v5/pgconn"
+	pgtype  = "github.com/jackc/pgx/v5/pgtype"
+	pgxpool = "github.com/jackc/pgx/v5/pgxpool"
+)
+
+// newImports sorts paths into the standard library's and the others, dropping blanks and
+// duplicates: go/format does not add or remove imports, so each file lists exactly what
+// its code uses.
+func newImports(paths ...string) imports {
+	var im imports
+	for _, p := range paths {
+		switch {
+		case p == "":
+		case strings.Contains(strings.SplitN(p, "/", 2)[0], "."):
+			im.Third = append(im.Third, p)
+		default:
+			im.Std = append(im.Std, p)
+		}
+	}
+	slices.Sort(im.Std)
+	slices.Sort(im.Third)
+	im.Std = slices.Compact(im.Std)
+	im.Third = slices.Compact(im.Third)
+	return im
+}
+
+func dbImports(*data) imports { return newImports("context", pgx, pgconn, pgxpool) }
+
+func enumImports(d *data) imports {
+	if len(d.Enums) == 0 {
+		return imports{}
+	}
+	return newImports("fmt", pgtype)
+}
+
+func tableImports(d *data) imports {
+	if len(d.Tables) == 0 {
+		return imports{}
+	}
+	paths := []string{"fmt", pgx}
+	for _, t := range d.Tables {
+		for _, c := range t.Columns {
+			paths = append(paths, c.goImport)
+		}
+	}
+	return newImports(paths...)
+}
+
+func logicImports(d *data) imports {
+	if len(d.Functions) == 0 {
+		return imports{}
+	}
+	paths := []string{"context", "fmt"}
+	for _, f := range d.Functions {
+		paths = append(paths, f.goImports...)
+		if f.Row != nil {
+			paths = append(paths, pgx)
+		}
+	}
+	return newImports(paths...)
+}
+
+// checkGoNames reports two generated declarations of package model with the same name,
+// e.g. a table error_kind whose struct would clash with ErrorKind: the description is
+// valid SQL, but the Go would not compile.
+func (d *data) checkGoNames() error {
+	seen := map[string]string{}
+	var errs []error
+	declare := func(name, what string) {
+		if first, ok := seen[name]; ok {
+			errs = append(errs, fmt.Errorf("Go name %s of %s is already used by %s", name, what, first))
+			return
+		}
+		seen[name] = what
+	}
+	for _, name := range []string{"DBTX", "Transition", "ErrorKind", "KindOfSQLState", "LogicFunction", "LogicFunctions"} {
+		declare(name, "the generated code")
+	}
+	for _, e := range d.Enums {
+		what := "enum " + e.Name
+		declare(e.GoName, what)
+		declare(e.GoName+"Values", what)
+		declare("Parse"+e.GoName, what)
+		if len(e.Transitions) > 0 {
+			declare(e.GoName+"Transitions", what)
+		}
+		for _, v := range e.Values {
+			declare(v.Const, what+" value "+v.Name)
+		}
+	}
+	for _, k := range d.ErrorKinds {
+		declare(k.Const, "error kind "+k.Name)
+	}
+	for _, e := range d.Errors {
+		declare(e.Const, "error "+e.Name)
+	}
+	for _, t := range d.Tables {
+		what := "table " + t.Name
+		for _, name := range []string{t.GoName, t.GoName + "Table", t.GoName + "Columns", "Scan" + t.GoName, "Collect" + t.Plural} {
+			declare(name, what)
+		}
+	}
+	for _, f := range d.Functions {
+		what := "function " + f.Name
+		declare(f.GoName, what)
+		declare(f.GoName+"SQL", what)
+		if f.Row != nil {
+			declare(f.Row.GoName, what)
+		}
+	}
+	return errors.Join(errs...)
+}

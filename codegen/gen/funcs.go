@@ -1,0 +1,56 @@
+package gen
+
+import (
+	"strconv"
+	"strings"
+	"text/template"
+)
+
+var funcs = template.FuncMap{
+	"quote":   strconv.Quote,
+	"comment": comment,
+	"cell":    cell,
+	"mermaid": mermaid,
+}
+
+// commentWidth is where comment lines wrap, so that generated doc comments read like
+// hand-written ones however long the description's docs are.
+const commentWidth = 90
+
+// comment renders paragraphs as a Go comment, wrapped, with an empty comment line
+// between paragraphs; the template places it at the right indentation.
+func comment(paragraphs ...string) string {
+	var lines []string
+	for _, p := range paragraphs {
+		words := strings.Fields(p)
+		if len(words) == 0 {
+			continue
+		}
+		if len(lines) > 0 {
+			lines = append(lines, "//")
+		}
+		line := "//"
+		for _, w := range words {
+			if len(line) > len("//") && len(line)+1+len(w) > commentWidth {
+				lines = append(lines, line)
+				line = "//"
+			}
+			line += " " + w
+		}
+		lines = append(lines, line)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// cell makes text fit in one cell of a Markdown table.
+func cell(text string) string {
+	text = strings.Join(strings.Fields(text), " ")
+	return strings.ReplaceAll(text, "|", `\|`)
+}
+
+// mermaid makes text safe as a Mermaid transition label, where ':' ';' and '#' have
+// meanings of their own.
+func mermaid(text string) string {
+	text = strings.Join(strings.Fields(text), " ")
+	return strings.NewReplacer(":", " ", ";", ",", "#", "", `"`, "'").Replace(text)
+}

@@ -1,0 +1,86 @@
+// Package gen renders the files generated from a schema description: the Go package
+// model and the reference docs/schema.md. It works in memory; writing the files, or
+// comparing them with those on disk, is the caller's job.
+package gen
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"go/format"
+	"regexp"
+	"strings"
+	"text/template"
+
+	"github.com/pollux-storage/pollux/codegen/desc"
+)
+
+//go:embed templates/*.tmpl
+var templateFS embed.FS
+
+var templates = template.Must(template.New("").Funcs(funcs).ParseFS(templateFS, "templates/*.tmpl"))
+
+// output is one generated file and the template that renders it.
+type output struct {
+	path     string
+	template string
+	imports  func(*data) imports
+}
+
+var outputs = []output{
+	{path: "model/doc_gen.go", template: "doc.go.tmpl", imports: func(*data) imports { return imports{} }},
+	{path: "model/db_gen.go", template: "db.go.tmpl", imports: dbImports},
+	{path: "model/enums_gen.go", template: "enums.go.tmpl", imports: enumImports},
+	{path: "model/errors_gen.go", template: "errors.go.tmpl", imports: func(*data) imports { return imports{} }},
+	{path: "model/tables_gen.go", template: "tables.go.tmpl", imports: tableImports},
+	{path: "model/logic_gen.go", template: "logic.go.tmpl", imports: logicImports},
+	{path: "docs/schema.md", template: "schema.md.tmpl"},
+}
+
+// Render renders every generated file of s, keyed by its slash-separated path relative
+// to the repository root. source is the description's path as the files' headers name
+// it (e.g. schema/pollux.yaml); it should be relative, so that output is the same on
+// every machine.
+func Render(s *desc.Schema, source string) (map[string][]byte, error) {
+	// Load has validated s already, but rendering relies on it: a hand-built or edited
+	// Schema must not produce code that only fails to compile later.
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("render: %w", err)
+	}
+	d := newData(s, source)
+	if err := d.checkGoNames(); err != nil {
+		return nil, fmt.Errorf("render: %w", err)
+	}
+	files := make(map[string][]byte, len(outputs))
+	for _, o := range outputs {
+		fd := *d
+		if o.imports != nil {
+			fd.Imports = o.imports(d)
+		}
+		var buf bytes.Buffer
+		if err := templates.ExecuteTemplate(&buf, o.template, &fd); err != nil {
+			return nil, fmt.Errorf("render %s: %w", o.path, err)
+		}
+		out := buf.Bytes()
+		if strings.HasSuffix(o.path, ".go") {
+			formatted, err := format.Source(out)
+			if err != nil {
+				return nil, fmt.Errorf("render %s: format: %w", o.path, err)
+			}
+			out = formatted
+		} else {
+			out = tidyMarkdown(out)
+		}
+		files[o.path] = out
+	}
+	return files, nil
+}
+
+var blankLines = regexp.MustCompile(`\n{3,}`)
+
+// tidyMarkdown does for Markdown what go/format does for Go, so that the template can be
+// written for reading rather than for exact blank lines.
+func tidyMarkdown(b []byte) []byte {
+	b = blankLines.ReplaceAll(b, []byte("\n\n"))
+	return append(bytes.TrimRight(b, "\n"), '\n')
+}

@@ -1,0 +1,432 @@
+// Package daemon turns a declaration into a running daemon, as CASTOR's C++ framework did:
+// a name, a command line (flags with POLLUX_* environment fall-backs and a --help that
+// explains each), and named worker pools with their sizes. Main parses, builds the logger
+// and metrics, connects to PostgreSQL (waiting for it if need be), starts the LISTEN
+// fan-out, registers and heartbeats the instance, serves /healthz, /readyz and /metrics,
+// starts the services Setup returns, and on SIGTERM or SIGINT drains them in reverse order
+// within --drain-timeout (a second signal exits at once).
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/pollux-storage/pollux/framework/claim"
+	"github.com/pollux-storage/pollux/framework/logging"
+	"github.com/pollux-storage/pollux/framework/metrics"
+	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/framework/service"
+)
+
+// Spec declares a daemon.
+type Spec struct {
+	// Name is the role and program name, e.g. "stagerd".
+	Name string
+	// Summary is one line for --help.
+	Summary string
+	// Description is an optional paragraph for --help.
+	Description string
+	// Version is reported in logs, metrics and the instance registry.
+	Version string
+	// Pools are the daemon's named worker pools; each gets --<name>-workers and
+	// --<name>-batch flags with these defaults.
+	Pools []PoolSpec
+	// Flags registers the daemon's own flags.
+	Flags func(fs *flag.FlagSet)
+	// Setup builds the daemon's services once the database is reachable. They are started
+	// in order and stopped in reverse.
+	Setup func(ctx context.Context, env *Env) ([]service.Service, error)
+	// Registry records the instance in the database; nil means no registration.
+	Registry Registry
+	// Ready are checks /readyz runs besides reaching the database (migrations at head,
+	// logic installed...). Each returns nil when ready or an error saying why not.
+	Ready []func(ctx context.Context, db *pg.DB) error
+	// IgnoreEnv lists POLLUX_* variables that are not this daemon's flags but are expected
+	// in its environment (they are not reported as unknown).
+	IgnoreEnv []string
+}
+
+// PoolSpec declares a named worker pool.
+type PoolSpec struct {
+	Name    string
+	Workers int
+	Batch   int
+	Doc     string
+}
+
+// Instance identifies one running process of a daemon.
+type Instance struct {
+	ID       string
+	Role     string
+	Host     string
+	PID      int
+	Version  string
+	Pools    map[string]int
+	AdminURL string
+}
+
+// Registry records instances so that operators can list them with their heartbeat age.
+type Registry interface {
+	Register(ctx context.Context, db *pg.DB, in Instance) error
+	Heartbeat(ctx context.Context, db *pg.DB, id string) error
+	Deregister(ctx context.Context, db *pg.DB, id string) error
+}
+
+// Env is what Setup gets to build services with.
+type Env struct {
+	DB           *pg.DB
+	Listener     *pg.Listener
+	Log          *zap.Logger
+	Metrics      *prometheus.Registry
+	ClaimMetrics *claim.Metrics
+	Instance     Instance
+	// Mux is the admin HTTP mux; a daemon may add its own operator endpoints.
+	Mux   *http.ServeMux
+	pools map[string]*poolFlags
+}
+
+type poolFlags struct{ workers, batch int }
+
+// Pool returns the configured workers and batch of a declared pool.
+func (e *Env) Pool(name string) (workers, batch int) {
+	p, ok := e.pools[name]
+	if !ok {
+		panic(fmt.Sprintf("daemon: pool %q is not declared in the spec", name))
+	}
+	return p.workers, p.batch
+}
+
+// Logger returns the daemon's logger with the pool field set, for services other than
+// claim pools (which add the field themselves).
+func (e *Env) Logger(pool string) *zap.Logger { return e.Log.With(zap.String(logging.KeyPool, pool)) }
+
+type options struct {
+	databaseURL       string
+	adminAddr         string
+	logFormat         string
+	logLevel          string
+	drainTimeout      time.Duration
+	heartbeatInterval time.Duration
+	dbMaxConns        int
+	host              string
+	version           bool
+}
+
+// Main runs the daemon with the process's arguments and signals and returns the exit code:
+// 0 after a clean drain, 1 on a runtime failure, 2 on a command-line error.
+func Main(args []string, spec Spec) int {
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "%s: %s received: draining (send it again to exit at once)\n", spec.Name, s)
+		stop()
+		s = <-sigs
+		fmt.Fprintf(os.Stderr, "%s: second %s: exiting without drain\n", spec.Name, s)
+		os.Exit(1)
+	}()
+	return Run(ctx, args, os.Environ(), os.Stdout, os.Stderr, spec)
+}
+
+// Run is Main without the process: cancelling ctx is the first SIGTERM. Tests run daemons
+// in-process through it.
+func Run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, spec Spec) int {
+	fs := flag.NewFlagSet(spec.Name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var o options
+	fs.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL connection string (libpq URL or key=value; several hosts with target_session_attrs=read-write for failover). Required.")
+	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:0", "Address of the admin HTTP listener serving /healthz, /readyz and /metrics (port 0: any free port, published in the instance registry).")
+	fs.StringVar(&o.logFormat, "log-format", "auto", "Log encoding: json, console, or auto (console on a terminal, json otherwise).")
+	fs.StringVar(&o.logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "On SIGTERM, how long work in flight may take to finish before it is aborted (its transactions roll back).")
+	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", 5*time.Second, "How often the instance refreshes its heartbeat in the database.")
+	fs.IntVar(&o.dbMaxConns, "db-max-conns", 0, "Largest number of database connections (0: the sum of all pools' workers plus 4).")
+	fs.StringVar(&o.host, "host", "", "Host name to register under (default: the machine's host name).")
+	fs.BoolVar(&o.version, "version", false, "Print the version and exit.")
+	pools := map[string]*poolFlags{}
+	for _, p := range spec.Pools {
+		pf := &poolFlags{}
+		pools[p.Name] = pf
+		fs.IntVar(&pf.workers, p.Name+"-workers", p.Workers, fmt.Sprintf("Goroutines in the %s pool: %s", p.Name, p.Doc))
+		fs.IntVar(&pf.batch, p.Name+"-batch", p.Batch, fmt.Sprintf("Most rows one %s worker claims per transaction.", p.Name))
+	}
+	if spec.Flags != nil {
+		spec.Flags(fs)
+	}
+	help := false
+	fs.BoolVar(&help, "help", false, "Explain the daemon and its flags.")
+
+	ignore := map[string]bool{}
+	for _, k := range spec.IgnoreEnv {
+		ignore[k] = true
+	}
+	unknownEnv, err := parseFlags(fs, args, environ, ignore)
+	switch {
+	case errors.Is(err, flag.ErrHelp) || help:
+		printHelp(stdout, &spec, fs)
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "%s: %v\nRun %s --help to see every flag.\n", spec.Name, err, spec.Name)
+		return 2
+	case o.version:
+		fmt.Fprintf(stdout, "%s %s\n", spec.Name, spec.Version)
+		return 0
+	case o.databaseURL == "":
+		fmt.Fprintf(stderr, "%s: --database-url (or %s) is required\n", spec.Name, EnvName("database-url"))
+		return 2
+	}
+	for name, p := range pools {
+		if p.workers < 1 || p.batch < 1 {
+			fmt.Fprintf(stderr, "%s: --%s-workers and --%s-batch must be at least 1\n", spec.Name, name, name)
+			return 2
+		}
+	}
+
+	d := &run{spec: spec, o: o, pools: pools, stderr: stderr}
+	if err := d.main(ctx, unknownEnv); err != nil {
+		if d.log != nil {
+			d.log.Error("daemon failed", zap.Error(err))
+		} else {
+			fmt.Fprintf(stderr, "%s: %v\n", spec.Name, err)
+		}
+		return 1
+	}
+	return 0
+}
+
+// run is one daemon process's life.
+type run struct {
+	spec   Spec
+	o      options
+	pools  map[string]*poolFlags
+	stderr io.Writer
+	log    *zap.Logger
+
+	mu       sync.Mutex
+	draining bool
+	ready    readiness
+}
+
+type readiness struct {
+	at  time.Time
+	err error
+}
+
+func (d *run) main(ctx context.Context, unknownEnv []string) error {
+	host := d.o.host
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	inst := Instance{ID: newUUID(), Role: d.spec.Name, Host: host, PID: os.Getpid(), Version: d.spec.Version, Pools: map[string]int{}}
+	for name, p := range d.pools {
+		inst.Pools[name] = p.workers
+	}
+	base, err := logging.New(logging.Config{Format: d.o.logFormat, Level: d.o.logLevel}, d.stderr)
+	if err != nil {
+		return err
+	}
+	defer base.Sync() //nolint:errcheck // stderr sync fails on some terminals; nothing to do about it
+	d.log = base.With(zap.String(logging.KeyDaemon, d.spec.Name), zap.String(logging.KeyInstance, inst.ID), zap.String(logging.KeyHost, host))
+	for _, k := range unknownEnv {
+		d.log.Warn("unknown environment variable ignored (no flag of this name)", zap.String("variable", k))
+	}
+
+	reg := metrics.NewRegistry(d.spec.Name, d.spec.Version)
+	mux := http.NewServeMux()
+	ln, err := net.Listen("tcp", d.o.adminAddr)
+	if err != nil {
+		return fmt.Errorf("admin listener on %s: %w", d.o.adminAddr, err)
+	}
+	inst.AdminURL = "http://" + ln.Addr().String()
+	admin := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = admin.Serve(ln) }()
+	defer admin.Close()
+	d.log.Info("admin listener up", zap.String("url", inst.AdminURL))
+
+	maxConns := int32(d.o.dbMaxConns)
+	if maxConns == 0 {
+		maxConns = 4
+		for _, p := range d.pools {
+			maxConns += int32(p.workers)
+		}
+	}
+	db, err := d.connect(ctx, maxConns, reg, inst)
+	if err != nil {
+		return err
+	}
+	if db == nil {
+		return nil // stopped while waiting for the database
+	}
+	defer db.Close()
+
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := d.readiness(r.Context(), db); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("/metrics", metrics.Handler(reg))
+
+	// The listener and heartbeat outlive the services: they stop after the drain.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	var bgDone sync.WaitGroup
+	listener := pg.NewListener(db, d.log)
+	bgDone.Add(1)
+	go func() { defer bgDone.Done(); _ = listener.Run(bg) }()
+	defer bgDone.Wait()
+	defer stopBG()
+
+	if d.spec.Registry != nil {
+		if err := d.spec.Registry.Register(ctx, db, inst); err != nil {
+			return fmt.Errorf("register instance: %w", err)
+		}
+		defer func() {
+			c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := d.spec.Registry.Deregister(c, db, inst.ID); err != nil {
+				d.log.Warn("deregister instance", zap.Error(err))
+			}
+		}()
+		bgDone.Add(1)
+		go func() { defer bgDone.Done(); d.heartbeat(bg, db, inst) }()
+	}
+
+	env := &Env{DB: db, Listener: listener, Log: d.log, Metrics: reg, ClaimMetrics: claim.NewMetrics(reg),
+		Instance: inst, Mux: mux, pools: d.pools}
+	var services []service.Service
+	if d.spec.Setup != nil {
+		if services, err = d.spec.Setup(ctx, env); err != nil {
+			return fmt.Errorf("set up: %w", err)
+		}
+	}
+	// Services run until the drain deadline, not until the first signal.
+	work, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
+	var started []service.Service
+	for _, s := range services {
+		if err := s.Start(work); err != nil {
+			d.stop(started)
+			return fmt.Errorf("start %s: %w", s.Name(), err)
+		}
+		started = append(started, s)
+	}
+	d.log.Info("daemon started", zap.String("version", d.spec.Version), zap.Any("pools", inst.Pools))
+
+	<-ctx.Done()
+	d.mu.Lock()
+	d.draining = true
+	d.mu.Unlock()
+	d.log.Info("draining", zap.Duration("drain_timeout", d.o.drainTimeout))
+	if err := d.stop(started); err != nil {
+		return err
+	}
+	d.log.Info("daemon stopped")
+	return nil
+}
+
+// connect opens the pool, waiting for the database while it is unreachable (a daemon may
+// start before PostgreSQL, or during a failover).
+func (d *run) connect(ctx context.Context, maxConns int32, reg prometheus.Registerer, inst Instance) (*pg.DB, error) {
+	for attempt := 0; ; attempt++ {
+		db, err := pg.Open(ctx, pg.Config{DSN: d.o.databaseURL, MaxConns: maxConns, Logger: d.log,
+			ApplicationName: fmt.Sprintf("%s %s", d.spec.Name, inst.ID[:8]), Registerer: reg})
+		if err == nil {
+			return db, nil
+		}
+		if class, _ := pg.Classify(err); class != pg.Transient {
+			return nil, err
+		}
+		delay := pg.Backoff(min(attempt+4, 12))
+		d.log.Warn("database unreachable; waiting", zap.Error(err), zap.Duration("retry_in", delay))
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(delay):
+		}
+	}
+}
+
+func (d *run) stop(services []service.Service) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d.o.drainTimeout)
+	defer cancel()
+	var errs []error
+	for i := len(services) - 1; i >= 0; i-- {
+		if err := services[i].Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w", services[i].Name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (d *run) heartbeat(ctx context.Context, db *pg.DB, inst Instance) {
+	t := time.NewTicker(d.o.heartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := d.spec.Registry.Heartbeat(ctx, db, inst.ID); err != nil && ctx.Err() == nil {
+			d.log.Warn("heartbeat failed; registering again", zap.Error(err))
+			if err := d.spec.Registry.Register(ctx, db, inst); err != nil && ctx.Err() == nil {
+				d.log.Error("register instance again", zap.Error(err))
+			}
+		}
+	}
+}
+
+// readiness answers /readyz: false while draining, else the database must answer and
+// every Ready check pass. Results are cached for a second so a busy load balancer does not
+// load the database.
+func (d *run) readiness(ctx context.Context, db *pg.DB) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.draining {
+		return errors.New("draining")
+	}
+	if time.Since(d.ready.at) < time.Second {
+		return d.ready.err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	err := db.Pool().Ping(ctx)
+	if err != nil {
+		err = fmt.Errorf("database: %w", err)
+	}
+	for _, check := range d.spec.Ready {
+		if err != nil {
+			break
+		}
+		err = check(ctx, db)
+	}
+	d.ready = readiness{at: time.Now(), err: err}
+	return err
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
