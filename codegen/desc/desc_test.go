@@ -236,7 +236,7 @@ func TestLoadErrors(t *testing.T) {
 		{"missing doc", "    doc: A thing.\n", "", `tables[0] "thing": doc is empty`},
 		{"unknown error kind", "kind: not_found", "kind: missing", `errors[0] "no_thing": unknown error kind "missing"`},
 		{"bad sqlstate", "sqlstate: PX001", "sqlstate: px01", `errors[0] "no_thing": sqlstate "px01" is not 5 characters of [0-9A-Z]`},
-		{"duplicate sqlstate", `doc: "No such thing."}`, `doc: "No such thing."}` + "\n  - {name: no_other, sqlstate: PX001, kind: not_found, doc: \"Other.\"}", `errors[1] "PX001": sqlstate is already used by errors[0]`},
+		{"duplicate sqlstate", `doc: "No such thing."}`, `doc: "No such thing."}` + "\n  - {name: no_other, sqlstate: PX001, kind: not_found, doc: \"Other.\"}", `errors[1] "no_other": sqlstate PX001 is already used by errors[0]`},
 		{"http status", "http: 404", "http: 200", `error_kinds[0] "not_found": http 200 is not an HTTP error status`},
 		{"exit code", "exit: 1", "exit: 0", `error_kinds[0] "not_found": exit 0 is not a failure exit code`},
 		{"unknown table", "table: thing}", "table: thingy}", `functions[0].returns: unknown table "thingy"`},
