@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pollux-storage/pollux/framework/hotpatch"
 	"github.com/pollux-storage/pollux/framework/migrate"
 	"github.com/pollux-storage/pollux/framework/pg"
 	"github.com/pollux-storage/pollux/framework/pgtest"
@@ -31,7 +32,16 @@ func TestMigrationsUpDownUp(t *testing.T) {
 	v, err := migrate.Up(ctx, db, schema.Migrations())
 	require.NoError(t, err)
 	require.Equal(t, head, v)
+	logic, err := hotpatch.Load(schema.Logic())
+	require.NoError(t, err)
+	patcher := hotpatch.New(db, schematest.LogicTable)
+	_, err = patcher.Apply(ctx, logic, "test", "", false)
+	require.NoError(t, err)
 
+	// Logic functions depend on table row types: they go first.
+	dropped, err := patcher.Uninstall(ctx)
+	require.NoError(t, err)
+	require.Equal(t, logic.Functions(), dropped)
 	require.NoError(t, migrate.Down(ctx, db, schema.Migrations()))
 	v, err = migrate.Current(ctx, db, schema.Migrations())
 	require.NoError(t, err)
@@ -43,7 +53,9 @@ func TestMigrationsUpDownUp(t *testing.T) {
 		where n.nspname = 'public' and c.relkind in ('r','v','m','S') and relname <> 'schema_migrations'
 		union all
 		select typname from pg_type t join pg_namespace n on n.oid = t.typnamespace
-		where n.nspname = 'public' and t.typtype = 'e'`)
+		where n.nspname = 'public' and t.typtype = 'e'
+		union all
+		select proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'public'`)
 	require.NoError(t, err)
 	for rows.Next() {
 		var s string

@@ -96,7 +96,7 @@ type funcData struct {
 	Doc          string
 	Args         []argData
 	NullableArgs []string // SQL names, for the reference
-	Form         string // void, scalar or setof
+	Form         string   // void, scalar or setof
 	SQL          string
 	Results      string // the wrapper's result list
 	ReturnType   string // scalar only

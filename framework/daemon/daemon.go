@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pollux-storage/pollux/framework/claim"
+	"github.com/pollux-storage/pollux/framework/flagenv"
 	"github.com/pollux-storage/pollux/framework/logging"
 	"github.com/pollux-storage/pollux/framework/metrics"
 	"github.com/pollux-storage/pollux/framework/pg"
@@ -176,10 +177,10 @@ func Run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 	for _, k := range spec.IgnoreEnv {
 		ignore[k] = true
 	}
-	unknownEnv, err := parseFlags(fs, args, environ, ignore)
+	unknownEnv, err := flagenv.Parse(fs, args, environ, ignore)
 	switch {
 	case errors.Is(err, flag.ErrHelp) || help:
-		printHelp(stdout, &spec, fs)
+		flagenv.PrintHelp(stdout, spec.Name, spec.Summary, spec.Name+" [flags]", spec.Description, fs)
 		return 0
 	case err != nil:
 		fmt.Fprintf(stderr, "%s: %v\nRun %s --help to see every flag.\n", spec.Name, err, spec.Name)
@@ -188,7 +189,7 @@ func Run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 		fmt.Fprintf(stdout, "%s %s\n", spec.Name, spec.Version)
 		return 0
 	case o.databaseURL == "":
-		fmt.Fprintf(stderr, "%s: --database-url (or %s) is required\n", spec.Name, EnvName("database-url"))
+		fmt.Fprintf(stderr, "%s: --database-url (or %s) is required\n", spec.Name, flagenv.Name("database-url"))
 		return 2
 	}
 	for name, p := range pools {

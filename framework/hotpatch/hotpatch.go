@@ -347,3 +347,28 @@ func sortedKeys(m map[string]string) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// Uninstall drops every function the installed bundle defines, so that migrations can take
+// the tables they depend on down. The bookkeeping rows stay (the migrations own the table).
+func (p *Patcher) Uninstall(ctx context.Context) ([]string, error) {
+	var dropped []string
+	err := p.db.Tx(ctx, "uninstall logic", func(q pg.Querier) error {
+		dropped = nil
+		var exists bool
+		if err := q.QueryRow(ctx, "select to_regclass($1) is not null", p.table).Scan(&exists); err != nil || !exists {
+			return err
+		}
+		cur, err := p.current(ctx, q)
+		if err != nil || cur == nil {
+			return err
+		}
+		for _, f := range (Bundle{Files: cur.Files}).Functions() {
+			if _, err := q.Exec(ctx, "drop function if exists "+pgx.Identifier{f}.Sanitize()); err != nil {
+				return fmt.Errorf("drop function %s: %w", f, err)
+			}
+			dropped = append(dropped, f)
+		}
+		return nil
+	})
+	return dropped, err
+}

@@ -56,8 +56,9 @@ BEGIN
 END;
 $$;
 
--- daemon_instance_list lists live and recently seen instances with their heartbeat age.
--- Reads only.
+-- daemon_instance_list lists the instances heard from within the window, with their
+-- heartbeat age: running ones, cleanly stopped ones, and silent ones (killed or cut off),
+-- which age out of the list once the window passes. Reads only.
 CREATE OR REPLACE FUNCTION daemon_instance_list(p_window_seconds integer)
 RETURNS TABLE (id uuid, role text, host text, pid integer, version text, pools jsonb, admin_url text,
                started_at timestamptz, heartbeat_age_seconds double precision, stopped_at timestamptz)
@@ -67,6 +68,6 @@ AS $$
     SELECT d.id, d.role, d.host, d.pid, d.version, d.pools, d.admin_url, d.started_at,
            extract(epoch FROM now() - d.heartbeat_at)::double precision, d.stopped_at
     FROM daemon_instance d
-    WHERE d.stopped_at IS NULL OR d.heartbeat_at > now() - make_interval(secs => p_window_seconds)
+    WHERE d.heartbeat_at > now() - make_interval(secs => p_window_seconds)
     ORDER BY d.role, d.host, d.started_at DESC;
 $$;

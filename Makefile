@@ -1,0 +1,85 @@
+# Pollux. `make` alone lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+GO ?= go
+# Test packages run two at a time on a 2-core machine; each test clones its own database.
+TEST_FLAGS ?= -timeout 20m
+
+.PHONY: help
+help: ## List the targets.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_\/-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: pg/install
+pg/install: ## Install the PostgreSQL server binaries if this machine has none (Debian/Ubuntu).
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || [ -n "$$POLLUX_PG_BINDIR" ]; then :; \
+	else \
+		echo "PostgreSQL server binaries not found: installing the postgresql package"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
+	fi
+	@if [ "$$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then \
+		echo "creating the unprivileged account 'postgres' to run the server (PostgreSQL refuses root)"; \
+		useradd --system --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres; \
+	fi
+
+.PHONY: db
+db: pg/install ## Start (idempotently) the private PostgreSQL cluster under ./var/pg and print its DSN.
+	@$(GO) run ./cmd/pollux-admin db start
+
+.PHONY: db-stop
+db-stop: ## Stop the private PostgreSQL cluster.
+	@$(GO) run ./cmd/pollux-admin db stop
+
+.PHONY: generate
+generate: ## Regenerate model/ and docs/schema.md from schema/pollux.yaml.
+	@$(GO) run ./codegen
+
+.PHONY: verify/generate
+verify/generate: ## Fail if generated code is stale (make generate would change it).
+	@$(GO) run ./codegen -check
+
+.PHONY: verify/fmt
+verify/fmt: ## Fail if gofmt would change a file.
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './var/*')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+.PHONY: verify/vet
+verify/vet: ## go vet every package.
+	@$(GO) vet ./...
+
+.PHONY: lint
+lint: verify/fmt verify/vet ## gofmt and go vet.
+
+.PHONY: verify
+verify: lint verify/generate ## Everything checked before the tests run.
+
+.PHONY: test
+test: pg/install verify ## Every test, against a real PostgreSQL (the private cluster, or POLLUX_TEST_DATABASE_URL).
+	$(GO) test $(TEST_FLAGS) ./...
+
+.PHONY: test/short
+test/short: ## The tests without the slow process-level suites.
+	$(GO) test -short $(TEST_FLAGS) ./...
+
+.PHONY: test/race
+test/race: pg/install ## Every test with the race detector.
+	$(GO) test -race $(TEST_FLAGS) ./...
+
+.PHONY: bench
+bench: pg/install ## Claim throughput at 1/4/16 workers × batch 1/10/100 beside pgbench -N, on the private cluster.
+	$(GO) run ./testsuites/bench/cmd/pollux-bench
+
+.PHONY: run
+run: db ## Start a local instance: cluster under ./var, migrations and logic (daemons: see README).
+	@dsn=$$($(GO) run ./cmd/pollux-admin db dsn) && \
+	$(GO) run ./cmd/pollux-admin migrate --database-url "$$dsn" && \
+	echo && echo "Database ready. Use it with:" && echo "  export POLLUX_DATABASE_URL='$$dsn'" && \
+	echo "  go run ./cmd/pollux-admin daemons" && echo "  go run ./cmd/pollux-admin logic status"
+
+.PHONY: stop
+stop: db-stop ## Stop the local instance.
+
+.PHONY: clean
+clean: ## Stop the cluster and delete ./var (all local data).
+	-@$(GO) run ./cmd/pollux-admin db stop
+	rm -rf var

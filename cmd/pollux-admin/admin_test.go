@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/framework/pgtest"
+	"github.com/pollux-storage/pollux/model"
+)
+
+var empty = pgtest.Template{Key: "empty", Setup: func(context.Context, string) error { return nil }}
+
+type bundle struct {
+	dsn string
+	ctx context.Context
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	return &bundle{dsn: pgtest.NewDatabase(t, empty), ctx: context.Background()}
+}
+
+// admin runs pollux-admin in-process with the database in the environment.
+func (b *bundle) admin(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(b.ctx, args, []string{"POLLUX_DATABASE_URL=" + b.dsn}, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestMigrateLogicDaemonsEvents(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+
+	code, _, stderr := b.admin(t, "migrate", "status")
+	require.Equal(t, 1, code, "an empty database is not at head")
+	require.Contains(t, stderr, "run `pollux-admin migrate`")
+
+	code, out, stderr := b.admin(t, "migrate")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, "database: schema 1, river ")
+	require.Contains(t, out, "logic: installed version 1")
+
+	code, out, _ = b.admin(t, "migrate")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "logic: version 1 installed already")
+
+	code, out, stderr = b.admin(t, "logic", "status")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, "the database matches the files")
+
+	// A hot patch from a directory: one function's body changes.
+	dir := t.TempDir()
+	files, err := os.ReadDir("../../schema/logic")
+	require.NoError(t, err)
+	for _, f := range files {
+		body, err := os.ReadFile(filepath.Join("../../schema/logic", f.Name()))
+		require.NoError(t, err)
+		if f.Name() == "system_event.sql" {
+			body = []byte(strings.Replace(string(body), "LIMIT greatest(p_limit, 0)", "LIMIT greatest(p_limit, 0) -- patched", 1))
+		}
+		require.NoError(t, os.WriteFile(filepath.Join(dir, f.Name()), body, 0o644))
+	}
+	code, out, stderr = b.admin(t, "logic", "apply", "--dir", dir, "--note", "test patch")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, "installed version 2 (files run: system_event.sql)")
+
+	code, out, _ = b.admin(t, "logic", "status")
+	require.Equal(t, 1, code, "the database no longer matches the embedded files")
+	require.Contains(t, out, "changed: system_event.sql")
+
+	code, out, stderr = b.admin(t, "logic", "rollback")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, "installed version 3")
+	code, _, _ = b.admin(t, "logic", "status")
+	require.Equal(t, 0, code, "after the rollback the database matches the embedded files again")
+
+	code, out, _ = b.admin(t, "logic", "history")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "rollback of version 2 to the content of version 1")
+	require.Contains(t, out, "test patch")
+
+	code, out, _ = b.admin(t, "events")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "logic_apply")
+	require.Contains(t, out, "logic_rollback")
+
+	// A registered daemon instance appears with its heartbeat age.
+	db, err := pg.Open(b.ctx, pg.Config{DSN: b.dsn})
+	require.NoError(t, err)
+	defer db.Close()
+	const id = "00000000-0000-4000-8000-000000000001"
+	require.NoError(t, model.DaemonInstanceRegister(b.ctx, db.Pool(), id, "stagerd", "h1", 42, "v0", []byte(`{"put": 4}`), "http://127.0.0.1:1"))
+	code, out, _ = b.admin(t, "daemons")
+	require.Equal(t, 0, code)
+	require.Regexp(t, `stagerd\s+h1\s+42\s+00000000\s+up\s+`, out)
+	require.NoError(t, model.DaemonInstanceStop(b.ctx, db.Pool(), id))
+	code, out, _ = b.admin(t, "daemons", "--json")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, `"stopped_at": "`)
+
+	code, _, stderr = b.admin(t, "migrate", "down")
+	require.Equal(t, 0, code, stderr)
+	code, _, _ = b.admin(t, "migrate", "status")
+	require.Equal(t, 1, code)
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	require.Equal(t, 2, run(context.Background(), []string{"frobnicate"}, nil, &out, &errOut))
+	require.Contains(t, errOut.String(), `unknown command "frobnicate"`)
+
+	errOut.Reset()
+	require.Equal(t, 2, run(context.Background(), []string{"daemons"}, nil, &out, &errOut))
+	require.Contains(t, errOut.String(), "--database-url (or POLLUX_DATABASE_URL) is required")
+
+	errOut.Reset()
+	require.Equal(t, 2, run(context.Background(), []string{"logic", "explode"}, []string{"POLLUX_DATABASE_URL=postgres:///x?host=/nonexistent"}, &out, &errOut))
+	require.Contains(t, errOut.String(), `unknown logic action "explode"`)
+
+	out.Reset()
+	require.Equal(t, 0, run(context.Background(), []string{"--help"}, nil, &out, &errOut))
+	for name := range commands {
+		require.Contains(t, out.String(), "pollux-admin "+name)
+	}
+}

@@ -1,0 +1,134 @@
+// Package instance is what every Pollux daemon shares on top of the framework: it records
+// the instance in daemon_instance through the logic functions, and decides readiness
+// (migrations at head, logic installed untouched and providing every function this binary
+// calls).
+package instance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/pollux-storage/pollux/framework/daemon"
+	"github.com/pollux-storage/pollux/framework/hotpatch"
+	"github.com/pollux-storage/pollux/framework/migrate"
+	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/model"
+	"github.com/pollux-storage/pollux/schema"
+)
+
+// LogicTable is where installed logic versions are recorded.
+const LogicTable = "logic_bundle"
+
+// Registry records daemon instances in daemon_instance.
+type Registry struct{}
+
+var _ daemon.Registry = Registry{}
+
+// Register records a starting instance.
+func (Registry) Register(ctx context.Context, db *pg.DB, in daemon.Instance) error {
+	pools, err := json.Marshal(in.Pools)
+	if err != nil {
+		return fmt.Errorf("encode pools: %w", err)
+	}
+	return db.Tx(ctx, "register instance", func(q pg.Querier) error {
+		return model.DaemonInstanceRegister(ctx, q, in.ID, in.Role, in.Host, int32(in.PID), in.Version, pools, in.AdminURL)
+	})
+}
+
+// Heartbeat refreshes the instance's heartbeat.
+func (Registry) Heartbeat(ctx context.Context, db *pg.DB, id string) error {
+	return db.Do(ctx, "heartbeat", func(q pg.Querier) error { return model.DaemonInstanceHeartbeat(ctx, q, id) })
+}
+
+// Deregister marks the instance stopped.
+func (Registry) Deregister(ctx context.Context, db *pg.DB, id string) error {
+	return db.Tx(ctx, "deregister instance", func(q pg.Querier) error { return model.DaemonInstanceStop(ctx, q, id) })
+}
+
+// Ready are the readiness checks of every Pollux daemon.
+var Ready = []func(ctx context.Context, db *pg.DB) error{MigrationsAtHead, LogicInstalled}
+
+// MigrationsAtHead fails while the database is behind (or ahead of) this binary's
+// migrations, or dirty.
+func MigrationsAtHead(ctx context.Context, db *pg.DB) error {
+	head, err := migrate.Head(schema.Migrations())
+	if err != nil {
+		return err
+	}
+	cur, err := migrate.Current(ctx, db, schema.Migrations())
+	if err != nil {
+		return err
+	}
+	if cur != head {
+		return fmt.Errorf("database at %s, this binary needs %s: run `pollux-admin migrate`", cur, head)
+	}
+	return nil
+}
+
+// LogicInstalled fails unless logic is installed, nobody changed its functions by hand, and
+// every function this binary calls exists with the signature it was generated for. A hot
+// patch from a directory keeps daemons ready as long as it keeps those signatures.
+func LogicInstalled(ctx context.Context, db *pg.DB) error {
+	st, err := hotpatch.New(db, LogicTable).Status(ctx, hotpatch.Bundle{Files: map[string]string{}})
+	if err != nil {
+		return err
+	}
+	if st.Installed == nil {
+		return errors.New("no logic installed: run `pollux-admin migrate` or `pollux-admin logic apply`")
+	}
+	if st.HandEdited {
+		return fmt.Errorf("logic version %d was changed by hand since it was applied: run `pollux-admin logic status` and re-apply", st.Installed.Version)
+	}
+	return CheckSignatures(ctx, db)
+}
+
+// CheckSignatures compares the catalogue with model.LogicFunctions.
+func CheckSignatures(ctx context.Context, db *pg.DB) error {
+	want := map[string]model.LogicFunction{}
+	names := make([]string, 0, len(model.LogicFunctions))
+	for _, f := range model.LogicFunctions {
+		want[f.Name] = f
+		names = append(names, f.Name)
+	}
+	have := map[string][2]string{}
+	err := db.Do(ctx, "read function signatures", func(q pg.Querier) error {
+		rows, err := q.Query(ctx, `
+			select p.proname, pg_get_function_identity_arguments(p.oid), pg_get_function_result(p.oid)
+			from pg_proc p
+			where p.proname = any($1)
+			  and p.pronamespace in (select oid from pg_namespace where nspname = any(current_schemas(false)))`, names)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var name, args, result string
+			if err := rows.Scan(&name, &args, &result); err != nil {
+				return err
+			}
+			have[name] = [2]string{args, result}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return err
+	}
+	var problems []string
+	for _, name := range names {
+		w := want[name]
+		h, ok := have[name]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("%s is missing", name))
+		case h[0] != w.IdentityArgs || h[1] != w.Result:
+			problems = append(problems, fmt.Sprintf("%s(%s) returns %s, expected %s(%s) returns %s", name, h[0], h[1], name, w.IdentityArgs, w.Result))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("installed logic does not match this binary: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
