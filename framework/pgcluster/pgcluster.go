@@ -181,13 +181,18 @@ func (c *Cluster) prepareOwnership(progress io.Writer) error {
 		return nil
 	}
 	uid, gid := int(c.runAs.Uid), int(c.runAs.Gid)
+	// Only the three top-level directories: initdb and the server create everything inside
+	// them as the server account already, and the server may be creating and deleting files
+	// in there right now (another test process started it).
 	for _, d := range []string{c.dataDir(), c.socketDir(), filepath.Dir(c.logFile())} {
-		if err := filepath.Walk(d, func(p string, _ os.FileInfo, err error) error {
-			if err != nil {
-				return err
-			}
-			return os.Lchown(p, uid, gid)
-		}); err != nil {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("stat %s: %w", d, err)
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid {
+			continue
+		}
+		if err := os.Chown(d, uid, gid); err != nil {
 			return fmt.Errorf("hand %s to the postgres account: %w", d, err)
 		}
 	}
