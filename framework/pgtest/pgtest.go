@@ -14,9 +14,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +25,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pollux-storage/pollux/framework/pg"
 	"github.com/pollux-storage/pollux/framework/pgcluster"
 )
 
@@ -58,7 +57,7 @@ func ServerDSN(tb testing.TB) string {
 			serverDSN = u
 			return
 		}
-		root, err := RepoRoot()
+		root, err := pgcluster.RepoRoot()
 		if err != nil {
 			serverErr = err
 			return
@@ -101,7 +100,7 @@ func NewDatabase(tb testing.TB, tmpl Template) string {
 			tb.Errorf("pgtest: drop test database %s: %v", name, err)
 		}
 	})
-	dsn, err := WithDatabase(admin, name)
+	dsn, err := pg.WithDatabase(admin, name)
 	if err != nil {
 		tb.Fatalf("pgtest: %v", err)
 	}
@@ -140,7 +139,7 @@ func ensureTemplate(ctx context.Context, admin string, tmpl Template) (string, e
 	if _, err := conn.Exec(ctx, "create database "+scratch); err != nil {
 		return "", fmt.Errorf("create scratch template: %w", err)
 	}
-	dsn, err := WithDatabase(admin, scratch)
+	dsn, err := pg.WithDatabase(admin, scratch)
 	if err != nil {
 		return "", err
 	}
@@ -167,37 +166,5 @@ func adminExec(ctx context.Context, admin, sql string) error {
 			return err
 		}
 		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// WithDatabase returns dsn with its database name replaced; it accepts URL and key=value
-// forms.
-func WithDatabase(dsn, name string) (string, error) {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			return "", fmt.Errorf("parse %s: %w", EnvURL, err)
-		}
-		u.Path = "/" + name
-		return u.String(), nil
-	}
-	return dsn + " dbname=" + name, nil
-}
-
-// RepoRoot finds the directory holding go.mod above the working directory.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
 	}
 }

@@ -1,0 +1,102 @@
+// Command pollux-bench measures Pollux's claim framework against pgbench -N on one
+// PostgreSQL server and prints the comparison (`make bench`). Without --database-url it uses
+// the private cluster under ./var/pg, starting it if needed.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pollux-storage/pollux/framework/pgcluster"
+	"github.com/pollux-storage/pollux/testsuites/bench"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pollux-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	databaseURL := fs.String("database-url", "", "PostgreSQL server to measure (any database; the role must be allowed to CREATE DATABASE).\n"+
+		"Default: the private cluster under <repo>/var/pg, started if needed.")
+	duration := fs.Duration("duration", 5*time.Second, "Measurement window of each workers × batch configuration.")
+	workers := fs.String("workers", "1,4,16", "Comma-separated worker counts.")
+	batches := fs.String("batches", "1,10,100", "Comma-separated batch sizes.")
+	pgbenchDuration := fs.Duration("pgbench-duration", 10*time.Second, "Length of each pgbench -N run.")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pollux-bench: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	opts := bench.Options{AdminDSN: *databaseURL, Duration: *duration, PgbenchDuration: *pgbenchDuration, Progress: stderr}
+	var err error
+	if opts.Workers, err = parseList(*workers); err != nil {
+		fmt.Fprintf(stderr, "pollux-bench: --workers: %v\n", err)
+		return 2
+	}
+	if opts.Batches, err = parseList(*batches); err != nil {
+		fmt.Fprintf(stderr, "pollux-bench: --batches: %v\n", err)
+		return 2
+	}
+	if opts.AdminDSN == "" {
+		if opts.AdminDSN, opts.PgbenchPath, err = privateCluster(ctx, stderr); err != nil {
+			fmt.Fprintf(stderr, "pollux-bench: %v\n", err)
+			return 1
+		}
+	}
+	rep, err := bench.Run(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "pollux-bench: %v\n", err)
+		return 1
+	}
+	if err := rep.Print(stdout); err != nil {
+		fmt.Fprintf(stderr, "pollux-bench: print report: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// privateCluster starts the repository's cluster if needed and returns the DSN of its
+// maintenance database and its pgbench.
+func privateCluster(ctx context.Context, progress io.Writer) (dsn, pgbench string, err error) {
+	root, err := pgcluster.RepoRoot()
+	if err != nil {
+		return "", "", fmt.Errorf("find repository root: %w", err)
+	}
+	c, err := pgcluster.Ensure(ctx, filepath.Join(root, "var", "pg"), progress)
+	if err != nil {
+		return "", "", fmt.Errorf("start private cluster: %w", err)
+	}
+	return c.DSN("postgres"), filepath.Join(c.BinDir, "pgbench"), nil
+}
+
+// parseList parses "1,4,16".
+func parseList(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive whole number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
