@@ -19,13 +19,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // queue is a work table with the claim-and-decide shape Pollux's logic uses: the claim
 // locks with SKIP LOCKED and marks the rows processed in the same statement.
-var queue = pgtest.Template{Key: "claim-test-queue-v1", Setup: func(ctx context.Context, dsn string) error {
-	db, err := pg.Open(ctx, pg.Config{DSN: dsn})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	_, err = db.Pool().Exec(ctx, `
+var queue = pgtest.SQLTemplate(`
 		create table work_item (id bigint generated always as identity primary key, processed integer not null default 0);
 		create index work_item_new_idx on work_item (id) where processed = 0;
 		create function work_item_claim(p_batch integer) returns table (id bigint) language sql as $$
@@ -33,8 +27,6 @@ var queue = pgtest.Template{Key: "claim-test-queue-v1", Setup: func(ctx context.
 			           for update skip locked limit p_batch)
 			update work_item w set processed = w.processed + 1 from c where w.id = c.id returning w.id
 		$$;`)
-	return err
-}}
 
 type bundle struct {
 	db  *pg.DB

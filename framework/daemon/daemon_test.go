@@ -48,15 +48,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-var jobs = pgtest.Template{Key: "daemon-test-v1", Setup: func(ctx context.Context, dsn string) error {
-	db, err := pg.Open(ctx, pg.Config{DSN: dsn})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	_, err = db.Pool().Exec(ctx, testdaemon.Schema)
-	return err
-}}
+var jobs = pgtest.SQLTemplate(testdaemon.Schema)
 
 type bundle struct {
 	dsn string

@@ -18,20 +18,12 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-var base = pgtest.Template{Key: "hotpatch-test-v1", Setup: func(ctx context.Context, dsn string) error {
-	db, err := pg.Open(ctx, pg.Config{DSN: dsn})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	_, err = db.Pool().Exec(ctx, `
+var base = pgtest.SQLTemplate(`
 		create table logic_bundle (version bigint generated always as identity primary key, checksum text not null,
 			catalog_checksum text not null, files jsonb not null, applied_at timestamptz not null default now(),
 			applied_by text not null, note text not null default '');
 		create table item (id bigint generated always as identity primary key, handled_by text);
 		create index item_new_idx on item (id) where handled_by is null;`)
-	return err
-}}
 
 // claimLogic is version v of a claim-and-decide function; resultType is the type of its
 // "n" column, so changing it changes the function's result type.

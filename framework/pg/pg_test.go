@@ -22,13 +22,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // flaky raises p_code on the first p_failures calls; a sequence counts calls because a
 // sequence is not rolled back with the failed transaction.
-var flakyDB = pgtest.Template{Key: "pg-test-flaky-v1", Setup: func(ctx context.Context, dsn string) error {
-	db, err := pg.Open(ctx, pg.Config{DSN: dsn})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	_, err = db.Pool().Exec(ctx, `
+var flakyDB = pgtest.SQLTemplate(`
 		create table t (id integer primary key);
 		create function flaky(p_seq text, p_code text, p_failures integer) returns void language plpgsql as $$
 		begin
@@ -36,8 +30,6 @@ var flakyDB = pgtest.Template{Key: "pg-test-flaky-v1", Setup: func(ctx context.C
 				raise exception 'flaky failure %', p_code using errcode = p_code;
 			end if;
 		end $$;`)
-	return err
-}}
 
 type bundle struct {
 	db  *pg.DB

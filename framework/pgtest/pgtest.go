@@ -168,3 +168,18 @@ func adminExec(ctx context.Context, admin, sql string) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// SQLTemplate is a template whose content is the given SQL (tables and functions a test
+// of its own needs); it is keyed by the SQL itself, so editing the SQL rebuilds it.
+func SQLTemplate(sql string) Template {
+	return Template{Key: "sql:" + sql, Setup: func(ctx context.Context, dsn string) error {
+		db, err := pg.Open(ctx, pg.Config{DSN: dsn})
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		// The simple protocol (no arguments) runs several statements in one call.
+		_, err = db.Pool().Exec(ctx, sql)
+		return err
+	}}
+}
