@@ -114,6 +114,12 @@ const (
 	// SQLStateUnavailable is the error unavailable (kind unavailable). No resource can serve
 	// the request now; try again later.
 	SQLStateUnavailable = "PX005"
+	// SQLStateBadData is the error bad_data (kind invalid). The uploaded data was truncated,
+	// corrupt, or larger than the service class allows.
+	SQLStateBadData = "PX006"
+	// SQLStateTransferFailed is the error transfer_failed (kind unavailable). The disk server
+	// could not complete the transfer (disk error, timeout).
+	SQLStateTransferFailed = "PX007"
 )
 
 // KindOfSQLState returns the kind of a SQLSTATE raised by the logic, and false for any
@@ -129,6 +135,10 @@ func KindOfSQLState(code string) (ErrorKind, bool) {
 	case SQLStatePermissionDenied:
 		return ErrorKindPermission, true
 	case SQLStateUnavailable:
+		return ErrorKindUnavailable, true
+	case SQLStateBadData:
+		return ErrorKindInvalid, true
+	case SQLStateTransferFailed:
 		return ErrorKindUnavailable, true
 	}
 	return "", false

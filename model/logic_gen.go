@@ -32,6 +32,39 @@ var LogicFunctions = []LogicFunction{
 	{Name: "daemon_instance_list", File: "daemon_instance.sql", IdentityArgs: "p_window_seconds integer", Result: "TABLE(id uuid, role text, host text, pid integer, version text, pools jsonb, admin_url text, started_at timestamp with time zone, heartbeat_age_seconds double precision, stopped_at timestamp with time zone)"},
 	{Name: "system_event_record", File: "system_event.sql", IdentityArgs: "p_kind text, p_daemon text, p_instance_id uuid, p_message text, p_detail jsonb", Result: "bigint"},
 	{Name: "system_event_list", File: "system_event.sql", IdentityArgs: "p_limit integer", Result: "SETOF system_event"},
+	{Name: "namespace_root", File: "namespace.sql", IdentityArgs: "", Result: "text"},
+	{Name: "namespace_path_problem", File: "namespace.sql", IdentityArgs: "p_path text", Result: "text"},
+	{Name: "file_query", File: "namespace.sql", IdentityArgs: "p_path text", Result: "TABLE(path text, service_class text, status text, size_bytes bigint, checksum_adler32 text, owner text, updated_at timestamp with time zone, disk_copies integer)"},
+	{Name: "file_close_copy", File: "namespace.sql", IdentityArgs: "p_file_id bigint, p_disk_copy_id bigint", Result: "void"},
+	{Name: "request_submit", File: "request.sql", IdentityArgs: "p_id uuid, p_type request_type, p_service_class text, p_user text, p_user_tag text, p_client_host text, p_paths text[], p_auto_close boolean", Result: "TABLE(created boolean, subrequests integer)"},
+	{Name: "request_get", File: "request.sql", IdentityArgs: "p_id uuid", Result: "SETOF request"},
+	{Name: "subrequest_list", File: "request.sql", IdentityArgs: "p_request_id uuid", Result: "SETOF subrequest"},
+	{Name: "request_refresh", File: "request.sql", IdentityArgs: "p_request_id uuid", Result: "void"},
+	{Name: "subrequest_fail", File: "request.sql", IdentityArgs: "p_id bigint, p_code text, p_message text", Result: "void"},
+	{Name: "subrequest_wake_waiters", File: "request.sql", IdentityArgs: "p_file_id bigint", Result: "void"},
+	{Name: "file_lock", File: "stager.sql", IdentityArgs: "p_path text, p_service_class_id bigint, p_owner text, p_create boolean", Result: "SETOF file"},
+	{Name: "subrequest_finish", File: "stager.sql", IdentityArgs: "p_id bigint, p_info text", Result: "void"},
+	{Name: "subrequest_wait_transfer", File: "stager.sql", IdentityArgs: "p_id bigint, p_file_id bigint, p_disk_copy_id bigint", Result: "void"},
+	{Name: "subrequest_claim_put", File: "stager.sql", IdentityArgs: "p_batch integer", Result: "TABLE(id bigint, request_id uuid, path text, status subrequest_status, message text)"},
+	{Name: "subrequest_claim_get", File: "stager.sql", IdentityArgs: "p_batch integer", Result: "TABLE(id bigint, request_id uuid, path text, status subrequest_status, message text)"},
+	{Name: "subrequest_claim_putdone", File: "stager.sql", IdentityArgs: "p_batch integer", Result: "TABLE(id bigint, request_id uuid, path text, status subrequest_status, message text)"},
+	{Name: "subrequest_claim_rm", File: "stager.sql", IdentityArgs: "p_batch integer", Result: "TABLE(id bigint, request_id uuid, path text, status subrequest_status, message text)"},
+	{Name: "subrequest_claim_waitsched", File: "jobmanager.sql", IdentityArgs: "p_batch integer", Result: "TABLE(id bigint, request_id uuid, type request_type)"},
+	{Name: "subrequest_expire", File: "jobmanager.sql", IdentityArgs: "p_heartbeat_timeout_seconds integer, p_max_retries integer", Result: "TABLE(id bigint, request_id uuid, status subrequest_status)"},
+	{Name: "disk_server_live_seconds", File: "scheduler.sql", IdentityArgs: "", Result: "integer"},
+	{Name: "subrequest_schedule", File: "scheduler.sql", IdentityArgs: "p_id bigint", Result: "TABLE(disk_server_id bigint, queue text, disk_server_name text)"},
+	{Name: "disk_server_queue", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "text"},
+	{Name: "disk_server_register", File: "diskserver.sql", IdentityArgs: "p_name text, p_url text, p_load double precision", Result: "TABLE(id bigint, queue text)"},
+	{Name: "file_system_register", File: "diskserver.sql", IdentityArgs: "p_disk_server_id bigint, p_mount_point text, p_service_class text, p_capacity_bytes bigint, p_free_bytes bigint", Result: "bigint"},
+	{Name: "disk_server_heartbeat", File: "diskserver.sql", IdentityArgs: "p_id bigint, p_load double precision", Result: "void"},
+	{Name: "file_system_heartbeat", File: "diskserver.sql", IdentityArgs: "p_id bigint, p_capacity_bytes bigint, p_free_bytes bigint", Result: "void"},
+	{Name: "disk_copy_claim_gc", File: "diskserver.sql", IdentityArgs: "p_disk_server_id bigint, p_batch integer", Result: "TABLE(id bigint, mount_point text, disk_path text)"},
+	{Name: "disk_copy_deleted", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "void"},
+	{Name: "transfer_start", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_disk_server_id bigint, p_mover_url text, p_token text", Result: "TABLE(type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)"},
+	{Name: "transfer_open", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text", Result: "TABLE(type request_type, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)"},
+	{Name: "transfer_put_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint, p_checksum_adler32 text", Result: "void"},
+	{Name: "transfer_get_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint", Result: "void"},
+	{Name: "transfer_fail", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_code text, p_message text", Result: "void"},
 }
 
 // The SQL each wrapper runs. Every argument is cast to its declared type, so that
@@ -52,6 +85,72 @@ const (
 	SystemEventRecordSQL = "SELECT system_event_record($1::text, $2::text, $3::uuid, $4::text, $5::jsonb)"
 	// SystemEventListSQL is the statement SystemEventList runs.
 	SystemEventListSQL = "SELECT id, at, kind, daemon, instance_id, message, detail FROM system_event_list($1::integer)"
+	// NamespaceRootSQL is the statement NamespaceRoot runs.
+	NamespaceRootSQL = "SELECT namespace_root()"
+	// NamespacePathProblemSQL is the statement NamespacePathProblem runs.
+	NamespacePathProblemSQL = "SELECT namespace_path_problem($1::text)"
+	// FileQuerySQL is the statement FileQuery runs.
+	FileQuerySQL = "SELECT path, service_class, status, size_bytes, checksum_adler32, owner, updated_at, disk_copies FROM file_query($1::text)"
+	// FileCloseCopySQL is the statement FileCloseCopy runs.
+	FileCloseCopySQL = "SELECT file_close_copy($1::bigint, $2::bigint)"
+	// RequestSubmitSQL is the statement RequestSubmit runs.
+	RequestSubmitSQL = "SELECT created, subrequests FROM request_submit($1::uuid, $2::request_type, $3::text, $4::text, $5::text, $6::text, $7::text[], $8::boolean)"
+	// RequestGetSQL is the statement RequestGet runs.
+	RequestGetSQL = "SELECT id, type, status, service_class_id, user_name, user_tag, client_host, created_at, updated_at, auto_close FROM request_get($1::uuid)"
+	// SubrequestListSQL is the statement SubrequestList runs.
+	SubrequestListSQL = "SELECT id, request_id, path, status, file_id, disk_copy_id, parent_id, retries, error_code, error_message, created_at, updated_at, type, disk_server_id, file_system_id, mover_url, token, size_bytes, checksum_adler32, info, next_attempt_at FROM subrequest_list($1::uuid)"
+	// RequestRefreshSQL is the statement RequestRefresh runs.
+	RequestRefreshSQL = "SELECT request_refresh($1::uuid)"
+	// SubrequestFailSQL is the statement SubrequestFail runs.
+	SubrequestFailSQL = "SELECT subrequest_fail($1::bigint, $2::text, $3::text)"
+	// SubrequestWakeWaitersSQL is the statement SubrequestWakeWaiters runs.
+	SubrequestWakeWaitersSQL = "SELECT subrequest_wake_waiters($1::bigint)"
+	// FileLockSQL is the statement FileLock runs.
+	FileLockSQL = "SELECT id, path, service_class_id, size_bytes, checksum_adler32, owner, created_at, updated_at FROM file_lock($1::text, $2::bigint, $3::text, $4::boolean)"
+	// SubrequestFinishSQL is the statement SubrequestFinish runs.
+	SubrequestFinishSQL = "SELECT subrequest_finish($1::bigint, $2::text)"
+	// SubrequestWaitTransferSQL is the statement SubrequestWaitTransfer runs.
+	SubrequestWaitTransferSQL = "SELECT subrequest_wait_transfer($1::bigint, $2::bigint, $3::bigint)"
+	// SubrequestClaimPutSQL is the statement SubrequestClaimPut runs.
+	SubrequestClaimPutSQL = "SELECT id, request_id, path, status, message FROM subrequest_claim_put($1::integer)"
+	// SubrequestClaimGetSQL is the statement SubrequestClaimGet runs.
+	SubrequestClaimGetSQL = "SELECT id, request_id, path, status, message FROM subrequest_claim_get($1::integer)"
+	// SubrequestClaimPutdoneSQL is the statement SubrequestClaimPutdone runs.
+	SubrequestClaimPutdoneSQL = "SELECT id, request_id, path, status, message FROM subrequest_claim_putdone($1::integer)"
+	// SubrequestClaimRmSQL is the statement SubrequestClaimRm runs.
+	SubrequestClaimRmSQL = "SELECT id, request_id, path, status, message FROM subrequest_claim_rm($1::integer)"
+	// SubrequestClaimWaitschedSQL is the statement SubrequestClaimWaitsched runs.
+	SubrequestClaimWaitschedSQL = "SELECT id, request_id, type FROM subrequest_claim_waitsched($1::integer)"
+	// SubrequestExpireSQL is the statement SubrequestExpire runs.
+	SubrequestExpireSQL = "SELECT id, request_id, status FROM subrequest_expire($1::integer, $2::integer)"
+	// DiskServerLiveSecondsSQL is the statement DiskServerLiveSeconds runs.
+	DiskServerLiveSecondsSQL = "SELECT disk_server_live_seconds()"
+	// SubrequestScheduleSQL is the statement SubrequestSchedule runs.
+	SubrequestScheduleSQL = "SELECT disk_server_id, queue, disk_server_name FROM subrequest_schedule($1::bigint)"
+	// DiskServerQueueSQL is the statement DiskServerQueue runs.
+	DiskServerQueueSQL = "SELECT disk_server_queue($1::bigint)"
+	// DiskServerRegisterSQL is the statement DiskServerRegister runs.
+	DiskServerRegisterSQL = "SELECT id, queue FROM disk_server_register($1::text, $2::text, $3::double precision)"
+	// FileSystemRegisterSQL is the statement FileSystemRegister runs.
+	FileSystemRegisterSQL = "SELECT file_system_register($1::bigint, $2::text, $3::text, $4::bigint, $5::bigint)"
+	// DiskServerHeartbeatSQL is the statement DiskServerHeartbeat runs.
+	DiskServerHeartbeatSQL = "SELECT disk_server_heartbeat($1::bigint, $2::double precision)"
+	// FileSystemHeartbeatSQL is the statement FileSystemHeartbeat runs.
+	FileSystemHeartbeatSQL = "SELECT file_system_heartbeat($1::bigint, $2::bigint, $3::bigint)"
+	// DiskCopyClaimGcSQL is the statement DiskCopyClaimGc runs.
+	DiskCopyClaimGcSQL = "SELECT id, mount_point, disk_path FROM disk_copy_claim_gc($1::bigint, $2::integer)"
+	// DiskCopyDeletedSQL is the statement DiskCopyDeleted runs.
+	DiskCopyDeletedSQL = "SELECT disk_copy_deleted($1::bigint)"
+	// TransferStartSQL is the statement TransferStart runs.
+	TransferStartSQL = "SELECT type, path, mount_point, disk_path, size_bytes, max_size_bytes FROM transfer_start($1::bigint, $2::bigint, $3::text, $4::text)"
+	// TransferOpenSQL is the statement TransferOpen runs.
+	TransferOpenSQL = "SELECT type, mount_point, disk_path, size_bytes, max_size_bytes FROM transfer_open($1::bigint, $2::text)"
+	// TransferPutEndedSQL is the statement TransferPutEnded runs.
+	TransferPutEndedSQL = "SELECT transfer_put_ended($1::bigint, $2::bigint, $3::text)"
+	// TransferGetEndedSQL is the statement TransferGetEnded runs.
+	TransferGetEndedSQL = "SELECT transfer_get_ended($1::bigint, $2::bigint)"
+	// TransferFailSQL is the statement TransferFail runs.
+	TransferFailSQL = "SELECT transfer_fail($1::bigint, $2::text, $3::text)"
 )
 
 // DaemonInstanceRegister calls the SQL function daemon_instance_register
@@ -145,4 +244,587 @@ func SystemEventList(ctx context.Context, db DBTX, limit int32) ([]SystemEvent, 
 		return nil, fmt.Errorf("system_event_list: %w", err)
 	}
 	return result, nil
+}
+
+// NamespaceRoot calls the SQL function namespace_root (namespace.sql).
+//
+// The directory every path must lie under.
+func NamespaceRoot(ctx context.Context, db DBTX) (string, error) {
+	var result string
+	if err := db.QueryRow(ctx, NamespaceRootSQL).Scan(&result); err != nil {
+		return "", fmt.Errorf("namespace_root: %w", err)
+	}
+	return result, nil
+}
+
+// NamespacePathProblem calls the SQL function namespace_path_problem (namespace.sql).
+//
+// What is wrong with a path, or NULL when it is valid.
+func NamespacePathProblem(ctx context.Context, db DBTX, path string) (string, error) {
+	var result string
+	if err := db.QueryRow(ctx, NamespacePathProblemSQL, path).Scan(&result); err != nil {
+		return "", fmt.Errorf("namespace_path_problem: %w", err)
+	}
+	return result, nil
+}
+
+// FileQueryRow is a row returned by file_query.
+type FileQueryRow struct {
+	Path            string    `json:"path"`
+	ServiceClass    string    `json:"service_class"`
+	Status          string    `json:"status"`
+	SizeBytes       *int64    `json:"size_bytes"`
+	ChecksumAdler32 *string   `json:"checksum_adler32"`
+	Owner           string    `json:"owner"`
+	UpdatedAt       time.Time `json:"updated_at"`
+	DiskCopies      int32     `json:"disk_copies"`
+}
+
+// FileQuery calls the SQL function file_query (namespace.sql).
+//
+// Answers stager_qry for one path; raises not_found for a missing file and
+// invalid_argument for a bad path.
+func FileQuery(ctx context.Context, db DBTX, path string) ([]FileQueryRow, error) {
+	rows, err := db.Query(ctx, FileQuerySQL, path)
+	if err != nil {
+		return nil, fmt.Errorf("file_query: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (FileQueryRow, error) {
+		var r FileQueryRow
+		err := row.Scan(&r.Path, &r.ServiceClass, &r.Status, &r.SizeBytes, &r.ChecksumAdler32, &r.Owner, &r.UpdatedAt, &r.DiskCopies)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("file_query: %w", err)
+	}
+	return result, nil
+}
+
+// FileCloseCopy calls the SQL function file_close_copy (namespace.sql).
+//
+// Makes a finished write the file's content (STAGED), invalidates older copies and wakes
+// waiting subrequests.
+func FileCloseCopy(ctx context.Context, db DBTX, fileID int64, diskCopyID int64) error {
+	if _, err := db.Exec(ctx, FileCloseCopySQL, fileID, diskCopyID); err != nil {
+		return fmt.Errorf("file_close_copy: %w", err)
+	}
+	return nil
+}
+
+// RequestSubmitRow is a row returned by request_submit.
+type RequestSubmitRow struct {
+	Created     bool  `json:"created"`
+	Subrequests int32 `json:"subrequests"`
+}
+
+// RequestSubmit calls the SQL function request_submit (request.sql).
+//
+// Stores a request and its subrequests in one transaction; idempotent for a retry with
+// the same id.
+func RequestSubmit(ctx context.Context, db DBTX, id string, typeArg RequestType, serviceClass string, user string, userTag string, clientHost string, paths []string, autoClose bool) ([]RequestSubmitRow, error) {
+	rows, err := db.Query(ctx, RequestSubmitSQL, id, typeArg, serviceClass, user, userTag, clientHost, paths, autoClose)
+	if err != nil {
+		return nil, fmt.Errorf("request_submit: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RequestSubmitRow, error) {
+		var r RequestSubmitRow
+		err := row.Scan(&r.Created, &r.Subrequests)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("request_submit: %w", err)
+	}
+	return result, nil
+}
+
+// RequestGet calls the SQL function request_get (request.sql).
+//
+// The request with this id (no row when unknown).
+func RequestGet(ctx context.Context, db DBTX, id string) ([]Request, error) {
+	rows, err := db.Query(ctx, RequestGetSQL, id)
+	if err != nil {
+		return nil, fmt.Errorf("request_get: %w", err)
+	}
+	result, err := CollectRequests(rows)
+	if err != nil {
+		return nil, fmt.Errorf("request_get: %w", err)
+	}
+	return result, nil
+}
+
+// SubrequestList calls the SQL function subrequest_list (request.sql).
+//
+// A request's subrequests in the order of its paths.
+func SubrequestList(ctx context.Context, db DBTX, requestID string) ([]Subrequest, error) {
+	rows, err := db.Query(ctx, SubrequestListSQL, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_list: %w", err)
+	}
+	result, err := CollectSubrequests(rows)
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_list: %w", err)
+	}
+	return result, nil
+}
+
+// RequestRefresh calls the SQL function request_refresh (request.sql).
+//
+// Derives a request's status from its subrequests and notifies every rhd that it changed.
+func RequestRefresh(ctx context.Context, db DBTX, requestID string) error {
+	if _, err := db.Exec(ctx, RequestRefreshSQL, requestID); err != nil {
+		return fmt.Errorf("request_refresh: %w", err)
+	}
+	return nil
+}
+
+// SubrequestFail calls the SQL function subrequest_fail (request.sql).
+//
+// Ends a subrequest with an error SQLSTATE and message, and refreshes its request.
+func SubrequestFail(ctx context.Context, db DBTX, id int64, code string, message string) error {
+	if _, err := db.Exec(ctx, SubrequestFailSQL, id, code, message); err != nil {
+		return fmt.Errorf("subrequest_fail: %w", err)
+	}
+	return nil
+}
+
+// SubrequestWakeWaiters calls the SQL function subrequest_wake_waiters (request.sql).
+//
+// Puts the subrequests waiting on a file back to the stager (WAITSUBREQ to RESTART).
+func SubrequestWakeWaiters(ctx context.Context, db DBTX, fileID int64) error {
+	if _, err := db.Exec(ctx, SubrequestWakeWaitersSQL, fileID); err != nil {
+		return fmt.Errorf("subrequest_wake_waiters: %w", err)
+	}
+	return nil
+}
+
+// FileLock calls the SQL function file_lock (stager.sql).
+//
+// The file row at a path, locked, created first when asked (a put).
+func FileLock(ctx context.Context, db DBTX, path string, serviceClassID int64, owner string, create bool) ([]File, error) {
+	rows, err := db.Query(ctx, FileLockSQL, path, serviceClassID, owner, create)
+	if err != nil {
+		return nil, fmt.Errorf("file_lock: %w", err)
+	}
+	result, err := CollectFiles(rows)
+	if err != nil {
+		return nil, fmt.Errorf("file_lock: %w", err)
+	}
+	return result, nil
+}
+
+// SubrequestFinish calls the SQL function subrequest_finish (stager.sql).
+//
+// Ends a subrequest successfully and refreshes its request.
+func SubrequestFinish(ctx context.Context, db DBTX, id int64, info string) error {
+	if _, err := db.Exec(ctx, SubrequestFinishSQL, id, info); err != nil {
+		return fmt.Errorf("subrequest_finish: %w", err)
+	}
+	return nil
+}
+
+// SubrequestWaitTransfer calls the SQL function subrequest_wait_transfer (stager.sql).
+//
+// Makes a subrequest ready for scheduling (WAITSCHED) and wakes the job manager.
+func SubrequestWaitTransfer(ctx context.Context, db DBTX, id int64, fileID int64, diskCopyID int64) error {
+	if _, err := db.Exec(ctx, SubrequestWaitTransferSQL, id, fileID, diskCopyID); err != nil {
+		return fmt.Errorf("subrequest_wait_transfer: %w", err)
+	}
+	return nil
+}
+
+// SubrequestClaimPutRow is a row returned by subrequest_claim_put.
+type SubrequestClaimPutRow struct {
+	ID        int64            `json:"id"`
+	RequestID string           `json:"request_id"`
+	Path      string           `json:"path"`
+	Status    SubrequestStatus `json:"status"`
+	Message   string           `json:"message"`
+}
+
+// SubrequestClaimPut calls the SQL function subrequest_claim_put (stager.sql).
+//
+// Claims and decides new PUT subrequests.
+func SubrequestClaimPut(ctx context.Context, db DBTX, batch int32) ([]SubrequestClaimPutRow, error) {
+	rows, err := db.Query(ctx, SubrequestClaimPutSQL, batch)
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_claim_put: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestClaimPutRow, error) {
+		var r SubrequestClaimPutRow
+		err := row.Scan(&r.ID, &r.RequestID, &r.Path, &r.Status, &r.Message)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_claim_put: %w", err)
+	}
+	return result, nil
+}
+
+// SubrequestClaimGetRow is a row returned by subrequest_claim_get.
+type SubrequestClaimGetRow struct {
+	ID        int64            `json:"id"`
+	RequestID string           `json:"request_id"`
+	Path      string           `json:"path"`
+	Status    SubrequestStatus `json:"status"`
+	Message   string           `json:"message"`
+}
+
+// SubrequestClaimGet calls the SQL function subrequest_claim_get (stager.sql).
+//
+// Claims and decides new GET and PREPARE_TO_GET subrequests.
+func SubrequestClaimGet(ctx context.Context, db DBTX, batch int32) ([]SubrequestClaimGetRow, error) {
+	rows, err := db.Query(ctx, SubrequestClaimGetSQL, batch)
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_claim_get: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestClaimGetRow, error) {
+		var r SubrequestClaimGetRow
+		err := row.Scan(&r.ID, &r.RequestID, &r.Path, &r.Status, &r.Message)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_claim_get: %w", err)
+	}
+	return result, nil
+}
+
+// SubrequestClaimPutdoneRow is a row returned by subrequest_claim_putdone.
+type SubrequestClaimPutdoneRow struct {
+	ID        int64            `json:"id"`
+	RequestID string           `json:"request_id"`
+	Path      string           `json:"path"`
+	Status    SubrequestStatus `json:"status"`
+	Message   string           `json:"message"`
+}
+
+// SubrequestClaimPutdone calls the SQL function subrequest_claim_putdone (stager.sql).
+//
+// Claims and decides new PUTDONE subrequests.
+func SubrequestClaimPutdone(ctx context.Context, db DBTX, batch int32) ([]SubrequestClaimPutdoneRow, error) {
+	rows, err := db.Query(ctx, SubrequestClaimPutdoneSQL, batch)
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_claim_putdone: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestClaimPutdoneRow, error) {
+		var r SubrequestClaimPutdoneRow
+		err := row.Scan(&r.ID, &r.RequestID, &r.Path, &r.Status, &r.Message)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_claim_putdone: %w", err)
+	}
+	return result, nil
+}
+
+// SubrequestClaimRmRow is a row returned by subrequest_claim_rm.
+type SubrequestClaimRmRow struct {
+	ID        int64            `json:"id"`
+	RequestID string           `json:"request_id"`
+	Path      string           `json:"path"`
+	Status    SubrequestStatus `json:"status"`
+	Message   string           `json:"message"`
+}
+
+// SubrequestClaimRm calls the SQL function subrequest_claim_rm (stager.sql).
+//
+// Claims and decides new RM subrequests.
+func SubrequestClaimRm(ctx context.Context, db DBTX, batch int32) ([]SubrequestClaimRmRow, error) {
+	rows, err := db.Query(ctx, SubrequestClaimRmSQL, batch)
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_claim_rm: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestClaimRmRow, error) {
+		var r SubrequestClaimRmRow
+		err := row.Scan(&r.ID, &r.RequestID, &r.Path, &r.Status, &r.Message)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_claim_rm: %w", err)
+	}
+	return result, nil
+}
+
+// SubrequestClaimWaitschedRow is a row returned by subrequest_claim_waitsched.
+type SubrequestClaimWaitschedRow struct {
+	ID        int64       `json:"id"`
+	RequestID string      `json:"request_id"`
+	Type      RequestType `json:"type"`
+}
+
+// SubrequestClaimWaitsched calls the SQL function subrequest_claim_waitsched
+// (jobmanager.sql).
+//
+// Claims subrequests ready for scheduling and marks them SCHEDULED; the caller submits
+// the scheduler job in the same transaction.
+func SubrequestClaimWaitsched(ctx context.Context, db DBTX, batch int32) ([]SubrequestClaimWaitschedRow, error) {
+	rows, err := db.Query(ctx, SubrequestClaimWaitschedSQL, batch)
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_claim_waitsched: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestClaimWaitschedRow, error) {
+		var r SubrequestClaimWaitschedRow
+		err := row.Scan(&r.ID, &r.RequestID, &r.Type)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_claim_waitsched: %w", err)
+	}
+	return result, nil
+}
+
+// SubrequestExpireRow is a row returned by subrequest_expire.
+type SubrequestExpireRow struct {
+	ID        int64            `json:"id"`
+	RequestID string           `json:"request_id"`
+	Status    SubrequestStatus `json:"status"`
+}
+
+// SubrequestExpire calls the SQL function subrequest_expire (jobmanager.sql).
+//
+// Takes back transfers whose disk server stopped heartbeating (RETRY, or FAILED after the
+// last try).
+func SubrequestExpire(ctx context.Context, db DBTX, heartbeatTimeoutSeconds int32, maxRetries int32) ([]SubrequestExpireRow, error) {
+	rows, err := db.Query(ctx, SubrequestExpireSQL, heartbeatTimeoutSeconds, maxRetries)
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_expire: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestExpireRow, error) {
+		var r SubrequestExpireRow
+		err := row.Scan(&r.ID, &r.RequestID, &r.Status)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_expire: %w", err)
+	}
+	return result, nil
+}
+
+// DiskServerLiveSeconds calls the SQL function disk_server_live_seconds (scheduler.sql).
+//
+// How recent a heartbeat must be for a disk server to take new transfers.
+func DiskServerLiveSeconds(ctx context.Context, db DBTX) (int32, error) {
+	var result int32
+	if err := db.QueryRow(ctx, DiskServerLiveSecondsSQL).Scan(&result); err != nil {
+		return 0, fmt.Errorf("disk_server_live_seconds: %w", err)
+	}
+	return result, nil
+}
+
+// SubrequestScheduleRow is a row returned by subrequest_schedule.
+type SubrequestScheduleRow struct {
+	DiskServerID   int64  `json:"disk_server_id"`
+	Queue          string `json:"queue"`
+	DiskServerName string `json:"disk_server_name"`
+}
+
+// SubrequestSchedule calls the SQL function subrequest_schedule (scheduler.sql).
+//
+// Places a SCHEDULED subrequest on a disk server and file system, or defers it when none
+// can take it.
+func SubrequestSchedule(ctx context.Context, db DBTX, id int64) ([]SubrequestScheduleRow, error) {
+	rows, err := db.Query(ctx, SubrequestScheduleSQL, id)
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_schedule: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestScheduleRow, error) {
+		var r SubrequestScheduleRow
+		err := row.Scan(&r.DiskServerID, &r.Queue, &r.DiskServerName)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_schedule: %w", err)
+	}
+	return result, nil
+}
+
+// DiskServerQueue calls the SQL function disk_server_queue (diskserver.sql).
+//
+// The River queue a disk server works.
+func DiskServerQueue(ctx context.Context, db DBTX, id int64) (string, error) {
+	var result string
+	if err := db.QueryRow(ctx, DiskServerQueueSQL, id).Scan(&result); err != nil {
+		return "", fmt.Errorf("disk_server_queue: %w", err)
+	}
+	return result, nil
+}
+
+// DiskServerRegisterRow is a row returned by disk_server_register.
+type DiskServerRegisterRow struct {
+	ID    int64  `json:"id"`
+	Queue string `json:"queue"`
+}
+
+// DiskServerRegister calls the SQL function disk_server_register (diskserver.sql).
+//
+// Records or refreshes a disk server by name; returns its id and queue.
+func DiskServerRegister(ctx context.Context, db DBTX, name string, url string, load float64) ([]DiskServerRegisterRow, error) {
+	rows, err := db.Query(ctx, DiskServerRegisterSQL, name, url, load)
+	if err != nil {
+		return nil, fmt.Errorf("disk_server_register: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DiskServerRegisterRow, error) {
+		var r DiskServerRegisterRow
+		err := row.Scan(&r.ID, &r.Queue)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("disk_server_register: %w", err)
+	}
+	return result, nil
+}
+
+// FileSystemRegister calls the SQL function file_system_register (diskserver.sql).
+//
+// Records or refreshes one data directory of a disk server; returns its id.
+func FileSystemRegister(ctx context.Context, db DBTX, diskServerID int64, mountPoint string, serviceClass string, capacityBytes int64, freeBytes int64) (int64, error) {
+	var result int64
+	if err := db.QueryRow(ctx, FileSystemRegisterSQL, diskServerID, mountPoint, serviceClass, capacityBytes, freeBytes).Scan(&result); err != nil {
+		return 0, fmt.Errorf("file_system_register: %w", err)
+	}
+	return result, nil
+}
+
+// DiskServerHeartbeat calls the SQL function disk_server_heartbeat (diskserver.sql).
+//
+// Refreshes a disk server's liveness and load.
+func DiskServerHeartbeat(ctx context.Context, db DBTX, id int64, load float64) error {
+	if _, err := db.Exec(ctx, DiskServerHeartbeatSQL, id, load); err != nil {
+		return fmt.Errorf("disk_server_heartbeat: %w", err)
+	}
+	return nil
+}
+
+// FileSystemHeartbeat calls the SQL function file_system_heartbeat (diskserver.sql).
+//
+// Refreshes a file system's capacity and free space.
+func FileSystemHeartbeat(ctx context.Context, db DBTX, id int64, capacityBytes int64, freeBytes int64) error {
+	if _, err := db.Exec(ctx, FileSystemHeartbeatSQL, id, capacityBytes, freeBytes); err != nil {
+		return fmt.Errorf("file_system_heartbeat: %w", err)
+	}
+	return nil
+}
+
+// DiskCopyClaimGcRow is a row returned by disk_copy_claim_gc.
+type DiskCopyClaimGcRow struct {
+	ID         int64  `json:"id"`
+	MountPoint string `json:"mount_point"`
+	DiskPath   string `json:"disk_path"`
+}
+
+// DiskCopyClaimGc calls the SQL function disk_copy_claim_gc (diskserver.sql).
+//
+// Claims invalidated copies on a disk server that no transfer reads, for deletion.
+func DiskCopyClaimGc(ctx context.Context, db DBTX, diskServerID int64, batch int32) ([]DiskCopyClaimGcRow, error) {
+	rows, err := db.Query(ctx, DiskCopyClaimGcSQL, diskServerID, batch)
+	if err != nil {
+		return nil, fmt.Errorf("disk_copy_claim_gc: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DiskCopyClaimGcRow, error) {
+		var r DiskCopyClaimGcRow
+		err := row.Scan(&r.ID, &r.MountPoint, &r.DiskPath)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("disk_copy_claim_gc: %w", err)
+	}
+	return result, nil
+}
+
+// DiskCopyDeleted calls the SQL function disk_copy_deleted (diskserver.sql).
+//
+// Forgets a copy its disk server has unlinked.
+func DiskCopyDeleted(ctx context.Context, db DBTX, id int64) error {
+	if _, err := db.Exec(ctx, DiskCopyDeletedSQL, id); err != nil {
+		return fmt.Errorf("disk_copy_deleted: %w", err)
+	}
+	return nil
+}
+
+// TransferStartRow is a row returned by transfer_start.
+type TransferStartRow struct {
+	Type         RequestType `json:"type"`
+	Path         string      `json:"path"`
+	MountPoint   string      `json:"mount_point"`
+	DiskPath     string      `json:"disk_path"`
+	SizeBytes    *int64      `json:"size_bytes"`
+	MaxSizeBytes int64       `json:"max_size_bytes"`
+}
+
+// TransferStart calls the SQL function transfer_start (transfer.sql).
+//
+// Publishes a mover's endpoint and one-time token (SCHEDULED to READY) and returns what
+// the mover needs.
+func TransferStart(ctx context.Context, db DBTX, subrequestID int64, diskServerID int64, moverURL string, token string) ([]TransferStartRow, error) {
+	rows, err := db.Query(ctx, TransferStartSQL, subrequestID, diskServerID, moverURL, token)
+	if err != nil {
+		return nil, fmt.Errorf("transfer_start: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TransferStartRow, error) {
+		var r TransferStartRow
+		err := row.Scan(&r.Type, &r.Path, &r.MountPoint, &r.DiskPath, &r.SizeBytes, &r.MaxSizeBytes)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("transfer_start: %w", err)
+	}
+	return result, nil
+}
+
+// TransferOpenRow is a row returned by transfer_open.
+type TransferOpenRow struct {
+	Type         RequestType `json:"type"`
+	MountPoint   string      `json:"mount_point"`
+	DiskPath     string      `json:"disk_path"`
+	SizeBytes    *int64      `json:"size_bytes"`
+	MaxSizeBytes int64       `json:"max_size_bytes"`
+}
+
+// TransferOpen calls the SQL function transfer_open (transfer.sql).
+//
+// Takes a transfer's one-time token back and says what to move; raises permission_denied
+// when it does not check.
+func TransferOpen(ctx context.Context, db DBTX, subrequestID int64, token string) ([]TransferOpenRow, error) {
+	rows, err := db.Query(ctx, TransferOpenSQL, subrequestID, token)
+	if err != nil {
+		return nil, fmt.Errorf("transfer_open: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TransferOpenRow, error) {
+		var r TransferOpenRow
+		err := row.Scan(&r.Type, &r.MountPoint, &r.DiskPath, &r.SizeBytes, &r.MaxSizeBytes)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("transfer_open: %w", err)
+	}
+	return result, nil
+}
+
+// TransferPutEnded calls the SQL function transfer_put_ended (transfer.sql).
+//
+// Records a finished write (size, adler32) and closes it when the request asked for it.
+func TransferPutEnded(ctx context.Context, db DBTX, subrequestID int64, sizeBytes int64, checksumAdler32 string) error {
+	if _, err := db.Exec(ctx, TransferPutEndedSQL, subrequestID, sizeBytes, checksumAdler32); err != nil {
+		return fmt.Errorf("transfer_put_ended: %w", err)
+	}
+	return nil
+}
+
+// TransferGetEnded calls the SQL function transfer_get_ended (transfer.sql).
+//
+// Records a finished read.
+func TransferGetEnded(ctx context.Context, db DBTX, subrequestID int64, sizeBytes int64) error {
+	if _, err := db.Exec(ctx, TransferGetEndedSQL, subrequestID, sizeBytes); err != nil {
+		return fmt.Errorf("transfer_get_ended: %w", err)
+	}
+	return nil
+}
+
+// TransferFail calls the SQL function transfer_fail (transfer.sql).
+//
+// Ends a transfer that went wrong; a failed write leaves no valid copy.
+func TransferFail(ctx context.Context, db DBTX, subrequestID int64, code string, message string) error {
+	if _, err := db.Exec(ctx, TransferFailSQL, subrequestID, code, message); err != nil {
+		return fmt.Errorf("transfer_fail: %w", err)
+	}
+	return nil
 }

@@ -165,8 +165,9 @@ func CollectFiles(rows pgx.Rows) ([]File, error) {
 //
 // One replica of a file on one file system.
 type DiskCopy struct {
-	ID     int64 `json:"id"`
-	FileID int64 `json:"file_id"`
+	ID int64 `json:"id"`
+	// Null once the file was removed; the copy waits for its disk server to delete it.
+	FileID *int64 `json:"file_id"`
 	// Chosen by the scheduler; null until then.
 	FileSystemID    *int64         `json:"file_system_id"`
 	Status          DiskCopyStatus `json:"status"`
@@ -174,18 +175,20 @@ type DiskCopy struct {
 	ChecksumAdler32 *string        `json:"checksum_adler32"`
 	CreatedAt       time.Time      `json:"created_at"`
 	UpdatedAt       time.Time      `json:"updated_at"`
+	// Where the copy lives, relative to its file system's mount point.
+	DiskPath string `json:"disk_path"`
 }
 
 // DiskCopyTable is the name of the table disk_copy.
 const DiskCopyTable = "disk_copy"
 
 // DiskCopyColumns are the columns of disk_copy in the order ScanDiskCopy expects them.
-var DiskCopyColumns = []string{"id", "file_id", "file_system_id", "status", "size_bytes", "checksum_adler32", "created_at", "updated_at"}
+var DiskCopyColumns = []string{"id", "file_id", "file_system_id", "status", "size_bytes", "checksum_adler32", "created_at", "updated_at", "disk_path"}
 
 // ScanDiskCopy scans a row holding DiskCopyColumns in order.
 func ScanDiskCopy(row pgx.Row) (DiskCopy, error) {
 	var r DiskCopy
-	if err := row.Scan(&r.ID, &r.FileID, &r.FileSystemID, &r.Status, &r.SizeBytes, &r.ChecksumAdler32, &r.CreatedAt, &r.UpdatedAt); err != nil {
+	if err := row.Scan(&r.ID, &r.FileID, &r.FileSystemID, &r.Status, &r.SizeBytes, &r.ChecksumAdler32, &r.CreatedAt, &r.UpdatedAt, &r.DiskPath); err != nil {
 		return DiskCopy{}, fmt.Errorf("scan disk_copy: %w", err)
 	}
 	return r, nil
@@ -212,18 +215,20 @@ type Request struct {
 	ClientHost     string        `json:"client_host"`
 	CreatedAt      time.Time     `json:"created_at"`
 	UpdatedAt      time.Time     `json:"updated_at"`
+	// Close each written copy when its upload ends (pollux cp), without stager_putdone.
+	AutoClose bool `json:"auto_close"`
 }
 
 // RequestTable is the name of the table request.
 const RequestTable = "request"
 
 // RequestColumns are the columns of request in the order ScanRequest expects them.
-var RequestColumns = []string{"id", "type", "status", "service_class_id", "user_name", "user_tag", "client_host", "created_at", "updated_at"}
+var RequestColumns = []string{"id", "type", "status", "service_class_id", "user_name", "user_tag", "client_host", "created_at", "updated_at", "auto_close"}
 
 // ScanRequest scans a row holding RequestColumns in order.
 func ScanRequest(row pgx.Row) (Request, error) {
 	var r Request
-	if err := row.Scan(&r.ID, &r.Type, &r.Status, &r.ServiceClassID, &r.UserName, &r.UserTag, &r.ClientHost, &r.CreatedAt, &r.UpdatedAt); err != nil {
+	if err := row.Scan(&r.ID, &r.Type, &r.Status, &r.ServiceClassID, &r.UserName, &r.UserTag, &r.ClientHost, &r.CreatedAt, &r.UpdatedAt, &r.AutoClose); err != nil {
 		return Request{}, fmt.Errorf("scan request: %w", err)
 	}
 	return r, nil
@@ -254,6 +259,24 @@ type Subrequest struct {
 	ErrorMessage *string   `json:"error_message"`
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
+	// The request's type, kept here so each stager pool claims from its own index.
+	Type RequestType `json:"type"`
+	// Where the scheduler placed the transfer.
+	DiskServerID *int64 `json:"disk_server_id"`
+	FileSystemID *int64 `json:"file_system_id"`
+	// The mover's endpoint, published when READY.
+	MoverURL *string `json:"mover_url"`
+	// The transfer's one-time token; cleared when the mover takes it.
+	Token *string `json:"token"`
+	// Bytes moved.
+	SizeBytes *int64 `json:"size_bytes"`
+	// adler32 of the bytes written.
+	ChecksumAdler32 *string `json:"checksum_adler32"`
+	// What the subrequest waits for, in words for the client (e.g. queued, no disk server
+	// available).
+	Info string `json:"info"`
+	// Not scheduled before this time (after no disk server could take it).
+	NextAttemptAt time.Time `json:"next_attempt_at"`
 }
 
 // SubrequestTable is the name of the table subrequest.
@@ -261,12 +284,12 @@ const SubrequestTable = "subrequest"
 
 // SubrequestColumns are the columns of subrequest in the order ScanSubrequest expects
 // them.
-var SubrequestColumns = []string{"id", "request_id", "path", "status", "file_id", "disk_copy_id", "parent_id", "retries", "error_code", "error_message", "created_at", "updated_at"}
+var SubrequestColumns = []string{"id", "request_id", "path", "status", "file_id", "disk_copy_id", "parent_id", "retries", "error_code", "error_message", "created_at", "updated_at", "type", "disk_server_id", "file_system_id", "mover_url", "token", "size_bytes", "checksum_adler32", "info", "next_attempt_at"}
 
 // ScanSubrequest scans a row holding SubrequestColumns in order.
 func ScanSubrequest(row pgx.Row) (Subrequest, error) {
 	var r Subrequest
-	if err := row.Scan(&r.ID, &r.RequestID, &r.Path, &r.Status, &r.FileID, &r.DiskCopyID, &r.ParentID, &r.Retries, &r.ErrorCode, &r.ErrorMessage, &r.CreatedAt, &r.UpdatedAt); err != nil {
+	if err := row.Scan(&r.ID, &r.RequestID, &r.Path, &r.Status, &r.FileID, &r.DiskCopyID, &r.ParentID, &r.Retries, &r.ErrorCode, &r.ErrorMessage, &r.CreatedAt, &r.UpdatedAt, &r.Type, &r.DiskServerID, &r.FileSystemID, &r.MoverURL, &r.Token, &r.SizeBytes, &r.ChecksumAdler32, &r.Info, &r.NextAttemptAt); err != nil {
 		return Subrequest{}, fmt.Errorf("scan subrequest: %w", err)
 	}
 	return r, nil

@@ -118,6 +118,10 @@ func TestCatalogueMatchesDescription(t *testing.T) {
 			b, err := fs.ReadFile(schema.Logic(), f)
 			require.NoError(t, err)
 			for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+				// Class 40 (transaction rollback) asks framework/pg to retry: not a user error.
+				if strings.HasPrefix(m[1], "40") {
+					continue
+				}
 				require.True(t, declared[m[1]], "%s raises SQLSTATE %s, which schema/pollux.yaml does not declare", f, m[1])
 			}
 		}

@@ -10,9 +10,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pollux-storage/pollux/framework/migrate"
 	"github.com/pollux-storage/pollux/framework/pg"
 	"github.com/pollux-storage/pollux/framework/pgtest"
 	"github.com/pollux-storage/pollux/model"
+	"github.com/pollux-storage/pollux/schema"
 )
 
 var empty = pgtest.Template{Key: "empty", Setup: func(context.Context, string) error { return nil }}
@@ -45,7 +47,9 @@ func TestMigrateLogicDaemonsEvents(t *testing.T) {
 
 	code, out, stderr := b.admin(t, "migrate")
 	require.Equal(t, 0, code, stderr)
-	require.Contains(t, out, "database: schema 1, river ")
+	head, err := migrate.Head(schema.Migrations())
+	require.NoError(t, err)
+	require.Contains(t, out, "database: "+head.String())
 	require.Contains(t, out, "logic: installed version 1")
 
 	code, out, _ = b.admin(t, "migrate")

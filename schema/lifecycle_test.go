@@ -1,0 +1,453 @@
+package schema_test
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/model"
+	"github.com/pollux-storage/pollux/schema/schematest"
+)
+
+// The request life cycle, decided entirely by the logic in schema/logic, driven through the
+// generated wrappers in the order the daemons call them. Each test has its own database.
+
+type life struct {
+	t   *testing.T
+	db  *pg.DB
+	ctx context.Context
+}
+
+func newLife(t *testing.T) *life {
+	t.Helper()
+	return &life{t: t, db: schematest.DB(t), ctx: context.Background()}
+}
+
+func uuid() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+func (l *life) submit(typ model.RequestType, autoClose bool, paths ...string) string {
+	l.t.Helper()
+	id := uuid()
+	rows, err := model.RequestSubmit(l.ctx, l.db.Pool(), id, typ, "default", "alice", "", "test", paths, autoClose)
+	require.NoError(l.t, err)
+	require.True(l.t, rows[0].Created)
+	return id
+}
+
+func (l *life) subs(request string) []model.Subrequest {
+	l.t.Helper()
+	s, err := model.SubrequestList(l.ctx, l.db.Pool(), request)
+	require.NoError(l.t, err)
+	return s
+}
+
+func (l *life) sub(request string) model.Subrequest {
+	l.t.Helper()
+	s := l.subs(request)
+	require.Len(l.t, s, 1)
+	return s[0]
+}
+
+// stage runs every stager pool once.
+func (l *life) stage() {
+	l.t.Helper()
+	for _, claim := range []func(context.Context, model.DBTX, int32) error{
+		func(ctx context.Context, q model.DBTX, b int32) error { _, err := model.SubrequestClaimPut(ctx, q, b); return err },
+		func(ctx context.Context, q model.DBTX, b int32) error { _, err := model.SubrequestClaimGet(ctx, q, b); return err },
+		func(ctx context.Context, q model.DBTX, b int32) error { _, err := model.SubrequestClaimPutdone(ctx, q, b); return err },
+		func(ctx context.Context, q model.DBTX, b int32) error { _, err := model.SubrequestClaimRm(ctx, q, b); return err },
+	} {
+		require.NoError(l.t, l.db.Tx(l.ctx, "stage", func(q pg.Querier) error { return claim(l.ctx, q, 100) }))
+	}
+}
+
+// schedule runs the job manager and the scheduler once; it returns the placements.
+func (l *life) schedule() []model.SubrequestScheduleRow {
+	l.t.Helper()
+	var out []model.SubrequestScheduleRow
+	require.NoError(l.t, l.db.Tx(l.ctx, "schedule", func(q pg.Querier) error {
+		claimed, err := model.SubrequestClaimWaitsched(l.ctx, q, 100)
+		if err != nil {
+			return err
+		}
+		for _, c := range claimed {
+			rows, err := model.SubrequestSchedule(l.ctx, q, c.ID)
+			if err != nil {
+				return err
+			}
+			out = append(out, rows...)
+		}
+		return nil
+	}))
+	return out
+}
+
+func (l *life) diskServer(name string) (int64, int64) {
+	l.t.Helper()
+	reg, err := model.DiskServerRegister(l.ctx, l.db.Pool(), name, "http://"+name+":9000", 0.1)
+	require.NoError(l.t, err)
+	fs, err := model.FileSystemRegister(l.ctx, l.db.Pool(), reg[0].ID, "/data/"+name, "default", 1<<40, 1<<39)
+	require.NoError(l.t, err)
+	return reg[0].ID, fs
+}
+
+// transfer starts the mover of the subrequest on its server and takes the token back.
+func (l *life) transfer(s model.Subrequest) model.TransferOpenRow {
+	l.t.Helper()
+	require.NotNil(l.t, s.DiskServerID)
+	start, err := model.TransferStart(l.ctx, l.db.Pool(), s.ID, *s.DiskServerID, "http://mover/x", "tok-"+fmt.Sprint(s.ID))
+	require.NoError(l.t, err)
+	require.Len(l.t, start, 1)
+	open, err := model.TransferOpen(l.ctx, l.db.Pool(), s.ID, "tok-"+fmt.Sprint(s.ID))
+	require.NoError(l.t, err)
+	require.Len(l.t, open, 1)
+	return open[0]
+}
+
+func (l *life) query(path string) (model.FileQueryRow, error) {
+	rows, err := model.FileQuery(l.ctx, l.db.Pool(), path)
+	if err != nil {
+		return model.FileQueryRow{}, err
+	}
+	return rows[0], nil
+}
+
+func (l *life) requestStatus(id string) model.RequestStatus {
+	l.t.Helper()
+	r, err := model.RequestGet(l.ctx, l.db.Pool(), id)
+	require.NoError(l.t, err)
+	return r[0].Status
+}
+
+func sqlstate(err error) string { return pg.SQLState(err) }
+
+// put writes path all the way: put, transfer, end, putdone.
+func (l *life) put(path string, size int64, sum string) {
+	l.t.Helper()
+	req := l.submit(model.RequestTypePut, false, path)
+	l.stage()
+	require.Len(l.t, l.schedule(), 1)
+	s := l.sub(req)
+	l.transfer(s)
+	require.NoError(l.t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, size, sum))
+	done := l.submit(model.RequestTypePutdone, false, path)
+	l.stage()
+	require.Equal(l.t, model.SubrequestStatusFinished, l.sub(done).Status, l.sub(done).ErrorMessage)
+}
+
+func TestPutLifeCycle(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	req := l.submit(model.RequestTypePut, false, "/pollux/u/alice/f")
+	require.Equal(t, model.SubrequestStatusStart, l.sub(req).Status)
+
+	l.stage()
+	s := l.sub(req)
+	require.Equal(t, model.SubrequestStatusWaitsched, s.Status)
+	require.NotNil(t, s.DiskCopyID)
+
+	// No disk server yet: the put waits in the database and says so.
+	require.Empty(t, l.schedule())
+	s = l.sub(req)
+	require.Equal(t, model.SubrequestStatusWaitsched, s.Status)
+	require.Equal(t, "queued, no disk server available", s.Info)
+
+	ds, _ := l.diskServer("ds1")
+	_, err := l.db.Pool().Exec(l.ctx, "update subrequest set next_attempt_at = now()") // skip the 2 s deferral
+	require.NoError(t, err)
+	placed := l.schedule()
+	require.Len(t, placed, 1)
+	require.Equal(t, ds, placed[0].DiskServerID)
+	require.Equal(t, fmt.Sprintf("disk_%d", ds), placed[0].Queue)
+
+	s = l.sub(req)
+	require.Equal(t, model.SubrequestStatusScheduled, s.Status)
+	open := l.transfer(s)
+	require.Equal(t, model.RequestTypePut, open.Type)
+	require.Equal(t, "/data/ds1", open.MountPoint)
+	require.NotEmpty(t, open.DiskPath)
+
+	// The token is one-time.
+	_, err = model.TransferOpen(l.ctx, l.db.Pool(), s.ID, "tok-"+fmt.Sprint(s.ID))
+	require.Equal(t, model.SQLStatePermissionDenied, sqlstate(err))
+
+	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, 1024, "0a0b0c0d"))
+	require.Equal(t, model.SubrequestStatusFinished, l.sub(req).Status)
+	require.Equal(t, model.RequestStatusFinished, l.requestStatus(req))
+	q, err := l.query("/pollux/u/alice/f")
+	require.NoError(t, err)
+	require.Equal(t, "STAGEOUT", q.Status, "written but not closed until putdone")
+
+	done := l.submit(model.RequestTypePutdone, false, "/pollux/u/alice/f")
+	l.stage()
+	require.Equal(t, model.SubrequestStatusFinished, l.sub(done).Status)
+	q, err = l.query("/pollux/u/alice/f")
+	require.NoError(t, err)
+	require.Equal(t, "STAGED", q.Status)
+	require.EqualValues(t, 1024, *q.SizeBytes)
+	require.Equal(t, "0a0b0c0d", *q.ChecksumAdler32)
+
+	// A second putdone has nothing to close.
+	again := l.submit(model.RequestTypePutdone, false, "/pollux/u/alice/f")
+	l.stage()
+	require.Equal(t, model.SubrequestStatusFailed, l.sub(again).Status)
+	require.Contains(t, *l.sub(again).ErrorMessage, "nothing to close")
+}
+
+func TestAutoCloseAndGet(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	l.diskServer("ds1")
+	req := l.submit(model.RequestTypePut, true, "/pollux/f")
+	l.stage()
+	l.schedule()
+	s := l.sub(req)
+	l.transfer(s)
+	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, 5, "00000001"))
+	q, err := l.query("/pollux/f")
+	require.NoError(t, err)
+	require.Equal(t, "STAGED", q.Status, "pollux cp closes at the end of the upload")
+
+	get := l.submit(model.RequestTypeGet, false, "/pollux/f")
+	l.stage()
+	require.Len(t, l.schedule(), 1)
+	g := l.sub(get)
+	open := l.transfer(g)
+	require.Equal(t, model.RequestTypeGet, open.Type)
+	require.EqualValues(t, 5, *open.SizeBytes)
+	require.NoError(t, model.TransferGetEnded(l.ctx, l.db.Pool(), g.ID, 5))
+	require.Equal(t, model.RequestStatusFinished, l.requestStatus(get))
+
+	ptg := l.submit(model.RequestTypePrepareToGet, false, "/pollux/f")
+	l.stage()
+	require.Equal(t, model.SubrequestStatusFinished, l.sub(ptg).Status, "already on disk")
+}
+
+func TestConcurrentPutsOfOnePath(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	first := l.submit(model.RequestTypePut, false, "/pollux/same")
+	second := l.submit(model.RequestTypePut, false, "/pollux/same")
+	l.stage()
+	require.Equal(t, model.SubrequestStatusWaitsched, l.sub(first).Status)
+	s := l.sub(second)
+	require.Equal(t, model.SubrequestStatusFailed, s.Status)
+	require.Equal(t, model.SQLStateConflict, *s.ErrorCode)
+	require.Contains(t, *s.ErrorMessage, "is being written by another request")
+	require.Equal(t, model.RequestStatusFailed, l.requestStatus(second))
+}
+
+func TestGetWaitsForPutInFlightThenServesNewContent(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	l.diskServer("ds1")
+	l.put("/pollux/f", 10, "00000010")
+
+	rewrite := l.submit(model.RequestTypePut, false, "/pollux/f")
+	l.stage()
+	l.schedule()
+	w := l.sub(rewrite)
+	q, err := l.query("/pollux/f")
+	require.NoError(t, err)
+	require.EqualValues(t, 10, *q.SizeBytes, "the old content stays until the new one is closed")
+
+	get := l.submit(model.RequestTypeGet, false, "/pollux/f")
+	l.stage()
+	g := l.sub(get)
+	require.Equal(t, model.SubrequestStatusWaitsubreq, g.Status)
+	require.Equal(t, w.ID, *g.ParentID)
+
+	l.transfer(w)
+	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), w.ID, 20, "00000020"))
+	require.Equal(t, model.SubrequestStatusWaitsubreq, l.sub(get).Status, "written but not closed: still waiting")
+	done := l.submit(model.RequestTypePutdone, false, "/pollux/f")
+	l.stage() // putdone closes, which restarts the get; the get pool then decides it
+	l.stage()
+	g = l.sub(get)
+	require.Equal(t, model.SubrequestStatusWaitsched, g.Status, l.sub(done).Info)
+	require.Equal(t, w.DiskCopyID, g.DiskCopyID, "the get reads the new copy")
+	var invalid int
+	require.NoError(t, l.db.Pool().QueryRow(l.ctx, "select count(*) from disk_copy where status = 'INVALID'").Scan(&invalid))
+	require.Equal(t, 1, invalid, "the old copy is invalidated")
+}
+
+func TestRmOfFileBeingWritten(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	l.diskServer("ds1")
+	req := l.submit(model.RequestTypePut, false, "/pollux/f")
+	l.stage()
+	l.schedule()
+	w := l.sub(req)
+	l.transfer(w)
+
+	rm := l.submit(model.RequestTypeRm, false, "/pollux/f")
+	l.stage()
+	require.Equal(t, model.SubrequestStatusFinished, l.sub(rm).Status)
+	w = l.sub(req)
+	require.Equal(t, model.SubrequestStatusFailed, w.Status)
+	require.Contains(t, *w.ErrorMessage, "removed (stager_rm) while being written")
+	err := model.TransferPutEnded(l.ctx, l.db.Pool(), w.ID, 3, "00000003")
+	require.Equal(t, model.SQLStateConflict, sqlstate(err), "the mover learns the write is no longer wanted")
+	_, err = l.query("/pollux/f")
+	require.Equal(t, model.SQLStateNotFound, sqlstate(err))
+
+	// The invalidated copy is the disk server's to delete.
+	gc, err := model.DiskCopyClaimGc(l.ctx, l.db.Pool(), *w.DiskServerID, 10)
+	require.NoError(t, err)
+	require.Len(t, gc, 1)
+	require.NoError(t, model.DiskCopyDeleted(l.ctx, l.db.Pool(), gc[0].ID))
+}
+
+func TestRmOfFileBeingReadLetsTheReadFinish(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	ds, _ := l.diskServer("ds1")
+	l.put("/pollux/f", 10, "00000010")
+	get := l.submit(model.RequestTypeGet, false, "/pollux/f")
+	l.stage()
+	l.schedule()
+	g := l.sub(get)
+	l.transfer(g)
+
+	rm := l.submit(model.RequestTypeRm, false, "/pollux/f")
+	l.stage()
+	require.Equal(t, model.SubrequestStatusFinished, l.sub(rm).Status)
+	gc, err := model.DiskCopyClaimGc(l.ctx, l.db.Pool(), ds, 10)
+	require.NoError(t, err)
+	require.Empty(t, gc, "a copy being read is not deleted under its reader")
+	require.NoError(t, model.TransferGetEnded(l.ctx, l.db.Pool(), g.ID, 10))
+	gc, err = model.DiskCopyClaimGc(l.ctx, l.db.Pool(), ds, 10)
+	require.NoError(t, err)
+	require.Len(t, gc, 1)
+}
+
+func TestMissingFiles(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	_, err := l.query("/pollux/nope")
+	require.Equal(t, model.SQLStateNotFound, sqlstate(err))
+	require.ErrorContains(t, err, "no such file: /pollux/nope")
+	kind, ok := model.KindOfSQLState(sqlstate(err))
+	require.True(t, ok)
+	require.Equal(t, 1, kind.ExitCode(), "a user error")
+
+	for _, typ := range []model.RequestType{model.RequestTypeGet, model.RequestTypePrepareToGet, model.RequestTypePutdone, model.RequestTypeRm} {
+		req := l.submit(typ, false, "/pollux/nope")
+		l.stage()
+		s := l.sub(req)
+		require.Equal(t, model.SubrequestStatusFailed, s.Status, typ)
+		require.Equal(t, model.SQLStateNotFound, *s.ErrorCode, typ)
+		require.Contains(t, *s.ErrorMessage, "no such file: /pollux/nope")
+	}
+}
+
+func TestBadRequestsChangeNothing(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	many := make([]string, 1001)
+	for i := range many {
+		many[i] = fmt.Sprintf("/pollux/f%d", i)
+	}
+	for _, tc := range []struct {
+		name, svc string
+		paths     []string
+		code      string
+		msg       string
+	}{
+		{"relative", "default", []string{"u/f"}, model.SQLStateInvalidArgument, "is relative"},
+		{"dot dot", "default", []string{"/pollux/u/../f"}, model.SQLStateInvalidArgument, `".." component`},
+		{"outside namespace", "default", []string{"/etc/passwd"}, model.SQLStateInvalidArgument, "outside the namespace"},
+		{"empty path", "default", []string{""}, model.SQLStateInvalidArgument, "path is empty"},
+		{"trailing slash", "default", []string{"/pollux/d/"}, model.SQLStateInvalidArgument, "trailing slash"},
+		{"no files", "default", []string{}, model.SQLStateInvalidArgument, "names no file"},
+		{"too many files", "default", many, model.SQLStateInvalidArgument, "at most 1000"},
+		{"duplicate", "default", []string{"/pollux/a", "/pollux/a"}, model.SQLStateInvalidArgument, "more than once"},
+		{"unknown service class", "tape", []string{"/pollux/a"}, model.SQLStateNotFound, `unknown service class "tape"`},
+	} {
+		_, err := model.RequestSubmit(l.ctx, l.db.Pool(), uuid(), model.RequestTypePut, tc.svc, "alice", "", "", tc.paths, false)
+		require.Equal(t, tc.code, sqlstate(err), tc.name)
+		require.ErrorContains(t, err, tc.msg, tc.name)
+	}
+	var n int
+	require.NoError(t, l.db.Pool().QueryRow(l.ctx, "select (select count(*) from request) + (select count(*) from subrequest)").Scan(&n))
+	require.Zero(t, n, "rejected requests leave nothing behind")
+}
+
+func TestRequestIDMakesRetriesIdempotent(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	id := uuid()
+	rows, err := model.RequestSubmit(l.ctx, l.db.Pool(), id, model.RequestTypePut, "default", "alice", "", "", []string{"/pollux/a"}, false)
+	require.NoError(t, err)
+	require.True(t, rows[0].Created)
+	rows, err = model.RequestSubmit(l.ctx, l.db.Pool(), id, model.RequestTypePut, "default", "alice", "", "", []string{"/pollux/a"}, false)
+	require.NoError(t, err)
+	require.False(t, rows[0].Created, "the same request again is recognised, not stored twice")
+	require.Len(t, l.subs(id), 1)
+	_, err = model.RequestSubmit(l.ctx, l.db.Pool(), id, model.RequestTypePut, "default", "alice", "", "", []string{"/pollux/b"}, false)
+	require.Equal(t, model.SQLStateConflict, sqlstate(err))
+}
+
+func TestFailedUploadLeavesNoValidCopy(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	l.diskServer("ds1")
+	req := l.submit(model.RequestTypePut, false, "/pollux/new")
+	l.stage()
+	l.schedule()
+	w := l.sub(req)
+	get := l.submit(model.RequestTypeGet, false, "/pollux/new")
+	l.stage()
+	require.Equal(t, model.SubrequestStatusWaitsubreq, l.sub(get).Status)
+
+	l.transfer(w)
+	require.NoError(t, model.TransferFail(l.ctx, l.db.Pool(), w.ID, model.SQLStateBadData, "upload truncated: 10 of 20 bytes"))
+	w = l.sub(req)
+	require.Equal(t, model.SubrequestStatusFailed, w.Status)
+	require.Equal(t, "upload truncated: 10 of 20 bytes", *w.ErrorMessage)
+	_, err := l.query("/pollux/new")
+	require.Equal(t, model.SQLStateNotFound, sqlstate(err), "a file whose only write failed does not exist")
+
+	l.stage()
+	g := l.sub(get)
+	require.Equal(t, model.SubrequestStatusFailed, g.Status, "the waiting get was restarted and found no file")
+	require.Contains(t, *g.ErrorMessage, "no such file")
+}
+
+func TestDeadDiskServerTransfersAreRetried(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	ds, _ := l.diskServer("ds1")
+	req := l.submit(model.RequestTypePut, false, "/pollux/f")
+	l.stage()
+	l.schedule()
+	l.transfer(l.sub(req))
+	_, err := l.db.Pool().Exec(l.ctx, "update disk_server set heartbeat_at = now() - interval '1 minute' where id = $1", ds)
+	require.NoError(t, err)
+
+	expired, err := model.SubrequestExpire(l.ctx, l.db.Pool(), 30, 3)
+	require.NoError(t, err)
+	require.Len(t, expired, 1)
+	require.Equal(t, model.SubrequestStatusRetry, expired[0].Status)
+	s := l.sub(req)
+	require.EqualValues(t, 1, s.Retries)
+	require.Nil(t, s.DiskServerID)
+	require.True(t, strings.Contains(s.Info, "stopped answering"), s.Info)
+
+	// The stager decides it again: a fresh copy, while the old one is garbage.
+	l.stage()
+	require.Equal(t, model.SubrequestStatusWaitsched, l.sub(req).Status)
+	require.Empty(t, l.schedule(), "the only disk server is silent")
+}

@@ -1,0 +1,131 @@
+-- Disk servers join by themselves (as xrootd data servers log in to their manager): a
+-- diskserverd registers its server and file systems on start, heartbeats load and space,
+-- and deletes the copies the stager invalidated.
+
+-- disk_server_queue names the River queue a disk server works.
+CREATE OR REPLACE FUNCTION disk_server_queue(p_id bigint)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = public, pg_temp
+AS $$ SELECT 'disk_' || p_id $$;
+
+-- disk_server_register records (or refreshes) a disk server by name and returns its id and
+-- queue; an operator's status (DRAINING, DISABLED) is kept across restarts. Wakes the job
+-- manager (NOTIFY pollux_capacity): queued transfers may fit now. Locks: its row.
+CREATE OR REPLACE FUNCTION disk_server_register(p_name text, p_url text, p_load double precision)
+RETURNS TABLE (id bigint, queue text)
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_id bigint;
+BEGIN
+    IF coalesce(p_name, '') = '' OR coalesce(p_url, '') = '' THEN
+        RAISE EXCEPTION 'a disk server needs a name and a URL' USING ERRCODE = 'PX002';
+    END IF;
+    INSERT INTO disk_server AS d (name, url, load) VALUES (p_name, p_url, coalesce(p_load, 0))
+    ON CONFLICT (name) DO UPDATE SET url = excluded.url, load = excluded.load, heartbeat_at = now()
+    RETURNING d.id INTO v_id;
+    PERFORM system_event_record('disk_server_register', 'diskserverd', NULL, format('disk server %s registered at %s', p_name, p_url),
+        jsonb_build_object('disk_server_id', v_id));
+    PERFORM pg_notify('pollux_capacity', v_id::text);
+    id := v_id; queue := disk_server_queue(v_id);
+    RETURN NEXT;
+END;
+$$;
+
+-- file_system_register records (or refreshes) one data directory of a disk server and
+-- returns its id. Raises: not_found (PX001) for an unknown service class; invalid_argument
+-- (PX002) for a relative mount point. Locks: its row.
+CREATE OR REPLACE FUNCTION file_system_register(p_disk_server_id bigint, p_mount_point text, p_service_class text,
+    p_capacity_bytes bigint, p_free_bytes bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_sc bigint;
+    v_id bigint;
+BEGIN
+    IF left(coalesce(p_mount_point, ''), 1) <> '/' THEN
+        RAISE EXCEPTION 'mount point % is not absolute', p_mount_point USING ERRCODE = 'PX002';
+    END IF;
+    SELECT id INTO v_sc FROM service_class WHERE name = p_service_class;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown service class "%"', p_service_class USING ERRCODE = 'PX001';
+    END IF;
+    INSERT INTO file_system AS f (disk_server_id, mount_point, service_class_id, capacity_bytes, free_bytes)
+    VALUES (p_disk_server_id, p_mount_point, v_sc, p_capacity_bytes, p_free_bytes)
+    ON CONFLICT (disk_server_id, mount_point) DO UPDATE
+        SET service_class_id = excluded.service_class_id, capacity_bytes = excluded.capacity_bytes,
+            free_bytes = excluded.free_bytes, heartbeat_at = now()
+    RETURNING f.id INTO v_id;
+    PERFORM pg_notify('pollux_capacity', p_disk_server_id::text);
+    RETURN v_id;
+END;
+$$;
+
+-- disk_server_heartbeat refreshes a disk server's liveness and load. A server that comes
+-- back after being silent wakes the job manager. Raises: not_found (PX001) when the server
+-- is not registered (it registers again). Locks: its row.
+CREATE OR REPLACE FUNCTION disk_server_heartbeat(p_id bigint, p_load double precision)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_was timestamptz;
+BEGIN
+    SELECT heartbeat_at INTO v_was FROM disk_server WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'disk server % is not registered', p_id USING ERRCODE = 'PX001';
+    END IF;
+    UPDATE disk_server SET heartbeat_at = now(), load = coalesce(p_load, 0) WHERE id = p_id;
+    IF v_was < now() - make_interval(secs => disk_server_live_seconds()) THEN
+        PERFORM pg_notify('pollux_capacity', p_id::text);
+    END IF;
+END;
+$$;
+
+-- file_system_heartbeat refreshes a file system's capacity and free space.
+-- Raises: not_found (PX001) when it is not registered. Locks: its row.
+CREATE OR REPLACE FUNCTION file_system_heartbeat(p_id bigint, p_capacity_bytes bigint, p_free_bytes bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+BEGIN
+    UPDATE file_system SET capacity_bytes = p_capacity_bytes, free_bytes = p_free_bytes, heartbeat_at = now() WHERE id = p_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'file system % is not registered', p_id USING ERRCODE = 'PX001';
+    END IF;
+END;
+$$;
+
+-- disk_copy_claim_gc claims INVALID copies on a disk server's file systems that no
+-- transfer still reads, marks them BEINGDELETED and returns where they are; the server
+-- unlinks them and calls disk_copy_deleted. Locks: the claimed copies (SKIP LOCKED).
+CREATE OR REPLACE FUNCTION disk_copy_claim_gc(p_disk_server_id bigint, p_batch integer)
+RETURNS TABLE (id bigint, mount_point text, disk_path text)
+LANGUAGE sql
+SET search_path = public, pg_temp
+AS $$
+    WITH c AS (
+        SELECT dc.id FROM disk_copy dc JOIN file_system fs ON fs.id = dc.file_system_id
+        WHERE fs.disk_server_id = p_disk_server_id AND dc.status = 'INVALID'
+          AND NOT EXISTS (SELECT 1 FROM subrequest s WHERE s.disk_copy_id = dc.id AND s.status = 'READY')
+        ORDER BY dc.id LIMIT p_batch FOR UPDATE OF dc SKIP LOCKED
+    )
+    UPDATE disk_copy dc SET status = 'BEINGDELETED', updated_at = now()
+    FROM c, file_system fs
+    WHERE dc.id = c.id AND fs.id = dc.file_system_id
+    RETURNING dc.id, fs.mount_point, dc.disk_path;
+$$;
+
+-- disk_copy_deleted forgets a copy its disk server has unlinked. Locks: its row.
+CREATE OR REPLACE FUNCTION disk_copy_deleted(p_id bigint)
+RETURNS void
+LANGUAGE sql
+SET search_path = public, pg_temp
+AS $$ DELETE FROM disk_copy WHERE id = p_id AND status = 'BEINGDELETED' $$;

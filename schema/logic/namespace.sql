@@ -1,0 +1,96 @@
+-- The namespace: which paths are valid, what a file looks like to stager_qry, and how a
+-- written copy becomes the file's content. These are policy: change them here, apply with
+-- `pollux-admin logic apply`, no rebuild.
+
+-- namespace_root is the directory every path must lie under. Reads nothing.
+CREATE OR REPLACE FUNCTION namespace_root()
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = public, pg_temp
+AS $$ SELECT '/pollux' $$;
+
+-- namespace_path_problem says what is wrong with a path, or returns NULL when it is valid:
+-- absolute, under namespace_root(), no empty, "." or ".." component, no trailing slash, no
+-- control character, at most 1023 bytes. Reads nothing.
+CREATE OR REPLACE FUNCTION namespace_path_problem(p_path text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = public, pg_temp
+AS $$
+BEGIN
+    IF p_path IS NULL OR p_path = '' THEN
+        RETURN 'path is empty';
+    ELSIF left(p_path, 1) <> '/' THEN
+        RETURN format('path %s is relative: give an absolute path under %s/', p_path, namespace_root());
+    ELSIF octet_length(p_path) > 1023 THEN
+        RETURN format('path is %s bytes long: at most 1023', octet_length(p_path));
+    ELSIF p_path ~ '[[:cntrl:]]' THEN
+        RETURN 'path contains a control character';
+    ELSIF p_path ~ '(^|/)\.\.?(/|$)' THEN
+        RETURN format('path %s has a "." or ".." component', p_path);
+    ELSIF p_path ~ '//' OR right(p_path, 1) = '/' THEN
+        RETURN format('path %s has an empty component or a trailing slash', p_path);
+    ELSIF left(p_path, length(namespace_root()) + 1) <> namespace_root() || '/' THEN
+        RETURN format('path %s is outside the namespace: paths start with %s/', p_path, namespace_root());
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+-- file_query answers stager_qry for one path from the database alone.
+-- Reads only. Raises: not_found (PX001) for a path with no namespace entry.
+CREATE OR REPLACE FUNCTION file_query(p_path text)
+RETURNS TABLE (path text, service_class text, status text, size_bytes bigint, checksum_adler32 text,
+               owner text, updated_at timestamptz, disk_copies integer)
+LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_problem text := namespace_path_problem(p_path);
+BEGIN
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem USING ERRCODE = 'PX002';
+    END IF;
+    RETURN QUERY
+    SELECT f.path, sc.name,
+           CASE WHEN bool_or(dc.status = 'STAGEOUT') THEN 'STAGEOUT'
+                WHEN bool_or(dc.status = 'STAGED') THEN 'STAGED'
+                ELSE 'INVALID' END,
+           f.size_bytes, f.checksum_adler32, f.owner, f.updated_at,
+           count(dc.id) FILTER (WHERE dc.status IN ('STAGED', 'STAGEOUT'))::integer
+    FROM file f
+    JOIN service_class sc ON sc.id = f.service_class_id
+    LEFT JOIN disk_copy dc ON dc.file_id = f.id
+    WHERE f.path = p_path
+    GROUP BY f.id, sc.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no such file: %', p_path USING ERRCODE = 'PX001';
+    END IF;
+END;
+$$;
+
+-- file_close_copy makes a written copy the file's content: the copy becomes STAGED, every
+-- older STAGED copy INVALID (its disk server deletes it), the file takes the copy's size and
+-- checksum, and subrequests waiting on the file start again.
+-- Locks: the caller holds the file row. Raises: conflict (PX003) when the copy is not a
+-- finished STAGEOUT copy of the file.
+CREATE OR REPLACE FUNCTION file_close_copy(p_file_id bigint, p_disk_copy_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_copy disk_copy;
+BEGIN
+    SELECT * INTO v_copy FROM disk_copy WHERE id = p_disk_copy_id AND file_id = p_file_id FOR UPDATE;
+    IF NOT FOUND OR v_copy.status <> 'STAGEOUT' OR v_copy.size_bytes IS NULL THEN
+        RAISE EXCEPTION 'disk copy % is not a finished write of file %', p_disk_copy_id, p_file_id USING ERRCODE = 'PX003';
+    END IF;
+    UPDATE disk_copy SET status = 'INVALID', updated_at = now()
+    WHERE file_id = p_file_id AND status = 'STAGED';
+    UPDATE disk_copy SET status = 'STAGED', updated_at = now() WHERE id = p_disk_copy_id;
+    UPDATE file SET size_bytes = v_copy.size_bytes, checksum_adler32 = v_copy.checksum_adler32, updated_at = now()
+    WHERE id = p_file_id;
+    PERFORM subrequest_wake_waiters(p_file_id);
+END;
+$$;

@@ -1,0 +1,138 @@
+-- Requests as rhd stores and reads them. A request carries one subrequest per file and a
+-- client-chosen id, so a client that retries through another rhd never creates a second one.
+
+-- request_submit stores a request and its subrequests in one transaction and wakes the
+-- stager pool of its family (NOTIFY pollux_subrequest_new, payload the request type).
+-- Returns created = false when the same request was stored already (an idempotent retry).
+-- Locks: inserts; the request id's unique index serialises two submissions of one id.
+-- Raises: invalid_argument (PX002) for a bad path, a duplicate path, no path or too many;
+-- not_found (PX001) for an unknown service class; conflict (PX003) when the id is taken by a
+-- different request.
+CREATE OR REPLACE FUNCTION request_submit(
+    p_id uuid, p_type request_type, p_service_class text, p_user text, p_user_tag text,
+    p_client_host text, p_paths text[], p_auto_close boolean)
+RETURNS TABLE (created boolean, subrequests integer)
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_max_files constant integer := 1000;
+    v_sc_id bigint;
+    v_existing request;
+    v_problem text;
+    v_n integer := coalesce(cardinality(p_paths), 0);
+BEGIN
+    SELECT * INTO v_existing FROM request WHERE id = p_id;
+    IF FOUND THEN
+        IF v_existing.type <> p_type OR v_existing.user_name <> p_user
+           OR (SELECT array_agg(s.path ORDER BY s.id) FROM subrequest s WHERE s.request_id = p_id) IS DISTINCT FROM p_paths THEN
+            RAISE EXCEPTION 'request id % is already used by a different request: choose a new id', p_id USING ERRCODE = 'PX003';
+        END IF;
+        RETURN QUERY SELECT false, v_n;
+        RETURN;
+    END IF;
+    IF v_n = 0 THEN
+        RAISE EXCEPTION 'the request names no file' USING ERRCODE = 'PX002';
+    ELSIF v_n > v_max_files THEN
+        RAISE EXCEPTION 'the request names % files: at most % per request', v_n, v_max_files USING ERRCODE = 'PX002';
+    END IF;
+    FOR i IN 1 .. v_n LOOP
+        v_problem := namespace_path_problem(p_paths[i]);
+        IF v_problem IS NOT NULL THEN
+            RAISE EXCEPTION '%', v_problem USING ERRCODE = 'PX002';
+        END IF;
+    END LOOP;
+    IF (SELECT count(DISTINCT x) FROM unnest(p_paths) x) <> v_n THEN
+        RAISE EXCEPTION 'the request names a file more than once' USING ERRCODE = 'PX002';
+    END IF;
+    SELECT id INTO v_sc_id FROM service_class WHERE name = p_service_class;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown service class "%" (see the service_class table for the valid ones)', p_service_class USING ERRCODE = 'PX001';
+    END IF;
+    BEGIN
+        INSERT INTO request (id, type, service_class_id, user_name, user_tag, client_host, auto_close)
+        VALUES (p_id, p_type, v_sc_id, p_user, coalesce(p_user_tag, ''), coalesce(p_client_host, ''), coalesce(p_auto_close, false));
+    EXCEPTION WHEN unique_violation THEN
+        -- The same id submitted concurrently through another rhd: let the retry decide.
+        RAISE EXCEPTION 'request % is being submitted concurrently; retry', p_id USING ERRCODE = '40001';
+    END;
+    INSERT INTO subrequest (request_id, type, path)
+    SELECT p_id, p_type, x.path FROM unnest(p_paths) WITH ORDINALITY AS x(path, n) ORDER BY x.n;
+    PERFORM pg_notify('pollux_subrequest_new', p_type::text);
+    RETURN QUERY SELECT true, v_n;
+END;
+$$;
+
+-- request_get returns the request (no row when unknown). Reads only.
+CREATE OR REPLACE FUNCTION request_get(p_id uuid)
+RETURNS SETOF request
+LANGUAGE sql STABLE
+SET search_path = public, pg_temp
+AS $$ SELECT * FROM request WHERE id = p_id $$;
+
+-- subrequest_list returns a request's subrequests in the order of its paths. Reads only.
+CREATE OR REPLACE FUNCTION subrequest_list(p_request_id uuid)
+RETURNS SETOF subrequest
+LANGUAGE sql STABLE
+SET search_path = public, pg_temp
+AS $$ SELECT * FROM subrequest WHERE request_id = p_request_id ORDER BY id $$;
+
+-- request_refresh derives a request's status from its subrequests and tells every rhd that
+-- the request changed (NOTIFY pollux_request_changed, payload the request id), which ends
+-- the long polls waiting on it. Locks: the request row.
+CREATE OR REPLACE FUNCTION request_refresh(p_request_id uuid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_pending integer;
+    v_failed integer;
+BEGIN
+    SELECT count(*) FILTER (WHERE status NOT IN ('FINISHED', 'FAILED')), count(*) FILTER (WHERE status = 'FAILED')
+    INTO v_pending, v_failed FROM subrequest WHERE request_id = p_request_id;
+    UPDATE request SET status = CASE WHEN v_pending > 0 THEN 'PENDING'::request_status
+                                     WHEN v_failed > 0 THEN 'FAILED'::request_status
+                                     ELSE 'FINISHED'::request_status END,
+                       updated_at = now()
+    WHERE id = p_request_id;
+    PERFORM pg_notify('pollux_request_changed', p_request_id::text);
+END;
+$$;
+
+-- subrequest_fail ends a subrequest with a reason (and an error SQLSTATE from the errors
+-- table) and refreshes its request. Locks: the caller holds the subrequest row.
+CREATE OR REPLACE FUNCTION subrequest_fail(p_id bigint, p_code text, p_message text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_request uuid;
+BEGIN
+    UPDATE subrequest SET status = 'FAILED', error_code = p_code, error_message = p_message, token = NULL,
+                          info = '', updated_at = now()
+    WHERE id = p_id RETURNING request_id INTO v_request;
+    PERFORM request_refresh(v_request);
+END;
+$$;
+
+-- subrequest_wake_waiters puts the subrequests waiting on a file back to the stager
+-- (WAITSUBREQ → RESTART) and wakes the stager. Locks: the waiting subrequest rows.
+CREATE OR REPLACE FUNCTION subrequest_wake_waiters(p_file_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_type request_type;
+BEGIN
+    FOR v_type IN
+        UPDATE subrequest SET status = 'RESTART', parent_id = NULL, info = '', updated_at = now()
+        WHERE file_id = p_file_id AND status = 'WAITSUBREQ'
+        RETURNING type
+    LOOP
+        PERFORM pg_notify('pollux_subrequest_new', v_type::text);
+    END LOOP;
+END;
+$$;
