@@ -63,10 +63,22 @@ func (l *life) sub(request string) model.Subrequest {
 func (l *life) stage() {
 	l.t.Helper()
 	for _, claim := range []func(context.Context, model.DBTX, int32) error{
-		func(ctx context.Context, q model.DBTX, b int32) error { _, err := model.SubrequestClaimPut(ctx, q, b); return err },
-		func(ctx context.Context, q model.DBTX, b int32) error { _, err := model.SubrequestClaimGet(ctx, q, b); return err },
-		func(ctx context.Context, q model.DBTX, b int32) error { _, err := model.SubrequestClaimPutdone(ctx, q, b); return err },
-		func(ctx context.Context, q model.DBTX, b int32) error { _, err := model.SubrequestClaimRm(ctx, q, b); return err },
+		func(ctx context.Context, q model.DBTX, b int32) error {
+			_, err := model.SubrequestClaimPut(ctx, q, b)
+			return err
+		},
+		func(ctx context.Context, q model.DBTX, b int32) error {
+			_, err := model.SubrequestClaimGet(ctx, q, b)
+			return err
+		},
+		func(ctx context.Context, q model.DBTX, b int32) error {
+			_, err := model.SubrequestClaimPutdone(ctx, q, b)
+			return err
+		},
+		func(ctx context.Context, q model.DBTX, b int32) error {
+			_, err := model.SubrequestClaimRm(ctx, q, b)
+			return err
+		},
 	} {
 		require.NoError(l.t, l.db.Tx(l.ctx, "stage", func(q pg.Querier) error { return claim(l.ctx, q, 100) }))
 	}
