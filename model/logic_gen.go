@@ -50,6 +50,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "subrequest_claim_putdone", File: "stager.sql", IdentityArgs: "p_batch integer", Result: "TABLE(id bigint, request_id uuid, path text, status subrequest_status, message text)"},
 	{Name: "subrequest_claim_rm", File: "stager.sql", IdentityArgs: "p_batch integer", Result: "TABLE(id bigint, request_id uuid, path text, status subrequest_status, message text)"},
 	{Name: "subrequest_claim_waitsched", File: "jobmanager.sql", IdentityArgs: "p_batch integer", Result: "TABLE(id bigint, request_id uuid, type request_type)"},
+	{Name: "subrequest_take_back", File: "jobmanager.sql", IdentityArgs: "p_id bigint, p_reason text, p_max_retries integer", Result: "subrequest_status"},
 	{Name: "subrequest_expire", File: "jobmanager.sql", IdentityArgs: "p_heartbeat_timeout_seconds integer, p_max_retries integer", Result: "TABLE(id bigint, request_id uuid, status subrequest_status)"},
 	{Name: "disk_server_live_seconds", File: "scheduler.sql", IdentityArgs: "", Result: "integer"},
 	{Name: "subrequest_schedule", File: "scheduler.sql", IdentityArgs: "p_id bigint", Result: "TABLE(disk_server_id bigint, queue text, disk_server_name text)"},
@@ -58,6 +59,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "file_system_register", File: "diskserver.sql", IdentityArgs: "p_disk_server_id bigint, p_mount_point text, p_service_class text, p_capacity_bytes bigint, p_free_bytes bigint", Result: "bigint"},
 	{Name: "disk_server_heartbeat", File: "diskserver.sql", IdentityArgs: "p_id bigint, p_load double precision", Result: "void"},
 	{Name: "file_system_heartbeat", File: "diskserver.sql", IdentityArgs: "p_id bigint, p_capacity_bytes bigint, p_free_bytes bigint", Result: "void"},
+	{Name: "disk_server_recover", File: "diskserver.sql", IdentityArgs: "p_id bigint, p_max_retries integer", Result: "integer"},
 	{Name: "disk_copy_claim_gc", File: "diskserver.sql", IdentityArgs: "p_disk_server_id bigint, p_batch integer", Result: "TABLE(id bigint, mount_point text, disk_path text)"},
 	{Name: "disk_copy_deleted", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "void"},
 	{Name: "transfer_start", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_disk_server_id bigint, p_mover_url text, p_token text", Result: "TABLE(type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)"},
@@ -121,6 +123,8 @@ const (
 	SubrequestClaimRmSQL = "SELECT id, request_id, path, status, message FROM subrequest_claim_rm($1::integer)"
 	// SubrequestClaimWaitschedSQL is the statement SubrequestClaimWaitsched runs.
 	SubrequestClaimWaitschedSQL = "SELECT id, request_id, type FROM subrequest_claim_waitsched($1::integer)"
+	// SubrequestTakeBackSQL is the statement SubrequestTakeBack runs.
+	SubrequestTakeBackSQL = "SELECT subrequest_take_back($1::bigint, $2::text, $3::integer)"
 	// SubrequestExpireSQL is the statement SubrequestExpire runs.
 	SubrequestExpireSQL = "SELECT id, request_id, status FROM subrequest_expire($1::integer, $2::integer)"
 	// DiskServerLiveSecondsSQL is the statement DiskServerLiveSeconds runs.
@@ -137,6 +141,8 @@ const (
 	DiskServerHeartbeatSQL = "SELECT disk_server_heartbeat($1::bigint, $2::double precision)"
 	// FileSystemHeartbeatSQL is the statement FileSystemHeartbeat runs.
 	FileSystemHeartbeatSQL = "SELECT file_system_heartbeat($1::bigint, $2::bigint, $3::bigint)"
+	// DiskServerRecoverSQL is the statement DiskServerRecover runs.
+	DiskServerRecoverSQL = "SELECT disk_server_recover($1::bigint, $2::integer)"
 	// DiskCopyClaimGcSQL is the statement DiskCopyClaimGc runs.
 	DiskCopyClaimGcSQL = "SELECT id, mount_point, disk_path FROM disk_copy_claim_gc($1::bigint, $2::integer)"
 	// DiskCopyDeletedSQL is the statement DiskCopyDeleted runs.
@@ -572,6 +578,18 @@ func SubrequestClaimWaitsched(ctx context.Context, db DBTX, batch int32) ([]Subr
 	return result, nil
 }
 
+// SubrequestTakeBack calls the SQL function subrequest_take_back (jobmanager.sql).
+//
+// Returns a transfer whose disk server died or restarted to the stager (RETRY), or fails
+// it after the last try.
+func SubrequestTakeBack(ctx context.Context, db DBTX, id int64, reason string, maxRetries int32) (SubrequestStatus, error) {
+	var result SubrequestStatus
+	if err := db.QueryRow(ctx, SubrequestTakeBackSQL, id, reason, maxRetries).Scan(&result); err != nil {
+		return "", fmt.Errorf("subrequest_take_back: %w", err)
+	}
+	return result, nil
+}
+
 // SubrequestExpireRow is a row returned by subrequest_expire.
 type SubrequestExpireRow struct {
 	ID        int64            `json:"id"`
@@ -702,6 +720,17 @@ func FileSystemHeartbeat(ctx context.Context, db DBTX, id int64, capacityBytes i
 		return fmt.Errorf("file_system_heartbeat: %w", err)
 	}
 	return nil
+}
+
+// DiskServerRecover calls the SQL function disk_server_recover (diskserver.sql).
+//
+// Takes back the transfers a restarting disk server was running; returns how many.
+func DiskServerRecover(ctx context.Context, db DBTX, id int64, maxRetries int32) (int32, error) {
+	var result int32
+	if err := db.QueryRow(ctx, DiskServerRecoverSQL, id, maxRetries).Scan(&result); err != nil {
+		return 0, fmt.Errorf("disk_server_recover: %w", err)
+	}
+	return result, nil
 }
 
 // DiskCopyClaimGcRow is a row returned by disk_copy_claim_gc.

@@ -129,3 +129,28 @@ RETURNS void
 LANGUAGE sql
 SET search_path = public, pg_temp
 AS $$ DELETE FROM disk_copy WHERE id = p_id AND status = 'BEINGDELETED' $$;
+
+-- disk_server_recover takes back the transfers a restarting disk server was running (READY
+-- on it: their movers died with the old process; see subrequest_take_back). Transfers only
+-- SCHEDULED on it keep their queued jobs, which the new process works.
+-- Locks: those subrequests and their copies.
+CREATE OR REPLACE FUNCTION disk_server_recover(p_id bigint, p_max_retries integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_sr record;
+    v_n integer := 0;
+BEGIN
+    FOR v_sr IN
+        SELECT s.id, ds.name FROM subrequest s JOIN disk_server ds ON ds.id = s.disk_server_id
+        WHERE s.disk_server_id = p_id AND s.status = 'READY'
+        ORDER BY s.id FOR UPDATE OF s
+    LOOP
+        PERFORM subrequest_take_back(v_sr.id, format('disk server %s restarted', v_sr.name), p_max_retries);
+        v_n := v_n + 1;
+    END LOOP;
+    RETURN v_n;
+END;
+$$;
