@@ -59,6 +59,9 @@ func New(db *pg.DB, cfg Config) (*Client, error) {
 		FetchCooldown:        cfg.FetchCooldown,
 		FetchPollInterval:    cfg.FetchPollInterval,
 		Workers:              cfg.Workers,
+		// Daemons queue work for other daemons (the scheduler for disk servers), so a kind
+		// this process does not work is normal, not a mistake.
+		SkipUnknownJobCheck: true,
 		// River logs every job at info; our workers log what matters themselves.
 		Logger: slog.New(zapslog.NewHandler(log.Core(), zapslog.WithName("river"))).With(),
 	}

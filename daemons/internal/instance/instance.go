@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strings"
 
 	"github.com/pollux-storage/pollux/framework/daemon"
@@ -131,4 +132,28 @@ func CheckSignatures(ctx context.Context, db *pg.DB) error {
 		return fmt.Errorf("installed logic does not match this binary: %s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// Version is the version daemons report: the VCS revision the binary was built from
+// (with "+dirty" for uncommitted changes), or "dev".
+func Version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	var rev, dirty string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if rev == "" {
+		return "dev"
+	}
+	return rev[:min(12, len(rev))] + dirty
 }

@@ -3,6 +3,8 @@
 // disk server's own queue, and that server's diskserverd works it by starting a mover.
 package jobs
 
+import "github.com/riverqueue/river"
+
 // ScheduleQueue is the queue every schedulerd works.
 const ScheduleQueue = "schedule"
 
@@ -13,6 +15,9 @@ type Schedule struct {
 
 // Kind names the job kind in River's table.
 func (Schedule) Kind() string { return "pollux_schedule" }
+
+// InsertOpts puts every Schedule job on the schedulers' queue.
+func (Schedule) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: ScheduleQueue} }
 
 // Transfer asks a disk server to start a mover for one subrequest; it is queued on that
 // server's own queue (disk_server_queue in the logic).
