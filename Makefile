@@ -69,15 +69,19 @@ test/race: pg/install ## Every test with the race detector.
 bench: pg/install ## Claim throughput at 1/4/16 workers × batch 1/10/100 beside pgbench -N, on the private cluster.
 	$(GO) run ./testsuites/bench/cmd/pollux-bench
 
+.PHONY: build
+build: ## Build every command and daemon into ./var/bin.
+	@mkdir -p var/bin
+	$(GO) build -o var/bin/ ./cmd/... ./daemons/...
+
 .PHONY: run
-run: db ## Start a local instance: cluster under ./var, migrations and logic (daemons: see README).
-	@dsn=$$($(GO) run ./cmd/pollux-admin db dsn) && \
-	$(GO) run ./cmd/pollux-admin migrate --database-url "$$dsn" && \
-	echo && echo "Database ready. Use it with:" && echo "  export POLLUX_DATABASE_URL='$$dsn'" && \
-	echo "  go run ./cmd/pollux-admin daemons" && echo "  go run ./cmd/pollux-admin logic status"
+run: pg/install build ## Start a local instance: PostgreSQL under ./var, migrations, every daemon, two disk servers.
+	@var/bin/pollux-admin local start
 
 .PHONY: stop
-stop: db-stop ## Stop the local instance.
+stop: ## Stop the local instance and its PostgreSQL.
+	@if [ -x var/bin/pollux-admin ]; then var/bin/pollux-admin local stop; fi
+	@$(GO) run ./cmd/pollux-admin db stop
 
 .PHONY: clean
 clean: ## Stop the cluster and delete ./var (all local data).

@@ -463,3 +463,21 @@ func TestDeadDiskServerTransfersAreRetried(t *testing.T) {
 	require.Equal(t, model.SubrequestStatusWaitsched, l.sub(req).Status)
 	require.Empty(t, l.schedule(), "the only disk server is silent")
 }
+
+func TestRestartedDiskServerTakesBackItsTransfers(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	ds, _ := l.diskServer("ds1")
+	ready := l.submit(model.RequestTypePut, false, "/pollux/ready")
+	queued := l.submit(model.RequestTypePut, false, "/pollux/queued")
+	l.stage()
+	l.schedule()
+	l.transfer(l.sub(ready))
+
+	n, err := model.DiskServerRecover(l.ctx, l.db.Pool(), ds, 3)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n, "only the transfer whose mover died with the old process")
+	require.Equal(t, model.SubrequestStatusRetry, l.sub(ready).Status)
+	require.Contains(t, l.sub(ready).Info, "disk server ds1 restarted")
+	require.Equal(t, model.SubrequestStatusScheduled, l.sub(queued).Status, "its queued job is worked by the new process")
+}
