@@ -56,6 +56,9 @@ type Spec struct {
 	// Ready are checks /readyz runs besides reaching the database (migrations at head,
 	// logic installed...). Each returns nil when ready or an error saying why not.
 	Ready []func(ctx context.Context, db *pg.DB) error
+	// MinDBConns is the least size of the database pool (default: the pools' workers + 4);
+	// a daemon whose work is not in pools (an HTTP front end) sets it.
+	MinDBConns int
 	// IgnoreEnv lists POLLUX_* variables that are not this daemon's flags but are expected
 	// in its environment (they are not reported as unknown).
 	IgnoreEnv []string
@@ -266,6 +269,7 @@ func (d *run) main(ctx context.Context, unknownEnv []string) error {
 		for _, p := range d.pools {
 			maxConns += int32(p.workers)
 		}
+		maxConns = max(maxConns, int32(d.spec.MinDBConns))
 	}
 	db, err := d.connect(ctx, maxConns, reg, inst)
 	if err != nil {

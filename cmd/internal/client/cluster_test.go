@@ -1,0 +1,288 @@
+package client_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash/adler32"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pollux-storage/pollux/cmd/internal/client"
+	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/daemons/rhd/rhdtest"
+	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/model"
+	"github.com/pollux-storage/pollux/schema/schematest"
+)
+
+const token = "alice-token"
+
+// cluster is a database with the logic, rhd in front of it, the decisions of stagerd,
+// jobmanagerd and schedulerd driven through the same SQL functions they call, and one
+// disk server whose mover speaks the wire contract of package api and reports to the
+// logic as diskserverd does. Only the daemons' Go is left out; nothing is mocked.
+type cluster struct {
+	t     *testing.T
+	ctx   context.Context
+	db    *pg.DB
+	rhd   *rhdtest.Instance
+	mover *httptest.Server
+	ds    atomic.Int64 // the disk server's id, 0 until it registers
+
+	mu    sync.Mutex
+	files map[string][]byte // disk_path → content
+	// corrupt makes the mover send a wrong checksum with downloads.
+	corrupt atomic.Bool
+}
+
+func newCluster(t *testing.T, withDiskServer bool) *cluster {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	dsn := schematest.DSN(t)
+	db, err := pg.Open(ctx, pg.Config{DSN: dsn})
+	require.NoError(t, err)
+	c := &cluster{t: t, ctx: ctx, db: db, files: map[string][]byte{}}
+	c.rhd = rhdtest.Start(t, dsn, rhdtest.WriteTokens(t, map[string]string{token: "alice", "bob-token": "bob"}))
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /t/{id}", c.upload)
+	mux.HandleFunc("GET /t/{id}", c.download)
+	c.mover = httptest.NewServer(mux)
+	if withDiskServer {
+		c.registerDiskServer()
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.drive() }()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		c.mover.Close()
+		db.Close()
+	})
+	return c
+}
+
+func (c *cluster) registerDiskServer() {
+	c.t.Helper()
+	reg, err := model.DiskServerRegister(c.ctx, c.db.Pool(), "ds1", c.mover.URL, 0.1)
+	require.NoError(c.t, err)
+	_, err = model.FileSystemRegister(c.ctx, c.db.Pool(), reg[0].ID, "/data/ds1", "default", 1<<40, 1<<39)
+	require.NoError(c.t, err)
+	c.ds.Store(reg[0].ID)
+}
+
+// drive decides, schedules and starts movers, woken by the logic's notifications with a
+// short poll as safety net (deferred subrequests come back by time, not by NOTIFY).
+func (c *cluster) drive() {
+	l := pg.NewListener(c.db, nil)
+	go func() { _ = l.Run(c.ctx) }()
+	wake := make(chan struct{}, 1)
+	for _, ch := range []string{"pollux_subrequest_new", "pollux_subrequest_waitsched", "pollux_capacity"} {
+		sub := l.Subscribe(ch, 16)
+		go func() {
+			for {
+				select {
+				case <-c.ctx.Done():
+					return
+				case <-sub.C:
+					select {
+					case wake <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for c.ctx.Err() == nil {
+		c.step()
+		select {
+		case <-c.ctx.Done():
+		case <-wake:
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (c *cluster) step() {
+	ctx := c.ctx
+	err := c.db.Tx(ctx, "stage", func(q pg.Querier) error {
+		if _, err := model.SubrequestClaimPut(ctx, q, 100); err != nil {
+			return err
+		}
+		if _, err := model.SubrequestClaimGet(ctx, q, 100); err != nil {
+			return err
+		}
+		if _, err := model.SubrequestClaimPutdone(ctx, q, 100); err != nil {
+			return err
+		}
+		_, err := model.SubrequestClaimRm(ctx, q, 100)
+		return err
+	})
+	var placed []int64
+	if err == nil {
+		err = c.db.Tx(ctx, "schedule", func(q pg.Querier) error {
+			placed = placed[:0]
+			claimed, err := model.SubrequestClaimWaitsched(ctx, q, 100)
+			if err != nil {
+				return err
+			}
+			for _, s := range claimed {
+				rows, err := model.SubrequestSchedule(ctx, q, s.ID)
+				if err != nil {
+					return err
+				}
+				if len(rows) > 0 {
+					placed = append(placed, s.ID)
+				}
+			}
+			return nil
+		})
+	}
+	for _, id := range placed {
+		if err != nil {
+			break
+		}
+		_, err = model.TransferStart(ctx, c.db.Pool(), id, c.ds.Load(), fmt.Sprintf("%s/t/%d", c.mover.URL, id), randomToken())
+	}
+	if err != nil && ctx.Err() == nil {
+		c.t.Errorf("drive the logic: %v", err)
+	}
+}
+
+func randomToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func moverError(w http.ResponseWriter, status int, kind model.ErrorKind, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: api.Error{Kind: string(kind), Message: msg}})
+}
+
+// open takes the transfer's token back, as diskserverd's mover does before moving a byte.
+func (c *cluster) open(w http.ResponseWriter, r *http.Request) (int64, model.TransferOpenRow, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		moverError(w, 404, model.ErrorKindNotFound, "no such transfer")
+		return 0, model.TransferOpenRow{}, false
+	}
+	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	rows, err := model.TransferOpen(r.Context(), c.db.Pool(), id, tok)
+	if err != nil {
+		kind, ok := model.KindOfSQLState(pg.SQLState(err))
+		if !ok {
+			kind = model.ErrorKindInternal
+		}
+		moverError(w, kind.HTTPStatus(), kind, pg.ServerMessage(err))
+		return 0, model.TransferOpenRow{}, false
+	}
+	return id, rows[0], true
+}
+
+func (c *cluster) upload(w http.ResponseWriter, r *http.Request) {
+	id, t, ok := c.open(w, r)
+	if !ok {
+		return
+	}
+	data, err := io.ReadAll(r.Body)
+	sum := client.Adler32(adler32.Checksum(data))
+	if err != nil || int64(len(data)) != r.ContentLength || r.Header.Get(api.HeaderAdler32) != sum {
+		_ = model.TransferFail(r.Context(), c.db.Pool(), id, model.SQLStateBadData, "the upload was truncated or corrupt")
+		moverError(w, 400, model.ErrorKindInvalid, "the upload was truncated or corrupt")
+		return
+	}
+	c.mu.Lock()
+	c.files[t.DiskPath] = data
+	c.mu.Unlock()
+	if err := model.TransferPutEnded(r.Context(), c.db.Pool(), id, int64(len(data)), sum); err != nil {
+		moverError(w, 409, model.ErrorKindConflict, pg.ServerMessage(err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_ = json.NewEncoder(w).Encode(api.UploadResponse{SizeBytes: int64(len(data)), ChecksumAdler32: sum})
+}
+
+func (c *cluster) download(w http.ResponseWriter, r *http.Request) {
+	id, t, ok := c.open(w, r)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	data := c.files[t.DiskPath]
+	c.mu.Unlock()
+	sum := client.Adler32(adler32.Checksum(data))
+	if c.corrupt.Load() {
+		sum = "00000001"
+	}
+	// As diskserverd's mover: chunked, the size in a header, the sum in a trailer.
+	w.Header().Set("Trailer", api.HeaderAdler32)
+	w.Header().Set(api.HeaderSize, strconv.Itoa(len(data)))
+	_, _ = w.Write(data)
+	w.Header().Set(api.HeaderAdler32, sum)
+	_ = model.TransferGetEnded(r.Context(), c.db.Pool(), id, int64(len(data)))
+}
+
+func (c *cluster) count(sql string) int {
+	c.t.Helper()
+	var n int
+	require.NoError(c.t, c.db.Pool().QueryRow(c.ctx, sql).Scan(&n))
+	return n
+}
+
+// result is what a command did.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// run runs a command in-process with the cluster's rhd in STAGE_HOST, unless env says
+// otherwise ("" removes a variable).
+func (c *cluster) run(cmd func(context.Context, client.Env) int, env map[string]string, args ...string) result {
+	c.t.Helper()
+	return c.runWith(cmd, env, false, args...)
+}
+
+// runOnTerminal runs a command as if its stderr were a terminal.
+func (c *cluster) runOnTerminal(cmd func(context.Context, client.Env) int, args ...string) result {
+	c.t.Helper()
+	return c.runWith(cmd, nil, true, args...)
+}
+
+func (c *cluster) runWith(cmd func(context.Context, client.Env) int, env map[string]string, terminal bool, args ...string) result {
+	c.t.Helper()
+	vars := map[string]string{client.EnvHost: c.rhd.Addr, client.EnvToken: token}
+	for k, v := range env {
+		vars[k] = v
+	}
+	var stdout, stderr strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	code := cmd(ctx, client.Env{Args: args, Getenv: func(k string) string { return vars[k] }, Stdout: &stdout, Stderr: &stderr, Terminal: terminal})
+	return result{code, stdout.String(), stderr.String()}
+}
+
+// deadAddress is an address nothing listens on.
+func deadAddress(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}

@@ -1,0 +1,559 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/model"
+)
+
+// Env is a command's world: its arguments, environment and output. The mains build it
+// from the process; tests build their own and run commands in-process.
+type Env struct {
+	Args   []string
+	Getenv func(string) string
+	Stdout io.Writer
+	Stderr io.Writer
+	// Terminal says Stderr is a terminal: progress bars are drawn only there.
+	Terminal bool
+}
+
+// Main runs a command as the process and returns its exit code. SIGINT and SIGTERM cancel
+// the command's context.
+func Main(run func(context.Context, Env) int) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	term := false
+	if fi, err := os.Stderr.Stat(); err == nil {
+		term = fi.Mode()&os.ModeCharDevice != 0
+	}
+	return run(ctx, Env{Args: os.Args[1:], Getenv: os.Getenv, Stdout: os.Stdout, Stderr: os.Stderr, Terminal: term})
+}
+
+const environment = `Environment:
+  STAGE_HOST      the request handlers: host:port, a comma list of them, or a DNS alias
+                  (tried in random order, failing over to the next)
+  STAGE_PORT      port for STAGE_HOST entries without one (default 9000)
+  STAGE_SVCCLASS  service class when -S is not given (default "default")
+  POLLUX_TOKEN    your token (ask the operator for one)
+
+Exit codes: 0 success, 1 a user error (no such file, bad argument, conflict, permission),
+2 a service error (unavailable, internal, cannot connect).
+`
+
+// options are the CASTOR-style flags the commands share.
+type options struct {
+	paths  []string
+	svc    string
+	tag    string
+	json   bool
+	noWait bool
+	file   string
+}
+
+type pathsFlag struct{ p *[]string }
+
+func (f pathsFlag) String() string {
+	if f.p == nil {
+		return ""
+	}
+	return strings.Join(*f.p, ",")
+}
+
+func (f pathsFlag) Set(v string) error { *f.p = append(*f.p, v); return nil }
+
+func newFlagSet(e Env, name, usage, summary string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.Stderr, "%s — %s\n\nUsage: %s\n\nFlags:\n", name, summary, usage)
+		fs.VisitAll(func(f *flag.Flag) {
+			dash := "--"
+			if len(f.Name) == 1 {
+				dash = "-" // CASTOR's one-letter flags
+			}
+			typ, text := flag.UnquoteUsage(f)
+			fmt.Fprintf(e.Stderr, "  %s\n        %s\n", strings.TrimSpace(dash+f.Name+" "+typ), text)
+		})
+		fmt.Fprintf(e.Stderr, "\n%s", environment)
+	}
+	return fs
+}
+
+// parse parses flags wherever they stand among the arguments and returns the others.
+// done says the command ends now with code: after --help (0) or a command-line error (1,
+// a user error; the flag package has said what was wrong).
+func parse(fs *flag.FlagSet, args []string) (positional []string, code int, done bool) {
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, 0, true
+			}
+			return nil, model.ErrorKindInvalid.ExitCode(), true
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, 0, false
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+}
+
+// fail reports err on stderr (and, with --json, as an api.ErrorBody on stdout) and
+// returns its exit code.
+func fail(e Env, name string, asJSON bool, err error) int {
+	if errors.Is(err, context.Canceled) {
+		err = errorf(model.ErrorKindUnavailable, "interrupted")
+	}
+	fmt.Fprintf(e.Stderr, "%s: %v\n", name, err)
+	if asJSON {
+		var ce *Error
+		if !errors.As(err, &ce) {
+			ce = &Error{Kind: model.ErrorKindInternal, Message: err.Error()}
+		}
+		printJSON(e.Stdout, api.ErrorBody{Error: api.Error{Kind: string(ce.Kind), Code: ce.Code, Message: ce.Message}})
+	}
+	return ExitCode(err)
+}
+
+func printJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// requestCommand is a stager_* command that submits one request and waits for it.
+type requestCommand struct {
+	name, summary string
+	typ           model.RequestType
+	until         func(api.Subrequest) bool
+	// transfer is "upload" or "download" for a command with --file.
+	transfer string
+}
+
+// Put is stager_put.
+func Put(ctx context.Context, e Env) int {
+	return runRequest(ctx, e, requestCommand{name: "stager_put", typ: model.RequestTypePut, until: Ready, transfer: "upload",
+		summary: "write files: wait until a disk server's mover is ready for each, print its endpoint, or upload a local file with --file"})
+}
+
+// Get is stager_get.
+func Get(ctx context.Context, e Env) int {
+	return runRequest(ctx, e, requestCommand{name: "stager_get", typ: model.RequestTypeGet, until: Ready, transfer: "download",
+		summary: "read files: wait until a disk server's mover is ready for each, print its endpoint, or download to a local file with --file"})
+}
+
+// Putdone is stager_putdone.
+func Putdone(ctx context.Context, e Env) int {
+	return runRequest(ctx, e, requestCommand{name: "stager_putdone", typ: model.RequestTypePutdone, until: Over,
+		summary: "close files written by stager_put, making their new content the one readers get"})
+}
+
+// PrepareToGet is stager_prepareToGet.
+func PrepareToGet(ctx context.Context, e Env) int {
+	return runRequest(ctx, e, requestCommand{name: "stager_prepareToGet", typ: model.RequestTypePrepareToGet, until: Over,
+		summary: "make files ready on disk without transferring them"})
+}
+
+// Rm is stager_rm.
+func Rm(ctx context.Context, e Env) int {
+	return runRequest(ctx, e, requestCommand{name: "stager_rm", typ: model.RequestTypeRm, until: Over,
+		summary: "remove files: their disk copies and namespace entries"})
+}
+
+// requestOutput is what a request command prints with --json.
+type requestOutput struct {
+	Request   api.Request      `json:"request"`
+	Transfers []transferOutput `json:"transfers,omitempty"`
+}
+
+type transferOutput struct {
+	Path  string `json:"path"`
+	Local string `json:"local"`
+	Moved
+}
+
+func runRequest(ctx context.Context, e Env, rc requestCommand) int {
+	usage := rc.name + " -M /pollux/path [-M ...] [-S svcclass] [-U usertag] [--json] [--no-wait]"
+	if rc.transfer != "" {
+		usage += " [--file LOCAL]"
+	}
+	fs := newFlagSet(e, rc.name, usage, rc.summary)
+	var o options
+	fs.Var(pathsFlag{&o.paths}, "M", "the `PATH` of a file, /pollux/...; repeat for several")
+	fs.StringVar(&o.svc, "S", "", "the service class `SVCCLASS` (default $STAGE_SVCCLASS, else \"default\")")
+	fs.StringVar(&o.tag, "U", "", "a `USERTAG` kept with the request")
+	fs.BoolVar(&o.json, "json", false, "print the result as JSON on stdout")
+	fs.BoolVar(&o.noWait, "no-wait", false, "submit, print the request id and return without waiting")
+	switch rc.transfer {
+	case "upload":
+		fs.StringVar(&o.file, "file", "", "upload the `LOCAL` file to the single -M file (close it afterwards with stager_putdone)")
+		fs.StringVar(&o.file, "f", "", "short for --file `LOCAL`")
+	case "download":
+		fs.StringVar(&o.file, "file", "", "download the single -M file to the `LOCAL` file (or into that directory)")
+		fs.StringVar(&o.file, "f", "", "short for --file `LOCAL`")
+	}
+	pos, code, done := parse(fs, e.Args)
+	if done {
+		return code
+	}
+	failed := func(err error) int { return fail(e, rc.name, o.json, err) }
+	switch {
+	case len(pos) > 0:
+		return failed(errorf(model.ErrorKindInvalid, "unexpected argument %q: name files with -M /pollux/...", pos[0]))
+	case len(o.paths) == 0:
+		return failed(errorf(model.ErrorKindInvalid, "no file given: name at least one with -M /pollux/..."))
+	case o.file != "" && len(o.paths) != 1:
+		return failed(errorf(model.ErrorKindInvalid, "--file goes with exactly one -M, not %d", len(o.paths)))
+	case o.file != "" && o.noWait:
+		return failed(errorf(model.ErrorKindInvalid, "--file needs the wait: drop --no-wait"))
+	}
+	// Check the local side before anything is asked of the service, so that a typo does
+	// not leave a transfer scheduled for nothing.
+	if o.file != "" {
+		var err error
+		if rc.transfer == "upload" {
+			err = checkUploadSource(o.file)
+		} else {
+			o.file, err = downloadTarget(o.file, o.paths[0])
+		}
+		if err != nil {
+			return failed(err)
+		}
+	}
+	cfg, err := ConfigFromEnv(e.Getenv)
+	if err != nil {
+		return failed(err)
+	}
+	if o.svc == "" {
+		o.svc = cfg.ServiceClass
+	}
+	cl := New(cfg)
+	defer cl.Close()
+	sub, err := cl.Submit(ctx, api.SubmitRequest{ID: NewRequestID(), Type: string(rc.typ), ServiceClass: o.svc, UserTag: o.tag, Paths: o.paths})
+	if err != nil {
+		return failed(err)
+	}
+	if o.noWait {
+		if o.json {
+			printJSON(e.Stdout, sub)
+		} else {
+			fmt.Fprintln(e.Stdout, sub.ID)
+		}
+		return 0
+	}
+	var info io.Writer
+	if !o.json {
+		info = e.Stderr
+	}
+	out := requestOutput{}
+	worst, nFailed := 0, 0
+	// Each file is reported, and its data moved, as soon as it is ready or over.
+	each := func(s api.Subrequest) {
+		switch {
+		case s.Status == string(model.SubrequestStatusFailed):
+			serr := subrequestError(s)
+			worst, nFailed = max(worst, ExitCode(serr)), nFailed+1
+			if !o.json {
+				fmt.Fprintf(e.Stdout, "%s FAILED %s %s\n", s.Path, s.ErrorCode, s.ErrorMessage)
+			}
+		case s.Status == string(model.SubrequestStatusReady) && o.file != "":
+			moved, err := transfer(ctx, e, cl, rc.transfer, s, o.file, !o.json)
+			if err != nil {
+				worst, nFailed = max(worst, ExitCode(err)), nFailed+1
+				fmt.Fprintf(e.Stderr, "%s: %s: %v\n", rc.name, s.Path, err)
+				return
+			}
+			out.Transfers = append(out.Transfers, transferOutput{Path: s.Path, Local: o.file, Moved: moved})
+			if o.json {
+				return
+			}
+			if rc.transfer == "upload" {
+				fmt.Fprintf(e.Stdout, "%s UPLOADED %d %s\n", s.Path, moved.SizeBytes, moved.ChecksumAdler32)
+				fmt.Fprintf(e.Stderr, "%s: written; close it with: stager_putdone -M %s\n", s.Path, s.Path)
+			} else {
+				fmt.Fprintf(e.Stdout, "%s DOWNLOADED %d %s %s\n", s.Path, moved.SizeBytes, moved.ChecksumAdler32, o.file)
+			}
+		case o.json:
+		case s.Status == string(model.SubrequestStatusReady):
+			fmt.Fprintf(e.Stdout, "%s READY %s token=%s\n", s.Path, s.MoverURL, s.Token)
+		default:
+			fmt.Fprintf(e.Stdout, "%s %s %s\n", s.Path, s.Status, s.Info)
+		}
+	}
+	req, err := cl.Wait(ctx, sub.ID, rc.until, info, each)
+	if err != nil {
+		return failed(err)
+	}
+	out.Request = req
+	if o.json {
+		printJSON(e.Stdout, out)
+	}
+	if nFailed > 0 {
+		fmt.Fprintf(e.Stderr, "%s: %d of %d files failed (request %s)\n", rc.name, nFailed, len(req.Subrequests), req.ID)
+	}
+	return worst
+}
+
+func checkUploadSource(local string) error {
+	st, err := os.Stat(local)
+	if err != nil {
+		return localError(err, "the file to upload")
+	}
+	if !st.Mode().IsRegular() {
+		return errorf(model.ErrorKindInvalid, "%s is not a regular file: only files can be uploaded", local)
+	}
+	return nil
+}
+
+// downloadTarget is where a download of remote lands: local itself, or remote's base name
+// inside local when local is a directory (or ends with a slash). Its directory must exist.
+func downloadTarget(local, remote string) (string, error) {
+	if st, err := os.Stat(local); (err == nil && st.IsDir()) || strings.HasSuffix(local, "/") {
+		local = filepath.Join(local, path.Base(remote))
+	}
+	dir := filepath.Dir(local)
+	st, err := os.Stat(dir)
+	if err != nil {
+		return "", localError(err, "the directory to download into")
+	}
+	if !st.IsDir() {
+		return "", errorf(model.ErrorKindInvalid, "%s is not a directory", dir)
+	}
+	return local, nil
+}
+
+// transfer moves one READY subrequest's data, with a progress bar when allowed and stderr
+// is a terminal.
+func transfer(ctx context.Context, e Env, cl *Client, direction string, s api.Subrequest, local string, bar bool) (Moved, error) {
+	var progress func(done, total int64)
+	var p *progressBar
+	if bar && e.Terminal {
+		p = startProgress(e.Stderr, path.Base(s.Path), -1)
+		progress = p.update
+	}
+	var moved Moved
+	var err error
+	if direction == "upload" {
+		moved, err = cl.Upload(ctx, s.MoverURL, s.Token, local, progress)
+	} else {
+		moved, err = cl.Download(ctx, s.MoverURL, s.Token, local, progress)
+	}
+	if p != nil {
+		p.finish()
+	}
+	return moved, err
+}
+
+// Qry is stager_qry: what the namespace knows of each file.
+func Qry(ctx context.Context, e Env) int {
+	const name = "stager_qry"
+	fs := newFlagSet(e, name, name+" -M /pollux/path [-M ...] [--json]", "show files: status (STAGED, STAGEOUT, INVALID), size and adler32")
+	var o options
+	fs.Var(pathsFlag{&o.paths}, "M", "the `PATH` of a file, /pollux/...; repeat for several")
+	fs.BoolVar(&o.json, "json", false, "print the result as a JSON array on stdout")
+	fs.StringVar(&o.svc, "S", "", "a `SVCCLASS`, accepted for CASTOR compatibility: a file is found whatever its service class")
+	pos, code, done := parse(fs, e.Args)
+	if done {
+		return code
+	}
+	switch {
+	case len(pos) > 0:
+		return fail(e, name, o.json, errorf(model.ErrorKindInvalid, "unexpected argument %q: name files with -M /pollux/...", pos[0]))
+	case len(o.paths) == 0:
+		return fail(e, name, o.json, errorf(model.ErrorKindInvalid, "no file given: name at least one with -M /pollux/..."))
+	}
+	cfg, err := ConfigFromEnv(e.Getenv)
+	if err != nil {
+		return fail(e, name, o.json, err)
+	}
+	cl := New(cfg)
+	defer cl.Close()
+	type result struct {
+		Path  string     `json:"path"`
+		File  *api.File  `json:"file,omitempty"`
+		Error *api.Error `json:"error,omitempty"`
+	}
+	var results []result
+	worst := 0
+	for _, p := range o.paths {
+		f, err := cl.Query(ctx, p)
+		if err != nil {
+			code := ExitCode(err)
+			var ce *Error
+			if !errors.As(err, &ce) || code == model.ErrorKindUnavailable.ExitCode() {
+				// The service itself failed: the other files would fail alike.
+				return fail(e, name, o.json, err)
+			}
+			worst = max(worst, code)
+			fmt.Fprintf(e.Stderr, "%s: %v\n", name, err)
+			results = append(results, result{Path: p, Error: &api.Error{Kind: string(ce.Kind), Code: ce.Code, Message: ce.Message}})
+			continue
+		}
+		results = append(results, result{Path: p, File: &f})
+		if !o.json {
+			fmt.Fprintf(e.Stdout, "%s %s %s %s\n", f.Path, f.Status, orDash(f.SizeBytes), orDash(f.ChecksumAdler32))
+		}
+	}
+	if o.json {
+		printJSON(e.Stdout, results)
+	}
+	return worst
+}
+
+func orDash[T any](v *T) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprint(*v)
+}
+
+// Pollux is the pollux command: pollux cp.
+func Pollux(ctx context.Context, e Env) int {
+	usage := func(w io.Writer) {
+		fmt.Fprintf(w, "pollux — copy files in and out of Pollux\n\nUsage:\n  pollux cp [-S svcclass] [--json] SRC DST\n\n"+
+			"One of SRC and DST is a Pollux path (/pollux/..., or pollux:/pollux/...), the other a local file.\n"+
+			"Run pollux cp --help for its flags.\n\n%s", environment)
+	}
+	if len(e.Args) == 0 {
+		usage(e.Stderr)
+		return model.ErrorKindInvalid.ExitCode()
+	}
+	switch e.Args[0] {
+	case "cp":
+		e.Args = e.Args[1:]
+		return copyFile(ctx, e)
+	case "help", "-h", "-help", "--help":
+		usage(e.Stdout)
+		return 0
+	}
+	fmt.Fprintf(e.Stderr, "pollux: unknown command %q\n\n", e.Args[0])
+	usage(e.Stderr)
+	return model.ErrorKindInvalid.ExitCode()
+}
+
+// remotePath says whether arg names a file in Pollux: "pollux:" forces it, else a path
+// under /pollux/ is one.
+func remotePath(arg string) (string, bool) {
+	if p, ok := strings.CutPrefix(arg, "pollux:"); ok {
+		return p, true
+	}
+	return arg, strings.HasPrefix(arg, "/pollux/")
+}
+
+// copyOutput is what pollux cp prints with --json.
+type copyOutput struct {
+	Source      string  `json:"source"`
+	Destination string  `json:"destination"`
+	RequestID   string  `json:"request_id"`
+	Seconds     float64 `json:"seconds"`
+	Moved
+}
+
+func copyFile(ctx context.Context, e Env) int {
+	const name = "pollux cp"
+	fs := newFlagSet(e, name, "pollux cp [-S svcclass] [-U usertag] [--json] SRC DST",
+		"copy a local file into Pollux (closed at the end, no stager_putdone needed) or a Pollux file to a local file")
+	var o options
+	fs.StringVar(&o.svc, "S", "", "the service class `SVCCLASS` (default $STAGE_SVCCLASS, else \"default\")")
+	fs.StringVar(&o.tag, "U", "", "a `USERTAG` kept with the request")
+	fs.BoolVar(&o.json, "json", false, "print the result as JSON on stdout")
+	pos, code, done := parse(fs, e.Args)
+	if done {
+		return code
+	}
+	failed := func(err error) int { return fail(e, name, o.json, err) }
+	if len(pos) != 2 {
+		return failed(errorf(model.ErrorKindInvalid, "give a source and a destination, not %d arguments: pollux cp SRC DST", len(pos)))
+	}
+	src, srcRemote := remotePath(pos[0])
+	dst, dstRemote := remotePath(pos[1])
+	if srcRemote == dstRemote {
+		return failed(errorf(model.ErrorKindInvalid, "one of SRC and DST must be a Pollux path (/pollux/... or pollux:/pollux/...) and the other a local file"))
+	}
+	up := dstRemote
+	var typ model.RequestType
+	var remote, local string
+	if up {
+		if err := checkUploadSource(src); err != nil {
+			return failed(err)
+		}
+		if strings.HasSuffix(dst, "/") {
+			dst += filepath.Base(src)
+		}
+		typ, remote, local = model.RequestTypePut, dst, src
+	} else {
+		var err error
+		if dst, err = downloadTarget(dst, src); err != nil {
+			return failed(err)
+		}
+		typ, remote, local = model.RequestTypeGet, src, dst
+	}
+	cfg, err := ConfigFromEnv(e.Getenv)
+	if err != nil {
+		return failed(err)
+	}
+	if o.svc == "" {
+		o.svc = cfg.ServiceClass
+	}
+	cl := New(cfg)
+	defer cl.Close()
+	start := time.Now()
+	sub, err := cl.Submit(ctx, api.SubmitRequest{ID: NewRequestID(), Type: string(typ), ServiceClass: o.svc, UserTag: o.tag,
+		Paths: []string{remote}, AutoClose: up})
+	if err != nil {
+		return failed(err)
+	}
+	var info io.Writer
+	if !o.json {
+		info = e.Stderr
+	}
+	req, err := cl.Wait(ctx, sub.ID, Ready, info, nil)
+	if err != nil {
+		return failed(err)
+	}
+	s := req.Subrequests[0]
+	if s.Status != string(model.SubrequestStatusReady) {
+		return failed(subrequestError(s))
+	}
+	direction := "download"
+	if up {
+		direction = "upload"
+	}
+	moved, err := transfer(ctx, e, cl, direction, s, local, !o.json)
+	if err != nil {
+		return failed(err)
+	}
+	if up {
+		// The mover closed the file when the upload ended; wait for the request to say so,
+		// so that the copy is readable when the command returns.
+		req, err = cl.Wait(ctx, sub.ID, Over, nil, nil)
+		if err != nil {
+			return failed(err)
+		}
+		if s := req.Subrequests[0]; s.Status != string(model.SubrequestStatusFinished) {
+			return failed(subrequestError(s))
+		}
+	}
+	elapsed := time.Since(start)
+	if o.json {
+		printJSON(e.Stdout, copyOutput{Source: pos[0], Destination: dst, RequestID: sub.ID, Seconds: elapsed.Seconds(), Moved: moved})
+		return 0
+	}
+	fmt.Fprintf(e.Stdout, "%s -> %s: %d bytes, adler32 %s, %s/s\n", src, dst, moved.SizeBytes, moved.ChecksumAdler32,
+		humanBytes(int64(float64(moved.SizeBytes)/max(elapsed.Seconds(), 1e-3))))
+	return 0
+}

@@ -1,0 +1,108 @@
+package client
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/model"
+)
+
+// The environment the clients read, as CASTOR's did.
+const (
+	// EnvHost names the request handlers: host:port, a comma list of them, or a host name
+	// (a DNS alias may resolve to many addresses). An entry may also be a URL
+	// (https://rh.example.org:9443).
+	EnvHost = "STAGE_HOST"
+	// EnvPort is the port of a STAGE_HOST entry that names none (default 9000).
+	EnvPort = "STAGE_PORT"
+	// EnvServiceClass is the service class when -S is not given (default "default").
+	EnvServiceClass = "STAGE_SVCCLASS"
+	// EnvToken is the bearer token that says who the user is.
+	EnvToken = "POLLUX_TOKEN"
+)
+
+// Config is what a client needs to reach rhd.
+type Config struct {
+	// Hosts are the STAGE_HOST entries.
+	Hosts []string
+	// Port is used for entries without one.
+	Port int
+	// Token is the bearer token.
+	Token string
+	// ServiceClass is the default service class.
+	ServiceClass string
+}
+
+// ConfigFromEnv reads the configuration through getenv (os.Getenv in the commands).
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	c := Config{Port: api.DefaultPort, ServiceClass: api.DefaultServiceClass}
+	for _, h := range strings.Split(getenv(EnvHost), ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			c.Hosts = append(c.Hosts, h)
+		}
+	}
+	if len(c.Hosts) == 0 {
+		return c, errorf(model.ErrorKindInvalid, "%s is not set: export %s=host:port naming the request handler (rhd), a comma list of them, or their DNS alias", EnvHost, EnvHost)
+	}
+	if p := strings.TrimSpace(getenv(EnvPort)); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return c, errorf(model.ErrorKindInvalid, "%s=%q is not a port number", EnvPort, p)
+		}
+		c.Port = n
+	}
+	if s := strings.TrimSpace(getenv(EnvServiceClass)); s != "" {
+		c.ServiceClass = s
+	}
+	c.Token = strings.TrimSpace(getenv(EnvToken))
+	if c.Token == "" {
+		return c, errorf(model.ErrorKindInvalid, "%s is not set: export %s=<your token> (ask the operator of Pollux for one)", EnvToken, EnvToken)
+	}
+	return c, nil
+}
+
+// resolve turns the STAGE_HOST entries into base URLs, one per address: a name that
+// resolves to several addresses (a DNS alias of many rhd) gives several, so that the
+// client can fail over between them. Names that do not resolve are skipped while any
+// other entry gives an address.
+func (c Config) resolve(ctx context.Context, r *net.Resolver) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	add := func(u string) {
+		if !seen[u] {
+			seen[u] = true
+			out = append(out, u)
+		}
+	}
+	var failures []string
+	for _, h := range c.Hosts {
+		if strings.HasPrefix(h, "http://") || strings.HasPrefix(h, "https://") {
+			add(strings.TrimRight(h, "/"))
+			continue
+		}
+		host, port, err := net.SplitHostPort(h)
+		if err != nil {
+			host, port = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"), strconv.Itoa(c.Port)
+		}
+		if net.ParseIP(host) != nil {
+			add("http://" + net.JoinHostPort(host, port))
+			continue
+		}
+		addrs, err := r.LookupHost(ctx, host)
+		if err != nil {
+			failures = append(failures, err.Error())
+			continue
+		}
+		for _, a := range addrs {
+			add("http://" + net.JoinHostPort(a, port))
+		}
+	}
+	if len(out) == 0 {
+		return nil, errorf(model.ErrorKindUnavailable, "no address for the request handler in %s=%s (%s): check the name, or your DNS",
+			EnvHost, strings.Join(c.Hosts, ","), strings.Join(failures, "; "))
+	}
+	return out, nil
+}

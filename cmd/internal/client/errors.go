@@ -1,0 +1,84 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/model"
+)
+
+// Error is a failure as the user sees it: its kind decides the exit code (1 for what the
+// user must fix, 2 for what the service must), its message says what was wrong and what
+// to do.
+type Error struct {
+	Kind model.ErrorKind
+	// Code is the SQLSTATE when the service's logic decided (PXnnn).
+	Code    string
+	Message string
+}
+
+// Error returns the message.
+func (e *Error) Error() string { return e.Message }
+
+func errorf(kind model.ErrorKind, format string, args ...any) *Error {
+	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
+}
+
+// ExitCode is the exit code for err: 0 for none, the kind's code for an *Error, 2 (a
+// service error) for anything unclassified.
+func ExitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind.ExitCode()
+	}
+	return model.ErrorKindInternal.ExitCode()
+}
+
+// fromBody turns a failed answer into an Error: the service's own description when it
+// sent one, else one made from the status (a proxy or a server that is not Pollux's).
+func fromBody(status int, body []byte, who string) *Error {
+	var eb api.ErrorBody
+	if decodeJSON(body, &eb) == nil && eb.Error.Message != "" {
+		kind := model.ErrorKind(eb.Error.Kind)
+		if !kind.Valid() {
+			kind = kindOfStatus(status)
+		}
+		return &Error{Kind: kind, Code: eb.Error.Code, Message: eb.Error.Message}
+	}
+	return errorf(kindOfStatus(status), "%s answered %d %s", who, status, http.StatusText(status))
+}
+
+func kindOfStatus(status int) model.ErrorKind {
+	switch {
+	case status == http.StatusNotFound:
+		return model.ErrorKindNotFound
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return model.ErrorKindPermission
+	case status == http.StatusConflict:
+		return model.ErrorKindConflict
+	case status >= 400 && status < 500:
+		return model.ErrorKindInvalid
+	case status == http.StatusInternalServerError:
+		return model.ErrorKindInternal
+	default:
+		return model.ErrorKindUnavailable
+	}
+}
+
+// subrequestError is the Error of a failed subrequest.
+func subrequestError(s api.Subrequest) *Error {
+	kind, ok := model.KindOfSQLState(s.ErrorCode)
+	if !ok {
+		kind = model.ErrorKindInternal
+	}
+	msg := s.ErrorMessage
+	if msg == "" {
+		msg = "failed without a reason; the operator will find it in the daemons' logs"
+	}
+	return &Error{Kind: kind, Code: s.ErrorCode, Message: fmt.Sprintf("%s: %s", s.Path, msg)}
+}

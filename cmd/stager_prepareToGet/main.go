@@ -1,0 +1,10 @@
+// Command stager_prepareToGet makes files ready on disk without transferring them (see package client).
+package main
+
+import (
+	"os"
+
+	"github.com/pollux-storage/pollux/cmd/internal/client"
+)
+
+func main() { os.Exit(client.Main(client.PrepareToGet)) }

@@ -1,0 +1,10 @@
+// Command stager_rm removes files from Pollux (see package client).
+package main
+
+import (
+	"os"
+
+	"github.com/pollux-storage/pollux/cmd/internal/client"
+)
+
+func main() { os.Exit(client.Main(client.Rm)) }

@@ -1,0 +1,138 @@
+// Package api is the wire contract of rhd's HTTP/JSON API and of the movers' data
+// endpoints, shared by the daemon and the client commands so that both sides compile
+// against the same paths, headers and field names. It depends on nothing of Pollux's, so a
+// client that imports it stays small.
+//
+// Every call to rhd carries "Authorization: Bearer <token>". Every failure answers with
+// an ErrorBody and the HTTP status of its kind (see model.ErrorKind).
+package api
+
+import (
+	"net/url"
+	"time"
+)
+
+// Paths and parameters of rhd's API.
+const (
+	// PathRequests takes a POST of a SubmitRequest.
+	PathRequests = "/v1/requests"
+	// PathFiles answers GET ?path=/pollux/... with a File (stager_qry).
+	PathFiles = "/v1/files"
+	// ParamWait is the longest time (a Go duration such as "30s", or seconds) a GET of a
+	// request waits for it to change; rhd caps it at its --max-wait.
+	ParamWait = "wait"
+	// ParamSince is the UpdatedAt the client saw last (RFC 3339 with nanoseconds): the GET
+	// waits only while the request has not changed since.
+	ParamSince = "since"
+	// ParamPath names the file of a GET of PathFiles.
+	ParamPath = "path"
+	// DefaultPort is where rhd listens unless told otherwise, and the port clients use for
+	// a STAGE_HOST that names none (and no STAGE_PORT).
+	DefaultPort = 9000
+	// DefaultServiceClass is the service class of a request that names none.
+	DefaultServiceClass = "default"
+	// TimeFormat is how UpdatedAt and ParamSince are written.
+	TimeFormat = time.RFC3339Nano
+)
+
+// HeaderAdler32 carries the adler32 of a file's bytes as eight lowercase hex digits: the
+// client sends it with an upload (PUT to a mover) and the mover sends it with a download
+// (GET from a mover), as a header or, when it computes the sum while streaming, as an
+// HTTP trailer, so the receiving side can verify what arrived.
+const HeaderAdler32 = "X-Pollux-Adler32"
+
+// HeaderSize carries a download's size in bytes when the mover streams it chunked (to
+// send the checksum as a trailer) and so gives no Content-Length.
+const HeaderSize = "X-Pollux-Size"
+
+// RequestPath is the path of one request, for GET.
+func RequestPath(id string) string { return PathRequests + "/" + url.PathEscape(id) }
+
+// SubmitRequest is the body of a POST to PathRequests.
+type SubmitRequest struct {
+	// ID is a UUID chosen by the client, so that a retry through another rhd stores
+	// nothing twice.
+	ID string `json:"id"`
+	// Type is PUT, GET, PREPARE_TO_GET, PUTDONE or RM.
+	Type         string   `json:"type"`
+	ServiceClass string   `json:"service_class,omitempty"`
+	UserTag      string   `json:"user_tag,omitempty"`
+	Paths        []string `json:"paths"`
+	// AutoClose closes each written file when its upload ends (pollux cp), so no
+	// stager_putdone is needed. PUT only.
+	AutoClose bool `json:"auto_close,omitempty"`
+}
+
+// SubmitResponse answers a POST to PathRequests: 201 when the request was stored now, 200
+// (Created false) when this id was stored already by an earlier try.
+type SubmitResponse struct {
+	ID          string `json:"id"`
+	Created     bool   `json:"created"`
+	Subrequests int    `json:"subrequests"`
+}
+
+// Request answers a GET of RequestPath.
+type Request struct {
+	ID     string `json:"id"`
+	Type   string `json:"type"`
+	Status string `json:"status"`
+	// ServiceClass is the class's name when the server knows it.
+	ServiceClass string `json:"service_class,omitempty"`
+	UserTag      string `json:"user_tag,omitempty"`
+	// UpdatedAt is the last change of the request or of any of its subrequests; give it
+	// back as ParamSince to wait for the next change.
+	UpdatedAt   time.Time    `json:"updated_at"`
+	Subrequests []Subrequest `json:"subrequests"`
+}
+
+// Subrequest is one file of a Request.
+type Subrequest struct {
+	ID     int64  `json:"id"`
+	Path   string `json:"path"`
+	Status string `json:"status"`
+	// Info says in words what the subrequest waits for (e.g. "queued, no disk server
+	// available").
+	Info string `json:"info,omitempty"`
+	// ErrorCode is the SQLSTATE of a failure (PXnnn, see model.KindOfSQLState).
+	ErrorCode    string `json:"error_code,omitempty"`
+	ErrorMessage string `json:"error_message,omitempty"`
+	// MoverURL is where the data goes (PUT) or comes from (GET) once the subrequest is
+	// READY, authorised by Token, which is good for one transfer.
+	MoverURL        string `json:"mover_url,omitempty"`
+	Token           string `json:"token,omitempty"`
+	SizeBytes       *int64 `json:"size_bytes,omitempty"`
+	ChecksumAdler32 string `json:"checksum_adler32,omitempty"`
+}
+
+// File answers a GET of PathFiles.
+type File struct {
+	Path         string `json:"path"`
+	ServiceClass string `json:"service_class"`
+	// Status is STAGED (readable), STAGEOUT (being written) or INVALID (no valid copy).
+	Status          string    `json:"status"`
+	SizeBytes       *int64    `json:"size_bytes"`
+	ChecksumAdler32 *string   `json:"checksum_adler32"`
+	Owner           string    `json:"owner"`
+	UpdatedAt       time.Time `json:"updated_at"`
+	DiskCopies      int32     `json:"disk_copies"`
+}
+
+// UploadResponse is what a mover answers (201) to a completed upload: what it wrote.
+type UploadResponse struct {
+	SizeBytes       int64  `json:"size_bytes"`
+	ChecksumAdler32 string `json:"checksum_adler32"`
+}
+
+// ErrorBody is the body of every failed call.
+type ErrorBody struct {
+	Error Error `json:"error"`
+}
+
+// Error describes a failure: its kind (not_found, invalid, conflict, permission,
+// unavailable, internal; see model.ErrorKind), the SQLSTATE when the logic raised it, and
+// a message for people.
+type Error struct {
+	Kind    string `json:"kind"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message"`
+}

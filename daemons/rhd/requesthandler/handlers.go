@@ -1,0 +1,300 @@
+package requesthandler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/model"
+)
+
+// dbTimeout bounds the database work of one call (framework/pg retries transient errors
+// within it), so that a client learns of an unreachable database and fails over to
+// another rhd well before its own timeout.
+const dbTimeout = 30 * time.Second
+
+var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// parseID returns a request id in the canonical lowercase form PostgreSQL prints, so that
+// log lines and answers spell one request one way.
+func parseID(what, id string) (string, *httpError) {
+	switch {
+	case id == "":
+		return "", invalid("%s is missing: give a UUID chosen by the client (the same one on every retry)", what)
+	case !uuidPattern.MatchString(id):
+		return "", invalid("%s %q is not a UUID (like 3f1c2a9e-8d4b-4c7a-9e21-5b6f0d2c4e10)", what, id)
+	case strings.Trim(id, "0-") == "":
+		return "", invalid("%s is the nil UUID: choose a random one", what)
+	}
+	return strings.ToLower(id), nil
+}
+
+// submit stores a request: POST /v1/requests.
+func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpError {
+	in, herr := s.decodeSubmission(w, r)
+	if herr != nil {
+		return herr
+	}
+	id, herr := parseID("id", in.ID)
+	if herr != nil {
+		return herr
+	}
+	c.requestID = id
+	typ, err := model.ParseRequestType(in.Type)
+	if err != nil {
+		return invalid("type %q is unknown: use one of PUT, GET, PREPARE_TO_GET, PUTDONE, RM", in.Type)
+	}
+	if in.AutoClose && typ != model.RequestTypePut {
+		return invalid("auto_close applies to PUT requests only, not %s", typ)
+	}
+	svc := in.ServiceClass
+	if svc == "" {
+		svc = api.DefaultServiceClass
+	}
+	clientHost, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		clientHost = r.RemoteAddr
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), dbTimeout)
+	defer cancel()
+	var rows []model.RequestSubmitRow
+	err = s.db.Tx(ctx, "submit request", func(q pg.Querier) (err error) {
+		rows, err = model.RequestSubmit(ctx, q, id, typ, svc, c.user, in.UserTag, clientHost, in.Paths, in.AutoClose)
+		return err
+	})
+	if err != nil {
+		return requestError(err, id)
+	}
+	if len(rows) != 1 {
+		return requestError(errors.New("request_submit returned no row"), id)
+	}
+	status := http.StatusOK
+	if rows[0].Created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, api.SubmitResponse{ID: id, Created: rows[0].Created, Subrequests: int(rows[0].Subrequests)})
+	return nil
+}
+
+// decodeSubmission reads the body strictly: one JSON object of known fields, within the
+// size limit. Everything wrong here is refused before the database is touched.
+func (s *server) decodeSubmission(w http.ResponseWriter, r *http.Request) (api.SubmitRequest, *httpError) {
+	var in api.SubmitRequest
+	tooLarge := &httpError{status: http.StatusRequestEntityTooLarge, kind: model.ErrorKindInvalid,
+		message: "the request body is larger than " + strconv.FormatInt(s.cfg.MaxBodyBytes, 10) + " bytes: split the request"}
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		return in, tooLarge
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&in)
+	if err == nil {
+		// Exactly one object: trailing bytes mean the client sent something else than it
+		// thinks.
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = terr
+			if err == nil {
+				err = errors.New("trailing data")
+			}
+		}
+	}
+	var maxErr *http.MaxBytesError
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return in, nil
+	case errors.As(err, &maxErr):
+		return in, tooLarge
+	case errors.Is(err, io.EOF):
+		return in, invalid("the request body is empty: send a JSON object {\"id\", \"type\", \"paths\", ...}")
+	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
+		return in, invalid("the request body is not valid JSON: %v", err)
+	case errors.As(err, &typeErr) && typeErr.Field == "":
+		return in, invalid("the request body must be a JSON object, not a JSON %s", typeErr.Value)
+	case errors.As(err, &typeErr):
+		return in, invalid("field %q of the request body must be %s, not a JSON %s", typeErr.Field, jsonKind(typeErr.Type), typeErr.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return in, invalid("the request body has an %s: the fields are id, type, service_class, user_tag, paths, auto_close",
+			strings.TrimPrefix(err.Error(), "json: "))
+	default:
+		return in, invalid("the request body is not one JSON object: %v", err)
+	}
+}
+
+// jsonKind names what JSON a Go type decodes from, for an error message.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Slice:
+		return "a JSON array of " + strings.TrimPrefix(jsonKind(t.Elem()), "a ") + "s"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	default:
+		return "a number"
+	}
+}
+
+// getRequest answers GET /v1/requests/{id}, waiting (long poll) when asked to.
+func (s *server) getRequest(w http.ResponseWriter, r *http.Request, c *call) *httpError {
+	id, herr := parseID("request id", r.PathValue("id"))
+	if herr != nil {
+		return herr
+	}
+	c.requestID = id
+	wait, since, herr := s.pollParams(r)
+	if herr != nil {
+		return herr
+	}
+	ctx := r.Context()
+	var changed <-chan struct{}
+	if wait > 0 && !since.IsZero() {
+		ch, done := s.hub.wait(id)
+		defer done()
+		changed = ch
+	}
+	timeout := time.NewTimer(wait)
+	defer timeout.Stop()
+	for {
+		req, subs, err := s.read(ctx, id)
+		switch {
+		case err != nil:
+			return requestError(err, id)
+		case req == nil:
+			return userError(model.ErrorKindNotFound, "no such request: %s", id)
+		case req.UserName != c.user:
+			return userError(model.ErrorKindPermission, "request %s belongs to another user", id)
+		}
+		out := toAPI(req, subs)
+		if changed == nil || out.UpdatedAt.After(since) {
+			writeJSON(w, http.StatusOK, out)
+			return nil
+		}
+		select {
+		case <-changed:
+			continue // look again: it may have changed
+		case <-timeout.C:
+		case <-s.draining:
+		case <-ctx.Done():
+			return nil // the client went away; nobody reads an answer
+		}
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
+}
+
+// pollParams reads wait (a Go duration, or seconds) and since (RFC 3339).
+func (s *server) pollParams(r *http.Request) (time.Duration, time.Time, *httpError) {
+	q := r.URL.Query()
+	var wait time.Duration
+	if v := q.Get(api.ParamWait); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			n, nerr := strconv.ParseFloat(v, 64)
+			if nerr != nil {
+				return 0, time.Time{}, invalid("wait=%q is not a duration: give e.g. wait=30s", v)
+			}
+			d = time.Duration(n * float64(time.Second))
+		}
+		if d < 0 {
+			return 0, time.Time{}, invalid("wait=%q is negative", v)
+		}
+		wait = min(d, s.cfg.MaxWait)
+	}
+	var since time.Time
+	if v := q.Get(api.ParamSince); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return 0, time.Time{}, invalid("since=%q is not an RFC 3339 time: give back the updated_at of the last answer", v)
+		}
+		since = t
+	}
+	return wait, since, nil
+}
+
+// read fetches a request and its subrequests; a nil request means there is none.
+func (s *server) read(ctx context.Context, id string) (*model.Request, []model.Subrequest, error) {
+	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	defer cancel()
+	var reqs []model.Request
+	var subs []model.Subrequest
+	err := s.db.Do(ctx, "read request", func(q pg.Querier) (err error) {
+		if reqs, err = model.RequestGet(ctx, q, id); err != nil || len(reqs) == 0 {
+			return err
+		}
+		subs, err = model.SubrequestList(ctx, q, id)
+		return err
+	})
+	if err != nil || len(reqs) == 0 {
+		return nil, nil, err
+	}
+	return &reqs[0], subs, nil
+}
+
+// toAPI shapes a request for its owner. UpdatedAt is the latest change of the request or
+// any subrequest: some steps (a subrequest queued, scheduled, its transfer begun) change a
+// subrequest without touching the request row, and a client waiting "since" must still
+// see them.
+func toAPI(req *model.Request, subs []model.Subrequest) api.Request {
+	out := api.Request{ID: req.ID, Type: string(req.Type), Status: string(req.Status), UserTag: req.UserTag,
+		UpdatedAt: req.UpdatedAt.UTC(), Subrequests: make([]api.Subrequest, 0, len(subs))}
+	for _, s := range subs {
+		if s.UpdatedAt.After(out.UpdatedAt) {
+			out.UpdatedAt = s.UpdatedAt.UTC()
+		}
+		sr := api.Subrequest{ID: s.ID, Path: s.Path, Status: string(s.Status), Info: s.Info,
+			ErrorCode: deref(s.ErrorCode), ErrorMessage: deref(s.ErrorMessage), SizeBytes: s.SizeBytes,
+			ChecksumAdler32: deref(s.ChecksumAdler32)}
+		if s.Status == model.SubrequestStatusReady {
+			sr.MoverURL, sr.Token = deref(s.MoverURL), deref(s.Token)
+		}
+		out.Subrequests = append(out.Subrequests, sr)
+	}
+	return out
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// getFile answers stager_qry: GET /v1/files?path=/pollux/...
+func (s *server) getFile(w http.ResponseWriter, r *http.Request, _ *call) *httpError {
+	path := r.URL.Query().Get(api.ParamPath)
+	if path == "" {
+		return invalid("give the file as ?path=/pollux/...")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), dbTimeout)
+	defer cancel()
+	var rows []model.FileQueryRow
+	err := s.db.Do(ctx, "query file", func(q pg.Querier) (err error) {
+		rows, err = model.FileQuery(ctx, q, path)
+		return err
+	})
+	if err != nil {
+		return dbError(err)
+	}
+	if len(rows) == 0 {
+		return userError(model.ErrorKindNotFound, "no such file: %s", path)
+	}
+	f := rows[0]
+	writeJSON(w, http.StatusOK, api.File{Path: f.Path, ServiceClass: f.ServiceClass, Status: f.Status, SizeBytes: f.SizeBytes,
+		ChecksumAdler32: f.ChecksumAdler32, Owner: f.Owner, UpdatedAt: f.UpdatedAt.UTC(), DiskCopies: f.DiskCopies})
+	return nil
+}

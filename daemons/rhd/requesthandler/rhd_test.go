@@ -1,0 +1,518 @@
+package requesthandler_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/daemons/rhd/rhdtest"
+	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/model"
+	"github.com/pollux-storage/pollux/schema/schematest"
+)
+
+const (
+	aliceToken = "alice-secret"
+	bobToken   = "bob-secret"
+)
+
+// cluster is a database and the rhd instances in front of it.
+type cluster struct {
+	t      *testing.T
+	ctx    context.Context
+	dsn    string
+	db     *pg.DB
+	tokens string
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	dsn := schematest.DSN(t)
+	db, err := pg.Open(ctx, pg.Config{DSN: dsn})
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	return &cluster{t: t, ctx: ctx, dsn: dsn, db: db,
+		tokens: rhdtest.WriteTokens(t, map[string]string{aliceToken: "alice", bobToken: "bob"})}
+}
+
+func (c *cluster) rhd(flags ...string) *rhdtest.Instance {
+	c.t.Helper()
+	return rhdtest.Start(c.t, c.dsn, c.tokens, flags...)
+}
+
+func (c *cluster) count(sql string) int {
+	c.t.Helper()
+	var n int
+	require.NoError(c.t, c.db.Pool().QueryRow(c.ctx, sql).Scan(&n))
+	return n
+}
+
+func (c *cluster) tx(name string, fn func(q pg.Querier) error) {
+	c.t.Helper()
+	require.NoError(c.t, c.db.Tx(c.ctx, name, fn))
+}
+
+// response is an answer of rhd.
+type response struct {
+	status int
+	body   []byte
+}
+
+func (r response) errorBody(t *testing.T) api.Error {
+	t.Helper()
+	var e api.ErrorBody
+	require.NoError(t, json.Unmarshal(r.body, &e), "error body: %s", r.body)
+	return e.Error
+}
+
+func (r response) decode(t *testing.T, v any) {
+	t.Helper()
+	require.NoError(t, json.Unmarshal(r.body, v), "body: %s", r.body)
+}
+
+func do(t *testing.T, method, u, token string, body io.Reader) response {
+	t.Helper()
+	req, err := http.NewRequest(method, u, body)
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return response{resp.StatusCode, b}
+}
+
+func submit(t *testing.T, in *rhdtest.Instance, token string, req api.SubmitRequest) response {
+	t.Helper()
+	b, err := json.Marshal(req)
+	require.NoError(t, err)
+	return do(t, http.MethodPost, in.URL+api.PathRequests, token, bytes.NewReader(b))
+}
+
+func get(t *testing.T, in *rhdtest.Instance, token, id string, q url.Values) response {
+	t.Helper()
+	u := in.URL + api.RequestPath(id)
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	return do(t, http.MethodGet, u, token, nil)
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+func TestSubmitRetryThroughAnotherInstanceStoresOneRequest(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a, b := c.rhd(), c.rhd()
+	req := api.SubmitRequest{ID: newID(), Type: "PUT", ServiceClass: "default", UserTag: "run-7",
+		Paths: []string{"/pollux/u/alice/f1", "/pollux/u/alice/f2"}}
+
+	first := submit(t, a, aliceToken, req)
+	require.Equal(t, http.StatusCreated, first.status, string(first.body))
+	var got api.SubmitResponse
+	first.decode(t, &got)
+	require.Equal(t, api.SubmitResponse{ID: req.ID, Created: true, Subrequests: 2}, got)
+
+	retry := submit(t, b, aliceToken, req)
+	require.Equal(t, http.StatusOK, retry.status, string(retry.body))
+	retry.decode(t, &got)
+	require.Equal(t, api.SubmitResponse{ID: req.ID, Created: false, Subrequests: 2}, got)
+
+	require.Equal(t, 1, c.count("select count(*) from request"))
+	require.Equal(t, 2, c.count("select count(*) from subrequest"))
+
+	// The same id for something else is refused: the client must choose a new one.
+	other := req
+	other.Paths = []string{"/pollux/u/alice/f3"}
+	conflict := submit(t, b, aliceToken, other)
+	require.Equal(t, http.StatusConflict, conflict.status)
+	e := conflict.errorBody(t)
+	require.Equal(t, "conflict", e.Kind)
+	require.Equal(t, model.SQLStateConflict, e.Code)
+	require.Contains(t, e.Message, "already used by a different request")
+
+	// An upper-case id is the same request.
+	upper := req
+	upper.ID = strings.ToUpper(req.ID)
+	again := submit(t, a, aliceToken, upper)
+	require.Equal(t, http.StatusOK, again.status, string(again.body))
+	require.Equal(t, 1, c.count("select count(*) from request"))
+
+	r := get(t, b, aliceToken, req.ID, nil)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	var stored api.Request
+	r.decode(t, &stored)
+	require.Equal(t, "PUT", stored.Type)
+	require.Equal(t, "PENDING", stored.Status)
+	require.Equal(t, "run-7", stored.UserTag)
+	require.Len(t, stored.Subrequests, 2)
+	require.Equal(t, "/pollux/u/alice/f1", stored.Subrequests[0].Path)
+	require.Equal(t, "START", stored.Subrequests[0].Status)
+
+	lines := a.Log.Lines("http request")
+	require.NotEmpty(t, lines)
+	require.Equal(t, req.ID, lines[0]["request_id"], "request lines carry the request id")
+	require.Equal(t, "alice", lines[0]["user"])
+	require.EqualValues(t, 201, lines[0]["status"])
+	require.Equal(t, "POST", lines[0]["method"])
+	require.Contains(t, lines[0], "duration")
+}
+
+func TestBadSubmissionsAreRefusedAndWriteNothing(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a := c.rhd()
+	body := func(v any) string {
+		b, err := json.Marshal(v)
+		require.NoError(t, err)
+		return string(b)
+	}
+	ok := func(paths ...string) map[string]any {
+		return map[string]any{"id": newID(), "type": "PUT", "service_class": "default", "paths": paths}
+	}
+	with := func(m map[string]any, k string, v any) map[string]any { m[k] = v; return m }
+	many := make([]string, 1001)
+	for i := range many {
+		many[i] = fmt.Sprintf("/pollux/many/f%d", i)
+	}
+	huge := make([]string, 30000)
+	for i := range huge {
+		huge[i] = fmt.Sprintf("/pollux/huge/a-rather-long-file-name-%06d", i)
+	}
+	for _, tc := range []struct {
+		name   string
+		body   string
+		status int
+		kind   string
+		reason string
+		code   string // the SQLSTATE when the logic decided
+	}{
+		{"malformed JSON", `{"id": "x", "type": `, 400, "invalid", "not valid JSON", ""},
+		{"not an object", `["PUT"]`, 400, "invalid", "must be a JSON object, not a JSON array", ""},
+		{"empty body", ``, 400, "invalid", "body is empty", ""},
+		{"trailing data", body(ok("/pollux/a")) + ` {}`, 400, "invalid", "not one JSON object", ""},
+		{"unknown field", body(with(ok("/pollux/a"), "priority", 1)), 400, "invalid", `unknown field "priority"`, ""},
+		{"wrong field type", body(with(ok("/pollux/a"), "paths", "/pollux/a")), 400, "invalid", `field "paths"`, ""},
+		{"unknown type", body(with(ok("/pollux/a"), "type", "COPY")), 400, "invalid", `type "COPY" is unknown`, ""},
+		{"missing id", body(with(ok("/pollux/a"), "id", "")), 400, "invalid", "id is missing", ""},
+		{"bad uuid", body(with(ok("/pollux/a"), "id", "1234")), 400, "invalid", `"1234" is not a UUID`, ""},
+		{"nil uuid", body(with(ok("/pollux/a"), "id", "00000000-0000-0000-0000-000000000000")), 400, "invalid", "nil UUID", ""},
+		{"auto_close on a get", body(with(with(ok("/pollux/a"), "type", "GET"), "auto_close", true)), 400, "invalid", "PUT requests only", ""},
+		{"relative path", body(ok("u/f")), 400, "invalid", "is relative", "PX002"},
+		{"dot dot", body(ok("/pollux/u/../f")), 400, "invalid", `".." component`, "PX002"},
+		{"outside the namespace", body(ok("/etc/passwd")), 400, "invalid", "outside the namespace", "PX002"},
+		{"no path", body(ok()), 400, "invalid", "names no file", "PX002"},
+		{"duplicate path", body(ok("/pollux/a", "/pollux/a")), 400, "invalid", "more than once", "PX002"},
+		{"1001 paths", body(ok(many...)), 400, "invalid", "at most 1000", "PX002"},
+		{"unknown service class", body(with(ok("/pollux/a"), "service_class", "tape")), 404, "not_found", `unknown service class "tape"`, "PX001"},
+		{"oversize body", body(ok(huge...)), 413, "invalid", "larger than 1048576 bytes", ""},
+	} {
+		r := do(t, http.MethodPost, a.URL+api.PathRequests, aliceToken, strings.NewReader(tc.body))
+		require.Equal(t, tc.status, r.status, "%s: %s", tc.name, r.body)
+		e := r.errorBody(t)
+		require.Equal(t, tc.kind, e.Kind, tc.name)
+		require.Contains(t, e.Message, tc.reason, tc.name)
+		require.Equal(t, tc.code, e.Code, tc.name)
+	}
+	// An oversize body without a Content-Length is cut off while it is read.
+	pr, pw := io.Pipe()
+	go func() { _, _ = io.WriteString(pw, body(ok(huge...))); pw.Close() }()
+	r := do(t, http.MethodPost, a.URL+api.PathRequests, aliceToken, pr)
+	require.Equal(t, http.StatusRequestEntityTooLarge, r.status, string(r.body))
+
+	wrongMethod := do(t, http.MethodDelete, a.URL+api.PathRequests, aliceToken, nil)
+	require.Equal(t, http.StatusMethodNotAllowed, wrongMethod.status)
+	require.Contains(t, wrongMethod.errorBody(t).Message, "use POST")
+	nowhere := do(t, http.MethodGet, a.URL+"/v2/things", aliceToken, nil)
+	require.Equal(t, http.StatusNotFound, nowhere.status)
+
+	require.Zero(t, c.count("select (select count(*) from request) + (select count(*) from subrequest) + (select count(*) from file)"),
+		"a refused request leaves nothing behind")
+}
+
+func TestTokens(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a := c.rhd()
+	req := api.SubmitRequest{ID: newID(), Type: "GET", Paths: []string{"/pollux/f"}}
+	for _, tc := range []struct{ name, header, reason string }{
+		{"no header", "", "no Authorization header"},
+		{"not bearer", "Basic YWxpY2U6cHc=", "not \"Bearer TOKEN\""},
+		{"unknown token", "Bearer guess", "unknown token"},
+	} {
+		b, _ := json.Marshal(req)
+		hr, err := http.NewRequest(http.MethodPost, a.URL+api.PathRequests, bytes.NewReader(b))
+		require.NoError(t, err)
+		if tc.header != "" {
+			hr.Header.Set("Authorization", tc.header)
+		}
+		resp, err := http.DefaultClient.Do(hr)
+		require.NoError(t, err)
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, tc.name)
+		require.Equal(t, `Bearer realm="pollux"`, resp.Header.Get("WWW-Authenticate"))
+		r := response{resp.StatusCode, raw}
+		require.Contains(t, r.errorBody(t).Message, tc.reason, tc.name)
+		require.Equal(t, "permission", r.errorBody(t).Kind)
+	}
+	require.Equal(t, http.StatusUnauthorized, do(t, http.MethodGet, a.URL+"/v1/files?path=/pollux/f", "", nil).status)
+	require.Zero(t, c.count("select count(*) from request"))
+
+	// The tokens file is read again when it changes; a broken edit keeps the old table.
+	require.Equal(t, http.StatusUnauthorized, submit(t, a, "carol-secret", req).status)
+	require.NoError(t, os.WriteFile(c.tokens, []byte("carol-secret carol\nalice-secret alice\n"), 0o600))
+	r := submit(t, a, "carol-secret", req)
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+	require.Equal(t, http.StatusUnauthorized, get(t, a, bobToken, req.ID, nil).status, "bob was removed")
+	require.NoError(t, os.WriteFile(c.tokens, []byte("carol-secret carol too many fields\n"), 0o600))
+	require.Equal(t, http.StatusOK, get(t, a, "carol-secret", req.ID, nil).status)
+	require.NotEmpty(t, a.Log.Lines("tokens file not reloaded; keeping the tokens loaded before"))
+}
+
+// pipeline drives a put through the logic up to SCHEDULED on a disk server, as stagerd,
+// jobmanagerd and schedulerd would; it returns the disk server's id.
+func (c *cluster) schedulePut(id string) int64 {
+	c.t.Helper()
+	ds, err := model.DiskServerRegister(c.ctx, c.db.Pool(), "ds1", "http://ds1:9100", 0.1)
+	require.NoError(c.t, err)
+	_, err = model.FileSystemRegister(c.ctx, c.db.Pool(), ds[0].ID, "/data/ds1", "default", 1<<40, 1<<39)
+	require.NoError(c.t, err)
+	c.tx("stage", func(q pg.Querier) error {
+		rows, err := model.SubrequestClaimPut(c.ctx, q, 10)
+		require.Len(c.t, rows, 1)
+		return err
+	})
+	c.tx("schedule", func(q pg.Querier) error {
+		claimed, err := model.SubrequestClaimWaitsched(c.ctx, q, 10)
+		if err != nil {
+			return err
+		}
+		require.Len(c.t, claimed, 1)
+		_, err = model.SubrequestSchedule(c.ctx, q, claimed[0].ID)
+		return err
+	})
+	subs, err := model.SubrequestList(c.ctx, c.db.Pool(), id)
+	require.NoError(c.t, err)
+	require.Equal(c.t, model.SubrequestStatusScheduled, subs[0].Status)
+	return ds[0].ID
+}
+
+func TestLongPollIsAnsweredByAnyInstance(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	stored, answering := c.rhd(), c.rhd("--max-wait", "2s")
+	id := newID()
+	r := submit(t, stored, aliceToken, api.SubmitRequest{ID: id, Type: "PUT", Paths: []string{"/pollux/f"}})
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+	ds := c.schedulePut(id)
+
+	var seen api.Request
+	get(t, answering, aliceToken, id, nil).decode(t, &seen)
+	require.Equal(t, "SCHEDULED", seen.Subrequests[0].Status)
+	require.Empty(t, seen.Subrequests[0].Token)
+
+	// A poll since the current state waits; the mover's start (another process, through
+	// the logic) ends it promptly.
+	type answer struct {
+		r       response
+		elapsed time.Duration
+	}
+	poll := func(since time.Time, wait string) <-chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			start := time.Now()
+			resp := get(t, answering, aliceToken, id, url.Values{api.ParamWait: {wait}, api.ParamSince: {since.Format(api.TimeFormat)}})
+			ch <- answer{resp, time.Since(start)}
+		}()
+		return ch
+	}
+	pending := poll(seen.UpdatedAt, "10s")
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case a := <-pending:
+		t.Fatalf("the poll answered before anything changed: %s", a.r.body)
+	default:
+	}
+	subs, err := model.SubrequestList(c.ctx, c.db.Pool(), id)
+	require.NoError(t, err)
+	_, err = model.TransferStart(c.ctx, c.db.Pool(), subs[0].ID, ds, "http://ds1:9100/transfers/1", "one-time")
+	require.NoError(t, err)
+	a := <-pending
+	require.Equal(t, http.StatusOK, a.r.status, string(a.r.body))
+	require.Less(t, a.elapsed, 1500*time.Millisecond, "answered on the notification, not at the end of the wait")
+	var ready api.Request
+	a.r.decode(t, &ready)
+	require.True(t, ready.UpdatedAt.After(seen.UpdatedAt))
+	require.Equal(t, "READY", ready.Subrequests[0].Status)
+	require.Equal(t, "http://ds1:9100/transfers/1", ready.Subrequests[0].MoverURL)
+	require.Equal(t, "one-time", ready.Subrequests[0].Token, "the owner sees the token")
+
+	// Nothing changes: the poll answers when its wait (capped at --max-wait 2s) ends.
+	a = <-poll(ready.UpdatedAt, "1s")
+	require.Equal(t, http.StatusOK, a.r.status)
+	require.GreaterOrEqual(t, a.elapsed, time.Second)
+	require.Less(t, a.elapsed, 1900*time.Millisecond)
+	a = <-poll(ready.UpdatedAt, "1h")
+	require.GreaterOrEqual(t, a.elapsed, 2*time.Second, "capped at --max-wait")
+	require.Less(t, a.elapsed, 4*time.Second, "capped at --max-wait")
+	var same api.Request
+	a.r.decode(t, &same)
+	require.True(t, same.UpdatedAt.Equal(ready.UpdatedAt))
+
+	// A poll since an older state answers at once.
+	a = <-poll(seen.UpdatedAt, "10s")
+	require.Less(t, a.elapsed, time.Second)
+
+	// Another user may not see the request (nor its token); an unknown one does not exist.
+	forbidden := get(t, answering, bobToken, id, url.Values{api.ParamWait: {"10s"}, api.ParamSince: {ready.UpdatedAt.Format(api.TimeFormat)}})
+	require.Equal(t, http.StatusForbidden, forbidden.status)
+	require.NotContains(t, string(forbidden.body), "one-time")
+	require.Equal(t, "permission", forbidden.errorBody(t).Kind)
+	missing := get(t, answering, aliceToken, newID(), nil)
+	require.Equal(t, http.StatusNotFound, missing.status)
+	require.Contains(t, missing.errorBody(t).Message, "no such request")
+	require.Equal(t, http.StatusBadRequest, get(t, answering, aliceToken, "not-a-uuid", nil).status)
+	require.Equal(t, http.StatusBadRequest, get(t, answering, aliceToken, id, url.Values{api.ParamWait: {"soon"}}).status)
+	require.Equal(t, http.StatusBadRequest, get(t, answering, aliceToken, id, url.Values{api.ParamSince: {"yesterday"}}).status)
+}
+
+func TestDrainAnswersWaitingPolls(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a := c.rhd()
+	id := newID()
+	require.Equal(t, http.StatusCreated, submit(t, a, aliceToken, api.SubmitRequest{ID: id, Type: "GET", Paths: []string{"/pollux/f"}}).status)
+	var seen api.Request
+	get(t, a, aliceToken, id, nil).decode(t, &seen)
+
+	var wg sync.WaitGroup
+	var r response
+	var elapsed time.Duration
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		start := time.Now()
+		r = get(t, a, aliceToken, id, url.Values{api.ParamWait: {"50s"}, api.ParamSince: {seen.UpdatedAt.Format(api.TimeFormat)}})
+		elapsed = time.Since(start)
+	}()
+	require.Eventually(t, func() bool {
+		return bytes.Contains(fetchMetrics(t, a), []byte("pollux_rhd_long_polls 1"))
+	}, 10*time.Second, 10*time.Millisecond)
+	require.Equal(t, 0, a.Stop(), a.Log.String())
+	wg.Wait()
+	require.Equal(t, http.StatusOK, r.status)
+	require.Less(t, elapsed, 10*time.Second, "the drain answered the poll instead of waiting for it")
+}
+
+// fetchMetrics reads the daemon's /metrics from its admin listener.
+func fetchMetrics(t *testing.T, in *rhdtest.Instance) []byte {
+	t.Helper()
+	var admin string
+	for _, m := range in.Log.Lines("admin listener up") {
+		admin, _ = m["url"].(string)
+	}
+	require.NotEmpty(t, admin)
+	resp, err := http.Get(admin + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return b
+}
+
+func TestFiles(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a := c.rhd()
+	files := func(path string) response {
+		return do(t, http.MethodGet, a.URL+api.PathFiles+"?"+url.Values{api.ParamPath: {path}}.Encode(), bobToken, nil)
+	}
+	r := files("/pollux/u/alice/nope")
+	require.Equal(t, http.StatusNotFound, r.status)
+	e := r.errorBody(t)
+	require.Equal(t, "not_found", e.Kind)
+	require.Equal(t, model.SQLStateNotFound, e.Code)
+	require.Contains(t, e.Message, "no such file: /pollux/u/alice/nope")
+
+	r = files("pollux/relative")
+	require.Equal(t, http.StatusBadRequest, r.status)
+	require.Contains(t, r.errorBody(t).Message, "is relative")
+	r = do(t, http.MethodGet, a.URL+api.PathFiles, bobToken, nil)
+	require.Equal(t, http.StatusBadRequest, r.status)
+	require.Contains(t, r.errorBody(t).Message, "?path=")
+
+	// A file written all the way (pollux cp: auto_close) is staged with its size and sum.
+	id := newID()
+	require.Equal(t, http.StatusCreated, submit(t, a, aliceToken, api.SubmitRequest{ID: id, Type: "PUT", AutoClose: true, Paths: []string{"/pollux/u/alice/f"}}).status)
+	ds := c.schedulePut(id)
+	subs, err := model.SubrequestList(c.ctx, c.db.Pool(), id)
+	require.NoError(t, err)
+	_, err = model.TransferStart(c.ctx, c.db.Pool(), subs[0].ID, ds, "http://ds1:9100/t", "tok")
+	require.NoError(t, err)
+	_, err = model.TransferOpen(c.ctx, c.db.Pool(), subs[0].ID, "tok")
+	require.NoError(t, err)
+	require.NoError(t, model.TransferPutEnded(c.ctx, c.db.Pool(), subs[0].ID, 11, "1a2b3c4d"))
+
+	r = files("/pollux/u/alice/f")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	var f api.File
+	r.decode(t, &f)
+	require.Equal(t, "STAGED", f.Status)
+	require.EqualValues(t, 11, *f.SizeBytes)
+	require.Equal(t, "1a2b3c4d", *f.ChecksumAdler32)
+	require.Equal(t, "alice", f.Owner)
+	require.Equal(t, "default", f.ServiceClass)
+
+	var done api.Request
+	get(t, a, aliceToken, id, nil).decode(t, &done)
+	require.Equal(t, "FINISHED", done.Status)
+	require.Equal(t, "1a2b3c4d", done.Subrequests[0].ChecksumAdler32)
+	require.Empty(t, done.Subrequests[0].Token)
+}
+
+func TestFaultsAreInternalAndLogged(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a := c.rhd()
+	// A fault the logic does not classify (here a function broken by hand).
+	_, err := c.db.Pool().Exec(c.ctx, `CREATE OR REPLACE FUNCTION file_query(p_path text)
+		RETURNS TABLE (path text, service_class text, status text, size_bytes bigint, checksum_adler32 text,
+		               owner text, updated_at timestamptz, disk_copies integer)
+		LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'secret internals of %', p_path; END $$`)
+	require.NoError(t, err)
+	r := do(t, http.MethodGet, a.URL+api.PathFiles+"?path=/pollux/f", aliceToken, nil)
+	require.Equal(t, http.StatusInternalServerError, r.status)
+	e := r.errorBody(t)
+	require.Equal(t, "internal", e.Kind)
+	require.NotContains(t, e.Message, "secret", "details stay in the log")
+	lines := a.Log.Lines("http request")
+	require.NotEmpty(t, lines)
+	last := lines[len(lines)-1]
+	require.Equal(t, "error", last["level"])
+	require.Contains(t, last["error"], "secret internals of /pollux/f")
+}

@@ -1,0 +1,91 @@
+// Package requesthandler is rhd, Pollux's request handler: the clients' only door. It
+// authenticates them by bearer token, validates what they send, stores each request and
+// its subrequests in one transaction (request_submit), answers long polls on a request
+// from the database with one LISTEN connection fanned out in memory, and answers
+// stager_qry. It keeps nothing another rhd would need: any instance behind a DNS alias or
+// a comma list can answer any call.
+package requesthandler
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/pollux-storage/pollux/daemons/internal/instance"
+	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/framework/daemon"
+	"github.com/pollux-storage/pollux/framework/service"
+)
+
+// Config is rhd's own command line.
+type Config struct {
+	// Listen is the address of the clients' HTTP listener.
+	Listen string
+	// TokensFile holds "TOKEN USER" lines.
+	TokensFile string
+	// MaxWait caps the wait a client may ask of a long poll.
+	MaxWait time.Duration
+	// MaxBodyBytes caps a submission's body.
+	MaxBodyBytes int64
+}
+
+const description = `rhd serves Pollux's HTTP/JSON API under /v1 to the client commands (stager_put,
+stager_get, stager_qry, ..., pollux cp):
+
+  POST /v1/requests                          store a request (client-chosen UUID: retries are idempotent)
+  GET  /v1/requests/{id}?wait=30s&since=T    the request and its files; waits (long poll) until it
+                                             changes after T, for at most --max-wait
+  GET  /v1/files?path=/pollux/...            what stager_qry shows of a file
+
+Clients authenticate with "Authorization: Bearer TOKEN"; --tokens-file maps tokens to users
+and is read again whenever it changes. Run any number of rhd behind a DNS alias or list them
+in the clients' STAGE_HOST: they share nothing but the database. The admin listener serves
+/readyz for load balancers.`
+
+// Spec declares rhd. It returns a new declaration each time: one per daemon run.
+func Spec(version string) daemon.Spec {
+	cfg := Config{}
+	return daemon.Spec{
+		Name:        "rhd",
+		Summary:     "the request handler: the clients' HTTP/JSON front door to Pollux",
+		Description: description,
+		Version:     version,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&cfg.Listen, "listen", fmt.Sprintf("127.0.0.1:%d", api.DefaultPort), "Address of the clients' HTTP listener (host:port; :9000 for every interface).")
+			fs.StringVar(&cfg.TokensFile, "tokens-file", "", `File of "TOKEN USER" lines ('#' starts a comment) saying who a bearer token is; re-read when it changes. Required.`)
+			fs.DurationVar(&cfg.MaxWait, "max-wait", 60*time.Second, "Longest a long poll (GET /v1/requests/{id}?wait=...) may wait for a change.")
+			fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 1<<20, "Largest request body accepted; larger ones get 413.")
+		},
+		Registry: instance.Registry{},
+		// Requests are served outside pools: leave room for concurrent submits and reads.
+		MinDBConns: 16,
+		Ready:      instance.Ready,
+		// Operators often run the clients from the same shell; their token is not a typo
+		// of one of rhd's flags.
+		IgnoreEnv: []string{"POLLUX_TOKEN"},
+		Setup: func(ctx context.Context, env *daemon.Env) ([]service.Service, error) {
+			if err := cfg.check(); err != nil {
+				return nil, err
+			}
+			s, err := newServer(cfg, env)
+			if err != nil {
+				return nil, err
+			}
+			return []service.Service{s}, nil
+		},
+	}
+}
+
+func (c Config) check() error {
+	switch {
+	case c.TokensFile == "":
+		return errors.New("--tokens-file (or POLLUX_TOKENS_FILE) is required: a file of \"TOKEN USER\" lines")
+	case c.MaxWait <= 0:
+		return errors.New("--max-wait must be positive")
+	case c.MaxBodyBytes <= 0:
+		return errors.New("--max-body-bytes must be positive")
+	}
+	return nil
+}
