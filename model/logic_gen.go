@@ -36,6 +36,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "namespace_path_problem", File: "namespace.sql", IdentityArgs: "p_path text", Result: "text"},
 	{Name: "file_query", File: "namespace.sql", IdentityArgs: "p_path text", Result: "TABLE(path text, service_class text, status text, size_bytes bigint, checksum_adler32 text, owner text, updated_at timestamp with time zone, disk_copies integer)"},
 	{Name: "file_close_copy", File: "namespace.sql", IdentityArgs: "p_file_id bigint, p_disk_copy_id bigint", Result: "void"},
+	{Name: "subrequest_channel", File: "request.sql", IdentityArgs: "p_type request_type", Result: "text"},
 	{Name: "request_submit", File: "request.sql", IdentityArgs: "p_id uuid, p_type request_type, p_service_class text, p_user text, p_user_tag text, p_client_host text, p_paths text[], p_auto_close boolean", Result: "TABLE(created boolean, subrequests integer)"},
 	{Name: "request_get", File: "request.sql", IdentityArgs: "p_id uuid", Result: "SETOF request"},
 	{Name: "subrequest_list", File: "request.sql", IdentityArgs: "p_request_id uuid", Result: "SETOF subrequest"},
@@ -95,6 +96,8 @@ const (
 	FileQuerySQL = "SELECT path, service_class, status, size_bytes, checksum_adler32, owner, updated_at, disk_copies FROM file_query($1::text)"
 	// FileCloseCopySQL is the statement FileCloseCopy runs.
 	FileCloseCopySQL = "SELECT file_close_copy($1::bigint, $2::bigint)"
+	// SubrequestChannelSQL is the statement SubrequestChannel runs.
+	SubrequestChannelSQL = "SELECT subrequest_channel($1::request_type)"
 	// RequestSubmitSQL is the statement RequestSubmit runs.
 	RequestSubmitSQL = "SELECT created, subrequests FROM request_submit($1::uuid, $2::request_type, $3::text, $4::text, $5::text, $6::text, $7::text[], $8::boolean)"
 	// RequestGetSQL is the statement RequestGet runs.
@@ -315,6 +318,17 @@ func FileCloseCopy(ctx context.Context, db DBTX, fileID int64, diskCopyID int64)
 		return fmt.Errorf("file_close_copy: %w", err)
 	}
 	return nil
+}
+
+// SubrequestChannel calls the SQL function subrequest_channel (request.sql).
+//
+// The NOTIFY channel that wakes the stager pool deciding a request type.
+func SubrequestChannel(ctx context.Context, db DBTX, typeArg RequestType) (string, error) {
+	var result string
+	if err := db.QueryRow(ctx, SubrequestChannelSQL, typeArg).Scan(&result); err != nil {
+		return "", fmt.Errorf("subrequest_channel: %w", err)
+	}
+	return result, nil
 }
 
 // RequestSubmitRow is a row returned by request_submit.

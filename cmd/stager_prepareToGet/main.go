@@ -4,7 +4,7 @@ package main
 import (
 	"os"
 
-	"github.com/pollux-storage/pollux/cmd/internal/client"
+	"github.com/pollux-storage/pollux/cmd/client"
 )
 
 func main() { os.Exit(client.Main(client.PrepareToGet)) }

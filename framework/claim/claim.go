@@ -187,9 +187,10 @@ func (p *Pool) work(ctx context.Context, worker int) {
 			// The queue may hold more than one worker can take: recruit a peer.
 			p.metrics.wakeups.WithLabelValues(p.cfg.Name, "peer").Inc()
 			p.signal()
-		case n > 0:
-			// Look once more before sleeping: rows may have arrived while we worked.
 		default:
+			// A part batch means the queue looked empty. Rows that arrived while we worked
+			// came with a NOTIFY, which is pending in p.wake: sleeping loses nothing, and an
+			// empty claim after every step would double the transactions of a trickle.
 			if !p.sleep(jitter(p.cfg.PollInterval), true) {
 				return
 			}

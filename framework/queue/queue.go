@@ -53,6 +53,15 @@ func New(db *pg.DB, cfg Config) (*Client, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	// River's default cooldown (100 ms) also rate-limits the insert notifications a client
+	// sends per queue, so a job queued soon after another would wait for the workers' next
+	// poll: in a chain of daemons that is the latency. 2 ms is River's own bench setting.
+	if cfg.FetchCooldown == 0 {
+		cfg.FetchCooldown = 2 * time.Millisecond
+	}
+	if cfg.FetchPollInterval == 0 {
+		cfg.FetchPollInterval = 500 * time.Millisecond
+	}
 	rc := &river.Config{
 		JobTimeout:           cfg.JobTimeout,
 		RescueStuckJobsAfter: cfg.RescueAfter,

@@ -2,7 +2,7 @@
 -- whose disk server died.
 
 -- subrequest_claim_waitsched claims subrequests ready for scheduling (WAITSCHED, not
--- deferred) and marks them SCHEDULED (NOTIFY pollux_request_changed); the caller submits a scheduler job in the same
+-- deferred) and marks them SCHEDULED; the caller submits a scheduler job in the same
 -- transaction, so a claim and its submission commit together or not at all.
 -- Locks: the claimed subrequests (FOR UPDATE SKIP LOCKED).
 CREATE OR REPLACE FUNCTION subrequest_claim_waitsched(p_batch integer)
@@ -10,18 +10,12 @@ RETURNS TABLE (id bigint, request_id uuid, type request_type)
 LANGUAGE sql
 SET search_path = public, pg_temp
 AS $$
-    WITH claimed AS (
-        UPDATE subrequest s SET status = 'SCHEDULED', info = 'submitted to the scheduler', updated_at = now()
-        WHERE s.id = ANY (ARRAY(
-            SELECT w.id FROM subrequest w
-            WHERE w.status = 'WAITSCHED' AND w.next_attempt_at <= now()
-            ORDER BY w.id LIMIT p_batch FOR UPDATE SKIP LOCKED))
-        RETURNING s.id, s.request_id, s.type
-    ), told AS (
-        -- Waiting clients see the step (a notification only: no request row lock).
-        SELECT pg_notify('pollux_request_changed', r.request_id::text) FROM (SELECT DISTINCT request_id FROM claimed) r
-    )
-    SELECT c.id, c.request_id, c.type FROM claimed c LEFT JOIN (SELECT count(*) FROM told) t ON true;
+    UPDATE subrequest s SET status = 'SCHEDULED', info = 'submitted to the scheduler', updated_at = now()
+    WHERE s.id = ANY (ARRAY(
+        SELECT w.id FROM subrequest w
+        WHERE w.status = 'WAITSCHED' AND w.next_attempt_at <= now()
+        ORDER BY w.id LIMIT p_batch FOR UPDATE SKIP LOCKED))
+    RETURNING s.id, s.request_id, s.type;
 $$;
 
 -- subrequest_take_back returns a transfer to the stager after its disk server died or
@@ -54,7 +48,7 @@ BEGIN
            disk_copy_id = CASE WHEN s.type = 'PUT' THEN NULL ELSE s.disk_copy_id END,
            info = p_reason || '; retrying', updated_at = now()
     WHERE s.id = p_id;
-    PERFORM pg_notify('pollux_subrequest_new', v_sr.type::text);
+    PERFORM pg_notify(subrequest_channel(v_sr.type), '');
     PERFORM request_refresh(v_sr.request_id);
     RETURN 'RETRY';
 END;

@@ -1,8 +1,18 @@
 -- Requests as rhd stores and reads them. A request carries one subrequest per file and a
 -- client-chosen id, so a client that retries through another rhd never creates a second one.
 
+-- subrequest_channel names the NOTIFY channel that wakes the stager pool deciding a
+-- request type, so that a put wakes the put pool and no other.
+CREATE OR REPLACE FUNCTION subrequest_channel(p_type request_type)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = public, pg_temp
+AS $$
+    SELECT 'pollux_subrequest_new_' || CASE p_type WHEN 'PREPARE_TO_GET' THEN 'get' ELSE lower(p_type::text) END
+$$;
+
 -- request_submit stores a request and its subrequests in one transaction and wakes the
--- stager pool of its family (NOTIFY pollux_subrequest_new, payload the request type).
+-- stager pool of its family (NOTIFY on subrequest_channel(type)).
 -- Returns created = false when the same request was stored already (an idempotent retry).
 -- Locks: inserts; the request id's unique index serialises two submissions of one id.
 -- Raises: invalid_argument (PX002) for a bad path, a duplicate path, no path or too many;
@@ -58,7 +68,7 @@ BEGIN
     END;
     INSERT INTO subrequest (request_id, type, path)
     SELECT p_id, p_type, x.path FROM unnest(p_paths) WITH ORDINALITY AS x(path, n) ORDER BY x.n;
-    PERFORM pg_notify('pollux_subrequest_new', p_type::text);
+    PERFORM pg_notify(subrequest_channel(p_type), '');
     RETURN QUERY SELECT true, v_n;
 END;
 $$;
@@ -132,7 +142,7 @@ BEGIN
         WHERE file_id = p_file_id AND status = 'WAITSUBREQ'
         RETURNING type
     LOOP
-        PERFORM pg_notify('pollux_subrequest_new', v_type::text);
+        PERFORM pg_notify(subrequest_channel(v_type), '');
     END LOOP;
 END;
 $$;

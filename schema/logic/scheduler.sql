@@ -67,7 +67,6 @@ BEGIN
     END IF;
     UPDATE subrequest s SET disk_server_id = v_ds, file_system_id = v_fs, info = format('scheduled on %s', v_name), updated_at = now()
     WHERE s.id = p_id;
-    PERFORM pg_notify('pollux_request_changed', v_sr.request_id::text);
     disk_server_id := v_ds; queue := disk_server_queue(v_ds); disk_server_name := v_name;
     RETURN NEXT;
 END;

@@ -46,16 +46,11 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $$
-DECLARE
-    v_request uuid;
 BEGIN
     UPDATE subrequest SET status = 'WAITSCHED', file_id = p_file_id, disk_copy_id = p_disk_copy_id,
                           info = 'waiting for a disk server', next_attempt_at = now(), updated_at = now()
-    WHERE id = p_id RETURNING request_id INTO v_request;
+    WHERE id = p_id;
     PERFORM pg_notify('pollux_subrequest_waitsched', '');
-    -- Only a notification (no request_refresh): locking the request row here could deadlock
-    -- stagers deciding subrequests of one request in different orders.
-    PERFORM pg_notify('pollux_request_changed', v_request::text);
 END;
 $$;
 

@@ -53,7 +53,6 @@ BEGIN
         RAISE EXCEPTION 'the transfer token for subrequest % does not check: it is wrong, was used already, or the transfer is over',
             p_subrequest_id USING ERRCODE = 'PX004';
     END IF;
-    PERFORM pg_notify('pollux_request_changed', v_sr.request_id::text);
     RETURN QUERY
     SELECT v_sr.type, fs.mount_point, dc.disk_path, dc.size_bytes, sc.max_file_size_bytes
     FROM disk_copy dc

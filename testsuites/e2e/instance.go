@@ -39,7 +39,7 @@ type Options struct {
 	// Dir holds logs, the tokens file and the disk servers' data.
 	Dir string
 	// RHDs, Stagers, JobManagers, Schedulers and DiskServers count the processes of each
-	// daemon (default 1, 1, 1, 1, 2).
+	// daemon (default 1, 1, 1, 1, 2; a negative count starts none).
 	RHDs, Stagers, JobManagers, Schedulers, DiskServers int
 	// ExtraArgs are added to a daemon's command line, by binary name.
 	ExtraArgs map[string][]string
@@ -67,8 +67,11 @@ type Instance struct {
 // Start launches the instance and waits until every daemon is ready.
 func Start(ctx context.Context, o Options) (*Instance, error) {
 	def := func(v *int, d int) {
-		if *v == 0 {
+		switch {
+		case *v == 0:
 			*v = d
+		case *v < 0:
+			*v = 0
 		}
 	}
 	def(&o.RHDs, 1)
@@ -103,20 +106,34 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 		in.add(name, "diskserverd", addr, "--name", name, "--listen", addr,
 			"--data-dir", filepath.Join(o.Dir, name))
 	}
-	for _, p := range in.procs {
+	if err := in.launch(ctx, in.procs); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// AddDiskServer starts one more disk server and waits until it is ready.
+func (in *Instance) AddDiskServer(ctx context.Context, name string) error {
+	addr := freeAddr()
+	in.add(name, "diskserverd", addr, "--name", name, "--listen", addr, "--data-dir", filepath.Join(in.opts.Dir, name))
+	return in.launch(ctx, in.procs[len(in.procs)-1:])
+}
+
+func (in *Instance) launch(ctx context.Context, procs []*Proc) error {
+	for _, p := range procs {
 		if err := in.start(p); err != nil {
 			in.Stop()
-			return nil, err
+			return err
 		}
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	for _, p := range in.procs {
+	for _, p := range procs {
 		if err := waitReady(ctx, p, deadline); err != nil {
 			in.Stop()
-			return nil, fmt.Errorf("%s not ready: %w\n%s", p.Name, err, tail(p.log, 30))
+			return fmt.Errorf("%s not ready: %w\n%s", p.Name, err, tail(p.log, 30))
 		}
 	}
-	return in, nil
+	return nil
 }
 
 func (in *Instance) add(name, bin, addr string, args ...string) {

@@ -103,7 +103,8 @@ func newPool(env *daemon.Env, f family) (*claim.Pool, error) {
 	log := env.Logger(f.pool.Name)
 	return claim.New(claim.Config{
 		Name: f.pool.Name, Workers: workers, Batch: batch,
-		Channels: []string{"pollux_subrequest_new"},
+		// As subrequest_channel in the logic names it: each pool is woken by its own family.
+		Channels: []string{"pollux_subrequest_new_" + f.pool.Name},
 		Step: func(ctx context.Context) (int, error) {
 			var decided []decision
 			err := env.DB.Tx(ctx, "decide "+f.pool.Name+" subrequests", func(q pg.Querier) (err error) {

@@ -36,6 +36,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	workers := fs.String("workers", "1,4,16", "Comma-separated worker counts.")
 	batches := fs.String("batches", "1,10,100", "Comma-separated batch sizes.")
 	pgbenchDuration := fs.Duration("pgbench-duration", 10*time.Second, "Length of each pgbench -N run.")
+	suites := fs.String("suites", "claim,requests", "Which benchmarks: claim (claim pools beside pgbench), requests (a whole instance).")
+	roundTrips := fs.Int("round-trips", 1000, "Requests: round trips measured for each of put and get.")
+	txPuts := fs.Int("tx-puts", 200, "Requests: puts whose database transactions are counted.")
+	clients := fs.Int("clients", 16, "Requests: concurrent clients for the throughput figures.")
+	perClient := fs.Int("per-client", 60, "Requests: files each concurrent client puts and gets.")
+	bigMiB := fs.Int64("big-mib", 1024, "Requests: size of the mover bandwidth file, MiB.")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -62,14 +68,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	rep, err := bench.Run(ctx, opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "pollux-bench: %v\n", err)
-		return 1
+	if strings.Contains(*suites, "claim") {
+		rep, err := bench.Run(ctx, opts)
+		if err != nil {
+			fmt.Fprintf(stderr, "pollux-bench: %v\n", err)
+			return 1
+		}
+		if err := rep.Print(stdout); err != nil {
+			fmt.Fprintf(stderr, "pollux-bench: print report: %v\n", err)
+			return 1
+		}
 	}
-	if err := rep.Print(stdout); err != nil {
-		fmt.Fprintf(stderr, "pollux-bench: print report: %v\n", err)
-		return 1
+	if strings.Contains(*suites, "requests") {
+		root, err := pgcluster.RepoRoot()
+		if err != nil {
+			fmt.Fprintf(stderr, "pollux-bench: %v\n", err)
+			return 1
+		}
+		dir, err := os.MkdirTemp("", "pollux-bench")
+		if err != nil {
+			fmt.Fprintf(stderr, "pollux-bench: %v\n", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		rep, err := bench.RunRequests(ctx, bench.RequestOptions{Root: root, AdminDSN: opts.AdminDSN, Dir: dir,
+			RoundTrip: *roundTrips, TxPuts: *txPuts, Clients: *clients, PerClient: *perClient, BigBytes: *bigMiB << 20}, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "pollux-bench: requests: %v\n", err)
+			return 1
+		}
+		if err := rep.Print(stdout); err != nil {
+			fmt.Fprintf(stderr, "pollux-bench: print report: %v\n", err)
+			return 1
+		}
 	}
 	return 0
 }

@@ -21,7 +21,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/pollux-storage/pollux/cmd/internal/client"
+	"github.com/pollux-storage/pollux/cmd/client"
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
 )
 

@@ -20,7 +20,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/pollux-storage/pollux/cmd/internal/client"
+	"github.com/pollux-storage/pollux/cmd/client"
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
 	"github.com/pollux-storage/pollux/daemons/rhd/rhdtest"
 	"github.com/pollux-storage/pollux/framework/pg"
@@ -90,7 +90,7 @@ func (c *cluster) drive() {
 	l := pg.NewListener(c.db, nil)
 	go func() { _ = l.Run(c.ctx) }()
 	wake := make(chan struct{}, 1)
-	for _, ch := range []string{"pollux_subrequest_new", "pollux_subrequest_waitsched", "pollux_capacity"} {
+	for _, ch := range []string{"pollux_subrequest_new_put", "pollux_subrequest_new_get", "pollux_subrequest_new_putdone", "pollux_subrequest_new_rm", "pollux_subrequest_waitsched", "pollux_capacity"} {
 		sub := l.Subscribe(ch, 16)
 		go func() {
 			for {

@@ -1,0 +1,282 @@
+// Package diskserver is diskserverd, one per disk server: it registers the server and its
+// data directories itself (no central configuration, as xrootd data servers log in to
+// their manager), heartbeats load and free space, works the server's own River queue — a
+// transfer job publishes a mover endpoint and a one-time token and waits for the client —
+// serves the movers over HTTP (package mover), and deletes the copies the stager
+// invalidated.
+//
+// Nothing here decides: the logic in schema/logic (diskserver.sql, transfer.sql) does. A
+// process that dies loses nothing: its successor takes back the transfers it was running
+// (disk_server_recover), and a server that stays dead is taken back by the job manager
+// once its heartbeat is stale.
+package diskserver
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/riverqueue/river"
+	"go.uber.org/zap"
+
+	"github.com/pollux-storage/pollux/daemons/diskserverd/mover"
+	"github.com/pollux-storage/pollux/daemons/internal/instance"
+	"github.com/pollux-storage/pollux/framework/claim"
+	"github.com/pollux-storage/pollux/framework/daemon"
+	"github.com/pollux-storage/pollux/framework/queue"
+	"github.com/pollux-storage/pollux/framework/service"
+)
+
+const (
+	// heartbeatInterval is how often load and free space are reported; the scheduler
+	// ignores a server silent for disk_server_live_seconds (30 s).
+	heartbeatInterval = 5 * time.Second
+	// maxRetries is how often a transfer taken back from this server is tried again
+	// before it fails (disk_server_recover).
+	maxRetries = 3
+	// gcBatch is the most copies one collection step deletes in its transaction.
+	gcBatch = 100
+	// jobTimeoutMargin lets the transfer's own timers, which record why it ended, fire
+	// before River's job timeout.
+	jobTimeoutMargin = 30 * time.Second
+	// rescueMargin keeps River from rescuing a transfer job that is still within its time.
+	rescueMargin = 10 * time.Minute
+)
+
+// config is diskserverd's command line.
+type config struct {
+	name            string
+	url             string
+	listen          string
+	dataDirs        dirList
+	serviceClass    string
+	transferTimeout time.Duration
+	openTimeout     time.Duration
+	transferWorkers int
+	gcInterval      time.Duration
+}
+
+// dirList is a repeatable flag that also takes comma-separated lists (the form an
+// environment variable can carry).
+type dirList []string
+
+func (d *dirList) String() string {
+	if d == nil {
+		return ""
+	}
+	return strings.Join(*d, ",")
+}
+
+func (d *dirList) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*d = append(*d, p)
+		}
+	}
+	return nil
+}
+
+// Spec declares diskserverd.
+func Spec() daemon.Spec {
+	host, _ := os.Hostname()
+	cfg := &config{}
+	return daemon.Spec{
+		Name:    "diskserverd",
+		Summary: "run a disk server: register it, heartbeat, move data for transfers, delete invalidated copies",
+		Description: "One per disk server. It registers itself and its data directories, works its own River " +
+			"queue (a transfer job publishes a mover endpoint with a one-time token), serves uploads and " +
+			"downloads over HTTP on --listen, and deletes the copies the stager invalidated.",
+		Version: instance.Version(),
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&cfg.name, "name", host, "Name of the disk server, unique in the instance (default: the host name).")
+			fs.StringVar(&cfg.url, "url", "", "Public base URL of the movers, as clients reach them (default: http://<listen address>).")
+			fs.StringVar(&cfg.listen, "listen", "127.0.0.1:9100", "Address the mover HTTP listener binds.")
+			fs.Var(&cfg.dataDirs, "data-dir", "A data directory (file system) of the server; repeat it or give a comma-separated list. Created if missing. Required.")
+			fs.StringVar(&cfg.serviceClass, "service-class", "default", "Service class the data directories serve.")
+			fs.DurationVar(&cfg.transferTimeout, "transfer-timeout", time.Hour, "Longest a transfer may take once the client connected.")
+			fs.DurationVar(&cfg.openTimeout, "open-timeout", 5*time.Minute, "How long a READY transfer waits for its client to connect before it fails.")
+			fs.IntVar(&cfg.transferWorkers, "transfer-workers", 16, "Transfers (movers) run at once.")
+			fs.DurationVar(&cfg.gcInterval, "gc-interval", 10*time.Second, "How often invalidated copies are looked for and deleted.")
+		},
+		Registry: instance.Registry{},
+		Ready:    instance.Ready,
+		Setup:    func(ctx context.Context, env *daemon.Env) ([]service.Service, error) { return setup(ctx, env, cfg) },
+	}
+}
+
+func (c *config) check() error {
+	switch {
+	case c.name == "":
+		return errors.New("--name is required (the host name is unknown)")
+	case len(c.dataDirs) == 0:
+		return errors.New("--data-dir is required: give at least one data directory")
+	case c.transferTimeout <= 0 || c.openTimeout <= 0 || c.gcInterval <= 0:
+		return errors.New("--transfer-timeout, --open-timeout and --gc-interval must be positive")
+	case c.transferWorkers < 1:
+		return fmt.Errorf("--transfer-workers must be at least 1, got %d", c.transferWorkers)
+	}
+	return nil
+}
+
+// mountPoints makes the data directories absolute and creates them.
+func (c *config) mountPoints() ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	for _, d := range c.dataDirs {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return nil, fmt.Errorf("data directory %s: %w", d, err)
+		}
+		if seen[abs] {
+			continue
+		}
+		seen[abs] = true
+		if err := os.MkdirAll(abs, 0o755); err != nil {
+			return nil, fmt.Errorf("data directory: %w", err)
+		}
+		out = append(out, abs)
+	}
+	return out, nil
+}
+
+// publicURL is --url, or http:// and the address the listener got (with the host name
+// when it listens on every interface).
+func publicURL(flagURL string, addr net.Addr) (string, error) {
+	if flagURL != "" {
+		u, err := url.Parse(flagURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return "", fmt.Errorf("--url %q is not an http(s) URL with a host", flagURL)
+		}
+		return strings.TrimRight(flagURL, "/"), nil
+	}
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "", fmt.Errorf("listener address %s: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		if host, err = os.Hostname(); err != nil {
+			return "", fmt.Errorf("listening on every interface, and the host name is unknown: give --url: %w", err)
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
+}
+
+func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Service, err error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	mounts, err := cfg.mountPoints()
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return nil, fmt.Errorf("mover listener on %s: %w", cfg.listen, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = ln.Close()
+		}
+	}()
+	base, err := publicURL(cfg.url, ln.Addr())
+	if err != nil {
+		return nil, err
+	}
+
+	srv := &server{db: env.DB, log: env.Logger("server"), name: cfg.name, url: base,
+		serviceClass: cfg.serviceClass, mounts: mounts, fsIDs: map[string]int64{}}
+	if err := srv.register(ctx); err != nil {
+		return nil, err
+	}
+	if err := srv.recover(ctx); err != nil {
+		return nil, err
+	}
+
+	transfers := mover.NewTransfers()
+	handler := mover.NewHandler(mover.Config{DB: env.DB, Transfers: transfers, MountPoints: mounts,
+		TransferTimeout: cfg.transferTimeout, Log: env.Logger("mover")})
+	w := &transferWorker{db: env.DB, server: srv, transfers: transfers, log: env.Logger("transfer"),
+		openTimeout: cfg.openTimeout, transferTimeout: cfg.transferTimeout}
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, w); err != nil {
+		return nil, fmt.Errorf("register transfer worker: %w", err)
+	}
+	jobTimeout := w.Timeout(nil)
+	client, err := queue.New(env.DB, queue.Config{Name: "river", Logger: env.Log, Workers: workers,
+		Queues:     map[string]int{srv.queue: cfg.transferWorkers},
+		JobTimeout: jobTimeout, RescueAfter: jobTimeout + rescueMargin,
+		FetchCooldown: 5 * time.Millisecond, FetchPollInterval: 200 * time.Millisecond})
+	if err != nil {
+		return nil, err
+	}
+	gc := &collector{db: env.DB, server: srv, log: env.Logger("gc")}
+	gcPool, err := claim.New(claim.Config{Name: "gc", Workers: 1, Batch: gcBatch, PollInterval: cfg.gcInterval, Step: gc.step},
+		nil, env.ClaimMetrics, env.Log)
+	if err != nil {
+		return nil, err
+	}
+	started := time.Now()
+	srv.log.Info("disk server ready", zap.Int64("disk_server_id", srv.id()), zap.String("name", srv.name),
+		zap.String("url", base), zap.String("queue", srv.queue), zap.Strings("data_dirs", mounts),
+		zap.Int("transfer_workers", cfg.transferWorkers))
+	// Started in this order and stopped in reverse: the jobs stop before the movers they
+	// watch, heartbeats last until the end, and whatever transfer is still READY on this
+	// server is taken back at the very end.
+	return []service.Service{
+		&takeBack{server: srv},
+		&loop{name: "heartbeat", run: srv.heartbeatLoop},
+		mover.NewServer(ln, handler, env.Logger("mover")),
+		client,
+		gcPool,
+		&loop{name: "sweep", run: func(ctx context.Context) { sweepParts(ctx, mounts, started, gc.log) }},
+	}, nil
+}
+
+// loop runs a function in the background until Stop.
+type loop struct {
+	name   string
+	run    func(ctx context.Context)
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (l *loop) Name() string { return l.name }
+
+func (l *loop) Start(ctx context.Context) error {
+	ctx, l.cancel = context.WithCancel(ctx)
+	l.done = make(chan struct{})
+	go func() { defer close(l.done); l.run(ctx) }()
+	return nil
+}
+
+func (l *loop) Stop(ctx context.Context) error {
+	l.cancel()
+	select {
+	case <-l.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop %s: %w", l.name, ctx.Err())
+	}
+}
+
+// takeBack hands the transfers still READY on this server back to the stager when the
+// daemon stops (their movers stop with it), so that clients are retried elsewhere now
+// rather than when this server's heartbeat goes stale.
+type takeBack struct{ server *server }
+
+func (t *takeBack) Name() string                    { return "take-back" }
+func (t *takeBack) Start(ctx context.Context) error { return nil }
+
+func (t *takeBack) Stop(ctx context.Context) error {
+	// The drain deadline may have passed already; this is one short transaction.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return t.server.recover(ctx)
+}

@@ -1,0 +1,533 @@
+// Package mover is the data side of a disk server: an HTTP handler that receives uploads
+// (PUT) into and serves downloads (GET) from the server's file systems, authorised by the
+// one-time token a transfer job published, and reports each transfer's end to the
+// database (transfer_open, transfer_put_ended, transfer_get_ended, transfer_fail).
+//
+// Wire contract, beside daemons/rhd/api:
+//
+//	PUT /v1/transfers/{subrequest id}
+//	    Authorization: Bearer <token>      (401 without it, 403 when it does not check)
+//	    Content-Length: <bytes>            (required: 411 without it)
+//	    X-Pollux-Adler32: <8 hex digits>   (optional: the upload is refused when it differs)
+//	    → 201 {"size_bytes":N,"checksum_adler32":"0123abcd"}
+//	GET /v1/transfers/{subrequest id}
+//	    Authorization: Bearer <token>
+//	    → 200, chunked, X-Pollux-Size: <bytes>, and the adler32 of the bytes sent as the
+//	      HTTP trailer X-Pollux-Adler32.
+//
+// A download's checksum travels as a trailer because the mover computes it while it
+// streams: the alternatives were reading every file twice before its first byte goes out,
+// or a checksum from the catalogue that transfer_open does not return. HTTP/1.1 sends
+// trailers only with chunked encoding, which excludes a Content-Length, so the size is in
+// X-Pollux-Size instead. A response cut short never ends with the final chunk (the mover
+// aborts the connection), so a client sees a truncated download as a read error; a client
+// must also treat a missing trailer as a failed transfer.
+//
+// Every failure answers with an api.ErrorBody naming the kind, the SQLSTATE and what was
+// wrong.
+package mover
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/model"
+)
+
+// PathTransfers prefixes a transfer's endpoint; the subrequest id follows.
+const PathTransfers = "/v1/transfers/"
+
+// HeaderSize carries a download's size in bytes (Content-Length cannot: see the package
+// comment).
+const HeaderSize = "X-Pollux-Size"
+
+// bufferSize is the unit of every read and write: large enough that system calls and
+// hashing calls are few per gigabyte.
+const bufferSize = 1 << 20
+
+// recordTimeout bounds reporting a transfer's end; it exceeds framework/pg's retry budget
+// so that a database failover is ridden out.
+const recordTimeout = 2 * time.Minute
+
+// TransferURL is the endpoint of subrequest id's transfer on a mover at base.
+func TransferURL(base string, id int64) string {
+	return strings.TrimRight(base, "/") + PathTransfers + strconv.FormatInt(id, 10)
+}
+
+// Config is what a Handler needs.
+type Config struct {
+	DB        *pg.DB
+	Transfers *Transfers
+	// MountPoints are the server's data directories (absolute, clean): the only places the
+	// mover reads or writes, whatever the database says.
+	MountPoints []string
+	// TransferTimeout bounds a transfer no job of this process watches (see ServeHTTP).
+	TransferTimeout time.Duration
+	Log             *zap.Logger
+}
+
+// Handler serves the transfer endpoints.
+type Handler struct {
+	cfg    Config
+	mounts map[string]bool
+	bufs   sync.Pool
+}
+
+// NewHandler returns the mover's handler.
+func NewHandler(cfg Config) *Handler {
+	h := &Handler{cfg: cfg, mounts: map[string]bool{}}
+	for _, m := range cfg.MountPoints {
+		h.mounts[filepath.Clean(m)] = true
+	}
+	if h.cfg.Log == nil {
+		h.cfg.Log = zap.NewNop()
+	}
+	h.bufs.New = func() any { b := make([]byte, bufferSize); return &b }
+	return h
+}
+
+// transfer is one client's call, from the token check to the reply.
+type transfer struct {
+	h       *Handler
+	id      int64
+	t       *Transfer // nil when no job of this process watches the transfer
+	row     model.TransferOpenRow
+	ctx     context.Context
+	log     *zap.Logger
+	wantSum string
+	begin   time.Time
+	// unblockRead makes a read of the request's body in progress return.
+	unblockRead func()
+}
+
+// ServeHTTP checks the call, takes the token back (transfer_open), then moves the data.
+// Everything that can be refused without spending the token (missing header, wrong
+// method) is refused first, so that the client can correct the call and try again.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rest, ok := strings.CutPrefix(r.URL.Path, PathTransfers)
+	id, err := strconv.ParseInt(rest, 10, 64)
+	if !ok || err != nil || id <= 0 {
+		replyError(w, http.StatusNotFound, model.SQLStateNotFound,
+			fmt.Sprintf("no such endpoint %s: the mover serves PUT and GET %s{subrequest id}", r.URL.Path, PathTransfers))
+		return
+	}
+	if r.Method != http.MethodPut && r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET, PUT")
+		replyError(w, http.StatusMethodNotAllowed, model.SQLStateInvalidArgument,
+			fmt.Sprintf("method %s not allowed: PUT uploads, GET downloads", r.Method))
+		return
+	}
+	log := h.cfg.Log.With(zap.Int64("subrequest", id), zap.String("method", r.Method), zap.String("client", r.RemoteAddr))
+	auth := r.Header.Get("Authorization")
+	token, isBearer := strings.CutPrefix(auth, "Bearer ")
+	if auth == "" || !isBearer || strings.TrimSpace(token) == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pollux mover"`)
+		replyError(w, http.StatusUnauthorized, model.SQLStatePermissionDenied,
+			"missing credentials: send the transfer's one-time token as \"Authorization: Bearer <token>\"")
+		return
+	}
+	token = strings.TrimSpace(token)
+	x := &transfer{h: h, id: id, log: log, begin: time.Now()}
+	if r.Method == http.MethodPut {
+		if len(r.Header.Values("Content-Length")) == 0 || r.ContentLength < 0 {
+			replyError(w, http.StatusLengthRequired, model.SQLStateInvalidArgument,
+				"an upload needs a Content-Length header: the mover checks that every byte arrived")
+			return
+		}
+		if v := r.Header.Get(api.HeaderAdler32); v != "" {
+			if x.wantSum, err = parseAdler32(v); err != nil {
+				replyError(w, http.StatusBadRequest, model.SQLStateInvalidArgument, err.Error())
+				return
+			}
+		}
+	}
+
+	if x.t = h.cfg.Transfers.get(id); x.t != nil {
+		typ, path := x.t.describe()
+		if path != "" {
+			x.log = x.log.With(zap.String("path", path))
+		}
+		if typ != "" && string(typ) != r.Method {
+			replyError(w, http.StatusMethodNotAllowed, model.SQLStateInvalidArgument,
+				fmt.Sprintf("subrequest %d is a %s transfer: use %s, not %s", id, typ, typ, r.Method))
+			return
+		}
+		if err := x.t.enter(); err != nil {
+			replyError(w, http.StatusForbidden, model.SQLStatePermissionDenied,
+				fmt.Sprintf("the transfer of subrequest %d is over: %v", id, err))
+			return
+		}
+	}
+	var rows []model.TransferOpenRow
+	err = h.cfg.DB.Do(r.Context(), "open transfer", func(q pg.Querier) (err error) {
+		rows, err = model.TransferOpen(r.Context(), q, id, token)
+		return err
+	})
+	if err != nil {
+		if x.t != nil {
+			x.t.leave()
+		}
+		if pg.SQLState(err) == model.SQLStatePermissionDenied {
+			log.Info("transfer token refused", zap.String("reason", pg.ServerMessage(err)))
+			replyError(w, http.StatusForbidden, model.SQLStatePermissionDenied, pg.ServerMessage(err))
+			return
+		}
+		log.Error("transfer open", zap.Error(err))
+		replyError(w, http.StatusServiceUnavailable, model.SQLStateUnavailable, fmt.Sprintf("checking the transfer token: %v", err))
+		return
+	}
+
+	// From here the token is spent: the transfer ends recorded, one way or another.
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	x.ctx = ctx
+	rc := http.NewResponseController(w)
+	var mu sync.Mutex
+	handlerDone := false
+	// expire unblocks a read from or write to the client at once; a response controller
+	// must not be used once the handler returned.
+	expire := func(read, write bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !handlerDone {
+			if read {
+				_ = rc.SetReadDeadline(time.Now())
+			}
+			if write {
+				_ = rc.SetWriteDeadline(time.Now())
+			}
+		}
+	}
+	defer func() {
+		mu.Lock()
+		handlerDone = true
+		mu.Unlock()
+	}()
+	abort := func(cause error) {
+		cancel(cause)
+		expire(true, true)
+	}
+	x.unblockRead = func() { expire(true, false) }
+	var outcome error
+	if x.t != nil {
+		defer func() { x.t.end(outcome) }()
+		if cause := x.t.start(abort); cause != nil {
+			abort(cause)
+		}
+	} else {
+		// No job of this process watches this transfer (its job gave up on a lost commit
+		// acknowledgement, say); the token checked, so serve it, within the same bound.
+		timer := time.AfterFunc(h.cfg.TransferTimeout, func() {
+			abort(fmt.Errorf("the transfer did not end within %s", h.cfg.TransferTimeout))
+		})
+		defer timer.Stop()
+	}
+
+	switch {
+	case len(rows) == 0:
+		outcome = x.fail(w, http.StatusInternalServerError, model.SQLStateTransferFailed,
+			fmt.Sprintf("subrequest %d has no disk copy to transfer", id))
+	case string(rows[0].Type) != r.Method:
+		x.row = rows[0]
+		outcome = x.fail(w, http.StatusMethodNotAllowed, model.SQLStateInvalidArgument,
+			fmt.Sprintf("subrequest %d is a %s transfer, but the client sent a %s", id, rows[0].Type, r.Method))
+	case r.Method == http.MethodPut:
+		x.row = rows[0]
+		outcome = x.put(w, r)
+	default:
+		x.row = rows[0]
+		outcome = x.get(w)
+	}
+}
+
+// location is where the copy lives, checked to be inside one of the server's data
+// directories whatever the database says.
+func (x *transfer) location() (string, error) {
+	mount := filepath.Clean(x.row.MountPoint)
+	if !x.h.mounts[mount] {
+		return "", fmt.Errorf("file system %s is not a data directory of this disk server", x.row.MountPoint)
+	}
+	rel := filepath.FromSlash(x.row.DiskPath)
+	if !filepath.IsLocal(rel) {
+		return "", fmt.Errorf("disk path %q is not inside its file system", x.row.DiskPath)
+	}
+	return filepath.Join(mount, rel), nil
+}
+
+// abortedBy is why the job stopped the transfer, or nil (a client that went away cancels
+// the request's context too, but that is not an abort).
+func (x *transfer) abortedBy() error {
+	cause := context.Cause(x.ctx)
+	if cause == nil || errors.Is(cause, context.Canceled) {
+		return nil
+	}
+	return cause
+}
+
+// aborted says whether the job stopped the transfer and, if so, records its reason unless
+// the server is shutting down (the transfer is then taken back, not failed); outcome is
+// what the job is told.
+func (x *transfer) aborted(w http.ResponseWriter) (aborted bool, outcome error) {
+	cause := x.abortedBy()
+	switch {
+	case cause == nil:
+		return false, nil
+	case errors.Is(cause, ErrShutdown):
+		x.log.Warn("transfer aborted", zap.Error(cause))
+		return true, cause
+	}
+	return true, x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, cause.Error())
+}
+
+// fail records the transfer's failure and answers the client with it (w nil: the
+// response has begun, nothing more can be said). It returns nil once the failure is
+// recorded.
+func (x *transfer) fail(w http.ResponseWriter, status int, code, message string) error {
+	x.log.Warn("transfer failed", zap.String("code", code), zap.String("reason", message),
+		zap.Duration("after", time.Since(x.begin)))
+	err := x.record("fail transfer", func(ctx context.Context, q pg.Querier) error {
+		return model.TransferFail(ctx, q, x.id, code, message)
+	})
+	if err != nil {
+		x.log.Error("recording the transfer failure", zap.Error(err))
+	}
+	if w != nil {
+		replyError(w, status, code, message)
+	}
+	return err
+}
+
+// record reports to the database even when the client has gone (its request's context
+// is then cancelled).
+func (x *transfer) record(name string, fn func(ctx context.Context, q pg.Querier) error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.ctx), recordTimeout)
+	defer cancel()
+	return x.h.cfg.DB.Do(ctx, name, func(q pg.Querier) error { return fn(ctx, q) })
+}
+
+// put receives an upload into <disk path>.part, checks it, makes it durable, renames it
+// into place and records it.
+func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
+	size := r.ContentLength
+	if limit := x.row.MaxSizeBytes; limit > 0 && size > limit {
+		return x.fail(w, http.StatusRequestEntityTooLarge, model.SQLStateBadData,
+			fmt.Sprintf("the upload of %d bytes is larger than its service class allows (%d bytes)", size, limit))
+	}
+	final, err := x.location()
+	if err != nil {
+		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, err.Error())
+	}
+	dir := filepath.Dir(final)
+	part := final + ".part"
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("creating %s: %v", dir, err))
+	}
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("creating %s: %v", part, err))
+	}
+	open := true
+	discard := func() {
+		if open {
+			_ = f.Close()
+			_ = os.Remove(part)
+			open = false
+		}
+	}
+	defer discard()
+	// failed discards the partial file before the failure is recorded, so that nothing
+	// of a failed upload is left once its client learns of the failure.
+	failed := func(status int, code, message string) error {
+		discard()
+		return x.fail(w, status, code, message)
+	}
+	if err := reserve(f, size); err != nil {
+		return failed(http.StatusInsufficientStorage, model.SQLStateTransferFailed,
+			fmt.Sprintf("no room for %d bytes on %s: %v", size, x.row.MountPoint, err))
+	}
+
+	n, sum, readErr, writeErr := x.h.pump(f, r.Body, size, x.unblockRead)
+	if x.abortedBy() != nil {
+		discard()
+		_, outcome := x.aborted(w)
+		return outcome
+	}
+	switch {
+	case writeErr != nil:
+		return failed(http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("writing %s: %v", part, writeErr))
+	case n < size:
+		// The client sent less than it declared and closed, or went away mid-way.
+		x.log.Info("upload truncated", zap.Int64("bytes", n), zap.Int64("declared", size), zap.NamedError("read_error", readErr))
+		return failed(http.StatusBadRequest, model.SQLStateBadData, fmt.Sprintf("upload truncated: got %d of %d bytes", n, size))
+	case x.wantSum != "" && x.wantSum != sum:
+		return failed(http.StatusBadRequest, model.SQLStateBadData,
+			fmt.Sprintf("checksum mismatch: client says %s, received data has %s", x.wantSum, sum))
+	}
+	if err := f.Sync(); err != nil {
+		return failed(http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("flushing %s: %v", part, err))
+	}
+	open = false
+	if err := f.Close(); err != nil {
+		_ = os.Remove(part)
+		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("closing %s: %v", part, err))
+	}
+	if err := os.Rename(part, final); err != nil {
+		_ = os.Remove(part)
+		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("renaming %s: %v", part, err))
+	}
+	// The rename is durable only once the directory is.
+	if err := syncDir(dir); err != nil {
+		_ = os.Remove(final)
+		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("flushing %s: %v", dir, err))
+	}
+
+	err = x.record("end upload", func(ctx context.Context, q pg.Querier) error {
+		return model.TransferPutEnded(ctx, q, x.id, n, sum)
+	})
+	switch {
+	case pg.SQLState(err) == model.SQLStateConflict:
+		// Removed (or taken back) while being written: nobody wants these bytes.
+		_ = os.Remove(final)
+		x.log.Warn("upload discarded", zap.String("reason", pg.ServerMessage(err)))
+		replyError(w, http.StatusConflict, model.SQLStateConflict, pg.ServerMessage(err))
+		return nil
+	case err != nil:
+		// The file stays: the end may have committed with its acknowledgement lost. If it
+		// did not, the copy is invalidated and collected later.
+		x.log.Error("recording the upload", zap.Error(err))
+		replyError(w, http.StatusServiceUnavailable, model.SQLStateUnavailable, fmt.Sprintf("recording the upload: %v", err))
+		return err
+	}
+	elapsed := time.Since(x.begin)
+	x.log.Info("upload ended", zap.Int64("bytes", n), zap.String("adler32", sum), zap.Duration("took", elapsed),
+		zap.Float64("mib_per_s", mibPerSecond(n, elapsed)))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_ = json.NewEncoder(w).Encode(api.UploadResponse{SizeBytes: n, ChecksumAdler32: sum})
+	return nil
+}
+
+// get streams a copy to the client with its adler32 as a trailer.
+func (x *transfer) get(w http.ResponseWriter) error {
+	path, err := x.location()
+	if err != nil {
+		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, err.Error())
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("opening the copy: %v", err))
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("opening the copy: %v", err))
+	}
+	size := st.Size()
+	if x.row.SizeBytes != nil && *x.row.SizeBytes != size {
+		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed,
+			fmt.Sprintf("the copy %s has %d bytes on disk, but %d were written", path, size, *x.row.SizeBytes))
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/octet-stream")
+	hdr.Set("Trailer", api.HeaderAdler32)
+	hdr.Set(HeaderSize, strconv.FormatInt(size, 10))
+	w.WriteHeader(http.StatusOK)
+
+	n, sum, readErr, writeErr := x.h.pump(w, f, size, nil)
+	if aborted, outcome := x.aborted(nil); aborted {
+		x.t.end(outcome) // before the panic below unwinds past the deferred end
+		panic(http.ErrAbortHandler)
+	}
+	switch {
+	case readErr != nil:
+		x.t.end(x.fail(nil, 0, model.SQLStateTransferFailed, fmt.Sprintf("reading %s after %d of %d bytes: %v", path, n, size, readErr)))
+		// Cut the connection so that the client sees the download is incomplete.
+		panic(http.ErrAbortHandler)
+	case writeErr != nil || n < size:
+		x.t.end(x.fail(nil, 0, model.SQLStateTransferFailed, fmt.Sprintf("the client disconnected after %d of %d bytes", n, size)))
+		panic(http.ErrAbortHandler)
+	}
+	hdr.Set(api.HeaderAdler32, sum)
+	err = x.record("end download", func(ctx context.Context, q pg.Querier) error {
+		return model.TransferGetEnded(ctx, q, x.id, n)
+	})
+	switch {
+	case pg.SQLState(err) == model.SQLStateConflict:
+		x.log.Warn("download ended after its transfer was over", zap.String("reason", pg.ServerMessage(err)))
+		return nil
+	case err != nil:
+		x.log.Error("recording the download", zap.Error(err))
+		return err
+	}
+	elapsed := time.Since(x.begin)
+	x.log.Info("download ended", zap.Int64("bytes", n), zap.String("adler32", sum), zap.Duration("took", elapsed),
+		zap.Float64("mib_per_s", mibPerSecond(n, elapsed)))
+	return nil
+}
+
+// reserve allocates size bytes for f up front, so that a full file system refuses the
+// upload at its start rather than near its end. File systems without fallocate are let be.
+func reserve(f *os.File, size int64) error {
+	if size == 0 {
+		return nil
+	}
+	const keepSize = 0x01 // FALLOC_FL_KEEP_SIZE: reserve blocks, leave the length alone
+	err := syscall.Fallocate(int(f.Fd()), keepSize, 0, size)
+	if errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOSYS) {
+		return nil
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// parseAdler32 accepts eight hex digits in either case and returns them in lower case.
+func parseAdler32(v string) (string, error) {
+	v = strings.TrimSpace(v)
+	if len(v) != 8 {
+		return "", fmt.Errorf("%s %q is not eight hex digits", api.HeaderAdler32, v)
+	}
+	if _, err := strconv.ParseUint(v, 16, 32); err != nil {
+		return "", fmt.Errorf("%s %q is not eight hex digits", api.HeaderAdler32, v)
+	}
+	return strings.ToLower(v), nil
+}
+
+func mibPerSecond(n int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / (1 << 20) / d.Seconds()
+}
+
+// replyError answers with an api.ErrorBody; the kind follows from the SQLSTATE.
+func replyError(w http.ResponseWriter, status int, code, message string) {
+	kind, ok := model.KindOfSQLState(code)
+	if !ok {
+		kind = model.ErrorKindInternal
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: api.Error{Kind: string(kind), Code: code, Message: message}})
+}

@@ -1,0 +1,116 @@
+package mover
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"hash/adler32"
+	"io"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func randomBytes(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	return b
+}
+
+func TestPumpCopiesAndHashes(t *testing.T) {
+	t.Parallel()
+	h := NewHandler(Config{})
+	for _, size := range []int{0, 1, bufferSize - 1, bufferSize, 3*bufferSize + 5} {
+		data := randomBytes(t, size)
+		var out bytes.Buffer
+		n, sum, readErr, writeErr := h.pump(&out, bytes.NewReader(data), int64(size), nil)
+		require.NoError(t, readErr)
+		require.NoError(t, writeErr)
+		require.EqualValues(t, size, n)
+		require.Equal(t, fmt.Sprintf("%08x", adler32.Checksum(data)), sum)
+		require.True(t, bytes.Equal(data, out.Bytes()))
+	}
+}
+
+func TestPumpShortSource(t *testing.T) {
+	t.Parallel()
+	h := NewHandler(Config{})
+	data := randomBytes(t, bufferSize+10)
+	var out bytes.Buffer
+	n, sum, readErr, writeErr := h.pump(&out, bytes.NewReader(data), 2*bufferSize, nil)
+	require.ErrorIs(t, readErr, io.ErrUnexpectedEOF)
+	require.NoError(t, writeErr)
+	require.EqualValues(t, len(data), n, "every byte that arrived is written")
+	require.Empty(t, sum, "no checksum for a partial copy")
+}
+
+type failingWriter struct{ after int }
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if w.after <= 0 {
+		return 0, errors.New("disk on fire")
+	}
+	w.after--
+	return len(p), nil
+}
+
+func TestPumpWriteErrorUnblocksTheReader(t *testing.T) {
+	t.Parallel()
+	h := NewHandler(Config{})
+	pr, pw := io.Pipe()
+	go func() { _, _ = pw.Write(make([]byte, 2*bufferSize)) }() // then the "client" stalls
+	unblocked := false
+	n, _, _, writeErr := h.pump(&failingWriter{after: 1}, pr, 10*bufferSize, func() {
+		unblocked = true
+		_ = pr.CloseWithError(errors.New("deadline"))
+	})
+	require.EqualError(t, writeErr, "disk on fire")
+	require.True(t, unblocked)
+	require.EqualValues(t, bufferSize, n)
+}
+
+func TestParseAdler32(t *testing.T) {
+	t.Parallel()
+	v, err := parseAdler32(" 0A0b0C0d ")
+	require.NoError(t, err)
+	require.Equal(t, "0a0b0c0d", v)
+	for _, bad := range []string{"abc", "0a0b0c0d0", "zzzzzzzz", "-1234567"} {
+		_, err := parseAdler32(bad)
+		require.ErrorContains(t, err, "is not eight hex digits", bad)
+	}
+}
+
+func TestTransfersCoordinateJobAndHandler(t *testing.T) {
+	t.Parallel()
+	ts := NewTransfers()
+	tr, ok := ts.Add(7)
+	require.True(t, ok)
+	_, ok = ts.Add(7)
+	require.False(t, ok, "one transfer per subrequest")
+
+	// A client checking its token keeps the job from giving up on it.
+	require.NoError(t, tr.enter())
+	require.False(t, tr.Expire(errors.New("late")))
+	tr.leave()
+	<-tr.Poked()
+	require.True(t, tr.Expire(errors.New("late")))
+	require.EqualError(t, tr.enter(), "late", "once given up, clients are turned away")
+
+	// An abort that comes before the handler started is handed to it.
+	tr2, _ := NewTransfers().Add(8)
+	require.NoError(t, tr2.enter())
+	tr2.Abort(ErrShutdown)
+	var got error
+	require.ErrorIs(t, tr2.start(func(err error) { got = err }), ErrShutdown)
+	tr2.Abort(errors.New("again"))
+	require.EqualError(t, got, "again", "a running handler is aborted at once")
+	tr2.end(nil)
+	<-tr2.Ended()
+	require.NoError(t, tr2.Outcome())
+
+	ts.Remove(tr)
+	require.Zero(t, ts.Len())
+}

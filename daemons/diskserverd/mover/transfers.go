@@ -1,0 +1,194 @@
+package mover
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/pollux-storage/pollux/model"
+)
+
+// Transfers are the transfers this process's jobs are running, keyed by subrequest id.
+// A transfer job adds one before it publishes the endpoint (so a client that connects at
+// once finds it) and removes it when it returns; the HTTP handlers find it to tell the job
+// that the client came and when the transfer ended, and the job uses it to time the
+// transfer out. The database stays the authority on the token: this table only
+// coordinates the job and the handler inside one process.
+type Transfers struct {
+	mu sync.Mutex
+	m  map[int64]*Transfer
+}
+
+// NewTransfers returns an empty table.
+func NewTransfers() *Transfers { return &Transfers{m: map[int64]*Transfer{}} }
+
+// Add records a transfer the caller is about to start. It returns false when this process
+// already runs a transfer of that subrequest (a duplicate job): the caller leaves it alone.
+func (ts *Transfers) Add(id int64) (*Transfer, bool) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if _, ok := ts.m[id]; ok {
+		return nil, false
+	}
+	t := &Transfer{ID: id, started: make(chan struct{}), ended: make(chan struct{}), poke: make(chan struct{}, 1)}
+	ts.m[id] = t
+	return t, true
+}
+
+// Remove forgets t (and only t: a later transfer of the same subrequest stays).
+func (ts *Transfers) Remove(t *Transfer) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.m[t.ID] == t {
+		delete(ts.m, t.ID)
+	}
+}
+
+// Len is the number of transfers in the table.
+func (ts *Transfers) Len() int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return len(ts.m)
+}
+
+func (ts *Transfers) get(id int64) *Transfer {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.m[id]
+}
+
+// Transfer is one transfer as its job and its HTTP handler share it.
+type Transfer struct {
+	// ID is the subrequest's id.
+	ID int64
+
+	mu        sync.Mutex
+	typ       model.RequestType
+	path      string
+	opening   int         // handlers between the token check's start and its answer
+	refused   error       // set once the job gave up waiting: clients are turned away with it
+	isStarted bool        // a handler holds the token
+	abort     func(error) // stops the handler's I/O; set while it runs
+	cause     error       // an abort that came before the handler could take it
+	isEnded   bool
+	outcome   error
+	started   chan struct{}
+	ended     chan struct{}
+	poke      chan struct{}
+}
+
+// Describe records what transfer_start said, for the handlers' checks and logs.
+func (t *Transfer) Describe(typ model.RequestType, path string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.typ, t.path = typ, path
+}
+
+func (t *Transfer) describe() (model.RequestType, string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.typ, t.path
+}
+
+// Started is closed when a client presented the right token.
+func (t *Transfer) Started() <-chan struct{} { return t.started }
+
+// Ended is closed when the handler is done; Outcome then says whether it recorded the end.
+func (t *Transfer) Ended() <-chan struct{} { return t.ended }
+
+// Poked receives when a client's token check failed, so that a job whose wait for the
+// client ran out while that check was under way can look again.
+func (t *Transfer) Poked() <-chan struct{} { return t.poke }
+
+// Outcome is nil once the handler recorded the transfer's end in the database (success,
+// failure, or the subrequest was already over), else why it could not.
+func (t *Transfer) Outcome() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.outcome
+}
+
+// Expire turns clients away with reason from now on, unless one is checking its token or
+// has started; it reports whether it did. The job calls it when the client is late, and
+// records the failure only when it returns true, so that a client connecting at that
+// very moment is either served or refused, never both.
+func (t *Transfer) Expire(reason error) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.isStarted || t.opening > 0 || t.isEnded {
+		return false
+	}
+	t.refused = reason
+	return true
+}
+
+// Abort stops the handler's I/O with cause (now, or as soon as it starts). The handler
+// records cause as the failure unless it is ErrShutdown.
+func (t *Transfer) Abort(cause error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.isEnded {
+		return
+	}
+	if t.cause == nil {
+		t.cause = cause
+	}
+	if t.abort != nil {
+		t.abort(cause)
+	}
+	if t.refused == nil {
+		t.refused = cause
+	}
+}
+
+// enter admits a client to the token check, or says why not.
+func (t *Transfer) enter() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.refused != nil {
+		return t.refused
+	}
+	t.opening++
+	return nil
+}
+
+// leave ends a token check that failed.
+func (t *Transfer) leave() {
+	t.mu.Lock()
+	t.opening--
+	t.mu.Unlock()
+	select {
+	case t.poke <- struct{}{}:
+	default:
+	}
+}
+
+// start ends a token check that succeeded; abort stops the handler's I/O. It returns an
+// abort that came first, which the handler must honour at once.
+func (t *Transfer) start(abort func(error)) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.opening--
+	t.isStarted = true
+	t.abort = abort
+	close(t.started)
+	return t.cause
+}
+
+// end says the handler is done; outcome is nil when it recorded the end. Only the first
+// call counts; t may be nil (no job watches the transfer).
+func (t *Transfer) end(outcome error) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.isEnded {
+		return
+	}
+	t.isEnded, t.outcome, t.abort = true, outcome, nil
+	close(t.ended)
+}
+
+// ErrShutdown aborts transfers when the disk server stops: the handler records nothing,
+// as the transfer is taken back (retried) by the stopping server or its successor.
+var ErrShutdown = errors.New("the disk server is shutting down")
