@@ -78,6 +78,10 @@ build: ## Build every command and daemon into ./var/bin.
 run: pg/install build ## Start a local instance: PostgreSQL under ./var, migrations, every daemon, two disk servers.
 	@var/bin/pollux-admin local start
 
+.PHONY: demo
+demo: ## Put and get a 64 MiB file and five small ones through the running instance (make run first).
+	@var/bin/pollux-admin local demo
+
 .PHONY: stop
 stop: ## Stop the local instance and its PostgreSQL.
 	@if [ -x var/bin/pollux-admin ]; then var/bin/pollux-admin local stop; fi

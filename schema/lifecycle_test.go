@@ -185,7 +185,18 @@ func TestPutLifeCycle(t *testing.T) {
 
 	s = l.sub(req)
 	require.Equal(t, model.SubrequestStatusScheduled, s.Status)
-	open := l.transfer(s)
+	token := "tok-" + fmt.Sprint(s.ID)
+	_, err = model.TransferStart(l.ctx, l.db.Pool(), s.ID, *s.DiskServerID, "http://mover/x", token)
+	require.NoError(t, err)
+	// A start retried after a lost acknowledgement answers again; another token does not.
+	restart, err := model.TransferStart(l.ctx, l.db.Pool(), s.ID, *s.DiskServerID, "http://mover/x", token)
+	require.NoError(t, err)
+	require.Len(t, restart, 1)
+	_, err = model.TransferStart(l.ctx, l.db.Pool(), s.ID, *s.DiskServerID, "http://mover/x", "other")
+	require.Equal(t, model.SQLStateConflict, sqlstate(err))
+	opened, err := model.TransferOpen(l.ctx, l.db.Pool(), s.ID, token)
+	require.NoError(t, err)
+	open := opened[0]
 	require.Equal(t, model.RequestTypePut, open.Type)
 	require.Equal(t, "/data/ds1", open.MountPoint)
 	require.NotEmpty(t, open.DiskPath)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -59,8 +61,8 @@ func cmdLocal(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 || (pos[0] != "start" && pos[0] != "stop" && pos[0] != "status") {
-		return usageError{"say start, stop or status"}
+	if len(pos) != 1 || !slices.Contains([]string{"start", "stop", "status", "demo"}, pos[0]) {
+		return usageError{"say start, stop, status or demo"}
 	}
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
@@ -72,6 +74,8 @@ func cmdLocal(ctx context.Context, c *cli, args []string) error {
 		return stopLocal(abs, ps, c)
 	case "status":
 		return statusLocal(abs, ps, c)
+	case "demo":
+		return demoLocal(ctx, abs, *base, c)
 	}
 	return startLocal(ctx, abs, *base, ps, c)
 }
@@ -255,4 +259,76 @@ func ensureToken(path string) (string, error) {
 		return "", err
 	}
 	return tok, nil
+}
+
+// demoLocal moves real files through the running local instance with the client
+// commands, as a user would, and compares what comes back.
+func demoLocal(ctx context.Context, dir string, base int, c *cli) error {
+	if _, alive := running(dir, "rhd"); !alive {
+		return errors.New("the local instance is not running: start it with `make run`")
+	}
+	token, err := ensureToken(filepath.Join(dir, "tokens"))
+	if err != nil {
+		return err
+	}
+	env := append(os.Environ(), fmt.Sprintf("STAGE_HOST=127.0.0.1:%d", base), "STAGE_SVCCLASS=default", "POLLUX_TOKEN="+token)
+	work := filepath.Join(dir, "demo")
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+	run := func(name string, args ...string) (string, time.Duration, error) {
+		cmd := exec.CommandContext(ctx, filepath.Join(dir, "bin", name), args...)
+		cmd.Env = env
+		var out, errOut strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		start := time.Now()
+		err := cmd.Run()
+		if err != nil {
+			return "", 0, fmt.Errorf("%s %s: %w\n%s%s", name, strings.Join(args, " "), err, out.String(), errOut.String())
+		}
+		return strings.TrimSpace(out.String()), time.Since(start), nil
+	}
+	stamp := time.Now().Format("20060102-150405")
+	files := []struct {
+		name string
+		size int
+	}{{"big-64MiB", 64 << 20}, {"small-1", 1 << 10}, {"small-2", 4 << 10}, {"small-3", 16 << 10}, {"small-4", 64 << 10}, {"small-5", 100 << 10}}
+	fmt.Fprintf(c.stdout, "%-12s %10s %12s %12s %14s  %s\n", "FILE", "BYTES", "PUT", "GET", "SAME BYTES", "STAGER_QRY")
+	for _, f := range files {
+		local := filepath.Join(work, f.name)
+		data := make([]byte, f.size)
+		if _, err := rand.Read(data); err != nil {
+			return err
+		}
+		if err := os.WriteFile(local, data, 0o644); err != nil {
+			return err
+		}
+		remote := fmt.Sprintf("/pollux/demo/%s/%s", stamp, f.name)
+		_, put, err := run("pollux", "cp", local, remote)
+		if err != nil {
+			return err
+		}
+		qry, _, err := run("stager_qry", "-M", remote)
+		if err != nil {
+			return err
+		}
+		back := local + ".back"
+		_, get, err := run("pollux", "cp", remote, back)
+		if err != nil {
+			return err
+		}
+		got, err := os.ReadFile(back)
+		if err != nil {
+			return err
+		}
+		same := bytes.Equal(got, data)
+		fmt.Fprintf(c.stdout, "%-12s %10d %12s %12s %14t  %s\n", f.name, f.size, put.Round(time.Millisecond), get.Round(time.Millisecond), same, qry)
+		os.Remove(back)
+		os.Remove(local)
+		if !same {
+			return fmt.Errorf("%s came back different", remote)
+		}
+	}
+	fmt.Fprintf(c.stdout, "\nEvery file came back byte for byte. PUT is `pollux cp` up (put, upload, close); GET is `pollux cp` down.\n")
+	return nil
 }

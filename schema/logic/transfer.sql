@@ -5,7 +5,8 @@
 -- transfer_start publishes a mover's endpoint and token: SCHEDULED → READY, and every rhd
 -- is told (NOTIFY pollux_request_changed). Returns what the mover needs.
 -- Raises: conflict (PX003) when the subrequest is not scheduled on this disk server any more
--- (cancelled, removed, taken back). Locks: the subrequest.
+-- (cancelled, removed, taken back). Idempotent for the same server and token.
+-- Locks: the subrequest.
 CREATE OR REPLACE FUNCTION transfer_start(p_subrequest_id bigint, p_disk_server_id bigint, p_mover_url text, p_token text)
 RETURNS TABLE (type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)
 LANGUAGE plpgsql
@@ -16,14 +17,20 @@ DECLARE
     v_sr subrequest;
 BEGIN
     SELECT * INTO v_sr FROM subrequest s WHERE s.id = p_subrequest_id FOR UPDATE;
-    IF NOT FOUND OR v_sr.status <> 'SCHEDULED' OR v_sr.disk_server_id IS DISTINCT FROM p_disk_server_id THEN
+    -- A retry of a start whose commit was not acknowledged finds its own READY row: answer
+    -- it again rather than strand the transfer.
+    IF v_sr.status = 'READY' AND v_sr.disk_server_id = p_disk_server_id AND v_sr.token IS NOT DISTINCT FROM p_token THEN
+        NULL;
+    ELSIF NOT FOUND OR v_sr.status <> 'SCHEDULED' OR v_sr.disk_server_id IS DISTINCT FROM p_disk_server_id THEN
         RAISE EXCEPTION 'subrequest % is not scheduled on disk server % (status %)', p_subrequest_id, p_disk_server_id,
             coalesce(v_sr.status::text, 'unknown') USING ERRCODE = 'PX003';
     END IF;
-    UPDATE subrequest s SET status = 'READY', mover_url = p_mover_url, token = p_token,
-           info = 'ready: transfer the data to or from the mover', updated_at = now()
-    WHERE s.id = p_subrequest_id;
-    PERFORM request_refresh(v_sr.request_id);
+    IF v_sr.status = 'SCHEDULED' THEN
+        UPDATE subrequest s SET status = 'READY', mover_url = p_mover_url, token = p_token,
+               info = 'ready: transfer the data to or from the mover', updated_at = now()
+        WHERE s.id = p_subrequest_id;
+        PERFORM request_refresh(v_sr.request_id);
+    END IF;
     RETURN QUERY
     SELECT v_sr.type, v_sr.path, fs.mount_point, dc.disk_path, dc.size_bytes, sc.max_file_size_bytes
     FROM disk_copy dc

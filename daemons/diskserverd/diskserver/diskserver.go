@@ -95,7 +95,7 @@ func Spec() daemon.Spec {
 			"downloads over HTTP on --listen, and deletes the copies the stager invalidated.",
 		Version: instance.Version(),
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&cfg.name, "name", host, "Name of the disk server, unique in the instance (default: the host name).")
+			fs.StringVar(&cfg.name, "name", host, "Name of the disk server, unique in the instance.")
 			fs.StringVar(&cfg.url, "url", "", "Public base URL of the movers, as clients reach them (default: http://<listen address>).")
 			fs.StringVar(&cfg.listen, "listen", "127.0.0.1:9100", "Address the mover HTTP listener binds.")
 			fs.Var(&cfg.dataDirs, "data-dir", "A data directory (file system) of the server; repeat it or give a comma-separated list. Created if missing. Required.")
@@ -200,10 +200,10 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 	}
 
 	transfers := mover.NewTransfers()
-	handler := mover.NewHandler(mover.Config{DB: env.DB, Transfers: transfers, MountPoints: mounts,
-		TransferTimeout: cfg.transferTimeout, Log: env.Logger("mover")})
+	handler := mover.NewHandler(mover.Config{DB: env.DB, Transfers: transfers, MountPoints: mounts, Log: env.Logger("mover")})
+	drain := &drainSignal{ch: make(chan struct{})}
 	w := &transferWorker{db: env.DB, server: srv, transfers: transfers, log: env.Logger("transfer"),
-		openTimeout: cfg.openTimeout, transferTimeout: cfg.transferTimeout}
+		openTimeout: cfg.openTimeout, transferTimeout: cfg.transferTimeout, draining: drain.ch}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, w); err != nil {
 		return nil, fmt.Errorf("register transfer worker: %w", err)
@@ -211,8 +211,7 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 	jobTimeout := w.Timeout(nil)
 	client, err := queue.New(env.DB, queue.Config{Name: "river", Logger: env.Log, Workers: workers,
 		Queues:     map[string]int{srv.queue: cfg.transferWorkers},
-		JobTimeout: jobTimeout, RescueAfter: jobTimeout + rescueMargin,
-		FetchCooldown: 5 * time.Millisecond, FetchPollInterval: 200 * time.Millisecond})
+		JobTimeout: jobTimeout, RescueAfter: jobTimeout + rescueMargin})
 	if err != nil {
 		return nil, err
 	}
@@ -226,14 +225,16 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 	srv.log.Info("disk server ready", zap.Int64("disk_server_id", srv.id()), zap.String("name", srv.name),
 		zap.String("url", base), zap.String("queue", srv.queue), zap.Strings("data_dirs", mounts),
 		zap.Int("transfer_workers", cfg.transferWorkers))
-	// Started in this order and stopped in reverse: the jobs stop before the movers they
-	// watch, heartbeats last until the end, and whatever transfer is still READY on this
-	// server is taken back at the very end.
+	// Started in this order and stopped in reverse: transfers still waiting for their
+	// client give up first, the jobs stop before the movers they watch, heartbeats last
+	// until the end, and whatever transfer is still READY on this server is taken back at
+	// the very end.
 	return []service.Service{
 		&takeBack{server: srv},
 		&loop{name: "heartbeat", run: srv.heartbeatLoop},
 		mover.NewServer(ln, handler, env.Logger("mover")),
 		client,
+		drain,
 		gcPool,
 		&loop{name: "sweep", run: func(ctx context.Context) { sweepParts(ctx, mounts, started, gc.log) }},
 	}, nil
@@ -264,6 +265,19 @@ func (l *loop) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("stop %s: %w", l.name, ctx.Err())
 	}
+}
+
+// drainSignal tells the transfer jobs that the daemon is stopping: those whose client has
+// not come yet end at once (their transfers are taken back), while those moving data may
+// finish within the drain deadline.
+type drainSignal struct{ ch chan struct{} }
+
+func (d *drainSignal) Name() string                { return "drain" }
+func (d *drainSignal) Start(context.Context) error { return nil }
+
+func (d *drainSignal) Stop(context.Context) error {
+	close(d.ch)
+	return nil
 }
 
 // takeBack hands the transfers still READY on this server back to the stager when the

@@ -216,7 +216,7 @@ func (e *env) wait(request string, status model.SubrequestStatus) model.Subreque
 // ready submits a request for path and takes it to READY on a disk server.
 func (e *env) ready(typ model.RequestType, path string) (string, model.Subrequest) {
 	e.t.Helper()
-	req := e.submit(typ, true, path)
+	req := e.submit(typ, typ == model.RequestTypePut, path)
 	e.stage()
 	require.Len(e.t, e.schedule(), 1, "placed: %+v", e.sub(req))
 	s := e.wait(req, model.SubrequestStatusReady)
@@ -238,6 +238,11 @@ func call(t *testing.T, method, target, token string, body io.Reader, hdr map[st
 	t.Helper()
 	req, err := http.NewRequest(method, target, body)
 	require.NoError(t, err)
+	if f, ok := body.(*os.File); ok {
+		st, err := f.Stat()
+		require.NoError(t, err)
+		req.ContentLength = st.Size()
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -381,7 +386,7 @@ func TestPutThenGet(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 	require.True(t, bytes.Equal(data, body), "the bytes read are the bytes written")
 	require.Equal(t, adler(data), resp.Trailer.Get(api.HeaderAdler32), "the checksum comes as a trailer")
-	require.Equal(t, fmt.Sprint(len(data)), resp.Header.Get(mover.HeaderSize))
+	require.Equal(t, fmt.Sprint(len(data)), resp.Header.Get(api.HeaderSize))
 	g = e.wait(get, model.SubrequestStatusFinished)
 	require.EqualValues(t, len(data), *g.SizeBytes)
 	require.Equal(t, 0, d.shutdown(t), d.log.String())
@@ -563,8 +568,50 @@ func TestStopTakesBackReadyTransfers(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	d := e.start("ds-1", "")
-	req, _ := e.ready(model.RequestTypePut, "/pollux/waiting")
-	d.shutdown(t) // exit code 1: the waiting job was abandoned at the drain deadline
-	s := e.sub(req)
-	require.Equal(t, model.SubrequestStatusRetry, s.Status, "a stopping server hands back what it cannot finish: %+v", s)
+	req, s := e.ready(model.RequestTypePut, "/pollux/waiting")
+	// A client that is sending when the drain begins may finish.
+	data := randomBytes(t, 10_000)
+	moving, m := e.ready(model.RequestTypePut, "/pollux/moving")
+	conn := rawPut(t, *m.MoverURL, *m.Token, int64(len(data)), data[:100])
+	defer conn.Close()
+	require.Eventually(t, func() bool { return len(files(t, d.dir)) == 1 }, 10*time.Second, 5*time.Millisecond)
+
+	stopped := make(chan int, 1)
+	go func() { stopped <- d.shutdown(t) }()
+	require.Eventually(t, func() bool { return strings.Contains(d.log.String(), "transfer handed back") }, 10*time.Second, 5*time.Millisecond,
+		"the job of a transfer whose client never came ends at once")
+	resp, body := call(t, http.MethodPut, *s.MoverURL, *s.Token, bytes.NewReader(data), nil)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "and its client is turned away: %s", body)
+	require.Equal(t, model.SQLStatePermissionDenied, errorBody(t, body).Code)
+
+	_, err := conn.Write(data[100:])
+	require.NoError(t, err)
+	resp, err = http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	require.Equal(t, 0, <-stopped, "a drain that finished its work is clean")
+	e.wait(moving, model.SubrequestStatusFinished)
+	s = e.sub(req)
+	require.Equal(t, model.SubrequestStatusRetry, s.Status, "the transfer is handed back for another try: %+v", s)
+}
+
+func TestGetClientGoesAway(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.start("ds-1", "")
+	// Larger than what the loopback's socket buffers hold, so the mover is still sending.
+	data := randomBytes(t, 32<<20)
+	e.put("/pollux/long", data)
+	get, g := e.ready(model.RequestTypeGet, "/pollux/long")
+	req, err := http.NewRequest(http.MethodGet, *g.MoverURL, nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+*g.Token)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_, err = io.ReadFull(resp.Body, make([]byte, 1<<20))
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close()) // mid-way: the connection is closed
+
+	s := e.failed(get, model.SQLStateTransferFailed, "the client disconnected after ")
+	require.Contains(t, *s.ErrorMessage, fmt.Sprintf(" of %d bytes", len(data)))
 }

@@ -30,6 +30,8 @@ type transferWorker struct {
 	log             *zap.Logger
 	openTimeout     time.Duration
 	transferTimeout time.Duration
+	// draining is closed when the daemon starts to stop.
+	draining <-chan struct{}
 }
 
 // Timeout bounds a job: waiting for the client, then the transfer, with a margin so that
@@ -43,6 +45,13 @@ func (w *transferWorker) Timeout(*river.Job[jobs.Transfer]) time.Duration {
 func (w *transferWorker) Work(ctx context.Context, job *river.Job[jobs.Transfer]) error {
 	id := job.Args.SubrequestID
 	log := w.log.With(zap.Int64("subrequest", id))
+	select {
+	case <-w.draining:
+		// Fetched as the daemon stops: leave the job (and the subrequest, SCHEDULED) to
+		// the next process of this server.
+		return river.JobSnooze(time.Second)
+	default:
+	}
 	t, ok := w.transfers.Add(id)
 	if !ok {
 		log.Warn("a transfer of this subrequest is running already: duplicate job ignored")
@@ -82,7 +91,12 @@ func (w *transferWorker) Work(ctx context.Context, job *river.Job[jobs.Transfer]
 	overdue := fmt.Errorf("the transfer did not end within %s", w.transferTimeout)
 	var deadline <-chan time.Time
 	started := t.Started()
-	openPassed := false
+	draining := w.draining
+	openPassed, drainSeen := false, false
+	handBack := func() error {
+		log.Info("transfer handed back: the disk server is stopping")
+		return river.JobCancel(fmt.Errorf("transfer of subrequest %d not started: %w", id, mover.ErrShutdown))
+	}
 	for {
 		select {
 		case <-t.Ended():
@@ -109,8 +123,18 @@ func (w *transferWorker) Work(ctx context.Context, job *river.Job[jobs.Transfer]
 			}
 		case <-t.Poked():
 			// A client's token check failed just as the wait ran out: look again.
-			if openPassed && t.Expire(late) {
+			switch {
+			case drainSeen && t.Expire(mover.ErrShutdown):
+				return handBack()
+			case openPassed && t.Expire(late):
 				return w.fail(ctx, log, id, late.Error())
+			}
+		case <-draining:
+			draining, drainSeen = nil, true
+			// Nobody is waiting on a transfer whose client has not come: hand it back now
+			// (takeBack) rather than hold the drain. One that moves data may finish.
+			if t.Expire(mover.ErrShutdown) {
+				return handBack()
 			}
 		case <-deadline:
 			t.Abort(overdue)

@@ -19,9 +19,9 @@
 // streams: the alternatives were reading every file twice before its first byte goes out,
 // or a checksum from the catalogue that transfer_open does not return. HTTP/1.1 sends
 // trailers only with chunked encoding, which excludes a Content-Length, so the size is in
-// X-Pollux-Size instead. A response cut short never ends with the final chunk (the mover
-// aborts the connection), so a client sees a truncated download as a read error; a client
-// must also treat a missing trailer as a failed transfer.
+// X-Pollux-Size (api.HeaderSize) instead. A response cut short never ends with the final
+// chunk (the mover aborts the connection), so a client sees a truncated download as a
+// read error; a client must also treat a missing trailer as a failed transfer.
 //
 // Every failure answers with an api.ErrorBody naming the kind, the SQLSTATE and what was
 // wrong.
@@ -51,10 +51,6 @@ import (
 // PathTransfers prefixes a transfer's endpoint; the subrequest id follows.
 const PathTransfers = "/v1/transfers/"
 
-// HeaderSize carries a download's size in bytes (Content-Length cannot: see the package
-// comment).
-const HeaderSize = "X-Pollux-Size"
-
 // bufferSize is the unit of every read and write: large enough that system calls and
 // hashing calls are few per gigabyte.
 const bufferSize = 1 << 20
@@ -75,9 +71,7 @@ type Config struct {
 	// MountPoints are the server's data directories (absolute, clean): the only places the
 	// mover reads or writes, whatever the database says.
 	MountPoints []string
-	// TransferTimeout bounds a transfer no job of this process watches (see ServeHTTP).
-	TransferTimeout time.Duration
-	Log             *zap.Logger
+	Log         *zap.Logger
 }
 
 // Handler serves the transfer endpoints.
@@ -104,7 +98,7 @@ func NewHandler(cfg Config) *Handler {
 type transfer struct {
 	h       *Handler
 	id      int64
-	t       *Transfer // nil when no job of this process watches the transfer
+	t       *Transfer
 	row     model.TransferOpenRow
 	ctx     context.Context
 	log     *zap.Logger
@@ -156,21 +150,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	if x.t = h.cfg.Transfers.get(id); x.t != nil {
-		typ, path := x.t.describe()
-		if path != "" {
-			x.log = x.log.With(zap.String("path", path))
-		}
-		if typ != "" && string(typ) != r.Method {
-			replyError(w, http.StatusMethodNotAllowed, model.SQLStateInvalidArgument,
-				fmt.Sprintf("subrequest %d is a %s transfer: use %s, not %s", id, typ, typ, r.Method))
-			return
-		}
-		if err := x.t.enter(); err != nil {
-			replyError(w, http.StatusForbidden, model.SQLStatePermissionDenied,
-				fmt.Sprintf("the transfer of subrequest %d is over: %v", id, err))
-			return
-		}
+	// Only a transfer a job of this process watches is served: the job bounds it in time
+	// and, when the client is late or the server stops, turns clients away.
+	if x.t = h.cfg.Transfers.get(id); x.t == nil {
+		replyError(w, http.StatusForbidden, model.SQLStatePermissionDenied,
+			fmt.Sprintf("no transfer of subrequest %d is waiting on this disk server: its token was used, or the transfer is over", id))
+		return
+	}
+	typ, path := x.t.describe()
+	if path != "" {
+		x.log = x.log.With(zap.String("path", path))
+	}
+	if typ != "" && string(typ) != r.Method {
+		replyError(w, http.StatusMethodNotAllowed, model.SQLStateInvalidArgument,
+			fmt.Sprintf("subrequest %d is a %s transfer: use %s, not %s", id, typ, typ, r.Method))
+		return
+	}
+	if err := x.t.enter(); err != nil {
+		replyError(w, http.StatusForbidden, model.SQLStatePermissionDenied,
+			fmt.Sprintf("the transfer of subrequest %d is over: %v", id, err))
+		return
 	}
 	var rows []model.TransferOpenRow
 	err = h.cfg.DB.Do(r.Context(), "open transfer", func(q pg.Querier) (err error) {
@@ -178,15 +177,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return err
 	})
 	if err != nil {
-		if x.t != nil {
-			x.t.leave()
-		}
+		x.t.leave()
 		if pg.SQLState(err) == model.SQLStatePermissionDenied {
-			log.Info("transfer token refused", zap.String("reason", pg.ServerMessage(err)))
+			x.log.Info("transfer token refused", zap.String("reason", pg.ServerMessage(err)))
 			replyError(w, http.StatusForbidden, model.SQLStatePermissionDenied, pg.ServerMessage(err))
 			return
 		}
-		log.Error("transfer open", zap.Error(err))
+		x.log.Error("transfer open", zap.Error(err))
 		replyError(w, http.StatusServiceUnavailable, model.SQLStateUnavailable, fmt.Sprintf("checking the transfer token: %v", err))
 		return
 	}
@@ -223,18 +220,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	x.unblockRead = func() { expire(true, false) }
 	var outcome error
-	if x.t != nil {
-		defer func() { x.t.end(outcome) }()
-		if cause := x.t.start(abort); cause != nil {
-			abort(cause)
-		}
-	} else {
-		// No job of this process watches this transfer (its job gave up on a lost commit
-		// acknowledgement, say); the token checked, so serve it, within the same bound.
-		timer := time.AfterFunc(h.cfg.TransferTimeout, func() {
-			abort(fmt.Errorf("the transfer did not end within %s", h.cfg.TransferTimeout))
-		})
-		defer timer.Stop()
+	defer func() { x.t.end(outcome) }()
+	if cause := x.t.start(abort); cause != nil {
+		abort(cause)
 	}
 
 	switch {
@@ -444,7 +432,7 @@ func (x *transfer) get(w http.ResponseWriter) error {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/octet-stream")
 	hdr.Set("Trailer", api.HeaderAdler32)
-	hdr.Set(HeaderSize, strconv.FormatInt(size, 10))
+	hdr.Set(api.HeaderSize, strconv.FormatInt(size, 10))
 	w.WriteHeader(http.StatusOK)
 
 	n, sum, readErr, writeErr := x.h.pump(w, f, size, nil)

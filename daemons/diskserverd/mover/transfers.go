@@ -11,8 +11,8 @@ import (
 // A transfer job adds one before it publishes the endpoint (so a client that connects at
 // once finds it) and removes it when it returns; the HTTP handlers find it to tell the job
 // that the client came and when the transfer ended, and the job uses it to time the
-// transfer out. The database stays the authority on the token: this table only
-// coordinates the job and the handler inside one process.
+// transfer out. The database stays the authority on the token; a transfer missing from
+// the table is not served, so that every transfer the mover runs is bounded by its job.
 type Transfers struct {
 	mu sync.Mutex
 	m  map[int64]*Transfer
@@ -175,11 +175,8 @@ func (t *Transfer) start(abort func(error)) error {
 }
 
 // end says the handler is done; outcome is nil when it recorded the end. Only the first
-// call counts; t may be nil (no job watches the transfer).
+// call counts.
 func (t *Transfer) end(outcome error) {
-	if t == nil {
-		return
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.isEnded {
