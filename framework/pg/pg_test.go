@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -243,4 +244,45 @@ func TestListenerFansOutAndSurvivesReconnect(t *testing.T) {
 			return false
 		}
 	}, 15*time.Second, time.Millisecond)
+}
+
+// TestMultiHostDSN: a libpq-style DSN naming several hosts reaches whichever answers as
+// read-write, as after a failover where the first host is gone.
+func TestMultiHostDSN(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.NewDatabase(t, flakyDB)
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	q := u.Query()
+	live := q.Get("host")
+	// A socket directory where no server listens stands for the dead primary.
+	q.Set("host", t.TempDir()+","+live)
+	q.Set("port", q.Get("port")+","+q.Get("port"))
+	q.Set("target_session_attrs", "read-write")
+	u.RawQuery = q.Encode()
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := pg.Open(ctx, pg.Config{DSN: u.String()})
+	require.NoError(t, err)
+	defer db.Close()
+	require.NoError(t, db.Tx(ctx, "write through the second host", func(q pg.Querier) error {
+		_, err := q.Exec(ctx, "insert into t values (42)")
+		return err
+	}))
+	l := pg.NewListener(db, nil)
+	lctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = l.Run(lctx) }()
+	defer func() { stop(); <-done }()
+	s := l.Subscribe("multi", 1)
+	<-l.Ready()
+	_, err = db.Pool().Exec(ctx, "select pg_notify('multi', 'x')")
+	require.NoError(t, err)
+	select {
+	case n := <-s.C:
+		require.Equal(t, "x", n.Payload)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the listener did not connect through the multi-host DSN")
+	}
 }
