@@ -537,17 +537,8 @@ func copyFile(ctx context.Context, e Env) int {
 	if err != nil {
 		return failed(err)
 	}
-	if up {
-		// The mover closed the file when the upload ended; wait for the request to say so,
-		// so that the copy is readable when the command returns.
-		req, err = cl.Wait(ctx, sub.ID, Over, nil, nil)
-		if err != nil {
-			return failed(err)
-		}
-		if s := req.Subrequests[0]; s.Status != string(model.SubrequestStatusFinished) {
-			return failed(subrequestError(s))
-		}
-	}
+	// No wait for FINISHED after an upload: the mover answers 201 only once
+	// transfer_put_ended has committed, which (auto_close) closed the file: it is readable.
 	elapsed := time.Since(start)
 	if o.json {
 		printJSON(e.Stdout, copyOutput{Source: pos[0], Destination: dst, RequestID: sub.ID, Seconds: elapsed.Seconds(), Moved: moved})
