@@ -63,6 +63,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "disk_server_recover", File: "diskserver.sql", IdentityArgs: "p_id bigint, p_max_retries integer", Result: "integer"},
 	{Name: "disk_copy_claim_gc", File: "diskserver.sql", IdentityArgs: "p_disk_server_id bigint, p_batch integer", Result: "TABLE(id bigint, mount_point text, disk_path text)"},
 	{Name: "disk_copy_deleted", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "void"},
+	{Name: "transfer_location", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint", Result: "TABLE(type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)"},
 	{Name: "transfer_start", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_disk_server_id bigint, p_mover_url text, p_token text", Result: "TABLE(type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)"},
 	{Name: "transfer_open", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text", Result: "TABLE(type request_type, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)"},
 	{Name: "transfer_put_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint, p_checksum_adler32 text", Result: "void"},
@@ -150,6 +151,8 @@ const (
 	DiskCopyClaimGcSQL = "SELECT id, mount_point, disk_path FROM disk_copy_claim_gc($1::bigint, $2::integer)"
 	// DiskCopyDeletedSQL is the statement DiskCopyDeleted runs.
 	DiskCopyDeletedSQL = "SELECT disk_copy_deleted($1::bigint)"
+	// TransferLocationSQL is the statement TransferLocation runs.
+	TransferLocationSQL = "SELECT type, path, mount_point, disk_path, size_bytes, max_size_bytes FROM transfer_location($1::bigint)"
 	// TransferStartSQL is the statement TransferStart runs.
 	TransferStartSQL = "SELECT type, path, mount_point, disk_path, size_bytes, max_size_bytes FROM transfer_start($1::bigint, $2::bigint, $3::text, $4::text)"
 	// TransferOpenSQL is the statement TransferOpen runs.
@@ -781,6 +784,36 @@ func DiskCopyDeleted(ctx context.Context, db DBTX, id int64) error {
 		return fmt.Errorf("disk_copy_deleted: %w", err)
 	}
 	return nil
+}
+
+// TransferLocationRow is a row returned by transfer_location.
+type TransferLocationRow struct {
+	Type         RequestType `json:"type"`
+	Path         string      `json:"path"`
+	MountPoint   string      `json:"mount_point"`
+	DiskPath     string      `json:"disk_path"`
+	SizeBytes    *int64      `json:"size_bytes"`
+	MaxSizeBytes int64       `json:"max_size_bytes"`
+}
+
+// TransferLocation calls the SQL function transfer_location (transfer.sql).
+//
+// What a transfer moves and where its copy lives (mount point, path, size, the service
+// class's size limit).
+func TransferLocation(ctx context.Context, db DBTX, subrequestID int64) ([]TransferLocationRow, error) {
+	rows, err := db.Query(ctx, TransferLocationSQL, subrequestID)
+	if err != nil {
+		return nil, fmt.Errorf("transfer_location: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TransferLocationRow, error) {
+		var r TransferLocationRow
+		err := row.Scan(&r.Type, &r.Path, &r.MountPoint, &r.DiskPath, &r.SizeBytes, &r.MaxSizeBytes)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("transfer_location: %w", err)
+	}
+	return result, nil
 }
 
 // TransferStartRow is a row returned by transfer_start.

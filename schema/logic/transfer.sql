@@ -2,6 +2,22 @@
 -- publishes its endpoint and a one-time token (the client's long poll returns with them),
 -- takes the token back on the client's first call, and reports the end.
 
+-- transfer_location says what a transfer moves and where its copy lives: the one place that
+-- derives a copy's location and the service class's size limit. Reads only.
+CREATE OR REPLACE FUNCTION transfer_location(p_subrequest_id bigint)
+RETURNS TABLE (type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)
+LANGUAGE sql STABLE
+SET search_path = public, pg_temp
+AS $$
+    SELECT s.type, s.path, fs.mount_point, dc.disk_path, dc.size_bytes, sc.max_file_size_bytes
+    FROM subrequest s
+    JOIN disk_copy dc ON dc.id = s.disk_copy_id
+    JOIN file_system fs ON fs.id = dc.file_system_id
+    JOIN request r ON r.id = s.request_id
+    JOIN service_class sc ON sc.id = r.service_class_id
+    WHERE s.id = p_subrequest_id;
+$$;
+
 -- transfer_start publishes a mover's endpoint and token: SCHEDULED → READY, and every rhd
 -- is told (NOTIFY pollux_request_changed). Returns what the mover needs.
 -- Raises: conflict (PX003) when the subrequest is not scheduled on this disk server any more
@@ -31,13 +47,7 @@ BEGIN
         WHERE s.id = p_subrequest_id;
         PERFORM request_refresh(v_sr.request_id);
     END IF;
-    RETURN QUERY
-    SELECT v_sr.type, v_sr.path, fs.mount_point, dc.disk_path, dc.size_bytes, sc.max_file_size_bytes
-    FROM disk_copy dc
-    JOIN file_system fs ON fs.id = dc.file_system_id
-    JOIN request r ON r.id = v_sr.request_id
-    JOIN service_class sc ON sc.id = r.service_class_id
-    WHERE dc.id = v_sr.disk_copy_id;
+    RETURN QUERY SELECT * FROM transfer_location(p_subrequest_id);
 END;
 $$;
 
@@ -60,13 +70,8 @@ BEGIN
         RAISE EXCEPTION 'the transfer token for subrequest % does not check: it is wrong, was used already, or the transfer is over',
             p_subrequest_id USING ERRCODE = 'PX004';
     END IF;
-    RETURN QUERY
-    SELECT v_sr.type, fs.mount_point, dc.disk_path, dc.size_bytes, sc.max_file_size_bytes
-    FROM disk_copy dc
-    JOIN file_system fs ON fs.id = dc.file_system_id
-    JOIN request r ON r.id = v_sr.request_id
-    JOIN service_class sc ON sc.id = r.service_class_id
-    WHERE dc.id = v_sr.disk_copy_id;
+    RETURN QUERY SELECT t.type, t.mount_point, t.disk_path, t.size_bytes, t.max_size_bytes
+    FROM transfer_location(p_subrequest_id) t;
 END;
 $$;
 
