@@ -124,6 +124,16 @@ func (db *DB) Tx(ctx context.Context, name string, fn func(q Querier) error) err
 	})
 }
 
+// Snapshot runs fn in a read-only REPEATABLE READ transaction, so that all its statements
+// see the database as of one instant (under READ COMMITTED each statement takes its own
+// snapshot, and a row read before a commit can sit beside rows read after it).
+func (db *DB) Snapshot(ctx context.Context, name string, fn func(q Querier) error) error {
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	return db.retry(ctx, name, func() error {
+		return pgx.BeginTxFunc(ctx, db.pool, opts, func(tx pgx.Tx) error { return fn(tx) })
+	})
+}
+
 // Do runs fn on a pooled connection outside an explicit transaction, with the same retry
 // policy as Tx; use it for single statements.
 func (db *DB) Do(ctx context.Context, name string, fn func(q Querier) error) error {

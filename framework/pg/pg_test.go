@@ -286,3 +286,25 @@ func TestMultiHostDSN(t *testing.T) {
 		t.Fatal("the listener did not connect through the multi-host DSN")
 	}
 }
+
+func TestSnapshotSeesOneInstant(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	err := b.db.Snapshot(b.ctx, "two reads", func(q pg.Querier) error {
+		var before int
+		if err := q.QueryRow(b.ctx, "select count(*) from t").Scan(&before); err != nil {
+			return err
+		}
+		// Another session commits between our two statements.
+		if _, err := b.db.Pool().Exec(b.ctx, "insert into t values (99)"); err != nil {
+			return err
+		}
+		var after int
+		if err := q.QueryRow(b.ctx, "select count(*) from t").Scan(&after); err != nil {
+			return err
+		}
+		require.Equal(t, before, after, "both statements see the same instant")
+		return nil
+	})
+	require.NoError(t, err)
+}

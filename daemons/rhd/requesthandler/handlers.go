@@ -232,8 +232,8 @@ func (s *server) read(ctx context.Context, id string) (*model.Request, []model.S
 	defer cancel()
 	var reqs []model.Request
 	var subs []model.Subrequest
-	// One transaction: the request and its subrequests from one snapshot, in one commit.
-	err := s.db.Tx(ctx, "read request", func(q pg.Querier) (err error) {
+	// One snapshot: the request's status and its subrequests' must agree.
+	err := s.db.Snapshot(ctx, "read request", func(q pg.Querier) (err error) {
 		if reqs, err = model.RequestGet(ctx, q, id); err != nil || len(reqs) == 0 {
 			return err
 		}
