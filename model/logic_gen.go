@@ -46,10 +46,13 @@ var LogicFunctions = []LogicFunction{
 	{Name: "file_lock", File: "stager.sql", IdentityArgs: "p_path text, p_service_class_id bigint, p_owner text, p_create boolean", Result: "SETOF file"},
 	{Name: "subrequest_finish", File: "stager.sql", IdentityArgs: "p_id bigint, p_info text", Result: "void"},
 	{Name: "subrequest_wait_transfer", File: "stager.sql", IdentityArgs: "p_id bigint, p_file_id bigint, p_disk_copy_id bigint", Result: "void"},
-	{Name: "subrequest_claim_put", File: "stager.sql", IdentityArgs: "p_batch integer", Result: "TABLE(id bigint, request_id uuid, path text, status subrequest_status, message text)"},
-	{Name: "subrequest_claim_get", File: "stager.sql", IdentityArgs: "p_batch integer", Result: "TABLE(id bigint, request_id uuid, path text, status subrequest_status, message text)"},
-	{Name: "subrequest_claim_putdone", File: "stager.sql", IdentityArgs: "p_batch integer", Result: "TABLE(id bigint, request_id uuid, path text, status subrequest_status, message text)"},
-	{Name: "subrequest_claim_rm", File: "stager.sql", IdentityArgs: "p_batch integer", Result: "TABLE(id bigint, request_id uuid, path text, status subrequest_status, message text)"},
+	{Name: "subrequest_family", File: "request.sql", IdentityArgs: "p_type request_type", Result: "text"},
+	{Name: "subrequest_file", File: "stager.sql", IdentityArgs: "p_id bigint", Result: "SETOF file"},
+	{Name: "subrequest_claim", File: "stager.sql", IdentityArgs: "p_family text, p_batch integer", Result: "TABLE(id bigint, request_id uuid, path text, status subrequest_status, message text)"},
+	{Name: "subrequest_decide_put", File: "stager.sql", IdentityArgs: "p_id bigint", Result: "text"},
+	{Name: "subrequest_decide_get", File: "stager.sql", IdentityArgs: "p_id bigint", Result: "text"},
+	{Name: "subrequest_decide_putdone", File: "stager.sql", IdentityArgs: "p_id bigint", Result: "text"},
+	{Name: "subrequest_decide_rm", File: "stager.sql", IdentityArgs: "p_id bigint", Result: "text"},
 	{Name: "subrequest_claim_waitsched", File: "jobmanager.sql", IdentityArgs: "p_batch integer", Result: "TABLE(id bigint, request_id uuid, type request_type)"},
 	{Name: "subrequest_take_back", File: "jobmanager.sql", IdentityArgs: "p_id bigint, p_reason text, p_max_retries integer", Result: "subrequest_status"},
 	{Name: "subrequest_expire", File: "jobmanager.sql", IdentityArgs: "p_heartbeat_timeout_seconds integer, p_max_retries integer", Result: "TABLE(id bigint, request_id uuid, status subrequest_status)"},
@@ -117,14 +120,20 @@ const (
 	SubrequestFinishSQL = "SELECT subrequest_finish($1::bigint, $2::text)"
 	// SubrequestWaitTransferSQL is the statement SubrequestWaitTransfer runs.
 	SubrequestWaitTransferSQL = "SELECT subrequest_wait_transfer($1::bigint, $2::bigint, $3::bigint)"
-	// SubrequestClaimPutSQL is the statement SubrequestClaimPut runs.
-	SubrequestClaimPutSQL = "SELECT id, request_id, path, status, message FROM subrequest_claim_put($1::integer)"
-	// SubrequestClaimGetSQL is the statement SubrequestClaimGet runs.
-	SubrequestClaimGetSQL = "SELECT id, request_id, path, status, message FROM subrequest_claim_get($1::integer)"
-	// SubrequestClaimPutdoneSQL is the statement SubrequestClaimPutdone runs.
-	SubrequestClaimPutdoneSQL = "SELECT id, request_id, path, status, message FROM subrequest_claim_putdone($1::integer)"
-	// SubrequestClaimRmSQL is the statement SubrequestClaimRm runs.
-	SubrequestClaimRmSQL = "SELECT id, request_id, path, status, message FROM subrequest_claim_rm($1::integer)"
+	// SubrequestFamilySQL is the statement SubrequestFamily runs.
+	SubrequestFamilySQL = "SELECT subrequest_family($1::request_type)"
+	// SubrequestFileSQL is the statement SubrequestFile runs.
+	SubrequestFileSQL = "SELECT id, path, service_class_id, size_bytes, checksum_adler32, owner, created_at, updated_at FROM subrequest_file($1::bigint)"
+	// SubrequestClaimSQL is the statement SubrequestClaim runs.
+	SubrequestClaimSQL = "SELECT id, request_id, path, status, message FROM subrequest_claim($1::text, $2::integer)"
+	// SubrequestDecidePutSQL is the statement SubrequestDecidePut runs.
+	SubrequestDecidePutSQL = "SELECT subrequest_decide_put($1::bigint)"
+	// SubrequestDecideGetSQL is the statement SubrequestDecideGet runs.
+	SubrequestDecideGetSQL = "SELECT subrequest_decide_get($1::bigint)"
+	// SubrequestDecidePutdoneSQL is the statement SubrequestDecidePutdone runs.
+	SubrequestDecidePutdoneSQL = "SELECT subrequest_decide_putdone($1::bigint)"
+	// SubrequestDecideRmSQL is the statement SubrequestDecideRm runs.
+	SubrequestDecideRmSQL = "SELECT subrequest_decide_rm($1::bigint)"
 	// SubrequestClaimWaitschedSQL is the statement SubrequestClaimWaitsched runs.
 	SubrequestClaimWaitschedSQL = "SELECT id, request_id, type FROM subrequest_claim_waitsched($1::integer)"
 	// SubrequestTakeBackSQL is the statement SubrequestTakeBack runs.
@@ -455,64 +464,35 @@ func SubrequestWaitTransfer(ctx context.Context, db DBTX, id int64, fileID int64
 	return nil
 }
 
-// SubrequestClaimPutRow is a row returned by subrequest_claim_put.
-type SubrequestClaimPutRow struct {
-	ID        int64            `json:"id"`
-	RequestID string           `json:"request_id"`
-	Path      string           `json:"path"`
-	Status    SubrequestStatus `json:"status"`
-	Message   string           `json:"message"`
-}
-
-// SubrequestClaimPut calls the SQL function subrequest_claim_put (stager.sql).
+// SubrequestFamily calls the SQL function subrequest_family (request.sql).
 //
-// Claims and decides new PUT subrequests.
-func SubrequestClaimPut(ctx context.Context, db DBTX, batch int32) ([]SubrequestClaimPutRow, error) {
-	rows, err := db.Query(ctx, SubrequestClaimPutSQL, batch)
-	if err != nil {
-		return nil, fmt.Errorf("subrequest_claim_put: %w", err)
-	}
-	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestClaimPutRow, error) {
-		var r SubrequestClaimPutRow
-		err := row.Scan(&r.ID, &r.RequestID, &r.Path, &r.Status, &r.Message)
-		return r, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("subrequest_claim_put: %w", err)
+// The stager pool that decides a request type (put, get, putdone, rm).
+func SubrequestFamily(ctx context.Context, db DBTX, typeArg RequestType) (string, error) {
+	var result string
+	if err := db.QueryRow(ctx, SubrequestFamilySQL, typeArg).Scan(&result); err != nil {
+		return "", fmt.Errorf("subrequest_family: %w", err)
 	}
 	return result, nil
 }
 
-// SubrequestClaimGetRow is a row returned by subrequest_claim_get.
-type SubrequestClaimGetRow struct {
-	ID        int64            `json:"id"`
-	RequestID string           `json:"request_id"`
-	Path      string           `json:"path"`
-	Status    SubrequestStatus `json:"status"`
-	Message   string           `json:"message"`
-}
-
-// SubrequestClaimGet calls the SQL function subrequest_claim_get (stager.sql).
+// SubrequestFile calls the SQL function subrequest_file (stager.sql).
 //
-// Claims and decides new GET and PREPARE_TO_GET subrequests.
-func SubrequestClaimGet(ctx context.Context, db DBTX, batch int32) ([]SubrequestClaimGetRow, error) {
-	rows, err := db.Query(ctx, SubrequestClaimGetSQL, batch)
+// The locked file row of a subrequest's path; fails the subrequest with not_found when
+// there is none.
+func SubrequestFile(ctx context.Context, db DBTX, id int64) ([]File, error) {
+	rows, err := db.Query(ctx, SubrequestFileSQL, id)
 	if err != nil {
-		return nil, fmt.Errorf("subrequest_claim_get: %w", err)
+		return nil, fmt.Errorf("subrequest_file: %w", err)
 	}
-	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestClaimGetRow, error) {
-		var r SubrequestClaimGetRow
-		err := row.Scan(&r.ID, &r.RequestID, &r.Path, &r.Status, &r.Message)
-		return r, err
-	})
+	result, err := CollectFiles(rows)
 	if err != nil {
-		return nil, fmt.Errorf("subrequest_claim_get: %w", err)
+		return nil, fmt.Errorf("subrequest_file: %w", err)
 	}
 	return result, nil
 }
 
-// SubrequestClaimPutdoneRow is a row returned by subrequest_claim_putdone.
-type SubrequestClaimPutdoneRow struct {
+// SubrequestClaimRow is a row returned by subrequest_claim.
+type SubrequestClaimRow struct {
 	ID        int64            `json:"id"`
 	RequestID string           `json:"request_id"`
 	Path      string           `json:"path"`
@@ -520,49 +500,66 @@ type SubrequestClaimPutdoneRow struct {
 	Message   string           `json:"message"`
 }
 
-// SubrequestClaimPutdone calls the SQL function subrequest_claim_putdone (stager.sql).
+// SubrequestClaim calls the SQL function subrequest_claim (stager.sql).
 //
-// Claims and decides new PUTDONE subrequests.
-func SubrequestClaimPutdone(ctx context.Context, db DBTX, batch int32) ([]SubrequestClaimPutdoneRow, error) {
-	rows, err := db.Query(ctx, SubrequestClaimPutdoneSQL, batch)
+// Claims up to p_batch new subrequests of one family (put, get, putdone, rm) and decides
+// each.
+func SubrequestClaim(ctx context.Context, db DBTX, family string, batch int32) ([]SubrequestClaimRow, error) {
+	rows, err := db.Query(ctx, SubrequestClaimSQL, family, batch)
 	if err != nil {
-		return nil, fmt.Errorf("subrequest_claim_putdone: %w", err)
+		return nil, fmt.Errorf("subrequest_claim: %w", err)
 	}
-	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestClaimPutdoneRow, error) {
-		var r SubrequestClaimPutdoneRow
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestClaimRow, error) {
+		var r SubrequestClaimRow
 		err := row.Scan(&r.ID, &r.RequestID, &r.Path, &r.Status, &r.Message)
 		return r, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("subrequest_claim_putdone: %w", err)
+		return nil, fmt.Errorf("subrequest_claim: %w", err)
 	}
 	return result, nil
 }
 
-// SubrequestClaimRmRow is a row returned by subrequest_claim_rm.
-type SubrequestClaimRmRow struct {
-	ID        int64            `json:"id"`
-	RequestID string           `json:"request_id"`
-	Path      string           `json:"path"`
-	Status    SubrequestStatus `json:"status"`
-	Message   string           `json:"message"`
+// SubrequestDecidePut calls the SQL function subrequest_decide_put (stager.sql).
+//
+// Decides a PUT subrequest; returns a short reason when it fails.
+func SubrequestDecidePut(ctx context.Context, db DBTX, id int64) (string, error) {
+	var result string
+	if err := db.QueryRow(ctx, SubrequestDecidePutSQL, id).Scan(&result); err != nil {
+		return "", fmt.Errorf("subrequest_decide_put: %w", err)
+	}
+	return result, nil
 }
 
-// SubrequestClaimRm calls the SQL function subrequest_claim_rm (stager.sql).
+// SubrequestDecideGet calls the SQL function subrequest_decide_get (stager.sql).
 //
-// Claims and decides new RM subrequests.
-func SubrequestClaimRm(ctx context.Context, db DBTX, batch int32) ([]SubrequestClaimRmRow, error) {
-	rows, err := db.Query(ctx, SubrequestClaimRmSQL, batch)
-	if err != nil {
-		return nil, fmt.Errorf("subrequest_claim_rm: %w", err)
+// Decides a GET or PREPARE_TO_GET subrequest; returns a short reason when it fails.
+func SubrequestDecideGet(ctx context.Context, db DBTX, id int64) (string, error) {
+	var result string
+	if err := db.QueryRow(ctx, SubrequestDecideGetSQL, id).Scan(&result); err != nil {
+		return "", fmt.Errorf("subrequest_decide_get: %w", err)
 	}
-	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestClaimRmRow, error) {
-		var r SubrequestClaimRmRow
-		err := row.Scan(&r.ID, &r.RequestID, &r.Path, &r.Status, &r.Message)
-		return r, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("subrequest_claim_rm: %w", err)
+	return result, nil
+}
+
+// SubrequestDecidePutdone calls the SQL function subrequest_decide_putdone (stager.sql).
+//
+// Decides a PUTDONE subrequest; returns a short reason when it fails.
+func SubrequestDecidePutdone(ctx context.Context, db DBTX, id int64) (string, error) {
+	var result string
+	if err := db.QueryRow(ctx, SubrequestDecidePutdoneSQL, id).Scan(&result); err != nil {
+		return "", fmt.Errorf("subrequest_decide_putdone: %w", err)
+	}
+	return result, nil
+}
+
+// SubrequestDecideRm calls the SQL function subrequest_decide_rm (stager.sql).
+//
+// Decides an RM subrequest; returns a short reason when it fails.
+func SubrequestDecideRm(ctx context.Context, db DBTX, id int64) (string, error) {
+	var result string
+	if err := db.QueryRow(ctx, SubrequestDecideRmSQL, id).Scan(&result); err != nil {
+		return "", fmt.Errorf("subrequest_decide_rm: %w", err)
 	}
 	return result, nil
 }

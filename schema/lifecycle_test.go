@@ -62,25 +62,11 @@ func (l *life) sub(request string) model.Subrequest {
 // stage runs every stager pool once.
 func (l *life) stage() {
 	l.t.Helper()
-	for _, claim := range []func(context.Context, model.DBTX, int32) error{
-		func(ctx context.Context, q model.DBTX, b int32) error {
-			_, err := model.SubrequestClaimPut(ctx, q, b)
+	for _, family := range []string{"put", "get", "putdone", "rm"} {
+		require.NoError(l.t, l.db.Tx(l.ctx, "stage", func(q pg.Querier) error {
+			_, err := model.SubrequestClaim(l.ctx, q, family, 100)
 			return err
-		},
-		func(ctx context.Context, q model.DBTX, b int32) error {
-			_, err := model.SubrequestClaimGet(ctx, q, b)
-			return err
-		},
-		func(ctx context.Context, q model.DBTX, b int32) error {
-			_, err := model.SubrequestClaimPutdone(ctx, q, b)
-			return err
-		},
-		func(ctx context.Context, q model.DBTX, b int32) error {
-			_, err := model.SubrequestClaimRm(ctx, q, b)
-			return err
-		},
-	} {
-		require.NoError(l.t, l.db.Tx(l.ctx, "stage", func(q pg.Querier) error { return claim(l.ctx, q, 100) }))
+		}))
 	}
 }
 
@@ -491,4 +477,12 @@ func TestRestartedDiskServerTakesBackItsTransfers(t *testing.T) {
 	require.Equal(t, model.SubrequestStatusRetry, l.sub(ready).Status)
 	require.Contains(t, l.sub(ready).Info, "disk server ds1 restarted")
 	require.Equal(t, model.SubrequestStatusScheduled, l.sub(queued).Status, "its queued job is worked by the new process")
+}
+
+func TestUnknownFamilyIsRefused(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	_, err := model.SubrequestClaim(l.ctx, l.db.Pool(), "tape", 10)
+	require.Equal(t, model.SQLStateInvalidArgument, sqlstate(err))
+	require.ErrorContains(t, err, `unknown request family "tape"`)
 }

@@ -119,16 +119,16 @@ func (c *cluster) drive() {
 func (c *cluster) step() {
 	ctx := c.ctx
 	err := c.db.Tx(ctx, "stage", func(q pg.Querier) error {
-		if _, err := model.SubrequestClaimPut(ctx, q, 100); err != nil {
+		if _, err := model.SubrequestClaim(ctx, q, "put", 100); err != nil {
 			return err
 		}
-		if _, err := model.SubrequestClaimGet(ctx, q, 100); err != nil {
+		if _, err := model.SubrequestClaim(ctx, q, "get", 100); err != nil {
 			return err
 		}
-		if _, err := model.SubrequestClaimPutdone(ctx, q, 100); err != nil {
+		if _, err := model.SubrequestClaim(ctx, q, "putdone", 100); err != nil {
 			return err
 		}
-		_, err := model.SubrequestClaimRm(ctx, q, 100)
+		_, err := model.SubrequestClaim(ctx, q, "rm", 100)
 		return err
 	})
 	var placed []int64

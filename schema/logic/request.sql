@@ -1,6 +1,14 @@
 -- Requests as rhd stores and reads them. A request carries one subrequest per file and a
 -- client-chosen id, so a client that retries through another rhd never creates a second one.
 
+-- subrequest_family names the stager pool that decides a request type: put, get (GET and
+-- PREPARE_TO_GET), putdone or rm. The claim and the wake-up channel both derive from it.
+CREATE OR REPLACE FUNCTION subrequest_family(p_type request_type)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = public, pg_temp
+AS $$ SELECT CASE p_type WHEN 'PREPARE_TO_GET' THEN 'get' ELSE lower(p_type::text) END $$;
+
 -- subrequest_channel names the NOTIFY channel that wakes the stager pool deciding a
 -- request type, so that a put wakes the put pool and no other.
 CREATE OR REPLACE FUNCTION subrequest_channel(p_type request_type)
@@ -8,7 +16,7 @@ RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = public, pg_temp
 AS $$
-    SELECT 'pollux_subrequest_new_' || CASE p_type WHEN 'PREPARE_TO_GET' THEN 'get' ELSE lower(p_type::text) END
+    SELECT 'pollux_subrequest_new_' || subrequest_family(p_type)
 $$;
 
 -- request_submit stores a request and its subrequests in one transaction and wakes the

@@ -1,6 +1,7 @@
--- The stager's decisions. Each function claims up to p_batch new subrequests (START,
+-- The stager's decisions. subrequest_claim claims up to p_batch new subrequests (START,
 -- RESTART, RETRY) of one request family with FOR UPDATE SKIP LOCKED — rows another stager
--- holds are passed over, never waited for — and decides each in the same transaction.
+-- holds are passed over, never waited for — and decides each in the same transaction with
+-- its family's subrequest_decide_* function.
 -- Decisions on one path are serialised by locking its file row (created on first put), so
 -- two stagers never decide on the same file at once.
 --
@@ -54,16 +55,72 @@ BEGIN
 END;
 $$;
 
--- subrequest_claim_put decides new PUT subrequests: a new STAGEOUT disk copy and
--- WAITSCHED, or FAILED with conflict (PX003) while another write of the file is unclosed
--- (the second writer fails at once rather than waiting behind a write that may never be
--- closed; see docs/statuses.md). Locks: the claimed subrequests, their file rows.
-CREATE OR REPLACE FUNCTION subrequest_claim_put(p_batch integer)
+-- subrequest_file returns the file row of a subrequest's path, locked; when there is no
+-- such file it fails the subrequest with not_found (PX001) and returns no row.
+-- Locks: the file row.
+CREATE OR REPLACE FUNCTION subrequest_file(p_id bigint)
+RETURNS SETOF file
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_path text;
+    v_file file;
+BEGIN
+    SELECT path INTO v_path FROM subrequest WHERE id = p_id;
+    SELECT * INTO v_file FROM file_lock(v_path, NULL, NULL, false);
+    IF v_file.id IS NULL THEN
+        PERFORM subrequest_fail(p_id, 'PX001', format('no such file: %s', v_path));
+        RETURN;
+    END IF;
+    RETURN NEXT v_file;
+END;
+$$;
+
+-- subrequest_claim claims new subrequests of one family and decides each; it returns the
+-- decisions (status, and a short reason when not the expected one).
+-- Locks: the claimed subrequests (SKIP LOCKED), then what each decision locks.
+-- Raises: invalid_argument (PX002) for an unknown family.
+CREATE OR REPLACE FUNCTION subrequest_claim(p_family text, p_batch integer)
 RETURNS TABLE (id bigint, request_id uuid, path text, status subrequest_status, message text)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $$
 #variable_conflict use_column
+DECLARE
+    v_types request_type[] := ARRAY(SELECT t FROM unnest(enum_range(NULL::request_type)) t WHERE subrequest_family(t) = p_family);
+    v_sr subrequest;
+BEGIN
+    IF cardinality(v_types) = 0 THEN
+        RAISE EXCEPTION 'unknown request family "%": put, get, putdone or rm', p_family USING ERRCODE = 'PX002';
+    END IF;
+    FOR v_sr IN
+        SELECT s.* FROM subrequest s
+        WHERE s.type = ANY (v_types) AND s.status IN ('START', 'RESTART', 'RETRY')
+        ORDER BY s.id LIMIT p_batch FOR UPDATE SKIP LOCKED
+    LOOP
+        id := v_sr.id; request_id := v_sr.request_id; path := v_sr.path;
+        message := CASE p_family
+            WHEN 'put' THEN subrequest_decide_put(v_sr.id)
+            WHEN 'get' THEN subrequest_decide_get(v_sr.id)
+            WHEN 'putdone' THEN subrequest_decide_putdone(v_sr.id)
+            WHEN 'rm' THEN subrequest_decide_rm(v_sr.id)
+        END;
+        SELECT s.status INTO status FROM subrequest s WHERE s.id = v_sr.id;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
+-- subrequest_decide_put decides a PUT: a new STAGEOUT disk copy and WAITSCHED, or FAILED
+-- with conflict (PX003) while another write of the file is unclosed (the second writer fails
+-- at once rather than waiting behind a write that may never be closed; see
+-- docs/statuses.md). Returns a short reason when it fails. Locks: the file row.
+CREATE OR REPLACE FUNCTION subrequest_decide_put(p_id bigint)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
 DECLARE
     v_sr subrequest;
     v_req request;
@@ -71,182 +128,136 @@ DECLARE
     v_writer bigint;
     v_copy bigint;
 BEGIN
-    FOR v_sr IN
-        SELECT s.* FROM subrequest s
-        WHERE s.type = 'PUT' AND s.status IN ('START', 'RESTART', 'RETRY')
-        ORDER BY s.id LIMIT p_batch FOR UPDATE SKIP LOCKED
-    LOOP
-        SELECT * INTO v_req FROM request r WHERE r.id = v_sr.request_id;
-        SELECT * INTO v_file FROM file_lock(v_sr.path, v_req.service_class_id, v_req.user_name, true);
-        IF EXISTS (SELECT 1 FROM disk_copy dc WHERE dc.file_id = v_file.id AND dc.status = 'STAGEOUT') THEN
-            SELECT s.id INTO v_writer FROM subrequest s
-            WHERE s.file_id = v_file.id AND s.type = 'PUT' AND s.id <> v_sr.id
-            ORDER BY s.id DESC LIMIT 1;
-            PERFORM subrequest_fail(v_sr.id, 'PX003', format(
-                '%s is being written by another request (subrequest %s) and not yet closed: retry after its putdone, or stager_rm it',
-                v_sr.path, coalesce(v_writer::text, '?')));
-            id := v_sr.id; request_id := v_sr.request_id; path := v_sr.path; status := 'FAILED';
-            message := 'another write in progress';
-        ELSE
-            INSERT INTO disk_copy (file_id, status) VALUES (v_file.id, 'STAGEOUT') RETURNING disk_copy.id INTO v_copy;
-            UPDATE disk_copy SET disk_path = format('%s.%s', v_file.id, v_copy) WHERE disk_copy.id = v_copy;
-            PERFORM subrequest_wait_transfer(v_sr.id, v_file.id, v_copy);
-            id := v_sr.id; request_id := v_sr.request_id; path := v_sr.path; status := 'WAITSCHED'; message := '';
-        END IF;
-        RETURN NEXT;
-    END LOOP;
+    SELECT * INTO v_sr FROM subrequest WHERE id = p_id;
+    SELECT * INTO v_req FROM request WHERE id = v_sr.request_id;
+    SELECT * INTO v_file FROM file_lock(v_sr.path, v_req.service_class_id, v_req.user_name, true);
+    IF EXISTS (SELECT 1 FROM disk_copy dc WHERE dc.file_id = v_file.id AND dc.status = 'STAGEOUT') THEN
+        SELECT s.id INTO v_writer FROM subrequest s
+        WHERE s.file_id = v_file.id AND s.type = 'PUT' AND s.id <> p_id
+        ORDER BY s.id DESC LIMIT 1;
+        PERFORM subrequest_fail(p_id, 'PX003', format(
+            '%s is being written by another request (subrequest %s) and not yet closed: retry after its putdone, or stager_rm it',
+            v_sr.path, coalesce(v_writer::text, '?')));
+        RETURN 'another write in progress';
+    END IF;
+    INSERT INTO disk_copy (file_id, status) VALUES (v_file.id, 'STAGEOUT') RETURNING id INTO v_copy;
+    UPDATE disk_copy SET disk_path = format('%s.%s', v_file.id, v_copy) WHERE id = v_copy;
+    PERFORM subrequest_wait_transfer(p_id, v_file.id, v_copy);
+    RETURN '';
 END;
 $$;
 
--- subrequest_claim_get decides new GET and PREPARE_TO_GET subrequests: FAILED with
--- not_found (PX001) when there is no file or no valid copy; WAITSUBREQ while a write of the
--- file is unclosed (the reader then gets the new content); otherwise WAITSCHED on the STAGED
--- copy (GET) or FINISHED (PREPARE_TO_GET: the file is on disk already).
--- Locks: the claimed subrequests, their file rows.
-CREATE OR REPLACE FUNCTION subrequest_claim_get(p_batch integer)
-RETURNS TABLE (id bigint, request_id uuid, path text, status subrequest_status, message text)
+-- subrequest_decide_get decides a GET or PREPARE_TO_GET: FAILED with not_found (PX001)
+-- when there is no file or no valid copy; WAITSUBREQ while a write of the file is unclosed
+-- (the reader then gets the new content); otherwise WAITSCHED on the STAGED copy (GET) or
+-- FINISHED (PREPARE_TO_GET: the file is on disk already). Locks: the file row.
+CREATE OR REPLACE FUNCTION subrequest_decide_get(p_id bigint)
+RETURNS text
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $$
-#variable_conflict use_column
 DECLARE
     v_sr subrequest;
     v_file file;
     v_staged bigint;
     v_writer bigint;
 BEGIN
-    FOR v_sr IN
-        SELECT s.* FROM subrequest s
-        WHERE s.type IN ('GET', 'PREPARE_TO_GET') AND s.status IN ('START', 'RESTART', 'RETRY')
-        ORDER BY s.id LIMIT p_batch FOR UPDATE SKIP LOCKED
-    LOOP
-        id := v_sr.id; request_id := v_sr.request_id; path := v_sr.path; message := '';
-        SELECT * INTO v_file FROM file_lock(v_sr.path, NULL, NULL, false);
-        IF v_file.id IS NULL THEN
-            PERFORM subrequest_fail(v_sr.id, 'PX001', format('no such file: %s', v_sr.path));
-            status := 'FAILED'; message := 'no such file';
-        ELSIF EXISTS (SELECT 1 FROM disk_copy dc WHERE dc.file_id = v_file.id AND dc.status = 'STAGEOUT') THEN
-            SELECT s.id INTO v_writer FROM subrequest s
-            WHERE s.file_id = v_file.id AND s.type = 'PUT' ORDER BY s.id DESC LIMIT 1;
-            UPDATE subrequest s SET status = 'WAITSUBREQ', file_id = v_file.id, parent_id = v_writer,
-                   info = format('waiting for the write of %s to be closed', v_sr.path), updated_at = now()
-            WHERE s.id = v_sr.id;
-            PERFORM request_refresh(v_sr.request_id);
-            status := 'WAITSUBREQ';
-        ELSE
-            SELECT dc.id INTO v_staged FROM disk_copy dc
-            WHERE dc.file_id = v_file.id AND dc.status = 'STAGED' ORDER BY dc.id DESC LIMIT 1;
-            IF v_staged IS NULL THEN
-                PERFORM subrequest_fail(v_sr.id, 'PX001', format('%s has no valid copy (its last write failed)', v_sr.path));
-                status := 'FAILED'; message := 'no valid copy';
-            ELSIF v_sr.type = 'PREPARE_TO_GET' THEN
-                UPDATE subrequest s SET file_id = v_file.id, disk_copy_id = v_staged WHERE s.id = v_sr.id;
-                PERFORM subrequest_finish(v_sr.id, 'on disk');
-                status := 'FINISHED';
-            ELSE
-                PERFORM subrequest_wait_transfer(v_sr.id, v_file.id, v_staged);
-                status := 'WAITSCHED';
-            END IF;
-        END IF;
-        RETURN NEXT;
-    END LOOP;
+    SELECT * INTO v_file FROM subrequest_file(p_id);
+    IF v_file.id IS NULL THEN
+        RETURN 'no such file';
+    END IF;
+    SELECT * INTO v_sr FROM subrequest WHERE id = p_id;
+    IF EXISTS (SELECT 1 FROM disk_copy dc WHERE dc.file_id = v_file.id AND dc.status = 'STAGEOUT') THEN
+        SELECT s.id INTO v_writer FROM subrequest s
+        WHERE s.file_id = v_file.id AND s.type = 'PUT' ORDER BY s.id DESC LIMIT 1;
+        UPDATE subrequest SET status = 'WAITSUBREQ', file_id = v_file.id, parent_id = v_writer,
+               info = format('waiting for the write of %s to be closed', v_sr.path), updated_at = now()
+        WHERE id = p_id;
+        PERFORM request_refresh(v_sr.request_id);
+        RETURN '';
+    END IF;
+    SELECT dc.id INTO v_staged FROM disk_copy dc
+    WHERE dc.file_id = v_file.id AND dc.status = 'STAGED' ORDER BY dc.id DESC LIMIT 1;
+    IF v_staged IS NULL THEN
+        PERFORM subrequest_fail(p_id, 'PX001', format('%s has no valid copy (its last write failed)', v_sr.path));
+        RETURN 'no valid copy';
+    ELSIF v_sr.type = 'PREPARE_TO_GET' THEN
+        UPDATE subrequest SET file_id = v_file.id, disk_copy_id = v_staged WHERE id = p_id;
+        PERFORM subrequest_finish(p_id, 'on disk');
+    ELSE
+        PERFORM subrequest_wait_transfer(p_id, v_file.id, v_staged);
+    END IF;
+    RETURN '';
 END;
 $$;
 
--- subrequest_claim_putdone closes a finished write: its STAGEOUT copy becomes STAGED (see
+-- subrequest_decide_putdone closes a finished write: its STAGEOUT copy becomes STAGED (see
 -- file_close_copy). Fails with not_found (PX001) for an unknown file and conflict (PX003)
 -- when nothing is being written or the upload has not ended.
--- Locks: the claimed subrequests, their file rows and copies.
-CREATE OR REPLACE FUNCTION subrequest_claim_putdone(p_batch integer)
-RETURNS TABLE (id bigint, request_id uuid, path text, status subrequest_status, message text)
+-- Locks: the file row and its copy.
+CREATE OR REPLACE FUNCTION subrequest_decide_putdone(p_id bigint)
+RETURNS text
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $$
-#variable_conflict use_column
 DECLARE
-    v_sr subrequest;
     v_file file;
     v_copy disk_copy;
 BEGIN
-    FOR v_sr IN
-        SELECT s.* FROM subrequest s
-        WHERE s.type = 'PUTDONE' AND s.status IN ('START', 'RESTART', 'RETRY')
-        ORDER BY s.id LIMIT p_batch FOR UPDATE SKIP LOCKED
-    LOOP
-        id := v_sr.id; request_id := v_sr.request_id; path := v_sr.path; message := '';
-        SELECT * INTO v_file FROM file_lock(v_sr.path, NULL, NULL, false);
-        IF v_file.id IS NULL THEN
-            PERFORM subrequest_fail(v_sr.id, 'PX001', format('no such file: %s', v_sr.path));
-            status := 'FAILED'; message := 'no such file';
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-        SELECT * INTO v_copy FROM disk_copy dc WHERE dc.file_id = v_file.id AND dc.status = 'STAGEOUT' FOR UPDATE;
-        IF v_copy.id IS NULL THEN
-            PERFORM subrequest_fail(v_sr.id, 'PX003', format('%s is not being written: there is nothing to close', v_sr.path));
-            status := 'FAILED'; message := 'nothing to close';
-        ELSIF v_copy.size_bytes IS NULL THEN
-            PERFORM subrequest_fail(v_sr.id, 'PX003', format('%s is still being written: run putdone once its upload has ended', v_sr.path));
-            status := 'FAILED'; message := 'upload not ended';
-        ELSE
-            PERFORM file_close_copy(v_file.id, v_copy.id);
-            UPDATE subrequest s SET file_id = v_file.id, disk_copy_id = v_copy.id, size_bytes = v_copy.size_bytes,
-                   checksum_adler32 = v_copy.checksum_adler32 WHERE s.id = v_sr.id;
-            PERFORM subrequest_finish(v_sr.id, 'closed');
-            status := 'FINISHED';
-        END IF;
-        RETURN NEXT;
-    END LOOP;
+    SELECT * INTO v_file FROM subrequest_file(p_id);
+    IF v_file.id IS NULL THEN
+        RETURN 'no such file';
+    END IF;
+    SELECT * INTO v_copy FROM disk_copy dc WHERE dc.file_id = v_file.id AND dc.status = 'STAGEOUT' FOR UPDATE;
+    IF v_copy.id IS NULL THEN
+        PERFORM subrequest_fail(p_id, 'PX003', format('%s is not being written: there is nothing to close', v_file.path));
+        RETURN 'nothing to close';
+    ELSIF v_copy.size_bytes IS NULL THEN
+        PERFORM subrequest_fail(p_id, 'PX003', format('%s is still being written: run putdone once its upload has ended', v_file.path));
+        RETURN 'upload not ended';
+    END IF;
+    PERFORM file_close_copy(v_file.id, v_copy.id);
+    UPDATE subrequest SET file_id = v_file.id, disk_copy_id = v_copy.id, size_bytes = v_copy.size_bytes,
+           checksum_adler32 = v_copy.checksum_adler32 WHERE id = p_id;
+    PERFORM subrequest_finish(p_id, 'closed');
+    RETURN '';
 END;
 $$;
 
--- subrequest_claim_rm removes files: writes in progress fail ("removed while being
+-- subrequest_decide_rm removes a file: writes in progress fail ("removed while being
 -- written"), subrequests waiting on the file or not yet transferring fail with not_found,
 -- reads already transferring finish (their copy is kept until they end), every copy becomes
 -- INVALID for its disk server to delete, and the namespace entry goes.
--- Locks: the claimed subrequests, their file rows, the other subrequests on those files.
-CREATE OR REPLACE FUNCTION subrequest_claim_rm(p_batch integer)
-RETURNS TABLE (id bigint, request_id uuid, path text, status subrequest_status, message text)
+-- Locks: the file row, the other subrequests on the file.
+CREATE OR REPLACE FUNCTION subrequest_decide_rm(p_id bigint)
+RETURNS text
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $$
-#variable_conflict use_column
 DECLARE
-    v_sr subrequest;
     v_file file;
     v_other subrequest;
 BEGIN
-    FOR v_sr IN
+    SELECT * INTO v_file FROM subrequest_file(p_id);
+    IF v_file.id IS NULL THEN
+        RETURN 'no such file';
+    END IF;
+    FOR v_other IN
         SELECT s.* FROM subrequest s
-        WHERE s.type = 'RM' AND s.status IN ('START', 'RESTART', 'RETRY')
-        ORDER BY s.id LIMIT p_batch FOR UPDATE SKIP LOCKED
+        WHERE s.file_id = v_file.id AND s.id <> p_id
+          AND (s.status IN ('WAITSUBREQ', 'WAITSCHED', 'SCHEDULED') OR (s.status = 'READY' AND s.type = 'PUT'))
+        ORDER BY s.id FOR UPDATE
     LOOP
-        id := v_sr.id; request_id := v_sr.request_id; path := v_sr.path; message := '';
-        SELECT * INTO v_file FROM file_lock(v_sr.path, NULL, NULL, false);
-        IF v_file.id IS NULL THEN
-            PERFORM subrequest_fail(v_sr.id, 'PX001', format('no such file: %s', v_sr.path));
-            status := 'FAILED'; message := 'no such file';
-            RETURN NEXT;
-            CONTINUE;
+        IF v_other.type = 'PUT' THEN
+            PERFORM subrequest_fail(v_other.id, 'PX003', format('%s was removed (stager_rm) while being written', v_file.path));
+        ELSE
+            PERFORM subrequest_fail(v_other.id, 'PX001', format('no such file: %s was removed (stager_rm)', v_file.path));
         END IF;
-        FOR v_other IN
-            SELECT s.* FROM subrequest s
-            WHERE s.file_id = v_file.id AND s.id <> v_sr.id
-              AND (s.status IN ('WAITSUBREQ', 'WAITSCHED', 'SCHEDULED') OR (s.status = 'READY' AND s.type = 'PUT'))
-            ORDER BY s.id FOR UPDATE
-        LOOP
-            IF v_other.type = 'PUT' THEN
-                PERFORM subrequest_fail(v_other.id, 'PX003', format('%s was removed (stager_rm) while being written', v_sr.path));
-            ELSE
-                PERFORM subrequest_fail(v_other.id, 'PX001', format('no such file: %s was removed (stager_rm)', v_sr.path));
-            END IF;
-        END LOOP;
-        UPDATE disk_copy dc SET status = 'INVALID', updated_at = now()
-        WHERE dc.file_id = v_file.id AND dc.status IN ('STAGED', 'STAGEOUT');
-        DELETE FROM file f WHERE f.id = v_file.id;
-        PERFORM subrequest_finish(v_sr.id, 'removed');
-        status := 'FINISHED';
-        RETURN NEXT;
     END LOOP;
+    UPDATE disk_copy SET status = 'INVALID', updated_at = now()
+    WHERE file_id = v_file.id AND status IN ('STAGED', 'STAGEOUT');
+    DELETE FROM file WHERE id = v_file.id;
+    PERFORM subrequest_finish(p_id, 'removed');
+    RETURN '';
 END;
 $$;

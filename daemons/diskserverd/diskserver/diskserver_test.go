@@ -155,13 +155,13 @@ func (e *env) submit(typ model.RequestType, autoClose bool, path string) string 
 func (e *env) stage() {
 	e.t.Helper()
 	require.NoError(e.t, e.db.Tx(e.ctx, "stage", func(q pg.Querier) error {
-		if _, err := model.SubrequestClaimPut(e.ctx, q, 100); err != nil {
+		if _, err := model.SubrequestClaim(e.ctx, q, "put", 100); err != nil {
 			return err
 		}
-		if _, err := model.SubrequestClaimGet(e.ctx, q, 100); err != nil {
+		if _, err := model.SubrequestClaim(e.ctx, q, "get", 100); err != nil {
 			return err
 		}
-		_, err := model.SubrequestClaimRm(e.ctx, q, 100)
+		_, err := model.SubrequestClaim(e.ctx, q, "rm", 100)
 		return err
 	}))
 }

@@ -303,7 +303,7 @@ func (c *cluster) schedulePut(id string) int64 {
 	_, err = model.FileSystemRegister(c.ctx, c.db.Pool(), ds[0].ID, "/data/ds1", "default", 1<<40, 1<<39)
 	require.NoError(c.t, err)
 	c.tx("stage", func(q pg.Querier) error {
-		rows, err := model.SubrequestClaimPut(c.ctx, q, 10)
+		rows, err := model.SubrequestClaim(c.ctx, q, "put", 10)
 		require.Len(c.t, rows, 1)
 		return err
 	})

@@ -1,5 +1,5 @@
 // Package stager is stagerd: one claim pool per request family, each calling the logic's
-// claim-and-decide function for its family (subrequest_claim_put, _get, _putdone, _rm).
+// claim-and-decide function (subrequest_claim) for its family.
 // All the deciding is SQL; this package claims, logs each decision, and reports.
 package stager
 
@@ -17,66 +17,17 @@ import (
 	"github.com/pollux-storage/pollux/model"
 )
 
-// decision is one row any family's claim function returns.
-type decision struct {
-	id        int64
-	requestID string
-	path      string
-	status    model.SubrequestStatus
-	message   string
-}
-
-// family is one request family: its pool and its claim function.
-type family struct {
-	pool  daemon.PoolSpec
-	claim func(ctx context.Context, q model.DBTX, batch int32) ([]decision, error)
-}
-
-var families = []family{
-	{daemon.PoolSpec{Name: "put", Workers: 4, Batch: 10, Doc: "decides stager_put subrequests"},
-		func(ctx context.Context, q model.DBTX, batch int32) ([]decision, error) {
-			rows, err := model.SubrequestClaimPut(ctx, q, batch)
-			out := make([]decision, len(rows))
-			for i, r := range rows {
-				out[i] = decision{r.ID, r.RequestID, r.Path, r.Status, r.Message}
-			}
-			return out, err
-		}},
-	{daemon.PoolSpec{Name: "get", Workers: 4, Batch: 10, Doc: "decides stager_get and stager_prepareToGet subrequests"},
-		func(ctx context.Context, q model.DBTX, batch int32) ([]decision, error) {
-			rows, err := model.SubrequestClaimGet(ctx, q, batch)
-			out := make([]decision, len(rows))
-			for i, r := range rows {
-				out[i] = decision{r.ID, r.RequestID, r.Path, r.Status, r.Message}
-			}
-			return out, err
-		}},
-	{daemon.PoolSpec{Name: "putdone", Workers: 2, Batch: 10, Doc: "decides stager_putdone subrequests"},
-		func(ctx context.Context, q model.DBTX, batch int32) ([]decision, error) {
-			rows, err := model.SubrequestClaimPutdone(ctx, q, batch)
-			out := make([]decision, len(rows))
-			for i, r := range rows {
-				out[i] = decision{r.ID, r.RequestID, r.Path, r.Status, r.Message}
-			}
-			return out, err
-		}},
-	{daemon.PoolSpec{Name: "rm", Workers: 2, Batch: 10, Doc: "decides stager_rm subrequests"},
-		func(ctx context.Context, q model.DBTX, batch int32) ([]decision, error) {
-			rows, err := model.SubrequestClaimRm(ctx, q, batch)
-			out := make([]decision, len(rows))
-			for i, r := range rows {
-				out[i] = decision{r.ID, r.RequestID, r.Path, r.Status, r.Message}
-			}
-			return out, err
-		}},
+// pools are the request families, one pool each; subrequest_family in the logic names the
+// same families.
+var pools = []daemon.PoolSpec{
+	{Name: "put", Workers: 4, Batch: 10, Doc: "decides stager_put subrequests"},
+	{Name: "get", Workers: 4, Batch: 10, Doc: "decides stager_get and stager_prepareToGet subrequests"},
+	{Name: "putdone", Workers: 2, Batch: 10, Doc: "decides stager_putdone subrequests"},
+	{Name: "rm", Workers: 2, Batch: 10, Doc: "decides stager_rm subrequests"},
 }
 
 // Spec declares stagerd.
 func Spec() daemon.Spec {
-	var pools []daemon.PoolSpec
-	for _, f := range families {
-		pools = append(pools, f.pool)
-	}
 	return daemon.Spec{
 		Name:     "stagerd",
 		Summary:  "decide new subrequests: where a file is written, read, closed or removed",
@@ -86,8 +37,8 @@ func Spec() daemon.Spec {
 		Ready:    instance.Ready,
 		Setup: func(ctx context.Context, env *daemon.Env) ([]service.Service, error) {
 			var out []service.Service
-			for _, f := range families {
-				p, err := newPool(env, f)
+			for _, f := range pools {
+				p, err := newPool(env, f.Name)
 				if err != nil {
 					return nil, err
 				}
@@ -98,25 +49,25 @@ func Spec() daemon.Spec {
 	}
 }
 
-func newPool(env *daemon.Env, f family) (*claim.Pool, error) {
-	workers, batch := env.Pool(f.pool.Name)
-	log := env.Logger(f.pool.Name)
+func newPool(env *daemon.Env, family string) (*claim.Pool, error) {
+	workers, batch := env.Pool(family)
+	log := env.Logger(family)
 	return claim.New(claim.Config{
-		Name: f.pool.Name, Workers: workers, Batch: batch,
+		Name: family, Workers: workers, Batch: batch,
 		// As subrequest_channel in the logic names it: each pool is woken by its own family.
-		Channels: []string{"pollux_subrequest_new_" + f.pool.Name},
+		Channels: []string{"pollux_subrequest_new_" + family},
 		Step: func(ctx context.Context) (int, error) {
-			var decided []decision
-			err := env.DB.Tx(ctx, "decide "+f.pool.Name+" subrequests", func(q pg.Querier) (err error) {
-				decided, err = f.claim(ctx, q, int32(batch))
+			var decided []model.SubrequestClaimRow
+			err := env.DB.Tx(ctx, "decide "+family+" subrequests", func(q pg.Querier) (err error) {
+				decided, err = model.SubrequestClaim(ctx, q, family, int32(batch))
 				return err
 			})
 			if err != nil {
 				return 0, err
 			}
 			for _, d := range decided {
-				log.Info("subrequest decided", zap.String(logging.KeyRequestID, d.requestID), zap.Int64("subrequest", d.id),
-					zap.String("path", d.path), zap.Stringer("status", d.status), zap.String("reason", d.message))
+				log.Info("subrequest decided", zap.String(logging.KeyRequestID, d.RequestID), zap.Int64("subrequest", d.ID),
+					zap.String("path", d.Path), zap.Stringer("status", d.Status), zap.String("reason", d.Message))
 			}
 			return len(decided), nil
 		},
