@@ -68,7 +68,6 @@ var LogicFunctions = []LogicFunction{
 	{Name: "disk_copy_deleted", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "void"},
 	{Name: "transfer_location", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint", Result: "TABLE(type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)"},
 	{Name: "transfer_start", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_disk_server_id bigint, p_mover_url text, p_token text", Result: "TABLE(type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)"},
-	{Name: "transfer_open", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text", Result: "TABLE(type request_type, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)"},
 	{Name: "transfer_put_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint, p_checksum_adler32 text", Result: "void"},
 	{Name: "transfer_get_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint", Result: "void"},
 	{Name: "transfer_fail", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_code text, p_message text", Result: "void"},
@@ -164,8 +163,6 @@ const (
 	TransferLocationSQL = "SELECT type, path, mount_point, disk_path, size_bytes, max_size_bytes FROM transfer_location($1::bigint)"
 	// TransferStartSQL is the statement TransferStart runs.
 	TransferStartSQL = "SELECT type, path, mount_point, disk_path, size_bytes, max_size_bytes FROM transfer_start($1::bigint, $2::bigint, $3::text, $4::text)"
-	// TransferOpenSQL is the statement TransferOpen runs.
-	TransferOpenSQL = "SELECT type, mount_point, disk_path, size_bytes, max_size_bytes FROM transfer_open($1::bigint, $2::text)"
 	// TransferPutEndedSQL is the statement TransferPutEnded runs.
 	TransferPutEndedSQL = "SELECT transfer_put_ended($1::bigint, $2::bigint, $3::text)"
 	// TransferGetEndedSQL is the statement TransferGetEnded runs.
@@ -839,35 +836,6 @@ func TransferStart(ctx context.Context, db DBTX, subrequestID int64, diskServerI
 	})
 	if err != nil {
 		return nil, fmt.Errorf("transfer_start: %w", err)
-	}
-	return result, nil
-}
-
-// TransferOpenRow is a row returned by transfer_open.
-type TransferOpenRow struct {
-	Type         RequestType `json:"type"`
-	MountPoint   string      `json:"mount_point"`
-	DiskPath     string      `json:"disk_path"`
-	SizeBytes    *int64      `json:"size_bytes"`
-	MaxSizeBytes int64       `json:"max_size_bytes"`
-}
-
-// TransferOpen calls the SQL function transfer_open (transfer.sql).
-//
-// Takes a transfer's one-time token back and says what to move; raises permission_denied
-// when it does not check.
-func TransferOpen(ctx context.Context, db DBTX, subrequestID int64, token string) ([]TransferOpenRow, error) {
-	rows, err := db.Query(ctx, TransferOpenSQL, subrequestID, token)
-	if err != nil {
-		return nil, fmt.Errorf("transfer_open: %w", err)
-	}
-	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TransferOpenRow, error) {
-		var r TransferOpenRow
-		err := row.Scan(&r.Type, &r.MountPoint, &r.DiskPath, &r.SizeBytes, &r.MaxSizeBytes)
-		return r, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("transfer_open: %w", err)
 	}
 	return result, nil
 }

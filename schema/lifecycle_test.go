@@ -100,17 +100,14 @@ func (l *life) diskServer(name string) (int64, int64) {
 	return reg[0].ID, fs
 }
 
-// transfer starts the mover of the subrequest on its server and takes the token back.
-func (l *life) transfer(s model.Subrequest) model.TransferOpenRow {
+// transfer starts the mover of the subrequest on its server.
+func (l *life) transfer(s model.Subrequest) model.TransferStartRow {
 	l.t.Helper()
 	require.NotNil(l.t, s.DiskServerID)
 	start, err := model.TransferStart(l.ctx, l.db.Pool(), s.ID, *s.DiskServerID, "http://mover/x", "tok-"+fmt.Sprint(s.ID))
 	require.NoError(l.t, err)
 	require.Len(l.t, start, 1)
-	open, err := model.TransferOpen(l.ctx, l.db.Pool(), s.ID, "tok-"+fmt.Sprint(s.ID))
-	require.NoError(l.t, err)
-	require.Len(l.t, open, 1)
-	return open[0]
+	return start[0]
 }
 
 func (l *life) query(path string) (model.FileQueryRow, error) {
@@ -172,24 +169,21 @@ func TestPutLifeCycle(t *testing.T) {
 	s = l.sub(req)
 	require.Equal(t, model.SubrequestStatusScheduled, s.Status)
 	token := "tok-" + fmt.Sprint(s.ID)
-	_, err = model.TransferStart(l.ctx, l.db.Pool(), s.ID, *s.DiskServerID, "http://mover/x", token)
+	started, err := model.TransferStart(l.ctx, l.db.Pool(), s.ID, *s.DiskServerID, "http://mover/x", token)
 	require.NoError(t, err)
+	open := started[0]
+	require.Equal(t, model.RequestTypePut, open.Type)
+	require.Equal(t, "/data/ds1", open.MountPoint)
+	require.NotEmpty(t, open.DiskPath)
+	ready := l.sub(req)
+	require.Equal(t, model.SubrequestStatusReady, ready.Status)
+	require.Equal(t, token, *ready.Token, "the client's long poll returns the token")
 	// A start retried after a lost acknowledgement answers again; another token does not.
 	restart, err := model.TransferStart(l.ctx, l.db.Pool(), s.ID, *s.DiskServerID, "http://mover/x", token)
 	require.NoError(t, err)
 	require.Len(t, restart, 1)
 	_, err = model.TransferStart(l.ctx, l.db.Pool(), s.ID, *s.DiskServerID, "http://mover/x", "other")
 	require.Equal(t, model.SQLStateConflict, sqlstate(err))
-	opened, err := model.TransferOpen(l.ctx, l.db.Pool(), s.ID, token)
-	require.NoError(t, err)
-	open := opened[0]
-	require.Equal(t, model.RequestTypePut, open.Type)
-	require.Equal(t, "/data/ds1", open.MountPoint)
-	require.NotEmpty(t, open.DiskPath)
-
-	// The token is one-time.
-	_, err = model.TransferOpen(l.ctx, l.db.Pool(), s.ID, "tok-"+fmt.Sprint(s.ID))
-	require.Equal(t, model.SQLStatePermissionDenied, sqlstate(err))
 
 	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, 1024, "0a0b0c0d"))
 	require.Equal(t, model.SubrequestStatusFinished, l.sub(req).Status)

@@ -228,13 +228,18 @@ func decodeJSON(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // Submit stores a request. A request the service already had with this id (an earlier try
 // that got through) is not an error: Created is false.
-func (c *Client) Submit(ctx context.Context, req api.SubmitRequest) (api.SubmitResponse, error) {
+func (c *Client) Submit(ctx context.Context, req api.SubmitRequest, wait time.Duration) (api.SubmitResponse, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return api.SubmitResponse{}, fmt.Errorf("encode request: %w", err)
 	}
+	path, timeout := api.PathRequests, c.CallTimeout
+	if wait > 0 {
+		path += "?" + url.Values{api.ParamWait: {wait.String()}}.Encode()
+		timeout += wait
+	}
 	var out api.SubmitResponse
-	_, err = c.call(ctx, http.MethodPost, api.PathRequests, body, c.CallTimeout, &out)
+	_, err = c.call(ctx, http.MethodPost, path, body, timeout, &out)
 	return out, err
 }
 
@@ -254,17 +259,23 @@ func (c *Client) Request(ctx context.Context, id string, since time.Time, wait t
 
 // Wait long-polls a request until done holds for every subrequest, writing each new info
 // of a subrequest still waiting ("queued, no disk server available") to info, unless info
-// is nil, and
-// calling each, unless nil, once for every subrequest as soon as done holds for it: with
-// many files, the first movers need not wait for the last to be ready.
-func (c *Client) Wait(ctx context.Context, id string, done func(api.Subrequest) bool, info io.Writer, each func(api.Subrequest)) (api.Request, error) {
+// is nil, and calling each, unless nil, once for every subrequest as soon as done holds for
+// it: with many files, the first movers need not wait for the last to be ready.
+// first, when not nil, is the request as already known (SubmitResponse.Request): the wait
+// goes on from there rather than reading it again.
+func (c *Client) Wait(ctx context.Context, id string, first *api.Request, done func(api.Subrequest) bool, info io.Writer, each func(api.Subrequest)) (api.Request, error) {
 	var since time.Time
 	said := map[int64]string{}
 	over := map[int64]bool{}
 	for {
-		req, err := c.Request(ctx, id, since, c.PollWait)
-		if err != nil {
-			return req, err
+		var req api.Request
+		if first != nil {
+			req, first = *first, nil
+		} else {
+			var err error
+			if req, err = c.Request(ctx, id, since, c.PollWait); err != nil {
+				return req, err
+			}
 		}
 		all := true
 		for _, s := range req.Subrequests {

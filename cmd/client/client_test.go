@@ -217,7 +217,7 @@ func TestFailover(t *testing.T) {
 	cl.RoundPause = 10 * time.Millisecond
 	defer cl.Close()
 	before := c.count("select count(*) from request")
-	sub, err := cl.Submit(context.Background(), api.SubmitRequest{ID: client.NewRequestID(), Type: "GET", Paths: []string{"/pollux/f0"}})
+	sub, err := cl.Submit(context.Background(), api.SubmitRequest{ID: client.NewRequestID(), Type: "GET", Paths: []string{"/pollux/f0"}}, 0)
 	require.NoError(t, err)
 	require.False(t, sub.Created, "the retry found the request stored by the lost try")
 	require.EqualValues(t, 2, calls.Load())

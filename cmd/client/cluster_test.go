@@ -44,6 +44,8 @@ type cluster struct {
 
 	mu    sync.Mutex
 	files map[string][]byte // disk_path → content
+	// started are the transfers the mover published and no client has opened yet.
+	started map[int64]startedTransfer
 	// corrupt makes the mover send a wrong checksum with downloads.
 	corrupt atomic.Bool
 }
@@ -54,7 +56,7 @@ func newCluster(t *testing.T, withDiskServer bool) *cluster {
 	dsn := schematest.DSN(t)
 	db, err := pg.Open(ctx, pg.Config{DSN: dsn})
 	require.NoError(t, err)
-	c := &cluster{t: t, ctx: ctx, db: db, files: map[string][]byte{}}
+	c := &cluster{t: t, ctx: ctx, db: db, files: map[string][]byte{}, started: map[int64]startedTransfer{}}
 	c.rhd = rhdtest.Start(t, dsn, rhdtest.WriteTokens(t, map[string]string{token: "alice", "bob-token": "bob"}))
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /t/{id}", c.upload)
@@ -155,7 +157,17 @@ func (c *cluster) step() {
 		if err != nil {
 			break
 		}
-		_, err = model.TransferStart(ctx, c.db.Pool(), id, c.ds.Load(), fmt.Sprintf("%s/t/%d", c.mover.URL, id), randomToken())
+		tok := randomToken()
+		err = c.db.Tx(ctx, "start transfer", func(q pg.Querier) error {
+			rows, err := model.TransferStart(ctx, q, id, c.ds.Load(), fmt.Sprintf("%s/t/%d", c.mover.URL, id), tok)
+			if err == nil {
+				// Before the commit, as diskserverd: the client may come at once.
+				c.mu.Lock()
+				c.started[id] = startedTransfer{token: tok, loc: rows[0]}
+				c.mu.Unlock()
+			}
+			return err
+		})
 	}
 	if err != nil && ctx.Err() == nil {
 		c.t.Errorf("drive the logic: %v", err)
@@ -174,24 +186,31 @@ func moverError(w http.ResponseWriter, status int, kind model.ErrorKind, msg str
 	_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: api.Error{Kind: string(kind), Message: msg}})
 }
 
-// open takes the transfer's token back, as diskserverd's mover does before moving a byte.
-func (c *cluster) open(w http.ResponseWriter, r *http.Request) (int64, model.TransferOpenRow, bool) {
+type startedTransfer struct {
+	token string
+	loc   model.TransferStartRow
+}
+
+// open spends the transfer's one-time token, as diskserverd's mover does before moving a
+// byte.
+func (c *cluster) open(w http.ResponseWriter, r *http.Request) (int64, model.TransferStartRow, bool) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil {
 		moverError(w, 404, model.ErrorKindNotFound, "no such transfer")
-		return 0, model.TransferOpenRow{}, false
+		return 0, model.TransferStartRow{}, false
 	}
 	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	rows, err := model.TransferOpen(r.Context(), c.db.Pool(), id, tok)
-	if err != nil {
-		kind, ok := model.KindOfSQLState(pg.SQLState(err))
-		if !ok {
-			kind = model.ErrorKindInternal
-		}
-		moverError(w, kind.HTTPStatus(), kind, pg.ServerMessage(err))
-		return 0, model.TransferOpenRow{}, false
+	c.mu.Lock()
+	st, ok := c.started[id]
+	if ok && st.token == tok {
+		delete(c.started, id)
 	}
-	return id, rows[0], true
+	c.mu.Unlock()
+	if !ok || st.token != tok {
+		moverError(w, http.StatusForbidden, model.ErrorKindPermission, fmt.Sprintf("the transfer token for subrequest %d does not check", id))
+		return 0, model.TransferStartRow{}, false
+	}
+	return id, st.loc, true
 }
 
 func (c *cluster) upload(w http.ResponseWriter, r *http.Request) {

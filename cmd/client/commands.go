@@ -243,7 +243,11 @@ func runRequest(ctx context.Context, e Env, rc requestCommand) int {
 	}
 	cl := New(cfg)
 	defer cl.Close()
-	sub, err := cl.Submit(ctx, api.SubmitRequest{ID: NewRequestID(), Type: string(rc.typ), ServiceClass: o.svc, UserTag: o.tag, Paths: o.paths})
+	wait := cl.PollWait
+	if o.noWait {
+		wait = 0
+	}
+	sub, err := cl.Submit(ctx, api.SubmitRequest{ID: NewRequestID(), Type: string(rc.typ), ServiceClass: o.svc, UserTag: o.tag, Paths: o.paths}, wait)
 	if err != nil {
 		return failed(err)
 	}
@@ -294,7 +298,7 @@ func runRequest(ctx context.Context, e Env, rc requestCommand) int {
 			fmt.Fprintf(e.Stdout, "%s %s %s\n", s.Path, s.Status, s.Info)
 		}
 	}
-	req, err := cl.Wait(ctx, sub.ID, rc.until, info, each)
+	req, err := cl.Wait(ctx, sub.ID, sub.Request, rc.until, info, each)
 	if err != nil {
 		return failed(err)
 	}
@@ -513,7 +517,7 @@ func copyFile(ctx context.Context, e Env) int {
 	defer cl.Close()
 	start := time.Now()
 	sub, err := cl.Submit(ctx, api.SubmitRequest{ID: NewRequestID(), Type: string(typ), ServiceClass: o.svc, UserTag: o.tag,
-		Paths: []string{remote}, AutoClose: up})
+		Paths: []string{remote}, AutoClose: up}, cl.PollWait)
 	if err != nil {
 		return failed(err)
 	}
@@ -521,7 +525,7 @@ func copyFile(ctx context.Context, e Env) int {
 	if !o.json {
 		info = e.Stderr
 	}
-	req, err := cl.Wait(ctx, sub.ID, Ready, info, nil)
+	req, err := cl.Wait(ctx, sub.ID, sub.Request, Ready, info, nil)
 	if err != nil {
 		return failed(err)
 	}

@@ -160,6 +160,9 @@ func (c *Cluster) dataDir() string   { return filepath.Join(c.Dir, "data") }
 func (c *Cluster) socketDir() string { return filepath.Join(c.Dir, "run") }
 func (c *Cluster) logFile() string   { return filepath.Join(c.Dir, "log", "postgres.log") }
 
+// LogFile is the server's log.
+func (c *Cluster) LogFile() string { return c.logFile() }
+
 // DSN is the libpq-style URL of database dbname on this cluster.
 func (c *Cluster) DSN(dbname string) string {
 	q := url.Values{}

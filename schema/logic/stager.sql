@@ -49,7 +49,7 @@ SET search_path = public, pg_temp
 AS $$
 BEGIN
     UPDATE subrequest SET status = 'WAITSCHED', file_id = p_file_id, disk_copy_id = p_disk_copy_id,
-                          info = 'waiting for a disk server', next_attempt_at = now(), updated_at = now()
+                          info = 'waiting to be scheduled', next_attempt_at = now(), updated_at = now()
     WHERE id = p_id;
     PERFORM pg_notify('pollux_subrequest_waitsched', '');
 END;

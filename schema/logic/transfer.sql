@@ -1,6 +1,7 @@
 -- Transfers as the disk servers' movers report them. A transfer job starts a mover, which
 -- publishes its endpoint and a one-time token (the client's long poll returns with them),
--- takes the token back on the client's first call, and reports the end.
+-- checks the token itself on the client's first call (no round trip here: the mover holds
+-- what it published), and reports the end, which clears the token.
 
 -- transfer_location says what a transfer moves and where its copy lives: the one place that
 -- derives a copy's location and the service class's size limit. Reads only.
@@ -48,30 +49,6 @@ BEGIN
         PERFORM request_refresh(v_sr.request_id);
     END IF;
     RETURN QUERY SELECT * FROM transfer_location(p_subrequest_id);
-END;
-$$;
-
--- transfer_open takes a transfer's one-time token back (it cannot be used again) and says
--- what to move. Raises: permission_denied (PX004) when the token does not check.
--- Locks: the subrequest.
-CREATE OR REPLACE FUNCTION transfer_open(p_subrequest_id bigint, p_token text)
-RETURNS TABLE (type request_type, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)
-LANGUAGE plpgsql
-SET search_path = public, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    v_sr subrequest;
-BEGIN
-    UPDATE subrequest s SET token = NULL, info = 'transferring', updated_at = now()
-    WHERE s.id = p_subrequest_id AND s.status = 'READY' AND s.token IS NOT NULL AND s.token = p_token
-    RETURNING s.* INTO v_sr;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'the transfer token for subrequest % does not check: it is wrong, was used already, or the transfer is over',
-            p_subrequest_id USING ERRCODE = 'PX004';
-    END IF;
-    RETURN QUERY SELECT t.type, t.mount_point, t.disk_path, t.size_bytes, t.max_size_bytes
-    FROM transfer_location(p_subrequest_id) t;
 END;
 $$;
 

@@ -32,6 +32,9 @@ type RequestOptions struct {
 	Clients   int    // concurrent clients for the throughput figures
 	PerClient int    // files each concurrent client puts and gets
 	BigBytes  int64  // size of the mover bandwidth file
+	// ServerLog is the server's log file, when the benchmark may turn statement logging on
+	// (AdminDSN's role is a superuser) to count each daemon's transactions; "" skips that.
+	ServerLog string
 }
 
 // Latency summarises round trips.
@@ -50,6 +53,9 @@ func latency(ds []time.Duration) Latency {
 type RequestReport struct {
 	PutRoundTrip, CpRoundTrip, GetRoundTrip Latency
 	TxPerPutdone, TxPerCp                   float64
+	// StatementTx are the transactions per cp (PUT) and per GET that ran a statement, by
+	// daemon (from the server's statement log), when counted.
+	StatementTx map[string]map[string]float64
 	PutsPerSecond, GetsPerSecond            float64
 	Clients                                 int
 	BigBytes                                int64
@@ -150,6 +156,13 @@ func RunRequests(ctx context.Context, o RequestOptions, progress io.Writer) (Req
 		return rep, err
 	}
 
+	if o.ServerLog != "" {
+		fmt.Fprintf(progress, "pollux-bench: counting each daemon's transactions over %d puts and %d gets (statement log)\n", o.TxPuts, o.TxPuts)
+		if rep.StatementTx, err = b.statementTransactions(ctx, o, small); err != nil {
+			return rep, err
+		}
+	}
+
 	fmt.Fprintf(progress, "pollux-bench: %d clients × %d puts then gets of 1 KiB files\n", o.Clients, o.PerClient)
 	rep.Clients = o.Clients
 	if rep.PutsPerSecond, err = b.parallel(ctx, o.Clients, o.PerClient, func(cl, i int) error {
@@ -204,10 +217,11 @@ func ready(s api.Subrequest) bool { return s.Status == "READY" || finished(s) }
 // request submits one request for one path and waits until done holds.
 func (b *reqBench) request(ctx context.Context, typ, path string, autoClose bool, done func(api.Subrequest) bool) (api.Subrequest, error) {
 	id := client.NewRequestID()
-	if _, err := b.c.Submit(ctx, api.SubmitRequest{ID: id, Type: typ, ServiceClass: "default", Paths: []string{path}, AutoClose: autoClose}); err != nil {
+	sub, err := b.c.Submit(ctx, api.SubmitRequest{ID: id, Type: typ, ServiceClass: "default", Paths: []string{path}, AutoClose: autoClose}, b.c.PollWait)
+	if err != nil {
 		return api.Subrequest{}, fmt.Errorf("%s %s: %w", typ, path, err)
 	}
-	req, err := b.c.Wait(ctx, id, done, nil, nil)
+	req, err := b.c.Wait(ctx, id, sub.Request, done, nil, nil)
 	if err != nil {
 		return api.Subrequest{}, fmt.Errorf("%s %s: %w", typ, path, err)
 	}
@@ -286,6 +300,78 @@ func (b *reqBench) transactions(ctx context.Context, db *pg.DB, n int, fn func(i
 	}
 	busy := float64(c2-c1-1) - idle*t2.Sub(t1).Seconds()
 	return busy / float64(n), nil
+}
+
+// statementTransactions counts the transactions each daemon runs per cp and per get, from
+// the server's statement log, less what the idle instance runs in as long.
+func (b *reqBench) statementTransactions(ctx context.Context, o RequestOptions, small string) (map[string]map[string]float64, error) {
+	log, err := startStatementLog(ctx, o.AdminDSN, o.ServerLog)
+	if err != nil {
+		return nil, err
+	}
+	defer log.Stop(context.WithoutCancel(ctx))
+	window := func(fn func() error) (map[string]int, time.Duration, error) {
+		from, err := log.Offset()
+		if err != nil {
+			return nil, 0, err
+		}
+		start := time.Now()
+		if err := fn(); err != nil {
+			return nil, 0, err
+		}
+		// River completes finished jobs in batches every 50 ms.
+		time.Sleep(200 * time.Millisecond)
+		took := time.Since(start)
+		to, err := log.Offset()
+		if err != nil {
+			return nil, 0, err
+		}
+		counts, err := log.Transactions(RequestDatabase, from, to)
+		return counts, took, err
+	}
+	idle, idleTook, err := window(func() error { time.Sleep(5 * time.Second); return nil })
+	if err != nil {
+		return nil, err
+	}
+	perCall := func(counts map[string]int, took time.Duration) map[string]float64 {
+		out := map[string]float64{}
+		for p, n := range counts {
+			out[p] += float64(n)
+		}
+		for p, n := range idle {
+			out[p] -= float64(n) * took.Seconds() / idleTook.Seconds()
+		}
+		for p := range out {
+			out[p] = max(out[p], 0) / float64(o.TxPuts)
+		}
+		return out
+	}
+	out := map[string]map[string]float64{}
+	puts, took, err := window(func() error {
+		for i := range o.TxPuts {
+			if _, err := b.put(ctx, small, fmt.Sprintf("/pollux/bench/s%d", i), true); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out["cp"] = perCall(puts, took)
+	gets, took, err := window(func() error {
+		for i := range o.TxPuts {
+			if _, err := b.get(ctx, fmt.Sprintf("/pollux/bench/s%d", i), filepath.Join(b.dir, "back")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out["get"] = perCall(gets, took)
+	return out, nil
 }
 
 func (b *reqBench) parallel(ctx context.Context, clients, each int, fn func(cl, i int) error) (float64, error) {
@@ -396,5 +482,28 @@ target: mover ≥ 70 %% of a plain copy: up %.0f %%, down %.0f %% → %s
 		r.TxPerCp, r.TxPerPutdone, verdict(r.TxPerCp <= 9),
 		100*r.PlainCopy.Seconds()/r.Upload.Seconds(), 100*r.PlainCopy.Seconds()/r.Download.Seconds(),
 		verdict(r.PlainCopy.Seconds()/r.Upload.Seconds() >= 0.7 && r.PlainCopy.Seconds()/r.Download.Seconds() >= 0.7))
+	if err != nil || r.StatementTx == nil {
+		return err
+	}
+	fmt.Fprintf(w, "\ntransactions that ran a statement, by daemon (server statement log, less the idle rate):\n")
+	fmt.Fprintf(w, "  %-14s %8s %8s\n", "", "cp up", "get")
+	programs := []string{"rhd", "stagerd", "jobmanagerd", "schedulerd", "diskserverd"}
+	for _, m := range r.StatementTx {
+		for p := range m {
+			if !slices.Contains(programs, p) {
+				programs = append(programs, p)
+			}
+		}
+	}
+	var total [2]float64
+	for _, p := range programs {
+		cp, get := r.StatementTx["cp"][p], r.StatementTx["get"][p]
+		total[0], total[1] = total[0]+cp, total[1]+get
+		fmt.Fprintf(w, "  %-14s %8.2f %8.2f\n", p, cp, get)
+	}
+	_, err = fmt.Fprintf(w, "  %-14s %8.2f %8.2f\n", "total", total[0], total[1])
+	if err == nil {
+		_, err = fmt.Fprintf(w, "target: transactions per PUT ≤ 9 (CASTOR2), counted by statement: %.1f → %s\n", total[0], verdict(total[0] <= 9))
+	}
 	return err
 }

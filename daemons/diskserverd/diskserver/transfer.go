@@ -67,6 +67,10 @@ func (w *transferWorker) Work(ctx context.Context, job *river.Job[jobs.Transfer]
 	var rows []model.TransferStartRow
 	err = w.db.Tx(ctx, "start transfer", func(q pg.Querier) (err error) {
 		rows, err = model.TransferStart(ctx, q, id, w.server.id(), moverURL, token)
+		if err == nil && len(rows) > 0 {
+			// Before the commit: a client can hold the token only once the mover knows it.
+			t.Describe(rows[0], token)
+		}
 		return err
 	})
 	switch {
@@ -80,7 +84,6 @@ func (w *transferWorker) Work(ctx context.Context, job *river.Job[jobs.Transfer]
 		return w.fail(ctx, log, id, "the subrequest has no disk copy to transfer")
 	}
 	r := rows[0]
-	t.Describe(r.Type, r.Path)
 	log = log.With(zap.String("path", r.Path), zap.Stringer("type", r.Type))
 	log.Info("transfer ready: waiting for the client", zap.String("mover_url", moverURL),
 		zap.String("mount_point", r.MountPoint), zap.String("disk_path", r.DiskPath))
@@ -92,7 +95,6 @@ func (w *transferWorker) Work(ctx context.Context, job *river.Job[jobs.Transfer]
 	var deadline <-chan time.Time
 	started := t.Started()
 	draining := w.draining
-	openPassed, drainSeen := false, false
 	handBack := func() error {
 		log.Info("transfer handed back: the disk server is stopping")
 		return river.JobCancel(fmt.Errorf("transfer of subrequest %d not started: %w", id, mover.ErrShutdown))
@@ -117,20 +119,11 @@ func (w *transferWorker) Work(ctx context.Context, job *river.Job[jobs.Transfer]
 			deadline = timer.C
 			log.Info("client connected")
 		case <-open.C:
-			openPassed = true
 			if t.Expire(late) {
 				return w.fail(ctx, log, id, late.Error())
 			}
-		case <-t.Poked():
-			// A client's token check failed just as the wait ran out: look again.
-			switch {
-			case drainSeen && t.Expire(mover.ErrShutdown):
-				return handBack()
-			case openPassed && t.Expire(late):
-				return w.fail(ctx, log, id, late.Error())
-			}
 		case <-draining:
-			draining, drainSeen = nil, true
+			draining = nil
 			// Nobody is waiting on a transfer whose client has not come: hand it back now
 			// (takeBack) rather than hold the drain. One that moves data may finish.
 			if t.Expire(mover.ErrShutdown) {

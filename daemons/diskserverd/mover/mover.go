@@ -1,7 +1,7 @@
 // Package mover is the data side of a disk server: an HTTP handler that receives uploads
 // (PUT) into and serves downloads (GET) from the server's file systems, authorised by the
 // one-time token a transfer job published, and reports each transfer's end to the
-// database (transfer_open, transfer_put_ended, transfer_get_ended, transfer_fail).
+// database (transfer_put_ended, transfer_get_ended, transfer_fail).
 //
 // Wire contract, beside daemons/rhd/api:
 //
@@ -17,7 +17,7 @@
 //
 // A download's checksum travels as a trailer because the mover computes it while it
 // streams: the alternatives were reading every file twice before its first byte goes out,
-// or a checksum from the catalogue that transfer_open does not return. HTTP/1.1 sends
+// or a checksum from the catalogue that transfer_start does not return. HTTP/1.1 sends
 // trailers only with chunked encoding, which excludes a Content-Length, so the size is in
 // X-Pollux-Size (api.HeaderSize) instead. A response cut short never ends with the final
 // chunk (the mover aborts the connection), so a client sees a truncated download as a
@@ -99,7 +99,7 @@ type transfer struct {
 	h       *Handler
 	id      int64
 	t       *Transfer
-	row     model.TransferOpenRow
+	row     model.TransferStartRow
 	ctx     context.Context
 	log     *zap.Logger
 	wantSum string
@@ -108,7 +108,8 @@ type transfer struct {
 	unblockRead func()
 }
 
-// ServeHTTP checks the call, takes the token back (transfer_open), then moves the data.
+// ServeHTTP checks the call, spends the one-time token its job published, then moves the
+// data.
 // Everything that can be refused without spending the token (missing header, wrong
 // method) is refused first, so that the client can correct the call and try again.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -166,27 +167,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("subrequest %d is a %s transfer: use %s, not %s", id, typ, typ, r.Method))
 		return
 	}
-	if err := x.t.enter(); err != nil {
-		replyError(w, http.StatusForbidden, model.SQLStatePermissionDenied,
-			fmt.Sprintf("the transfer of subrequest %d is over: %v", id, err))
-		return
-	}
-	var rows []model.TransferOpenRow
-	err = h.cfg.DB.Do(r.Context(), "open transfer", func(q pg.Querier) (err error) {
-		rows, err = model.TransferOpen(r.Context(), q, id, token)
-		return err
-	})
+	row, err := x.t.open(token)
 	if err != nil {
-		x.t.leave()
-		if pg.SQLState(err) == model.SQLStatePermissionDenied {
-			x.log.Info("transfer token refused", zap.String("reason", pg.ServerMessage(err)))
-			replyError(w, http.StatusForbidden, model.SQLStatePermissionDenied, pg.ServerMessage(err))
-			return
-		}
-		x.log.Error("transfer open", zap.Error(err))
-		replyError(w, http.StatusServiceUnavailable, model.SQLStateUnavailable, fmt.Sprintf("checking the transfer token: %v", err))
+		x.log.Info("transfer token refused", zap.String("reason", err.Error()))
+		replyError(w, http.StatusForbidden, model.SQLStatePermissionDenied, err.Error())
 		return
 	}
+	x.row = row
 
 	// From here the token is spent: the transfer ends recorded, one way or another.
 	ctx, cancel := context.WithCancelCause(r.Context())
@@ -226,18 +213,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	switch {
-	case len(rows) == 0:
+	case x.row.DiskPath == "":
 		outcome = x.fail(w, http.StatusInternalServerError, model.SQLStateTransferFailed,
 			fmt.Sprintf("subrequest %d has no disk copy to transfer", id))
-	case string(rows[0].Type) != r.Method:
-		x.row = rows[0]
-		outcome = x.fail(w, http.StatusMethodNotAllowed, model.SQLStateInvalidArgument,
-			fmt.Sprintf("subrequest %d is a %s transfer, but the client sent a %s", id, rows[0].Type, r.Method))
 	case r.Method == http.MethodPut:
-		x.row = rows[0]
 		outcome = x.put(w, r)
 	default:
-		x.row = rows[0]
 		outcome = x.get(w)
 	}
 }

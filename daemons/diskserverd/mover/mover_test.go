@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pollux-storage/pollux/model"
 )
 
 func randomBytes(t *testing.T, n int) []byte {
@@ -91,17 +93,29 @@ func TestTransfersCoordinateJobAndHandler(t *testing.T) {
 	_, ok = ts.Add(7)
 	require.False(t, ok, "one transfer per subrequest")
 
-	// A client checking its token keeps the job from giving up on it.
-	require.NoError(t, tr.enter())
-	require.False(t, tr.Expire(errors.New("late")))
-	tr.leave()
-	<-tr.Poked()
-	require.True(t, tr.Expire(errors.New("late")))
-	require.EqualError(t, tr.enter(), "late", "once given up, clients are turned away")
+	tr.Describe(model.TransferStartRow{Type: model.RequestTypePut, Path: "/pollux/f", MountPoint: "/data", DiskPath: "1.1"}, "secret")
+	_, err := tr.open("guess")
+	require.ErrorContains(t, err, "does not check", "a wrong token is refused")
+	require.True(t, tr.Expire(errors.New("late")), "a refused client does not hold the transfer")
+	_, err = tr.open("secret")
+	require.ErrorContains(t, err, "is over: late", "once given up, clients are turned away, even with the token")
+
+	// A client that presented the token keeps the job from giving up on it; the token is
+	// good once.
+	tr3, _ := NewTransfers().Add(9)
+	tr3.Describe(model.TransferStartRow{Type: model.RequestTypeGet, DiskPath: "1.2"}, "secret")
+	loc, err := tr3.open("secret")
+	require.NoError(t, err)
+	require.Equal(t, "1.2", loc.DiskPath)
+	require.False(t, tr3.Expire(errors.New("late")))
+	_, err = tr3.open("secret")
+	require.ErrorContains(t, err, "was used already")
 
 	// An abort that comes before the handler started is handed to it.
 	tr2, _ := NewTransfers().Add(8)
-	require.NoError(t, tr2.enter())
+	tr2.Describe(model.TransferStartRow{Type: model.RequestTypePut, DiskPath: "1.3"}, "secret")
+	_, err = tr2.open("secret")
+	require.NoError(t, err)
 	tr2.Abort(ErrShutdown)
 	var got error
 	require.ErrorIs(t, tr2.start(func(err error) { got = err }), ErrShutdown)

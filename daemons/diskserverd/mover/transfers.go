@@ -1,7 +1,9 @@
 package mover
 
 import (
+	"crypto/subtle"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/pollux-storage/pollux/model"
@@ -11,8 +13,9 @@ import (
 // A transfer job adds one before it publishes the endpoint (so a client that connects at
 // once finds it) and removes it when it returns; the HTTP handlers find it to tell the job
 // that the client came and when the transfer ended, and the job uses it to time the
-// transfer out. The database stays the authority on the token; a transfer missing from
-// the table is not served, so that every transfer the mover runs is bounded by its job.
+// transfer out. The job published the transfer's one-time token (transfer_start), so the
+// mover checks it here, without a database round trip; a transfer missing from the table
+// is not served, so that every transfer the mover runs is bounded by its job.
 type Transfers struct {
 	mu sync.Mutex
 	m  map[int64]*Transfer
@@ -29,7 +32,7 @@ func (ts *Transfers) Add(id int64) (*Transfer, bool) {
 	if _, ok := ts.m[id]; ok {
 		return nil, false
 	}
-	t := &Transfer{ID: id, started: make(chan struct{}), ended: make(chan struct{}), poke: make(chan struct{}, 1)}
+	t := &Transfer{ID: id, started: make(chan struct{}), ended: make(chan struct{})}
 	ts.m[id] = t
 	return t, true
 }
@@ -61,32 +64,31 @@ type Transfer struct {
 	// ID is the subrequest's id.
 	ID int64
 
-	mu        sync.Mutex
-	typ       model.RequestType
-	path      string
-	opening   int         // handlers between the token check's start and its answer
-	refused   error       // set once the job gave up waiting: clients are turned away with it
-	isStarted bool        // a handler holds the token
-	abort     func(error) // stops the handler's I/O; set while it runs
-	cause     error       // an abort that came before the handler could take it
-	isEnded   bool
-	outcome   error
-	started   chan struct{}
-	ended     chan struct{}
-	poke      chan struct{}
+	mu      sync.Mutex
+	loc     model.TransferStartRow
+	token   string
+	refused error       // set once the job gave up waiting: clients are turned away with it
+	claimed bool        // a client presented the token: it cannot be used again
+	abort   func(error) // stops the handler's I/O; set while it runs
+	cause   error       // an abort that came before the handler could take it
+	isEnded bool
+	outcome error
+	started chan struct{}
+	ended   chan struct{}
 }
 
-// Describe records what transfer_start said, for the handlers' checks and logs.
-func (t *Transfer) Describe(typ model.RequestType, path string) {
+// Describe records what transfer_start said and the token it published. The job calls it
+// before the start commits, so no client can hold the token before the mover knows it.
+func (t *Transfer) Describe(loc model.TransferStartRow, token string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.typ, t.path = typ, path
+	t.loc, t.token = loc, token
 }
 
 func (t *Transfer) describe() (model.RequestType, string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.typ, t.path
+	return t.loc.Type, t.loc.Path
 }
 
 // Started is closed when a client presented the right token.
@@ -94,10 +96,6 @@ func (t *Transfer) Started() <-chan struct{} { return t.started }
 
 // Ended is closed when the handler is done; Outcome then says whether it recorded the end.
 func (t *Transfer) Ended() <-chan struct{} { return t.ended }
-
-// Poked receives when a client's token check failed, so that a job whose wait for the
-// client ran out while that check was under way can look again.
-func (t *Transfer) Poked() <-chan struct{} { return t.poke }
 
 // Outcome is nil once the handler recorded the transfer's end in the database (success,
 // failure, or the subrequest was already over), else why it could not.
@@ -107,14 +105,14 @@ func (t *Transfer) Outcome() error {
 	return t.outcome
 }
 
-// Expire turns clients away with reason from now on, unless one is checking its token or
-// has started; it reports whether it did. The job calls it when the client is late, and
-// records the failure only when it returns true, so that a client connecting at that
-// very moment is either served or refused, never both.
+// Expire turns clients away with reason from now on, unless one has presented the token;
+// it reports whether it did. The job calls it when the client is late, and records the
+// failure only when it returns true, so that a client connecting at that very moment is
+// either served or refused, never both.
 func (t *Transfer) Expire(reason error) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.isStarted || t.opening > 0 || t.isEnded {
+	if t.claimed || t.isEnded {
 		return false
 	}
 	t.refused = reason
@@ -140,35 +138,28 @@ func (t *Transfer) Abort(cause error) {
 	}
 }
 
-// enter admits a client to the token check, or says why not.
-func (t *Transfer) enter() error {
+// open spends the one-time token for the client that presents it and says what to move,
+// or says why the client is turned away.
+func (t *Transfer) open(token string) (model.TransferStartRow, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.refused != nil {
-		return t.refused
+	switch {
+	case t.refused != nil:
+		return model.TransferStartRow{}, fmt.Errorf("the transfer of subrequest %d is over: %w", t.ID, t.refused)
+	case t.token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(t.token)) != 1:
+		return model.TransferStartRow{}, fmt.Errorf("the transfer token for subrequest %d does not check: it is wrong", t.ID)
+	case t.claimed:
+		return model.TransferStartRow{}, fmt.Errorf("the transfer token for subrequest %d was used already", t.ID)
 	}
-	t.opening++
-	return nil
+	t.claimed = true
+	return t.loc, nil
 }
 
-// leave ends a token check that failed.
-func (t *Transfer) leave() {
-	t.mu.Lock()
-	t.opening--
-	t.mu.Unlock()
-	select {
-	case t.poke <- struct{}{}:
-	default:
-	}
-}
-
-// start ends a token check that succeeded; abort stops the handler's I/O. It returns an
+// start follows an open that succeeded; abort stops the handler's I/O. It returns an
 // abort that came first, which the handler must honour at once.
 func (t *Transfer) start(abort func(error)) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.opening--
-	t.isStarted = true
 	t.abort = abort
 	close(t.started)
 	return t.cause

@@ -19,7 +19,8 @@ const (
 	// PathFiles answers GET ?path=/pollux/... with a File (stager_qry).
 	PathFiles = "/v1/files"
 	// ParamWait is the longest time (a Go duration such as "30s", or seconds) a GET of a
-	// request waits for it to change; rhd caps it at its --max-wait.
+	// request waits for it to change, or a POST waits for the new request's first change;
+	// rhd caps it at its --max-wait.
 	ParamWait = "wait"
 	// ParamSince is the UpdatedAt the client saw last (RFC 3339 with nanoseconds): the GET
 	// waits only while the request has not changed since.
@@ -65,10 +66,15 @@ type SubmitRequest struct {
 
 // SubmitResponse answers a POST to PathRequests: 201 when the request was stored now, 200
 // (Created false) when this id was stored already by an earlier try.
+//
+// A POST with ParamWait answers only once the new request first changes (or the wait
+// passes), and carries the request as it then is: the first long poll comes for free.
 type SubmitResponse struct {
 	ID          string `json:"id"`
 	Created     bool   `json:"created"`
 	Subrequests int    `json:"subrequests"`
+	// Request is the request after the wait, when the POST asked to wait.
+	Request *Request `json:"request,omitempty"`
 }
 
 // Request answers a GET of RequestPath.

@@ -66,10 +66,25 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 		clientHost = r.RemoteAddr
 	}
 
+	wait, _, herr := s.pollParams(r)
+	if herr != nil {
+		return herr
+	}
+	// Waiting for the first change is registered before the request exists, so that no
+	// change can slip by and no read is needed to begin the wait: a put that becomes READY
+	// costs one read of the request, not three.
+	var changed <-chan struct{}
+	if wait > 0 {
+		ch, done := s.hub.wait(id)
+		defer done()
+		changed = ch
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), dbTimeout)
 	defer cancel()
 	var rows []model.RequestSubmitRow
-	err = s.db.Tx(ctx, "submit request", func(q pg.Querier) (err error) {
+	// One statement is its own transaction: an explicit BEGIN and COMMIT would cost two
+	// more round trips on every request.
+	err = s.db.Do(ctx, "submit request", func(q pg.Querier) (err error) {
 		rows, err = model.RequestSubmit(ctx, q, id, typ, svc, c.user, in.UserTag, clientHost, in.Paths, in.AutoClose)
 		return err
 	})
@@ -79,12 +94,40 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 	if len(rows) != 1 {
 		return requestError(errors.New("request_submit returned no row"), id)
 	}
+	out := api.SubmitResponse{ID: id, Created: rows[0].Created, Subrequests: int(rows[0].Subrequests)}
 	status := http.StatusOK
-	if rows[0].Created {
+	if out.Created {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, api.SubmitResponse{ID: id, Created: rows[0].Created, Subrequests: int(rows[0].Subrequests)})
+	if changed != nil {
+		// A retry of an earlier submission may find the request well advanced: answer
+		// with it at once.
+		if out.Created && !s.await(r.Context(), changed, wait) {
+			return nil // the client went away; nobody reads an answer
+		}
+		req, herr := s.readFor(r.Context(), id, c.user)
+		if herr != nil {
+			return herr
+		}
+		out.Request = &req
+	}
+	writeJSON(w, status, out)
 	return nil
+}
+
+// await waits for a change signalled on changed, at most wait, or until the server drains;
+// it returns false when the client went away.
+func (s *server) await(ctx context.Context, changed <-chan struct{}, wait time.Duration) bool {
+	timeout := time.NewTimer(wait)
+	defer timeout.Stop()
+	select {
+	case <-changed:
+	case <-timeout.C:
+	case <-s.draining:
+	case <-ctx.Done():
+		return false
+	}
+	return true
 }
 
 // decodeSubmission reads the body strictly: one JSON object of known fields, within the
@@ -170,16 +213,10 @@ func (s *server) getRequest(w http.ResponseWriter, r *http.Request, c *call) *ht
 	timeout := time.NewTimer(wait)
 	defer timeout.Stop()
 	for {
-		req, subs, err := s.read(ctx, id)
-		switch {
-		case err != nil:
-			return requestError(err, id)
-		case req == nil:
-			return userError(model.ErrorKindNotFound, "no such request: %s", id)
-		case req.UserName != c.user:
-			return userError(model.ErrorKindPermission, "request %s belongs to another user", id)
+		out, herr := s.readFor(ctx, id, c.user)
+		if herr != nil {
+			return herr
 		}
-		out := toAPI(req, subs)
 		if changed == nil || out.UpdatedAt.After(since) {
 			writeJSON(w, http.StatusOK, out)
 			return nil
@@ -195,6 +232,21 @@ func (s *server) getRequest(w http.ResponseWriter, r *http.Request, c *call) *ht
 		writeJSON(w, http.StatusOK, out)
 		return nil
 	}
+}
+
+// readFor reads a request for the user who asks: "no such request" when there is none,
+// permission denied when it is somebody else's.
+func (s *server) readFor(ctx context.Context, id, user string) (api.Request, *httpError) {
+	req, subs, err := s.read(ctx, id)
+	switch {
+	case err != nil:
+		return api.Request{}, requestError(err, id)
+	case req == nil:
+		return api.Request{}, userError(model.ErrorKindNotFound, "no such request: %s", id)
+	case req.UserName != user:
+		return api.Request{}, userError(model.ErrorKindPermission, "request %s belongs to another user", id)
+	}
+	return toAPI(req, subs), nil
 }
 
 // pollParams reads wait (a Go duration, or seconds) and since (RFC 3339).

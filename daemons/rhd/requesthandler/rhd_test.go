@@ -401,6 +401,68 @@ func TestLongPollIsAnsweredByAnyInstance(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, get(t, answering, aliceToken, id, url.Values{api.ParamSince: {"yesterday"}}).status)
 }
 
+// A POST that asks to wait answers at the new request's first change, with the request:
+// no read happens before the wait, and a retry of the same id answers at once.
+func TestSubmitWaitsForTheFirstChange(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a := c.rhd()
+	id := newID()
+	body, err := json.Marshal(api.SubmitRequest{ID: id, Type: "PUT", Paths: []string{"/pollux/w"}})
+	require.NoError(t, err)
+	post := func(wait string) <-chan response {
+		ch := make(chan response, 1)
+		go func() {
+			ch <- do(t, http.MethodPost, a.URL+api.PathRequests+"?"+url.Values{api.ParamWait: {wait}}.Encode(), aliceToken, bytes.NewReader(body))
+		}()
+		return ch
+	}
+	pending := post("20s")
+	require.Eventually(t, func() bool { return c.count("select count(*) from request") == 1 }, 10*time.Second, 10*time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case r := <-pending:
+		t.Fatalf("the submission answered before the request changed: %s", r.body)
+	default:
+	}
+
+	ds := c.schedulePut(id) // the stager and scheduler change nothing a client waits for
+	subs, err := model.SubrequestList(c.ctx, c.db.Pool(), id)
+	require.NoError(t, err)
+	select {
+	case r := <-pending:
+		t.Fatalf("the submission answered on a step the client does not wait for: %s", r.body)
+	case <-time.After(300 * time.Millisecond):
+	}
+	_, err = model.TransferStart(c.ctx, c.db.Pool(), subs[0].ID, ds, "http://ds1:9100/transfers/1", "one-time")
+	require.NoError(t, err)
+	var r response
+	select {
+	case r = <-pending:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the submission did not answer when its request became READY")
+	}
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+	var out api.SubmitResponse
+	r.decode(t, &out)
+	require.True(t, out.Created)
+	require.NotNil(t, out.Request)
+	require.Equal(t, "READY", out.Request.Subrequests[0].Status)
+	require.Equal(t, "one-time", out.Request.Subrequests[0].Token)
+
+	// A retry finds the request stored and answers with it at once.
+	start := time.Now()
+	r = <-post("20s")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	require.Less(t, time.Since(start), 5*time.Second)
+	var again api.SubmitResponse
+	r.decode(t, &again)
+	require.False(t, again.Created)
+	require.Equal(t, "READY", again.Request.Subrequests[0].Status)
+	require.Equal(t, http.StatusBadRequest, (<-post("soon")).status)
+	require.Equal(t, 1, c.count("select count(*) from request"))
+}
+
 func TestDrainAnswersWaitingPolls(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
@@ -473,8 +535,6 @@ func TestFiles(t *testing.T) {
 	subs, err := model.SubrequestList(c.ctx, c.db.Pool(), id)
 	require.NoError(t, err)
 	_, err = model.TransferStart(c.ctx, c.db.Pool(), subs[0].ID, ds, "http://ds1:9100/t", "tok")
-	require.NoError(t, err)
-	_, err = model.TransferOpen(c.ctx, c.db.Pool(), subs[0].ID, "tok")
 	require.NoError(t, err)
 	require.NoError(t, model.TransferPutEnded(c.ctx, c.db.Pool(), subs[0].ID, 11, "1a2b3c4d"))
 

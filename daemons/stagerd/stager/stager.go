@@ -58,7 +58,9 @@ func newPool(env *daemon.Env, family string) (*claim.Pool, error) {
 		Channels: []string{"pollux_subrequest_new_" + family},
 		Step: func(ctx context.Context) (int, error) {
 			var decided []model.SubrequestClaimRow
-			err := env.DB.Tx(ctx, "decide "+family+" subrequests", func(q pg.Querier) (err error) {
+			// The claim and its decisions are one statement, so one transaction without an
+			// explicit BEGIN and COMMIT (two round trips fewer on the hot path).
+			err := env.DB.Do(ctx, "decide "+family+" subrequests", func(q pg.Querier) (err error) {
 				decided, err = model.SubrequestClaim(ctx, q, family, int32(batch))
 				return err
 			})

@@ -62,8 +62,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pollux-bench: --batches: %v\n", err)
 		return 2
 	}
+	var serverLog string
 	if opts.AdminDSN == "" {
-		if opts.AdminDSN, opts.PgbenchPath, err = privateCluster(ctx, stderr); err != nil {
+		if opts.AdminDSN, opts.PgbenchPath, serverLog, err = privateCluster(ctx, stderr); err != nil {
 			fmt.Fprintf(stderr, "pollux-bench: %v\n", err)
 			return 1
 		}
@@ -92,7 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		defer os.RemoveAll(dir)
 		rep, err := bench.RunRequests(ctx, bench.RequestOptions{Root: root, AdminDSN: opts.AdminDSN, Dir: dir,
-			RoundTrip: *roundTrips, TxPuts: *txPuts, Clients: *clients, PerClient: *perClient, BigBytes: *bigMiB << 20}, stderr)
+			RoundTrip: *roundTrips, TxPuts: *txPuts, Clients: *clients, PerClient: *perClient, BigBytes: *bigMiB << 20, ServerLog: serverLog}, stderr)
 		if err != nil {
 			fmt.Fprintf(stderr, "pollux-bench: requests: %v\n", err)
 			return 1
@@ -106,17 +107,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // privateCluster starts the repository's cluster if needed and returns the DSN of its
-// maintenance database and its pgbench.
-func privateCluster(ctx context.Context, progress io.Writer) (dsn, pgbench string, err error) {
+// maintenance database, its pgbench and its log.
+func privateCluster(ctx context.Context, progress io.Writer) (dsn, pgbench, log string, err error) {
 	root, err := pgcluster.RepoRoot()
 	if err != nil {
-		return "", "", fmt.Errorf("find repository root: %w", err)
+		return "", "", "", fmt.Errorf("find repository root: %w", err)
 	}
 	c, err := pgcluster.Ensure(ctx, filepath.Join(root, "var", "pg"), progress)
 	if err != nil {
-		return "", "", fmt.Errorf("start private cluster: %w", err)
+		return "", "", "", fmt.Errorf("start private cluster: %w", err)
 	}
-	return c.DSN("postgres"), filepath.Join(c.BinDir, "pgbench"), nil
+	return c.DSN("postgres"), filepath.Join(c.BinDir, "pgbench"), c.LogFile(), nil
 }
 
 // parseList parses "1,4,16".

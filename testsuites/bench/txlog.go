@@ -1,0 +1,100 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// statementLog has the server log every statement with its session and virtual
+// transaction id, so that the transactions each daemon runs can be told apart and counted.
+// pg_stat_database cannot: it also counts the transaction in which every listening session
+// reads the notification queue after each NOTIFY, whichever channel it was on.
+type statementLog struct {
+	conn *pgx.Conn
+	path string
+}
+
+// linePrefix is what the log lines start with while the count runs: database, application
+// (the daemon's name and instance) and virtual transaction id.
+const linePrefix = "%m [%p] db=%d app=%a vx=%v: "
+
+var logLine = regexp.MustCompile(`^\S+ \S+ \S+ \[(\d+)\] db=(\S*) app=(.*?) vx=(\S*): LOG:  (?:statement|execute) `)
+
+// startStatementLog turns statement logging on (ALTER SYSTEM: the role must be a
+// superuser, and path the server's log). Stop turns it off again.
+func startStatementLog(ctx context.Context, adminDSN, path string) (*statementLog, error) {
+	conn, err := pgx.Connect(ctx, adminDSN)
+	if err != nil {
+		return nil, fmt.Errorf("statement log: %w", err)
+	}
+	l := &statementLog{conn: conn, path: path}
+	for _, q := range []string{
+		"ALTER SYSTEM SET log_statement = 'all'",
+		"ALTER SYSTEM SET log_line_prefix = '" + linePrefix + "'",
+		"SELECT pg_reload_conf()",
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			l.Stop(ctx)
+			return nil, fmt.Errorf("statement log: %s: %w", q, err)
+		}
+	}
+	// Every session rereads the configuration before its next command.
+	time.Sleep(500 * time.Millisecond)
+	return l, nil
+}
+
+// Stop resets the logging settings.
+func (l *statementLog) Stop(ctx context.Context) {
+	for _, q := range []string{"ALTER SYSTEM RESET log_statement", "ALTER SYSTEM RESET log_line_prefix", "SELECT pg_reload_conf()"} {
+		_, _ = l.conn.Exec(ctx, q)
+	}
+	_ = l.conn.Close(ctx)
+}
+
+// Offset is the log's current end.
+func (l *statementLog) Offset() (int64, error) {
+	st, err := os.Stat(l.path)
+	if err != nil {
+		return 0, fmt.Errorf("statement log: %w", err)
+	}
+	return st.Size(), nil
+}
+
+// Transactions counts the distinct transactions that ran a statement in database db
+// between two offsets, by program (the application name's first word: rhd, stagerd, ...).
+func (l *statementLog) Transactions(db string, from, to int64) (map[string]int, error) {
+	f, err := os.Open(l.path)
+	if err != nil {
+		return nil, fmt.Errorf("statement log: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("statement log: %w", err)
+	}
+	seen := map[string]bool{}
+	out := map[string]int{}
+	sc := bufio.NewScanner(io.LimitReader(f, to-from))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		m := logLine.FindStringSubmatch(sc.Text())
+		if m == nil || m[2] != db {
+			continue
+		}
+		key := m[1] + "/" + m[4]
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		program, _, _ := strings.Cut(m[3], " ")
+		out[program]++
+	}
+	return out, sc.Err()
+}
