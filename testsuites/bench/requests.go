@@ -55,11 +55,11 @@ type RequestReport struct {
 	TxPerPutdone, TxPerCp                   float64
 	// StatementTx are the transactions per cp (PUT) and per GET that ran a statement, by
 	// daemon (from the server's statement log), when counted.
-	StatementTx map[string]map[string]float64
-	PutsPerSecond, GetsPerSecond            float64
-	Clients                                 int
-	BigBytes                                int64
-	PlainCopy, Upload, Download             time.Duration
+	StatementTx                  map[string]map[string]float64
+	PutsPerSecond, GetsPerSecond float64
+	Clients                      int
+	BigBytes                     int64
+	PlainCopy, Upload, Download  time.Duration
 }
 
 // RunRequests starts an idle instance (one of each daemon, two disk servers) as real
