@@ -66,8 +66,8 @@ var LogicFunctions = []LogicFunction{
 	{Name: "disk_server_recover", File: "diskserver.sql", IdentityArgs: "p_id bigint, p_max_retries integer", Result: "integer"},
 	{Name: "disk_copy_claim_gc", File: "diskserver.sql", IdentityArgs: "p_disk_server_id bigint, p_batch integer", Result: "TABLE(id bigint, mount_point text, disk_path text)"},
 	{Name: "disk_copy_deleted", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "void"},
-	{Name: "transfer_location", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint", Result: "TABLE(type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)"},
-	{Name: "transfer_start", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_disk_server_id bigint, p_mover_url text, p_token text", Result: "TABLE(type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)"},
+	{Name: "transfer_location", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint", Result: "TABLE(request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)"},
+	{Name: "transfer_start", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_disk_server_id bigint, p_mover_url text, p_token text", Result: "TABLE(request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)"},
 	{Name: "transfer_put_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint, p_checksum_adler32 text", Result: "void"},
 	{Name: "transfer_get_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint", Result: "void"},
 	{Name: "transfer_fail", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_code text, p_message text", Result: "void"},
@@ -160,9 +160,9 @@ const (
 	// DiskCopyDeletedSQL is the statement DiskCopyDeleted runs.
 	DiskCopyDeletedSQL = "SELECT disk_copy_deleted($1::bigint)"
 	// TransferLocationSQL is the statement TransferLocation runs.
-	TransferLocationSQL = "SELECT type, path, mount_point, disk_path, size_bytes, max_size_bytes FROM transfer_location($1::bigint)"
+	TransferLocationSQL = "SELECT request_id, type, path, mount_point, disk_path, size_bytes, max_size_bytes FROM transfer_location($1::bigint)"
 	// TransferStartSQL is the statement TransferStart runs.
-	TransferStartSQL = "SELECT type, path, mount_point, disk_path, size_bytes, max_size_bytes FROM transfer_start($1::bigint, $2::bigint, $3::text, $4::text)"
+	TransferStartSQL = "SELECT request_id, type, path, mount_point, disk_path, size_bytes, max_size_bytes FROM transfer_start($1::bigint, $2::bigint, $3::text, $4::text)"
 	// TransferPutEndedSQL is the statement TransferPutEnded runs.
 	TransferPutEndedSQL = "SELECT transfer_put_ended($1::bigint, $2::bigint, $3::text)"
 	// TransferGetEndedSQL is the statement TransferGetEnded runs.
@@ -782,6 +782,7 @@ func DiskCopyDeleted(ctx context.Context, db DBTX, id int64) error {
 
 // TransferLocationRow is a row returned by transfer_location.
 type TransferLocationRow struct {
+	RequestID    string      `json:"request_id"`
 	Type         RequestType `json:"type"`
 	Path         string      `json:"path"`
 	MountPoint   string      `json:"mount_point"`
@@ -801,7 +802,7 @@ func TransferLocation(ctx context.Context, db DBTX, subrequestID int64) ([]Trans
 	}
 	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TransferLocationRow, error) {
 		var r TransferLocationRow
-		err := row.Scan(&r.Type, &r.Path, &r.MountPoint, &r.DiskPath, &r.SizeBytes, &r.MaxSizeBytes)
+		err := row.Scan(&r.RequestID, &r.Type, &r.Path, &r.MountPoint, &r.DiskPath, &r.SizeBytes, &r.MaxSizeBytes)
 		return r, err
 	})
 	if err != nil {
@@ -812,6 +813,7 @@ func TransferLocation(ctx context.Context, db DBTX, subrequestID int64) ([]Trans
 
 // TransferStartRow is a row returned by transfer_start.
 type TransferStartRow struct {
+	RequestID    string      `json:"request_id"`
 	Type         RequestType `json:"type"`
 	Path         string      `json:"path"`
 	MountPoint   string      `json:"mount_point"`
@@ -831,7 +833,7 @@ func TransferStart(ctx context.Context, db DBTX, subrequestID int64, diskServerI
 	}
 	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TransferStartRow, error) {
 		var r TransferStartRow
-		err := row.Scan(&r.Type, &r.Path, &r.MountPoint, &r.DiskPath, &r.SizeBytes, &r.MaxSizeBytes)
+		err := row.Scan(&r.RequestID, &r.Type, &r.Path, &r.MountPoint, &r.DiskPath, &r.SizeBytes, &r.MaxSizeBytes)
 		return r, err
 	})
 	if err != nil {

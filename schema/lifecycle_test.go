@@ -334,6 +334,18 @@ func TestRmOfFileBeingReadLetsTheReadFinish(t *testing.T) {
 	gc, err = model.DiskCopyClaimGc(l.ctx, l.db.Pool(), ds, 10)
 	require.NoError(t, err)
 	require.Len(t, gc, 1)
+
+	// The unlink failed (the copy stays BEINGDELETED): it is not claimed again at once,
+	// but is once ten minutes have passed.
+	gc2, err := model.DiskCopyClaimGc(l.ctx, l.db.Pool(), ds, 10)
+	require.NoError(t, err)
+	require.Empty(t, gc2)
+	_, err = l.db.Pool().Exec(l.ctx, "update disk_copy set updated_at = now() - interval '11 minutes' where id = $1", gc[0].ID)
+	require.NoError(t, err)
+	gc2, err = model.DiskCopyClaimGc(l.ctx, l.db.Pool(), ds, 10)
+	require.NoError(t, err)
+	require.Len(t, gc2, 1)
+	require.Equal(t, gc[0].ID, gc2[0].ID, "a copy whose unlink failed is retried")
 }
 
 func TestMissingFiles(t *testing.T) {

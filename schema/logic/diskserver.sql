@@ -105,7 +105,10 @@ $$;
 
 -- disk_copy_claim_gc claims INVALID copies on a disk server's file systems that no
 -- transfer still reads, marks them BEINGDELETED and returns where they are; the server
--- unlinks them and calls disk_copy_deleted. Locks: the claimed copies (SKIP LOCKED).
+-- unlinks them and calls disk_copy_deleted. A copy left BEINGDELETED for ten minutes (its
+-- unlink failed: a permission, a read-only or unmounted file system) is claimed again, so
+-- that a fixed fault clears itself and a lasting one is logged every ten minutes.
+-- Locks: the claimed copies (SKIP LOCKED).
 CREATE OR REPLACE FUNCTION disk_copy_claim_gc(p_disk_server_id bigint, p_batch integer)
 RETURNS TABLE (id bigint, mount_point text, disk_path text)
 LANGUAGE sql
@@ -113,7 +116,8 @@ SET search_path = public, pg_temp
 AS $$
     WITH c AS (
         SELECT dc.id FROM disk_copy dc JOIN file_system fs ON fs.id = dc.file_system_id
-        WHERE fs.disk_server_id = p_disk_server_id AND dc.status = 'INVALID'
+        WHERE fs.disk_server_id = p_disk_server_id
+          AND (dc.status = 'INVALID' OR (dc.status = 'BEINGDELETED' AND dc.updated_at < now() - interval '10 minutes'))
           AND NOT EXISTS (SELECT 1 FROM subrequest s WHERE s.disk_copy_id = dc.id AND s.status = 'READY')
         ORDER BY dc.id LIMIT p_batch FOR UPDATE OF dc SKIP LOCKED
     )

@@ -6,11 +6,11 @@
 -- transfer_location says what a transfer moves and where its copy lives: the one place that
 -- derives a copy's location and the service class's size limit. Reads only.
 CREATE OR REPLACE FUNCTION transfer_location(p_subrequest_id bigint)
-RETURNS TABLE (type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)
+RETURNS TABLE (request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)
 LANGUAGE sql STABLE
 SET search_path = public, pg_temp
 AS $$
-    SELECT s.type, s.path, fs.mount_point, dc.disk_path, dc.size_bytes, sc.max_file_size_bytes
+    SELECT s.request_id, s.type, s.path, fs.mount_point, dc.disk_path, dc.size_bytes, sc.max_file_size_bytes
     FROM subrequest s
     JOIN disk_copy dc ON dc.id = s.disk_copy_id
     JOIN file_system fs ON fs.id = dc.file_system_id
@@ -25,7 +25,7 @@ $$;
 -- (cancelled, removed, taken back). Idempotent for the same server and token.
 -- Locks: the subrequest.
 CREATE OR REPLACE FUNCTION transfer_start(p_subrequest_id bigint, p_disk_server_id bigint, p_mover_url text, p_token text)
-RETURNS TABLE (type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)
+RETURNS TABLE (request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $$

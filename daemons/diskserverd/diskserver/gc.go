@@ -27,7 +27,8 @@ type collector struct {
 // step claims a batch of invalid copies, unlinks them and forgets them, all in one
 // transaction: a process that dies half-way rolls the claim back, and the next step
 // unlinks again (a missing file is fine). A copy that cannot be unlinked stays
-// BEINGDELETED, logged, rather than blocking the rest.
+// BEINGDELETED, logged, rather than blocking the rest; disk_copy_claim_gc hands it out
+// again ten minutes later.
 func (c *collector) step(ctx context.Context) (int, error) {
 	var deleted []model.DiskCopyClaimGcRow
 	n := 0

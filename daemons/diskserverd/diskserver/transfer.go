@@ -13,6 +13,7 @@ import (
 
 	"github.com/pollux-storage/pollux/daemons/diskserverd/mover"
 	"github.com/pollux-storage/pollux/daemons/internal/jobs"
+	"github.com/pollux-storage/pollux/framework/logging"
 	"github.com/pollux-storage/pollux/framework/pg"
 	"github.com/pollux-storage/pollux/model"
 )
@@ -84,7 +85,7 @@ func (w *transferWorker) Work(ctx context.Context, job *river.Job[jobs.Transfer]
 		return w.fail(ctx, log, id, "the subrequest has no disk copy to transfer")
 	}
 	r := rows[0]
-	log = log.With(zap.String("path", r.Path), zap.Stringer("type", r.Type))
+	log = log.With(zap.String(logging.KeyRequestID, r.RequestID), zap.String("path", r.Path), zap.Stringer("type", r.Type))
 	log.Info("transfer ready: waiting for the client", zap.String("mover_url", moverURL),
 		zap.String("mount_point", r.MountPoint), zap.String("disk_path", r.DiskPath))
 

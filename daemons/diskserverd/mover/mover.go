@@ -44,6 +44,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/framework/logging"
 	"github.com/pollux-storage/pollux/framework/pg"
 	"github.com/pollux-storage/pollux/model"
 )
@@ -158,9 +159,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("no transfer of subrequest %d is waiting on this disk server: its token was used, or the transfer is over", id))
 		return
 	}
-	typ, path := x.t.describe()
-	if path != "" {
-		x.log = x.log.With(zap.String("path", path))
+	loc := x.t.describe()
+	typ := loc.Type
+	if loc.Path != "" {
+		x.log = x.log.With(zap.String(logging.KeyRequestID, loc.RequestID), zap.String("path", loc.Path))
 	}
 	if typ != "" && string(typ) != r.Method {
 		replyError(w, http.StatusMethodNotAllowed, model.SQLStateInvalidArgument,

@@ -85,10 +85,10 @@ func (t *Transfer) Describe(loc model.TransferStartRow, token string) {
 	t.loc, t.token = loc, token
 }
 
-func (t *Transfer) describe() (model.RequestType, string) {
+func (t *Transfer) describe() model.TransferStartRow {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.loc.Type, t.loc.Path
+	return t.loc
 }
 
 // Started is closed when a client presented the right token.
