@@ -304,12 +304,16 @@ func (b *reqBench) transactions(ctx context.Context, db *pg.DB, n int, fn func(i
 
 // statementTransactions counts the transactions each daemon runs per cp and per get, from
 // the server's statement log, less what the idle instance runs in as long.
-func (b *reqBench) statementTransactions(ctx context.Context, o RequestOptions, small string) (map[string]map[string]float64, error) {
+func (b *reqBench) statementTransactions(ctx context.Context, o RequestOptions, small string) (_ map[string]map[string]float64, err error) {
 	log, err := startStatementLog(ctx, o.AdminDSN, o.ServerLog)
 	if err != nil {
 		return nil, err
 	}
-	defer log.Stop(context.WithoutCancel(ctx))
+	defer func() {
+		if serr := log.Stop(context.WithoutCancel(ctx)); serr != nil && err == nil {
+			err = serr
+		}
+	}()
 	window := func(fn func() error) (map[string]int, time.Duration, error) {
 		from, err := log.Offset()
 		if err != nil {

@@ -42,7 +42,7 @@ func startStatementLog(ctx context.Context, adminDSN, path string) (*statementLo
 		"SELECT pg_reload_conf()",
 	} {
 		if _, err := conn.Exec(ctx, q); err != nil {
-			l.Stop(ctx)
+			_ = l.Stop(ctx) // the error below says what failed first
 			return nil, fmt.Errorf("statement log: %s: %w", q, err)
 		}
 	}
@@ -51,12 +51,16 @@ func startStatementLog(ctx context.Context, adminDSN, path string) (*statementLo
 	return l, nil
 }
 
-// Stop resets the logging settings.
-func (l *statementLog) Stop(ctx context.Context) {
+// Stop resets the logging settings; an error means the server may still log every
+// statement, which the operator must be told.
+func (l *statementLog) Stop(ctx context.Context) error {
+	defer l.conn.Close(ctx)
 	for _, q := range []string{"ALTER SYSTEM RESET log_statement", "ALTER SYSTEM RESET log_line_prefix", "SELECT pg_reload_conf()"} {
-		_, _ = l.conn.Exec(ctx, q)
+		if _, err := l.conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("statement log: %s: %w (reset log_statement and log_line_prefix by hand)", q, err)
+		}
 	}
-	_ = l.conn.Close(ctx)
+	return nil
 }
 
 // Offset is the log's current end.
