@@ -40,6 +40,8 @@ var LogicFunctions = []LogicFunction{
 	{Name: "request_submit", File: "request.sql", IdentityArgs: "p_id uuid, p_type request_type, p_service_class text, p_user text, p_user_tag text, p_client_host text, p_paths text[], p_auto_close boolean", Result: "TABLE(created boolean, subrequests integer)"},
 	{Name: "request_get", File: "request.sql", IdentityArgs: "p_id uuid", Result: "SETOF request"},
 	{Name: "subrequest_list", File: "request.sql", IdentityArgs: "p_request_id uuid", Result: "SETOF subrequest"},
+	{Name: "request_view", File: "request.sql", IdentityArgs: "p_id uuid", Result: "jsonb"},
+	{Name: "request_changed_payload", File: "request.sql", IdentityArgs: "p_request_id uuid, p_subrequests integer", Result: "text"},
 	{Name: "request_refresh", File: "request.sql", IdentityArgs: "p_request_id uuid", Result: "void"},
 	{Name: "subrequest_fail", File: "request.sql", IdentityArgs: "p_id bigint, p_code text, p_message text", Result: "void"},
 	{Name: "subrequest_wake_waiters", File: "request.sql", IdentityArgs: "p_file_id bigint", Result: "void"},
@@ -107,6 +109,10 @@ const (
 	RequestGetSQL = "SELECT id, type, status, service_class_id, user_name, user_tag, client_host, created_at, updated_at, auto_close FROM request_get($1::uuid)"
 	// SubrequestListSQL is the statement SubrequestList runs.
 	SubrequestListSQL = "SELECT id, request_id, path, status, file_id, disk_copy_id, parent_id, retries, error_code, error_message, created_at, updated_at, type, disk_server_id, file_system_id, mover_url, token, size_bytes, checksum_adler32, info, next_attempt_at FROM subrequest_list($1::uuid)"
+	// RequestViewSQL is the statement RequestView runs.
+	RequestViewSQL = "SELECT request_view($1::uuid)"
+	// RequestChangedPayloadSQL is the statement RequestChangedPayload runs.
+	RequestChangedPayloadSQL = "SELECT request_changed_payload($1::uuid, $2::integer)"
 	// RequestRefreshSQL is the statement RequestRefresh runs.
 	RequestRefreshSQL = "SELECT request_refresh($1::uuid)"
 	// SubrequestFailSQL is the statement SubrequestFail runs.
@@ -396,9 +402,34 @@ func SubrequestList(ctx context.Context, db DBTX, requestID string) ([]Subreques
 	return result, nil
 }
 
+// RequestView calls the SQL function request_view (request.sql).
+//
+// The request as its owner sees it (the API's Request as JSON, plus its owner), read in
+// one snapshot; NULL when there is no such request.
+func RequestView(ctx context.Context, db DBTX, id string) (json.RawMessage, error) {
+	var result json.RawMessage
+	if err := db.QueryRow(ctx, RequestViewSQL, id).Scan(&result); err != nil {
+		return nil, fmt.Errorf("request_view: %w", err)
+	}
+	return result, nil
+}
+
+// RequestChangedPayload calls the SQL function request_changed_payload (request.sql).
+//
+// What NOTIFY pollux_request_changed carries, the request id then, for a small request, a
+// space and request_view.
+func RequestChangedPayload(ctx context.Context, db DBTX, requestID string, subrequests int32) (string, error) {
+	var result string
+	if err := db.QueryRow(ctx, RequestChangedPayloadSQL, requestID, subrequests).Scan(&result); err != nil {
+		return "", fmt.Errorf("request_changed_payload: %w", err)
+	}
+	return result, nil
+}
+
 // RequestRefresh calls the SQL function request_refresh (request.sql).
 //
-// Derives a request's status from its subrequests and notifies every rhd that it changed.
+// Derives a request's status from its subrequests and notifies every rhd that it changed,
+// with the request itself when it is small.
 func RequestRefresh(ctx context.Context, db DBTX, requestID string) error {
 	if _, err := db.Exec(ctx, RequestRefreshSQL, requestID); err != nil {
 		return fmt.Errorf("request_refresh: %w", err)

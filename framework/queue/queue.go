@@ -123,6 +123,23 @@ func (c *Client) Stop(ctx context.Context) error {
 	return err
 }
 
+// AddQueue starts working another queue, at once when the client runs.
+func (c *Client) AddQueue(name string, workers int) error {
+	if err := c.client.Queues().Add(name, river.QueueConfig{MaxWorkers: workers}); err != nil {
+		return fmt.Errorf("add queue %s: %w", name, err)
+	}
+	return nil
+}
+
+// RemoveQueue stops working a queue; it returns once the queue's running jobs have ended,
+// or with ctx's error.
+func (c *Client) RemoveQueue(ctx context.Context, name string) error {
+	if err := c.client.Queues().Remove(ctx, name); err != nil {
+		return fmt.Errorf("remove queue %s: %w", name, err)
+	}
+	return nil
+}
+
 // InsertTx queues a job inside the caller's transaction (q must be the pg.Querier that
 // framework/pg's Tx handed out): the job exists if and only if the transaction commits.
 func (c *Client) InsertTx(ctx context.Context, q pg.Querier, args river.JobArgs, opts *river.InsertOpts) error {

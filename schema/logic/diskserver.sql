@@ -111,9 +111,12 @@ $$;
 -- Locks: the claimed copies (SKIP LOCKED).
 CREATE OR REPLACE FUNCTION disk_copy_claim_gc(p_disk_server_id bigint, p_batch integer)
 RETURNS TABLE (id bigint, mount_point text, disk_path text)
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH c AS (
         SELECT dc.id FROM disk_copy dc JOIN file_system fs ON fs.id = dc.file_system_id
         WHERE fs.disk_server_id = p_disk_server_id
@@ -125,14 +128,15 @@ AS $$
     FROM c, file_system fs
     WHERE dc.id = c.id AND fs.id = dc.file_system_id
     RETURNING dc.id, fs.mount_point, dc.disk_path;
+END;
 $$;
 
 -- disk_copy_deleted forgets a copy its disk server has unlinked. Locks: its row.
 CREATE OR REPLACE FUNCTION disk_copy_deleted(p_id bigint)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = public, pg_temp
-AS $$ DELETE FROM disk_copy WHERE id = p_id AND status = 'BEINGDELETED' $$;
+AS $$ BEGIN DELETE FROM disk_copy WHERE id = p_id AND status = 'BEINGDELETED'; END $$;
 
 -- disk_server_recover takes back the transfers a restarting disk server was running (READY
 -- on it: their movers died with the old process; see subrequest_take_back). Transfers only

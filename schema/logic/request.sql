@@ -84,20 +84,75 @@ $$;
 -- request_get returns the request (no row when unknown). Reads only.
 CREATE OR REPLACE FUNCTION request_get(p_id uuid)
 RETURNS SETOF request
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
-AS $$ SELECT * FROM request WHERE id = p_id $$;
+AS $$ BEGIN RETURN QUERY SELECT * FROM request WHERE id = p_id; END $$;
 
 -- subrequest_list returns a request's subrequests in the order of its paths. Reads only.
 CREATE OR REPLACE FUNCTION subrequest_list(p_request_id uuid)
 RETURNS SETOF subrequest
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
-AS $$ SELECT * FROM subrequest WHERE request_id = p_request_id ORDER BY id $$;
+AS $$ BEGIN RETURN QUERY SELECT * FROM subrequest WHERE request_id = p_request_id ORDER BY id; END $$;
+
+-- request_view is a request as its owner sees it: the API's Request (daemons/rhd/api) as
+-- JSON, plus "owner" for rhd to check who asks, or NULL when there is no such request. One
+-- statement reads the request and its subrequests in one snapshot. Reads only.
+CREATE OR REPLACE FUNCTION request_view(p_id uuid)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT jsonb_build_object(
+        'id', r.id, 'type', r.type, 'status', r.status, 'service_class', sc.name,
+        'user_tag', nullif(r.user_tag, ''), 'owner', r.user_name,
+        -- Some steps (a subrequest queued, scheduled) change a subrequest without the request
+        -- row, and a client waiting "since" must still see them.
+        'updated_at', greatest(r.updated_at, (SELECT max(s.updated_at) FROM subrequest s WHERE s.request_id = r.id)),
+        'subrequests', coalesce((
+            SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                'id', s.id, 'path', s.path, 'status', s.status, 'info', nullif(s.info, ''),
+                'error_code', s.error_code, 'error_message', s.error_message,
+                -- The endpoint and its token mean something only while the transfer waits.
+                'mover_url', CASE WHEN s.status = 'READY' THEN s.mover_url END,
+                'token', CASE WHEN s.status = 'READY' THEN s.token END,
+                'size_bytes', s.size_bytes, 'checksum_adler32', s.checksum_adler32)) ORDER BY s.id)
+            FROM subrequest s WHERE s.request_id = r.id), '[]'::jsonb))
+    FROM request r JOIN service_class sc ON sc.id = r.service_class_id
+    WHERE r.id = p_id);
+END;
+$$;
+
+-- request_changed_payload is what NOTIFY pollux_request_changed carries: the request id, then
+-- a space and request_view when the request is small enough for a notification (PostgreSQL
+-- takes at most 8000 bytes), so that the rhd answering a long poll need not read it again.
+-- A large request carries its id alone and is read by the rhd. Reads only.
+CREATE OR REPLACE FUNCTION request_changed_payload(p_request_id uuid, p_subrequests integer)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_payload text;
+BEGIN
+    -- Building the view of a thousand-file request at each of its changes would cost more
+    -- than the read it saves.
+    IF p_subrequests <= 16 THEN
+        v_payload := p_request_id::text || ' ' || request_view(p_request_id)::text;
+        IF octet_length(v_payload) < 7900 THEN
+            RETURN v_payload;
+        END IF;
+    END IF;
+    RETURN p_request_id::text;
+END;
+$$;
 
 -- request_refresh derives a request's status from its subrequests and tells every rhd that
--- the request changed (NOTIFY pollux_request_changed, payload the request id), which ends
--- the long polls waiting on it. Locks: the request row.
+-- the request changed (NOTIFY pollux_request_changed, request_changed_payload), which ends
+-- the long polls waiting on it. Call it after the last change to the request's subrequests
+-- in a transaction: the notification carries the request as it is then.
+-- Locks: the request row.
 CREATE OR REPLACE FUNCTION request_refresh(p_request_id uuid)
 RETURNS void
 LANGUAGE plpgsql
@@ -106,15 +161,21 @@ AS $$
 DECLARE
     v_pending integer;
     v_failed integer;
+    v_total integer;
 BEGIN
-    SELECT count(*) FILTER (WHERE status NOT IN ('FINISHED', 'FAILED')), count(*) FILTER (WHERE status = 'FAILED')
-    INTO v_pending, v_failed FROM subrequest WHERE request_id = p_request_id;
+    SELECT count(*) FILTER (WHERE status NOT IN ('FINISHED', 'FAILED')), count(*) FILTER (WHERE status = 'FAILED'), count(*)
+    INTO v_pending, v_failed, v_total FROM subrequest WHERE request_id = p_request_id;
     UPDATE request SET status = CASE WHEN v_pending > 0 THEN 'PENDING'::request_status
                                      WHEN v_failed > 0 THEN 'FAILED'::request_status
                                      ELSE 'FINISHED'::request_status END,
                        updated_at = now()
     WHERE id = p_request_id;
-    PERFORM pg_notify('pollux_request_changed', p_request_id::text);
+    IF NOT FOUND THEN
+        -- No such request (rhd's start-up probe of its LISTEN): the id alone.
+        PERFORM pg_notify('pollux_request_changed', p_request_id::text);
+        RETURN;
+    END IF;
+    PERFORM pg_notify('pollux_request_changed', request_changed_payload(p_request_id, v_total));
 END;
 $$;
 

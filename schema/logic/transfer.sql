@@ -7,9 +7,12 @@
 -- derives a copy's location and the service class's size limit. Reads only.
 CREATE OR REPLACE FUNCTION transfer_location(p_subrequest_id bigint)
 RETURNS TABLE (request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT s.request_id, s.type, s.path, fs.mount_point, dc.disk_path, dc.size_bytes, sc.max_file_size_bytes
     FROM subrequest s
     JOIN disk_copy dc ON dc.id = s.disk_copy_id
@@ -17,6 +20,7 @@ AS $$
     JOIN request r ON r.id = s.request_id
     JOIN service_class sc ON sc.id = r.service_class_id
     WHERE s.id = p_subrequest_id;
+END;
 $$;
 
 -- transfer_start publishes a mover's endpoint and token: SCHEDULED → READY, and every rhd

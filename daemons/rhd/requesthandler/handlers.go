@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -71,13 +72,13 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 		return herr
 	}
 	// Waiting for the first change is registered before the request exists, so that no
-	// change can slip by and no read is needed to begin the wait: a put that becomes READY
-	// costs one read of the request, not three.
-	var changed <-chan struct{}
+	// change can slip by and no read is needed to begin the wait; the change's notification
+	// carries the request, so a put that becomes READY reads nothing more.
+	var changed *waiter
 	if wait > 0 {
-		ch, done := s.hub.wait(id)
+		w, done := s.hub.wait(id)
 		defer done()
-		changed = ch
+		changed = w
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), dbTimeout)
 	defer cancel()
@@ -102,10 +103,14 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 	if changed != nil {
 		// A retry of an earlier submission may find the request well advanced: answer
 		// with it at once.
-		if out.Created && !s.await(r.Context(), changed, wait) {
-			return nil // the client went away; nobody reads an answer
+		var view []byte
+		if out.Created {
+			if !s.await(r.Context(), changed.C, wait) {
+				return nil // the client went away; nobody reads an answer
+			}
+			view = changed.take()
 		}
-		req, herr := s.readFor(r.Context(), id, c.user)
+		req, herr := s.viewFor(r.Context(), id, c.user, view)
 		if herr != nil {
 			return herr
 		}
@@ -204,16 +209,16 @@ func (s *server) getRequest(w http.ResponseWriter, r *http.Request, c *call) *ht
 		return herr
 	}
 	ctx := r.Context()
-	var changed <-chan struct{}
+	var changed *waiter
 	if wait > 0 && !since.IsZero() {
-		ch, done := s.hub.wait(id)
+		w, done := s.hub.wait(id)
 		defer done()
-		changed = ch
+		changed = w
 	}
 	timeout := time.NewTimer(wait)
 	defer timeout.Stop()
+	out, herr := s.readFor(ctx, id, c.user)
 	for {
-		out, herr := s.readFor(ctx, id, c.user)
 		if herr != nil {
 			return herr
 		}
@@ -222,8 +227,15 @@ func (s *server) getRequest(w http.ResponseWriter, r *http.Request, c *call) *ht
 			return nil
 		}
 		select {
-		case <-changed:
-			continue // look again: it may have changed
+		case <-changed.C:
+			// It may have changed. A notification from before the read carries an older
+			// view than the one read: read again rather than go back in time.
+			var next api.Request
+			if next, herr = s.viewFor(ctx, id, c.user, changed.take()); herr == nil && next.UpdatedAt.Before(out.UpdatedAt) {
+				next, herr = s.readFor(ctx, id, c.user)
+			}
+			out = next
+			continue
 		case <-timeout.C:
 		case <-s.draining:
 		case <-ctx.Done():
@@ -234,19 +246,55 @@ func (s *server) getRequest(w http.ResponseWriter, r *http.Request, c *call) *ht
 	}
 }
 
+// requestView is request_view's JSON: the API's request and who owns it.
+type requestView struct {
+	api.Request
+	Owner string `json:"owner"`
+}
+
+// viewFor answers with the view a notification carried, and reads the request when there
+// is none (see readFor).
+func (s *server) viewFor(ctx context.Context, id, user string, view []byte) (api.Request, *httpError) {
+	if view == nil {
+		return s.readFor(ctx, id, user)
+	}
+	s.views.WithLabelValues("notification").Inc()
+	return decodeView(view, id, user)
+}
+
 // readFor reads a request for the user who asks: "no such request" when there is none,
 // permission denied when it is somebody else's.
 func (s *server) readFor(ctx context.Context, id, user string) (api.Request, *httpError) {
-	req, subs, err := s.read(ctx, id)
-	switch {
-	case err != nil:
+	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	defer cancel()
+	var view []byte
+	// One statement: request_view reads the request and its subrequests in one snapshot,
+	// and a single statement needs no BEGIN and COMMIT round trips.
+	err := s.db.Do(ctx, "read request", func(q pg.Querier) (err error) {
+		view, err = model.RequestView(ctx, q, id)
+		return err
+	})
+	if err != nil {
 		return api.Request{}, requestError(err, id)
-	case req == nil:
+	}
+	s.views.WithLabelValues("database").Inc()
+	return decodeView(view, id, user)
+}
+
+// decodeView shapes request_view's JSON for the user who asks.
+func decodeView(view []byte, id, user string) (api.Request, *httpError) {
+	if view == nil {
 		return api.Request{}, userError(model.ErrorKindNotFound, "no such request: %s", id)
-	case req.UserName != user:
+	}
+	var v requestView
+	if err := json.Unmarshal(view, &v); err != nil {
+		return api.Request{}, requestError(fmt.Errorf("decode request_view of %s: %w", id, err), id)
+	}
+	if v.Owner != user {
 		return api.Request{}, userError(model.ErrorKindPermission, "request %s belongs to another user", id)
 	}
-	return toAPI(req, subs), nil
+	v.UpdatedAt = v.UpdatedAt.UTC()
+	return v.Request, nil
 }
 
 // pollParams reads wait (a Go duration, or seconds) and since (RFC 3339).
@@ -276,55 +324,6 @@ func (s *server) pollParams(r *http.Request) (time.Duration, time.Time, *httpErr
 		since = t
 	}
 	return wait, since, nil
-}
-
-// read fetches a request and its subrequests; a nil request means there is none.
-func (s *server) read(ctx context.Context, id string) (*model.Request, []model.Subrequest, error) {
-	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
-	defer cancel()
-	var reqs []model.Request
-	var subs []model.Subrequest
-	// One snapshot: the request's status and its subrequests' must agree.
-	err := s.db.Snapshot(ctx, "read request", func(q pg.Querier) (err error) {
-		if reqs, err = model.RequestGet(ctx, q, id); err != nil || len(reqs) == 0 {
-			return err
-		}
-		subs, err = model.SubrequestList(ctx, q, id)
-		return err
-	})
-	if err != nil || len(reqs) == 0 {
-		return nil, nil, err
-	}
-	return &reqs[0], subs, nil
-}
-
-// toAPI shapes a request for its owner. UpdatedAt is the latest change of the request or
-// any subrequest: some steps (a subrequest queued, scheduled, its transfer begun) change a
-// subrequest without touching the request row, and a client waiting "since" must still
-// see them.
-func toAPI(req *model.Request, subs []model.Subrequest) api.Request {
-	out := api.Request{ID: req.ID, Type: string(req.Type), Status: string(req.Status), UserTag: req.UserTag,
-		UpdatedAt: req.UpdatedAt.UTC(), Subrequests: make([]api.Subrequest, 0, len(subs))}
-	for _, s := range subs {
-		if s.UpdatedAt.After(out.UpdatedAt) {
-			out.UpdatedAt = s.UpdatedAt.UTC()
-		}
-		sr := api.Subrequest{ID: s.ID, Path: s.Path, Status: string(s.Status), Info: s.Info,
-			ErrorCode: deref(s.ErrorCode), ErrorMessage: deref(s.ErrorMessage), SizeBytes: s.SizeBytes,
-			ChecksumAdler32: deref(s.ChecksumAdler32)}
-		if s.Status == model.SubrequestStatusReady {
-			sr.MoverURL, sr.Token = deref(s.MoverURL), deref(s.Token)
-		}
-		out.Subrequests = append(out.Subrequests, sr)
-	}
-	return out
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }
 
 // getFile answers stager_qry: GET /v1/files?path=/pollux/...

@@ -449,6 +449,15 @@ func TestSubmitWaitsForTheFirstChange(t *testing.T) {
 	require.NotNil(t, out.Request)
 	require.Equal(t, "READY", out.Request.Subrequests[0].Status)
 	require.Equal(t, "one-time", out.Request.Subrequests[0].Token)
+	require.Equal(t, "default", out.Request.ServiceClass)
+	// The change's notification carried the request: the answer read nothing.
+	require.Contains(t, string(fetchMetrics(t, a)), `pollux_rhd_request_views_total{source="notification"} 1`)
+	require.NotContains(t, string(fetchMetrics(t, a)), `source="database"`)
+	// And what it carried is what a read shows.
+	got := get(t, a, aliceToken, id, nil)
+	var read api.Request
+	got.decode(t, &read)
+	require.Equal(t, read, *out.Request)
 
 	// A retry finds the request stored and answers with it at once.
 	start := time.Now()

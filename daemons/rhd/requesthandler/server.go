@@ -39,6 +39,7 @@ type server struct {
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	views    *prometheus.CounterVec
 }
 
 // The buffer of the change subscription. The fan-out drains it with a map lookup per
@@ -66,12 +67,16 @@ func newServer(cfg Config, env *daemon.Env) (*server, error) {
 			Help:    "Time to answer an HTTP request (long polls included), by route.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"route"}),
+		views: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pollux_rhd_request_views_total",
+			Help: "Requests shown to clients, by source: read from the database, or carried by the change's notification.",
+		}, []string{"source"}),
 	}
 	waiting := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pollux_rhd_long_polls",
 		Help: "Long polls waiting for a request to change.",
 	}, func() float64 { return float64(s.hub.count()) })
-	for _, c := range []prometheus.Collector{s.requests, s.duration, waiting} {
+	for _, c := range []prometheus.Collector{s.requests, s.duration, s.views, waiting} {
 		if err := env.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
