@@ -210,11 +210,14 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 	}
 	jobTimeout := w.Timeout(nil)
 	client, err := queue.New(env.DB, queue.Config{Name: "river", Logger: env.Log, Workers: workers,
-		Queues:     map[string]int{srv.queue: cfg.transferWorkers},
+		Queues:     map[string]int{srv.currentQueue(): cfg.transferWorkers},
 		JobTimeout: jobTimeout, RescueAfter: jobTimeout + rescueMargin})
 	if err != nil {
 		return nil, err
 	}
+	srv.mu.Lock()
+	srv.queues, srv.workers = client, cfg.transferWorkers
+	srv.mu.Unlock()
 	gc := &collector{db: env.DB, server: srv, log: env.Logger("gc")}
 	gcPool, err := claim.New(claim.Config{Name: "gc", Workers: 1, Batch: gcBatch, PollInterval: cfg.gcInterval, Step: gc.step},
 		nil, env.ClaimMetrics, env.Log)
@@ -223,7 +226,7 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 	}
 	started := time.Now()
 	srv.log.Info("disk server ready", zap.Int64("disk_server_id", srv.id()), zap.String("name", srv.name),
-		zap.String("url", base), zap.String("queue", srv.queue), zap.Strings("data_dirs", mounts),
+		zap.String("url", base), zap.String("queue", srv.currentQueue()), zap.Strings("data_dirs", mounts),
 		zap.Int("transfer_workers", cfg.transferWorkers))
 	// Started in this order and stopped in reverse: transfers still waiting for their
 	// client give up first, the jobs stop before the movers they watch, heartbeats last

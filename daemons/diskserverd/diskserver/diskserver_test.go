@@ -332,6 +332,30 @@ func TestRegistration(t *testing.T) {
 	require.Equal(t, 0, d.shutdown(t), d.log.String())
 }
 
+// A disk server whose row an operator deleted registers again at its next heartbeat, under
+// a new id and so a new River queue, and works that queue without a restart.
+func TestReRegisteredServerWorksItsNewQueue(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := e.start("ds-again", "")
+	_, err := e.db.Pool().Exec(e.ctx, "delete from disk_server where id = $1", d.id)
+	require.NoError(t, err)
+	var id int64
+	require.Eventually(t, func() bool {
+		err := e.db.Pool().QueryRow(e.ctx, "select d.id from disk_server d join file_system f on f.disk_server_id = d.id where d.name = 'ds-again'").Scan(&id)
+		return err == nil
+	}, 20*time.Second, 50*time.Millisecond, "the server did not register again")
+	require.NotEqual(t, d.id, id)
+	require.Eventually(t, func() bool { return strings.Contains(d.log.String(), "working its new queue") }, 10*time.Second, 10*time.Millisecond)
+
+	data := randomBytes(t, 4096)
+	req, _ := e.put("/pollux/again", data)
+	s := e.wait(req, model.SubrequestStatusFinished)
+	require.Equal(t, int64(len(data)), *s.SizeBytes)
+	require.Equal(t, id, *s.DiskServerID, "the transfer ran under the new registration")
+	require.Equal(t, 0, d.shutdown(t), d.log.String())
+}
+
 func TestPutThenGet(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

@@ -28,11 +28,30 @@ type server struct {
 
 	// ID may change when the server registers again after its row was deleted.
 	idValue atomic.Int64
-	// queue is the River queue this process works; fixed for the process's life.
-	queue string
 
-	mu    sync.Mutex
-	fsIDs map[string]int64 // mount point → file system id
+	mu sync.Mutex
+	// queue is the River queue this process works: its id's, so it follows the id.
+	queue string
+	// queues is the River client working queue, set once it is built.
+	queues  queueSet
+	workers int
+	fsIDs   map[string]int64 // mount point → file system id
+}
+
+// queueSet starts and stops the work of River queues; *queue.Client is one.
+type queueSet interface {
+	AddQueue(name string, workers int) error
+	RemoveQueue(ctx context.Context, name string) error
+}
+
+// queueRemoveTimeout bounds the wait for the jobs of a queue left behind to end: they are
+// transfers of the server's old id, which the database refuses anyway.
+const queueRemoveTimeout = 10 * time.Minute
+
+func (s *server) currentQueue() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queue
 }
 
 func (s *server) id() int64 { return s.idValue.Load() }
@@ -52,14 +71,8 @@ func (s *server) register(ctx context.Context) error {
 		return fmt.Errorf("register disk server %s: got %d rows", s.name, len(reg))
 	}
 	s.idValue.Store(reg[0].ID)
-	switch {
-	case s.queue == "":
-		s.queue = reg[0].Queue
-	case s.queue != reg[0].Queue:
-		// Only a deleted and recreated row gets a new id; River's queues are fixed when
-		// its client is built.
-		s.log.Error("the disk server was registered anew under another queue: restart diskserverd to work it",
-			zap.String("queue", reg[0].Queue), zap.String("working", s.queue))
+	if err := s.follow(ctx, reg[0].Queue); err != nil {
+		return err
 	}
 	for _, m := range s.mounts {
 		if err := s.registerFileSystem(ctx, m); err != nil {
@@ -68,6 +81,31 @@ func (s *server) register(ctx context.Context) error {
 	}
 	s.log.Info("disk server registered", zap.Int64("disk_server_id", reg[0].ID), zap.String("name", s.name),
 		zap.String("url", s.url), zap.String("queue", reg[0].Queue))
+	return nil
+}
+
+// follow makes the process work the queue of the id it registered under. Only a deleted
+// and recreated row gets a new id (and queue): the scheduler queues new transfers there.
+func (s *server) follow(ctx context.Context, queue string) error {
+	s.mu.Lock()
+	old, queues, workers := s.queue, s.queues, s.workers
+	s.queue = queue
+	s.mu.Unlock()
+	if old == "" || old == queue || queues == nil {
+		return nil // the first registration: the River client is built on it
+	}
+	if err := queues.AddQueue(queue, workers); err != nil {
+		return fmt.Errorf("work queue %s of the new registration: %w", queue, err)
+	}
+	s.log.Warn("the disk server was registered anew under another id: working its new queue",
+		zap.String("queue", queue), zap.String("old_queue", old))
+	go func() {
+		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), queueRemoveTimeout)
+		defer cancel()
+		if err := queues.RemoveQueue(c, old); err != nil {
+			s.log.Warn("stop working the old queue", zap.String("queue", old), zap.Error(err))
+		}
+	}()
 	return nil
 }
 
