@@ -46,6 +46,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "subrequest_fail", File: "request.sql", IdentityArgs: "p_id bigint, p_code text, p_message text", Result: "void"},
 	{Name: "subrequest_wake_waiters", File: "request.sql", IdentityArgs: "p_file_id bigint", Result: "void"},
 	{Name: "file_lock", File: "stager.sql", IdentityArgs: "p_path text, p_service_class_id bigint, p_owner text, p_create boolean", Result: "SETOF file"},
+	{Name: "file_unclosed_writer", File: "stager.sql", IdentityArgs: "p_file_id bigint, p_except bigint", Result: "bigint"},
 	{Name: "subrequest_finish", File: "stager.sql", IdentityArgs: "p_id bigint, p_info text", Result: "void"},
 	{Name: "subrequest_wait_transfer", File: "stager.sql", IdentityArgs: "p_id bigint, p_file_id bigint, p_disk_copy_id bigint", Result: "void"},
 	{Name: "subrequest_family", File: "request.sql", IdentityArgs: "p_type request_type", Result: "text"},
@@ -121,6 +122,8 @@ const (
 	SubrequestWakeWaitersSQL = "SELECT subrequest_wake_waiters($1::bigint)"
 	// FileLockSQL is the statement FileLock runs.
 	FileLockSQL = "SELECT id, path, service_class_id, size_bytes, checksum_adler32, owner, created_at, updated_at FROM file_lock($1::text, $2::bigint, $3::text, $4::boolean)"
+	// FileUnclosedWriterSQL is the statement FileUnclosedWriter runs.
+	FileUnclosedWriterSQL = "SELECT file_unclosed_writer($1::bigint, $2::bigint)"
 	// SubrequestFinishSQL is the statement SubrequestFinish runs.
 	SubrequestFinishSQL = "SELECT subrequest_finish($1::bigint, $2::text)"
 	// SubrequestWaitTransferSQL is the statement SubrequestWaitTransfer runs.
@@ -468,6 +471,18 @@ func FileLock(ctx context.Context, db DBTX, path string, serviceClassID int64, o
 	result, err := CollectFiles(rows)
 	if err != nil {
 		return nil, fmt.Errorf("file_lock: %w", err)
+	}
+	return result, nil
+}
+
+// FileUnclosedWriter calls the SQL function file_unclosed_writer (stager.sql).
+//
+// The newest PUT subrequest (other than p_except) of a file whose write is unclosed (a
+// STAGEOUT copy), 0 when that writer is gone, NULL when no write is unclosed.
+func FileUnclosedWriter(ctx context.Context, db DBTX, fileID int64, except int64) (*int64, error) {
+	var result *int64
+	if err := db.QueryRow(ctx, FileUnclosedWriterSQL, fileID, except).Scan(&result); err != nil {
+		return nil, fmt.Errorf("file_unclosed_writer: %w", err)
 	}
 	return result, nil
 }

@@ -95,6 +95,8 @@ type Function struct {
 type Returns struct {
 	// Type is set for a function returning void or a single scalar.
 	Type Type `yaml:"type"`
+	// Nullable says that a scalar may be NULL (a pointer in Go unless the type has nil).
+	Nullable bool `yaml:"nullable"`
 	// SetOf is set for a function returning rows, described by Table or Columns.
 	SetOf   bool     `yaml:"setof"`
 	Table   string   `yaml:"table"`
@@ -122,13 +124,13 @@ func (r *Returns) Form() ReturnForm {
 	switch {
 	case r == nil:
 		return ReturnsInvalid
-	case !r.SetOf && r.Table == "" && r.Columns == nil && r.Type == "void":
+	case !r.SetOf && r.Table == "" && r.Columns == nil && r.Type == "void" && !r.Nullable:
 		return ReturnsVoid
 	case !r.SetOf && r.Table == "" && r.Columns == nil && r.Type != "":
 		return ReturnsScalar
-	case r.SetOf && r.Type == "" && r.Table != "" && r.Columns == nil:
+	case r.SetOf && r.Type == "" && r.Table != "" && r.Columns == nil && !r.Nullable:
 		return ReturnsSetOfTable
-	case r.SetOf && r.Type == "" && r.Table == "" && len(r.Columns) > 0:
+	case r.SetOf && r.Type == "" && r.Table == "" && len(r.Columns) > 0 && !r.Nullable:
 		return ReturnsSetOfColumns
 	}
 	return ReturnsInvalid

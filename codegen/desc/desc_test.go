@@ -244,6 +244,7 @@ func TestLoadErrors(t *testing.T) {
 		{"two forms", "{setof: true, table: thing}", "{setof: true, table: thing, type: bigint}", "functions[0].returns: must be exactly one of"},
 		{"setof without table", "{setof: true, table: thing}", "{setof: true}", "functions[0].returns: must be exactly one of"},
 		{"table without setof", "{setof: true, table: thing}", "{table: thing}", "functions[0].returns: must be exactly one of"},
+		{"nullable rows", "{setof: true, table: thing}", "{setof: true, table: thing, nullable: true}", "functions[0].returns: must be exactly one of"},
 		{"missing returns", "    returns: {setof: true, table: thing}\n", "", "functions[0].returns: missing"},
 		{"scalar of unknown type", "{setof: true, table: thing}", "{type: numeric}", `functions[0].returns: unknown type "numeric"`},
 		{"result column type", "{setof: true, table: thing}", "{setof: true, columns: [{name: n, type: int}]}", `functions[0].returns.columns[0] "n": unknown type "int"`},

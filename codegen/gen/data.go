@@ -203,10 +203,16 @@ func newFunc(s *desc.Schema, f desc.Function) funcData {
 		fd.MDResult = "`void`"
 	case desc.ReturnsScalar:
 		fd.Form, fd.SQL = "scalar", "SELECT "+call
-		fd.ReturnType = r.Type.Go(false)
+		fd.ReturnType = r.Type.Go(r.Nullable)
 		fd.Zero = zeroValue(r.Type)
+		if strings.HasPrefix(fd.ReturnType, "*") {
+			fd.Zero = "nil"
+		}
 		fd.Results = "(" + fd.ReturnType + ", error)"
 		fd.MDResult = mdType(r.Type)
+		if r.Nullable {
+			fd.MDResult += " or NULL"
+		}
 		fd.goImports = append(fd.goImports, r.Type.GoImport())
 	case desc.ReturnsSetOfTable:
 		t, _ := s.Table(r.Table)

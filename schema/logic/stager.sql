@@ -112,6 +112,24 @@ BEGIN
 END;
 $$;
 
+-- file_unclosed_writer says whether a write of the file is unclosed (it has a STAGEOUT
+-- copy): NULL when none is, else the newest PUT subrequest on the file other than p_except,
+-- or 0 when that writer is gone (purged). A put then fails and a get waits on it. Reads only.
+CREATE OR REPLACE FUNCTION file_unclosed_writer(p_file_id bigint, p_except bigint)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM disk_copy dc WHERE dc.file_id = p_file_id AND dc.status = 'STAGEOUT') THEN
+        RETURN NULL;
+    END IF;
+    RETURN coalesce((SELECT s.id FROM subrequest s
+                     WHERE s.file_id = p_file_id AND s.type = 'PUT' AND s.id IS DISTINCT FROM p_except
+                     ORDER BY s.id DESC LIMIT 1), 0);
+END;
+$$;
+
 -- subrequest_decide_put decides a PUT: a new STAGEOUT disk copy and WAITSCHED, or FAILED
 -- with conflict (PX003) while another write of the file is unclosed (the second writer fails
 -- at once rather than waiting behind a write that may never be closed; see
@@ -131,13 +149,11 @@ BEGIN
     SELECT * INTO v_sr FROM subrequest WHERE id = p_id;
     SELECT * INTO v_req FROM request WHERE id = v_sr.request_id;
     SELECT * INTO v_file FROM file_lock(v_sr.path, v_req.service_class_id, v_req.user_name, true);
-    IF EXISTS (SELECT 1 FROM disk_copy dc WHERE dc.file_id = v_file.id AND dc.status = 'STAGEOUT') THEN
-        SELECT s.id INTO v_writer FROM subrequest s
-        WHERE s.file_id = v_file.id AND s.type = 'PUT' AND s.id <> p_id
-        ORDER BY s.id DESC LIMIT 1;
+    v_writer := file_unclosed_writer(v_file.id, p_id);
+    IF v_writer IS NOT NULL THEN
         PERFORM subrequest_fail(p_id, 'PX003', format(
             '%s is being written by another request (subrequest %s) and not yet closed: retry after its putdone, or stager_rm it',
-            v_sr.path, coalesce(v_writer::text, '?')));
+            v_sr.path, coalesce(nullif(v_writer, 0)::text, '?')));
         RETURN 'another write in progress';
     END IF;
     INSERT INTO disk_copy (file_id, status) VALUES (v_file.id, 'STAGEOUT') RETURNING id INTO v_copy;
@@ -167,10 +183,9 @@ BEGIN
         RETURN 'no such file';
     END IF;
     SELECT * INTO v_sr FROM subrequest WHERE id = p_id;
-    IF EXISTS (SELECT 1 FROM disk_copy dc WHERE dc.file_id = v_file.id AND dc.status = 'STAGEOUT') THEN
-        SELECT s.id INTO v_writer FROM subrequest s
-        WHERE s.file_id = v_file.id AND s.type = 'PUT' ORDER BY s.id DESC LIMIT 1;
-        UPDATE subrequest SET status = 'WAITSUBREQ', file_id = v_file.id, parent_id = v_writer,
+    v_writer := file_unclosed_writer(v_file.id, p_id);
+    IF v_writer IS NOT NULL THEN
+        UPDATE subrequest SET status = 'WAITSUBREQ', file_id = v_file.id, parent_id = nullif(v_writer, 0),
                info = format('waiting for the write of %s to be closed', v_sr.path), updated_at = now()
         WHERE id = p_id;
         PERFORM request_refresh(v_sr.request_id);

@@ -105,8 +105,10 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 		// with it at once.
 		var view []byte
 		if out.Created {
-			if !s.await(r.Context(), changed.C, wait) {
-				return nil // the client went away; nobody reads an answer
+			timeout := time.NewTimer(wait)
+			defer timeout.Stop()
+			if s.await(r.Context(), changed.C, timeout) == wakeGone {
+				return nil // nobody reads an answer
 			}
 			view = changed.take()
 		}
@@ -120,19 +122,28 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 	return nil
 }
 
-// await waits for a change signalled on changed, at most wait, or until the server drains;
-// it returns false when the client went away.
-func (s *server) await(ctx context.Context, changed <-chan struct{}, wait time.Duration) bool {
-	timeout := time.NewTimer(wait)
-	defer timeout.Stop()
+// wake says why a long poll stopped waiting.
+type wake int
+
+const (
+	wakeChanged wake = iota // the request may have changed
+	wakeTimeout             // the wait is over or the server drains: answer with what is known
+	wakeGone                // the client went away
+)
+
+// await waits for a change signalled on changed until timeout fires, the server drains or
+// the client goes away.
+func (s *server) await(ctx context.Context, changed <-chan struct{}, timeout *time.Timer) wake {
 	select {
 	case <-changed:
+		return wakeChanged
 	case <-timeout.C:
+		return wakeTimeout
 	case <-s.draining:
+		return wakeTimeout
 	case <-ctx.Done():
-		return false
+		return wakeGone
 	}
-	return true
 }
 
 // decodeSubmission reads the body strictly: one JSON object of known fields, within the
@@ -226,20 +237,18 @@ func (s *server) getRequest(w http.ResponseWriter, r *http.Request, c *call) *ht
 			writeJSON(w, http.StatusOK, out)
 			return nil
 		}
-		select {
-		case <-changed.C:
-			// It may have changed. A notification from before the read carries an older
-			// view than the one read: read again rather than go back in time.
+		switch s.await(ctx, changed.C, timeout) {
+		case wakeGone:
+			return nil // nobody reads an answer
+		case wakeChanged:
+			// A notification from before the read carries an older view than the one
+			// read: read again rather than go back in time.
 			var next api.Request
 			if next, herr = s.viewFor(ctx, id, c.user, changed.take()); herr == nil && next.UpdatedAt.Before(out.UpdatedAt) {
 				next, herr = s.readFor(ctx, id, c.user)
 			}
 			out = next
 			continue
-		case <-timeout.C:
-		case <-s.draining:
-		case <-ctx.Done():
-			return nil // the client went away; nobody reads an answer
 		}
 		writeJSON(w, http.StatusOK, out)
 		return nil
