@@ -3,10 +3,13 @@ package schema_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollux-storage/pollux/framework/pg"
@@ -491,4 +494,73 @@ func TestUnknownFamilyIsRefused(t *testing.T) {
 	_, err := model.SubrequestClaim(l.ctx, l.db.Pool(), "tape", 10)
 	require.Equal(t, model.SQLStateInvalidArgument, sqlstate(err))
 	require.ErrorContains(t, err, `unknown request family "tape"`)
+}
+
+// Two transactions ending the last two files of one request at once: the later must see the
+// earlier's work, or the request stays PENDING for good with every file over.
+func TestRequestEndsWhenItsLastTwoFilesEndTogether(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	req := l.submit(model.RequestTypePrepareToGet, false, "/pollux/one", "/pollux/two")
+	subs := l.subs(req)
+	require.Len(t, subs, 2)
+
+	first, err := l.db.Pool().Begin(l.ctx)
+	require.NoError(t, err)
+	defer first.Rollback(l.ctx)
+	require.NoError(t, model.SubrequestFinish(l.ctx, first, subs[0].ID, "done"))
+	second := make(chan error, 1)
+	go func() {
+		second <- pgx.BeginFunc(l.ctx, l.db.Pool(), func(tx pgx.Tx) error {
+			return model.SubrequestFinish(l.ctx, tx, subs[1].ID, "done")
+		})
+	}()
+	require.Eventually(t, func() bool {
+		var waiting int
+		err := l.db.Pool().QueryRow(l.ctx, `select count(*) from pg_stat_activity
+			where datname = current_database() and wait_event_type = 'Lock'`).Scan(&waiting)
+		return err == nil && waiting == 1
+	}, 10*time.Second, 5*time.Millisecond, "the second transaction never waited for the first")
+	require.NoError(t, first.Commit(l.ctx))
+	require.NoError(t, <-second)
+	require.Equal(t, model.RequestStatusFinished, l.requestStatus(req))
+}
+
+// The stager decides a request's files in one transaction: the last notification of it
+// carries the request as it is at commit, not as it was at the first file's refresh.
+func TestLastNotificationCarriesTheFinalState(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	l.diskServer("ds1")
+	l.put("/pollux/present", 10, "0000000a")
+	conn, err := l.db.Pool().Acquire(l.ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(l.ctx, "listen pollux_request_changed")
+	require.NoError(t, err)
+
+	req := l.submit(model.RequestTypeGet, false, "/pollux/missing", "/pollux/present")
+	l.stage()
+	var last string
+	for {
+		ctx, cancel := context.WithTimeout(l.ctx, 500*time.Millisecond)
+		n, err := conn.Conn().WaitForNotification(ctx)
+		cancel()
+		if err != nil {
+			break
+		}
+		if id, view, _ := strings.Cut(n.Payload, " "); id == req {
+			last = view
+		}
+	}
+	require.NotEmpty(t, last, "no notification carried the request")
+	var view struct {
+		Status      string
+		Subrequests []struct{ Path, Status string }
+	}
+	require.NoError(t, json.Unmarshal([]byte(last), &view))
+	require.Equal(t, "PENDING", view.Status)
+	require.Len(t, view.Subrequests, 2)
+	require.Equal(t, "FAILED", view.Subrequests[0].Status)
+	require.Equal(t, "WAITSCHED", view.Subrequests[1].Status, "the notification is stale: %s", last)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,13 +24,19 @@ type Notification struct {
 
 // Subscription receives the notifications of one channel. Its buffer is bounded and a full
 // buffer drops new notifications, so a slow subscriber never stalls the others; subscribers
-// treat a notification as "look again", never as the only record of an event.
+// treat a notification as "look again", never as the only record of an event, and one that
+// uses payloads asks Lost whether any were dropped.
 type Subscription struct {
 	C       <-chan Notification
 	c       chan Notification
 	channel string
 	l       *Listener
+	lost    atomic.Bool
 }
+
+// Lost reports whether a notification was dropped (the buffer was full) since the last
+// call: a subscriber that keeps what payloads say must then look at the database again.
+func (s *Subscription) Lost() bool { return s.lost.Swap(false) }
 
 // Unsubscribe stops delivery; the channel is not closed (a pending receive just waits).
 func (s *Subscription) Unsubscribe() { s.l.unsubscribe(s) }
@@ -196,7 +203,8 @@ func (l *Listener) deliver(n Notification) {
 	for s := range l.subs[n.Channel] {
 		select {
 		case s.c <- n:
-		default: // full: the subscriber has a wake-up pending already
+		default: // full: the subscriber has a wake-up pending already, but not this payload
+			s.lost.Store(true)
 		}
 	}
 }

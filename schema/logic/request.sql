@@ -104,21 +104,22 @@ LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
 AS $$
 BEGIN
-    RETURN (SELECT jsonb_build_object(
+    -- Absent, not null: what the API's omitempty fields look like.
+    RETURN (SELECT jsonb_strip_nulls(jsonb_build_object(
         'id', r.id, 'type', r.type, 'status', r.status, 'service_class', sc.name,
         'user_tag', nullif(r.user_tag, ''), 'owner', r.user_name,
         -- Some steps (a subrequest queued, scheduled) change a subrequest without the request
         -- row, and a client waiting "since" must still see them.
         'updated_at', greatest(r.updated_at, (SELECT max(s.updated_at) FROM subrequest s WHERE s.request_id = r.id)),
         'subrequests', coalesce((
-            SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+            SELECT jsonb_agg(jsonb_build_object(
                 'id', s.id, 'path', s.path, 'status', s.status, 'info', nullif(s.info, ''),
                 'error_code', s.error_code, 'error_message', s.error_message,
                 -- The endpoint and its token mean something only while the transfer waits.
                 'mover_url', CASE WHEN s.status = 'READY' THEN s.mover_url END,
                 'token', CASE WHEN s.status = 'READY' THEN s.token END,
-                'size_bytes', s.size_bytes, 'checksum_adler32', s.checksum_adler32)) ORDER BY s.id)
-            FROM subrequest s WHERE s.request_id = r.id), '[]'::jsonb))
+                'size_bytes', s.size_bytes, 'checksum_adler32', s.checksum_adler32) ORDER BY s.id)
+            FROM subrequest s WHERE s.request_id = r.id), '[]'::jsonb)))
     FROM request r JOIN service_class sc ON sc.id = r.service_class_id
     WHERE r.id = p_id);
 END;
@@ -163,6 +164,11 @@ DECLARE
     v_failed integer;
     v_total integer;
 BEGIN
+    -- Lock first, count second: two transactions ending different files of one request
+    -- would otherwise both count the other's as pending, and the later would leave the
+    -- request PENDING for good. Under READ COMMITTED the count, a new statement after the
+    -- lock, sees what the other committed.
+    PERFORM 1 FROM request WHERE id = p_request_id FOR UPDATE;
     SELECT count(*) FILTER (WHERE status NOT IN ('FINISHED', 'FAILED')), count(*) FILTER (WHERE status = 'FAILED'), count(*)
     INTO v_pending, v_failed, v_total FROM subrequest WHERE request_id = p_request_id;
     UPDATE request SET status = CASE WHEN v_pending > 0 THEN 'PENDING'::request_status

@@ -90,6 +90,8 @@ AS $$
 DECLARE
     v_types request_type[] := ARRAY(SELECT t FROM unnest(enum_range(NULL::request_type)) t WHERE subrequest_family(t) = p_family);
     v_sr subrequest;
+    v_claimed uuid[] := '{}';
+    v_notified uuid[] := '{}';
 BEGIN
     IF cardinality(v_types) = 0 THEN
         RAISE EXCEPTION 'unknown request family "%": put, get, putdone or rm', p_family USING ERRCODE = 'PX002';
@@ -107,8 +109,19 @@ BEGIN
             WHEN 'rm' THEN subrequest_decide_rm(v_sr.id)
         END;
         SELECT s.status INTO status FROM subrequest s WHERE s.id = v_sr.id;
+        IF status <> 'WAITSCHED' THEN
+            v_notified := v_notified || v_sr.request_id; -- its decision refreshed the request
+        END IF;
+        v_claimed := v_claimed || v_sr.request_id;
         RETURN NEXT;
     END LOOP;
+    -- A request refreshed by one decision may have had another file decided after it
+    -- without a refresh (WAITSCHED tells no client): refresh it again, so that the last
+    -- notification of the transaction carries its final state. A request with one file
+    -- decided here needs nothing more.
+    PERFORM request_refresh(r)
+    FROM (SELECT DISTINCT n AS r FROM unnest(v_notified) n) x
+    WHERE (SELECT count(*) FROM unnest(v_claimed) c WHERE c = x.r) > 1;
 END;
 $$;
 

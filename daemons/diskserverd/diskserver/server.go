@@ -30,8 +30,9 @@ type server struct {
 	idValue atomic.Int64
 
 	mu sync.Mutex
-	// queue is the River queue this process works: its id's, so it follows the id.
-	queue string
+	// queue is the River queue this process works; wanted is its id's, which the process
+	// follows when a new registration changes it (see follow).
+	queue, wanted string
 	// queues is the River client working queue, set once it is built.
 	queues  queueSet
 	workers int
@@ -44,9 +45,10 @@ type queueSet interface {
 	RemoveQueue(ctx context.Context, name string) error
 }
 
-// queueRemoveTimeout bounds the wait for the jobs of a queue left behind to end: they are
-// transfers of the server's old id, which the database refuses anyway.
-const queueRemoveTimeout = 10 * time.Minute
+// queueRemoveTimeout bounds how long removing a queue left behind waits for its running
+// jobs (River holds its start/stop lock meanwhile). Once it passes, the queue fetches no
+// more and its jobs end as the database refuses their old server id.
+const queueRemoveTimeout = 5 * time.Second
 
 func (s *server) currentQueue() string {
 	s.mu.Lock()
@@ -71,14 +73,15 @@ func (s *server) register(ctx context.Context) error {
 		return fmt.Errorf("register disk server %s: got %d rows", s.name, len(reg))
 	}
 	s.idValue.Store(reg[0].ID)
-	if err := s.follow(ctx, reg[0].Queue); err != nil {
-		return err
-	}
+	s.mu.Lock()
+	s.wanted = reg[0].Queue
+	s.mu.Unlock()
 	for _, m := range s.mounts {
 		if err := s.registerFileSystem(ctx, m); err != nil {
 			return err
 		}
 	}
+	s.follow(ctx)
 	s.log.Info("disk server registered", zap.Int64("disk_server_id", reg[0].ID), zap.String("name", s.name),
 		zap.String("url", s.url), zap.String("queue", reg[0].Queue))
 	return nil
@@ -86,17 +89,26 @@ func (s *server) register(ctx context.Context) error {
 
 // follow makes the process work the queue of the id it registered under. Only a deleted
 // and recreated row gets a new id (and queue): the scheduler queues new transfers there.
-func (s *server) follow(ctx context.Context, queue string) error {
+// A failure is logged and retried at the next heartbeat, which goes on meanwhile. Called
+// from the registration and the heartbeat loop only, never concurrently.
+func (s *server) follow(ctx context.Context) {
 	s.mu.Lock()
-	old, queues, workers := s.queue, s.queues, s.workers
-	s.queue = queue
+	old, queue, queues, workers := s.queue, s.wanted, s.queues, s.workers
+	if old == "" {
+		s.queue = queue // the first registration: the River client is built on it
+	}
 	s.mu.Unlock()
 	if old == "" || old == queue || queues == nil {
-		return nil // the first registration: the River client is built on it
+		return
 	}
 	if err := queues.AddQueue(queue, workers); err != nil {
-		return fmt.Errorf("work queue %s of the new registration: %w", queue, err)
+		s.log.Error("work the queue of the new registration: retrying at the next heartbeat",
+			zap.String("queue", queue), zap.Error(err))
+		return
 	}
+	s.mu.Lock()
+	s.queue = queue
+	s.mu.Unlock()
 	s.log.Warn("the disk server was registered anew under another id: working its new queue",
 		zap.String("queue", queue), zap.String("old_queue", old))
 	go func() {
@@ -106,7 +118,6 @@ func (s *server) follow(ctx context.Context, queue string) error {
 			s.log.Warn("stop working the old queue", zap.String("queue", old), zap.Error(err))
 		}
 	}()
-	return nil
 }
 
 func (s *server) registerFileSystem(ctx context.Context, mount string) error {
@@ -164,6 +175,7 @@ func (s *server) heartbeatLoop(ctx context.Context) {
 
 // heartbeat reports load and space; a row that vanished is registered again.
 func (s *server) heartbeat(ctx context.Context) error {
+	s.follow(ctx)
 	err := s.db.Do(ctx, "disk server heartbeat", func(q pg.Querier) error {
 		return model.DiskServerHeartbeat(ctx, q, s.id(), loadAverage())
 	})

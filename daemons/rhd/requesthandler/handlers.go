@@ -241,13 +241,13 @@ func (s *server) getRequest(w http.ResponseWriter, r *http.Request, c *call) *ht
 		case wakeGone:
 			return nil // nobody reads an answer
 		case wakeChanged:
-			// A notification from before the read carries an older view than the one
-			// read: read again rather than go back in time.
-			var next api.Request
-			if next, herr = s.viewFor(ctx, id, c.user, changed.take()); herr == nil && next.UpdatedAt.Before(out.UpdatedAt) {
-				next, herr = s.readFor(ctx, id, c.user)
+			// A notification committed before the read carries a view no newer than the
+			// one read (or one from inside the transaction the read saw whole): keep
+			// what was read rather than go back in time.
+			next, nerr := s.viewFor(ctx, id, c.user, changed.take())
+			if nerr != nil || next.UpdatedAt.After(out.UpdatedAt) {
+				out, herr = next, nerr
 			}
-			out = next
 			continue
 		}
 		writeJSON(w, http.StatusOK, out)

@@ -139,6 +139,11 @@ func (h *hub) run(ctx context.Context) {
 				}
 				h.signal(id, v)
 			}
+			if h.sub.Lost() {
+				// A dropped notification may have carried a newer view than one a waiter
+				// holds: everybody reads.
+				h.signalAll()
+			}
 		}
 	}
 }
