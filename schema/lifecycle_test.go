@@ -2,7 +2,6 @@ package schema_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/framework/uuid"
 	"github.com/pollux-storage/pollux/model"
 	"github.com/pollux-storage/pollux/schema/schematest"
 )
@@ -31,17 +31,9 @@ func newLife(t *testing.T) *life {
 	return &life{t: t, db: schematest.DB(t), ctx: context.Background()}
 }
 
-func uuid() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
-
 func (l *life) submit(typ model.RequestType, autoClose bool, paths ...string) string {
 	l.t.Helper()
-	id := uuid()
+	id := uuid.New()
 	rows, err := model.RequestSubmit(l.ctx, l.db.Pool(), id, typ, "default", "alice", "", "test", paths, autoClose)
 	require.NoError(l.t, err)
 	require.True(l.t, rows[0].Created)
@@ -394,7 +386,7 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		{"duplicate", "default", []string{"/pollux/a", "/pollux/a"}, model.SQLStateInvalidArgument, "more than once"},
 		{"unknown service class", "tape", []string{"/pollux/a"}, model.SQLStateNotFound, `unknown service class "tape"`},
 	} {
-		_, err := model.RequestSubmit(l.ctx, l.db.Pool(), uuid(), model.RequestTypePut, tc.svc, "alice", "", "", tc.paths, false)
+		_, err := model.RequestSubmit(l.ctx, l.db.Pool(), uuid.New(), model.RequestTypePut, tc.svc, "alice", "", "", tc.paths, false)
 		require.Equal(t, tc.code, sqlstate(err), tc.name)
 		require.ErrorContains(t, err, tc.msg, tc.name)
 	}
@@ -406,7 +398,7 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 func TestRequestIDMakesRetriesIdempotent(t *testing.T) {
 	t.Parallel()
 	l := newLife(t)
-	id := uuid()
+	id := uuid.New()
 	rows, err := model.RequestSubmit(l.ctx, l.db.Pool(), id, model.RequestTypePut, "default", "alice", "", "", []string{"/pollux/a"}, false)
 	require.NoError(t, err)
 	require.True(t, rows[0].Created)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/framework/uuid"
 	"github.com/pollux-storage/pollux/model"
 )
 
@@ -81,13 +82,7 @@ func (c *Client) Close() {
 
 // NewRequestID returns a random (version 4) UUID for a request. A command chooses it once
 // and sends it with every try, so a submission retried through another rhd is stored once.
-func NewRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
+func NewRequestID() string { return uuid.New() }
 
 // addresses resolves STAGE_HOST once and shuffles it, so that clients spread over the
 // request handlers.

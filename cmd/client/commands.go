@@ -74,6 +74,19 @@ func (f pathsFlag) String() string {
 
 func (f pathsFlag) Set(v string) error { *f.p = append(*f.p, v); return nil }
 
+// connect makes the client the environment describes; a request without -S goes to
+// STAGE_SVCCLASS.
+func (o *options) connect(e Env) (*Client, error) {
+	cfg, err := ConfigFromEnv(e.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if o.svc == "" {
+		o.svc = cfg.ServiceClass
+	}
+	return New(cfg), nil
+}
+
 func newFlagSet(e Env, name, usage, summary string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(e.Stderr)
@@ -234,14 +247,10 @@ func runRequest(ctx context.Context, e Env, rc requestCommand) int {
 			return failed(err)
 		}
 	}
-	cfg, err := ConfigFromEnv(e.Getenv)
+	cl, err := o.connect(e)
 	if err != nil {
 		return failed(err)
 	}
-	if o.svc == "" {
-		o.svc = cfg.ServiceClass
-	}
-	cl := New(cfg)
 	defer cl.Close()
 	wait := cl.PollWait
 	if o.noWait {
@@ -506,14 +515,10 @@ func copyFile(ctx context.Context, e Env) int {
 		}
 		typ, remote, local = model.RequestTypeGet, src, dst
 	}
-	cfg, err := ConfigFromEnv(e.Getenv)
+	cl, err := o.connect(e)
 	if err != nil {
 		return failed(err)
 	}
-	if o.svc == "" {
-		o.svc = cfg.ServiceClass
-	}
-	cl := New(cfg)
 	defer cl.Close()
 	start := time.Now()
 	sub, err := cl.Submit(ctx, api.SubmitRequest{ID: NewRequestID(), Type: string(typ), ServiceClass: o.svc, UserTag: o.tag,

@@ -9,7 +9,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +31,7 @@ import (
 	"github.com/pollux-storage/pollux/framework/metrics"
 	"github.com/pollux-storage/pollux/framework/pg"
 	"github.com/pollux-storage/pollux/framework/service"
+	"github.com/pollux-storage/pollux/framework/uuid"
 )
 
 // Spec declares a daemon.
@@ -238,7 +238,7 @@ func (d *run) main(ctx context.Context, unknownEnv []string) error {
 	if host == "" {
 		host, _ = os.Hostname()
 	}
-	inst := Instance{ID: newUUID(), Role: d.spec.Name, Host: host, PID: os.Getpid(), Version: d.spec.Version, Pools: map[string]int{}}
+	inst := Instance{ID: uuid.New(), Role: d.spec.Name, Host: host, PID: os.Getpid(), Version: d.spec.Version, Pools: map[string]int{}}
 	for name, p := range d.pools {
 		inst.Pools[name] = p.workers
 	}
@@ -434,12 +434,4 @@ func (d *run) readiness(ctx context.Context, db *pg.DB) error {
 	}
 	d.ready = readiness{at: time.Now(), err: err}
 	return err
-}
-
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40 // version 4
-	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

@@ -110,17 +110,20 @@ BEGIN
         'user_tag', nullif(r.user_tag, ''), 'owner', r.user_name,
         -- Some steps (a subrequest queued, scheduled) change a subrequest without the request
         -- row, and a client waiting "since" must still see them.
-        'updated_at', greatest(r.updated_at, (SELECT max(s.updated_at) FROM subrequest s WHERE s.request_id = r.id)),
-        'subrequests', coalesce((
-            SELECT jsonb_agg(jsonb_build_object(
-                'id', s.id, 'path', s.path, 'status', s.status, 'info', nullif(s.info, ''),
-                'error_code', s.error_code, 'error_message', s.error_message,
-                -- The endpoint and its token mean something only while the transfer waits.
-                'mover_url', CASE WHEN s.status = 'READY' THEN s.mover_url END,
-                'token', CASE WHEN s.status = 'READY' THEN s.token END,
-                'size_bytes', s.size_bytes, 'checksum_adler32', s.checksum_adler32) ORDER BY s.id)
-            FROM subrequest s WHERE s.request_id = r.id), '[]'::jsonb)))
+        'updated_at', greatest(r.updated_at, subs.updated_at),
+        'subrequests', coalesce(subs.list, '[]'::jsonb)))
     FROM request r JOIN service_class sc ON sc.id = r.service_class_id
+    -- One pass over the subrequests for both their latest change and their list.
+    CROSS JOIN LATERAL (
+        SELECT max(s.updated_at) AS updated_at,
+               jsonb_agg(jsonb_build_object(
+                   'id', s.id, 'path', s.path, 'status', s.status, 'info', nullif(s.info, ''),
+                   'error_code', s.error_code, 'error_message', s.error_message,
+                   -- The endpoint and its token mean something only while the transfer waits.
+                   'mover_url', CASE WHEN s.status = 'READY' THEN s.mover_url END,
+                   'token', CASE WHEN s.status = 'READY' THEN s.token END,
+                   'size_bytes', s.size_bytes, 'checksum_adler32', s.checksum_adler32) ORDER BY s.id) AS list
+        FROM subrequest s WHERE s.request_id = r.id) subs
     WHERE r.id = p_id);
 END;
 $$;

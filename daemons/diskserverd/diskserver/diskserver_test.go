@@ -31,6 +31,7 @@ import (
 	"github.com/pollux-storage/pollux/framework/daemon"
 	"github.com/pollux-storage/pollux/framework/pg"
 	"github.com/pollux-storage/pollux/framework/queue"
+	"github.com/pollux-storage/pollux/framework/uuid"
 	"github.com/pollux-storage/pollux/model"
 	"github.com/pollux-storage/pollux/schema/schematest"
 )
@@ -135,17 +136,9 @@ func (d *diskServer) shutdown(t *testing.T) int {
 	return d.code
 }
 
-func uuid() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
-
 func (e *env) submit(typ model.RequestType, autoClose bool, path string) string {
 	e.t.Helper()
-	id := uuid()
+	id := uuid.New()
 	_, err := model.RequestSubmit(e.ctx, e.db.Pool(), id, typ, "default", "alice", "", "test", []string{path}, autoClose)
 	require.NoError(e.t, err)
 	return id

@@ -3,7 +3,6 @@ package requesthandler_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
 	"github.com/pollux-storage/pollux/daemons/rhd/rhdtest"
 	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/framework/uuid"
 	"github.com/pollux-storage/pollux/model"
 	"github.com/pollux-storage/pollux/schema/schematest"
 )
@@ -116,19 +116,11 @@ func get(t *testing.T, in *rhdtest.Instance, token, id string, q url.Values) res
 	return do(t, http.MethodGet, u, token, nil)
 }
 
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
-
 func TestSubmitRetryThroughAnotherInstanceStoresOneRequest(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	a, b := c.rhd(), c.rhd()
-	req := api.SubmitRequest{ID: newID(), Type: "PUT", ServiceClass: "default", UserTag: "run-7",
+	req := api.SubmitRequest{ID: uuid.New(), Type: "PUT", ServiceClass: "default", UserTag: "run-7",
 		Paths: []string{"/pollux/u/alice/f1", "/pollux/u/alice/f2"}}
 
 	first := submit(t, a, aliceToken, req)
@@ -192,7 +184,7 @@ func TestBadSubmissionsAreRefusedAndWriteNothing(t *testing.T) {
 		return string(b)
 	}
 	ok := func(paths ...string) map[string]any {
-		return map[string]any{"id": newID(), "type": "PUT", "service_class": "default", "paths": paths}
+		return map[string]any{"id": uuid.New(), "type": "PUT", "service_class": "default", "paths": paths}
 	}
 	with := func(m map[string]any, k string, v any) map[string]any { m[k] = v; return m }
 	many := make([]string, 1001)
@@ -258,7 +250,7 @@ func TestTokens(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	a := c.rhd()
-	req := api.SubmitRequest{ID: newID(), Type: "GET", Paths: []string{"/pollux/f"}}
+	req := api.SubmitRequest{ID: uuid.New(), Type: "GET", Paths: []string{"/pollux/f"}}
 	for _, tc := range []struct{ name, header, reason string }{
 		{"no header", "", "no Authorization header"},
 		{"not bearer", "Basic YWxpY2U6cHc=", "not \"Bearer TOKEN\""},
@@ -326,7 +318,7 @@ func TestLongPollIsAnsweredByAnyInstance(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	stored, answering := c.rhd(), c.rhd("--max-wait", "2s")
-	id := newID()
+	id := uuid.New()
 	r := submit(t, stored, aliceToken, api.SubmitRequest{ID: id, Type: "PUT", Paths: []string{"/pollux/f"}})
 	require.Equal(t, http.StatusCreated, r.status, string(r.body))
 	ds := c.schedulePut(id)
@@ -393,7 +385,7 @@ func TestLongPollIsAnsweredByAnyInstance(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, forbidden.status)
 	require.NotContains(t, string(forbidden.body), "one-time")
 	require.Equal(t, "permission", forbidden.errorBody(t).Kind)
-	missing := get(t, answering, aliceToken, newID(), nil)
+	missing := get(t, answering, aliceToken, uuid.New(), nil)
 	require.Equal(t, http.StatusNotFound, missing.status)
 	require.Contains(t, missing.errorBody(t).Message, "no such request")
 	require.Equal(t, http.StatusBadRequest, get(t, answering, aliceToken, "not-a-uuid", nil).status)
@@ -407,7 +399,7 @@ func TestSubmitWaitsForTheFirstChange(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	a := c.rhd()
-	id := newID()
+	id := uuid.New()
 	body, err := json.Marshal(api.SubmitRequest{ID: id, Type: "PUT", Paths: []string{"/pollux/w"}})
 	require.NoError(t, err)
 	post := func(wait string) <-chan response {
@@ -476,7 +468,7 @@ func TestDrainAnswersWaitingPolls(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	a := c.rhd()
-	id := newID()
+	id := uuid.New()
 	require.Equal(t, http.StatusCreated, submit(t, a, aliceToken, api.SubmitRequest{ID: id, Type: "GET", Paths: []string{"/pollux/f"}}).status)
 	var seen api.Request
 	get(t, a, aliceToken, id, nil).decode(t, &seen)
@@ -538,7 +530,7 @@ func TestFiles(t *testing.T) {
 	require.Contains(t, r.errorBody(t).Message, "?path=")
 
 	// A file written all the way (pollux cp: auto_close) is staged with its size and sum.
-	id := newID()
+	id := uuid.New()
 	require.Equal(t, http.StatusCreated, submit(t, a, aliceToken, api.SubmitRequest{ID: id, Type: "PUT", AutoClose: true, Paths: []string{"/pollux/u/alice/f"}}).status)
 	ds := c.schedulePut(id)
 	subs, err := model.SubrequestList(c.ctx, c.db.Pool(), id)

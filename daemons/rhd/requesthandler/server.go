@@ -2,7 +2,6 @@ package requesthandler
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"github.com/pollux-storage/pollux/framework/daemon"
 	"github.com/pollux-storage/pollux/framework/logging"
 	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/framework/uuid"
 	"github.com/pollux-storage/pollux/model"
 )
 
@@ -55,7 +55,7 @@ func newServer(cfg Config, env *daemon.Env) (*server, error) {
 	}
 	s := &server{
 		cfg: cfg, db: env.DB, log: log, tokens: tok,
-		hub:      newHub(env.Listener.Subscribe(changedChannel, subscriptionBuffer), newUUID()),
+		hub:      newHub(env.Listener.Subscribe(changedChannel, subscriptionBuffer), uuid.New()),
 		draining: make(chan struct{}),
 		hubDone:  make(chan struct{}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -305,12 +305,4 @@ func errorLog(log *zap.Logger) *stdlog.Logger {
 		return zap.NewStdLog(log)
 	}
 	return l
-}
-
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40 // version 4
-	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
