@@ -232,11 +232,12 @@ const (
 	// SubrequestStatusWaitsubreq is WAITSUBREQ. Waiting for another subrequest on the same
 	// file to end.
 	SubrequestStatusWaitsubreq SubrequestStatus = "WAITSUBREQ"
-	// SubrequestStatusWaitsched is WAITSCHED. Decided; waiting for the job manager to hand it
-	// to the scheduler.
+	// SubrequestStatusWaitsched is WAITSCHED. Decided; no disk server or file system can take
+	// the transfer now. info says which resource it waits for; schedulerd places it when
+	// capacity changes.
 	SubrequestStatusWaitsched SubrequestStatus = "WAITSCHED"
-	// SubrequestStatusScheduled is SCHEDULED. Submitted to the scheduler; waiting for a disk
-	// server and file system.
+	// SubrequestStatusScheduled is SCHEDULED. Placed on a disk server and file system;
+	// waiting for that server's diskserverd to start a mover.
 	SubrequestStatusScheduled SubrequestStatus = "SCHEDULED"
 	// SubrequestStatusReady is READY. A mover is running: its endpoint and one-time token are
 	// published to the client.
@@ -329,17 +330,17 @@ func (s *SubrequestStatus) UnmarshalText(text []byte) error {
 func (s SubrequestStatus) CanBecome(next SubrequestStatus) bool {
 	switch s {
 	case SubrequestStatusStart:
-		return next == SubrequestStatusWaitsched || next == SubrequestStatusWaitsubreq || next == SubrequestStatusFinished || next == SubrequestStatusFailed
+		return next == SubrequestStatusScheduled || next == SubrequestStatusWaitsched || next == SubrequestStatusWaitsubreq || next == SubrequestStatusFinished || next == SubrequestStatusFailed
 	case SubrequestStatusRestart:
-		return next == SubrequestStatusWaitsched || next == SubrequestStatusWaitsubreq || next == SubrequestStatusFinished || next == SubrequestStatusFailed
+		return next == SubrequestStatusScheduled || next == SubrequestStatusWaitsched || next == SubrequestStatusWaitsubreq || next == SubrequestStatusFinished || next == SubrequestStatusFailed
 	case SubrequestStatusRetry:
-		return next == SubrequestStatusWaitsched || next == SubrequestStatusWaitsubreq || next == SubrequestStatusFinished || next == SubrequestStatusFailed
+		return next == SubrequestStatusScheduled || next == SubrequestStatusWaitsched || next == SubrequestStatusWaitsubreq || next == SubrequestStatusFinished || next == SubrequestStatusFailed
 	case SubrequestStatusWaitsubreq:
 		return next == SubrequestStatusRestart || next == SubrequestStatusFailed
 	case SubrequestStatusWaitsched:
-		return next == SubrequestStatusScheduled || next == SubrequestStatusFailed
+		return next == SubrequestStatusScheduled || next == SubrequestStatusRestart || next == SubrequestStatusFailed
 	case SubrequestStatusScheduled:
-		return next == SubrequestStatusReady || next == SubrequestStatusFailed
+		return next == SubrequestStatusReady || next == SubrequestStatusRetry || next == SubrequestStatusFailed
 	case SubrequestStatusReady:
 		return next == SubrequestStatusFinished || next == SubrequestStatusFailed || next == SubrequestStatusRetry
 	}
@@ -350,27 +351,32 @@ func (s SubrequestStatus) CanBecome(next SubrequestStatus) bool {
 // declaration order.
 func SubrequestStatusTransitions() []Transition {
 	return []Transition{
-		{From: "START", To: "WAITSCHED", By: "stagerd", Doc: "a transfer is needed"},
+		{From: "START", To: "SCHEDULED", By: "stagerd", Doc: "a transfer is needed and the scheduler plugin placed it in the same transaction"},
+		{From: "START", To: "WAITSCHED", By: "stagerd", Doc: "a transfer is needed and no disk server or file system can take it now"},
 		{From: "START", To: "WAITSUBREQ", By: "stagerd", Doc: "another subrequest on the same file is in flight"},
 		{From: "START", To: "FINISHED", By: "stagerd", Doc: "decided without a transfer (putdone, rm, prepareToGet of a staged file)"},
 		{From: "START", To: "FAILED", By: "stagerd", Doc: "refused: no such file, permission, bad state"},
+		{From: "RESTART", To: "SCHEDULED", By: "stagerd", Doc: "as START"},
 		{From: "RESTART", To: "WAITSCHED", By: "stagerd", Doc: "as START"},
 		{From: "RESTART", To: "WAITSUBREQ", By: "stagerd", Doc: "as START: yet another subrequest on the file is in flight"},
 		{From: "RESTART", To: "FINISHED", By: "stagerd", Doc: "as START"},
 		{From: "RESTART", To: "FAILED", By: "stagerd", Doc: "as START"},
+		{From: "RETRY", To: "SCHEDULED", By: "stagerd", Doc: "as START"},
 		{From: "RETRY", To: "WAITSCHED", By: "stagerd", Doc: "as START"},
 		{From: "RETRY", To: "WAITSUBREQ", By: "stagerd", Doc: "as START"},
 		{From: "RETRY", To: "FINISHED", By: "stagerd", Doc: "as START"},
-		{From: "RETRY", To: "FAILED", By: "stagerd", Doc: "retries exhausted"},
-		{From: "WAITSUBREQ", To: "RESTART", By: "stagerd or diskserverd", Doc: "the subrequest it waited on ended"},
-		{From: "WAITSUBREQ", To: "FAILED", By: "stagerd", Doc: "the file was removed, or the request cancelled, while waiting"},
-		{From: "WAITSCHED", To: "SCHEDULED", By: "jobmanagerd", Doc: "submitted to the scheduler in the same transaction"},
-		{From: "WAITSCHED", To: "FAILED", By: "jobmanagerd", Doc: "cancelled, or the scheduler cannot take it"},
-		{From: "SCHEDULED", To: "READY", By: "diskserverd", Doc: "a mover started and published its endpoint"},
-		{From: "SCHEDULED", To: "FAILED", By: "jobmanagerd", Doc: "cancelled or timed out before a mover started"},
+		{From: "RETRY", To: "FAILED", By: "stagerd", Doc: "as START"},
+		{From: "WAITSUBREQ", To: "RESTART", By: "stagerd or diskserverd or jobmanagerd", Doc: "the write it waited on was closed or abandoned"},
+		{From: "WAITSUBREQ", To: "FAILED", By: "stagerd", Doc: "the file was removed while it waited"},
+		{From: "WAITSCHED", To: "SCHEDULED", By: "schedulerd", Doc: "capacity changed and the scheduler plugin placed it"},
+		{From: "WAITSCHED", To: "RESTART", By: "schedulerd", Doc: "a read's copy is no longer valid: the stager decides it again"},
+		{From: "WAITSCHED", To: "FAILED", By: "stagerd", Doc: "the file was removed while it waited"},
+		{From: "SCHEDULED", To: "READY", By: "diskserverd", Doc: "its disk server claimed it, started a mover and published the endpoint"},
+		{From: "SCHEDULED", To: "RETRY", By: "jobmanagerd", Doc: "its disk server stopped heartbeating before it started a mover"},
+		{From: "SCHEDULED", To: "FAILED", By: "stagerd or jobmanagerd or diskserverd", Doc: "the file was removed; the retries are exhausted; it has no copy to move"},
 		{From: "READY", To: "FINISHED", By: "diskserverd", Doc: "the transfer ended and checked out"},
-		{From: "READY", To: "FAILED", By: "diskserverd or jobmanagerd", Doc: "the transfer failed, was truncated or timed out"},
-		{From: "READY", To: "RETRY", By: "jobmanagerd", Doc: "the disk server stopped heartbeating mid-transfer"},
+		{From: "READY", To: "FAILED", By: "diskserverd or jobmanagerd or stagerd", Doc: "the transfer failed, was truncated or timed out; it outlived every time limit; the file was removed while being written"},
+		{From: "READY", To: "RETRY", By: "jobmanagerd or diskserverd", Doc: "its disk server stopped heartbeating mid-transfer, or restarted and lost its movers"},
 	}
 }
 
@@ -483,8 +489,8 @@ func (s DiskCopyStatus) CanBecome(next DiskCopyStatus) bool {
 func DiskCopyStatusTransitions() []Transition {
 	return []Transition{
 		{From: "STAGEOUT", To: "STAGED", By: "stagerd or diskserverd", Doc: "putdone, or the end of a whole-file copy"},
-		{From: "STAGEOUT", To: "INVALID", By: "diskserverd or jobmanagerd", Doc: "the upload failed, was truncated or corrupt"},
-		{From: "STAGED", To: "INVALID", By: "stagerd", Doc: "replaced by a newer version, or removed by rm"},
+		{From: "STAGEOUT", To: "INVALID", By: "diskserverd or jobmanagerd or stagerd", Doc: "the upload failed, was truncated or corrupt, its disk server died, or the file was removed"},
+		{From: "STAGED", To: "INVALID", By: "stagerd or diskserverd", Doc: "replaced by a newer version (putdone, or the end of a whole-file copy), or removed by rm"},
 		{From: "INVALID", To: "BEINGDELETED", By: "diskserverd", Doc: "its garbage collector claimed it"},
 	}
 }

@@ -48,29 +48,33 @@ var LogicFunctions = []LogicFunction{
 	{Name: "file_lock", File: "stager.sql", IdentityArgs: "p_path text, p_service_class_id bigint, p_owner text, p_create boolean", Result: "SETOF file"},
 	{Name: "file_unclosed_writer", File: "stager.sql", IdentityArgs: "p_file_id bigint, p_except bigint", Result: "bigint"},
 	{Name: "subrequest_finish", File: "stager.sql", IdentityArgs: "p_id bigint, p_info text", Result: "void"},
-	{Name: "subrequest_wait_transfer", File: "stager.sql", IdentityArgs: "p_id bigint, p_file_id bigint, p_disk_copy_id bigint", Result: "void"},
+	{Name: "subrequest_wait_transfer", File: "stager.sql", IdentityArgs: "p_id bigint, p_file_id bigint, p_disk_copy_id bigint", Result: "text"},
 	{Name: "subrequest_family", File: "request.sql", IdentityArgs: "p_type request_type", Result: "text"},
 	{Name: "subrequest_file", File: "stager.sql", IdentityArgs: "p_id bigint", Result: "SETOF file"},
-	{Name: "subrequest_claim", File: "stager.sql", IdentityArgs: "p_family text, p_batch integer", Result: "TABLE(id bigint, request_id uuid, path text, status subrequest_status, message text)"},
+	{Name: "subrequest_claim", File: "stager.sql", IdentityArgs: "p_family text, p_batch integer", Result: "TABLE(id bigint, request_id uuid, path text, status subrequest_status, message text, wake_url text)"},
 	{Name: "subrequest_decide_put", File: "stager.sql", IdentityArgs: "p_id bigint", Result: "text"},
 	{Name: "subrequest_decide_get", File: "stager.sql", IdentityArgs: "p_id bigint", Result: "text"},
 	{Name: "subrequest_decide_putdone", File: "stager.sql", IdentityArgs: "p_id bigint", Result: "text"},
 	{Name: "subrequest_decide_rm", File: "stager.sql", IdentityArgs: "p_id bigint", Result: "text"},
-	{Name: "subrequest_claim_waitsched", File: "jobmanager.sql", IdentityArgs: "p_batch integer", Result: "TABLE(id bigint, request_id uuid, type request_type)"},
-	{Name: "subrequest_take_back", File: "jobmanager.sql", IdentityArgs: "p_id bigint, p_reason text, p_max_retries integer", Result: "subrequest_status"},
-	{Name: "subrequest_expire", File: "jobmanager.sql", IdentityArgs: "p_heartbeat_timeout_seconds integer, p_max_retries integer", Result: "TABLE(id bigint, request_id uuid, status subrequest_status)"},
-	{Name: "disk_server_live_seconds", File: "scheduler.sql", IdentityArgs: "", Result: "integer"},
-	{Name: "subrequest_schedule", File: "scheduler.sql", IdentityArgs: "p_id bigint", Result: "TABLE(disk_server_id bigint, queue text, disk_server_name text)"},
-	{Name: "disk_server_queue", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "text"},
-	{Name: "disk_server_register", File: "diskserver.sql", IdentityArgs: "p_name text, p_url text, p_load double precision", Result: "TABLE(id bigint, queue text)"},
+	{Name: "subrequest_take_back", File: "jobmanager.sql", IdentityArgs: "p_id bigint, p_reason text", Result: "subrequest_status"},
+	{Name: "subrequest_expire", File: "jobmanager.sql", IdentityArgs: "p_batch integer", Result: "TABLE(id bigint, request_id uuid, status subrequest_status, reason text)"},
+	{Name: "request_archive_finished", File: "jobmanager.sql", IdentityArgs: "p_batch integer", Result: "integer"},
+	{Name: "request_archive_purge", File: "jobmanager.sql", IdentityArgs: "p_batch integer", Result: "integer"},
+	{Name: "policy_value", File: "policy.sql", IdentityArgs: "p_name text", Result: "bigint"},
+	{Name: "policy_set", File: "policy.sql", IdentityArgs: "p_name text, p_value bigint, p_by text", Result: "bigint"},
+	{Name: "capacity_changed", File: "scheduler.sql", IdentityArgs: "", Result: "void"},
+	{Name: "subrequest_place", File: "scheduler.sql", IdentityArgs: "p_id bigint", Result: "TABLE(disk_server_id bigint, disk_server_url text, disk_server_name text)"},
+	{Name: "subrequest_claim_waitsched", File: "scheduler.sql", IdentityArgs: "p_batch integer", Result: "TABLE(id bigint, request_id uuid, disk_server_id bigint, disk_server_url text, disk_server_name text)"},
+	{Name: "disk_server_register", File: "diskserver.sql", IdentityArgs: "p_name text, p_url text, p_load double precision", Result: "bigint"},
 	{Name: "file_system_register", File: "diskserver.sql", IdentityArgs: "p_disk_server_id bigint, p_mount_point text, p_service_class text, p_capacity_bytes bigint, p_free_bytes bigint", Result: "bigint"},
 	{Name: "disk_server_heartbeat", File: "diskserver.sql", IdentityArgs: "p_id bigint, p_load double precision", Result: "void"},
 	{Name: "file_system_heartbeat", File: "diskserver.sql", IdentityArgs: "p_id bigint, p_capacity_bytes bigint, p_free_bytes bigint", Result: "void"},
-	{Name: "disk_server_recover", File: "diskserver.sql", IdentityArgs: "p_id bigint, p_max_retries integer", Result: "integer"},
+	{Name: "disk_server_recover", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "integer"},
 	{Name: "disk_copy_claim_gc", File: "diskserver.sql", IdentityArgs: "p_disk_server_id bigint, p_batch integer", Result: "TABLE(id bigint, mount_point text, disk_path text)"},
 	{Name: "disk_copy_deleted", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "void"},
-	{Name: "transfer_location", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint", Result: "TABLE(request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)"},
-	{Name: "transfer_start", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_disk_server_id bigint, p_mover_url text, p_token text", Result: "TABLE(request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)"},
+	{Name: "transfer_location", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint", Result: "TABLE(request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, checksum_adler32 text, max_size_bytes bigint)"},
+	{Name: "transfer_claim", File: "transfer.sql", IdentityArgs: "p_disk_server_id bigint, p_mover_base text, p_tokens text[]", Result: "TABLE(subrequest_id bigint, request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, checksum_adler32 text, max_size_bytes bigint, token text, open_seconds bigint, transfer_seconds bigint)"},
+	{Name: "subrequest_abandon_write", File: "transfer.sql", IdentityArgs: "p_id bigint", Result: "void"},
 	{Name: "transfer_put_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint, p_checksum_adler32 text", Result: "void"},
 	{Name: "transfer_get_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint", Result: "void"},
 	{Name: "transfer_fail", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_code text, p_message text", Result: "void"},
@@ -109,7 +113,7 @@ const (
 	// RequestGetSQL is the statement RequestGet runs.
 	RequestGetSQL = "SELECT id, type, status, service_class_id, user_name, user_tag, client_host, created_at, updated_at, auto_close FROM request_get($1::uuid)"
 	// SubrequestListSQL is the statement SubrequestList runs.
-	SubrequestListSQL = "SELECT id, request_id, path, status, file_id, disk_copy_id, parent_id, retries, error_code, error_message, created_at, updated_at, type, disk_server_id, file_system_id, mover_url, token, size_bytes, checksum_adler32, info, next_attempt_at FROM subrequest_list($1::uuid)"
+	SubrequestListSQL = "SELECT id, request_id, path, status, file_id, disk_copy_id, parent_id, retries, error_code, error_message, created_at, updated_at, type, disk_server_id, file_system_id, mover_url, token, size_bytes, checksum_adler32, info, placement_epoch FROM subrequest_list($1::uuid)"
 	// RequestViewSQL is the statement RequestView runs.
 	RequestViewSQL = "SELECT request_view($1::uuid)"
 	// RequestChangedPayloadSQL is the statement RequestChangedPayload runs.
@@ -133,7 +137,7 @@ const (
 	// SubrequestFileSQL is the statement SubrequestFile runs.
 	SubrequestFileSQL = "SELECT id, path, service_class_id, size_bytes, checksum_adler32, owner, created_at, updated_at FROM subrequest_file($1::bigint)"
 	// SubrequestClaimSQL is the statement SubrequestClaim runs.
-	SubrequestClaimSQL = "SELECT id, request_id, path, status, message FROM subrequest_claim($1::text, $2::integer)"
+	SubrequestClaimSQL = "SELECT id, request_id, path, status, message, wake_url FROM subrequest_claim($1::text, $2::integer)"
 	// SubrequestDecidePutSQL is the statement SubrequestDecidePut runs.
 	SubrequestDecidePutSQL = "SELECT subrequest_decide_put($1::bigint)"
 	// SubrequestDecideGetSQL is the statement SubrequestDecideGet runs.
@@ -142,20 +146,26 @@ const (
 	SubrequestDecidePutdoneSQL = "SELECT subrequest_decide_putdone($1::bigint)"
 	// SubrequestDecideRmSQL is the statement SubrequestDecideRm runs.
 	SubrequestDecideRmSQL = "SELECT subrequest_decide_rm($1::bigint)"
-	// SubrequestClaimWaitschedSQL is the statement SubrequestClaimWaitsched runs.
-	SubrequestClaimWaitschedSQL = "SELECT id, request_id, type FROM subrequest_claim_waitsched($1::integer)"
 	// SubrequestTakeBackSQL is the statement SubrequestTakeBack runs.
-	SubrequestTakeBackSQL = "SELECT subrequest_take_back($1::bigint, $2::text, $3::integer)"
+	SubrequestTakeBackSQL = "SELECT subrequest_take_back($1::bigint, $2::text)"
 	// SubrequestExpireSQL is the statement SubrequestExpire runs.
-	SubrequestExpireSQL = "SELECT id, request_id, status FROM subrequest_expire($1::integer, $2::integer)"
-	// DiskServerLiveSecondsSQL is the statement DiskServerLiveSeconds runs.
-	DiskServerLiveSecondsSQL = "SELECT disk_server_live_seconds()"
-	// SubrequestScheduleSQL is the statement SubrequestSchedule runs.
-	SubrequestScheduleSQL = "SELECT disk_server_id, queue, disk_server_name FROM subrequest_schedule($1::bigint)"
-	// DiskServerQueueSQL is the statement DiskServerQueue runs.
-	DiskServerQueueSQL = "SELECT disk_server_queue($1::bigint)"
+	SubrequestExpireSQL = "SELECT id, request_id, status, reason FROM subrequest_expire($1::integer)"
+	// RequestArchiveFinishedSQL is the statement RequestArchiveFinished runs.
+	RequestArchiveFinishedSQL = "SELECT request_archive_finished($1::integer)"
+	// RequestArchivePurgeSQL is the statement RequestArchivePurge runs.
+	RequestArchivePurgeSQL = "SELECT request_archive_purge($1::integer)"
+	// PolicyValueSQL is the statement PolicyValue runs.
+	PolicyValueSQL = "SELECT policy_value($1::text)"
+	// PolicySetSQL is the statement PolicySet runs.
+	PolicySetSQL = "SELECT policy_set($1::text, $2::bigint, $3::text)"
+	// CapacityChangedSQL is the statement CapacityChanged runs.
+	CapacityChangedSQL = "SELECT capacity_changed()"
+	// SubrequestPlaceSQL is the statement SubrequestPlace runs.
+	SubrequestPlaceSQL = "SELECT disk_server_id, disk_server_url, disk_server_name FROM subrequest_place($1::bigint)"
+	// SubrequestClaimWaitschedSQL is the statement SubrequestClaimWaitsched runs.
+	SubrequestClaimWaitschedSQL = "SELECT id, request_id, disk_server_id, disk_server_url, disk_server_name FROM subrequest_claim_waitsched($1::integer)"
 	// DiskServerRegisterSQL is the statement DiskServerRegister runs.
-	DiskServerRegisterSQL = "SELECT id, queue FROM disk_server_register($1::text, $2::text, $3::double precision)"
+	DiskServerRegisterSQL = "SELECT disk_server_register($1::text, $2::text, $3::double precision)"
 	// FileSystemRegisterSQL is the statement FileSystemRegister runs.
 	FileSystemRegisterSQL = "SELECT file_system_register($1::bigint, $2::text, $3::text, $4::bigint, $5::bigint)"
 	// DiskServerHeartbeatSQL is the statement DiskServerHeartbeat runs.
@@ -163,15 +173,17 @@ const (
 	// FileSystemHeartbeatSQL is the statement FileSystemHeartbeat runs.
 	FileSystemHeartbeatSQL = "SELECT file_system_heartbeat($1::bigint, $2::bigint, $3::bigint)"
 	// DiskServerRecoverSQL is the statement DiskServerRecover runs.
-	DiskServerRecoverSQL = "SELECT disk_server_recover($1::bigint, $2::integer)"
+	DiskServerRecoverSQL = "SELECT disk_server_recover($1::bigint)"
 	// DiskCopyClaimGcSQL is the statement DiskCopyClaimGc runs.
 	DiskCopyClaimGcSQL = "SELECT id, mount_point, disk_path FROM disk_copy_claim_gc($1::bigint, $2::integer)"
 	// DiskCopyDeletedSQL is the statement DiskCopyDeleted runs.
 	DiskCopyDeletedSQL = "SELECT disk_copy_deleted($1::bigint)"
 	// TransferLocationSQL is the statement TransferLocation runs.
-	TransferLocationSQL = "SELECT request_id, type, path, mount_point, disk_path, size_bytes, max_size_bytes FROM transfer_location($1::bigint)"
-	// TransferStartSQL is the statement TransferStart runs.
-	TransferStartSQL = "SELECT request_id, type, path, mount_point, disk_path, size_bytes, max_size_bytes FROM transfer_start($1::bigint, $2::bigint, $3::text, $4::text)"
+	TransferLocationSQL = "SELECT request_id, type, path, mount_point, disk_path, size_bytes, checksum_adler32, max_size_bytes FROM transfer_location($1::bigint)"
+	// TransferClaimSQL is the statement TransferClaim runs.
+	TransferClaimSQL = "SELECT subrequest_id, request_id, type, path, mount_point, disk_path, size_bytes, checksum_adler32, max_size_bytes, token, open_seconds, transfer_seconds FROM transfer_claim($1::bigint, $2::text, $3::text[])"
+	// SubrequestAbandonWriteSQL is the statement SubrequestAbandonWrite runs.
+	SubrequestAbandonWriteSQL = "SELECT subrequest_abandon_write($1::bigint)"
 	// TransferPutEndedSQL is the statement TransferPutEnded runs.
 	TransferPutEndedSQL = "SELECT transfer_put_ended($1::bigint, $2::bigint, $3::text)"
 	// TransferGetEndedSQL is the statement TransferGetEnded runs.
@@ -499,12 +511,14 @@ func SubrequestFinish(ctx context.Context, db DBTX, id int64, info string) error
 
 // SubrequestWaitTransfer calls the SQL function subrequest_wait_transfer (stager.sql).
 //
-// Makes a subrequest ready for scheduling (WAITSCHED) and wakes the job manager.
-func SubrequestWaitTransfer(ctx context.Context, db DBTX, id int64, fileID int64, diskCopyID int64) error {
-	if _, err := db.Exec(ctx, SubrequestWaitTransferSQL, id, fileID, diskCopyID); err != nil {
-		return fmt.Errorf("subrequest_wait_transfer: %w", err)
+// Records a transfer's file and copy and hands it to the scheduler plugin; returns its
+// disk server's URL when it was placed at once.
+func SubrequestWaitTransfer(ctx context.Context, db DBTX, id int64, fileID int64, diskCopyID int64) (*string, error) {
+	var result *string
+	if err := db.QueryRow(ctx, SubrequestWaitTransferSQL, id, fileID, diskCopyID).Scan(&result); err != nil {
+		return nil, fmt.Errorf("subrequest_wait_transfer: %w", err)
 	}
-	return nil
+	return result, nil
 }
 
 // SubrequestFamily calls the SQL function subrequest_family (request.sql).
@@ -540,7 +554,10 @@ type SubrequestClaimRow struct {
 	RequestID string           `json:"request_id"`
 	Path      string           `json:"path"`
 	Status    SubrequestStatus `json:"status"`
-	Message   string           `json:"message"`
+	// Why it failed, empty otherwise.
+	Message string `json:"message"`
+	// The disk server a transfer was placed on at once, to send a wake-up hint after commit.
+	WakeURL *string `json:"wake_url"`
 }
 
 // SubrequestClaim calls the SQL function subrequest_claim (stager.sql).
@@ -554,7 +571,7 @@ func SubrequestClaim(ctx context.Context, db DBTX, family string, batch int32) (
 	}
 	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestClaimRow, error) {
 		var r SubrequestClaimRow
-		err := row.Scan(&r.ID, &r.RequestID, &r.Path, &r.Status, &r.Message)
+		err := row.Scan(&r.ID, &r.RequestID, &r.Path, &r.Status, &r.Message, &r.WakeURL)
 		return r, err
 	})
 	if err != nil {
@@ -565,22 +582,23 @@ func SubrequestClaim(ctx context.Context, db DBTX, family string, batch int32) (
 
 // SubrequestDecidePut calls the SQL function subrequest_decide_put (stager.sql).
 //
-// Decides a PUT subrequest; returns a short reason when it fails.
-func SubrequestDecidePut(ctx context.Context, db DBTX, id int64) (string, error) {
-	var result string
+// Decides a PUT subrequest; returns its disk server's URL when it was placed at once.
+func SubrequestDecidePut(ctx context.Context, db DBTX, id int64) (*string, error) {
+	var result *string
 	if err := db.QueryRow(ctx, SubrequestDecidePutSQL, id).Scan(&result); err != nil {
-		return "", fmt.Errorf("subrequest_decide_put: %w", err)
+		return nil, fmt.Errorf("subrequest_decide_put: %w", err)
 	}
 	return result, nil
 }
 
 // SubrequestDecideGet calls the SQL function subrequest_decide_get (stager.sql).
 //
-// Decides a GET or PREPARE_TO_GET subrequest; returns a short reason when it fails.
-func SubrequestDecideGet(ctx context.Context, db DBTX, id int64) (string, error) {
-	var result string
+// Decides a GET or PREPARE_TO_GET subrequest; returns its disk server's URL when it was
+// placed at once.
+func SubrequestDecideGet(ctx context.Context, db DBTX, id int64) (*string, error) {
+	var result *string
 	if err := db.QueryRow(ctx, SubrequestDecideGetSQL, id).Scan(&result); err != nil {
-		return "", fmt.Errorf("subrequest_decide_get: %w", err)
+		return nil, fmt.Errorf("subrequest_decide_get: %w", err)
 	}
 	return result, nil
 }
@@ -607,41 +625,13 @@ func SubrequestDecideRm(ctx context.Context, db DBTX, id int64) (string, error) 
 	return result, nil
 }
 
-// SubrequestClaimWaitschedRow is a row returned by subrequest_claim_waitsched.
-type SubrequestClaimWaitschedRow struct {
-	ID        int64       `json:"id"`
-	RequestID string      `json:"request_id"`
-	Type      RequestType `json:"type"`
-}
-
-// SubrequestClaimWaitsched calls the SQL function subrequest_claim_waitsched
-// (jobmanager.sql).
-//
-// Claims subrequests ready for scheduling and marks them SCHEDULED; the caller submits
-// the scheduler job in the same transaction.
-func SubrequestClaimWaitsched(ctx context.Context, db DBTX, batch int32) ([]SubrequestClaimWaitschedRow, error) {
-	rows, err := db.Query(ctx, SubrequestClaimWaitschedSQL, batch)
-	if err != nil {
-		return nil, fmt.Errorf("subrequest_claim_waitsched: %w", err)
-	}
-	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestClaimWaitschedRow, error) {
-		var r SubrequestClaimWaitschedRow
-		err := row.Scan(&r.ID, &r.RequestID, &r.Type)
-		return r, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("subrequest_claim_waitsched: %w", err)
-	}
-	return result, nil
-}
-
 // SubrequestTakeBack calls the SQL function subrequest_take_back (jobmanager.sql).
 //
 // Returns a transfer whose disk server died or restarted to the stager (RETRY), or fails
-// it after the last try.
-func SubrequestTakeBack(ctx context.Context, db DBTX, id int64, reason string, maxRetries int32) (SubrequestStatus, error) {
+// it after policy transfer_max_retries.
+func SubrequestTakeBack(ctx context.Context, db DBTX, id int64, reason string) (SubrequestStatus, error) {
 	var result SubrequestStatus
-	if err := db.QueryRow(ctx, SubrequestTakeBackSQL, id, reason, maxRetries).Scan(&result); err != nil {
+	if err := db.QueryRow(ctx, SubrequestTakeBackSQL, id, reason).Scan(&result); err != nil {
 		return "", fmt.Errorf("subrequest_take_back: %w", err)
 	}
 	return result, nil
@@ -652,20 +642,21 @@ type SubrequestExpireRow struct {
 	ID        int64            `json:"id"`
 	RequestID string           `json:"request_id"`
 	Status    SubrequestStatus `json:"status"`
+	Reason    string           `json:"reason"`
 }
 
 // SubrequestExpire calls the SQL function subrequest_expire (jobmanager.sql).
 //
-// Takes back transfers whose disk server stopped heartbeating (RETRY, or FAILED after the
-// last try).
-func SubrequestExpire(ctx context.Context, db DBTX, heartbeatTimeoutSeconds int32, maxRetries int32) ([]SubrequestExpireRow, error) {
-	rows, err := db.Query(ctx, SubrequestExpireSQL, heartbeatTimeoutSeconds, maxRetries)
+// Takes back transfers whose disk server stopped heartbeating and fails those that
+// outlived every time limit, at most p_batch of each.
+func SubrequestExpire(ctx context.Context, db DBTX, batch int32) ([]SubrequestExpireRow, error) {
+	rows, err := db.Query(ctx, SubrequestExpireSQL, batch)
 	if err != nil {
 		return nil, fmt.Errorf("subrequest_expire: %w", err)
 	}
 	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestExpireRow, error) {
 		var r SubrequestExpireRow
-		err := row.Scan(&r.ID, &r.RequestID, &r.Status)
+		err := row.Scan(&r.ID, &r.RequestID, &r.Status, &r.Reason)
 		return r, err
 	})
 	if err != nil {
@@ -674,76 +665,128 @@ func SubrequestExpire(ctx context.Context, db DBTX, heartbeatTimeoutSeconds int3
 	return result, nil
 }
 
-// DiskServerLiveSeconds calls the SQL function disk_server_live_seconds (scheduler.sql).
+// RequestArchiveFinished calls the SQL function request_archive_finished
+// (jobmanager.sql).
 //
-// How recent a heartbeat must be for a disk server to take new transfers.
-func DiskServerLiveSeconds(ctx context.Context, db DBTX) (int32, error) {
+// Moves up to p_batch requests that ended longer ago than policy
+// request_retention_seconds into request_archive; returns how many.
+func RequestArchiveFinished(ctx context.Context, db DBTX, batch int32) (int32, error) {
 	var result int32
-	if err := db.QueryRow(ctx, DiskServerLiveSecondsSQL).Scan(&result); err != nil {
-		return 0, fmt.Errorf("disk_server_live_seconds: %w", err)
+	if err := db.QueryRow(ctx, RequestArchiveFinishedSQL, batch).Scan(&result); err != nil {
+		return 0, fmt.Errorf("request_archive_finished: %w", err)
 	}
 	return result, nil
 }
 
-// SubrequestScheduleRow is a row returned by subrequest_schedule.
-type SubrequestScheduleRow struct {
+// RequestArchivePurge calls the SQL function request_archive_purge (jobmanager.sql).
+//
+// Deletes up to p_batch archived requests older than policy request_archive_seconds;
+// returns how many.
+func RequestArchivePurge(ctx context.Context, db DBTX, batch int32) (int32, error) {
+	var result int32
+	if err := db.QueryRow(ctx, RequestArchivePurgeSQL, batch).Scan(&result); err != nil {
+		return 0, fmt.Errorf("request_archive_purge: %w", err)
+	}
+	return result, nil
+}
+
+// PolicyValue calls the SQL function policy_value (policy.sql).
+//
+// One policy setting; raises not_found for an unknown name.
+func PolicyValue(ctx context.Context, db DBTX, name string) (int64, error) {
+	var result int64
+	if err := db.QueryRow(ctx, PolicyValueSQL, name).Scan(&result); err != nil {
+		return 0, fmt.Errorf("policy_value: %w", err)
+	}
+	return result, nil
+}
+
+// PolicySet calls the SQL function policy_set (policy.sql).
+//
+// Changes one policy setting, journals it and returns the old value.
+func PolicySet(ctx context.Context, db DBTX, name string, value int64, by string) (int64, error) {
+	var result int64
+	if err := db.QueryRow(ctx, PolicySetSQL, name, value, by).Scan(&result); err != nil {
+		return 0, fmt.Errorf("policy_set: %w", err)
+	}
+	return result, nil
+}
+
+// CapacityChanged calls the SQL function capacity_changed (scheduler.sql).
+//
+// Bumps the capacity epoch, so that subrequests waiting for a resource are tried again.
+func CapacityChanged(ctx context.Context, db DBTX) error {
+	if _, err := db.Exec(ctx, CapacityChangedSQL); err != nil {
+		return fmt.Errorf("capacity_changed: %w", err)
+	}
+	return nil
+}
+
+// SubrequestPlaceRow is a row returned by subrequest_place.
+type SubrequestPlaceRow struct {
 	DiskServerID   int64  `json:"disk_server_id"`
-	Queue          string `json:"queue"`
+	DiskServerURL  string `json:"disk_server_url"`
 	DiskServerName string `json:"disk_server_name"`
 }
 
-// SubrequestSchedule calls the SQL function subrequest_schedule (scheduler.sql).
+// SubrequestPlace calls the SQL function subrequest_place (scheduler.sql).
 //
-// Places a SCHEDULED subrequest on a disk server and file system, or defers it when none
-// can take it.
-func SubrequestSchedule(ctx context.Context, db DBTX, id int64) ([]SubrequestScheduleRow, error) {
-	rows, err := db.Query(ctx, SubrequestScheduleSQL, id)
+// The scheduler plugin's policy; places one decided subrequest (SCHEDULED, returning its
+// disk server), or makes it wait for a resource (WAITSCHED), or sends a read whose copy
+// is gone back to the stager (RESTART).
+func SubrequestPlace(ctx context.Context, db DBTX, id int64) ([]SubrequestPlaceRow, error) {
+	rows, err := db.Query(ctx, SubrequestPlaceSQL, id)
 	if err != nil {
-		return nil, fmt.Errorf("subrequest_schedule: %w", err)
+		return nil, fmt.Errorf("subrequest_place: %w", err)
 	}
-	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestScheduleRow, error) {
-		var r SubrequestScheduleRow
-		err := row.Scan(&r.DiskServerID, &r.Queue, &r.DiskServerName)
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestPlaceRow, error) {
+		var r SubrequestPlaceRow
+		err := row.Scan(&r.DiskServerID, &r.DiskServerURL, &r.DiskServerName)
 		return r, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("subrequest_schedule: %w", err)
+		return nil, fmt.Errorf("subrequest_place: %w", err)
 	}
 	return result, nil
 }
 
-// DiskServerQueue calls the SQL function disk_server_queue (diskserver.sql).
+// SubrequestClaimWaitschedRow is a row returned by subrequest_claim_waitsched.
+type SubrequestClaimWaitschedRow struct {
+	ID             int64  `json:"id"`
+	RequestID      string `json:"request_id"`
+	DiskServerID   int64  `json:"disk_server_id"`
+	DiskServerURL  string `json:"disk_server_url"`
+	DiskServerName string `json:"disk_server_name"`
+}
+
+// SubrequestClaimWaitsched calls the SQL function subrequest_claim_waitsched
+// (scheduler.sql).
 //
-// The River queue a disk server works.
-func DiskServerQueue(ctx context.Context, db DBTX, id int64) (string, error) {
-	var result string
-	if err := db.QueryRow(ctx, DiskServerQueueSQL, id).Scan(&result); err != nil {
-		return "", fmt.Errorf("disk_server_queue: %w", err)
+// Claims subrequests waiting for a resource that were last tried before the current
+// capacity epoch and places each again; returns those placed.
+func SubrequestClaimWaitsched(ctx context.Context, db DBTX, batch int32) ([]SubrequestClaimWaitschedRow, error) {
+	rows, err := db.Query(ctx, SubrequestClaimWaitschedSQL, batch)
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_claim_waitsched: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestClaimWaitschedRow, error) {
+		var r SubrequestClaimWaitschedRow
+		err := row.Scan(&r.ID, &r.RequestID, &r.DiskServerID, &r.DiskServerURL, &r.DiskServerName)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_claim_waitsched: %w", err)
 	}
 	return result, nil
-}
-
-// DiskServerRegisterRow is a row returned by disk_server_register.
-type DiskServerRegisterRow struct {
-	ID    int64  `json:"id"`
-	Queue string `json:"queue"`
 }
 
 // DiskServerRegister calls the SQL function disk_server_register (diskserver.sql).
 //
-// Records or refreshes a disk server by name; returns its id and queue.
-func DiskServerRegister(ctx context.Context, db DBTX, name string, url string, load float64) ([]DiskServerRegisterRow, error) {
-	rows, err := db.Query(ctx, DiskServerRegisterSQL, name, url, load)
-	if err != nil {
-		return nil, fmt.Errorf("disk_server_register: %w", err)
-	}
-	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DiskServerRegisterRow, error) {
-		var r DiskServerRegisterRow
-		err := row.Scan(&r.ID, &r.Queue)
-		return r, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("disk_server_register: %w", err)
+// Records or refreshes a disk server by name; returns its id.
+func DiskServerRegister(ctx context.Context, db DBTX, name string, url string, load float64) (int64, error) {
+	var result int64
+	if err := db.QueryRow(ctx, DiskServerRegisterSQL, name, url, load).Scan(&result); err != nil {
+		return 0, fmt.Errorf("disk_server_register: %w", err)
 	}
 	return result, nil
 }
@@ -782,9 +825,9 @@ func FileSystemHeartbeat(ctx context.Context, db DBTX, id int64, capacityBytes i
 // DiskServerRecover calls the SQL function disk_server_recover (diskserver.sql).
 //
 // Takes back the transfers a restarting disk server was running; returns how many.
-func DiskServerRecover(ctx context.Context, db DBTX, id int64, maxRetries int32) (int32, error) {
+func DiskServerRecover(ctx context.Context, db DBTX, id int64) (int32, error) {
 	var result int32
-	if err := db.QueryRow(ctx, DiskServerRecoverSQL, id, maxRetries).Scan(&result); err != nil {
+	if err := db.QueryRow(ctx, DiskServerRecoverSQL, id).Scan(&result); err != nil {
 		return 0, fmt.Errorf("disk_server_recover: %w", err)
 	}
 	return result, nil
@@ -828,19 +871,20 @@ func DiskCopyDeleted(ctx context.Context, db DBTX, id int64) error {
 
 // TransferLocationRow is a row returned by transfer_location.
 type TransferLocationRow struct {
-	RequestID    string      `json:"request_id"`
-	Type         RequestType `json:"type"`
-	Path         string      `json:"path"`
-	MountPoint   string      `json:"mount_point"`
-	DiskPath     string      `json:"disk_path"`
-	SizeBytes    *int64      `json:"size_bytes"`
-	MaxSizeBytes int64       `json:"max_size_bytes"`
+	RequestID       string      `json:"request_id"`
+	Type            RequestType `json:"type"`
+	Path            string      `json:"path"`
+	MountPoint      string      `json:"mount_point"`
+	DiskPath        string      `json:"disk_path"`
+	SizeBytes       *int64      `json:"size_bytes"`
+	ChecksumAdler32 *string     `json:"checksum_adler32"`
+	MaxSizeBytes    int64       `json:"max_size_bytes"`
 }
 
 // TransferLocation calls the SQL function transfer_location (transfer.sql).
 //
-// What a transfer moves and where its copy lives (mount point, path, size, the service
-// class's size limit).
+// What a transfer moves and where its copy lives (mount point, path, size, the
+// catalogue's checksum of a copy to read, the service class's size limit).
 func TransferLocation(ctx context.Context, db DBTX, subrequestID int64) ([]TransferLocationRow, error) {
 	rows, err := db.Query(ctx, TransferLocationSQL, subrequestID)
 	if err != nil {
@@ -848,7 +892,7 @@ func TransferLocation(ctx context.Context, db DBTX, subrequestID int64) ([]Trans
 	}
 	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TransferLocationRow, error) {
 		var r TransferLocationRow
-		err := row.Scan(&r.RequestID, &r.Type, &r.Path, &r.MountPoint, &r.DiskPath, &r.SizeBytes, &r.MaxSizeBytes)
+		err := row.Scan(&r.RequestID, &r.Type, &r.Path, &r.MountPoint, &r.DiskPath, &r.SizeBytes, &r.ChecksumAdler32, &r.MaxSizeBytes)
 		return r, err
 	})
 	if err != nil {
@@ -857,35 +901,51 @@ func TransferLocation(ctx context.Context, db DBTX, subrequestID int64) ([]Trans
 	return result, nil
 }
 
-// TransferStartRow is a row returned by transfer_start.
-type TransferStartRow struct {
-	RequestID    string      `json:"request_id"`
-	Type         RequestType `json:"type"`
-	Path         string      `json:"path"`
-	MountPoint   string      `json:"mount_point"`
-	DiskPath     string      `json:"disk_path"`
-	SizeBytes    *int64      `json:"size_bytes"`
-	MaxSizeBytes int64       `json:"max_size_bytes"`
+// TransferClaimRow is a row returned by transfer_claim.
+type TransferClaimRow struct {
+	SubrequestID    int64       `json:"subrequest_id"`
+	RequestID       string      `json:"request_id"`
+	Type            RequestType `json:"type"`
+	Path            string      `json:"path"`
+	MountPoint      string      `json:"mount_point"`
+	DiskPath        string      `json:"disk_path"`
+	SizeBytes       *int64      `json:"size_bytes"`
+	ChecksumAdler32 *string     `json:"checksum_adler32"`
+	MaxSizeBytes    int64       `json:"max_size_bytes"`
+	Token           string      `json:"token"`
+	OpenSeconds     int64       `json:"open_seconds"`
+	TransferSeconds int64       `json:"transfer_seconds"`
 }
 
-// TransferStart calls the SQL function transfer_start (transfer.sql).
+// TransferClaim calls the SQL function transfer_claim (transfer.sql).
 //
-// Publishes a mover's endpoint and one-time token (SCHEDULED to READY) and returns what
-// the mover needs.
-func TransferStart(ctx context.Context, db DBTX, subrequestID int64, diskServerID int64, moverURL string, token string) ([]TransferStartRow, error) {
-	rows, err := db.Query(ctx, TransferStartSQL, subrequestID, diskServerID, moverURL, token)
+// A disk server's claim; makes up to cardinality(p_tokens) transfers SCHEDULED on it
+// READY with an endpoint and a one-time token each, and returns what each mover needs.
+func TransferClaim(ctx context.Context, db DBTX, diskServerID int64, moverBase string, tokens []string) ([]TransferClaimRow, error) {
+	rows, err := db.Query(ctx, TransferClaimSQL, diskServerID, moverBase, tokens)
 	if err != nil {
-		return nil, fmt.Errorf("transfer_start: %w", err)
+		return nil, fmt.Errorf("transfer_claim: %w", err)
 	}
-	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TransferStartRow, error) {
-		var r TransferStartRow
-		err := row.Scan(&r.RequestID, &r.Type, &r.Path, &r.MountPoint, &r.DiskPath, &r.SizeBytes, &r.MaxSizeBytes)
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TransferClaimRow, error) {
+		var r TransferClaimRow
+		err := row.Scan(&r.SubrequestID, &r.RequestID, &r.Type, &r.Path, &r.MountPoint, &r.DiskPath, &r.SizeBytes, &r.ChecksumAdler32, &r.MaxSizeBytes, &r.Token, &r.OpenSeconds, &r.TransferSeconds)
 		return r, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("transfer_start: %w", err)
+		return nil, fmt.Errorf("transfer_claim: %w", err)
 	}
 	return result, nil
+}
+
+// SubrequestAbandonWrite calls the SQL function subrequest_abandon_write (transfer.sql).
+//
+// Gives up a write for good; its copy becomes INVALID, waiting readers start again, and a
+// namespace entry that never got content goes.
+func SubrequestAbandonWrite(ctx context.Context, db DBTX, id int64) error {
+	if _, err := db.Exec(ctx, SubrequestAbandonWriteSQL, id); err != nil {
+		return fmt.Errorf("subrequest_abandon_write: %w", err)
+	}
+	return nil
 }
 
 // TransferPutEnded calls the SQL function transfer_put_ended (transfer.sql).

@@ -272,11 +272,12 @@ type Subrequest struct {
 	SizeBytes *int64 `json:"size_bytes"`
 	// adler32 of the bytes written.
 	ChecksumAdler32 *string `json:"checksum_adler32"`
-	// What the subrequest waits for, in words for the client (e.g. queued, no disk server
-	// available).
+	// What the subrequest waits for, in words for the client (e.g. queued, no disk server of
+	// its service class is available).
 	Info string `json:"info"`
-	// Not scheduled before this time (after no disk server could take it).
-	NextAttemptAt time.Time `json:"next_attempt_at"`
+	// The capacity epoch at which a waiting subrequest was last tried (WAITSCHED); schedulerd
+	// tries it again once the epoch moved on.
+	PlacementEpoch int64 `json:"placement_epoch"`
 }
 
 // SubrequestTable is the name of the table subrequest.
@@ -284,12 +285,12 @@ const SubrequestTable = "subrequest"
 
 // SubrequestColumns are the columns of subrequest in the order ScanSubrequest expects
 // them.
-var SubrequestColumns = []string{"id", "request_id", "path", "status", "file_id", "disk_copy_id", "parent_id", "retries", "error_code", "error_message", "created_at", "updated_at", "type", "disk_server_id", "file_system_id", "mover_url", "token", "size_bytes", "checksum_adler32", "info", "next_attempt_at"}
+var SubrequestColumns = []string{"id", "request_id", "path", "status", "file_id", "disk_copy_id", "parent_id", "retries", "error_code", "error_message", "created_at", "updated_at", "type", "disk_server_id", "file_system_id", "mover_url", "token", "size_bytes", "checksum_adler32", "info", "placement_epoch"}
 
 // ScanSubrequest scans a row holding SubrequestColumns in order.
 func ScanSubrequest(row pgx.Row) (Subrequest, error) {
 	var r Subrequest
-	if err := row.Scan(&r.ID, &r.RequestID, &r.Path, &r.Status, &r.FileID, &r.DiskCopyID, &r.ParentID, &r.Retries, &r.ErrorCode, &r.ErrorMessage, &r.CreatedAt, &r.UpdatedAt, &r.Type, &r.DiskServerID, &r.FileSystemID, &r.MoverURL, &r.Token, &r.SizeBytes, &r.ChecksumAdler32, &r.Info, &r.NextAttemptAt); err != nil {
+	if err := row.Scan(&r.ID, &r.RequestID, &r.Path, &r.Status, &r.FileID, &r.DiskCopyID, &r.ParentID, &r.Retries, &r.ErrorCode, &r.ErrorMessage, &r.CreatedAt, &r.UpdatedAt, &r.Type, &r.DiskServerID, &r.FileSystemID, &r.MoverURL, &r.Token, &r.SizeBytes, &r.ChecksumAdler32, &r.Info, &r.PlacementEpoch); err != nil {
 		return Subrequest{}, fmt.Errorf("scan subrequest: %w", err)
 	}
 	return r, nil
@@ -419,5 +420,106 @@ func ScanLogicBundle(row pgx.Row) (LogicBundle, error) {
 func CollectLogicBundles(rows pgx.Rows) ([]LogicBundle, error) {
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (LogicBundle, error) {
 		return ScanLogicBundle(row)
+	})
+}
+
+// Policy is a row of the table policy.
+//
+// The operator's settings that the logic decides with: liveness, retries, time limits,
+// retention. Changed with `pollux-admin policy set`, read by policy_value.
+type Policy struct {
+	Name  string `json:"name"`
+	Value int64  `json:"value"`
+	Doc   string `json:"doc"`
+}
+
+// PolicyTable is the name of the table policy.
+const PolicyTable = "policy"
+
+// PolicyColumns are the columns of policy in the order ScanPolicy expects them.
+var PolicyColumns = []string{"name", "value", "doc"}
+
+// ScanPolicy scans a row holding PolicyColumns in order.
+func ScanPolicy(row pgx.Row) (Policy, error) {
+	var r Policy
+	if err := row.Scan(&r.Name, &r.Value, &r.Doc); err != nil {
+		return Policy{}, fmt.Errorf("scan policy: %w", err)
+	}
+	return r, nil
+}
+
+// CollectPolicies scans every row of rows with ScanPolicy and closes rows.
+func CollectPolicies(rows pgx.Rows) ([]Policy, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Policy, error) {
+		return ScanPolicy(row)
+	})
+}
+
+// CapacityEpoch is a row of the table capacity_epoch.
+//
+// One row whose counter every capacity change bumps in its own transaction, so that a
+// subrequest waiting for a resource is tried again exactly when a try could succeed.
+type CapacityEpoch struct {
+	ID    int32 `json:"id"`
+	Epoch int64 `json:"epoch"`
+}
+
+// CapacityEpochTable is the name of the table capacity_epoch.
+const CapacityEpochTable = "capacity_epoch"
+
+// CapacityEpochColumns are the columns of capacity_epoch in the order ScanCapacityEpoch
+// expects them.
+var CapacityEpochColumns = []string{"id", "epoch"}
+
+// ScanCapacityEpoch scans a row holding CapacityEpochColumns in order.
+func ScanCapacityEpoch(row pgx.Row) (CapacityEpoch, error) {
+	var r CapacityEpoch
+	if err := row.Scan(&r.ID, &r.Epoch); err != nil {
+		return CapacityEpoch{}, fmt.Errorf("scan capacity_epoch: %w", err)
+	}
+	return r, nil
+}
+
+// CollectCapacityEpoches scans every row of rows with ScanCapacityEpoch and closes rows.
+func CollectCapacityEpoches(rows pgx.Rows) ([]CapacityEpoch, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (CapacityEpoch, error) {
+		return ScanCapacityEpoch(row)
+	})
+}
+
+// RequestArchive is a row of the table request_archive.
+//
+// Requests that ended longer ago than the retention, kept as their view (request look-ups
+// still answer) until policy request_archive_seconds.
+type RequestArchive struct {
+	ID         string        `json:"id"`
+	UserName   string        `json:"user_name"`
+	Status     RequestStatus `json:"status"`
+	FinishedAt time.Time     `json:"finished_at"`
+	ArchivedAt time.Time     `json:"archived_at"`
+	// request_view of the request when it was archived.
+	View json.RawMessage `json:"view"`
+}
+
+// RequestArchiveTable is the name of the table request_archive.
+const RequestArchiveTable = "request_archive"
+
+// RequestArchiveColumns are the columns of request_archive in the order
+// ScanRequestArchive expects them.
+var RequestArchiveColumns = []string{"id", "user_name", "status", "finished_at", "archived_at", "view"}
+
+// ScanRequestArchive scans a row holding RequestArchiveColumns in order.
+func ScanRequestArchive(row pgx.Row) (RequestArchive, error) {
+	var r RequestArchive
+	if err := row.Scan(&r.ID, &r.UserName, &r.Status, &r.FinishedAt, &r.ArchivedAt, &r.View); err != nil {
+		return RequestArchive{}, fmt.Errorf("scan request_archive: %w", err)
+	}
+	return r, nil
+}
+
+// CollectRequestArchives scans every row of rows with ScanRequestArchive and closes rows.
+func CollectRequestArchives(rows pgx.Rows) ([]RequestArchive, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (RequestArchive, error) {
+		return ScanRequestArchive(row)
 	})
 }

@@ -65,44 +65,44 @@ func (l *life) stage() {
 	}
 }
 
-// schedule runs the job manager and the scheduler once; it returns the placements.
-func (l *life) schedule() []model.SubrequestScheduleRow {
+// schedule runs the scheduler once (what waits for a resource); it returns the placements.
+func (l *life) schedule() []model.SubrequestClaimWaitschedRow {
 	l.t.Helper()
-	var out []model.SubrequestScheduleRow
-	require.NoError(l.t, l.db.Tx(l.ctx, "schedule", func(q pg.Querier) error {
-		claimed, err := model.SubrequestClaimWaitsched(l.ctx, q, 100)
-		if err != nil {
-			return err
-		}
-		for _, c := range claimed {
-			rows, err := model.SubrequestSchedule(l.ctx, q, c.ID)
-			if err != nil {
-				return err
-			}
-			out = append(out, rows...)
-		}
-		return nil
-	}))
-	return out
+	rows, err := model.SubrequestClaimWaitsched(l.ctx, l.db.Pool(), 100)
+	require.NoError(l.t, err)
+	return rows
 }
 
 func (l *life) diskServer(name string) (int64, int64) {
 	l.t.Helper()
-	reg, err := model.DiskServerRegister(l.ctx, l.db.Pool(), name, "http://"+name+":9000", 0.1)
+	id, err := model.DiskServerRegister(l.ctx, l.db.Pool(), name, "http://"+name+":9000", 0.1)
 	require.NoError(l.t, err)
-	fs, err := model.FileSystemRegister(l.ctx, l.db.Pool(), reg[0].ID, "/data/"+name, "default", 1<<40, 1<<39)
+	fs, err := model.FileSystemRegister(l.ctx, l.db.Pool(), id, "/data/"+name, "default", 1<<40, 1<<39)
 	require.NoError(l.t, err)
-	return reg[0].ID, fs
+	return id, fs
 }
 
-// transfer starts the mover of the subrequest on its server.
-func (l *life) transfer(s model.Subrequest) model.TransferStartRow {
+// claimOn runs a disk server's claim once with n tokens.
+func (l *life) claimOn(ds int64, n int) []model.TransferClaimRow {
 	l.t.Helper()
-	require.NotNil(l.t, s.DiskServerID)
-	start, err := model.TransferStart(l.ctx, l.db.Pool(), s.ID, *s.DiskServerID, "http://mover/x", "tok-"+fmt.Sprint(s.ID))
+	tokens := make([]string, n)
+	for i := range tokens {
+		tokens[i] = fmt.Sprintf("tok-%d-%d", ds, i)
+	}
+	rows, err := model.TransferClaim(l.ctx, l.db.Pool(), ds, "http://mover", tokens)
 	require.NoError(l.t, err)
-	require.Len(l.t, start, 1)
-	return start[0]
+	return rows
+}
+
+// transfer has the subrequest's disk server claim it (its oldest placed transfer).
+func (l *life) transfer(s model.Subrequest) model.TransferClaimRow {
+	l.t.Helper()
+	require.Equal(l.t, model.SubrequestStatusScheduled, s.Status, "not placed: %s", s.Info)
+	require.NotNil(l.t, s.DiskServerID)
+	rows := l.claimOn(*s.DiskServerID, 1)
+	require.Len(l.t, rows, 1)
+	require.Equal(l.t, s.ID, rows[0].SubrequestID, "the disk server claimed another transfer first")
+	return rows[0]
 }
 
 func (l *life) query(path string) (model.FileQueryRow, error) {
@@ -127,7 +127,6 @@ func (l *life) put(path string, size int64, sum string) {
 	l.t.Helper()
 	req := l.submit(model.RequestTypePut, false, path)
 	l.stage()
-	require.Len(l.t, l.schedule(), 1)
 	s := l.sub(req)
 	l.transfer(s)
 	require.NoError(l.t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, size, sum))
@@ -146,39 +145,32 @@ func TestPutLifeCycle(t *testing.T) {
 	s := l.sub(req)
 	require.Equal(t, model.SubrequestStatusWaitsched, s.Status)
 	require.NotNil(t, s.DiskCopyID)
-
 	// No disk server yet: the put waits in the database and says so.
-	require.Empty(t, l.schedule())
-	s = l.sub(req)
-	require.Equal(t, model.SubrequestStatusWaitsched, s.Status)
-	require.Equal(t, "queued, no disk server available", s.Info)
+	require.Equal(t, "queued, no disk server of its service class is available", s.Info)
 
-	ds, _ := l.diskServer("ds1")
-	_, err := l.db.Pool().Exec(l.ctx, "update subrequest set next_attempt_at = now()") // skip the 2 s deferral
-	require.NoError(t, err)
+	// Nothing changed since: the scheduler does not even look at it again.
+	require.Empty(t, l.schedule())
+	require.Equal(t, s.UpdatedAt, l.sub(req).UpdatedAt, "a try with no new capacity writes nothing")
+
+	ds, _ := l.diskServer("ds1") // capacity: the epoch moves on
 	placed := l.schedule()
 	require.Len(t, placed, 1)
 	require.Equal(t, ds, placed[0].DiskServerID)
-	require.Equal(t, fmt.Sprintf("disk_%d", ds), placed[0].Queue)
+	require.Equal(t, "http://ds1:9000", placed[0].DiskServerURL, "the URL the wake-up hint goes to")
 
 	s = l.sub(req)
 	require.Equal(t, model.SubrequestStatusScheduled, s.Status)
-	token := "tok-" + fmt.Sprint(s.ID)
-	started, err := model.TransferStart(l.ctx, l.db.Pool(), s.ID, *s.DiskServerID, "http://mover/x", token)
-	require.NoError(t, err)
-	open := started[0]
+	open := l.transfer(s)
 	require.Equal(t, model.RequestTypePut, open.Type)
 	require.Equal(t, "/data/ds1", open.MountPoint)
 	require.NotEmpty(t, open.DiskPath)
+	require.EqualValues(t, 300, open.OpenSeconds, "the policy's time limits")
+	require.EqualValues(t, 3600, open.TransferSeconds)
 	ready := l.sub(req)
 	require.Equal(t, model.SubrequestStatusReady, ready.Status)
-	require.Equal(t, token, *ready.Token, "the client's long poll returns the token")
-	// A start retried after a lost acknowledgement answers again; another token does not.
-	restart, err := model.TransferStart(l.ctx, l.db.Pool(), s.ID, *s.DiskServerID, "http://mover/x", token)
-	require.NoError(t, err)
-	require.Len(t, restart, 1)
-	_, err = model.TransferStart(l.ctx, l.db.Pool(), s.ID, *s.DiskServerID, "http://mover/x", "other")
-	require.Equal(t, model.SQLStateConflict, sqlstate(err))
+	require.Equal(t, open.Token, *ready.Token, "the client's long poll returns the token")
+	require.Equal(t, fmt.Sprintf("http://mover/v1/transfers/%d", s.ID), *ready.MoverURL)
+	require.Empty(t, l.claimOn(ds, 4), "a READY transfer is nobody's to claim again")
 
 	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, 1024, "0a0b0c0d"))
 	require.Equal(t, model.SubrequestStatusFinished, l.sub(req).Status)
@@ -209,8 +201,8 @@ func TestAutoCloseAndGet(t *testing.T) {
 	l.diskServer("ds1")
 	req := l.submit(model.RequestTypePut, true, "/pollux/f")
 	l.stage()
-	l.schedule()
 	s := l.sub(req)
+	require.Equal(t, model.SubrequestStatusScheduled, s.Status, "a disk server is up: placed by the stager at once")
 	l.transfer(s)
 	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, 5, "00000001"))
 	q, err := l.query("/pollux/f")
@@ -219,11 +211,11 @@ func TestAutoCloseAndGet(t *testing.T) {
 
 	get := l.submit(model.RequestTypeGet, false, "/pollux/f")
 	l.stage()
-	require.Len(t, l.schedule(), 1)
 	g := l.sub(get)
 	open := l.transfer(g)
 	require.Equal(t, model.RequestTypeGet, open.Type)
 	require.EqualValues(t, 5, *open.SizeBytes)
+	require.Equal(t, "00000001", *open.ChecksumAdler32, "a read carries the catalogue's checksum")
 	require.NoError(t, model.TransferGetEnded(l.ctx, l.db.Pool(), g.ID, 5))
 	require.Equal(t, model.RequestStatusFinished, l.requestStatus(get))
 
@@ -254,7 +246,6 @@ func TestGetWaitsForPutInFlightThenServesNewContent(t *testing.T) {
 
 	rewrite := l.submit(model.RequestTypePut, false, "/pollux/f")
 	l.stage()
-	l.schedule()
 	w := l.sub(rewrite)
 	q, err := l.query("/pollux/f")
 	require.NoError(t, err)
@@ -273,7 +264,7 @@ func TestGetWaitsForPutInFlightThenServesNewContent(t *testing.T) {
 	l.stage() // putdone closes, which restarts the get; the get pool then decides it
 	l.stage()
 	g = l.sub(get)
-	require.Equal(t, model.SubrequestStatusWaitsched, g.Status, l.sub(done).Info)
+	require.Equal(t, model.SubrequestStatusScheduled, g.Status, l.sub(done).Info)
 	require.Equal(t, w.DiskCopyID, g.DiskCopyID, "the get reads the new copy")
 	var invalid int
 	require.NoError(t, l.db.Pool().QueryRow(l.ctx, "select count(*) from disk_copy where status = 'INVALID'").Scan(&invalid))
@@ -286,7 +277,6 @@ func TestRmOfFileBeingWritten(t *testing.T) {
 	l.diskServer("ds1")
 	req := l.submit(model.RequestTypePut, false, "/pollux/f")
 	l.stage()
-	l.schedule()
 	w := l.sub(req)
 	l.transfer(w)
 
@@ -315,7 +305,6 @@ func TestRmOfFileBeingReadLetsTheReadFinish(t *testing.T) {
 	l.put("/pollux/f", 10, "00000010")
 	get := l.submit(model.RequestTypeGet, false, "/pollux/f")
 	l.stage()
-	l.schedule()
 	g := l.sub(get)
 	l.transfer(g)
 
@@ -416,7 +405,6 @@ func TestFailedUploadLeavesNoValidCopy(t *testing.T) {
 	l.diskServer("ds1")
 	req := l.submit(model.RequestTypePut, false, "/pollux/new")
 	l.stage()
-	l.schedule()
 	w := l.sub(req)
 	get := l.submit(model.RequestTypeGet, false, "/pollux/new")
 	l.stage()
@@ -442,12 +430,11 @@ func TestDeadDiskServerTransfersAreRetried(t *testing.T) {
 	ds, _ := l.diskServer("ds1")
 	req := l.submit(model.RequestTypePut, false, "/pollux/f")
 	l.stage()
-	l.schedule()
 	l.transfer(l.sub(req))
 	_, err := l.db.Pool().Exec(l.ctx, "update disk_server set heartbeat_at = now() - interval '1 minute' where id = $1", ds)
 	require.NoError(t, err)
 
-	expired, err := model.SubrequestExpire(l.ctx, l.db.Pool(), 30, 3)
+	expired, err := model.SubrequestExpire(l.ctx, l.db.Pool(), 100)
 	require.NoError(t, err)
 	require.Len(t, expired, 1)
 	require.Equal(t, model.SubrequestStatusRetry, expired[0].Status)
@@ -456,10 +443,15 @@ func TestDeadDiskServerTransfersAreRetried(t *testing.T) {
 	require.Nil(t, s.DiskServerID)
 	require.True(t, strings.Contains(s.Info, "stopped answering"), s.Info)
 
-	// The stager decides it again: a fresh copy, while the old one is garbage.
+	// The stager decides it again: a fresh copy, while the old one is garbage; the only
+	// disk server is silent, so it waits for one.
 	l.stage()
 	require.Equal(t, model.SubrequestStatusWaitsched, l.sub(req).Status)
 	require.Empty(t, l.schedule(), "the only disk server is silent")
+	// The server comes back: its heartbeat is capacity, and the write is placed.
+	require.NoError(t, model.DiskServerHeartbeat(l.ctx, l.db.Pool(), ds, 0.1))
+	require.Len(t, l.schedule(), 1)
+	require.Equal(t, model.SubrequestStatusScheduled, l.sub(req).Status)
 }
 
 func TestRestartedDiskServerTakesBackItsTransfers(t *testing.T) {
@@ -469,15 +461,14 @@ func TestRestartedDiskServerTakesBackItsTransfers(t *testing.T) {
 	ready := l.submit(model.RequestTypePut, false, "/pollux/ready")
 	queued := l.submit(model.RequestTypePut, false, "/pollux/queued")
 	l.stage()
-	l.schedule()
 	l.transfer(l.sub(ready))
 
-	n, err := model.DiskServerRecover(l.ctx, l.db.Pool(), ds, 3)
+	n, err := model.DiskServerRecover(l.ctx, l.db.Pool(), ds)
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n, "only the transfer whose mover died with the old process")
 	require.Equal(t, model.SubrequestStatusRetry, l.sub(ready).Status)
 	require.Contains(t, l.sub(ready).Info, "disk server ds1 restarted")
-	require.Equal(t, model.SubrequestStatusScheduled, l.sub(queued).Status, "its queued job is worked by the new process")
+	require.Equal(t, model.SubrequestStatusScheduled, l.sub(queued).Status, "still placed there: the new process claims it")
 }
 
 func TestUnknownFamilyIsRefused(t *testing.T) {
@@ -554,5 +545,5 @@ func TestLastNotificationCarriesTheFinalState(t *testing.T) {
 	require.Equal(t, "PENDING", view.Status)
 	require.Len(t, view.Subrequests, 2)
 	require.Equal(t, "FAILED", view.Subrequests[0].Status)
-	require.Equal(t, "WAITSCHED", view.Subrequests[1].Status, "the notification is stale: %s", last)
+	require.Equal(t, "SCHEDULED", view.Subrequests[1].Status, "the notification is stale: %s", last)
 }

@@ -253,7 +253,7 @@ func (c *Client) Request(ctx context.Context, id string, since time.Time, wait t
 }
 
 // Wait long-polls a request until done holds for every subrequest, writing each new info
-// of a subrequest still waiting ("queued, no disk server available") to info, unless info
+// of a subrequest still waiting ("queued, no disk server of its service class is available") to info, unless info
 // is nil, and calling each, unless nil, once for every subrequest as soon as done holds for
 // it: with many files, the first movers need not wait for the last to be ready.
 // first, when not nil, is the request as already known (SubmitResponse.Request): the wait

@@ -125,7 +125,7 @@ func TestStagerCommands(t *testing.T) {
 	// stager_get without --file prints the endpoint and its one-time token.
 	get := c.run(client.Get, nil, "-M", p)
 	require.Equal(t, 0, get.code, get.stderr)
-	require.Regexp(t, `^/pollux/u/alice/data READY http://127\.0\.0\.1:\d+/t/\d+ token=[0-9a-f]{32}\n$`, get.stdout)
+	require.Regexp(t, `^/pollux/u/alice/data READY http://127\.0\.0\.1:\d+/v1/transfers/\d+ token=[0-9a-f]{32}\n$`, get.stdout)
 	require.NotContains(t, get.stderr, "ready: transfer", "a file done is reported on stdout only")
 
 	target := filepath.Join(t.TempDir(), "copy")
@@ -171,7 +171,7 @@ func TestWaitShowsWhyARequestWaits(t *testing.T) {
 	go func() { res <- c.run(client.Put, nil, "-M", "/pollux/u/alice/queued") }()
 	var r result
 	require.Eventually(t, func() bool {
-		return c.count("select count(*) from subrequest where info = 'queued, no disk server available'") == 1
+		return c.count("select count(*) from subrequest where info = 'queued, no disk server of its service class is available'") == 1
 	}, 20*time.Second, 20*time.Millisecond)
 	c.registerDiskServer()
 	select {
@@ -180,7 +180,7 @@ func TestWaitShowsWhyARequestWaits(t *testing.T) {
 		t.Fatal("stager_put did not end once a disk server appeared")
 	}
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Contains(t, r.stderr, "/pollux/u/alice/queued: queued, no disk server available\n")
+	require.Contains(t, r.stderr, "/pollux/u/alice/queued: queued, no disk server of its service class is available\n")
 	require.Contains(t, r.stdout, "/pollux/u/alice/queued READY "+c.mover.URL)
 }
 

@@ -59,8 +59,8 @@ func newCluster(t *testing.T, withDiskServer bool) *cluster {
 	c := &cluster{t: t, ctx: ctx, db: db, files: map[string][]byte{}, started: map[int64]startedTransfer{}}
 	c.rhd = rhdtest.Start(t, dsn, rhdtest.WriteTokens(t, map[string]string{token: "alice", "bob-token": "bob"}))
 	mux := http.NewServeMux()
-	mux.HandleFunc("PUT /t/{id}", c.upload)
-	mux.HandleFunc("GET /t/{id}", c.download)
+	mux.HandleFunc("PUT /v1/transfers/{id}", c.upload)
+	mux.HandleFunc("GET /v1/transfers/{id}", c.download)
 	c.mover = httptest.NewServer(mux)
 	if withDiskServer {
 		c.registerDiskServer()
@@ -81,12 +81,12 @@ func (c *cluster) registerDiskServer() {
 	c.t.Helper()
 	reg, err := model.DiskServerRegister(c.ctx, c.db.Pool(), "ds1", c.mover.URL, 0.1)
 	require.NoError(c.t, err)
-	_, err = model.FileSystemRegister(c.ctx, c.db.Pool(), reg[0].ID, "/data/ds1", "default", 1<<40, 1<<39)
+	_, err = model.FileSystemRegister(c.ctx, c.db.Pool(), reg, "/data/ds1", "default", 1<<40, 1<<39)
 	require.NoError(c.t, err)
-	c.ds.Store(reg[0].ID)
+	c.ds.Store(reg)
 }
 
-// drive decides, schedules and starts movers, woken by the logic's notifications with a
+// drive decides (placing at once) and starts movers, woken by the logic's notifications with a
 // short poll as safety net (deferred subrequests come back by time, not by NOTIFY).
 func (c *cluster) drive() {
 	l := pg.NewListener(c.db, nil)
@@ -130,42 +130,27 @@ func (c *cluster) step() {
 		if _, err := model.SubrequestClaim(ctx, q, "putdone", 100); err != nil {
 			return err
 		}
-		_, err := model.SubrequestClaim(ctx, q, "rm", 100)
+		if _, err := model.SubrequestClaim(ctx, q, "rm", 100); err != nil {
+			return err
+		}
+		// As schedulerd: what waited for a disk server is placed once one appears.
+		_, err := model.SubrequestClaimWaitsched(ctx, q, 100)
 		return err
 	})
-	var placed []int64
 	if err == nil {
-		err = c.db.Tx(ctx, "schedule", func(q pg.Querier) error {
-			placed = placed[:0]
-			claimed, err := model.SubrequestClaimWaitsched(ctx, q, 100)
-			if err != nil {
-				return err
-			}
-			for _, s := range claimed {
-				rows, err := model.SubrequestSchedule(ctx, q, s.ID)
-				if err != nil {
-					return err
-				}
-				if len(rows) > 0 {
-					placed = append(placed, s.ID)
-				}
-			}
-			return nil
-		})
-	}
-	for _, id := range placed {
-		if err != nil {
-			break
+		// The stager placed what it could; this one disk server claims it, registering each
+		// transfer before the commit, as diskserverd does: the client may come at once.
+		tokens := make([]string, 16)
+		for i := range tokens {
+			tokens[i] = randomToken()
 		}
-		tok := randomToken()
-		err = c.db.Tx(ctx, "start transfer", func(q pg.Querier) error {
-			rows, err := model.TransferStart(ctx, q, id, c.ds.Load(), fmt.Sprintf("%s/t/%d", c.mover.URL, id), tok)
-			if err == nil {
-				// Before the commit, as diskserverd: the client may come at once.
-				c.mu.Lock()
-				c.started[id] = startedTransfer{token: tok, loc: rows[0]}
-				c.mu.Unlock()
+		err = c.db.Tx(ctx, "claim transfers", func(q pg.Querier) error {
+			rows, err := model.TransferClaim(ctx, q, c.ds.Load(), c.mover.URL, tokens)
+			c.mu.Lock()
+			for _, r := range rows {
+				c.started[r.SubrequestID] = startedTransfer{token: r.Token, loc: r}
 			}
+			c.mu.Unlock()
 			return err
 		})
 	}
@@ -188,16 +173,16 @@ func moverError(w http.ResponseWriter, status int, kind model.ErrorKind, msg str
 
 type startedTransfer struct {
 	token string
-	loc   model.TransferStartRow
+	loc   model.TransferClaimRow
 }
 
 // open spends the transfer's one-time token, as diskserverd's mover does before moving a
 // byte.
-func (c *cluster) open(w http.ResponseWriter, r *http.Request) (int64, model.TransferStartRow, bool) {
+func (c *cluster) open(w http.ResponseWriter, r *http.Request) (int64, model.TransferClaimRow, bool) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil {
 		moverError(w, 404, model.ErrorKindNotFound, "no such transfer")
-		return 0, model.TransferStartRow{}, false
+		return 0, model.TransferClaimRow{}, false
 	}
 	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	c.mu.Lock()
@@ -208,7 +193,7 @@ func (c *cluster) open(w http.ResponseWriter, r *http.Request) (int64, model.Tra
 	c.mu.Unlock()
 	if !ok || st.token != tok {
 		moverError(w, http.StatusForbidden, model.ErrorKindPermission, fmt.Sprintf("the transfer token for subrequest %d does not check", id))
-		return 0, model.TransferStartRow{}, false
+		return 0, model.TransferClaimRow{}, false
 	}
 	return id, st.loc, true
 }

@@ -145,6 +145,13 @@ func (p *Pool) forward(ctx context.Context, s *pg.Subscription) {
 	}
 }
 
+// Wake wakes one idle worker, as a notification would, for a hint that reaches the process
+// another way than through PostgreSQL (a peer's HTTP call, a resource coming free).
+func (p *Pool) Wake() {
+	p.metrics.wakeups.WithLabelValues(p.cfg.Name, "hint").Inc()
+	p.signal()
+}
+
 func (p *Pool) signal() {
 	select {
 	case p.wake <- struct{}{}:
@@ -254,7 +261,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pollux_pool_workers", Help: "Workers configured, by pool.",
 		}, []string{"pool"}),
 		wakeups: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pollux_claim_wakeups_total", Help: "Idle workers woken, by pool and reason (notify, poll, peer).",
+			Name: "pollux_claim_wakeups_total", Help: "Idle workers woken, by pool and reason (notify, hint, poll, peer).",
 		}, []string{"pool", "reason"}),
 	}
 	if reg != nil {

@@ -2,22 +2,14 @@
 -- diskserverd registers its server and file systems on start, heartbeats load and space,
 -- and deletes the copies the stager invalidated.
 
--- disk_server_queue names the River queue a disk server works.
-CREATE OR REPLACE FUNCTION disk_server_queue(p_id bigint)
-RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = public, pg_temp
-AS $$ SELECT 'disk_' || p_id $$;
-
--- disk_server_register records (or refreshes) a disk server by name and returns its id and
--- queue; an operator's status (DRAINING, DISABLED) is kept across restarts. Wakes the job
--- manager (NOTIFY pollux_capacity): queued transfers may fit now. Locks: its row.
+-- disk_server_register records (or refreshes) a disk server by name and returns its id;
+-- an operator's status (DRAINING, DISABLED) is kept across restarts. Capacity changed:
+-- transfers waiting for a disk server may fit now (capacity_changed). Locks: its row.
 CREATE OR REPLACE FUNCTION disk_server_register(p_name text, p_url text, p_load double precision)
-RETURNS TABLE (id bigint, queue text)
+RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $$
-#variable_conflict use_column
 DECLARE
     v_id bigint;
 BEGIN
@@ -29,9 +21,8 @@ BEGIN
     RETURNING d.id INTO v_id;
     PERFORM system_event_record('disk_server_register', 'diskserverd', NULL, format('disk server %s registered at %s', p_name, p_url),
         jsonb_build_object('disk_server_id', v_id));
-    PERFORM pg_notify('pollux_capacity', v_id::text);
-    id := v_id; queue := disk_server_queue(v_id);
-    RETURN NEXT;
+    PERFORM capacity_changed();
+    RETURN v_id;
 END;
 $$;
 
@@ -61,13 +52,13 @@ BEGIN
         SET service_class_id = excluded.service_class_id, capacity_bytes = excluded.capacity_bytes,
             free_bytes = excluded.free_bytes, heartbeat_at = now()
     RETURNING f.id INTO v_id;
-    PERFORM pg_notify('pollux_capacity', p_disk_server_id::text);
+    PERFORM capacity_changed();
     RETURN v_id;
 END;
 $$;
 
 -- disk_server_heartbeat refreshes a disk server's liveness and load. A server that comes
--- back after being silent wakes the job manager. Raises: not_found (PX001) when the server
+-- back after being silent is capacity again (capacity_changed). Raises: not_found (PX001) when the server
 -- is not registered (it registers again). Locks: its row.
 CREATE OR REPLACE FUNCTION disk_server_heartbeat(p_id bigint, p_load double precision)
 RETURNS void
@@ -82,23 +73,30 @@ BEGIN
         RAISE EXCEPTION 'disk server % is not registered', p_id USING ERRCODE = 'PX001';
     END IF;
     UPDATE disk_server SET heartbeat_at = now(), load = coalesce(p_load, 0) WHERE id = p_id;
-    IF v_was < now() - make_interval(secs => disk_server_live_seconds()) THEN
-        PERFORM pg_notify('pollux_capacity', p_id::text);
+    IF v_was < now() - make_interval(secs => policy_value('disk_server_live_seconds')) THEN
+        PERFORM capacity_changed();
     END IF;
 END;
 $$;
 
--- file_system_heartbeat refreshes a file system's capacity and free space.
+-- file_system_heartbeat refreshes a file system's capacity and free space; one that had no
+-- room and has some again is capacity (capacity_changed).
 -- Raises: not_found (PX001) when it is not registered. Locks: its row.
 CREATE OR REPLACE FUNCTION file_system_heartbeat(p_id bigint, p_capacity_bytes bigint, p_free_bytes bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $$
+DECLARE
+    v_was bigint;
 BEGIN
-    UPDATE file_system SET capacity_bytes = p_capacity_bytes, free_bytes = p_free_bytes, heartbeat_at = now() WHERE id = p_id;
+    SELECT free_bytes INTO v_was FROM file_system WHERE id = p_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'file system % is not registered', p_id USING ERRCODE = 'PX001';
+    END IF;
+    UPDATE file_system SET capacity_bytes = p_capacity_bytes, free_bytes = p_free_bytes, heartbeat_at = now() WHERE id = p_id;
+    IF v_was = 0 AND p_free_bytes > 0 THEN
+        PERFORM capacity_changed();
     END IF;
 END;
 $$;
@@ -140,9 +138,9 @@ AS $$ BEGIN DELETE FROM disk_copy WHERE id = p_id AND status = 'BEINGDELETED'; E
 
 -- disk_server_recover takes back the transfers a restarting disk server was running (READY
 -- on it: their movers died with the old process; see subrequest_take_back). Transfers only
--- SCHEDULED on it keep their queued jobs, which the new process works.
+-- SCHEDULED on it stay: the new process claims them.
 -- Locks: those subrequests and their copies.
-CREATE OR REPLACE FUNCTION disk_server_recover(p_id bigint, p_max_retries integer)
+CREATE OR REPLACE FUNCTION disk_server_recover(p_id bigint)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
@@ -156,7 +154,7 @@ BEGIN
         WHERE s.disk_server_id = p_id AND s.status = 'READY'
         ORDER BY s.id FOR UPDATE OF s
     LOOP
-        PERFORM subrequest_take_back(v_sr.id, format('disk server %s restarted', v_sr.name), p_max_retries);
+        PERFORM subrequest_take_back(v_sr.id, format('disk server %s restarted', v_sr.name));
         v_n := v_n + 1;
     END LOOP;
     RETURN v_n;

@@ -1,35 +1,15 @@
--- The job manager: hands decided subrequests to the scheduler, and takes back transfers
--- whose disk server died.
-
--- subrequest_claim_waitsched claims subrequests ready for scheduling (WAITSCHED, not
--- deferred) and marks them SCHEDULED; the caller submits a scheduler job in the same
--- transaction, so a claim and its submission commit together or not at all.
--- Locks: the claimed subrequests (FOR UPDATE SKIP LOCKED).
--- PL/pgSQL rather than SQL on the hot path here and elsewhere: PostgreSQL 15 plans a SQL
--- function's body at every call (0.2-0.4 ms on a small machine), PL/pgSQL once per session.
-CREATE OR REPLACE FUNCTION subrequest_claim_waitsched(p_batch integer)
-RETURNS TABLE (id bigint, request_id uuid, type request_type)
-LANGUAGE plpgsql
-SET search_path = public, pg_temp
-AS $$
-#variable_conflict use_column
-BEGIN
-    RETURN QUERY
-    UPDATE subrequest s SET status = 'SCHEDULED', info = 'submitted to the scheduler', updated_at = now()
-    WHERE s.id = ANY (ARRAY(
-        SELECT w.id FROM subrequest w
-        WHERE w.status = 'WAITSCHED' AND w.next_attempt_at <= now()
-        ORDER BY w.id LIMIT p_batch FOR UPDATE SKIP LOCKED))
-    RETURNING s.id, s.request_id, s.type;
-END;
-$$;
+-- The job manager: the life of transfers once they leave the fast path. It takes back the
+-- transfers of disk servers that stopped heartbeating, ends transfers that outlived every
+-- time limit (their disk server could not record the end), and moves finished requests out
+-- of the hot tables. Nothing here is on the path of a request that goes well; every sweep
+-- skips rows another job manager holds, so any number may run.
 
 -- subrequest_take_back returns a transfer to the stager after its disk server died or
--- restarted: a write's copy becomes INVALID; the subrequest becomes RETRY (and is decided
--- again, on a fresh copy for a write), or FAILED with unavailable (PX005) after
--- p_max_retries, in which case readers waiting on the file are woken.
--- Locks: the caller holds the subrequest row.
-CREATE OR REPLACE FUNCTION subrequest_take_back(p_id bigint, p_reason text, p_max_retries integer)
+-- restarted: a write's copy becomes INVALID; the subrequest becomes RETRY (decided again, on
+-- a fresh copy for a write), or, after policy transfer_max_retries, FAILED with unavailable
+-- (PX005) and its write abandoned (subrequest_abandon_write). Returns the new status.
+-- Locks: the caller holds the subrequest row; the file and copy.
+CREATE OR REPLACE FUNCTION subrequest_take_back(p_id bigint, p_reason text)
 RETURNS subrequest_status
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
@@ -38,16 +18,14 @@ DECLARE
     v_sr subrequest;
 BEGIN
     SELECT * INTO v_sr FROM subrequest WHERE id = p_id;
-    IF v_sr.type = 'PUT' THEN
-        UPDATE disk_copy SET status = 'INVALID', updated_at = now() WHERE id = v_sr.disk_copy_id AND status = 'STAGEOUT';
-    END IF;
-    IF v_sr.retries >= p_max_retries THEN
-        IF v_sr.type = 'PUT' AND v_sr.file_id IS NOT NULL THEN
-            PERFORM subrequest_wake_waiters(v_sr.file_id);
-        END IF;
+    IF v_sr.retries >= policy_value('transfer_max_retries') THEN
+        PERFORM subrequest_abandon_write(p_id);
         PERFORM subrequest_fail(p_id, 'PX005', format('%s during the transfer of %s; gave up after %s tries',
             p_reason, v_sr.path, v_sr.retries + 1));
         RETURN 'FAILED';
+    END IF;
+    IF v_sr.type = 'PUT' THEN
+        UPDATE disk_copy SET status = 'INVALID', updated_at = now() WHERE id = v_sr.disk_copy_id AND status = 'STAGEOUT';
     END IF;
     UPDATE subrequest s SET status = 'RETRY', retries = s.retries + 1, disk_server_id = NULL, file_system_id = NULL,
            mover_url = NULL, token = NULL,
@@ -60,27 +38,94 @@ BEGIN
 END;
 $$;
 
--- subrequest_expire takes back transfers (SCHEDULED on, or READY at, a disk server) whose
--- disk server has not heartbeated for p_heartbeat_timeout_seconds (see
--- subrequest_take_back). Locks: the expired subrequests (SKIP LOCKED) and their copies.
-CREATE OR REPLACE FUNCTION subrequest_expire(p_heartbeat_timeout_seconds integer, p_max_retries integer)
-RETURNS TABLE (id bigint, request_id uuid, status subrequest_status)
+-- subrequest_expire is the job manager's sweep over transfers in flight, at most p_batch
+-- of them: those SCHEDULED on, or READY at, a disk server silent for longer than policy
+-- disk_server_live_seconds are taken back (subrequest_take_back); a READY transfer older
+-- than policy transfer_open_seconds + transfer_seconds and a minute (its disk server should
+-- have ended it and could not record why) fails. Returns what it changed.
+-- Locks: those subrequests (SKIP LOCKED) and their copies.
+CREATE OR REPLACE FUNCTION subrequest_expire(p_batch integer)
+RETURNS TABLE (id bigint, request_id uuid, status subrequest_status, reason text)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
     v_sr record;
+    v_live interval := make_interval(secs => policy_value('disk_server_live_seconds'));
+    v_life interval := make_interval(secs => policy_value('transfer_open_seconds') + policy_value('transfer_seconds') + 60);
 BEGIN
     FOR v_sr IN
-        SELECT s.id, s.request_id, ds.name FROM subrequest s JOIN disk_server ds ON ds.id = s.disk_server_id
-        WHERE s.status IN ('SCHEDULED', 'READY')
-          AND ds.heartbeat_at < now() - make_interval(secs => p_heartbeat_timeout_seconds)
-        ORDER BY s.id FOR UPDATE OF s SKIP LOCKED
+        SELECT s.id, s.request_id, ds.name FROM disk_server ds
+        JOIN subrequest s ON s.disk_server_id = ds.id AND s.status IN ('SCHEDULED', 'READY')
+        WHERE ds.heartbeat_at < now() - v_live
+        ORDER BY s.id LIMIT p_batch FOR UPDATE OF s SKIP LOCKED
     LOOP
         id := v_sr.id; request_id := v_sr.request_id;
-        status := subrequest_take_back(v_sr.id, format('disk server %s stopped answering', v_sr.name), p_max_retries);
+        reason := format('disk server %s stopped answering', v_sr.name);
+        status := subrequest_take_back(v_sr.id, reason);
         RETURN NEXT;
     END LOOP;
+    FOR v_sr IN
+        SELECT s.id, s.request_id FROM subrequest s
+        WHERE s.status = 'READY' AND s.updated_at < now() - v_life
+        ORDER BY s.updated_at LIMIT p_batch FOR UPDATE SKIP LOCKED
+    LOOP
+        id := v_sr.id; request_id := v_sr.request_id; status := 'FAILED';
+        reason := format('the transfer outlived its time limit of %s and its disk server did not report its end', v_life);
+        PERFORM transfer_fail(v_sr.id, 'PX007', reason);
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
+-- request_archive_finished moves up to p_batch requests that ended longer ago than policy
+-- request_retention_seconds out of the hot tables: each is kept as its request_view in
+-- request_archive (request look-ups still answer from there) and its rows are deleted, so
+-- that the history never grows the tables every claim reads. Returns how many it moved.
+-- Locks: those requests (SKIP LOCKED), their subrequests.
+CREATE OR REPLACE FUNCTION request_archive_finished(p_batch integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_ids uuid[];
+BEGIN
+    SELECT array_agg(r.id) INTO v_ids FROM (
+        SELECT r.id FROM request r
+        WHERE r.status IN ('FINISHED', 'FAILED')
+          AND r.updated_at < now() - make_interval(secs => policy_value('request_retention_seconds'))
+        ORDER BY r.updated_at LIMIT p_batch FOR UPDATE SKIP LOCKED) r;
+    IF v_ids IS NULL THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO request_archive (id, user_name, status, finished_at, view)
+    SELECT r.id, r.user_name, r.status, r.updated_at, request_view(r.id)
+    FROM request r WHERE r.id = ANY (v_ids)
+    ON CONFLICT (id) DO NOTHING;
+    -- A waiter (WAITSUBREQ) never points at a finished writer for long, but the link must
+    -- not keep the row: it is cleared by the foreign key (ON DELETE SET NULL).
+    DELETE FROM request WHERE id = ANY (v_ids);
+    RETURN cardinality(v_ids);
+END;
+$$;
+
+-- request_archive_purge deletes up to p_batch archived requests older than policy
+-- request_archive_seconds. Returns how many. Locks: those rows.
+CREATE OR REPLACE FUNCTION request_archive_purge(p_batch integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_n integer;
+BEGIN
+    DELETE FROM request_archive a WHERE a.id IN (
+        SELECT x.id FROM request_archive x
+        WHERE x.archived_at < now() - make_interval(secs => policy_value('request_archive_seconds'))
+        ORDER BY x.archived_at LIMIT p_batch FOR UPDATE SKIP LOCKED);
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
 END;
 $$;

@@ -40,6 +40,14 @@ DECLARE
     v_problem text;
     v_n integer := coalesce(cardinality(p_paths), 0);
 BEGIN
+    IF EXISTS (SELECT 1 FROM request_archive a WHERE a.id = p_id) THEN
+        -- Stored, ended and archived: a retry that comes this late changes nothing.
+        IF (SELECT a.view->>'type' <> p_type::text OR a.user_name <> p_user FROM request_archive a WHERE a.id = p_id) THEN
+            RAISE EXCEPTION 'request id % is already used by a different request: choose a new id', p_id USING ERRCODE = 'PX003';
+        END IF;
+        RETURN QUERY SELECT false, v_n;
+        RETURN;
+    END IF;
     SELECT * INTO v_existing FROM request WHERE id = p_id;
     IF FOUND THEN
         IF v_existing.type <> p_type OR v_existing.user_name <> p_user
@@ -97,7 +105,8 @@ AS $$ BEGIN RETURN QUERY SELECT * FROM subrequest WHERE request_id = p_request_i
 
 -- request_view is a request as its owner sees it: the API's Request (daemons/rhd/api) as
 -- JSON, plus "owner" for rhd to check who asks, or NULL when there is no such request. One
--- statement reads the request and its subrequests in one snapshot. Reads only.
+-- statement reads the request and its subrequests in one snapshot; a request archived
+-- after its retention (request_archive_finished) answers from the archive. Reads only.
 CREATE OR REPLACE FUNCTION request_view(p_id uuid)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
@@ -105,7 +114,7 @@ SET search_path = public, pg_temp
 AS $$
 BEGIN
     -- Absent, not null: what the API's omitempty fields look like.
-    RETURN (SELECT jsonb_strip_nulls(jsonb_build_object(
+    RETURN coalesce((SELECT jsonb_strip_nulls(jsonb_build_object(
         'id', r.id, 'type', r.type, 'status', r.status, 'service_class', sc.name,
         'user_tag', nullif(r.user_tag, ''), 'owner', r.user_name,
         -- Some steps (a subrequest queued, scheduled) change a subrequest without the request
@@ -124,7 +133,8 @@ BEGIN
                    'token', CASE WHEN s.status = 'READY' THEN s.token END,
                    'size_bytes', s.size_bytes, 'checksum_adler32', s.checksum_adler32) ORDER BY s.id) AS list
         FROM subrequest s WHERE s.request_id = r.id) subs
-    WHERE r.id = p_id);
+    WHERE r.id = p_id),
+    (SELECT a.view FROM request_archive a WHERE a.id = p_id));
 END;
 $$;
 

@@ -1,73 +1,135 @@
--- The scheduling policy: which disk server and file system take a transfer. It is SQL so
--- that an operator can change it on a running instance (`pollux-admin logic apply`).
+-- The scheduler plugin: which disk server and file system take a transfer. It is SQL so
+-- that an operator can change the policy on a running instance (`pollux-admin logic apply`)
+-- without touching the stager. subrequest_place is its one entry point: the stager calls it
+-- in the transaction that decides a file (the fast path: nothing waits, no hop), and
+-- schedulerd calls it for what had to wait for a resource (subrequest_claim_waitsched),
+-- each time capacity has changed since the last try.
+--
+-- Capacity changes (a disk server or file system registers, comes back, frees space, an
+-- operator changes a status or the policy) bump capacity_epoch in their own transaction, so
+-- a waiting subrequest is looked at again exactly when a try could succeed, and a poll that
+-- finds nothing new writes nothing.
 
--- disk_server_live_seconds is how recent a heartbeat must be for a disk server to take
--- new transfers.
-CREATE OR REPLACE FUNCTION disk_server_live_seconds()
-RETURNS integer
-LANGUAGE sql IMMUTABLE
+-- capacity_changed bumps the capacity epoch. Locks: the epoch row (briefly: capacity
+-- changes are rare next to transfers).
+CREATE OR REPLACE FUNCTION capacity_changed()
+RETURNS void
+LANGUAGE plpgsql
 SET search_path = public, pg_temp
-AS $$ SELECT 30 $$;
+AS $$ BEGIN UPDATE capacity_epoch SET epoch = epoch + 1 WHERE id = 1; END $$;
 
--- subrequest_schedule places a SCHEDULED subrequest. A write goes to a PRODUCTION file
--- system of the request's service class on a PRODUCTION, heartbeating disk server, the one
--- with the fewest transfers in flight, then the most free space, then the lowest load; a read
--- goes to the server holding the STAGED copy (PRODUCTION or DRAINING). When nothing can take
--- it, the subrequest goes back to WAITSCHED for two seconds with the note "queued, no disk
--- server available" (visible to the client), and no row is returned: the job manager
--- re-submits it then, or sooner when a disk server appears (NOTIFY pollux_capacity).
--- Returns the disk server and its River queue; the caller queues the transfer job there in
--- the same transaction. Idempotent: a subrequest no longer waiting to be placed returns
--- nothing. Locks: the subrequest, its copy.
-CREATE OR REPLACE FUNCTION subrequest_schedule(p_id bigint)
-RETURNS TABLE (disk_server_id bigint, queue text, disk_server_name text)
+-- subrequest_place places one decided subrequest (the caller holds its row): a write goes
+-- to a PRODUCTION file system of the request's service class on a PRODUCTION disk server
+-- that heartbeats (policy disk_server_live_seconds), the one with the fewest transfers in
+-- flight, then the most free space, then the lowest load; a read goes to the live server
+-- holding its STAGED copy (PRODUCTION or DRAINING).
+-- Outcomes: SCHEDULED on the server, whose URL is returned for the caller's wake-up hint
+-- after commit; WAITSCHED with the reason in info (refreshing the request so the client
+-- sees it) when nothing can take it now; RESTART when a read's copy is no longer valid (the
+-- stager decides it again). Returns no row unless it was placed.
+-- Locks: the subrequest's copy.
+CREATE OR REPLACE FUNCTION subrequest_place(p_id bigint)
+RETURNS TABLE (disk_server_id bigint, disk_server_url text, disk_server_name text)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
+    v_epoch bigint;
     v_sr subrequest;
     v_sc bigint;
     v_fs bigint;
     v_ds bigint;
     v_name text;
+    v_url text;
+    v_copy disk_copy_status;
+    v_info text;
+    v_live interval := make_interval(secs => policy_value('disk_server_live_seconds'));
 BEGIN
-    SELECT * INTO v_sr FROM subrequest s WHERE s.id = p_id FOR UPDATE;
-    IF NOT FOUND OR v_sr.status <> 'SCHEDULED' OR v_sr.disk_server_id IS NOT NULL THEN
-        RETURN;
-    END IF;
+    -- The epoch first: capacity committed after this read bumps it past what the row
+    -- records, so the row is tried again.
+    SELECT epoch INTO v_epoch FROM capacity_epoch WHERE id = 1;
+    SELECT * INTO v_sr FROM subrequest s WHERE s.id = p_id;
     IF v_sr.type = 'PUT' THEN
         SELECT r.service_class_id INTO v_sc FROM request r WHERE r.id = v_sr.request_id;
-        SELECT fs.id, ds.id, ds.name INTO v_fs, v_ds, v_name
+        SELECT fs.id, ds.id, ds.name, ds.url INTO v_fs, v_ds, v_name, v_url
         FROM file_system fs JOIN disk_server ds ON ds.id = fs.disk_server_id
         WHERE ds.status = 'PRODUCTION' AND fs.status = 'PRODUCTION'
-          AND ds.heartbeat_at > now() - make_interval(secs => disk_server_live_seconds())
+          AND ds.heartbeat_at > now() - v_live
           AND fs.service_class_id = v_sc AND fs.free_bytes > 0
         ORDER BY (SELECT count(*) FROM subrequest t WHERE t.file_system_id = fs.id AND t.status IN ('SCHEDULED', 'READY')),
                  fs.free_bytes DESC, ds.load, fs.id
         LIMIT 1;
+        v_info := 'queued, no disk server of its service class is available';
     ELSE
-        SELECT fs.id, ds.id, ds.name INTO v_fs, v_ds, v_name
+        SELECT dc.status INTO v_copy FROM disk_copy dc WHERE dc.id = v_sr.disk_copy_id FOR UPDATE;
+        IF v_copy IS DISTINCT FROM 'STAGED' THEN
+            UPDATE subrequest s SET status = 'RESTART', disk_copy_id = NULL, info = 'its copy is no longer valid: deciding again',
+                   updated_at = now()
+            WHERE s.id = p_id;
+            PERFORM pg_notify(subrequest_channel(v_sr.type), '');
+            RETURN;
+        END IF;
+        SELECT fs.id, ds.id, ds.name, ds.url INTO v_fs, v_ds, v_name, v_url
         FROM disk_copy dc JOIN file_system fs ON fs.id = dc.file_system_id JOIN disk_server ds ON ds.id = fs.disk_server_id
-        WHERE dc.id = v_sr.disk_copy_id AND dc.status = 'STAGED'
+        WHERE dc.id = v_sr.disk_copy_id
           AND ds.status IN ('PRODUCTION', 'DRAINING') AND fs.status IN ('PRODUCTION', 'DRAINING')
-          AND ds.heartbeat_at > now() - make_interval(secs => disk_server_live_seconds());
+          AND ds.heartbeat_at > now() - v_live;
+        v_info := 'queued, the disk server holding its copy is not available';
     END IF;
     IF v_ds IS NULL THEN
-        UPDATE subrequest s SET status = 'WAITSCHED', next_attempt_at = now() + interval '2 seconds',
-               info = CASE WHEN v_sr.type = 'PUT' THEN 'queued, no disk server available'
-                           ELSE 'queued, no disk server holding a copy is available' END,
-               updated_at = now()
+        UPDATE subrequest s SET status = 'WAITSCHED', placement_epoch = v_epoch, info = v_info,
+               disk_server_id = NULL, file_system_id = NULL, updated_at = now()
         WHERE s.id = p_id;
-        PERFORM request_refresh(v_sr.request_id);
+        -- A client sees why it waits; a row that waited already and still waits tells it
+        -- nothing new.
+        IF v_sr.status <> 'WAITSCHED' OR v_sr.info IS DISTINCT FROM v_info THEN
+            PERFORM request_refresh(v_sr.request_id);
+        END IF;
         RETURN;
     END IF;
     IF v_sr.type = 'PUT' THEN
         UPDATE disk_copy dc SET file_system_id = v_fs, updated_at = now() WHERE dc.id = v_sr.disk_copy_id;
     END IF;
-    UPDATE subrequest s SET disk_server_id = v_ds, file_system_id = v_fs, info = format('scheduled on %s', v_name), updated_at = now()
+    UPDATE subrequest s SET status = 'SCHEDULED', disk_server_id = v_ds, file_system_id = v_fs,
+           info = format('scheduled on %s', v_name), updated_at = now()
     WHERE s.id = p_id;
-    disk_server_id := v_ds; queue := disk_server_queue(v_ds); disk_server_name := v_name;
+    -- A client waiting on a request that queued learns it moved on.
+    IF v_sr.status = 'WAITSCHED' THEN
+        PERFORM request_refresh(v_sr.request_id);
+    END IF;
+    disk_server_id := v_ds; disk_server_url := v_url; disk_server_name := v_name;
     RETURN NEXT;
+END;
+$$;
+
+-- subrequest_claim_waitsched is schedulerd's claim: up to p_batch subrequests waiting for a
+-- resource (WAITSCHED) that were last tried before the current capacity epoch, oldest try
+-- first, each placed again (subrequest_place). Returns the ones placed.
+-- Locks: the claimed subrequests (FOR UPDATE SKIP LOCKED), then what placing locks.
+CREATE OR REPLACE FUNCTION subrequest_claim_waitsched(p_batch integer)
+RETURNS TABLE (id bigint, request_id uuid, disk_server_id bigint, disk_server_url text, disk_server_name text)
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_epoch bigint;
+    v_sr record;
+    v_placed record;
+BEGIN
+    SELECT epoch INTO v_epoch FROM capacity_epoch WHERE id = 1;
+    FOR v_sr IN
+        SELECT w.id, w.request_id FROM subrequest w
+        WHERE w.status = 'WAITSCHED' AND w.placement_epoch < v_epoch
+        ORDER BY w.placement_epoch, w.id LIMIT p_batch FOR UPDATE SKIP LOCKED
+    LOOP
+        FOR v_placed IN SELECT * FROM subrequest_place(v_sr.id) LOOP
+            id := v_sr.id; request_id := v_sr.request_id;
+            disk_server_id := v_placed.disk_server_id; disk_server_url := v_placed.disk_server_url;
+            disk_server_name := v_placed.disk_server_name;
+            RETURN NEXT;
+        END LOOP;
+    END LOOP;
 END;
 $$;

@@ -5,8 +5,11 @@
 -- Decisions on one path are serialised by locking its file row (created on first put), so
 -- two stagers never decide on the same file at once.
 --
--- Outcomes: WAITSCHED (a transfer is needed; NOTIFY pollux_subrequest_waitsched wakes the
--- job manager), WAITSUBREQ (another subrequest writes the file; woken by
+-- Outcomes: SCHEDULED (a transfer is needed and the scheduler plugin, subrequest_place,
+-- placed it at once: the claim returns the disk server's URL and stagerd sends it a wake-up
+-- hint after commit; nothing is NOTIFYed), WAITSCHED (a transfer is needed and nothing can
+-- take it now: schedulerd places it when capacity changes; the request is refreshed so the
+-- client sees why), WAITSUBREQ (another subrequest writes the file; woken by
 -- subrequest_wake_waiters), FINISHED or FAILED (decided here; the request is refreshed and
 -- NOTIFY pollux_request_changed ends its long polls).
 
@@ -41,17 +44,17 @@ BEGIN
 END;
 $$;
 
--- subrequest_wait_transfer makes a subrequest ready for scheduling.
+-- subrequest_wait_transfer records what a transfer moves (the file, the copy) and hands the
+-- subrequest to the scheduler plugin (subrequest_place), returning the disk server's URL
+-- when it was placed at once. Locks: the caller holds the subrequest and the file.
 CREATE OR REPLACE FUNCTION subrequest_wait_transfer(p_id bigint, p_file_id bigint, p_disk_copy_id bigint)
-RETURNS void
+RETURNS text
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $$
 BEGIN
-    UPDATE subrequest SET status = 'WAITSCHED', file_id = p_file_id, disk_copy_id = p_disk_copy_id,
-                          info = 'waiting to be scheduled', next_attempt_at = now(), updated_at = now()
-    WHERE id = p_id;
-    PERFORM pg_notify('pollux_subrequest_waitsched', '');
+    UPDATE subrequest SET file_id = p_file_id, disk_copy_id = p_disk_copy_id WHERE id = p_id;
+    RETURN (SELECT p.disk_server_url FROM subrequest_place(p_id) p);
 END;
 $$;
 
@@ -78,45 +81,56 @@ END;
 $$;
 
 -- subrequest_claim claims new subrequests of one family and decides each; it returns the
--- decisions (status, and a short reason when not the expected one).
+-- decisions (status, a short reason when not the expected one, and for a transfer placed at
+-- once the URL of its disk server, for the wake-up hint).
+-- The claim reads each request type of the family with an equality on type, so that it
+-- walks the partial index subrequest_new_idx (type, id) and never the history of finished
+-- subrequests (type = ANY (array) does not match the index order).
 -- Locks: the claimed subrequests (SKIP LOCKED), then what each decision locks.
 -- Raises: invalid_argument (PX002) for an unknown family.
 CREATE OR REPLACE FUNCTION subrequest_claim(p_family text, p_batch integer)
-RETURNS TABLE (id bigint, request_id uuid, path text, status subrequest_status, message text)
+RETURNS TABLE (id bigint, request_id uuid, path text, status subrequest_status, message text, wake_url text)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
     v_types request_type[] := ARRAY(SELECT t FROM unnest(enum_range(NULL::request_type)) t WHERE subrequest_family(t) = p_family);
+    v_type request_type;
     v_sr subrequest;
+    v_left integer := p_batch;
     v_claimed uuid[] := '{}';
     v_notified uuid[] := '{}';
 BEGIN
     IF cardinality(v_types) = 0 THEN
         RAISE EXCEPTION 'unknown request family "%": put, get, putdone or rm', p_family USING ERRCODE = 'PX002';
     END IF;
-    FOR v_sr IN
-        SELECT s.* FROM subrequest s
-        WHERE s.type = ANY (v_types) AND s.status IN ('START', 'RESTART', 'RETRY')
-        ORDER BY s.id LIMIT p_batch FOR UPDATE SKIP LOCKED
-    LOOP
-        id := v_sr.id; request_id := v_sr.request_id; path := v_sr.path;
-        message := CASE p_family
-            WHEN 'put' THEN subrequest_decide_put(v_sr.id)
-            WHEN 'get' THEN subrequest_decide_get(v_sr.id)
-            WHEN 'putdone' THEN subrequest_decide_putdone(v_sr.id)
-            WHEN 'rm' THEN subrequest_decide_rm(v_sr.id)
-        END;
-        SELECT s.status INTO status FROM subrequest s WHERE s.id = v_sr.id;
-        IF status <> 'WAITSCHED' THEN
-            v_notified := v_notified || v_sr.request_id; -- its decision refreshed the request
-        END IF;
-        v_claimed := v_claimed || v_sr.request_id;
-        RETURN NEXT;
+    FOREACH v_type IN ARRAY v_types LOOP
+        EXIT WHEN v_left <= 0;
+        FOR v_sr IN
+            SELECT s.* FROM subrequest s
+            WHERE s.type = v_type AND s.status IN ('START', 'RESTART', 'RETRY')
+            ORDER BY s.type, s.id LIMIT v_left FOR UPDATE SKIP LOCKED
+        LOOP
+            v_left := v_left - 1;
+            id := v_sr.id; request_id := v_sr.request_id; path := v_sr.path; wake_url := NULL;
+            message := '';
+            CASE p_family
+                WHEN 'put' THEN wake_url := subrequest_decide_put(v_sr.id);
+                WHEN 'get' THEN wake_url := subrequest_decide_get(v_sr.id);
+                WHEN 'putdone' THEN PERFORM subrequest_decide_putdone(v_sr.id);
+                WHEN 'rm' THEN PERFORM subrequest_decide_rm(v_sr.id);
+            END CASE;
+            SELECT s.status, coalesce(s.error_message, '') INTO status, message FROM subrequest s WHERE s.id = v_sr.id;
+            IF status <> 'SCHEDULED' THEN
+                v_notified := v_notified || v_sr.request_id; -- its decision refreshed the request
+            END IF;
+            v_claimed := v_claimed || v_sr.request_id;
+            RETURN NEXT;
+        END LOOP;
     END LOOP;
     -- A request refreshed by one decision may have had another file decided after it
-    -- without a refresh (WAITSCHED tells no client): refresh it again, so that the last
+    -- without a refresh (SCHEDULED tells no client): refresh it again, so that the last
     -- notification of the transaction carries its final state. A request with one file
     -- decided here needs nothing more.
     PERFORM request_refresh(r)
@@ -126,27 +140,33 @@ END;
 $$;
 
 -- file_unclosed_writer says whether a write of the file is unclosed (it has a STAGEOUT
--- copy): NULL when none is, else the newest PUT subrequest on the file other than p_except,
--- or 0 when that writer is gone (purged). A put then fails and a get waits on it. Reads only.
+-- copy): NULL when none is, else the newest PUT subrequest writing that copy other than
+-- p_except, or 0 when that writer is gone (archived). A put then fails and a get waits on
+-- it. It finds the writer through its copy (subrequest_disk_copy_id_idx), never through the
+-- file's history of requests. Reads only.
 CREATE OR REPLACE FUNCTION file_unclosed_writer(p_file_id bigint, p_except bigint)
 RETURNS bigint
 LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
 AS $$
+DECLARE
+    v_copy bigint;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM disk_copy dc WHERE dc.file_id = p_file_id AND dc.status = 'STAGEOUT') THEN
+    SELECT dc.id INTO v_copy FROM disk_copy dc WHERE dc.file_id = p_file_id AND dc.status = 'STAGEOUT' ORDER BY dc.id DESC LIMIT 1;
+    IF NOT FOUND THEN
         RETURN NULL;
     END IF;
     RETURN coalesce((SELECT s.id FROM subrequest s
-                     WHERE s.file_id = p_file_id AND s.type = 'PUT' AND s.id IS DISTINCT FROM p_except
+                     WHERE s.disk_copy_id = v_copy AND s.type = 'PUT' AND s.id IS DISTINCT FROM p_except
                      ORDER BY s.id DESC LIMIT 1), 0);
 END;
 $$;
 
--- subrequest_decide_put decides a PUT: a new STAGEOUT disk copy and WAITSCHED, or FAILED
--- with conflict (PX003) while another write of the file is unclosed (the second writer fails
--- at once rather than waiting behind a write that may never be closed; see
--- docs/statuses.md). Returns a short reason when it fails. Locks: the file row.
+-- subrequest_decide_put decides a PUT: a new STAGEOUT disk copy handed to the scheduler
+-- plugin (SCHEDULED or WAITSCHED), or FAILED with conflict (PX003) while another write of
+-- the file is unclosed (the second writer fails at once rather than waiting behind a write
+-- that may never be closed; see docs/statuses.md). Returns the disk server's URL when the
+-- write was placed at once. Locks: the file row.
 CREATE OR REPLACE FUNCTION subrequest_decide_put(p_id bigint)
 RETURNS text
 LANGUAGE plpgsql
@@ -167,19 +187,22 @@ BEGIN
         PERFORM subrequest_fail(p_id, 'PX003', format(
             '%s is being written by another request (subrequest %s) and not yet closed: retry after its putdone, or stager_rm it',
             v_sr.path, coalesce(nullif(v_writer, 0)::text, '?')));
-        RETURN 'another write in progress';
+        RETURN NULL;
     END IF;
-    INSERT INTO disk_copy (file_id, status) VALUES (v_file.id, 'STAGEOUT') RETURNING id INTO v_copy;
-    UPDATE disk_copy SET disk_path = format('%s.%s', v_file.id, v_copy) WHERE id = v_copy;
-    PERFORM subrequest_wait_transfer(p_id, v_file.id, v_copy);
-    RETURN '';
+    -- The id first, so that the copy's name on disk is written with the row (one write).
+    v_copy := nextval(pg_get_serial_sequence('disk_copy', 'id'));
+    INSERT INTO disk_copy (id, file_id, status, disk_path) OVERRIDING SYSTEM VALUE
+    VALUES (v_copy, v_file.id, 'STAGEOUT', format('%s.%s', v_file.id, v_copy));
+    RETURN subrequest_wait_transfer(p_id, v_file.id, v_copy);
 END;
 $$;
 
 -- subrequest_decide_get decides a GET or PREPARE_TO_GET: FAILED with not_found (PX001)
 -- when there is no file or no valid copy; WAITSUBREQ while a write of the file is unclosed
--- (the reader then gets the new content); otherwise WAITSCHED on the STAGED copy (GET) or
--- FINISHED (PREPARE_TO_GET: the file is on disk already). Locks: the file row.
+-- (the reader then gets the new content); otherwise the STAGED copy is handed to the
+-- scheduler plugin (GET: SCHEDULED on the server holding it, or WAITSCHED while that server
+-- is down) or FINISHED (PREPARE_TO_GET: the file is on disk already). Returns the disk
+-- server's URL when the read was placed at once. Locks: the file row.
 CREATE OR REPLACE FUNCTION subrequest_decide_get(p_id bigint)
 RETURNS text
 LANGUAGE plpgsql
@@ -193,7 +216,7 @@ DECLARE
 BEGIN
     SELECT * INTO v_file FROM subrequest_file(p_id);
     IF v_file.id IS NULL THEN
-        RETURN 'no such file';
+        RETURN NULL;
     END IF;
     SELECT * INTO v_sr FROM subrequest WHERE id = p_id;
     v_writer := file_unclosed_writer(v_file.id, p_id);
@@ -202,20 +225,19 @@ BEGIN
                info = format('waiting for the write of %s to be closed', v_sr.path), updated_at = now()
         WHERE id = p_id;
         PERFORM request_refresh(v_sr.request_id);
-        RETURN '';
+        RETURN NULL;
     END IF;
     SELECT dc.id INTO v_staged FROM disk_copy dc
     WHERE dc.file_id = v_file.id AND dc.status = 'STAGED' ORDER BY dc.id DESC LIMIT 1;
     IF v_staged IS NULL THEN
         PERFORM subrequest_fail(p_id, 'PX001', format('%s has no valid copy (its last write failed)', v_sr.path));
-        RETURN 'no valid copy';
+        RETURN NULL;
     ELSIF v_sr.type = 'PREPARE_TO_GET' THEN
         UPDATE subrequest SET file_id = v_file.id, disk_copy_id = v_staged WHERE id = p_id;
         PERFORM subrequest_finish(p_id, 'on disk');
-    ELSE
-        PERFORM subrequest_wait_transfer(p_id, v_file.id, v_staged);
+        RETURN NULL;
     END IF;
-    RETURN '';
+    RETURN subrequest_wait_transfer(p_id, v_file.id, v_staged);
 END;
 $$;
 

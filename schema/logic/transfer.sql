@@ -1,19 +1,25 @@
--- Transfers as the disk servers' movers report them. A transfer job starts a mover, which
--- publishes its endpoint and a one-time token (the client's long poll returns with them),
--- checks the token itself on the client's first call (no round trip here: the mover holds
--- what it published), and reports the end, which clears the token.
+-- Transfers as the disk servers' movers run them. Each diskserverd claims the transfers
+-- placed on its own server (transfer_claim: SCHEDULED -> READY with a one-time token it
+-- made, and every rhd told), checks the token itself on the client's first call (no round
+-- trip here: the mover holds what it published), and reports the end, which clears it.
+-- A disk server learns of new work from the placing daemon's wake-up hint (HTTP, after
+-- commit) and, should a hint be lost, from its own poll: it never LISTENs, so the number
+-- of sessions PostgreSQL signals at each NOTIFY does not grow with the disk servers.
 
 -- transfer_location says what a transfer moves and where its copy lives: the one place that
--- derives a copy's location and the service class's size limit. Reads only.
+-- derives a copy's location, the catalogue's checksum of a copy to read, and the service
+-- class's size limit. Reads only.
 CREATE OR REPLACE FUNCTION transfer_location(p_subrequest_id bigint)
-RETURNS TABLE (request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)
+RETURNS TABLE (request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint,
+               checksum_adler32 text, max_size_bytes bigint)
 LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
-    SELECT s.request_id, s.type, s.path, fs.mount_point, dc.disk_path, dc.size_bytes, sc.max_file_size_bytes
+    SELECT s.request_id, s.type, s.path, fs.mount_point, dc.disk_path, dc.size_bytes,
+           CASE WHEN s.type = 'GET' THEN dc.checksum_adler32 END, sc.max_file_size_bytes
     FROM subrequest s
     JOIN disk_copy dc ON dc.id = s.disk_copy_id
     JOIN file_system fs ON fs.id = dc.file_system_id
@@ -23,36 +29,49 @@ BEGIN
 END;
 $$;
 
--- transfer_start publishes a mover's endpoint and token: SCHEDULED → READY, and every rhd
--- is told (NOTIFY pollux_request_changed). Returns what the mover needs.
--- Raises: conflict (PX003) when the subrequest is not scheduled on this disk server any more
--- (cancelled, removed, taken back). Idempotent for the same server and token.
--- Locks: the subrequest.
-CREATE OR REPLACE FUNCTION transfer_start(p_subrequest_id bigint, p_disk_server_id bigint, p_mover_url text, p_token text)
-RETURNS TABLE (request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, max_size_bytes bigint)
+-- transfer_claim is a disk server's claim: up to cardinality(p_tokens) transfers SCHEDULED
+-- on it, oldest first, each made READY with its endpoint (p_mover_base/v1/transfers/<id>)
+-- and the next of the one-time tokens the server made, and its request refreshed (NOTIFY
+-- pollux_request_changed: the client's long poll returns with the endpoint). Returns what
+-- each mover needs, with the time limits of policy transfer_open_seconds and
+-- transfer_seconds. A transfer without a copy to move fails at once.
+-- Locks: the claimed subrequests (FOR UPDATE SKIP LOCKED), their requests.
+CREATE OR REPLACE FUNCTION transfer_claim(p_disk_server_id bigint, p_mover_base text, p_tokens text[])
+RETURNS TABLE (subrequest_id bigint, request_id uuid, type request_type, path text, mount_point text, disk_path text,
+               size_bytes bigint, checksum_adler32 text, max_size_bytes bigint, token text,
+               open_seconds bigint, transfer_seconds bigint)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_sr subrequest;
+    v_sr record;
+    v_loc record;
+    v_i integer := 0;
+    v_open bigint := policy_value('transfer_open_seconds');
+    v_limit bigint := policy_value('transfer_seconds');
 BEGIN
-    SELECT * INTO v_sr FROM subrequest s WHERE s.id = p_subrequest_id FOR UPDATE;
-    -- A retry of a start whose commit was not acknowledged finds its own READY row: answer
-    -- it again rather than strand the transfer.
-    IF v_sr.status = 'READY' AND v_sr.disk_server_id = p_disk_server_id AND v_sr.token IS NOT DISTINCT FROM p_token THEN
-        NULL;
-    ELSIF NOT FOUND OR v_sr.status <> 'SCHEDULED' OR v_sr.disk_server_id IS DISTINCT FROM p_disk_server_id THEN
-        RAISE EXCEPTION 'subrequest % is not scheduled on disk server % (status %)', p_subrequest_id, p_disk_server_id,
-            coalesce(v_sr.status::text, 'unknown') USING ERRCODE = 'PX003';
-    END IF;
-    IF v_sr.status = 'SCHEDULED' THEN
-        UPDATE subrequest s SET status = 'READY', mover_url = p_mover_url, token = p_token,
-               info = 'ready: transfer the data to or from the mover', updated_at = now()
-        WHERE s.id = p_subrequest_id;
+    FOR v_sr IN
+        SELECT s.id, s.request_id FROM subrequest s
+        WHERE s.disk_server_id = p_disk_server_id AND s.status = 'SCHEDULED'
+        ORDER BY s.disk_server_id, s.id LIMIT coalesce(cardinality(p_tokens), 0) FOR UPDATE SKIP LOCKED
+    LOOP
+        SELECT * INTO v_loc FROM transfer_location(v_sr.id);
+        IF NOT FOUND THEN
+            PERFORM transfer_fail(v_sr.id, 'PX007', 'the subrequest has no disk copy to transfer');
+            CONTINUE;
+        END IF;
+        v_i := v_i + 1;
+        UPDATE subrequest s SET status = 'READY', mover_url = rtrim(p_mover_base, '/') || '/v1/transfers/' || v_sr.id,
+               token = p_tokens[v_i], info = 'ready: transfer the data to or from the mover', updated_at = now()
+        WHERE s.id = v_sr.id;
         PERFORM request_refresh(v_sr.request_id);
-    END IF;
-    RETURN QUERY SELECT * FROM transfer_location(p_subrequest_id);
+        subrequest_id := v_sr.id; request_id := v_sr.request_id; type := v_loc.type; path := v_loc.path;
+        mount_point := v_loc.mount_point; disk_path := v_loc.disk_path; size_bytes := v_loc.size_bytes;
+        checksum_adler32 := v_loc.checksum_adler32; max_size_bytes := v_loc.max_size_bytes; token := p_tokens[v_i];
+        open_seconds := v_open; transfer_seconds := v_limit;
+        RETURN NEXT;
+    END LOOP;
 END;
 $$;
 
@@ -108,12 +127,12 @@ BEGIN
 END;
 $$;
 
--- transfer_fail ends a transfer that went wrong (truncated or corrupt upload, disk error,
--- timeout) with the mover's reason. A failed write leaves no valid copy: its copy becomes
--- INVALID, a file that never had content loses its namespace entry, and readers waiting on
--- it start again (they get the previous content, or "no such file").
--- A subrequest already over is left alone. Locks: the subrequest, the file, the copy.
-CREATE OR REPLACE FUNCTION transfer_fail(p_subrequest_id bigint, p_code text, p_message text)
+-- subrequest_abandon_write gives up a write for good (the one place that does, whoever gives
+-- up: a failed upload, a write out of retries): its copy becomes INVALID, readers waiting on
+-- the file start again (they get the previous content, or "no such file"), and a namespace
+-- entry that never got content goes. A subrequest that is not a write is left alone.
+-- Locks: the caller holds the subrequest; the file, the copy.
+CREATE OR REPLACE FUNCTION subrequest_abandon_write(p_id bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
@@ -121,18 +140,35 @@ AS $$
 DECLARE
     v_sr subrequest;
 BEGIN
-    SELECT * INTO v_sr FROM subrequest s WHERE s.id = p_subrequest_id FOR UPDATE;
-    IF NOT FOUND OR v_sr.status IN ('FINISHED', 'FAILED') THEN
+    SELECT * INTO v_sr FROM subrequest s WHERE s.id = p_id;
+    IF v_sr.type <> 'PUT' OR v_sr.file_id IS NULL THEN
         RETURN;
     END IF;
-    IF v_sr.type = 'PUT' AND v_sr.file_id IS NOT NULL THEN
-        PERFORM 1 FROM file WHERE id = v_sr.file_id FOR UPDATE;
-        UPDATE disk_copy SET status = 'INVALID', updated_at = now() WHERE id = v_sr.disk_copy_id AND status = 'STAGEOUT';
-        -- Wake the waiters before the entry may go: deleting it clears their file_id.
-        PERFORM subrequest_wake_waiters(v_sr.file_id);
-        DELETE FROM file f WHERE f.id = v_sr.file_id
-          AND NOT EXISTS (SELECT 1 FROM disk_copy dc WHERE dc.file_id = f.id AND dc.status IN ('STAGED', 'STAGEOUT'));
+    PERFORM 1 FROM file WHERE id = v_sr.file_id FOR UPDATE;
+    UPDATE disk_copy SET status = 'INVALID', updated_at = now() WHERE id = v_sr.disk_copy_id AND status = 'STAGEOUT';
+    -- Wake the waiters before the entry may go: deleting it clears their file_id.
+    PERFORM subrequest_wake_waiters(v_sr.file_id);
+    DELETE FROM file f WHERE f.id = v_sr.file_id
+      AND NOT EXISTS (SELECT 1 FROM disk_copy dc WHERE dc.file_id = f.id AND dc.status IN ('STAGED', 'STAGEOUT'));
+END;
+$$;
+
+-- transfer_fail ends a transfer that went wrong (truncated or corrupt upload, disk error,
+-- timeout) with the mover's reason; a failed write is abandoned (subrequest_abandon_write).
+-- A subrequest already over is left alone. Locks: the subrequest, the file, the copy.
+CREATE OR REPLACE FUNCTION transfer_fail(p_subrequest_id bigint, p_code text, p_message text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_status subrequest_status;
+BEGIN
+    SELECT s.status INTO v_status FROM subrequest s WHERE s.id = p_subrequest_id FOR UPDATE;
+    IF NOT FOUND OR v_status IN ('FINISHED', 'FAILED') THEN
+        RETURN;
     END IF;
+    PERFORM subrequest_abandon_write(p_subrequest_id);
     PERFORM subrequest_fail(p_subrequest_id, p_code, p_message);
 END;
 $$;

@@ -169,7 +169,7 @@ func TestNoDiskServerQueuesThenServes(t *testing.T) {
 	require.NoError(t, in.AddDiskServer(ctx, "late-disk"))
 	r := <-done
 	ok(t, r)
-	require.Contains(t, r.Stderr, "queued, no disk server available")
+	require.Contains(t, r.Stderr, "queued, no disk server of its service class is available")
 	back := filepath.Join(dir, "back")
 	ok(t, in.Run(ctx, nil, "pollux", "cp", "/pollux/queued/f", back))
 	got, _ := os.ReadFile(back)

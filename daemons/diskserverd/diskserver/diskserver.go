@@ -1,14 +1,19 @@
 // Package diskserver is diskserverd, one per disk server: it registers the server and its
 // data directories itself (no central configuration, as xrootd data servers log in to
-// their manager), heartbeats load and free space, works the server's own River queue — a
-// transfer job publishes a mover endpoint and a one-time token and waits for the client —
-// serves the movers over HTTP (package mover), and deletes the copies the stager
+// their manager), heartbeats load and free space, claims the transfers placed on it
+// (transfer_claim: a mover endpoint and a one-time token published, the client's long poll
+// returns), serves the movers over HTTP (package mover), and deletes the copies the stager
 // invalidated.
 //
-// Nothing here decides: the logic in schema/logic (diskserver.sql, transfer.sql) does. A
-// process that dies loses nothing: its successor takes back the transfers it was running
-// (disk_server_recover), and a server that stays dead is taken back by the job manager
-// once its heartbeat is stale.
+// It learns of new work from the placing daemon's wake-up hint (a POST to mover.PathWake
+// after their commit) and polls as a safety net; it never LISTENs, so the sessions
+// PostgreSQL signals at every NOTIFY do not grow with the number of disk servers.
+//
+// Nothing here decides: the logic in schema/logic (diskserver.sql, transfer.sql) does, time
+// limits included (the policy table). A process that dies loses nothing: its successor
+// takes back the transfers it was running (disk_server_recover) and claims those still
+// placed on it, and a server that stays dead is taken back by the job manager once its
+// heartbeat is stale.
 package diskserver
 
 import (
@@ -23,31 +28,21 @@ import (
 	"strings"
 	"time"
 
-	"github.com/riverqueue/river"
 	"go.uber.org/zap"
 
 	"github.com/pollux-storage/pollux/daemons/diskserverd/mover"
 	"github.com/pollux-storage/pollux/daemons/internal/instance"
 	"github.com/pollux-storage/pollux/framework/claim"
 	"github.com/pollux-storage/pollux/framework/daemon"
-	"github.com/pollux-storage/pollux/framework/queue"
 	"github.com/pollux-storage/pollux/framework/service"
 )
 
 const (
 	// heartbeatInterval is how often load and free space are reported; the scheduler
-	// ignores a server silent for disk_server_live_seconds (30 s).
+	// ignores a server silent for policy disk_server_live_seconds (30 s).
 	heartbeatInterval = 5 * time.Second
-	// maxRetries is how often a transfer taken back from this server is tried again
-	// before it fails (disk_server_recover).
-	maxRetries = 3
 	// gcBatch is the most copies one collection step deletes in its transaction.
 	gcBatch = 100
-	// jobTimeoutMargin lets the transfer's own timers, which record why it ended, fire
-	// before River's job timeout.
-	jobTimeoutMargin = 30 * time.Second
-	// rescueMargin keeps River from rescuing a transfer job that is still within its time.
-	rescueMargin = 10 * time.Minute
 )
 
 // config is diskserverd's command line.
@@ -57,9 +52,8 @@ type config struct {
 	listen          string
 	dataDirs        dirList
 	serviceClass    string
-	transferTimeout time.Duration
-	openTimeout     time.Duration
 	transferWorkers int
+	claimPoll       time.Duration
 	gcInterval      time.Duration
 }
 
@@ -90,9 +84,10 @@ func Spec() daemon.Spec {
 	return daemon.Spec{
 		Name:    "diskserverd",
 		Summary: "run a disk server: register it, heartbeat, move data for transfers, delete invalidated copies",
-		Description: "One per disk server. It registers itself and its data directories, works its own River " +
-			"queue (a transfer job publishes a mover endpoint with a one-time token), serves uploads and " +
-			"downloads over HTTP on --listen, and deletes the copies the stager invalidated.",
+		Description: "One per disk server. It registers itself and its data directories, claims the transfers " +
+			"placed on it (each publishes a mover endpoint with a one-time token), serves uploads and " +
+			"downloads over HTTP on --listen, and deletes the copies the stager invalidated. Time limits, " +
+			"liveness and retries are the database's policy (pollux-admin policy).",
 		Version: instance.Version(),
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&cfg.name, "name", host, "Name of the disk server, unique in the instance.")
@@ -100,9 +95,8 @@ func Spec() daemon.Spec {
 			fs.StringVar(&cfg.listen, "listen", "127.0.0.1:9100", "Address the mover HTTP listener binds.")
 			fs.Var(&cfg.dataDirs, "data-dir", "A data directory (file system) of the server; repeat it or give a comma-separated list. Created if missing. Required.")
 			fs.StringVar(&cfg.serviceClass, "service-class", "default", "Service class the data directories serve.")
-			fs.DurationVar(&cfg.transferTimeout, "transfer-timeout", time.Hour, "Longest a transfer may take once the client connected.")
-			fs.DurationVar(&cfg.openTimeout, "open-timeout", 5*time.Minute, "How long a READY transfer waits for its client to connect before it fails.")
 			fs.IntVar(&cfg.transferWorkers, "transfer-workers", 16, "Transfers (movers) run at once.")
+			fs.DurationVar(&cfg.claimPoll, "claim-poll-interval", time.Second, "How often to look for transfers placed on this server when no wake-up hint came (a safety net: placing daemons send one).")
 			fs.DurationVar(&cfg.gcInterval, "gc-interval", 10*time.Second, "How often invalidated copies are looked for and deleted.")
 		},
 		Registry: instance.Registry{},
@@ -117,8 +111,8 @@ func (c *config) check() error {
 		return errors.New("--name is required (the host name is unknown)")
 	case len(c.dataDirs) == 0:
 		return errors.New("--data-dir is required: give at least one data directory")
-	case c.transferTimeout <= 0 || c.openTimeout <= 0 || c.gcInterval <= 0:
-		return errors.New("--transfer-timeout, --open-timeout and --gc-interval must be positive")
+	case c.claimPoll <= 0 || c.gcInterval <= 0:
+		return errors.New("--claim-poll-interval and --gc-interval must be positive")
 	case c.transferWorkers < 1:
 		return fmt.Errorf("--transfer-workers must be at least 1, got %d", c.transferWorkers)
 	}
@@ -200,24 +194,17 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 	}
 
 	transfers := mover.NewTransfers()
-	handler := mover.NewHandler(mover.Config{DB: env.DB, Transfers: transfers, MountPoints: mounts, Log: env.Logger("mover")})
-	drain := &drainSignal{ch: make(chan struct{})}
-	w := &transferWorker{db: env.DB, server: srv, transfers: transfers, log: env.Logger("transfer"),
-		openTimeout: cfg.openTimeout, transferTimeout: cfg.transferTimeout, draining: drain.ch}
-	workers := river.NewWorkers()
-	if err := river.AddWorkerSafely(workers, w); err != nil {
-		return nil, fmt.Errorf("register transfer worker: %w", err)
-	}
-	jobTimeout := w.Timeout(nil)
-	client, err := queue.New(env.DB, queue.Config{Name: "river", Logger: env.Log, Workers: workers,
-		Queues:     map[string]int{srv.currentQueue(): cfg.transferWorkers},
-		JobTimeout: jobTimeout, RescueAfter: jobTimeout + rescueMargin})
+	watchCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	claims := &claimer{db: env.DB, server: srv, transfers: transfers, log: env.Logger("transfer"),
+		limit: cfg.transferWorkers, batch: cfg.transferWorkers, draining: make(chan struct{}), watchCtx: watchCtx, abort: abort}
+	claims.pool, err = claim.New(claim.Config{Name: "transfers", Workers: 1, Batch: cfg.transferWorkers,
+		PollInterval: cfg.claimPoll, Step: claims.step}, nil, env.ClaimMetrics, env.Log)
 	if err != nil {
+		abort()
 		return nil, err
 	}
-	srv.mu.Lock()
-	srv.queues, srv.workers = client, cfg.transferWorkers
-	srv.mu.Unlock()
+	handler := mover.NewHandler(mover.Config{DB: env.DB, Transfers: transfers, MountPoints: mounts, Log: env.Logger("mover"),
+		Wake: claims.pool.Wake})
 	gc := &collector{db: env.DB, server: srv, log: env.Logger("gc")}
 	gcPool, err := claim.New(claim.Config{Name: "gc", Workers: 1, Batch: gcBatch, PollInterval: cfg.gcInterval, Step: gc.step},
 		nil, env.ClaimMetrics, env.Log)
@@ -226,18 +213,17 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 	}
 	started := time.Now()
 	srv.log.Info("disk server ready", zap.Int64("disk_server_id", srv.id()), zap.String("name", srv.name),
-		zap.String("url", base), zap.String("queue", srv.currentQueue()), zap.Strings("data_dirs", mounts),
+		zap.String("url", base), zap.Strings("data_dirs", mounts),
 		zap.Int("transfer_workers", cfg.transferWorkers))
-	// Started in this order and stopped in reverse: transfers still waiting for their
-	// client give up first, the jobs stop before the movers they watch, heartbeats last
-	// until the end, and whatever transfer is still READY on this server is taken back at
-	// the very end.
+	// Started in this order and stopped in reverse: claiming stops and transfers still
+	// waiting for their client give up first, the watchers end before the movers they
+	// watch, heartbeats last until the end, and whatever transfer is still READY on this
+	// server is taken back at the very end.
 	return []service.Service{
 		&takeBack{server: srv},
 		&loop{name: "heartbeat", run: srv.heartbeatLoop},
 		mover.NewServer(ln, handler, env.Logger("mover")),
-		client,
-		drain,
+		claims,
 		gcPool,
 		&loop{name: "sweep", run: func(ctx context.Context) { sweepParts(ctx, mounts, started, gc.log) }},
 	}, nil
@@ -268,19 +254,6 @@ func (l *loop) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("stop %s: %w", l.name, ctx.Err())
 	}
-}
-
-// drainSignal tells the transfer jobs that the daemon is stopping: those whose client has
-// not come yet end at once (their transfers are taken back), while those moving data may
-// finish within the drain deadline.
-type drainSignal struct{ ch chan struct{} }
-
-func (d *drainSignal) Name() string                { return "drain" }
-func (d *drainSignal) Start(context.Context) error { return nil }
-
-func (d *drainSignal) Stop(context.Context) error {
-	close(d.ch)
-	return nil
 }
 
 // takeBack hands the transfers still READY on this server back to the stager when the

@@ -21,30 +21,30 @@ import (
 	"testing"
 	"time"
 
-	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollux-storage/pollux/daemons/diskserverd/diskserver"
 	"github.com/pollux-storage/pollux/daemons/diskserverd/mover"
-	"github.com/pollux-storage/pollux/daemons/internal/jobs"
+	"github.com/pollux-storage/pollux/daemons/internal/wake"
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
 	"github.com/pollux-storage/pollux/framework/daemon"
 	"github.com/pollux-storage/pollux/framework/pg"
-	"github.com/pollux-storage/pollux/framework/queue"
 	"github.com/pollux-storage/pollux/framework/uuid"
 	"github.com/pollux-storage/pollux/model"
 	"github.com/pollux-storage/pollux/schema/schematest"
 )
 
 // The rest of the life cycle (rhd, stagerd, jobmanagerd, schedulerd) is driven through the
-// logic's wrappers, as schema/lifecycle_test.go does; diskserverd runs in-process.
+// logic's wrappers, as schema/lifecycle_test.go does; diskserverd runs in-process. Its claim
+// polls once a minute here, so that only the stager's wake-up hint (sent by stage, as
+// stagerd does after its commit) can make a transfer READY within a test's deadlines.
 
 type env struct {
 	t     *testing.T
 	ctx   context.Context
 	dsn   string
 	db    *pg.DB
-	river *queue.Client
+	hints *wake.Hinter
 }
 
 func newEnv(t *testing.T) *env {
@@ -55,9 +55,9 @@ func newEnv(t *testing.T) *env {
 	db, err := pg.Open(ctx, pg.Config{DSN: dsn})
 	require.NoError(t, err)
 	t.Cleanup(db.Close)
-	rc, err := queue.New(db, queue.Config{})
-	require.NoError(t, err)
-	return &env{t: t, ctx: ctx, dsn: dsn, db: db, river: rc}
+	hints := wake.New(nil, nil)
+	t.Cleanup(func() { _ = hints.Stop(context.Background()) })
+	return &env{t: t, ctx: ctx, dsn: dsn, db: db, hints: hints}
 }
 
 // syncBuffer collects a daemon's log lines.
@@ -98,7 +98,7 @@ func (e *env) start(name, dir string, args ...string) *diskServer {
 	ctx, stop := context.WithCancel(e.ctx)
 	d := &diskServer{name: name, dir: dir, stop: stop, exited: make(chan int, 1), log: &syncBuffer{}}
 	args = append([]string{"--log-format", "json", "--name", name, "--listen", "127.0.0.1:0", "--data-dir", dir,
-		"--gc-interval", "100ms", "--drain-timeout", "2s"}, args...)
+		"--gc-interval", "100ms", "--drain-timeout", "2s", "--claim-poll-interval", "1m"}, args...)
 	go func() {
 		d.exited <- daemon.Run(ctx, args, []string{"POLLUX_DATABASE_URL=" + e.dsn}, io.Discard, d.log, diskserver.Spec())
 	}()
@@ -144,47 +144,34 @@ func (e *env) submit(typ model.RequestType, autoClose bool, path string) string 
 	return id
 }
 
-// stage runs the stager's put, get and rm decisions once.
+// stage runs the stager's put, get and rm decisions once, placing what it can, and sends
+// the wake-up hints after the commit, as stagerd does.
 func (e *env) stage() {
 	e.t.Helper()
+	var wakes []string
 	require.NoError(e.t, e.db.Tx(e.ctx, "stage", func(q pg.Querier) error {
-		if _, err := model.SubrequestClaim(e.ctx, q, "put", 100); err != nil {
-			return err
-		}
-		if _, err := model.SubrequestClaim(e.ctx, q, "get", 100); err != nil {
-			return err
-		}
-		_, err := model.SubrequestClaim(e.ctx, q, "rm", 100)
-		return err
-	}))
-}
-
-// schedule runs the job manager and the scheduler once, queuing each transfer job on the
-// chosen server's queue in the same transaction, as schedulerd does.
-func (e *env) schedule() []model.SubrequestScheduleRow {
-	e.t.Helper()
-	var out []model.SubrequestScheduleRow
-	require.NoError(e.t, e.db.Tx(e.ctx, "schedule", func(q pg.Querier) error {
-		out = nil
-		claimed, err := model.SubrequestClaimWaitsched(e.ctx, q, 100)
-		if err != nil {
-			return err
-		}
-		for _, c := range claimed {
-			rows, err := model.SubrequestSchedule(e.ctx, q, c.ID)
+		wakes = nil
+		for _, family := range []string{"put", "get", "rm"} {
+			rows, err := model.SubrequestClaim(e.ctx, q, family, 100)
 			if err != nil {
 				return err
 			}
 			for _, r := range rows {
-				if err := e.river.InsertTx(e.ctx, q, jobs.Transfer{SubrequestID: c.ID}, &river.InsertOpts{Queue: r.Queue}); err != nil {
-					return err
+				if r.WakeURL != nil {
+					wakes = append(wakes, *r.WakeURL)
 				}
 			}
-			out = append(out, rows...)
 		}
 		return nil
 	}))
-	return out
+	e.hints.Hint(wakes...)
+}
+
+// policy sets one of the database's policy values for this test's instance.
+func (e *env) policy(name string, value int64) {
+	e.t.Helper()
+	_, err := model.PolicySet(e.ctx, e.db.Pool(), name, value, "test")
+	require.NoError(e.t, err)
 }
 
 func (e *env) sub(request string) model.Subrequest {
@@ -211,7 +198,7 @@ func (e *env) ready(typ model.RequestType, path string) (string, model.Subreques
 	e.t.Helper()
 	req := e.submit(typ, typ == model.RequestTypePut, path)
 	e.stage()
-	require.Len(e.t, e.schedule(), 1, "placed: %+v", e.sub(req))
+	require.Equal(e.t, model.SubrequestStatusScheduled, e.sub(req).Status, "placed: %+v", e.sub(req))
 	s := e.wait(req, model.SubrequestStatusReady)
 	require.NotNil(e.t, s.MoverURL)
 	require.NotNil(e.t, s.Token)
@@ -326,8 +313,8 @@ func TestRegistration(t *testing.T) {
 }
 
 // A disk server whose row an operator deleted registers again at its next heartbeat, under
-// a new id and so a new River queue, and works that queue without a restart.
-func TestReRegisteredServerWorksItsNewQueue(t *testing.T) {
+// a new id, and claims the transfers placed under that id without a restart.
+func TestReRegisteredServerClaimsUnderItsNewID(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	d := e.start("ds-again", "")
@@ -339,7 +326,7 @@ func TestReRegisteredServerWorksItsNewQueue(t *testing.T) {
 		return err == nil
 	}, 20*time.Second, 50*time.Millisecond, "the server did not register again")
 	require.NotEqual(t, d.id, id)
-	require.Eventually(t, func() bool { return strings.Contains(d.log.String(), "working its new queue") }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(d.log.String(), "registered anew under another id") }, 10*time.Second, 10*time.Millisecond)
 
 	data := randomBytes(t, 4096)
 	req, _ := e.put("/pollux/again", data)
@@ -477,7 +464,8 @@ func TestTooLarge(t *testing.T) {
 func TestClientNeverConnects(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.start("ds-1", "", "--open-timeout", "1s")
+	e.policy("transfer_open_seconds", 1)
+	e.start("ds-1", "")
 	req, s := e.ready(model.RequestTypePut, "/pollux/late")
 	e.failed(req, model.SQLStateTransferFailed, "the client did not connect within 1s")
 	resp, body := call(t, http.MethodPut, *s.MoverURL, *s.Token, bytes.NewReader([]byte("late")), nil)
@@ -487,7 +475,8 @@ func TestClientNeverConnects(t *testing.T) {
 func TestTransferTimeoutCutsAStalledClient(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	d := e.start("ds-1", "", "--transfer-timeout", "1s")
+	e.policy("transfer_seconds", 1)
+	d := e.start("ds-1", "")
 	req, s := e.ready(model.RequestTypePut, "/pollux/slow")
 	conn := rawPut(t, *s.MoverURL, *s.Token, 1000, []byte("only this"))
 	defer conn.Close()
@@ -553,28 +542,20 @@ func TestRestartTakesBackReadyTransfers(t *testing.T) {
 	// A previous process of ds-r published a mover and died.
 	reg, err := model.DiskServerRegister(e.ctx, e.db.Pool(), "ds-r", "http://127.0.0.1:1", 0)
 	require.NoError(t, err)
-	_, err = model.FileSystemRegister(e.ctx, e.db.Pool(), reg[0].ID, dir, "default", 1<<40, 1<<39)
+	_, err = model.FileSystemRegister(e.ctx, e.db.Pool(), reg, dir, "default", 1<<40, 1<<39)
 	require.NoError(t, err)
 	req := e.submit(model.RequestTypePut, true, "/pollux/orphan")
 	e.stage()
-	require.NoError(t, e.db.Tx(e.ctx, "schedule", func(q pg.Querier) error {
-		claimed, err := model.SubrequestClaimWaitsched(e.ctx, q, 10)
-		if err != nil {
-			return err
-		}
-		_, err = model.SubrequestSchedule(e.ctx, q, claimed[0].ID)
-		return err
-	}))
-	s := e.sub(req)
-	_, err = model.TransferStart(e.ctx, e.db.Pool(), s.ID, reg[0].ID, "http://127.0.0.1:1/v1/transfers/1", "old")
+	claimed, err := model.TransferClaim(e.ctx, e.db.Pool(), reg, "http://127.0.0.1:1", []string{"old"})
 	require.NoError(t, err)
+	require.Len(t, claimed, 1)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "left.part"), []byte("half"), 0o644))
 	old := time.Now().Add(-time.Hour)
 	require.NoError(t, os.Chtimes(filepath.Join(dir, "left.part"), old, old))
 
 	d := e.start("ds-r", dir)
-	require.Equal(t, reg[0].ID, d.id, "the server keeps its identity")
-	s = e.sub(req)
+	require.Equal(t, reg, d.id, "the server keeps its identity")
+	s := e.sub(req)
 	require.Equal(t, model.SubrequestStatusRetry, s.Status, "the transfer the dead mover had is taken back at start")
 	require.Contains(t, s.Info, "ds-r restarted")
 	require.Eventually(t, func() bool { return len(files(t, dir)) == 0 }, 10*time.Second, 10*time.Millisecond,

@@ -26,34 +26,12 @@ type server struct {
 	serviceClass string
 	mounts       []string
 
-	// ID may change when the server registers again after its row was deleted.
+	// ID may change when the server registers again after its row was deleted; the
+	// claim reads it at every step, so it follows at once.
 	idValue atomic.Int64
 
-	mu sync.Mutex
-	// queue is the River queue this process works; wanted is its id's, which the process
-	// follows when a new registration changes it (see follow).
-	queue, wanted string
-	// queues is the River client working queue, set once it is built.
-	queues  queueSet
-	workers int
-	fsIDs   map[string]int64 // mount point → file system id
-}
-
-// queueSet starts and stops the work of River queues; *queue.Client is one.
-type queueSet interface {
-	AddQueue(name string, workers int) error
-	RemoveQueue(ctx context.Context, name string) error
-}
-
-// queueRemoveTimeout bounds how long removing a queue left behind waits for its running
-// jobs (River holds its start/stop lock meanwhile). Once it passes, the queue fetches no
-// more and its jobs end as the database refuses their old server id.
-const queueRemoveTimeout = 5 * time.Second
-
-func (s *server) currentQueue() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.queue
+	mu    sync.Mutex
+	fsIDs map[string]int64 // mount point → file system id
 }
 
 func (s *server) id() int64 { return s.idValue.Load() }
@@ -61,63 +39,24 @@ func (s *server) id() int64 { return s.idValue.Load() }
 // register records the server and every data directory (disk_server_register,
 // file_system_register); both refresh what is there already.
 func (s *server) register(ctx context.Context) error {
-	var reg []model.DiskServerRegisterRow
+	var id int64
 	err := s.db.Tx(ctx, "register disk server", func(q pg.Querier) (err error) {
-		reg, err = model.DiskServerRegister(ctx, q, s.name, s.url, loadAverage())
+		id, err = model.DiskServerRegister(ctx, q, s.name, s.url, loadAverage())
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("register disk server %s: %w", s.name, err)
 	}
-	if len(reg) != 1 {
-		return fmt.Errorf("register disk server %s: got %d rows", s.name, len(reg))
+	if old := s.idValue.Swap(id); old != 0 && old != id {
+		s.log.Warn("the disk server was registered anew under another id", zap.Int64("disk_server_id", id), zap.Int64("old_id", old))
 	}
-	s.idValue.Store(reg[0].ID)
-	s.mu.Lock()
-	s.wanted = reg[0].Queue
-	s.mu.Unlock()
 	for _, m := range s.mounts {
 		if err := s.registerFileSystem(ctx, m); err != nil {
 			return err
 		}
 	}
-	s.follow(ctx)
-	s.log.Info("disk server registered", zap.Int64("disk_server_id", reg[0].ID), zap.String("name", s.name),
-		zap.String("url", s.url), zap.String("queue", reg[0].Queue))
+	s.log.Info("disk server registered", zap.Int64("disk_server_id", id), zap.String("name", s.name), zap.String("url", s.url))
 	return nil
-}
-
-// follow makes the process work the queue of the id it registered under. Only a deleted
-// and recreated row gets a new id (and queue): the scheduler queues new transfers there.
-// A failure is logged and retried at the next heartbeat, which goes on meanwhile. Called
-// from the registration and the heartbeat loop only, never concurrently.
-func (s *server) follow(ctx context.Context) {
-	s.mu.Lock()
-	old, queue, queues, workers := s.queue, s.wanted, s.queues, s.workers
-	if old == "" {
-		s.queue = queue // the first registration: the River client is built on it
-	}
-	s.mu.Unlock()
-	if old == "" || old == queue || queues == nil {
-		return
-	}
-	if err := queues.AddQueue(queue, workers); err != nil {
-		s.log.Error("work the queue of the new registration: retrying at the next heartbeat",
-			zap.String("queue", queue), zap.Error(err))
-		return
-	}
-	s.mu.Lock()
-	s.queue = queue
-	s.mu.Unlock()
-	s.log.Warn("the disk server was registered anew under another id: working its new queue",
-		zap.String("queue", queue), zap.String("old_queue", old))
-	go func() {
-		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), queueRemoveTimeout)
-		defer cancel()
-		if err := queues.RemoveQueue(c, old); err != nil {
-			s.log.Warn("stop working the old queue", zap.String("queue", old), zap.Error(err))
-		}
-	}()
 }
 
 func (s *server) registerFileSystem(ctx context.Context, mount string) error {
@@ -146,7 +85,7 @@ func (s *server) registerFileSystem(ctx context.Context, mount string) error {
 func (s *server) recover(ctx context.Context) error {
 	var n int32
 	err := s.db.Tx(ctx, "recover transfers", func(q pg.Querier) (err error) {
-		n, err = model.DiskServerRecover(ctx, q, s.id(), maxRetries)
+		n, err = model.DiskServerRecover(ctx, q, s.id())
 		return err
 	})
 	if err != nil {
@@ -175,7 +114,6 @@ func (s *server) heartbeatLoop(ctx context.Context) {
 
 // heartbeat reports load and space; a row that vanished is registered again.
 func (s *server) heartbeat(ctx context.Context) error {
-	s.follow(ctx)
 	err := s.db.Do(ctx, "disk server heartbeat", func(q pg.Querier) error {
 		return model.DiskServerHeartbeat(ctx, q, s.id(), loadAverage())
 	})

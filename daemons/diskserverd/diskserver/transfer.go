@@ -6,160 +6,203 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/riverqueue/river"
 	"go.uber.org/zap"
 
 	"github.com/pollux-storage/pollux/daemons/diskserverd/mover"
-	"github.com/pollux-storage/pollux/daemons/internal/jobs"
+	"github.com/pollux-storage/pollux/framework/claim"
 	"github.com/pollux-storage/pollux/framework/logging"
 	"github.com/pollux-storage/pollux/framework/pg"
 	"github.com/pollux-storage/pollux/model"
 )
 
-// transferWorker works the jobs.Transfer jobs of this server's queue: each publishes a
-// mover endpoint and a one-time token (transfer_start: READY, the client's long poll
-// returns), then watches the transfer until the mover handler reports its end, or the
-// client does not come within --open-timeout, or the transfer outlives
-// --transfer-timeout. The job ends once the subrequest's outcome is recorded.
-type transferWorker struct {
-	river.WorkerDefaults[jobs.Transfer]
-	db              *pg.DB
-	server          *server
-	transfers       *mover.Transfers
-	log             *zap.Logger
-	openTimeout     time.Duration
-	transferTimeout time.Duration
+// claimer is the disk server's claim of its own work: a claim pool whose step takes the
+// transfers SCHEDULED on this server (transfer_claim: READY, endpoint and one-time token
+// published, the client's long poll returns), as many as it has free movers, and hands
+// each to a watcher that bounds it in time. The pool is woken by the placing daemon's
+// hint (mover.PathWake) and by a mover slot coming free, and polls as a safety net.
+type claimer struct {
+	db        *pg.DB
+	server    *server
+	transfers *mover.Transfers
+	log       *zap.Logger
+	limit     int
+	batch     int
+	running   atomic.Int64
+	pool      *claim.Pool
+	watchers  sync.WaitGroup
 	// draining is closed when the daemon starts to stop.
-	draining <-chan struct{}
+	draining chan struct{}
+	// abort ends the watchers at the drain deadline.
+	watchCtx context.Context
+	abort    context.CancelFunc
 }
 
-// Timeout bounds a job: waiting for the client, then the transfer, with a margin so that
-// the job's own timers, which record why the transfer ended, fire first.
-func (w *transferWorker) Timeout(*river.Job[jobs.Transfer]) time.Duration {
-	return w.openTimeout + w.transferTimeout + jobTimeoutMargin
-}
-
-// Work runs one transfer. An error makes River retry the job; that happens only when the
-// database could not be told anything, and the retry then finds the subrequest decided.
-func (w *transferWorker) Work(ctx context.Context, job *river.Job[jobs.Transfer]) error {
-	id := job.Args.SubrequestID
-	log := w.log.With(zap.Int64("subrequest", id))
-	select {
-	case <-w.draining:
-		// Fetched as the daemon stops: leave the job (and the subrequest, SCHEDULED) to
-		// the next process of this server.
-		return river.JobSnooze(time.Second)
-	default:
+// step claims what this server has room for.
+func (c *claimer) step(ctx context.Context) (int, error) {
+	free := c.limit - int(c.running.Load())
+	if free <= 0 {
+		return 0, nil // a watcher that ends wakes the pool
 	}
-	t, ok := w.transfers.Add(id)
-	if !ok {
-		log.Warn("a transfer of this subrequest is running already: duplicate job ignored")
-		return nil
-	}
-	defer w.transfers.Remove(t)
-
-	token, err := newToken()
-	if err != nil {
-		return err
-	}
-	moverURL := mover.TransferURL(w.server.url, id)
-	var rows []model.TransferStartRow
-	err = w.db.Tx(ctx, "start transfer", func(q pg.Querier) (err error) {
-		rows, err = model.TransferStart(ctx, q, id, w.server.id(), moverURL, token)
-		if err == nil && len(rows) > 0 {
-			// Before the commit: a client can hold the token only once the mover knows it.
-			t.Describe(rows[0], token)
+	batch := min(free, c.batch)
+	tokens := make([]string, batch)
+	for i := range tokens {
+		t, err := newToken()
+		if err != nil {
+			return 0, err
 		}
-		return err
-	})
-	switch {
-	case pg.SQLState(err) == model.SQLStateConflict:
-		// Cancelled, removed or taken back since it was scheduled: nothing to move.
-		log.Info("transfer no longer wanted", zap.String("reason", pg.ServerMessage(err)))
-		return nil
-	case err != nil:
-		return fmt.Errorf("start transfer of subrequest %d: %w", id, err)
-	case len(rows) == 0:
-		return w.fail(ctx, log, id, "the subrequest has no disk copy to transfer")
+		tokens[i] = t
 	}
-	r := rows[0]
-	log = log.With(zap.String(logging.KeyRequestID, r.RequestID), zap.String("path", r.Path), zap.Stringer("type", r.Type))
-	log.Info("transfer ready: waiting for the client", zap.String("mover_url", moverURL),
-		zap.String("mount_point", r.MountPoint), zap.String("disk_path", r.DiskPath))
+	var rows []model.TransferClaimRow
+	var added []*mover.Transfer
+	forget := func() {
+		for _, t := range added {
+			c.transfers.Remove(t)
+		}
+		added = nil
+	}
+	err := c.db.Tx(ctx, "claim transfers", func(q pg.Querier) (err error) {
+		forget() // a retried transaction starts again
+		if rows, err = model.TransferClaim(ctx, q, c.server.id(), c.server.url, tokens); err != nil {
+			return err
+		}
+		// Before the commit: a client can hold a token only once the mover knows it.
+		for _, r := range rows {
+			t, ok := c.transfers.Add(r.SubrequestID)
+			if !ok {
+				return fmt.Errorf("claim transfers: subrequest %d is running here already", r.SubrequestID)
+			}
+			t.Describe(r)
+			added = append(added, t)
+		}
+		return nil
+	})
+	if err != nil {
+		forget()
+		return 0, err
+	}
+	for i, r := range rows {
+		c.running.Add(1)
+		c.watchers.Add(1)
+		go c.watch(added[i], r)
+	}
+	return len(rows), nil
+}
 
-	late := fmt.Errorf("the client did not connect within %s", w.openTimeout)
-	open := time.NewTimer(w.openTimeout)
+// watch follows one transfer until the mover handler reports its end, or the client does
+// not come within the policy's transfer_open_seconds, or the transfer outlives
+// transfer_seconds, or the daemon stops.
+func (c *claimer) watch(t *mover.Transfer, r model.TransferClaimRow) {
+	defer c.watchers.Done()
+	defer func() {
+		c.transfers.Remove(t)
+		c.running.Add(-1)
+		c.pool.Wake() // a mover came free
+	}()
+	id := r.SubrequestID
+	log := c.log.With(zap.Int64("subrequest", id), zap.String(logging.KeyRequestID, r.RequestID),
+		zap.String("path", r.Path), zap.Stringer("type", r.Type))
+	log.Info("transfer ready: waiting for the client", zap.String("mount_point", r.MountPoint), zap.String("disk_path", r.DiskPath))
+
+	openLimit := time.Duration(r.OpenSeconds) * time.Second
+	transferLimit := time.Duration(r.TransferSeconds) * time.Second
+	late := fmt.Errorf("the client did not connect within %s", openLimit)
+	open := time.NewTimer(openLimit)
 	defer open.Stop()
-	overdue := fmt.Errorf("the transfer did not end within %s", w.transferTimeout)
+	overdue := fmt.Errorf("the transfer did not end within %s", transferLimit)
 	var deadline <-chan time.Time
 	started := t.Started()
-	draining := w.draining
-	handBack := func() error {
-		log.Info("transfer handed back: the disk server is stopping")
-		return river.JobCancel(fmt.Errorf("transfer of subrequest %d not started: %w", id, mover.ErrShutdown))
-	}
+	draining := c.draining
 	for {
 		select {
 		case <-t.Ended():
 			outcome := t.Outcome()
 			switch {
-			case outcome == nil:
-				return nil
-			case errors.Is(outcome, mover.ErrShutdown):
-				return river.JobCancel(outcome)
+			case outcome == nil, errors.Is(outcome, mover.ErrShutdown):
+				return // recorded, or taken back when the daemon stops (takeBack)
 			}
 			// The mover could not record the end; the transfer cannot be trusted.
-			return w.fail(ctx, log, id, fmt.Sprintf("the disk server could not record the end of the transfer: %v", outcome))
+			c.fail(log, id, fmt.Sprintf("the disk server could not record the end of the transfer: %v", outcome))
+			return
 		case <-started:
 			started = nil
 			open.Stop()
-			timer := time.NewTimer(w.transferTimeout)
+			timer := time.NewTimer(transferLimit)
 			defer timer.Stop()
 			deadline = timer.C
 			log.Info("client connected")
 		case <-open.C:
 			if t.Expire(late) {
-				return w.fail(ctx, log, id, late.Error())
+				c.fail(log, id, late.Error())
+				return
 			}
 		case <-draining:
 			draining = nil
 			// Nobody is waiting on a transfer whose client has not come: hand it back now
-			// (takeBack) rather than hold the drain. One that moves data may finish.
+			// (takeBack at the end of the drain) rather than hold the drain. One that moves
+			// data may finish.
 			if t.Expire(mover.ErrShutdown) {
-				return handBack()
+				log.Info("transfer handed back: the disk server is stopping")
+				return
 			}
 		case <-deadline:
 			t.Abort(overdue)
-			return w.fail(ctx, log, id, overdue.Error())
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				// River's timeout: the job's own timers should have fired first.
-				t.Abort(overdue)
-				return w.fail(context.WithoutCancel(ctx), log, id, overdue.Error())
-			}
-			// The daemon stops: the transfer is taken back when it has (takeBack), or by
-			// the next process of this server; the job is not retried.
+			c.fail(log, id, overdue.Error())
+			return
+		case <-c.watchCtx.Done():
+			// The drain deadline passed: the transfer is taken back (takeBack), or by the next
+			// process of this server.
 			t.Abort(mover.ErrShutdown)
 			log.Warn("transfer abandoned: the disk server is stopping")
-			return river.JobCancel(fmt.Errorf("transfer of subrequest %d abandoned: %w", id, mover.ErrShutdown))
+			return
 		}
 	}
 }
 
 // fail records the transfer's failure (transfer_fail leaves a subrequest already over
-// alone).
-func (w *transferWorker) fail(ctx context.Context, log *zap.Logger, id int64, message string) error {
+// alone). When even that cannot be recorded, the job manager's sweep ends the transfer once
+// it outlives every time limit.
+func (c *claimer) fail(log *zap.Logger, id int64, message string) {
 	log.Warn("transfer failed", zap.String("reason", message))
-	err := w.db.Tx(ctx, "fail transfer", func(q pg.Querier) error {
+	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+	defer cancel()
+	err := c.db.Tx(ctx, "fail transfer", func(q pg.Querier) error {
 		return model.TransferFail(ctx, q, id, model.SQLStateTransferFailed, message)
 	})
 	if err != nil {
-		return fmt.Errorf("record failure of subrequest %d: %w", id, err)
+		log.Error("recording the transfer failure: the job manager will end it", zap.Error(err))
 	}
-	return nil
 }
+
+// Name names the service.
+func (c *claimer) Name() string { return "transfers" }
+
+// Start starts claiming.
+func (c *claimer) Start(ctx context.Context) error { return c.pool.Start(ctx) }
+
+// Stop stops claiming, then lets the watchers end: at once for transfers whose client has
+// not come, until ctx ends for those moving data.
+func (c *claimer) Stop(ctx context.Context) error {
+	err := c.pool.Stop(ctx)
+	close(c.draining)
+	done := make(chan struct{})
+	go func() { c.watchers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		c.abort()
+		<-done
+	}
+	c.abort()
+	return err
+}
+
+// recordTimeout bounds reporting a failure; it exceeds framework/pg's retry budget so that
+// a database failover is ridden out.
+const recordTimeout = 2 * time.Minute
 
 // newToken is a transfer's one-time secret: 256 random bits, in hex.
 func newToken() (string, error) {

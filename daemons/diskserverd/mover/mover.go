@@ -52,6 +52,11 @@ import (
 // PathTransfers prefixes a transfer's endpoint; the subrequest id follows.
 const PathTransfers = "/v1/transfers/"
 
+// PathWake takes a POST from a daemon that placed a transfer on this disk server: a hint
+// to claim now rather than at the next poll. It carries nothing and needs no credentials:
+// the database is the truth, so the worst a stray call does is one early claim.
+const PathWake = "/v1/wake"
+
 // bufferSize is the unit of every read and write: large enough that system calls and
 // hashing calls are few per gigabyte.
 const bufferSize = 1 << 20
@@ -73,6 +78,8 @@ type Config struct {
 	// mover reads or writes, whatever the database says.
 	MountPoints []string
 	Log         *zap.Logger
+	// Wake is called for each wake-up hint (PathWake); nil ignores them.
+	Wake func()
 }
 
 // Handler serves the transfer endpoints.
@@ -100,7 +107,7 @@ type transfer struct {
 	h       *Handler
 	id      int64
 	t       *Transfer
-	row     model.TransferStartRow
+	row     model.TransferClaimRow
 	ctx     context.Context
 	log     *zap.Logger
 	wantSum string
@@ -114,6 +121,18 @@ type transfer struct {
 // Everything that can be refused without spending the token (missing header, wrong
 // method) is refused first, so that the client can correct the call and try again.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == PathWake {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			replyError(w, http.StatusMethodNotAllowed, model.SQLStateInvalidArgument, "method "+r.Method+" not allowed: POST a wake-up hint")
+			return
+		}
+		if h.cfg.Wake != nil {
+			h.cfg.Wake()
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	rest, ok := strings.CutPrefix(r.URL.Path, PathTransfers)
 	id, err := strconv.ParseInt(rest, 10, 64)
 	if !ok || err != nil || id <= 0 {

@@ -93,7 +93,7 @@ func TestTransfersCoordinateJobAndHandler(t *testing.T) {
 	_, ok = ts.Add(7)
 	require.False(t, ok, "one transfer per subrequest")
 
-	tr.Describe(model.TransferStartRow{Type: model.RequestTypePut, Path: "/pollux/f", MountPoint: "/data", DiskPath: "1.1"}, "secret")
+	tr.Describe(model.TransferClaimRow{Type: model.RequestTypePut, Path: "/pollux/f", MountPoint: "/data", DiskPath: "1.1", Token: "secret"})
 	_, err := tr.open("guess")
 	require.ErrorContains(t, err, "does not check", "a wrong token is refused")
 	require.True(t, tr.Expire(errors.New("late")), "a refused client does not hold the transfer")
@@ -103,7 +103,7 @@ func TestTransfersCoordinateJobAndHandler(t *testing.T) {
 	// A client that presented the token keeps the job from giving up on it; the token is
 	// good once.
 	tr3, _ := NewTransfers().Add(9)
-	tr3.Describe(model.TransferStartRow{Type: model.RequestTypeGet, DiskPath: "1.2"}, "secret")
+	tr3.Describe(model.TransferClaimRow{Type: model.RequestTypeGet, DiskPath: "1.2", Token: "secret"})
 	loc, err := tr3.open("secret")
 	require.NoError(t, err)
 	require.Equal(t, "1.2", loc.DiskPath)
@@ -113,7 +113,7 @@ func TestTransfersCoordinateJobAndHandler(t *testing.T) {
 
 	// An abort that comes before the handler started is handed to it.
 	tr2, _ := NewTransfers().Add(8)
-	tr2.Describe(model.TransferStartRow{Type: model.RequestTypePut, DiskPath: "1.3"}, "secret")
+	tr2.Describe(model.TransferClaimRow{Type: model.RequestTypePut, DiskPath: "1.3", Token: "secret"})
 	_, err = tr2.open("secret")
 	require.NoError(t, err)
 	tr2.Abort(ErrShutdown)

@@ -13,7 +13,7 @@ import (
 // A transfer job adds one before it publishes the endpoint (so a client that connects at
 // once finds it) and removes it when it returns; the HTTP handlers find it to tell the job
 // that the client came and when the transfer ended, and the job uses it to time the
-// transfer out. The job published the transfer's one-time token (transfer_start), so the
+// transfer out. The claimer published the transfer's one-time token (transfer_claim), so the
 // mover checks it here, without a database round trip; a transfer missing from the table
 // is not served, so that every transfer the mover runs is bounded by its job.
 type Transfers struct {
@@ -65,7 +65,7 @@ type Transfer struct {
 	ID int64
 
 	mu      sync.Mutex
-	loc     model.TransferStartRow
+	loc     model.TransferClaimRow
 	token   string
 	refused error       // set once the job gave up waiting: clients are turned away with it
 	claimed bool        // a client presented the token: it cannot be used again
@@ -77,15 +77,16 @@ type Transfer struct {
 	ended   chan struct{}
 }
 
-// Describe records what transfer_start said and the token it published. The job calls it
-// before the start commits, so no client can hold the token before the mover knows it.
-func (t *Transfer) Describe(loc model.TransferStartRow, token string) {
+// Describe records what transfer_claim said, with the token it published. The claimer
+// calls it before the claim commits, so no client can hold the token before the mover
+// knows it.
+func (t *Transfer) Describe(loc model.TransferClaimRow) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.loc, t.token = loc, token
+	t.loc, t.token = loc, loc.Token
 }
 
-func (t *Transfer) describe() model.TransferStartRow {
+func (t *Transfer) describe() model.TransferClaimRow {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.loc
@@ -140,16 +141,16 @@ func (t *Transfer) Abort(cause error) {
 
 // open spends the one-time token for the client that presents it and says what to move,
 // or says why the client is turned away.
-func (t *Transfer) open(token string) (model.TransferStartRow, error) {
+func (t *Transfer) open(token string) (model.TransferClaimRow, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch {
 	case t.refused != nil:
-		return model.TransferStartRow{}, fmt.Errorf("the transfer of subrequest %d is over: %w", t.ID, t.refused)
+		return model.TransferClaimRow{}, fmt.Errorf("the transfer of subrequest %d is over: %w", t.ID, t.refused)
 	case t.token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(t.token)) != 1:
-		return model.TransferStartRow{}, fmt.Errorf("the transfer token for subrequest %d does not check: it is wrong", t.ID)
+		return model.TransferClaimRow{}, fmt.Errorf("the transfer token for subrequest %d does not check: it is wrong", t.ID)
 	case t.claimed:
-		return model.TransferStartRow{}, fmt.Errorf("the transfer token for subrequest %d was used already", t.ID)
+		return model.TransferClaimRow{}, fmt.Errorf("the transfer token for subrequest %d was used already", t.ID)
 	}
 	t.claimed = true
 	return t.loc, nil

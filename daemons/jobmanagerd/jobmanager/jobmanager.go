@@ -1,7 +1,13 @@
-// Package jobmanager is jobmanagerd, the role LSF's submission played in CASTOR: it claims
-// subrequests ready for scheduling and submits a scheduler job for each in the same
-// transaction (a claim and its submission commit together or not at all), and it takes back
-// transfers whose disk server stopped heartbeating.
+// Package jobmanager is jobmanagerd, the role LSF's job control played in CASTOR: the life
+// of transfers once they leave the fast path. It takes back the transfers of disk servers
+// that stopped heartbeating (their files are decided again, elsewhere), ends transfers that
+// outlived every time limit because their disk server could not record the end, and moves
+// finished requests out of the hot tables after the operator's retention. A request that
+// goes well never waits on it.
+//
+// Every sweep is a claim pool of one polling worker whose SQL skips the rows another job
+// manager holds, so any number may run at once; the limits it applies are the database's
+// policy (pollux-admin policy), not flags.
 package jobmanager
 
 import (
@@ -12,94 +18,76 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pollux-storage/pollux/daemons/internal/instance"
-	"github.com/pollux-storage/pollux/daemons/internal/jobs"
 	"github.com/pollux-storage/pollux/framework/claim"
 	"github.com/pollux-storage/pollux/framework/daemon"
 	"github.com/pollux-storage/pollux/framework/logging"
 	"github.com/pollux-storage/pollux/framework/pg"
-	"github.com/pollux-storage/pollux/framework/queue"
 	"github.com/pollux-storage/pollux/framework/service"
 	"github.com/pollux-storage/pollux/model"
 )
 
 // Spec declares jobmanagerd.
 func Spec() daemon.Spec {
-	var heartbeatTimeout, expireInterval time.Duration
-	var maxRetries int
+	var expireInterval, archiveInterval time.Duration
 	return daemon.Spec{
 		Name:    "jobmanagerd",
-		Summary: "submit decided subrequests to the scheduler; take back transfers of dead disk servers",
+		Summary: "take back transfers of dead disk servers, end transfers past their time, archive finished requests",
 		Version: instance.Version(),
 		Pools: []daemon.PoolSpec{
-			{Name: "submit", Workers: 2, Batch: 50, Doc: "submits WAITSCHED subrequests to the scheduler"},
+			{Name: "expire", Workers: 1, Batch: 100, Doc: "takes back transfers of silent disk servers and ends transfers past every time limit"},
+			{Name: "archive", Workers: 1, Batch: 500, Doc: "moves finished requests past their retention to the archive and purges old archive entries"},
 		},
 		Flags: func(fs *flag.FlagSet) {
-			fs.DurationVar(&heartbeatTimeout, "disk-server-timeout", 30*time.Second, "A disk server silent for this long loses its transfers (they are retried elsewhere).")
-			fs.DurationVar(&expireInterval, "expire-interval", 5*time.Second, "How often to look for transfers of silent disk servers.")
-			fs.IntVar(&maxRetries, "max-retries", 3, "How often a transfer is retried after its disk server died before it fails.")
+			fs.DurationVar(&expireInterval, "expire-interval", 2*time.Second, "How often to look for transfers of silent disk servers and transfers past their time.")
+			fs.DurationVar(&archiveInterval, "archive-interval", 10*time.Second, "How often to look for finished requests past their retention.")
 		},
 		Registry: instance.Registry{},
 		Ready:    instance.Ready,
 		Setup: func(ctx context.Context, env *daemon.Env) ([]service.Service, error) {
-			river, err := queue.New(env.DB, queue.Config{Name: "river", Logger: env.Log})
+			expire, err := sweep(env, "expire", expireInterval, func(ctx context.Context, q pg.Querier, batch int, log *zap.Logger) (int, error) {
+				rows, err := model.SubrequestExpire(ctx, q, int32(batch))
+				for _, e := range rows {
+					log.Warn("transfer taken back or ended", zap.String(logging.KeyRequestID, e.RequestID),
+						zap.Int64("subrequest", e.ID), zap.Stringer("status", e.Status), zap.String("reason", e.Reason))
+				}
+				return len(rows), err
+			})
 			if err != nil {
 				return nil, err
 			}
-			workers, batch := env.Pool("submit")
-			log := env.Logger("submit")
-			submit, err := claim.New(claim.Config{
-				Name: "submit", Workers: workers, Batch: batch,
-				// A disk server appearing or coming back may fit queued subrequests.
-				Channels: []string{"pollux_subrequest_waitsched", "pollux_capacity"},
-				Step: func(ctx context.Context) (int, error) {
-					var claimed []model.SubrequestClaimWaitschedRow
-					err := env.DB.Tx(ctx, "submit to scheduler", func(q pg.Querier) (err error) {
-						if claimed, err = model.SubrequestClaimWaitsched(ctx, q, int32(batch)); err != nil {
-							return err
-						}
-						for _, c := range claimed {
-							if err := river.InsertTx(ctx, q, jobs.Schedule{SubrequestID: c.ID}, nil); err != nil {
-								return err
-							}
-						}
-						return nil
-					})
-					if err != nil {
-						return 0, err
-					}
-					for _, c := range claimed {
-						log.Info("submitted to the scheduler", zap.String(logging.KeyRequestID, c.RequestID), zap.Int64("subrequest", c.ID),
-							zap.Stringer("type", c.Type))
-					}
-					return len(claimed), nil
-				},
-			}, env.Listener, env.ClaimMetrics, env.Log)
-			if err != nil {
-				return nil, err
-			}
-			expireLog := env.Logger("expire")
-			// A pool of one polling worker: any number of job managers may run it at once,
-			// as the expiry skips rows another one holds.
-			expire, err := claim.New(claim.Config{
-				Name: "expire", Workers: 1, Batch: 1 << 20, PollInterval: expireInterval,
-				Step: func(ctx context.Context) (int, error) {
-					var expired []model.SubrequestExpireRow
-					err := env.DB.Tx(ctx, "expire transfers", func(q pg.Querier) (err error) {
-						expired, err = model.SubrequestExpire(ctx, q, int32(heartbeatTimeout.Seconds()), int32(maxRetries))
-						return err
-					})
-					for _, e := range expired {
-						expireLog.Warn("transfer taken back from a silent disk server", zap.String(logging.KeyRequestID, e.RequestID),
-							zap.Int64("subrequest", e.ID), zap.Stringer("status", e.Status))
-					}
-					// Zero: the pool sleeps one interval between looks.
+			archive, err := sweep(env, "archive", archiveInterval, func(ctx context.Context, q pg.Querier, batch int, log *zap.Logger) (int, error) {
+				moved, err := model.RequestArchiveFinished(ctx, q, int32(batch))
+				if err != nil {
 					return 0, err
-				},
-			}, nil, env.ClaimMetrics, env.Log)
+				}
+				purged, err := model.RequestArchivePurge(ctx, q, int32(batch))
+				if moved > 0 || purged > 0 {
+					log.Info("requests archived", zap.Int32("archived", moved), zap.Int32("purged", purged))
+				}
+				return int(max(moved, purged)), err
+			})
 			if err != nil {
 				return nil, err
 			}
-			return []service.Service{river, submit, expire}, nil
+			return []service.Service{expire, archive}, nil
 		},
 	}
+}
+
+// sweep is a pool of polling workers running fn in a transaction; a full batch goes on at
+// once, anything less waits for the next interval.
+func sweep(env *daemon.Env, name string, every time.Duration,
+	fn func(ctx context.Context, q pg.Querier, batch int, log *zap.Logger) (int, error)) (*claim.Pool, error) {
+	workers, batch := env.Pool(name)
+	log := env.Logger(name)
+	return claim.New(claim.Config{
+		Name: name, Workers: workers, Batch: batch, PollInterval: every,
+		Step: func(ctx context.Context) (n int, err error) {
+			err = env.DB.Tx(ctx, name, func(q pg.Querier) (err error) {
+				n, err = fn(ctx, q, batch, log)
+				return err
+			})
+			return n, err
+		},
+	}, nil, env.ClaimMetrics, env.Log)
 }

@@ -286,32 +286,24 @@ func TestTokens(t *testing.T) {
 	require.NotEmpty(t, a.Log.Lines("tokens file not reloaded; keeping the tokens loaded before"))
 }
 
-// pipeline drives a put through the logic up to SCHEDULED on a disk server, as stagerd,
-// jobmanagerd and schedulerd would; it returns the disk server's id.
+// schedulePut drives a put through the logic up to SCHEDULED on a disk server, as stagerd
+// would (it places at once); it returns the disk server's id.
 func (c *cluster) schedulePut(id string) int64 {
 	c.t.Helper()
 	ds, err := model.DiskServerRegister(c.ctx, c.db.Pool(), "ds1", "http://ds1:9100", 0.1)
 	require.NoError(c.t, err)
-	_, err = model.FileSystemRegister(c.ctx, c.db.Pool(), ds[0].ID, "/data/ds1", "default", 1<<40, 1<<39)
+	_, err = model.FileSystemRegister(c.ctx, c.db.Pool(), ds, "/data/ds1", "default", 1<<40, 1<<39)
 	require.NoError(c.t, err)
-	c.tx("stage", func(q pg.Querier) error {
-		rows, err := model.SubrequestClaim(c.ctx, q, "put", 10)
-		require.Len(c.t, rows, 1)
+	var rows []model.SubrequestClaimRow
+	c.tx("stage", func(q pg.Querier) (err error) {
+		rows, err = model.SubrequestClaim(c.ctx, q, "put", 10)
 		return err
 	})
-	c.tx("schedule", func(q pg.Querier) error {
-		claimed, err := model.SubrequestClaimWaitsched(c.ctx, q, 10)
-		if err != nil {
-			return err
-		}
-		require.Len(c.t, claimed, 1)
-		_, err = model.SubrequestSchedule(c.ctx, q, claimed[0].ID)
-		return err
-	})
+	require.Len(c.t, rows, 1)
 	subs, err := model.SubrequestList(c.ctx, c.db.Pool(), id)
 	require.NoError(c.t, err)
 	require.Equal(c.t, model.SubrequestStatusScheduled, subs[0].Status)
-	return ds[0].ID
+	return ds
 }
 
 func TestLongPollIsAnsweredByAnyInstance(t *testing.T) {
@@ -352,7 +344,7 @@ func TestLongPollIsAnsweredByAnyInstance(t *testing.T) {
 	}
 	subs, err := model.SubrequestList(c.ctx, c.db.Pool(), id)
 	require.NoError(t, err)
-	_, err = model.TransferStart(c.ctx, c.db.Pool(), subs[0].ID, ds, "http://ds1:9100/transfers/1", "one-time")
+	_, err = model.TransferClaim(c.ctx, c.db.Pool(), ds, "http://ds1:9100", []string{"one-time"})
 	require.NoError(t, err)
 	a := <-pending
 	require.Equal(t, http.StatusOK, a.r.status, string(a.r.body))
@@ -361,7 +353,7 @@ func TestLongPollIsAnsweredByAnyInstance(t *testing.T) {
 	a.r.decode(t, &ready)
 	require.True(t, ready.UpdatedAt.After(seen.UpdatedAt))
 	require.Equal(t, "READY", ready.Subrequests[0].Status)
-	require.Equal(t, "http://ds1:9100/transfers/1", ready.Subrequests[0].MoverURL)
+	require.Equal(t, fmt.Sprintf("http://ds1:9100/v1/transfers/%d", subs[0].ID), ready.Subrequests[0].MoverURL)
 	require.Equal(t, "one-time", ready.Subrequests[0].Token, "the owner sees the token")
 
 	// Nothing changes: the poll answers when its wait (capped at --max-wait 2s) ends.
@@ -418,15 +410,13 @@ func TestSubmitWaitsForTheFirstChange(t *testing.T) {
 	default:
 	}
 
-	ds := c.schedulePut(id) // the stager and scheduler change nothing a client waits for
-	subs, err := model.SubrequestList(c.ctx, c.db.Pool(), id)
-	require.NoError(t, err)
+	ds := c.schedulePut(id) // the stager's placement changes nothing a client waits for
 	select {
 	case r := <-pending:
 		t.Fatalf("the submission answered on a step the client does not wait for: %s", r.body)
 	case <-time.After(300 * time.Millisecond):
 	}
-	_, err = model.TransferStart(c.ctx, c.db.Pool(), subs[0].ID, ds, "http://ds1:9100/transfers/1", "one-time")
+	_, err = model.TransferClaim(c.ctx, c.db.Pool(), ds, "http://ds1:9100", []string{"one-time"})
 	require.NoError(t, err)
 	var r response
 	select {
@@ -535,7 +525,7 @@ func TestFiles(t *testing.T) {
 	ds := c.schedulePut(id)
 	subs, err := model.SubrequestList(c.ctx, c.db.Pool(), id)
 	require.NoError(t, err)
-	_, err = model.TransferStart(c.ctx, c.db.Pool(), subs[0].ID, ds, "http://ds1:9100/t", "tok")
+	_, err = model.TransferClaim(c.ctx, c.db.Pool(), ds, "http://ds1:9100", []string{"tok"})
 	require.NoError(t, err)
 	require.NoError(t, model.TransferPutEnded(c.ctx, c.db.Pool(), subs[0].ID, 11, "1a2b3c4d"))
 

@@ -1,106 +1,114 @@
-// Package scheduler is schedulerd, the scheduler plugin: River workers on the "schedule"
-// queue that place each subrequest with the SQL policy (subrequest_schedule: status, free
-// space, transfers per file system, load) and queue its transfer on the chosen disk
-// server's own queue in the same transaction. A subrequest nothing can take goes back to
-// WAITSCHED in the database (never held in memory) and is submitted again later.
+// Package scheduler is schedulerd, the scheduler plugin's daemon. The plugin's policy is
+// SQL (subrequest_place in schema/logic/scheduler.sql: status, liveness, free space,
+// transfers per file system, load), replaceable on a running instance without touching the
+// stager. The stager runs it on the fast path, in the transaction that decides a file;
+// schedulerd places what had to wait for a resource (WAITSCHED): a claim pool whose step
+// claims the waiting subrequests that were last tried before the current capacity epoch
+// (subrequest_claim_waitsched), places each, and after the commit sends each chosen disk
+// server a wake-up hint. A capacity change bumps the epoch in its own transaction, so a
+// poll that finds nothing new reads one index and writes nothing; schedulerd does not
+// LISTEN, which keeps the sessions PostgreSQL signals at every NOTIFY few.
 //
-// Scheduler is the interface a different plugin would implement; River is the default.
+// Scheduler is the interface a different plugin would implement.
 package scheduler
 
 import (
 	"context"
 	"flag"
-	"fmt"
 	"time"
 
-	"github.com/riverqueue/river"
 	"go.uber.org/zap"
 
 	"github.com/pollux-storage/pollux/daemons/internal/instance"
-	"github.com/pollux-storage/pollux/daemons/internal/jobs"
+	"github.com/pollux-storage/pollux/daemons/internal/wake"
+	"github.com/pollux-storage/pollux/framework/claim"
 	"github.com/pollux-storage/pollux/framework/daemon"
+	"github.com/pollux-storage/pollux/framework/logging"
 	"github.com/pollux-storage/pollux/framework/pg"
-	"github.com/pollux-storage/pollux/framework/queue"
 	"github.com/pollux-storage/pollux/framework/service"
 	"github.com/pollux-storage/pollux/model"
 )
 
-// Scheduler places one subrequest; it reports where, or ok = false when it was deferred or
-// needs nothing (already placed, cancelled).
+// Placement is where a waiting subrequest went.
+type Placement struct {
+	SubrequestID   int64
+	RequestID      string
+	DiskServerName string
+	DiskServerURL  string
+}
+
+// Scheduler places up to batch subrequests that wait for a resource, in one transaction,
+// and says where each went; the rest keep waiting.
 type Scheduler interface {
-	Place(ctx context.Context, subrequestID int64) (server string, ok bool, err error)
+	Place(ctx context.Context, batch int) ([]Placement, error)
 }
 
-// riverScheduler places with the SQL policy and hands the transfer to River.
-type riverScheduler struct {
-	db    *pg.DB
-	river *queue.Client
-}
+// sqlScheduler is the default plugin: the SQL policy.
+type sqlScheduler struct{ db *pg.DB }
 
-// Place runs the policy and queues the transfer in one transaction.
-func (s *riverScheduler) Place(ctx context.Context, id int64) (string, bool, error) {
-	var placed []model.SubrequestScheduleRow
-	err := s.db.Tx(ctx, "schedule subrequest", func(q pg.Querier) (err error) {
-		if placed, err = model.SubrequestSchedule(ctx, q, id); err != nil || len(placed) == 0 {
-			return err
-		}
-		return s.river.InsertTx(ctx, q, jobs.Transfer{SubrequestID: id}, &river.InsertOpts{Queue: placed[0].Queue})
+// Place claims and places in one statement, so one transaction without BEGIN and COMMIT.
+func (s sqlScheduler) Place(ctx context.Context, batch int) ([]Placement, error) {
+	var rows []model.SubrequestClaimWaitschedRow
+	err := s.db.Do(ctx, "place waiting subrequests", func(q pg.Querier) (err error) {
+		rows, err = model.SubrequestClaimWaitsched(ctx, q, int32(batch))
+		return err
 	})
-	if err != nil || len(placed) == 0 {
-		return "", false, err
-	}
-	return placed[0].DiskServerName, true, nil
-}
-
-type worker struct {
-	river.WorkerDefaults[jobs.Schedule]
-	sched Scheduler
-	log   *zap.Logger
-}
-
-// Work places the job's subrequest. An error makes River retry the job with backoff.
-func (w *worker) Work(ctx context.Context, job *river.Job[jobs.Schedule]) error {
-	server, ok, err := w.sched.Place(ctx, job.Args.SubrequestID)
 	if err != nil {
-		return fmt.Errorf("place subrequest %d: %w", job.Args.SubrequestID, err)
+		return nil, err
 	}
-	if ok {
-		w.log.Info("subrequest placed", zap.Int64("subrequest", job.Args.SubrequestID), zap.String("disk_server", server))
-	} else {
-		w.log.Debug("subrequest deferred or no longer waiting", zap.Int64("subrequest", job.Args.SubrequestID))
+	out := make([]Placement, len(rows))
+	for i, r := range rows {
+		out[i] = Placement{SubrequestID: r.ID, RequestID: r.RequestID, DiskServerName: r.DiskServerName, DiskServerURL: r.DiskServerURL}
 	}
-	return nil
+	return out, nil
 }
-
-// Timeout bounds one placement: it is one short transaction.
-func (w *worker) Timeout(*river.Job[jobs.Schedule]) time.Duration { return 30 * time.Second }
 
 // Spec declares schedulerd.
 func Spec() daemon.Spec {
-	var workers int
+	var poll time.Duration
 	return daemon.Spec{
 		Name:    "schedulerd",
-		Summary: "place subrequests on disk servers and file systems (the scheduler plugin)",
+		Summary: "place the subrequests that wait for a disk server or space, as capacity appears (the scheduler plugin)",
 		Version: instance.Version(),
+		Pools: []daemon.PoolSpec{
+			{Name: "place", Workers: 1, Batch: 100, Doc: "places WAITSCHED subrequests once capacity changed"},
+		},
 		Flags: func(fs *flag.FlagSet) {
-			fs.IntVar(&workers, "schedule-workers", 8, "River workers placing subrequests.")
+			fs.DurationVar(&poll, "poll-interval", 500*time.Millisecond, "How often to look whether capacity changed (one index read; nothing is written unless something can be placed).")
 		},
 		Registry: instance.Registry{},
 		Ready:    instance.Ready,
 		Setup: func(ctx context.Context, env *daemon.Env) ([]service.Service, error) {
-			s := &riverScheduler{db: env.DB}
-			ws := river.NewWorkers()
-			if err := river.AddWorkerSafely(ws, &worker{sched: s, log: env.Logger("schedule")}); err != nil {
-				return nil, fmt.Errorf("register schedule worker: %w", err)
-			}
-			client, err := queue.New(env.DB, queue.Config{Name: "river", Logger: env.Log, Workers: ws,
-				Queues:        map[string]int{jobs.ScheduleQueue: workers},
-				FetchCooldown: 5 * time.Millisecond, FetchPollInterval: 200 * time.Millisecond})
-			if err != nil {
-				return nil, err
-			}
-			s.river = client
-			return []service.Service{client}, nil
+			return setup(env, sqlScheduler{db: env.DB}, poll)
 		},
 	}
+}
+
+func setup(env *daemon.Env, sched Scheduler, poll time.Duration) ([]service.Service, error) {
+	hints := wake.New(env.Logger("wake"), env.Metrics)
+	workers, batch := env.Pool("place")
+	log := env.Logger("place")
+	pool, err := claim.New(claim.Config{
+		Name: "place", Workers: workers, Batch: batch, PollInterval: poll,
+		Step: func(ctx context.Context) (int, error) {
+			placed, err := sched.Place(ctx, batch)
+			if err != nil {
+				return 0, err
+			}
+			urls := make([]string, len(placed))
+			for i, p := range placed {
+				urls[i] = p.DiskServerURL
+			}
+			hints.Hint(urls...)
+			for _, p := range placed {
+				log.Info("subrequest placed", zap.String(logging.KeyRequestID, p.RequestID), zap.Int64("subrequest", p.SubrequestID),
+					zap.String("disk_server", p.DiskServerName))
+			}
+			return len(placed), nil
+		},
+	}, nil, env.ClaimMetrics, env.Log)
+	if err != nil {
+		return nil, err
+	}
+	return []service.Service{hints, pool}, nil
 }

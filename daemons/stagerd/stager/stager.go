@@ -1,6 +1,9 @@
 // Package stager is stagerd: one claim pool per request family, each calling the logic's
-// claim-and-decide function (subrequest_claim) for its family.
-// All the deciding is SQL; this package claims, logs each decision, and reports.
+// claim-and-decide function (subrequest_claim) for its family. A transfer is placed by the
+// scheduler plugin's SQL (subrequest_place) in the same transaction; after the commit the
+// stager sends the chosen disk server a wake-up hint (package wake), so a request that
+// goes well crosses no other daemon before its disk server.
+// All the deciding is SQL; this package claims, logs each decision, and hints.
 package stager
 
 import (
@@ -9,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pollux-storage/pollux/daemons/internal/instance"
+	"github.com/pollux-storage/pollux/daemons/internal/wake"
 	"github.com/pollux-storage/pollux/framework/claim"
 	"github.com/pollux-storage/pollux/framework/daemon"
 	"github.com/pollux-storage/pollux/framework/logging"
@@ -36,9 +40,11 @@ func Spec() daemon.Spec {
 		Registry: instance.Registry{},
 		Ready:    instance.Ready,
 		Setup: func(ctx context.Context, env *daemon.Env) ([]service.Service, error) {
-			var out []service.Service
+			hints := wake.New(env.Logger("wake"), env.Metrics)
+			// Stopped last: the pools' last hints are sent before the daemon exits.
+			out := []service.Service{hints}
 			for _, f := range pools {
-				p, err := newPool(env, f.Name)
+				p, err := newPool(env, f.Name, hints)
 				if err != nil {
 					return nil, err
 				}
@@ -49,7 +55,7 @@ func Spec() daemon.Spec {
 	}
 }
 
-func newPool(env *daemon.Env, family string) (*claim.Pool, error) {
+func newPool(env *daemon.Env, family string, hints *wake.Hinter) (*claim.Pool, error) {
 	workers, batch := env.Pool(family)
 	log := env.Logger(family)
 	return claim.New(claim.Config{
@@ -67,6 +73,13 @@ func newPool(env *daemon.Env, family string) (*claim.Pool, error) {
 			if err != nil {
 				return 0, err
 			}
+			var wakes []string
+			for _, d := range decided {
+				if d.WakeURL != nil {
+					wakes = append(wakes, *d.WakeURL)
+				}
+			}
+			hints.Hint(wakes...)
 			for _, d := range decided {
 				log.Info("subrequest decided", zap.String(logging.KeyRequestID, d.RequestID), zap.Int64("subrequest", d.ID),
 					zap.String("path", d.Path), zap.Stringer("status", d.Status), zap.String("reason", d.Message))

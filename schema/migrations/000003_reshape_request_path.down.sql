@@ -1,0 +1,12 @@
+DROP INDEX request_finished_idx;
+DROP INDEX subrequest_disk_copy_id_idx;
+DROP INDEX subrequest_ready_idx;
+DROP INDEX subrequest_placed_fs_idx;
+DROP INDEX subrequest_scheduled_idx;
+DROP INDEX subrequest_waitsched_idx;
+ALTER TABLE subrequest ADD COLUMN next_attempt_at timestamptz NOT NULL DEFAULT now();
+ALTER TABLE subrequest DROP COLUMN placement_epoch;
+CREATE INDEX subrequest_waitsched_idx ON subrequest (id) WHERE status = 'WAITSCHED';
+DROP TABLE request_archive;
+DROP TABLE capacity_epoch;
+DROP TABLE policy;
