@@ -224,18 +224,197 @@ func TestAutoCloseAndGet(t *testing.T) {
 	require.Equal(t, model.SubrequestStatusFinished, l.sub(ptg).Status, "already on disk")
 }
 
+// Two stagers decide two puts of one path at the same moment, in two transactions: the
+// second waits on the first's file row and, once the first commits, sees its unclosed write
+// and fails; the first is placed.
 func TestConcurrentPutsOfOnePath(t *testing.T) {
 	t.Parallel()
 	l := newLife(t)
+	l.diskServer("ds1")
 	first := l.submit(model.RequestTypePut, false, "/pollux/same")
 	second := l.submit(model.RequestTypePut, false, "/pollux/same")
-	l.stage()
-	require.Equal(t, model.SubrequestStatusWaitsched, l.sub(first).Status)
+
+	one, err := l.db.Pool().Begin(l.ctx)
+	require.NoError(t, err)
+	defer one.Rollback(l.ctx)
+	decided, err := model.SubrequestClaim(l.ctx, one, "put", 1)
+	require.NoError(t, err)
+	require.Len(t, decided, 1)
+	require.Equal(t, l.sub(first).ID, decided[0].ID, "the older put is claimed first")
+	other := make(chan []model.SubrequestClaimRow, 1)
+	otherErr := make(chan error, 1)
+	go func() {
+		var rows []model.SubrequestClaimRow
+		otherErr <- pgx.BeginFunc(l.ctx, l.db.Pool(), func(tx pgx.Tx) (err error) {
+			rows, err = model.SubrequestClaim(l.ctx, tx, "put", 1) // skips the row the first holds
+			return err
+		})
+		other <- rows
+	}()
+	require.Eventually(t, func() bool {
+		var waiting int
+		err := l.db.Pool().QueryRow(l.ctx, `select count(*) from pg_stat_activity
+			where datname = current_database() and wait_event_type = 'Lock'`).Scan(&waiting)
+		return err == nil && waiting == 1
+	}, 10*time.Second, 5*time.Millisecond, "the second stager never waited for the first on the file")
+	require.NoError(t, one.Commit(l.ctx))
+	require.NoError(t, <-otherErr)
+	rows := <-other
+	require.Len(t, rows, 1)
+	require.Equal(t, l.sub(second).ID, rows[0].ID)
+
+	require.Equal(t, model.SubrequestStatusScheduled, l.sub(first).Status)
 	s := l.sub(second)
 	require.Equal(t, model.SubrequestStatusFailed, s.Status)
 	require.Equal(t, model.SQLStateConflict, *s.ErrorCode)
 	require.Contains(t, *s.ErrorMessage, "is being written by another request")
 	require.Equal(t, model.RequestStatusFailed, l.requestStatus(second))
+	var copies int
+	require.NoError(t, l.db.Pool().QueryRow(l.ctx, "select count(*) from disk_copy").Scan(&copies))
+	require.Equal(t, 1, copies, "the refused put made no copy")
+}
+
+// A read placed on a copy waits while its server is down; if the copy is invalidated
+// meanwhile (a newer version closed), the scheduler hands it back to the stager, which
+// reads the new content: it never loops.
+func TestWaitingReadOfAReplacedCopyIsDecidedAgain(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	ds1, _ := l.diskServer("ds1")
+	l.put("/pollux/f", 10, "0000000a")
+	_, err := l.db.Pool().Exec(l.ctx, "update disk_server set heartbeat_at = now() - interval '1 hour' where id = $1", ds1)
+	require.NoError(t, err)
+	get := l.submit(model.RequestTypeGet, false, "/pollux/f")
+	l.stage()
+	g := l.sub(get)
+	require.Equal(t, model.SubrequestStatusWaitsched, g.Status)
+	require.Equal(t, "queued, the disk server holding its copy is not available", g.Info)
+
+	// A new version is written on another server and closed: the old copy is INVALID.
+	ds2, _ := l.diskServer("ds2")
+	l.put("/pollux/f", 20, "00000014")
+	placed := l.schedule()
+	require.Empty(t, placed, "the read's copy is gone: not placed on it")
+	g = l.sub(get)
+	require.Equal(t, model.SubrequestStatusRestart, g.Status, g.Info)
+	l.stage()
+	g = l.sub(get)
+	require.Equal(t, model.SubrequestStatusScheduled, g.Status, g.Info)
+	require.Equal(t, ds2, *g.DiskServerID, "it reads the new content, where it is")
+}
+
+// The two ways a write is given up agree: a failed upload and a write out of retries both
+// leave no valid copy and no namespace entry for a file that never had content, and wake the
+// readers waiting on it.
+func TestAbandonedWritesAgree(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	ds, _ := l.diskServer("ds1")
+	_, err := model.PolicySet(l.ctx, l.db.Pool(), "transfer_max_retries", 0, "test")
+	require.NoError(t, err)
+	for _, how := range []string{"transfer failed", "retries exhausted"} {
+		path := "/pollux/" + strings.ReplaceAll(how, " ", "-")
+		req := l.submit(model.RequestTypePut, false, path)
+		l.stage()
+		w := l.sub(req)
+		get := l.submit(model.RequestTypeGet, false, path)
+		l.stage()
+		require.Equal(t, model.SubrequestStatusWaitsubreq, l.sub(get).Status, how)
+		l.transfer(w)
+		if how == "transfer failed" {
+			require.NoError(t, model.TransferFail(l.ctx, l.db.Pool(), w.ID, model.SQLStateTransferFailed, "disk error"))
+		} else {
+			n, err := model.DiskServerRecover(l.ctx, l.db.Pool(), ds)
+			require.NoError(t, err)
+			require.EqualValues(t, 1, n)
+		}
+		require.Equal(t, model.SubrequestStatusFailed, l.sub(req).Status, how)
+		_, err := l.query(path)
+		require.Equal(t, model.SQLStateNotFound, sqlstate(err), "%s: a file whose only write was given up does not exist", how)
+		require.Equal(t, model.SubrequestStatusRestart, l.sub(get).Status, "%s: the waiting read starts again", how)
+		var valid int
+		require.NoError(t, l.db.Pool().QueryRow(l.ctx, "select count(*) from disk_copy where id = $1 and status <> 'INVALID'", *w.DiskCopyID).Scan(&valid))
+		require.Zero(t, valid, how)
+	}
+}
+
+// A finished request leaves the hot tables after the retention and is still answered from
+// the archive, until the archive's own retention; a late retry of its submission changes
+// nothing.
+func TestFinishedRequestsAreArchived(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	l.diskServer("ds1")
+	l.put("/pollux/kept", 10, "0000000a")
+	pending := l.submit(model.RequestTypePut, false, "/pollux/pending")
+	l.stage()
+	var finished []string
+	rows, err := l.db.Pool().Query(l.ctx, "select id::text from request where status = 'FINISHED'")
+	require.NoError(t, err)
+	finished, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Len(t, finished, 2)
+	before, err := model.RequestView(l.ctx, l.db.Pool(), finished[0])
+	require.NoError(t, err)
+
+	n, err := model.RequestArchiveFinished(l.ctx, l.db.Pool(), 100)
+	require.NoError(t, err)
+	require.Zero(t, n, "within the retention nothing moves")
+	_, err = model.PolicySet(l.ctx, l.db.Pool(), "request_retention_seconds", 0, "test")
+	require.NoError(t, err)
+	n, err = model.RequestArchiveFinished(l.ctx, l.db.Pool(), 1)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n, "a batch at a time")
+	n, err = model.RequestArchiveFinished(l.ctx, l.db.Pool(), 100)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+	var hot int
+	require.NoError(t, l.db.Pool().QueryRow(l.ctx, "select count(*) from subrequest").Scan(&hot))
+	require.Equal(t, 1, hot, "only the pending request's file is left in the hot tables")
+	require.Equal(t, model.RequestStatusPending, l.requestStatus(pending))
+
+	after, err := model.RequestView(l.ctx, l.db.Pool(), finished[0])
+	require.NoError(t, err)
+	require.JSONEq(t, string(before), string(after), "the archive answers as the request did")
+	retry, err := model.RequestSubmit(l.ctx, l.db.Pool(), finished[0], model.RequestTypePut, "default", "alice", "", "", []string{"/pollux/kept"}, false)
+	if err != nil {
+		// The first of the two finished requests may be the putdone.
+		retry, err = model.RequestSubmit(l.ctx, l.db.Pool(), finished[0], model.RequestTypePutdone, "default", "alice", "", "", []string{"/pollux/kept"}, false)
+	}
+	require.NoError(t, err)
+	require.False(t, retry[0].Created, "a late retry of an archived request stores nothing")
+
+	_, err = model.PolicySet(l.ctx, l.db.Pool(), "request_archive_seconds", 0, "test")
+	require.NoError(t, err)
+	purged, err := model.RequestArchivePurge(l.ctx, l.db.Pool(), 100)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, purged)
+	gone, err := model.RequestView(l.ctx, l.db.Pool(), finished[0])
+	require.NoError(t, err)
+	require.Nil(t, gone)
+}
+
+func TestPolicyIsCheckedAndJournaled(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	old, err := model.PolicySet(l.ctx, l.db.Pool(), "transfer_open_seconds", 60, "alice")
+	require.NoError(t, err)
+	require.EqualValues(t, 300, old)
+	v, err := model.PolicyValue(l.ctx, l.db.Pool(), "transfer_open_seconds")
+	require.NoError(t, err)
+	require.EqualValues(t, 60, v)
+	_, err = model.PolicySet(l.ctx, l.db.Pool(), "transfer_open_secs", 60, "alice")
+	require.Equal(t, model.SQLStateNotFound, sqlstate(err))
+	require.ErrorContains(t, err, "the settings are disk_server_live_seconds")
+	_, err = model.PolicySet(l.ctx, l.db.Pool(), "transfer_open_seconds", -1, "alice")
+	require.Equal(t, model.SQLStateInvalidArgument, sqlstate(err))
+	v, err = model.PolicyValue(l.ctx, l.db.Pool(), "transfer_open_seconds")
+	require.NoError(t, err)
+	require.EqualValues(t, 60, v, "a refused change changes nothing")
+	events, err := model.SystemEventList(l.ctx, l.db.Pool(), 10)
+	require.NoError(t, err)
+	require.Equal(t, "policy_set", events[0].Kind)
+	require.Equal(t, "policy transfer_open_seconds: 300 -> 60", events[0].Message)
 }
 
 func TestGetWaitsForPutInFlightThenServesNewContent(t *testing.T) {

@@ -55,11 +55,16 @@ DECLARE
     v_live interval := make_interval(secs => policy_value('disk_server_live_seconds'));
     v_life interval := make_interval(secs => policy_value('transfer_open_seconds') + policy_value('transfer_seconds') + 60);
 BEGIN
+    -- From the silent servers (few) to their transfers (by index), never the other way:
+    -- the transfers in flight on live servers may be many.
     FOR v_sr IN
-        SELECT s.id, s.request_id, ds.name FROM disk_server ds
-        JOIN subrequest s ON s.disk_server_id = ds.id AND s.status IN ('SCHEDULED', 'READY')
+        SELECT t.id, t.request_id, ds.name FROM disk_server ds
+        CROSS JOIN LATERAL (
+            SELECT s.id, s.request_id FROM subrequest s
+            WHERE s.disk_server_id = ds.id AND s.status IN ('SCHEDULED', 'READY')
+            ORDER BY s.id LIMIT p_batch FOR UPDATE SKIP LOCKED) t
         WHERE ds.heartbeat_at < now() - v_live
-        ORDER BY s.id LIMIT p_batch FOR UPDATE OF s SKIP LOCKED
+        LIMIT p_batch
     LOOP
         id := v_sr.id; request_id := v_sr.request_id;
         reason := format('disk server %s stopped answering', v_sr.name);
@@ -90,24 +95,26 @@ LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $$
 DECLARE
-    v_ids uuid[];
+    v_r record;
+    v_n integer := 0;
 BEGIN
-    SELECT array_agg(r.id) INTO v_ids FROM (
-        SELECT r.id FROM request r
+    -- One request at a time, each by its key: a set-wise INSERT ... WHERE id = ANY (ids)
+    -- is planned as a scan of the whole table once the batch is a few percent of it.
+    FOR v_r IN
+        SELECT r.id, r.user_name, r.status, r.updated_at FROM request r
         WHERE r.status IN ('FINISHED', 'FAILED')
           AND r.updated_at < now() - make_interval(secs => policy_value('request_retention_seconds'))
-        ORDER BY r.updated_at LIMIT p_batch FOR UPDATE SKIP LOCKED) r;
-    IF v_ids IS NULL THEN
-        RETURN 0;
-    END IF;
-    INSERT INTO request_archive (id, user_name, status, finished_at, view)
-    SELECT r.id, r.user_name, r.status, r.updated_at, request_view(r.id)
-    FROM request r WHERE r.id = ANY (v_ids)
-    ON CONFLICT (id) DO NOTHING;
-    -- A waiter (WAITSUBREQ) never points at a finished writer for long, but the link must
-    -- not keep the row: it is cleared by the foreign key (ON DELETE SET NULL).
-    DELETE FROM request WHERE id = ANY (v_ids);
-    RETURN cardinality(v_ids);
+        ORDER BY r.updated_at LIMIT p_batch FOR UPDATE SKIP LOCKED
+    LOOP
+        INSERT INTO request_archive (id, user_name, status, finished_at, view)
+        VALUES (v_r.id, v_r.user_name, v_r.status, v_r.updated_at, request_view(v_r.id))
+        ON CONFLICT (id) DO NOTHING;
+        -- Its subrequests go with it (ON DELETE CASCADE); a waiter's link to one of them is
+        -- cleared by the foreign key (ON DELETE SET NULL).
+        DELETE FROM request WHERE id = v_r.id;
+        v_n := v_n + 1;
+    END LOOP;
+    RETURN v_n;
 END;
 $$;
 

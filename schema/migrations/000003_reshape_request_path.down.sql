@@ -1,3 +1,5 @@
+DROP INDEX subrequest_parent_id_idx;
+DROP INDEX subrequest_file_id_idx;
 DROP INDEX request_finished_idx;
 DROP INDEX subrequest_disk_copy_id_idx;
 DROP INDEX subrequest_ready_idx;

@@ -53,3 +53,8 @@ CREATE INDEX subrequest_placed_fs_idx ON subrequest (file_system_id) WHERE statu
 CREATE INDEX subrequest_ready_idx ON subrequest (updated_at) WHERE status = 'READY';
 CREATE INDEX subrequest_disk_copy_id_idx ON subrequest (disk_copy_id);
 CREATE INDEX request_finished_idx ON request (updated_at) WHERE status IN ('FINISHED', 'FAILED');
+-- The foreign keys' own look-ups: removing a file (stager_rm) clears subrequest.file_id and
+-- archiving a request clears the parent_id of its waiters; without these each would read
+-- the whole table. Only waiters have a parent, so that index stays as small as they are.
+CREATE INDEX subrequest_file_id_idx ON subrequest (file_id);
+CREATE INDEX subrequest_parent_id_idx ON subrequest (parent_id) WHERE parent_id IS NOT NULL;

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pollux-storage/pollux/framework/pgcluster"
+	"github.com/pollux-storage/pollux/schema/schematest"
 	"github.com/pollux-storage/pollux/testsuites/bench"
 )
 
@@ -36,7 +37,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	workers := fs.String("workers", "1,4,16", "Comma-separated worker counts.")
 	batches := fs.String("batches", "1,10,100", "Comma-separated batch sizes.")
 	pgbenchDuration := fs.Duration("pgbench-duration", 10*time.Second, "Length of each pgbench -N run.")
-	suites := fs.String("suites", "claim,requests", "Which benchmarks: claim (claim pools beside pgbench), requests (a whole instance).")
+	suites := fs.String("suites", "claim,requests,history", "Which benchmarks: claim (claim pools beside pgbench), requests (a whole instance),\n"+
+		"history (every claim and sweep behind finished history).")
+	historySizes := fs.String("history", "1000000,10000000", "History: the sizes of finished history (subrequests) to time the claims and sweeps behind.")
 	roundTrips := fs.Int("round-trips", 1000, "Requests: round trips measured for each of put and get.")
 	txPuts := fs.Int("tx-puts", 200, "Requests: puts whose database transactions are counted.")
 	clients := fs.Int("clients", 16, "Requests: concurrent clients for the throughput figures.")
@@ -96,6 +99,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			RoundTrip: *roundTrips, TxPuts: *txPuts, Clients: *clients, PerClient: *perClient, BigBytes: *bigMiB << 20, ServerLog: serverLog}, stderr)
 		if err != nil {
 			fmt.Fprintf(stderr, "pollux-bench: requests: %v\n", err)
+			return 1
+		}
+		if err := rep.Print(stdout); err != nil {
+			fmt.Fprintf(stderr, "pollux-bench: print report: %v\n", err)
+			return 1
+		}
+	}
+	if strings.Contains(*suites, "history") {
+		sizes, err := parseList(*historySizes)
+		if err != nil {
+			fmt.Fprintf(stderr, "pollux-bench: --history: %v\n", err)
+			return 2
+		}
+		rep, err := bench.RunHistory(ctx, opts.AdminDSN, sizes, schematest.Install, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "pollux-bench: history: %v\n", err)
 			return 1
 		}
 		if err := rep.Print(stdout); err != nil {
