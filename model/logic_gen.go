@@ -62,6 +62,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "request_archive_purge", File: "jobmanager.sql", IdentityArgs: "p_batch integer", Result: "integer"},
 	{Name: "policy_value", File: "policy.sql", IdentityArgs: "p_name text", Result: "bigint"},
 	{Name: "policy_set", File: "policy.sql", IdentityArgs: "p_name text, p_value bigint, p_by text", Result: "bigint"},
+	{Name: "policy_list", File: "policy.sql", IdentityArgs: "", Result: "SETOF policy"},
 	{Name: "capacity_changed", File: "scheduler.sql", IdentityArgs: "", Result: "void"},
 	{Name: "subrequest_place", File: "scheduler.sql", IdentityArgs: "p_id bigint", Result: "TABLE(disk_server_id bigint, disk_server_url text, disk_server_name text)"},
 	{Name: "subrequest_claim_waitsched", File: "scheduler.sql", IdentityArgs: "p_batch integer", Result: "TABLE(id bigint, request_id uuid, disk_server_id bigint, disk_server_url text, disk_server_name text)"},
@@ -158,6 +159,8 @@ const (
 	PolicyValueSQL = "SELECT policy_value($1::text)"
 	// PolicySetSQL is the statement PolicySet runs.
 	PolicySetSQL = "SELECT policy_set($1::text, $2::bigint, $3::text)"
+	// PolicyListSQL is the statement PolicyList runs.
+	PolicyListSQL = "SELECT name, value, doc FROM policy_list()"
 	// CapacityChangedSQL is the statement CapacityChanged runs.
 	CapacityChangedSQL = "SELECT capacity_changed()"
 	// SubrequestPlaceSQL is the statement SubrequestPlace runs.
@@ -708,6 +711,21 @@ func PolicySet(ctx context.Context, db DBTX, name string, value int64, by string
 	var result int64
 	if err := db.QueryRow(ctx, PolicySetSQL, name, value, by).Scan(&result); err != nil {
 		return 0, fmt.Errorf("policy_set: %w", err)
+	}
+	return result, nil
+}
+
+// PolicyList calls the SQL function policy_list (policy.sql).
+//
+// Every policy setting, by name.
+func PolicyList(ctx context.Context, db DBTX) ([]Policy, error) {
+	rows, err := db.Query(ctx, PolicyListSQL)
+	if err != nil {
+		return nil, fmt.Errorf("policy_list: %w", err)
+	}
+	result, err := CollectPolicies(rows)
+	if err != nil {
+		return nil, fmt.Errorf("policy_list: %w", err)
 	}
 	return result, nil
 }

@@ -136,3 +136,34 @@ func TestUsageErrors(t *testing.T) {
 		require.Contains(t, out.String(), "pollux-admin "+name)
 	}
 }
+
+func TestPolicyListAndSet(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	code, _, stderr := b.admin(t, "migrate")
+	require.Equal(t, 0, code, stderr)
+
+	code, out, stderr := b.admin(t, "policy")
+	require.Equal(t, 0, code, stderr)
+	require.Regexp(t, `transfer_open_seconds\s+300\s+How long a READY transfer waits`, out)
+
+	code, out, stderr = b.admin(t, "policy", "set", "transfer_open_seconds", "600")
+	require.Equal(t, 0, code, stderr)
+	require.Equal(t, "transfer_open_seconds: 300 -> 600\n", out)
+	code, out, _ = b.admin(t, "policy", "list")
+	require.Equal(t, 0, code)
+	require.Regexp(t, `transfer_open_seconds\s+600\s`, out)
+
+	code, _, stderr = b.admin(t, "policy", "set", "transfer_open_secs", "600")
+	require.Equal(t, 1, code, "an unknown setting is the user's mistake")
+	require.Contains(t, stderr, `no policy setting "transfer_open_secs": the settings are`)
+	code, _, stderr = b.admin(t, "policy", "set", "transfer_open_seconds", "ten")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, `"ten" is not a whole number`)
+	code, out, _ = b.admin(t, "policy")
+	require.Equal(t, 0, code)
+	require.Regexp(t, `transfer_open_seconds\s+600\s`, out, "refused changes change nothing")
+	code, out, _ = b.admin(t, "events")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "policy transfer_open_seconds: 300 -> 600")
+}

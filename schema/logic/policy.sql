@@ -47,3 +47,10 @@ BEGIN
     RETURN v_old;
 END;
 $$;
+
+-- policy_list is every setting, by name. Reads only.
+CREATE OR REPLACE FUNCTION policy_list()
+RETURNS SETOF policy
+LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp
+AS $$ BEGIN RETURN QUERY SELECT * FROM policy ORDER BY name; END $$;
