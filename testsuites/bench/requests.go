@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +37,12 @@ type RequestOptions struct {
 	// ServerLog is the server's log file, when the benchmark may turn statement logging on
 	// (AdminDSN's role is a superuser) to count each daemon's transactions; "" skips that.
 	ServerLog string
+	// PgbenchPath runs pgbench -N -c 16 in the same run, for the throughput share; "" skips.
+	PgbenchPath string
+	// ManyDiskServers is how many disk servers the scaling figure runs with (2 beside it).
+	ManyDiskServers int
+	// ScalePuts is how many cp round trips each side of the scaling figure measures.
+	ScalePuts int
 }
 
 // Latency summarises round trips.
@@ -62,12 +70,23 @@ type RequestReport struct {
 	Clients                      int
 	BigBytes                     int64
 	PlainCopy, Upload, Download  time.Duration
+	// Load is the one-minute load average when each figure was taken, by figure.
+	Load map[string]string
+	// CPUPerCp is the CPU time of every process on the machine per pollux cp, less what the
+	// idle instance used in as long.
+	CPUPerCp time.Duration
+	// PgbenchTPS is pgbench -N -c 16 on the same server in the same run (0: not run).
+	PgbenchTPS float64
+	// FewServers and ManyServers are cp round trips with 2 and with ManyDiskServers disk
+	// servers registered, measured one after the other.
+	FewServers, ManyServers Latency
+	ManyDiskServers         int
 }
 
 // RunRequests starts an idle instance (one of each daemon, two disk servers) as real
 // processes and measures it through the client library.
 func RunRequests(ctx context.Context, o RequestOptions, progress io.Writer) (RequestReport, error) {
-	var rep RequestReport
+	rep := RequestReport{Load: map[string]string{}}
 	bin := filepath.Join(o.Dir, "bin")
 	fmt.Fprintln(progress, "pollux-bench: building binaries")
 	if err := e2e.Build(o.Root, bin); err != nil {
@@ -129,10 +148,15 @@ func RunRequests(ctx context.Context, o RequestOptions, progress io.Writer) (Req
 		}
 	}
 	rep.PutRoundTrip = latency(puts)
+	rep.Load["put"] = loadAverage()
 	for k := range phases {
 		rep.PutPhases[k] = latency(phases[k])
 	}
-	fmt.Fprintf(progress, "pollux-bench: %d × pollux cp up (put + 1 KiB upload, closed at the end)\n", o.RoundTrip)
+	fmt.Fprintf(progress, "pollux-bench: %d × pollux cp up (put + 1 KiB upload, closed at the end), with the machine's CPU time\n", o.RoundTrip)
+	idleFrom, idleAt := busyCPU(), time.Now()
+	time.Sleep(5 * time.Second) // the idle instance's own rate (heartbeats, polls), to subtract
+	idleRate := (busyCPU() - idleFrom).Seconds() / time.Since(idleAt).Seconds()
+	cpuFrom, cpuAt := busyCPU(), time.Now()
 	for i := range o.RoundTrip {
 		d, err := b.put(ctx, small, fmt.Sprintf("/pollux/bench/c%d", i), true)
 		if err != nil {
@@ -140,7 +164,10 @@ func RunRequests(ctx context.Context, o RequestOptions, progress io.Writer) (Req
 		}
 		cps = append(cps, d.total)
 	}
+	busy := (busyCPU() - cpuFrom).Seconds() - idleRate*time.Since(cpuAt).Seconds()
+	rep.CPUPerCp = time.Duration(busy / float64(o.RoundTrip) * float64(time.Second))
 	rep.CpRoundTrip = latency(cps)
+	rep.Load["cp"] = loadAverage()
 	fmt.Fprintf(progress, "pollux-bench: %d × stager_get + 1 KiB download\n", o.RoundTrip)
 	for i := range o.RoundTrip {
 		d, err := b.get(ctx, fmt.Sprintf("/pollux/bench/p%d", i), filepath.Join(b.dir, "back"))
@@ -150,6 +177,7 @@ func RunRequests(ctx context.Context, o RequestOptions, progress io.Writer) (Req
 		gets = append(gets, d)
 	}
 	rep.GetRoundTrip = latency(gets)
+	rep.Load["get"] = loadAverage()
 
 	fmt.Fprintf(progress, "pollux-bench: counting database transactions over %d puts\n", o.TxPuts)
 	if rep.TxPerPutdone, err = b.transactions(ctx, db, o.TxPuts, func(i int) error {
@@ -164,6 +192,7 @@ func RunRequests(ctx context.Context, o RequestOptions, progress io.Writer) (Req
 	}); err != nil {
 		return rep, err
 	}
+	rep.Load["tx"] = loadAverage()
 
 	if o.ServerLog != "" {
 		fmt.Fprintf(progress, "pollux-bench: counting each daemon's transactions over %d puts and %d gets (statement log)\n", o.TxPuts, o.TxPuts)
@@ -180,11 +209,19 @@ func RunRequests(ctx context.Context, o RequestOptions, progress io.Writer) (Req
 	}); err != nil {
 		return rep, err
 	}
+	rep.Load["puts/s"] = loadAverage()
 	if rep.GetsPerSecond, err = b.parallel(ctx, o.Clients, o.PerClient, func(cl, i int) error {
 		_, err := b.get(ctx, fmt.Sprintf("/pollux/bench/par%d_%d", cl, i), filepath.Join(b.dir, fmt.Sprintf("back%d", cl)))
 		return err
 	}); err != nil {
 		return rep, err
+	}
+	if o.PgbenchPath != "" {
+		fmt.Fprintf(progress, "pollux-bench: pgbench -N -c 16 -j 2 -T 10 on the same server\n")
+		if rep.PgbenchTPS, err = pgbenchBeside(ctx, o.PgbenchPath, o.AdminDSN); err != nil {
+			return rep, err
+		}
+		rep.Load["pgbench"] = loadAverage()
 	}
 
 	fmt.Fprintf(progress, "pollux-bench: mover bandwidth with a %d MiB file beside a plain copy\n", o.BigBytes>>20)
@@ -208,8 +245,76 @@ func RunRequests(ctx context.Context, o RequestOptions, progress io.Writer) (Req
 		return rep, err
 	}
 	rep.Download = time.Since(start)
+	rep.Load["mover"] = loadAverage()
 	os.Remove(big + ".back")
+
+	if o.ManyDiskServers > 2 && o.ScalePuts > 0 {
+		// The same figure twice in a row, so that both sides see the same machine.
+		fmt.Fprintf(progress, "pollux-bench: %d × pollux cp with 2 disk servers, then with %d\n", o.ScalePuts, o.ManyDiskServers)
+		cp := func(tag string) (Latency, error) {
+			var ds []time.Duration
+			for i := range o.ScalePuts {
+				d, err := b.put(ctx, small, fmt.Sprintf("/pollux/bench/%s%d", tag, i), true)
+				if err != nil {
+					return Latency{}, err
+				}
+				ds = append(ds, d.total)
+			}
+			return latency(ds), nil
+		}
+		if rep.FewServers, err = cp("few"); err != nil {
+			return rep, err
+		}
+		for i := 3; i <= o.ManyDiskServers; i++ {
+			if err := in.AddDiskServer(ctx, fmt.Sprintf("disk%d", i)); err != nil {
+				return rep, fmt.Errorf("start disk server %d: %w", i, err)
+			}
+		}
+		rep.ManyDiskServers = o.ManyDiskServers
+		if rep.ManyServers, err = cp("many"); err != nil {
+			return rep, err
+		}
+		rep.Load["scale"] = loadAverage()
+	}
 	return rep, nil
+}
+
+// busyCPU is the CPU time every process of the machine has used since boot (/proc/stat:
+// user, nice, system, irq, softirq, steal; not idle or iowait).
+func busyCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		if i < len(f) {
+			n, _ := strconv.ParseInt(f[i], 10, 64)
+			ticks += n
+		}
+	}
+	// USER_HZ is 100 on Linux whatever the kernel's own tick rate.
+	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+// pgbenchBeside runs pgbench -N -c 16 for 10 s on a scratch database of the same server.
+func pgbenchBeside(ctx context.Context, pgbench, adminDSN string) (float64, error) {
+	const name = "pollux_bench_requests_pgbench"
+	if err := recreateDatabase(ctx, adminDSN, name); err != nil {
+		return 0, err
+	}
+	defer dropDatabase(context.WithoutCancel(ctx), adminDSN, name)
+	dsn, err := pg.WithDatabase(adminDSN, name)
+	if err != nil {
+		return 0, err
+	}
+	if err := PgbenchInit(ctx, pgbench, dsn, PgbenchScale); err != nil {
+		return 0, err
+	}
+	res, err := RunPgbench(ctx, pgbench, dsn, 16, 2, 10*time.Second)
+	return res.TPS, err
 }
 
 type reqBench struct {
@@ -344,7 +449,8 @@ func (b *reqBench) statementTransactions(ctx context.Context, o RequestOptions, 
 		if err := fn(); err != nil {
 			return nil, 0, err
 		}
-		// River completes finished jobs in batches every 50 ms.
+		// A deliberate pause, not a wait for a condition: the last reports' notifications
+		// are read by every listening session in transactions of their own.
 		time.Sleep(200 * time.Millisecond)
 		took := time.Since(start)
 		to, err := log.Offset()
@@ -462,11 +568,13 @@ func plainCopy(src, dst string) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-// Print writes the request benchmark's figures and its target lines.
+// Print writes the request benchmark's figures and its target lines, each with the
+// one-minute load average when it was taken.
 func (r RequestReport) Print(w io.Writer) error {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
-	row := func(name string, l Latency) string {
-		return fmt.Sprintf("  %-48s p50 %9s   p99 %9s   max %9s   (n=%d)\n", name, ms(l.P50), ms(l.P99), ms(l.Max), l.N)
+	load := func(k string) string { return "load " + r.Load[k] }
+	row := func(name string, l Latency, k string) string {
+		return fmt.Sprintf("  %-48s p50 %9s   p99 %9s   max %9s   (n=%d)   %s\n", name, ms(l.P50), ms(l.P99), ms(l.Max), l.N, load(k))
 	}
 	mibs := func(d time.Duration) float64 { return float64(r.BigBytes) / (1 << 20) / d.Seconds() }
 	verdict := func(ok bool) string {
@@ -475,67 +583,84 @@ func (r RequestReport) Print(w io.Writer) error {
 		}
 		return "MISSED"
 	}
-	_, err := fmt.Fprintf(w, `
-Requests through an idle local instance (rhd, stagerd, jobmanagerd, schedulerd, 2 disk servers, real processes)
+	var b strings.Builder
+	fmt.Fprintf(&b, `
+Requests through a local instance (rhd, stagerd, jobmanagerd, schedulerd, 2 disk servers, real processes)
 round trips, one client at a time:
-%s%s%s%s%s
+%s%s%s%s%s`,
+		row("stager_put + 1 KiB upload + stager_putdone", r.PutRoundTrip, "put"),
+		row("  of which stager_put until READY", r.PutPhases[0], "put"),
+		row("           the 1 KiB upload", r.PutPhases[1], "put")+row("           stager_putdone", r.PutPhases[2], "put"),
+		row("pollux cp up: put + 1 KiB upload, closed", r.CpRoundTrip, "cp"),
+		row("stager_get + 1 KiB download", r.GetRoundTrip, "get"))
+	fmt.Fprintf(&b, "  CPU per pollux cp, every process, less the idle rate       %s   %s\n", ms(r.CPUPerCp), load("cp"))
+	fmt.Fprintf(&b, `
 database transactions the server counted (pg_stat_database commits and rollbacks, less the idle
-instance's rate; these include each listening connection's reading of the NOTIFY queue, see
-docs/benchmarks.md):
-  per put + 1 KiB upload, closed at the end (pollux cp)   %5.1f
+instance's rate; these include each listening session's reading of the NOTIFY queue):
+  per put + 1 KiB upload, closed at the end (pollux cp)   %5.1f   %s
   per put + 1 KiB upload + putdone (two requests)        %5.1f
-
-throughput, %d concurrent clients, 1 KiB files:
-  puts (put + upload + close)   %7.1f files/s
-  gets (get + download)         %7.1f files/s
-
+`, r.TxPerCp, load("tx"), r.TxPerPutdone)
+	fmt.Fprintf(&b, "\nthroughput, %d concurrent clients, 1 KiB files:\n  puts (put + upload + close)   %7.1f files/s   %s\n  gets (get + download)         %7.1f files/s\n",
+		r.Clients, r.PutsPerSecond, load("puts/s"), r.GetsPerSecond)
+	fmt.Fprintf(&b, `
 mover bandwidth, %d MiB file:
-  plain local copy (read, write, fsync)   %7.1f MiB/s
+  plain local copy (read, write, fsync)   %7.1f MiB/s   %s
   pollux cp up   (put + upload + close)   %7.1f MiB/s   %5.1f %% of the plain copy
   pollux cp down (get + download)         %7.1f MiB/s   %5.1f %% of the plain copy
+`, r.BigBytes>>20, mibs(r.PlainCopy), load("mover"), mibs(r.Upload), 100*r.PlainCopy.Seconds()/r.Upload.Seconds(),
+		mibs(r.Download), 100*r.PlainCopy.Seconds()/r.Download.Seconds())
+	if r.ManyDiskServers > 0 {
+		fmt.Fprintf(&b, "\nscaling out the disk servers (pollux cp round trips, one after the other):\n%s%s",
+			row("with 2 disk servers", r.FewServers, "scale"), row(fmt.Sprintf("with %d disk servers", r.ManyDiskServers), r.ManyServers, "scale"))
+	}
 
-target: PUT round trip p50 ≤ 10 ms (CASTOR2: 500 ms): %s → %s
-target: mover ≥ 70 %% of a plain copy: up %.0f %%, down %.0f %% → %s
-`,
-		row("stager_put + 1 KiB upload + stager_putdone", r.PutRoundTrip),
-		row("  of which stager_put until READY", r.PutPhases[0]),
-		row("           the 1 KiB upload", r.PutPhases[1])+row("           stager_putdone", r.PutPhases[2]),
-		row("pollux cp up: put + 1 KiB upload, closed", r.CpRoundTrip),
-		row("stager_get + 1 KiB download", r.GetRoundTrip),
-		r.TxPerCp, r.TxPerPutdone,
-		r.Clients, r.PutsPerSecond, r.GetsPerSecond,
-		r.BigBytes>>20, mibs(r.PlainCopy), mibs(r.Upload), 100*r.PlainCopy.Seconds()/r.Upload.Seconds(),
-		mibs(r.Download), 100*r.PlainCopy.Seconds()/r.Download.Seconds(),
-		ms(r.PutRoundTrip.P50), verdict(r.PutRoundTrip.P50 <= 10*time.Millisecond),
-		100*r.PlainCopy.Seconds()/r.Upload.Seconds(), 100*r.PlainCopy.Seconds()/r.Download.Seconds(),
-		verdict(r.PlainCopy.Seconds()/r.Upload.Seconds() >= 0.7 && r.PlainCopy.Seconds()/r.Download.Seconds() >= 0.7))
-	if err != nil {
-		return err
-	}
-	if r.StatementTx == nil {
-		_, err = fmt.Fprintf(w, "target: transactions per PUT ≤ 9 (CASTOR2): not counted by statement (needs the private cluster's log); the server counted %.1f → %s\n",
-			r.TxPerCp, verdict(r.TxPerCp <= 9))
-		return err
-	}
-	fmt.Fprintf(w, "\ntransactions that ran a statement, by daemon (server statement log, less the idle rate):\n")
-	fmt.Fprintf(w, "  %-14s %8s %8s\n", "", "cp up", "get")
-	programs := []string{"rhd", "stagerd", "jobmanagerd", "schedulerd", "diskserverd"}
-	for _, m := range r.StatementTx {
-		for p := range m {
-			if !slices.Contains(programs, p) {
-				programs = append(programs, p)
+	stmt := 0.0
+	if r.StatementTx != nil {
+		fmt.Fprintf(&b, "\ntransactions that ran a statement, by daemon (server statement log, less the idle rate):\n")
+		fmt.Fprintf(&b, "  %-14s %8s %8s\n", "", "cp up", "get")
+		programs := []string{"rhd", "stagerd", "jobmanagerd", "schedulerd", "diskserverd"}
+		for _, m := range r.StatementTx {
+			for p := range m {
+				if !slices.Contains(programs, p) {
+					programs = append(programs, p)
+				}
 			}
 		}
+		var total [2]float64
+		for _, p := range programs {
+			cp, get := r.StatementTx["cp"][p], r.StatementTx["get"][p]
+			total[0], total[1] = total[0]+cp, total[1]+get
+			fmt.Fprintf(&b, "  %-14s %8.2f %8.2f\n", p, cp, get)
+		}
+		fmt.Fprintf(&b, "  %-14s %8.2f %8.2f\n", "total", total[0], total[1])
+		stmt = total[0]
 	}
-	var total [2]float64
-	for _, p := range programs {
-		cp, get := r.StatementTx["cp"][p], r.StatementTx["get"][p]
-		total[0], total[1] = total[0]+cp, total[1]+get
-		fmt.Fprintf(w, "  %-14s %8.2f %8.2f\n", p, cp, get)
+
+	b.WriteString("\ntargets (issue 12):\n")
+	fmt.Fprintf(&b, "  put + 1 KiB + putdone p50 ≤ 10 ms, p99 ≤ 25 ms: %s / %s → %s\n", ms(r.PutRoundTrip.P50), ms(r.PutRoundTrip.P99),
+		verdict(r.PutRoundTrip.P50 <= 10*time.Millisecond && r.PutRoundTrip.P99 <= 25*time.Millisecond))
+	fmt.Fprintf(&b, "  pollux cp up p50 ≤ 7 ms: %s → %s\n", ms(r.CpRoundTrip.P50), verdict(r.CpRoundTrip.P50 <= 7*time.Millisecond))
+	fmt.Fprintf(&b, "  get + 1 KiB p50 ≤ 7 ms: %s → %s\n", ms(r.GetRoundTrip.P50), verdict(r.GetRoundTrip.P50 <= 7*time.Millisecond))
+	fmt.Fprintf(&b, "  CPU per PUT ≤ 10 ms: %s → %s\n", ms(r.CPUPerCp), verdict(r.CPUPerCp <= 10*time.Millisecond))
+	if r.StatementTx != nil {
+		fmt.Fprintf(&b, "  transactions per pollux cp ≤ 6 by statement, ≤ 12 as the server counts: %.2f / %.1f → %s\n", stmt, r.TxPerCp,
+			verdict(stmt <= 6 && r.TxPerCp <= 12))
+	} else {
+		fmt.Fprintf(&b, "  transactions per pollux cp ≤ 12 as the server counts: %.1f → %s (by statement: not counted, needs the private cluster's log)\n",
+			r.TxPerCp, verdict(r.TxPerCp <= 12))
 	}
-	_, err = fmt.Fprintf(w, "  %-14s %8.2f %8.2f\n", "total", total[0], total[1])
-	if err == nil {
-		_, err = fmt.Fprintf(w, "target: transactions per PUT ≤ 9 (CASTOR2), counted by statement: %.1f → %s\n", total[0], verdict(total[0] <= 9))
+	if r.PgbenchTPS > 0 {
+		share := r.PutsPerSecond * r.TxPerCp / r.PgbenchTPS
+		fmt.Fprintf(&b, "  %d clients: puts/s × transactions per PUT ≥ 50 %% of pgbench -N -c 16 (%.0f TPS): %.1f × %.1f = %.0f %% → %s\n",
+			r.Clients, r.PgbenchTPS, r.PutsPerSecond, r.TxPerCp, 100*share, verdict(share >= 0.5))
 	}
+	if r.ManyDiskServers > 0 {
+		ratio := float64(r.ManyServers.P50) / float64(r.FewServers.P50)
+		fmt.Fprintf(&b, "  %d disk servers: cp p50 ≤ 1.5× the 2-server p50: %s / %s = %.2f× → %s\n", r.ManyDiskServers,
+			ms(r.ManyServers.P50), ms(r.FewServers.P50), ratio, verdict(ratio <= 1.5))
+	}
+	up, down := r.PlainCopy.Seconds()/r.Upload.Seconds(), r.PlainCopy.Seconds()/r.Download.Seconds()
+	fmt.Fprintf(&b, "  mover ≥ 90 %% of a plain fsynced copy: up %.0f %%, down %.0f %% → %s\n", 100*up, 100*down, verdict(up >= 0.9 && down >= 0.9))
+	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -45,6 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	clients := fs.Int("clients", 16, "Requests: concurrent clients for the throughput figures.")
 	perClient := fs.Int("per-client", 60, "Requests: files each concurrent client puts and gets.")
 	bigMiB := fs.Int64("big-mib", 1024, "Requests: size of the mover bandwidth file, MiB.")
+	manyServers := fs.Int("disk-servers", 30, "Requests: disk servers of the scaling figure (measured beside 2).")
+	scalePuts := fs.Int("scale-puts", 300, "Requests: pollux cp round trips on each side of the scaling figure.")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -96,7 +98,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		defer os.RemoveAll(dir)
 		rep, err := bench.RunRequests(ctx, bench.RequestOptions{Root: root, AdminDSN: opts.AdminDSN, Dir: dir,
-			RoundTrip: *roundTrips, TxPuts: *txPuts, Clients: *clients, PerClient: *perClient, BigBytes: *bigMiB << 20, ServerLog: serverLog}, stderr)
+			RoundTrip: *roundTrips, TxPuts: *txPuts, Clients: *clients, PerClient: *perClient, BigBytes: *bigMiB << 20, ServerLog: serverLog,
+			PgbenchPath: opts.PgbenchPath, ManyDiskServers: *manyServers, ScalePuts: *scalePuts}, stderr)
 		if err != nil {
 			fmt.Fprintf(stderr, "pollux-bench: requests: %v\n", err)
 			return 1
