@@ -195,8 +195,22 @@ func (s *RequestStatus) UnmarshalText(text []byte) error {
 	return nil
 }
 
+// RequestStatusInitial is the value a new row must have: the database refuses an INSERT
+// with another.
+const RequestStatusInitial = RequestStatusPending
+
+// Final reports whether no transition of request_status leaves s: a row there stays
+// there.
+func (s RequestStatus) Final() bool {
+	switch s {
+	case RequestStatusFinished, RequestStatusFailed:
+		return true
+	}
+	return false
+}
+
 // CanBecome reports whether the description allows a request_status to change from s to
-// next.
+// next; the database refuses any other change (an unchanged value is always allowed).
 func (s RequestStatus) CanBecome(next RequestStatus) bool {
 	switch s {
 	case RequestStatusPending:
@@ -324,8 +338,22 @@ func (s *SubrequestStatus) UnmarshalText(text []byte) error {
 	return nil
 }
 
+// SubrequestStatusInitial is the value a new row must have: the database refuses an
+// INSERT with another.
+const SubrequestStatusInitial = SubrequestStatusStart
+
+// Final reports whether no transition of subrequest_status leaves s: a row there stays
+// there.
+func (s SubrequestStatus) Final() bool {
+	switch s {
+	case SubrequestStatusFinished, SubrequestStatusFailed:
+		return true
+	}
+	return false
+}
+
 // CanBecome reports whether the description allows a subrequest_status to change from s
-// to next.
+// to next; the database refuses any other change (an unchanged value is always allowed).
 func (s SubrequestStatus) CanBecome(next SubrequestStatus) bool {
 	switch s {
 	case SubrequestStatusStart:
@@ -339,7 +367,7 @@ func (s SubrequestStatus) CanBecome(next SubrequestStatus) bool {
 	case SubrequestStatusWaitsched:
 		return next == SubrequestStatusScheduled || next == SubrequestStatusFailed
 	case SubrequestStatusScheduled:
-		return next == SubrequestStatusReady || next == SubrequestStatusFailed
+		return next == SubrequestStatusReady || next == SubrequestStatusFailed || next == SubrequestStatusWaitsched || next == SubrequestStatusRetry
 	case SubrequestStatusReady:
 		return next == SubrequestStatusFinished || next == SubrequestStatusFailed || next == SubrequestStatusRetry
 	}
@@ -368,6 +396,8 @@ func SubrequestStatusTransitions() []Transition {
 		{From: "WAITSCHED", To: "FAILED", By: "jobmanagerd", Doc: "cancelled, or the scheduler cannot take it"},
 		{From: "SCHEDULED", To: "READY", By: "diskserverd", Doc: "a mover started and published its endpoint"},
 		{From: "SCHEDULED", To: "FAILED", By: "jobmanagerd", Doc: "cancelled or timed out before a mover started"},
+		{From: "SCHEDULED", To: "WAITSCHED", By: "schedulerd", Doc: "no disk server can take it now: queued again for two seconds"},
+		{From: "SCHEDULED", To: "RETRY", By: "jobmanagerd", Doc: "its disk server stopped heartbeating before a mover started"},
 		{From: "READY", To: "FINISHED", By: "diskserverd", Doc: "the transfer ended and checked out"},
 		{From: "READY", To: "FAILED", By: "diskserverd or jobmanagerd", Doc: "the transfer failed, was truncated or timed out"},
 		{From: "READY", To: "RETRY", By: "jobmanagerd", Doc: "the disk server stopped heartbeating mid-transfer"},
@@ -464,8 +494,22 @@ func (s *DiskCopyStatus) UnmarshalText(text []byte) error {
 	return nil
 }
 
+// DiskCopyStatusInitial is the value a new row must have: the database refuses an INSERT
+// with another.
+const DiskCopyStatusInitial = DiskCopyStatusStageout
+
+// Final reports whether no transition of disk_copy_status leaves s: a row there stays
+// there.
+func (s DiskCopyStatus) Final() bool {
+	switch s {
+	case DiskCopyStatusBeingdeleted:
+		return true
+	}
+	return false
+}
+
 // CanBecome reports whether the description allows a disk_copy_status to change from s to
-// next.
+// next; the database refuses any other change (an unchanged value is always allowed).
 func (s DiskCopyStatus) CanBecome(next DiskCopyStatus) bool {
 	switch s {
 	case DiskCopyStatusStageout:

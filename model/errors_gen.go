@@ -120,6 +120,11 @@ const (
 	// SQLStateTransferFailed is the error transfer_failed (kind unavailable). The disk server
 	// could not complete the transfer (disk error, timeout).
 	SQLStateTransferFailed = "PX007"
+	// SQLStateInvalidTransition is the error invalid_transition (kind internal). A status
+	// change (or a new row's status) that the state machine of its enum does not declare;
+	// raised by the generated triggers of schema/logic/transitions_gen.sql, so it is a fault
+	// of the logic, never of the user.
+	SQLStateInvalidTransition = "PX008"
 )
 
 // KindOfSQLState returns the kind of a SQLSTATE raised by the logic, and false for any
@@ -140,6 +145,8 @@ func KindOfSQLState(code string) (ErrorKind, bool) {
 		return ErrorKindInvalid, true
 	case SQLStateTransferFailed:
 		return ErrorKindUnavailable, true
+	case SQLStateInvalidTransition:
+		return ErrorKindInternal, true
 	}
 	return "", false
 }

@@ -24,7 +24,9 @@ type LogicFunction struct {
 	Result       string
 }
 
-// LogicFunctions are the functions of the description, in declaration order.
+// LogicFunctions are the functions of the description, in declaration order, then those
+// codegen writes into schema/logic from it (the state machines' trigger functions), which
+// Go never calls but the database must have.
 var LogicFunctions = []LogicFunction{
 	{Name: "daemon_instance_register", File: "daemon_instance.sql", IdentityArgs: "p_id uuid, p_role text, p_host text, p_pid integer, p_version text, p_pools jsonb, p_admin_url text", Result: "void"},
 	{Name: "daemon_instance_heartbeat", File: "daemon_instance.sql", IdentityArgs: "p_id uuid", Result: "void"},
@@ -74,6 +76,9 @@ var LogicFunctions = []LogicFunction{
 	{Name: "transfer_put_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint, p_checksum_adler32 text", Result: "void"},
 	{Name: "transfer_get_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint", Result: "void"},
 	{Name: "transfer_fail", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_code text, p_message text", Result: "void"},
+	{Name: "disk_copy_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
+	{Name: "request_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
+	{Name: "subrequest_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 }
 
 // The SQL each wrapper runs. Every argument is cast to its declared type, so that

@@ -24,9 +24,14 @@ type Schema struct {
 
 // Enum is a PostgreSQL enum type, with an optional state machine over its values.
 type Enum struct {
-	Name        string       `yaml:"name"`
-	Doc         string       `yaml:"doc"`
-	Values      []EnumValue  `yaml:"values"`
+	Name   string      `yaml:"name"`
+	Doc    string      `yaml:"doc"`
+	Values []EnumValue `yaml:"values"`
+	// Initial is the value a new row must have; required with Transitions, and only
+	// with them.
+	Initial string `yaml:"initial"`
+	// Transitions are the changes of value the database allows (see Guards); a value
+	// may always stay what it is.
 	Transitions []Transition `yaml:"transitions"`
 }
 

@@ -20,6 +20,32 @@ type data struct {
 	Errors         []errorData
 	Tables         []tableData
 	Functions      []funcData
+	// Generated are the logic functions codegen writes (LogicFunctions lists them too).
+	Generated []desc.Signature
+	Guards    []guardData
+	// InvalidTransition is the SQLSTATE the guards raise.
+	InvalidTransition string
+	TransitionsFile   string
+}
+
+// guardData is one state machine enforced on one column (desc.Guard), with its SQL
+// worked out.
+type guardData struct {
+	desc.Guard
+	EnumName string
+	Initial  string
+	// HasID says the table has an id column, which the refusal names.
+	HasID bool
+	// Allowed is the WHEN condition's list of allowed changes, one per value that has
+	// any, e.g. "(OLD.status = 'START' AND NEW.status IN ('WAITSCHED', 'FAILED'))".
+	Allowed []string
+	// Next is, per value, what it may become in words, for the refusal's DETAIL.
+	Next []nextData
+}
+
+type nextData struct {
+	From string
+	To   string // "WAITSCHED, FAILED", or "" for a final value
 }
 
 // imports are a Go file's imports: the standard library's, then the others.
@@ -29,19 +55,25 @@ type imports struct {
 }
 
 type enumData struct {
-	Name        string
-	GoName      string
-	Doc         string
-	Values      []valueData
-	ValueList   string // for error messages: "PUT, GET, RM"
-	Transitions []desc.Transition
-	From        []fromData // Transitions grouped by From, in value order
+	Name         string
+	GoName       string
+	Doc          string
+	Values       []valueData
+	ValueList    string // for error messages: "PUT, GET, RM"
+	Initial      string
+	InitialConst string
+	Transitions  []desc.Transition
+	From         []fromData // Transitions grouped by From, in value order
+	Finals       []string   // consts of the values no transition leaves
+	Guarded      []string   // "table.column" of the columns whose guard enforces it
 }
 
 type valueData struct {
 	Name  string
 	Const string
 	Doc   string
+	// Final says that no transition leaves the value (only with transitions).
+	Final bool
 }
 
 type fromData struct {
@@ -115,8 +147,9 @@ type argData struct {
 }
 
 func newData(s *desc.Schema, source string) *data {
-	d := &data{Source: source}
-	for _, e := range s.Enums {
+	d := &data{Source: source, TransitionsFile: desc.TransitionsFile}
+	for i := range s.Enums {
+		e := &s.Enums[i]
 		d.Enums = append(d.Enums, newEnum(e))
 		d.HasTransitions = d.HasTransitions || len(e.Transitions) > 0
 	}
@@ -141,20 +174,63 @@ func newData(s *desc.Schema, source string) *data {
 	for _, f := range s.Functions {
 		d.Functions = append(d.Functions, newFunc(s, f))
 	}
+	d.Generated = s.GeneratedSignatures()
+	for _, e := range s.Errors {
+		if e.Name == desc.InvalidTransitionError {
+			d.InvalidTransition = e.SQLState
+		}
+	}
+	for _, g := range s.Guards() {
+		d.Guards = append(d.Guards, newGuard(s, g))
+		for i := range d.Enums {
+			if d.Enums[i].Name == g.Enum.Name {
+				d.Enums[i].Guarded = append(d.Enums[i].Guarded, g.Table+"."+g.Column)
+			}
+		}
+	}
 	return d
 }
 
-func newEnum(e desc.Enum) enumData {
-	ed := enumData{Name: e.Name, GoName: e.GoName(), Doc: e.Doc, Transitions: e.Transitions}
+func newGuard(s *desc.Schema, g desc.Guard) guardData {
+	gd := guardData{Guard: g, EnumName: g.Enum.Name, Initial: g.Enum.Initial}
+	t, _ := s.Table(g.Table)
+	for _, c := range t.Columns {
+		gd.HasID = gd.HasID || c.Name == "id"
+	}
+	for _, v := range g.Enum.Values {
+		next := g.Enum.Next(v.Name)
+		gd.Next = append(gd.Next, nextData{From: v.Name, To: strings.Join(next, ", ")})
+		if len(next) == 0 {
+			continue
+		}
+		quoted := make([]string, len(next))
+		for i, n := range next {
+			quoted[i] = "'" + n + "'" // UPPER_SNAKE_CASE, checked by Validate: nothing to escape
+		}
+		gd.Allowed = append(gd.Allowed, fmt.Sprintf("(OLD.%s = '%s' AND NEW.%s IN (%s))",
+			g.Column, v.Name, g.Column, strings.Join(quoted, ", ")))
+	}
+	return gd
+}
+
+func newEnum(e *desc.Enum) enumData {
+	ed := enumData{Name: e.Name, GoName: e.GoName(), Doc: e.Doc, Transitions: e.Transitions, Initial: e.Initial}
 	constOf := map[string]string{}
 	names := make([]string, len(e.Values))
 	for i, v := range e.Values {
 		c := ed.GoName + v.GoName()
 		constOf[v.Name] = c
 		names[i] = v.Name
-		ed.Values = append(ed.Values, valueData{Name: v.Name, Const: c, Doc: v.Doc})
+		final := len(e.Transitions) > 0 && e.Final(v.Name)
+		ed.Values = append(ed.Values, valueData{Name: v.Name, Const: c, Doc: v.Doc, Final: final})
+		if final {
+			ed.Finals = append(ed.Finals, c)
+		}
 	}
 	ed.ValueList = strings.Join(names, ", ")
+	if e.Initial != "" {
+		ed.InitialConst = constOf[e.Initial]
+	}
 	for _, v := range e.Values {
 		var to []string
 		for _, t := range e.Transitions {
@@ -354,6 +430,7 @@ func (d *data) checkGoNames() error {
 		declare("Parse"+e.GoName, what)
 		if len(e.Transitions) > 0 {
 			declare(e.GoName+"Transitions", what)
+			declare(e.GoName+"Initial", what)
 		}
 		for _, v := range e.Values {
 			declare(v.Const, what+" value "+v.Name)

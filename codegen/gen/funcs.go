@@ -7,11 +7,16 @@ import (
 )
 
 var funcs = template.FuncMap{
-	"quote":   strconv.Quote,
-	"comment": comment,
-	"cell":    cell,
-	"mermaid": mermaid,
+	"quote":      strconv.Quote,
+	"comment":    comment,
+	"sqlcomment": sqlComment,
+	"cell":       cell,
+	"mermaid":    mermaid,
+	"sqlquote":   sqlQuote,
 }
+
+// sqlQuote makes text a SQL string literal.
+func sqlQuote(text string) string { return "'" + strings.ReplaceAll(text, "'", "''") + "'" }
 
 // commentWidth is where comment lines wrap, so that generated doc comments read like
 // hand-written ones however long the description's docs are.
@@ -19,7 +24,12 @@ const commentWidth = 90
 
 // comment renders paragraphs as a Go comment, wrapped, with an empty comment line
 // between paragraphs; the template places it at the right indentation.
-func comment(paragraphs ...string) string {
+func comment(paragraphs ...string) string { return wrap("//", paragraphs) }
+
+// sqlComment renders paragraphs as a SQL comment, as comment does for Go.
+func sqlComment(paragraphs ...string) string { return wrap("--", paragraphs) }
+
+func wrap(mark string, paragraphs []string) string {
 	var lines []string
 	for _, p := range paragraphs {
 		words := strings.Fields(p)
@@ -27,13 +37,13 @@ func comment(paragraphs ...string) string {
 			continue
 		}
 		if len(lines) > 0 {
-			lines = append(lines, "//")
+			lines = append(lines, mark)
 		}
-		line := "//"
+		line := mark
 		for _, w := range words {
-			if len(line) > len("//") && len(line)+1+len(w) > commentWidth {
+			if len(line) > len(mark) && len(line)+1+len(w) > commentWidth {
 				lines = append(lines, line)
-				line = "//"
+				line = mark
 			}
 			line += " " + w
 		}

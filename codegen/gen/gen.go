@@ -1,5 +1,5 @@
 // Package gen renders the files generated from a schema description: the Go package
-// model and the reference docs/schema.md. It works in memory; writing the files, or
+// model, the state machines' triggers in schema/logic and the reference docs/schema.md. It works in memory; writing the files, or
 // comparing them with those on disk, is the caller's job.
 package gen
 
@@ -35,6 +35,7 @@ var outputs = []output{
 	{path: "model/tables_gen.go", template: "tables.go.tmpl", imports: tableImports},
 	{path: "model/logic_gen.go", template: "logic.go.tmpl", imports: logicImports},
 	{path: "docs/schema.md", template: "schema.md.tmpl"},
+	{path: "schema/logic/" + desc.TransitionsFile, template: "transitions.sql.tmpl"},
 }
 
 // Render renders every generated file of s, keyed by its slash-separated path relative
@@ -69,7 +70,7 @@ func Render(s *desc.Schema, source string) (map[string][]byte, error) {
 			}
 			out = formatted
 		} else {
-			out = tidyMarkdown(out)
+			out = tidyText(out)
 		}
 		files[o.path] = out
 	}
@@ -78,9 +79,9 @@ func Render(s *desc.Schema, source string) (map[string][]byte, error) {
 
 var blankLines = regexp.MustCompile(`\n{3,}`)
 
-// tidyMarkdown does for Markdown what go/format does for Go, so that the template can be
-// written for reading rather than for exact blank lines.
-func tidyMarkdown(b []byte) []byte {
+// tidyText does for Markdown and SQL what go/format does for Go, so that the template can
+// be written for reading rather than for exact blank lines.
+func tidyText(b []byte) []byte {
 	b = blankLines.ReplaceAll(b, []byte("\n\n"))
 	return append(bytes.TrimRight(b, "\n"), '\n')
 }

@@ -105,7 +105,21 @@ func (s *JobState) UnmarshalText(text []byte) error {
 	return nil
 }
 
-// CanBecome reports whether the description allows a job_state to change from s to next.
+// JobStateInitial is the value a new row must have: the database refuses an INSERT with
+// another.
+const JobStateInitial = JobStateQueued
+
+// Final reports whether no transition of job_state leaves s: a row there stays there.
+func (s JobState) Final() bool {
+	switch s {
+	case JobStateDone, JobStateGaveUp:
+		return true
+	}
+	return false
+}
+
+// CanBecome reports whether the description allows a job_state to change from s to next;
+// the database refuses any other change (an unchanged value is always allowed).
 func (s JobState) CanBecome(next JobState) bool {
 	switch s {
 	case JobStateQueued:

@@ -10,6 +10,8 @@ type ErrorKind string
 const (
 	// ErrorKindNotFound is not_found (HTTP 404, exit 1). No such object.
 	ErrorKindNotFound ErrorKind = "not_found"
+	// ErrorKindInternal is internal (HTTP 500, exit 2). A fault of the service.
+	ErrorKindInternal ErrorKind = "internal"
 )
 
 // String returns the kind's name.
@@ -18,7 +20,7 @@ func (k ErrorKind) String() string { return string(k) }
 // Valid reports whether k is a kind of the description.
 func (k ErrorKind) Valid() bool {
 	switch k {
-	case ErrorKindNotFound:
+	case ErrorKindNotFound, ErrorKindInternal:
 		return true
 	}
 	return false
@@ -30,6 +32,8 @@ func (k ErrorKind) HTTPStatus() int {
 	switch k {
 	case ErrorKindNotFound:
 		return 404
+	case ErrorKindInternal:
+		return 500
 	}
 	return 500
 }
@@ -40,6 +44,8 @@ func (k ErrorKind) ExitCode() int {
 	switch k {
 	case ErrorKindNotFound:
 		return 1
+	case ErrorKindInternal:
+		return 2
 	}
 	return 2
 }
@@ -49,6 +55,8 @@ func (k ErrorKind) Doc() string {
 	switch k {
 	case ErrorKindNotFound:
 		return "No such object."
+	case ErrorKindInternal:
+		return "A fault of the service."
 	}
 	return ""
 }
@@ -57,6 +65,9 @@ func (k ErrorKind) Doc() string {
 const (
 	// SQLStateNoSuchJob is the error no_such_job (kind not_found). The job does not exist.
 	SQLStateNoSuchJob = "SX001"
+	// SQLStateInvalidTransition is the error invalid_transition (kind internal). A change of
+	// state its machine does not allow.
+	SQLStateInvalidTransition = "SX002"
 )
 
 // KindOfSQLState returns the kind of a SQLSTATE raised by the logic, and false for any
@@ -65,6 +76,8 @@ func KindOfSQLState(code string) (ErrorKind, bool) {
 	switch code {
 	case SQLStateNoSuchJob:
 		return ErrorKindNotFound, true
+	case SQLStateInvalidTransition:
+		return ErrorKindInternal, true
 	}
 	return "", false
 }
