@@ -16,6 +16,7 @@ type data struct {
 	Imports        imports
 	Enums          []enumData
 	HasTransitions bool
+	PlainEnums     []string // the enums without transitions
 	ErrorKinds     []errorKindData
 	Errors         []errorData
 	Tables         []tableData
@@ -66,6 +67,7 @@ type enumData struct {
 	From         []fromData // Transitions grouped by From, in value order
 	Finals       []string   // consts of the values no transition leaves
 	Guarded      []string   // "table.column" of the columns whose guard enforces it
+	Diagram      string     // the state machine as plain text (see diagram)
 }
 
 type valueData struct {
@@ -87,6 +89,8 @@ type errorKindData struct {
 	HTTP  int
 	Exit  int
 	Doc   string
+	// Errors are the errors of this kind, e.g. "`PX002` invalid_argument".
+	Errors []string
 }
 
 type errorData struct {
@@ -151,6 +155,9 @@ func newData(s *desc.Schema, source string) *data {
 	for i := range s.Enums {
 		e := &s.Enums[i]
 		d.Enums = append(d.Enums, newEnum(e))
+		if len(e.Transitions) == 0 {
+			d.PlainEnums = append(d.PlainEnums, e.Name)
+		}
 		d.HasTransitions = d.HasTransitions || len(e.Transitions) > 0
 	}
 	kindConst := map[string]string{}
@@ -160,6 +167,11 @@ func newData(s *desc.Schema, source string) *data {
 		d.ErrorKinds = append(d.ErrorKinds, errorKindData{Name: k.Name, Const: c, HTTP: k.HTTP, Exit: k.Exit, Doc: k.Doc})
 	}
 	for _, e := range s.Errors {
+		for i := range d.ErrorKinds {
+			if d.ErrorKinds[i].Name == e.Kind {
+				d.ErrorKinds[i].Errors = append(d.ErrorKinds[i].Errors, "`"+e.SQLState+"` "+e.Name)
+			}
+		}
 		d.Errors = append(d.Errors, errorData{
 			Name: e.Name, Const: "SQLState" + desc.GoName(e.Name), SQLState: e.SQLState,
 			Kind: e.Kind, KindConst: kindConst[e.Kind], Doc: e.Doc,
@@ -230,6 +242,7 @@ func newEnum(e *desc.Enum) enumData {
 	ed.ValueList = strings.Join(names, ", ")
 	if e.Initial != "" {
 		ed.InitialConst = constOf[e.Initial]
+		ed.Diagram = diagram(e)
 	}
 	for _, v := range e.Values {
 		var to []string
@@ -243,6 +256,59 @@ func newEnum(e *desc.Enum) enumData {
 		}
 	}
 	return ed
+}
+
+// diagram draws a state machine in plain text, one block per value in declaration order
+// with its way out, each arrow labelled with who takes it:
+//
+//	new row ===> QUEUED
+//	QUEUED  --- worker -----------> RUNNING
+//	RUNNING +-- worker -----------> DONE
+//	        `-- worker or reaper -> GAVE_UP
+//	DONE    (final)
+//
+// A graph layout would draw fewer lines but needs a layout algorithm and reads worse as
+// plain text once values have several ways out; this one is exact and diffs well.
+func diagram(e *desc.Enum) string {
+	const newRow = "new row"
+	width := len(newRow)
+	by := 0
+	for _, v := range e.Values {
+		width = max(width, len(v.Name))
+	}
+	for _, t := range e.Transitions {
+		by = max(by, len(t.By))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-*s ===> %s\n", width, newRow, e.Initial)
+	for _, v := range e.Values {
+		var out []desc.Transition
+		for _, t := range e.Transitions {
+			if t.From == v.Name {
+				out = append(out, t)
+			}
+		}
+		if len(out) == 0 {
+			fmt.Fprintf(&b, "%-*s (final)\n", width, v.Name)
+			continue
+		}
+		for i, t := range out {
+			from, branch := v.Name, "|--"
+			switch {
+			case len(out) == 1:
+				branch = "---"
+			case i == 0:
+				branch = "+--"
+			case i == len(out)-1:
+				branch = "`--"
+			}
+			if i > 0 {
+				from = ""
+			}
+			fmt.Fprintf(&b, "%-*s %s %s %s> %s\n", width, from, branch, t.By, strings.Repeat("-", by-len(t.By)+1), t.To)
+		}
+	}
+	return b.String()
 }
 
 func newColumns(cols []desc.Column) []columnData {

@@ -11,7 +11,6 @@ var funcs = template.FuncMap{
 	"comment":    comment,
 	"sqlcomment": sqlComment,
 	"cell":       cell,
-	"mermaid":    mermaid,
 	"sqlquote":   sqlQuote,
 }
 
@@ -56,11 +55,4 @@ func wrap(mark string, paragraphs []string) string {
 func cell(text string) string {
 	text = strings.Join(strings.Fields(text), " ")
 	return strings.ReplaceAll(text, "|", `\|`)
-}
-
-// mermaid makes text safe as a Mermaid transition label, where ':' ';' and '#' have
-// meanings of their own.
-func mermaid(text string) string {
-	text = strings.Join(strings.Fields(text), " ")
-	return strings.NewReplacer(":", " ", ";", ",", "#", "", `"`, "'").Replace(text)
 }

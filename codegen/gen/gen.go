@@ -35,6 +35,7 @@ var outputs = []output{
 	{path: "model/tables_gen.go", template: "tables.go.tmpl", imports: tableImports},
 	{path: "model/logic_gen.go", template: "logic.go.tmpl", imports: logicImports},
 	{path: "docs/schema.md", template: "schema.md.tmpl"},
+	{path: "docs/statuses.md", template: "statuses.md.tmpl"},
 	{path: "schema/logic/" + desc.TransitionsFile, template: "transitions.sql.tmpl"},
 }
 

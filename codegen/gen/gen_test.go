@@ -99,6 +99,8 @@ func TestRenderOutputs(t *testing.T) {
 			"func JobStateValues() []JobState",
 			"func ParseJobState(s string) (JobState, error)",
 			"func (s JobState) CanBecome(next JobState) bool",
+			"const JobStateInitial = JobStateQueued",
+			"func (s JobState) Final() bool",
 			"func JobStateTransitions() []Transition",
 			"func (s *JobKind) ScanText(v pgtype.Text) error",
 		}},
@@ -122,10 +124,28 @@ func TestRenderOutputs(t *testing.T) {
 			"func JobStats(ctx context.Context, db DBTX) ([]JobStatsRow, error)",
 			`{Name: "job_stats", File: "stats.sql", IdentityArgs: "", Result: "TABLE(state job_state, jobs bigint, oldest_at timestamp with time zone)"}`,
 		}},
+		{"docs/statuses.md", []string{
+			"| `QUEUED` | initial | Waiting for a worker. |",
+			"| `DONE` | final | Finished successfully. |",
+			"new row ===> QUEUED\n" +
+				"QUEUED  --- worker -----------> RUNNING\n" +
+				"RUNNING +-- worker -----------> DONE\n" +
+				"        |-- reaper -----------> QUEUED\n" +
+				"        `-- worker or reaper -> GAVE_UP\n" +
+				"DONE    (final)\n",
+			"| `RUNNING` | `GAVE_UP` | worker or reaper | out of retries |",
+			"Enums without a state machine (any change allowed): [`job_kind`](schema.md#job_kind).",
+			"| `internal` | 500 | 2 | `SX002` invalid_transition |",
+		}},
+		{"schema/logic/transitions_gen.sql", []string{
+			"CREATE OR REPLACE FUNCTION job_state_transition_refuse()\nRETURNS trigger\n",
+			"CREATE OR REPLACE TRIGGER job_state_initial\n    BEFORE INSERT ON job\n    FOR EACH ROW\n    WHEN (NEW.state IS DISTINCT FROM 'QUEUED')\n",
+			"           (OLD.state = 'QUEUED' AND NEW.state IN ('RUNNING'))\n        OR (OLD.state = 'RUNNING' AND NEW.state IN ('DONE', 'QUEUED', 'GAVE_UP'))))\n",
+			"USING ERRCODE = 'SX002'",
+		}},
 		{"docs/schema.md", []string{
 			"| `source_url` | `text` |  | Where to read from, e.g. http://a\\|b. |",
-			"```mermaid\nstateDiagram-v2\n",
-			"    RUNNING --> GAVE_UP: worker or reaper\n",
+			"The state diagram is in [statuses.md](statuses.md#job_state).",
 			"`job_list(p_state job_state, p_limit integer)` → `SETOF` [`job`](#job)",
 		}},
 	}
