@@ -79,6 +79,12 @@ var LogicFunctions = []LogicFunction{
 	{Name: "disk_copy_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "request_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "subrequest_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
+	{Name: "pollux_family", File: "names_gen.sql", IdentityArgs: "p_type request_type", Result: "text"},
+	{Name: "pollux_families", File: "names_gen.sql", IdentityArgs: "", Result: "text[]"},
+	{Name: "pollux_channel_subrequest_new", File: "names_gen.sql", IdentityArgs: "p_type request_type", Result: "text"},
+	{Name: "pollux_channel_subrequest_waitsched", File: "names_gen.sql", IdentityArgs: "", Result: "text"},
+	{Name: "pollux_channel_capacity", File: "names_gen.sql", IdentityArgs: "", Result: "text"},
+	{Name: "pollux_channel_request_changed", File: "names_gen.sql", IdentityArgs: "", Result: "text"},
 }
 
 // The SQL each wrapper runs. Every argument is cast to its declared type, so that

@@ -20,6 +20,9 @@ type Schema struct {
 	Errors     []Error     `yaml:"errors"`
 	Tables     []Table     `yaml:"tables"`
 	Functions  []Function  `yaml:"functions"`
+	// Families and Channels are names SQL and Go must spell alike, declared once here.
+	Families []Family  `yaml:"families"`
+	Channels []Channel `yaml:"channels"`
 }
 
 // Enum is a PostgreSQL enum type, with an optional state machine over its values.

@@ -11,7 +11,8 @@ type Signature struct {
 	IdentityArgs string
 	Result       string
 	// Generated is true for a function codegen writes from the description (the state
-	// machines' trigger functions), false for one described under functions.
+	// machines' trigger functions, the shared names), false for one described under
+	// functions.
 	Generated bool
 }
 
@@ -25,11 +26,12 @@ func (s *Schema) Signatures() []Signature {
 	return append(out, s.GeneratedSignatures()...)
 }
 
-// GeneratedSignatures returns the functions codegen writes into schema/logic.
+// GeneratedSignatures returns the functions codegen writes into schema/logic: the state
+// machines' trigger functions, then the shared names.
 func (s *Schema) GeneratedSignatures() []Signature {
 	var out []Signature
 	for _, g := range s.Guards() {
 		out = append(out, Signature{Name: g.Function, File: TransitionsFile, Result: "trigger", Generated: true})
 	}
-	return out
+	return append(out, s.nameSignatures()...)
 }

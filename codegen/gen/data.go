@@ -27,6 +27,36 @@ type data struct {
 	// InvalidTransition is the SQLSTATE the guards raise.
 	InvalidTransition string
 	TransitionsFile   string
+	NamesFile         string
+	// FamilyEnum is the Go type of the enum the families partition (RequestType).
+	FamilyEnum   string
+	FamilyEnumPG string
+	Families     []familyData
+	Channels     []channelData
+}
+
+type familyData struct {
+	Name       string
+	Const      string
+	Doc        string
+	Types      []string // enum values
+	TypeConsts []string
+}
+
+type channelData struct {
+	Name        string // the declared name; per family, the names' common stem
+	Doc         string
+	GoName      string // Channel<GoName>: the constant, or per family the function
+	SQLFunction string
+	PerFamily   bool
+	// Names are the channel's names with their Go constants; one unless per family.
+	Names []channelName
+}
+
+type channelName struct {
+	Name   string
+	Const  string
+	Family familyData // per family only
 }
 
 // guardData is one state machine enforced on one column (desc.Guard), with its SQL
@@ -151,7 +181,8 @@ type argData struct {
 }
 
 func newData(s *desc.Schema, source string) *data {
-	d := &data{Source: source, TransitionsFile: desc.TransitionsFile}
+	d := &data{Source: source, TransitionsFile: desc.TransitionsFile, NamesFile: desc.NamesFile,
+		FamilyEnum: desc.GoName(desc.FamilyEnum), FamilyEnumPG: desc.FamilyEnum}
 	for i := range s.Enums {
 		e := &s.Enums[i]
 		d.Enums = append(d.Enums, newEnum(e))
@@ -192,6 +223,7 @@ func newData(s *desc.Schema, source string) *data {
 			d.InvalidTransition = e.SQLState
 		}
 	}
+	newNames(s, d)
 	for _, g := range s.Guards() {
 		d.Guards = append(d.Guards, newGuard(s, g))
 		for i := range d.Enums {
@@ -201,6 +233,29 @@ func newData(s *desc.Schema, source string) *data {
 		}
 	}
 	return d
+}
+
+func newNames(s *desc.Schema, d *data) {
+	for _, f := range s.Families {
+		fd := familyData{Name: f.Name, Const: "Family" + desc.GoName(f.Name), Doc: f.Doc, Types: f.Types}
+		for _, t := range f.Types {
+			fd.TypeConsts = append(fd.TypeConsts, d.FamilyEnum+desc.GoEnumValueName(t))
+		}
+		d.Families = append(d.Families, fd)
+	}
+	for _, c := range s.Channels {
+		cd := channelData{Name: c.Name, Doc: c.Doc, GoName: "Channel" + c.GoName(), SQLFunction: c.SQLFunction(), PerFamily: c.PerFamily}
+		if !c.PerFamily {
+			cd.Names = []channelName{{Name: c.Name, Const: cd.GoName}}
+		}
+		for i, n := range c.Names(s.Families) {
+			if c.PerFamily {
+				f := d.Families[i]
+				cd.Names = append(cd.Names, channelName{Name: n, Const: cd.GoName + desc.GoName(f.Name), Family: f})
+			}
+		}
+		d.Channels = append(d.Channels, cd)
+	}
 }
 
 func newGuard(s *desc.Schema, g desc.Guard) guardData {
@@ -459,6 +514,13 @@ func tableImports(d *data) imports {
 	return newImports(paths...)
 }
 
+func namesImports(d *data) imports {
+	if len(d.Families) == 0 {
+		return imports{}
+	}
+	return newImports("fmt")
+}
+
 func logicImports(d *data) imports {
 	if len(d.Functions) == 0 {
 		return imports{}
@@ -507,6 +569,25 @@ func (d *data) checkGoNames() error {
 	}
 	for _, e := range d.Errors {
 		declare(e.Const, "error "+e.Name)
+	}
+	if len(d.Families) > 0 {
+		for _, name := range []string{"Family", "Families", "ParseFamily"} {
+			declare(name, "the families")
+		}
+	}
+	for _, f := range d.Families {
+		declare(f.Const, "family "+f.Name)
+	}
+	if len(d.Channels) > 0 {
+		declare("Channels", "the channels")
+	}
+	for _, c := range d.Channels {
+		if c.PerFamily {
+			declare(c.GoName, "channel "+c.Name)
+		}
+		for _, n := range c.Names {
+			declare(n.Const, "channel "+n.Name)
+		}
 	}
 	for _, t := range d.Tables {
 		what := "table " + t.Name

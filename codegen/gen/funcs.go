@@ -12,6 +12,16 @@ var funcs = template.FuncMap{
 	"sqlcomment": sqlComment,
 	"cell":       cell,
 	"sqlquote":   sqlQuote,
+	"familyList": familyList,
+}
+
+// familyList describes the families for a comment: "put (PUT), get (GET, PREPARE_TO_GET)".
+func familyList(families []familyData) string {
+	parts := make([]string, len(families))
+	for i, f := range families {
+		parts[i] = f.Name + " (" + strings.Join(f.Types, ", ") + ")"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // sqlQuote makes text a SQL string literal.

@@ -34,9 +34,11 @@ var outputs = []output{
 	{path: "model/errors_gen.go", template: "errors.go.tmpl", imports: func(*data) imports { return imports{} }},
 	{path: "model/tables_gen.go", template: "tables.go.tmpl", imports: tableImports},
 	{path: "model/logic_gen.go", template: "logic.go.tmpl", imports: logicImports},
+	{path: "model/names_gen.go", template: "names.go.tmpl", imports: namesImports},
 	{path: "docs/schema.md", template: "schema.md.tmpl"},
 	{path: "docs/statuses.md", template: "statuses.md.tmpl"},
 	{path: "schema/logic/" + desc.TransitionsFile, template: "transitions.sql.tmpl"},
+	{path: "schema/logic/" + desc.NamesFile, template: "names.sql.tmpl"},
 }
 
 // Render renders every generated file of s, keyed by its slash-separated path relative

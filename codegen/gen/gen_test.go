@@ -134,8 +134,25 @@ func TestRenderOutputs(t *testing.T) {
 				"        `-- worker or reaper -> GAVE_UP\n" +
 				"DONE    (final)\n",
 			"| `RUNNING` | `GAVE_UP` | worker or reaper | out of retries |",
-			"Enums without a state machine (any change allowed): [`job_kind`](schema.md#job_kind).",
+			"Enums without a state machine (any change allowed): [`job_kind`](schema.md#job_kind), [`request_type`](schema.md#request_type).",
 			"| `internal` | 500 | 2 | `SX002` invalid_transition |",
+		}},
+		{"model/names_gen.go", []string{
+			`FamilySubmit Family = "submit"`,
+			"func (t RequestType) Family() Family",
+			"case RequestTypeSubmit, RequestTypeResubmit:\n\t\treturn FamilySubmit",
+			`ChannelJobNewCancel = "pollux_job_new_cancel"`,
+			`ChannelJobDone = "pollux_job_done"`,
+			"func ChannelJobNew(f Family) string",
+		}},
+		{"schema/logic/names_gen.sql", []string{
+			"CREATE OR REPLACE FUNCTION pollux_family(p_type request_type)\nRETURNS text\nLANGUAGE plpgsql IMMUTABLE PARALLEL SAFE\n",
+			"        WHEN 'RESUBMIT' THEN 'submit'\n",
+			"    RETURN ARRAY['submit', 'cancel'];\n",
+			"CREATE OR REPLACE FUNCTION pollux_channel_job_new(p_type request_type)\n",
+			"        WHEN 'CANCEL' THEN 'pollux_job_new_cancel'\n",
+			"CREATE OR REPLACE FUNCTION pollux_channel_job_done()\n",
+			"    RETURN 'pollux_job_done';\n",
 		}},
 		{"schema/logic/transitions_gen.sql", []string{
 			"CREATE OR REPLACE FUNCTION job_state_transition_refuse()\nRETURNS trigger\n",
@@ -205,4 +222,5 @@ func TestRenderEmpty(t *testing.T) {
 	require.NotContains(t, string(files["model/tables_gen.go"]), "import")
 	require.NotContains(t, string(files["model/logic_gen.go"]), "import")
 	require.NotContains(t, string(files["model/enums_gen.go"]), "import")
+	require.NotContains(t, string(files["model/names_gen.go"]), "import")
 }

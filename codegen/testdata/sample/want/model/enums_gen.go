@@ -220,3 +220,88 @@ func (s *JobKind) UnmarshalText(text []byte) error {
 	*s = v
 	return nil
 }
+
+// RequestType is a value of the PostgreSQL enum request_type.
+//
+// What a client asked for.
+type RequestType string
+
+// The values of RequestType, in declaration order.
+const (
+	// RequestTypeSubmit is SUBMIT. Submit a job.
+	RequestTypeSubmit RequestType = "SUBMIT"
+	// RequestTypeResubmit is RESUBMIT. Submit a job again.
+	RequestTypeResubmit RequestType = "RESUBMIT"
+	// RequestTypeCancel is CANCEL. Cancel a job.
+	RequestTypeCancel RequestType = "CANCEL"
+)
+
+// RequestTypeValues returns every value of RequestType in declaration order.
+func RequestTypeValues() []RequestType {
+	return []RequestType{
+		RequestTypeSubmit,
+		RequestTypeResubmit,
+		RequestTypeCancel,
+	}
+}
+
+// ParseRequestType returns the RequestType spelled s, or an error listing the valid
+// values.
+func ParseRequestType(s string) (RequestType, error) {
+	if v := RequestType(s); v.Valid() {
+		return v, nil
+	}
+	return "", fmt.Errorf("parse RequestType: unknown value %q, want one of SUBMIT, RESUBMIT, CANCEL", s)
+}
+
+// String returns the value as PostgreSQL spells it.
+func (s RequestType) String() string { return string(s) }
+
+// Valid reports whether s is one of the values of request_type.
+func (s RequestType) Valid() bool {
+	switch s {
+	case RequestTypeSubmit, RequestTypeResubmit, RequestTypeCancel:
+		return true
+	}
+	return false
+}
+
+// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
+// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
+// does not have (SQLSTATE 22P02).
+func (s RequestType) TextValue() (pgtype.Text, error) {
+	return pgtype.Text{String: string(s), Valid: true}, nil
+}
+
+// ScanText lets pgx scan a column into the value. A value this build does not know means
+// the database and the generated code have drifted apart, so it is an error rather than a
+// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
+func (s *RequestType) ScanText(v pgtype.Text) error {
+	if !v.Valid {
+		return fmt.Errorf("scan RequestType: NULL into a non-pointer")
+	}
+	if !RequestType(v.String).Valid() {
+		return fmt.Errorf("scan RequestType: unknown value %q: the database enum request_type and the generated code have drifted", v.String)
+	}
+	*s = RequestType(v.String)
+	return nil
+}
+
+// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
+// a client.
+func (s RequestType) MarshalText() ([]byte, error) {
+	if !s.Valid() {
+		return nil, fmt.Errorf("marshal RequestType: unknown value %q", string(s))
+	}
+	return []byte(s), nil
+}
+
+// UnmarshalText decodes a value, rejecting unknown ones.
+func (s *RequestType) UnmarshalText(text []byte) error {
+	v, err := ParseRequestType(string(text))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
