@@ -1,6 +1,7 @@
-// Command codegen generates the package model, the generated logic files of schema/logic
-// and docs/schema.md from the schema description (`go run ./codegen`, which `make generate` runs). With -check it writes
-// nothing and exits 1 when the files on disk are not what it would generate.
+// Command codegen generates the packages model and model/wire, the generated logic files
+// of schema/logic and the generated docs from the schema description (`go run ./codegen`,
+// which `make generate` runs). With -check it writes nothing and exits 1 when the files on
+// disk are not what it would generate.
 package main
 
 import (
@@ -21,9 +22,9 @@ import (
 
 // owned are the files that belong to this generator wherever they are found, so that one
 // it no longer produces (after a rename of an output) is removed rather than left to
-// compile or to be installed: the *_gen files of model/ and of schema/logic/. A hand-written
-// file must not take such a name.
-var owned = []string{"model/*_gen.go", "schema/logic/*_gen.sql"}
+// compile or to be installed: the *_gen files of model/, model/wire/ and schema/logic/. A
+// hand-written file must not take such a name.
+var owned = []string{"model/*_gen.go", "model/wire/*_gen.go", "schema/logic/*_gen.sql"}
 
 func main() {
 	schema := flag.String("schema", "schema/pollux.yaml", "schema description to generate from")

@@ -6,17 +6,13 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/pollux-storage/pollux/model/wire"
 )
 
 // Transition is one allowed change of an enum's value, as the description declares it;
-// the CanBecome methods answer from the same lists.
-type Transition struct {
-	From string `json:"from"`
-	To   string `json:"to"`
-	// By names the daemons that make the change.
-	By  string `json:"by"`
-	Doc string `json:"doc"`
-}
+// the CanBecome methods answer from the same lists. It is package wire's, which clients
+// use without the database driver.
+type Transition = wire.Transition
 
 // RequestType is a value of the PostgreSQL enum request_type.
 //
@@ -70,6 +66,25 @@ func (s RequestType) Valid() bool {
 	return false
 }
 
+// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
+// a client.
+func (s RequestType) MarshalText() ([]byte, error) {
+	if !s.Valid() {
+		return nil, fmt.Errorf("marshal RequestType: unknown value %q", string(s))
+	}
+	return []byte(s), nil
+}
+
+// UnmarshalText decodes a value, rejecting unknown ones.
+func (s *RequestType) UnmarshalText(text []byte) error {
+	v, err := ParseRequestType(string(text))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
 // TextValue lets pgx send the value as a query argument. It does not validate: pgx would
 // fall back to sending the underlying string, and PostgreSQL rejects a label its enum
 // does not have (SQLSTATE 22P02).
@@ -88,25 +103,6 @@ func (s *RequestType) ScanText(v pgtype.Text) error {
 		return fmt.Errorf("scan RequestType: unknown value %q: the database enum request_type and the generated code have drifted", v.String)
 	}
 	*s = RequestType(v.String)
-	return nil
-}
-
-// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
-// a client.
-func (s RequestType) MarshalText() ([]byte, error) {
-	if !s.Valid() {
-		return nil, fmt.Errorf("marshal RequestType: unknown value %q", string(s))
-	}
-	return []byte(s), nil
-}
-
-// UnmarshalText decodes a value, rejecting unknown ones.
-func (s *RequestType) UnmarshalText(text []byte) error {
-	v, err := ParseRequestType(string(text))
-	if err != nil {
-		return err
-	}
-	*s = v
 	return nil
 }
 
@@ -153,27 +149,6 @@ func (s RequestStatus) Valid() bool {
 		return true
 	}
 	return false
-}
-
-// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
-// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
-// does not have (SQLSTATE 22P02).
-func (s RequestStatus) TextValue() (pgtype.Text, error) {
-	return pgtype.Text{String: string(s), Valid: true}, nil
-}
-
-// ScanText lets pgx scan a column into the value. A value this build does not know means
-// the database and the generated code have drifted apart, so it is an error rather than a
-// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
-func (s *RequestStatus) ScanText(v pgtype.Text) error {
-	if !v.Valid {
-		return fmt.Errorf("scan RequestStatus: NULL into a non-pointer")
-	}
-	if !RequestStatus(v.String).Valid() {
-		return fmt.Errorf("scan RequestStatus: unknown value %q: the database enum request_status and the generated code have drifted", v.String)
-	}
-	*s = RequestStatus(v.String)
-	return nil
 }
 
 // MarshalText encodes a valid value; an invalid one is an error so that it never reaches
@@ -226,6 +201,27 @@ func RequestStatusTransitions() []Transition {
 		{From: "PENDING", To: "FINISHED", By: "stagerd or diskserverd", Doc: "the last subrequest finished and none failed"},
 		{From: "PENDING", To: "FAILED", By: "stagerd or diskserverd", Doc: "the last subrequest ended and at least one failed"},
 	}
+}
+
+// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
+// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
+// does not have (SQLSTATE 22P02).
+func (s RequestStatus) TextValue() (pgtype.Text, error) {
+	return pgtype.Text{String: string(s), Valid: true}, nil
+}
+
+// ScanText lets pgx scan a column into the value. A value this build does not know means
+// the database and the generated code have drifted apart, so it is an error rather than a
+// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
+func (s *RequestStatus) ScanText(v pgtype.Text) error {
+	if !v.Valid {
+		return fmt.Errorf("scan RequestStatus: NULL into a non-pointer")
+	}
+	if !RequestStatus(v.String).Valid() {
+		return fmt.Errorf("scan RequestStatus: unknown value %q: the database enum request_status and the generated code have drifted", v.String)
+	}
+	*s = RequestStatus(v.String)
+	return nil
 }
 
 // SubrequestStatus is a value of the PostgreSQL enum subrequest_status.
@@ -296,27 +292,6 @@ func (s SubrequestStatus) Valid() bool {
 		return true
 	}
 	return false
-}
-
-// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
-// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
-// does not have (SQLSTATE 22P02).
-func (s SubrequestStatus) TextValue() (pgtype.Text, error) {
-	return pgtype.Text{String: string(s), Valid: true}, nil
-}
-
-// ScanText lets pgx scan a column into the value. A value this build does not know means
-// the database and the generated code have drifted apart, so it is an error rather than a
-// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
-func (s *SubrequestStatus) ScanText(v pgtype.Text) error {
-	if !v.Valid {
-		return fmt.Errorf("scan SubrequestStatus: NULL into a non-pointer")
-	}
-	if !SubrequestStatus(v.String).Valid() {
-		return fmt.Errorf("scan SubrequestStatus: unknown value %q: the database enum subrequest_status and the generated code have drifted", v.String)
-	}
-	*s = SubrequestStatus(v.String)
-	return nil
 }
 
 // MarshalText encodes a valid value; an invalid one is an error so that it never reaches
@@ -404,6 +379,27 @@ func SubrequestStatusTransitions() []Transition {
 	}
 }
 
+// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
+// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
+// does not have (SQLSTATE 22P02).
+func (s SubrequestStatus) TextValue() (pgtype.Text, error) {
+	return pgtype.Text{String: string(s), Valid: true}, nil
+}
+
+// ScanText lets pgx scan a column into the value. A value this build does not know means
+// the database and the generated code have drifted apart, so it is an error rather than a
+// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
+func (s *SubrequestStatus) ScanText(v pgtype.Text) error {
+	if !v.Valid {
+		return fmt.Errorf("scan SubrequestStatus: NULL into a non-pointer")
+	}
+	if !SubrequestStatus(v.String).Valid() {
+		return fmt.Errorf("scan SubrequestStatus: unknown value %q: the database enum subrequest_status and the generated code have drifted", v.String)
+	}
+	*s = SubrequestStatus(v.String)
+	return nil
+}
+
 // DiskCopyStatus is a value of the PostgreSQL enum disk_copy_status.
 //
 // State of one replica of a file on one file system.
@@ -452,27 +448,6 @@ func (s DiskCopyStatus) Valid() bool {
 		return true
 	}
 	return false
-}
-
-// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
-// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
-// does not have (SQLSTATE 22P02).
-func (s DiskCopyStatus) TextValue() (pgtype.Text, error) {
-	return pgtype.Text{String: string(s), Valid: true}, nil
-}
-
-// ScanText lets pgx scan a column into the value. A value this build does not know means
-// the database and the generated code have drifted apart, so it is an error rather than a
-// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
-func (s *DiskCopyStatus) ScanText(v pgtype.Text) error {
-	if !v.Valid {
-		return fmt.Errorf("scan DiskCopyStatus: NULL into a non-pointer")
-	}
-	if !DiskCopyStatus(v.String).Valid() {
-		return fmt.Errorf("scan DiskCopyStatus: unknown value %q: the database enum disk_copy_status and the generated code have drifted", v.String)
-	}
-	*s = DiskCopyStatus(v.String)
-	return nil
 }
 
 // MarshalText encodes a valid value; an invalid one is an error so that it never reaches
@@ -533,6 +508,27 @@ func DiskCopyStatusTransitions() []Transition {
 	}
 }
 
+// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
+// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
+// does not have (SQLSTATE 22P02).
+func (s DiskCopyStatus) TextValue() (pgtype.Text, error) {
+	return pgtype.Text{String: string(s), Valid: true}, nil
+}
+
+// ScanText lets pgx scan a column into the value. A value this build does not know means
+// the database and the generated code have drifted apart, so it is an error rather than a
+// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
+func (s *DiskCopyStatus) ScanText(v pgtype.Text) error {
+	if !v.Valid {
+		return fmt.Errorf("scan DiskCopyStatus: NULL into a non-pointer")
+	}
+	if !DiskCopyStatus(v.String).Valid() {
+		return fmt.Errorf("scan DiskCopyStatus: unknown value %q: the database enum disk_copy_status and the generated code have drifted", v.String)
+	}
+	*s = DiskCopyStatus(v.String)
+	return nil
+}
+
 // DiskServerStatus is a value of the PostgreSQL enum disk_server_status.
 //
 // Operator's intent for a disk server (its liveness is its heartbeat).
@@ -578,6 +574,25 @@ func (s DiskServerStatus) Valid() bool {
 	return false
 }
 
+// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
+// a client.
+func (s DiskServerStatus) MarshalText() ([]byte, error) {
+	if !s.Valid() {
+		return nil, fmt.Errorf("marshal DiskServerStatus: unknown value %q", string(s))
+	}
+	return []byte(s), nil
+}
+
+// UnmarshalText decodes a value, rejecting unknown ones.
+func (s *DiskServerStatus) UnmarshalText(text []byte) error {
+	v, err := ParseDiskServerStatus(string(text))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
 // TextValue lets pgx send the value as a query argument. It does not validate: pgx would
 // fall back to sending the underlying string, and PostgreSQL rejects a label its enum
 // does not have (SQLSTATE 22P02).
@@ -596,25 +611,6 @@ func (s *DiskServerStatus) ScanText(v pgtype.Text) error {
 		return fmt.Errorf("scan DiskServerStatus: unknown value %q: the database enum disk_server_status and the generated code have drifted", v.String)
 	}
 	*s = DiskServerStatus(v.String)
-	return nil
-}
-
-// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
-// a client.
-func (s DiskServerStatus) MarshalText() ([]byte, error) {
-	if !s.Valid() {
-		return nil, fmt.Errorf("marshal DiskServerStatus: unknown value %q", string(s))
-	}
-	return []byte(s), nil
-}
-
-// UnmarshalText decodes a value, rejecting unknown ones.
-func (s *DiskServerStatus) UnmarshalText(text []byte) error {
-	v, err := ParseDiskServerStatus(string(text))
-	if err != nil {
-		return err
-	}
-	*s = v
 	return nil
 }
 
@@ -663,6 +659,25 @@ func (s FileSystemStatus) Valid() bool {
 	return false
 }
 
+// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
+// a client.
+func (s FileSystemStatus) MarshalText() ([]byte, error) {
+	if !s.Valid() {
+		return nil, fmt.Errorf("marshal FileSystemStatus: unknown value %q", string(s))
+	}
+	return []byte(s), nil
+}
+
+// UnmarshalText decodes a value, rejecting unknown ones.
+func (s *FileSystemStatus) UnmarshalText(text []byte) error {
+	v, err := ParseFileSystemStatus(string(text))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
 // TextValue lets pgx send the value as a query argument. It does not validate: pgx would
 // fall back to sending the underlying string, and PostgreSQL rejects a label its enum
 // does not have (SQLSTATE 22P02).
@@ -681,24 +696,5 @@ func (s *FileSystemStatus) ScanText(v pgtype.Text) error {
 		return fmt.Errorf("scan FileSystemStatus: unknown value %q: the database enum file_system_status and the generated code have drifted", v.String)
 	}
 	*s = FileSystemStatus(v.String)
-	return nil
-}
-
-// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
-// a client.
-func (s FileSystemStatus) MarshalText() ([]byte, error) {
-	if !s.Valid() {
-		return nil, fmt.Errorf("marshal FileSystemStatus: unknown value %q", string(s))
-	}
-	return []byte(s), nil
-}
-
-// UnmarshalText decodes a value, rejecting unknown ones.
-func (s *FileSystemStatus) UnmarshalText(text []byte) error {
-	v, err := ParseFileSystemStatus(string(text))
-	if err != nil {
-		return err
-	}
-	*s = v
 	return nil
 }

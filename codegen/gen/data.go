@@ -492,14 +492,30 @@ func newImports(paths ...string) imports {
 	return im
 }
 
+// wireImport is the package that the generated model imports for its pgx-free part.
+const wireImport = "github.com/pollux-storage/pollux/model/wire"
+
 func dbImports(*data) imports { return newImports("context", pgx, pgconn, pgxpool) }
 
 func enumImports(d *data) imports {
 	if len(d.Enums) == 0 {
 		return imports{}
 	}
+	if d.HasTransitions {
+		return newImports("fmt", pgtype, wireImport)
+	}
 	return newImports("fmt", pgtype)
 }
+
+func wireEnumImports(d *data) imports {
+	if len(d.Enums) == 0 {
+		return imports{}
+	}
+	return newImports("fmt")
+}
+
+// errorImports: model's error kinds are wire's, which it always names (the type alias).
+func errorImports(*data) imports { return newImports(wireImport) }
 
 func tableImports(d *data) imports {
 	if len(d.Tables) == 0 {

@@ -103,11 +103,27 @@ func TestRenderOutputs(t *testing.T) {
 			"func (s JobState) Final() bool",
 			"func JobStateTransitions() []Transition",
 			"func (s *JobKind) ScanText(v pgtype.Text) error",
+			"type Transition = wire.Transition",
 		}},
-		{"model/errors_gen.go", []string{
+		{"model/wire/errors_gen.go", []string{
+			"package wire\n",
 			`ErrorKindNotFound ErrorKind = "not_found"`,
 			`SQLStateNoSuchJob = "SX001"`,
 			"func KindOfSQLState(code string) (ErrorKind, bool)",
+			"func (k ErrorKind) ExitCode() int",
+		}},
+		{"model/errors_gen.go", []string{
+			"type ErrorKind = wire.ErrorKind",
+			"ErrorKindNotFound = wire.ErrorKindNotFound",
+			"SQLStateNoSuchJob = wire.SQLStateNoSuchJob",
+			"func KindOfSQLState(code string) (ErrorKind, bool) { return wire.KindOfSQLState(code) }",
+		}},
+		{"model/wire/enums_gen.go", []string{
+			"package wire\n",
+			"type Transition struct {",
+			`JobStateGaveUp JobState = "GAVE_UP"`,
+			"func (s JobState) CanBecome(next JobState) bool",
+			"func (s *JobState) UnmarshalText(text []byte) error",
 		}},
 		{"model/tables_gen.go", []string{
 			"PreviousState *JobState `json:\"previous_state\"`",
@@ -173,6 +189,17 @@ func TestRenderOutputs(t *testing.T) {
 	}
 }
 
+// TestRenderWireImportsNoDriver: the client-facing package imports the standard library
+// alone, so that clients link no database driver.
+func TestRenderWireImportsNoDriver(t *testing.T) {
+	t.Parallel()
+	for p, content := range renderSample(t) {
+		if strings.HasPrefix(p, "model/wire/") {
+			require.NotContains(t, string(content), `"github.com/`, p)
+		}
+	}
+}
+
 func TestRenderErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -223,4 +250,5 @@ func TestRenderEmpty(t *testing.T) {
 	require.NotContains(t, string(files["model/logic_gen.go"]), "import")
 	require.NotContains(t, string(files["model/enums_gen.go"]), "import")
 	require.NotContains(t, string(files["model/names_gen.go"]), "import")
+	require.NotContains(t, string(files["model/wire/enums_gen.go"]), "import")
 }

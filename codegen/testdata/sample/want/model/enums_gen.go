@@ -6,17 +6,13 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/pollux-storage/pollux/model/wire"
 )
 
 // Transition is one allowed change of an enum's value, as the description declares it;
-// the CanBecome methods answer from the same lists.
-type Transition struct {
-	From string `json:"from"`
-	To   string `json:"to"`
-	// By names the daemons that make the change.
-	By  string `json:"by"`
-	Doc string `json:"doc"`
-}
+// the CanBecome methods answer from the same lists. It is package wire's, which clients
+// use without the database driver.
+type Transition = wire.Transition
 
 // JobState is a value of the PostgreSQL enum job_state.
 //
@@ -63,27 +59,6 @@ func (s JobState) Valid() bool {
 		return true
 	}
 	return false
-}
-
-// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
-// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
-// does not have (SQLSTATE 22P02).
-func (s JobState) TextValue() (pgtype.Text, error) {
-	return pgtype.Text{String: string(s), Valid: true}, nil
-}
-
-// ScanText lets pgx scan a column into the value. A value this build does not know means
-// the database and the generated code have drifted apart, so it is an error rather than a
-// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
-func (s *JobState) ScanText(v pgtype.Text) error {
-	if !v.Valid {
-		return fmt.Errorf("scan JobState: NULL into a non-pointer")
-	}
-	if !JobState(v.String).Valid() {
-		return fmt.Errorf("scan JobState: unknown value %q: the database enum job_state and the generated code have drifted", v.String)
-	}
-	*s = JobState(v.String)
-	return nil
 }
 
 // MarshalText encodes a valid value; an invalid one is an error so that it never reaches
@@ -140,6 +115,27 @@ func JobStateTransitions() []Transition {
 	}
 }
 
+// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
+// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
+// does not have (SQLSTATE 22P02).
+func (s JobState) TextValue() (pgtype.Text, error) {
+	return pgtype.Text{String: string(s), Valid: true}, nil
+}
+
+// ScanText lets pgx scan a column into the value. A value this build does not know means
+// the database and the generated code have drifted apart, so it is an error rather than a
+// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
+func (s *JobState) ScanText(v pgtype.Text) error {
+	if !v.Valid {
+		return fmt.Errorf("scan JobState: NULL into a non-pointer")
+	}
+	if !JobState(v.String).Valid() {
+		return fmt.Errorf("scan JobState: unknown value %q: the database enum job_state and the generated code have drifted", v.String)
+	}
+	*s = JobState(v.String)
+	return nil
+}
+
 // JobKind is a value of the PostgreSQL enum job_kind.
 //
 // What a job does.
@@ -181,6 +177,25 @@ func (s JobKind) Valid() bool {
 	return false
 }
 
+// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
+// a client.
+func (s JobKind) MarshalText() ([]byte, error) {
+	if !s.Valid() {
+		return nil, fmt.Errorf("marshal JobKind: unknown value %q", string(s))
+	}
+	return []byte(s), nil
+}
+
+// UnmarshalText decodes a value, rejecting unknown ones.
+func (s *JobKind) UnmarshalText(text []byte) error {
+	v, err := ParseJobKind(string(text))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
 // TextValue lets pgx send the value as a query argument. It does not validate: pgx would
 // fall back to sending the underlying string, and PostgreSQL rejects a label its enum
 // does not have (SQLSTATE 22P02).
@@ -199,25 +214,6 @@ func (s *JobKind) ScanText(v pgtype.Text) error {
 		return fmt.Errorf("scan JobKind: unknown value %q: the database enum job_kind and the generated code have drifted", v.String)
 	}
 	*s = JobKind(v.String)
-	return nil
-}
-
-// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
-// a client.
-func (s JobKind) MarshalText() ([]byte, error) {
-	if !s.Valid() {
-		return nil, fmt.Errorf("marshal JobKind: unknown value %q", string(s))
-	}
-	return []byte(s), nil
-}
-
-// UnmarshalText decodes a value, rejecting unknown ones.
-func (s *JobKind) UnmarshalText(text []byte) error {
-	v, err := ParseJobKind(string(text))
-	if err != nil {
-		return err
-	}
-	*s = v
 	return nil
 }
 
@@ -266,6 +262,25 @@ func (s RequestType) Valid() bool {
 	return false
 }
 
+// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
+// a client.
+func (s RequestType) MarshalText() ([]byte, error) {
+	if !s.Valid() {
+		return nil, fmt.Errorf("marshal RequestType: unknown value %q", string(s))
+	}
+	return []byte(s), nil
+}
+
+// UnmarshalText decodes a value, rejecting unknown ones.
+func (s *RequestType) UnmarshalText(text []byte) error {
+	v, err := ParseRequestType(string(text))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
 // TextValue lets pgx send the value as a query argument. It does not validate: pgx would
 // fall back to sending the underlying string, and PostgreSQL rejects a label its enum
 // does not have (SQLSTATE 22P02).
@@ -284,24 +299,5 @@ func (s *RequestType) ScanText(v pgtype.Text) error {
 		return fmt.Errorf("scan RequestType: unknown value %q: the database enum request_type and the generated code have drifted", v.String)
 	}
 	*s = RequestType(v.String)
-	return nil
-}
-
-// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
-// a client.
-func (s RequestType) MarshalText() ([]byte, error) {
-	if !s.Valid() {
-		return nil, fmt.Errorf("marshal RequestType: unknown value %q", string(s))
-	}
-	return []byte(s), nil
-}
-
-// UnmarshalText decodes a value, rejecting unknown ones.
-func (s *RequestType) UnmarshalText(text []byte) error {
-	v, err := ParseRequestType(string(text))
-	if err != nil {
-		return err
-	}
-	*s = v
 	return nil
 }
