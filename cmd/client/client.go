@@ -219,7 +219,21 @@ func dedupe(s []string) []string {
 	return out
 }
 
-func decodeJSON(b []byte, v any) error { return json.Unmarshal(b, v) }
+// decodeJSON decodes an answer of rhd or a mover strictly: exactly one JSON value, every
+// field of which the client knows (daemons/rhd/api). A field it does not know means the two
+// sides disagree on the contract, and acting on the part it understood could misread the
+// rest (a new status field, a moved token); the caller reports the answer as unreadable.
+func decodeJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the JSON value")
+	}
+	return nil
+}
 
 // Submit stores a request. A request the service already had with this id (an earlier try
 // that got through) is not an error: Created is false.

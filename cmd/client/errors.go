@@ -1,6 +1,7 @@
 package client
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -43,7 +44,9 @@ func ExitCode(err error) int {
 // sent one, else one made from the status (a proxy or a server that is not Pollux's).
 func fromBody(status int, body []byte, who string) *Error {
 	var eb api.ErrorBody
-	if decodeJSON(body, &eb) == nil && eb.Error.Message != "" {
+	// Leniently, unlike a success: from a server of another version, its message is still
+	// the best account of the failure, and the kind falls back to the status.
+	if json.Unmarshal(body, &eb) == nil && eb.Error.Message != "" {
 		kind := wire.ErrorKind(eb.Error.Kind)
 		if !kind.Valid() {
 			kind = kindOfStatus(status)
