@@ -31,7 +31,7 @@ db-stop: ## Stop the private PostgreSQL cluster.
 	@$(GO) run ./cmd/pollux-admin db stop
 
 .PHONY: generate
-generate: ## Regenerate model/ and docs/schema.md from schema/pollux.yaml.
+generate: ## Regenerate model/, model/wire/, schema/logic/*_gen.sql, docs/schema.md and docs/statuses.md from schema/pollux.yaml.
 	@$(GO) run ./codegen
 
 .PHONY: verify/generate

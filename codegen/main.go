@@ -1,6 +1,7 @@
-// Command codegen generates the package model and docs/schema.md from the schema
-// description (`go run ./codegen`, which `make generate` runs). With -check it writes
-// nothing and exits 1 when the files on disk are not what it would generate.
+// Command codegen generates the packages model and model/wire, the generated logic files
+// of schema/logic and the generated docs from the schema description (`go run ./codegen`,
+// which `make generate` runs). With -check it writes nothing and exits 1 when the files on
+// disk are not what it would generate.
 package main
 
 import (
@@ -19,9 +20,11 @@ import (
 	"github.com/pollux-storage/pollux/codegen/gen"
 )
 
-// modelDir is where stale generated Go files are looked for: the only directory whose
-// *_gen.go files all belong to this generator.
-const modelDir = "model"
+// owned are the files that belong to this generator wherever they are found, so that one
+// it no longer produces (after a rename of an output) is removed rather than left to
+// compile or to be installed: the *_gen files of model/, model/wire/ and schema/logic/. A
+// hand-written file must not take such a name.
+var owned = []string{"model/*_gen.go", "model/wire/*_gen.go", "schema/logic/*_gen.sql"}
 
 func main() {
 	schema := flag.String("schema", "schema/pollux.yaml", "schema description to generate from")
@@ -98,9 +101,9 @@ func sortedPaths(files map[string][]byte) []string {
 	return paths
 }
 
-// write writes every file that changed and removes generated files of model/ that are
-// no longer produced (e.g. after a rename of an output), so that they cannot linger and
-// still compile.
+// write writes every file that changed and removes owned files that are no longer
+// produced (e.g. after a rename of an output), so that they cannot linger and still
+// compile or be installed.
 func write(root string, files map[string][]byte) error {
 	for _, p := range sortedPaths(files) {
 		full := filepath.Join(root, filepath.FromSlash(p))
@@ -126,17 +129,19 @@ func write(root string, files map[string][]byte) error {
 	return nil
 }
 
-// staleFiles lists the *_gen.go files of model/ that files does not contain.
+// staleFiles lists the owned files on disk that files does not contain.
 func staleFiles(root string, files map[string][]byte) ([]string, error) {
-	matches, err := filepath.Glob(filepath.Join(root, modelDir, "*_gen.go"))
-	if err != nil {
-		return nil, fmt.Errorf("list generated files: %w", err)
-	}
 	var stale []string
-	for _, m := range matches {
-		p := path.Join(modelDir, filepath.Base(m))
-		if _, ok := files[p]; !ok {
-			stale = append(stale, p)
+	for _, pattern := range owned {
+		matches, err := filepath.Glob(filepath.Join(root, filepath.FromSlash(pattern)))
+		if err != nil {
+			return nil, fmt.Errorf("list generated files: %w", err)
+		}
+		for _, m := range matches {
+			p := path.Join(path.Dir(pattern), filepath.Base(m))
+			if _, ok := files[p]; !ok {
+				stale = append(stale, p)
+			}
 		}
 	}
 	slices.Sort(stale)

@@ -6,17 +6,13 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/pollux-storage/pollux/model/wire"
 )
 
 // Transition is one allowed change of an enum's value, as the description declares it;
-// the CanBecome methods answer from the same lists.
-type Transition struct {
-	From string `json:"from"`
-	To   string `json:"to"`
-	// By names the daemons that make the change.
-	By  string `json:"by"`
-	Doc string `json:"doc"`
-}
+// the CanBecome methods answer from the same lists. It is package wire's, which clients
+// use without the database driver.
+type Transition = wire.Transition
 
 // RequestType is a value of the PostgreSQL enum request_type.
 //
@@ -70,6 +66,25 @@ func (s RequestType) Valid() bool {
 	return false
 }
 
+// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
+// a client.
+func (s RequestType) MarshalText() ([]byte, error) {
+	if !s.Valid() {
+		return nil, fmt.Errorf("marshal RequestType: unknown value %q", string(s))
+	}
+	return []byte(s), nil
+}
+
+// UnmarshalText decodes a value, rejecting unknown ones.
+func (s *RequestType) UnmarshalText(text []byte) error {
+	v, err := ParseRequestType(string(text))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
 // TextValue lets pgx send the value as a query argument. It does not validate: pgx would
 // fall back to sending the underlying string, and PostgreSQL rejects a label its enum
 // does not have (SQLSTATE 22P02).
@@ -88,25 +103,6 @@ func (s *RequestType) ScanText(v pgtype.Text) error {
 		return fmt.Errorf("scan RequestType: unknown value %q: the database enum request_type and the generated code have drifted", v.String)
 	}
 	*s = RequestType(v.String)
-	return nil
-}
-
-// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
-// a client.
-func (s RequestType) MarshalText() ([]byte, error) {
-	if !s.Valid() {
-		return nil, fmt.Errorf("marshal RequestType: unknown value %q", string(s))
-	}
-	return []byte(s), nil
-}
-
-// UnmarshalText decodes a value, rejecting unknown ones.
-func (s *RequestType) UnmarshalText(text []byte) error {
-	v, err := ParseRequestType(string(text))
-	if err != nil {
-		return err
-	}
-	*s = v
 	return nil
 }
 
@@ -155,27 +151,6 @@ func (s RequestStatus) Valid() bool {
 	return false
 }
 
-// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
-// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
-// does not have (SQLSTATE 22P02).
-func (s RequestStatus) TextValue() (pgtype.Text, error) {
-	return pgtype.Text{String: string(s), Valid: true}, nil
-}
-
-// ScanText lets pgx scan a column into the value. A value this build does not know means
-// the database and the generated code have drifted apart, so it is an error rather than a
-// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
-func (s *RequestStatus) ScanText(v pgtype.Text) error {
-	if !v.Valid {
-		return fmt.Errorf("scan RequestStatus: NULL into a non-pointer")
-	}
-	if !RequestStatus(v.String).Valid() {
-		return fmt.Errorf("scan RequestStatus: unknown value %q: the database enum request_status and the generated code have drifted", v.String)
-	}
-	*s = RequestStatus(v.String)
-	return nil
-}
-
 // MarshalText encodes a valid value; an invalid one is an error so that it never reaches
 // a client.
 func (s RequestStatus) MarshalText() ([]byte, error) {
@@ -195,8 +170,22 @@ func (s *RequestStatus) UnmarshalText(text []byte) error {
 	return nil
 }
 
+// RequestStatusInitial is the value a new row must have: the database refuses an INSERT
+// with another.
+const RequestStatusInitial = RequestStatusPending
+
+// Final reports whether no transition of request_status leaves s: a row there stays
+// there.
+func (s RequestStatus) Final() bool {
+	switch s {
+	case RequestStatusFinished, RequestStatusFailed:
+		return true
+	}
+	return false
+}
+
 // CanBecome reports whether the description allows a request_status to change from s to
-// next.
+// next; the database refuses any other change (an unchanged value is always allowed).
 func (s RequestStatus) CanBecome(next RequestStatus) bool {
 	switch s {
 	case RequestStatusPending:
@@ -209,9 +198,30 @@ func (s RequestStatus) CanBecome(next RequestStatus) bool {
 // order.
 func RequestStatusTransitions() []Transition {
 	return []Transition{
-		{From: "PENDING", To: "FINISHED", By: "stagerd or diskserverd", Doc: "the last subrequest finished and none failed"},
-		{From: "PENDING", To: "FAILED", By: "stagerd or diskserverd", Doc: "the last subrequest ended and at least one failed"},
+		{From: "PENDING", To: "FINISHED", By: "stagerd or diskserverd or jobmanagerd", Doc: "the last subrequest finished and none failed"},
+		{From: "PENDING", To: "FAILED", By: "stagerd or diskserverd or jobmanagerd", Doc: "the last subrequest ended and at least one failed"},
 	}
+}
+
+// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
+// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
+// does not have (SQLSTATE 22P02).
+func (s RequestStatus) TextValue() (pgtype.Text, error) {
+	return pgtype.Text{String: string(s), Valid: true}, nil
+}
+
+// ScanText lets pgx scan a column into the value. A value this build does not know means
+// the database and the generated code have drifted apart, so it is an error rather than a
+// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
+func (s *RequestStatus) ScanText(v pgtype.Text) error {
+	if !v.Valid {
+		return fmt.Errorf("scan RequestStatus: NULL into a non-pointer")
+	}
+	if !RequestStatus(v.String).Valid() {
+		return fmt.Errorf("scan RequestStatus: unknown value %q: the database enum request_status and the generated code have drifted", v.String)
+	}
+	*s = RequestStatus(v.String)
+	return nil
 }
 
 // SubrequestStatus is a value of the PostgreSQL enum subrequest_status.
@@ -285,27 +295,6 @@ func (s SubrequestStatus) Valid() bool {
 	return false
 }
 
-// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
-// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
-// does not have (SQLSTATE 22P02).
-func (s SubrequestStatus) TextValue() (pgtype.Text, error) {
-	return pgtype.Text{String: string(s), Valid: true}, nil
-}
-
-// ScanText lets pgx scan a column into the value. A value this build does not know means
-// the database and the generated code have drifted apart, so it is an error rather than a
-// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
-func (s *SubrequestStatus) ScanText(v pgtype.Text) error {
-	if !v.Valid {
-		return fmt.Errorf("scan SubrequestStatus: NULL into a non-pointer")
-	}
-	if !SubrequestStatus(v.String).Valid() {
-		return fmt.Errorf("scan SubrequestStatus: unknown value %q: the database enum subrequest_status and the generated code have drifted", v.String)
-	}
-	*s = SubrequestStatus(v.String)
-	return nil
-}
-
 // MarshalText encodes a valid value; an invalid one is an error so that it never reaches
 // a client.
 func (s SubrequestStatus) MarshalText() ([]byte, error) {
@@ -325,8 +314,22 @@ func (s *SubrequestStatus) UnmarshalText(text []byte) error {
 	return nil
 }
 
+// SubrequestStatusInitial is the value a new row must have: the database refuses an
+// INSERT with another.
+const SubrequestStatusInitial = SubrequestStatusStart
+
+// Final reports whether no transition of subrequest_status leaves s: a row there stays
+// there.
+func (s SubrequestStatus) Final() bool {
+	switch s {
+	case SubrequestStatusFinished, SubrequestStatusFailed:
+		return true
+	}
+	return false
+}
+
 // CanBecome reports whether the description allows a subrequest_status to change from s
-// to next.
+// to next; the database refuses any other change (an unchanged value is always allowed).
 func (s SubrequestStatus) CanBecome(next SubrequestStatus) bool {
 	switch s {
 	case SubrequestStatusStart:
@@ -380,6 +383,27 @@ func SubrequestStatusTransitions() []Transition {
 	}
 }
 
+// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
+// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
+// does not have (SQLSTATE 22P02).
+func (s SubrequestStatus) TextValue() (pgtype.Text, error) {
+	return pgtype.Text{String: string(s), Valid: true}, nil
+}
+
+// ScanText lets pgx scan a column into the value. A value this build does not know means
+// the database and the generated code have drifted apart, so it is an error rather than a
+// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
+func (s *SubrequestStatus) ScanText(v pgtype.Text) error {
+	if !v.Valid {
+		return fmt.Errorf("scan SubrequestStatus: NULL into a non-pointer")
+	}
+	if !SubrequestStatus(v.String).Valid() {
+		return fmt.Errorf("scan SubrequestStatus: unknown value %q: the database enum subrequest_status and the generated code have drifted", v.String)
+	}
+	*s = SubrequestStatus(v.String)
+	return nil
+}
+
 // DiskCopyStatus is a value of the PostgreSQL enum disk_copy_status.
 //
 // State of one replica of a file on one file system.
@@ -430,27 +454,6 @@ func (s DiskCopyStatus) Valid() bool {
 	return false
 }
 
-// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
-// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
-// does not have (SQLSTATE 22P02).
-func (s DiskCopyStatus) TextValue() (pgtype.Text, error) {
-	return pgtype.Text{String: string(s), Valid: true}, nil
-}
-
-// ScanText lets pgx scan a column into the value. A value this build does not know means
-// the database and the generated code have drifted apart, so it is an error rather than a
-// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
-func (s *DiskCopyStatus) ScanText(v pgtype.Text) error {
-	if !v.Valid {
-		return fmt.Errorf("scan DiskCopyStatus: NULL into a non-pointer")
-	}
-	if !DiskCopyStatus(v.String).Valid() {
-		return fmt.Errorf("scan DiskCopyStatus: unknown value %q: the database enum disk_copy_status and the generated code have drifted", v.String)
-	}
-	*s = DiskCopyStatus(v.String)
-	return nil
-}
-
 // MarshalText encodes a valid value; an invalid one is an error so that it never reaches
 // a client.
 func (s DiskCopyStatus) MarshalText() ([]byte, error) {
@@ -470,8 +473,22 @@ func (s *DiskCopyStatus) UnmarshalText(text []byte) error {
 	return nil
 }
 
+// DiskCopyStatusInitial is the value a new row must have: the database refuses an INSERT
+// with another.
+const DiskCopyStatusInitial = DiskCopyStatusStageout
+
+// Final reports whether no transition of disk_copy_status leaves s: a row there stays
+// there.
+func (s DiskCopyStatus) Final() bool {
+	switch s {
+	case DiskCopyStatusBeingdeleted:
+		return true
+	}
+	return false
+}
+
 // CanBecome reports whether the description allows a disk_copy_status to change from s to
-// next.
+// next; the database refuses any other change (an unchanged value is always allowed).
 func (s DiskCopyStatus) CanBecome(next DiskCopyStatus) bool {
 	switch s {
 	case DiskCopyStatusStageout:
@@ -493,6 +510,27 @@ func DiskCopyStatusTransitions() []Transition {
 		{From: "STAGED", To: "INVALID", By: "stagerd or diskserverd", Doc: "replaced by a newer version (putdone, or the end of a whole-file copy), or removed by rm"},
 		{From: "INVALID", To: "BEINGDELETED", By: "diskserverd", Doc: "its garbage collector claimed it"},
 	}
+}
+
+// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
+// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
+// does not have (SQLSTATE 22P02).
+func (s DiskCopyStatus) TextValue() (pgtype.Text, error) {
+	return pgtype.Text{String: string(s), Valid: true}, nil
+}
+
+// ScanText lets pgx scan a column into the value. A value this build does not know means
+// the database and the generated code have drifted apart, so it is an error rather than a
+// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
+func (s *DiskCopyStatus) ScanText(v pgtype.Text) error {
+	if !v.Valid {
+		return fmt.Errorf("scan DiskCopyStatus: NULL into a non-pointer")
+	}
+	if !DiskCopyStatus(v.String).Valid() {
+		return fmt.Errorf("scan DiskCopyStatus: unknown value %q: the database enum disk_copy_status and the generated code have drifted", v.String)
+	}
+	*s = DiskCopyStatus(v.String)
+	return nil
 }
 
 // DiskServerStatus is a value of the PostgreSQL enum disk_server_status.
@@ -540,6 +578,25 @@ func (s DiskServerStatus) Valid() bool {
 	return false
 }
 
+// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
+// a client.
+func (s DiskServerStatus) MarshalText() ([]byte, error) {
+	if !s.Valid() {
+		return nil, fmt.Errorf("marshal DiskServerStatus: unknown value %q", string(s))
+	}
+	return []byte(s), nil
+}
+
+// UnmarshalText decodes a value, rejecting unknown ones.
+func (s *DiskServerStatus) UnmarshalText(text []byte) error {
+	v, err := ParseDiskServerStatus(string(text))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
 // TextValue lets pgx send the value as a query argument. It does not validate: pgx would
 // fall back to sending the underlying string, and PostgreSQL rejects a label its enum
 // does not have (SQLSTATE 22P02).
@@ -558,25 +615,6 @@ func (s *DiskServerStatus) ScanText(v pgtype.Text) error {
 		return fmt.Errorf("scan DiskServerStatus: unknown value %q: the database enum disk_server_status and the generated code have drifted", v.String)
 	}
 	*s = DiskServerStatus(v.String)
-	return nil
-}
-
-// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
-// a client.
-func (s DiskServerStatus) MarshalText() ([]byte, error) {
-	if !s.Valid() {
-		return nil, fmt.Errorf("marshal DiskServerStatus: unknown value %q", string(s))
-	}
-	return []byte(s), nil
-}
-
-// UnmarshalText decodes a value, rejecting unknown ones.
-func (s *DiskServerStatus) UnmarshalText(text []byte) error {
-	v, err := ParseDiskServerStatus(string(text))
-	if err != nil {
-		return err
-	}
-	*s = v
 	return nil
 }
 
@@ -625,6 +663,25 @@ func (s FileSystemStatus) Valid() bool {
 	return false
 }
 
+// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
+// a client.
+func (s FileSystemStatus) MarshalText() ([]byte, error) {
+	if !s.Valid() {
+		return nil, fmt.Errorf("marshal FileSystemStatus: unknown value %q", string(s))
+	}
+	return []byte(s), nil
+}
+
+// UnmarshalText decodes a value, rejecting unknown ones.
+func (s *FileSystemStatus) UnmarshalText(text []byte) error {
+	v, err := ParseFileSystemStatus(string(text))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
 // TextValue lets pgx send the value as a query argument. It does not validate: pgx would
 // fall back to sending the underlying string, and PostgreSQL rejects a label its enum
 // does not have (SQLSTATE 22P02).
@@ -643,24 +700,5 @@ func (s *FileSystemStatus) ScanText(v pgtype.Text) error {
 		return fmt.Errorf("scan FileSystemStatus: unknown value %q: the database enum file_system_status and the generated code have drifted", v.String)
 	}
 	*s = FileSystemStatus(v.String)
-	return nil
-}
-
-// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
-// a client.
-func (s FileSystemStatus) MarshalText() ([]byte, error) {
-	if !s.Valid() {
-		return nil, fmt.Errorf("marshal FileSystemStatus: unknown value %q", string(s))
-	}
-	return []byte(s), nil
-}
-
-// UnmarshalText decodes a value, rejecting unknown ones.
-func (s *FileSystemStatus) UnmarshalText(text []byte) error {
-	v, err := ParseFileSystemStatus(string(text))
-	if err != nil {
-		return err
-	}
-	*s = v
 	return nil
 }

@@ -2,144 +2,65 @@
 
 package model
 
+import (
+	"github.com/pollux-storage/pollux/model/wire"
+)
+
 // ErrorKind is how a failure is shown to a user: the HTTP status rhd answers with and the
-// exit code of the clients.
-type ErrorKind string
+// exit code of the clients. It is package wire's, which clients use without the database
+// driver; the names here keep the daemons' code unchanged.
+type ErrorKind = wire.ErrorKind
 
 // The error kinds of the description.
 const (
 	// ErrorKindNotFound is not_found (HTTP 404, exit 1). No such file or object.
-	ErrorKindNotFound ErrorKind = "not_found"
+	ErrorKindNotFound = wire.ErrorKindNotFound
 	// ErrorKindInvalid is invalid (HTTP 400, exit 1). The request is malformed or an argument
 	// is out of range.
-	ErrorKindInvalid ErrorKind = "invalid"
+	ErrorKindInvalid = wire.ErrorKindInvalid
 	// ErrorKindConflict is conflict (HTTP 409, exit 1). The object's state does not allow the
 	// operation now.
-	ErrorKindConflict ErrorKind = "conflict"
+	ErrorKindConflict = wire.ErrorKindConflict
 	// ErrorKindPermission is permission (HTTP 403, exit 1). The caller may not do this.
-	ErrorKindPermission ErrorKind = "permission"
+	ErrorKindPermission = wire.ErrorKindPermission
 	// ErrorKindUnavailable is unavailable (HTTP 503, exit 2). The service cannot serve this
 	// now; retry later.
-	ErrorKindUnavailable ErrorKind = "unavailable"
+	ErrorKindUnavailable = wire.ErrorKindUnavailable
 	// ErrorKindInternal is internal (HTTP 500, exit 2). A fault inside the service; the
 	// operator should look at the logs.
-	ErrorKindInternal ErrorKind = "internal"
+	ErrorKindInternal = wire.ErrorKindInternal
 )
-
-// String returns the kind's name.
-func (k ErrorKind) String() string { return string(k) }
-
-// Valid reports whether k is a kind of the description.
-func (k ErrorKind) Valid() bool {
-	switch k {
-	case ErrorKindNotFound, ErrorKindInvalid, ErrorKindConflict, ErrorKindPermission, ErrorKindUnavailable, ErrorKindInternal:
-		return true
-	}
-	return false
-}
-
-// HTTPStatus is the status rhd answers with. A kind the description does not know is a
-// fault of the service: 500.
-func (k ErrorKind) HTTPStatus() int {
-	switch k {
-	case ErrorKindNotFound:
-		return 404
-	case ErrorKindInvalid:
-		return 400
-	case ErrorKindConflict:
-		return 409
-	case ErrorKindPermission:
-		return 403
-	case ErrorKindUnavailable:
-		return 503
-	case ErrorKindInternal:
-		return 500
-	}
-	return 500
-}
-
-// ExitCode is the exit code of a client that met the failure. A kind the description does
-// not know is a fault of the service: 2.
-func (k ErrorKind) ExitCode() int {
-	switch k {
-	case ErrorKindNotFound:
-		return 1
-	case ErrorKindInvalid:
-		return 1
-	case ErrorKindConflict:
-		return 1
-	case ErrorKindPermission:
-		return 1
-	case ErrorKindUnavailable:
-		return 2
-	case ErrorKindInternal:
-		return 2
-	}
-	return 2
-}
-
-// Doc describes the kind for people.
-func (k ErrorKind) Doc() string {
-	switch k {
-	case ErrorKindNotFound:
-		return "No such file or object."
-	case ErrorKindInvalid:
-		return "The request is malformed or an argument is out of range."
-	case ErrorKindConflict:
-		return "The object's state does not allow the operation now."
-	case ErrorKindPermission:
-		return "The caller may not do this."
-	case ErrorKindUnavailable:
-		return "The service cannot serve this now; retry later."
-	case ErrorKindInternal:
-		return "A fault inside the service; the operator should look at the logs."
-	}
-	return ""
-}
 
 // The SQLSTATEs the logic raises with RAISE ... USING ERRCODE for user-facing failures.
 const (
 	// SQLStateNotFound is the error not_found (kind not_found). The named object does not
 	// exist.
-	SQLStateNotFound = "PX001"
+	SQLStateNotFound = wire.SQLStateNotFound
 	// SQLStateInvalidArgument is the error invalid_argument (kind invalid). An argument is
 	// malformed or out of range.
-	SQLStateInvalidArgument = "PX002"
+	SQLStateInvalidArgument = wire.SQLStateInvalidArgument
 	// SQLStateConflict is the error conflict (kind conflict). The object is in a state that
 	// does not allow the operation.
-	SQLStateConflict = "PX003"
+	SQLStateConflict = wire.SQLStateConflict
 	// SQLStatePermissionDenied is the error permission_denied (kind permission). The caller
 	// may not do this.
-	SQLStatePermissionDenied = "PX004"
+	SQLStatePermissionDenied = wire.SQLStatePermissionDenied
 	// SQLStateUnavailable is the error unavailable (kind unavailable). No resource can serve
 	// the request now; try again later.
-	SQLStateUnavailable = "PX005"
+	SQLStateUnavailable = wire.SQLStateUnavailable
 	// SQLStateBadData is the error bad_data (kind invalid). The uploaded data was truncated,
 	// corrupt, or larger than the service class allows.
-	SQLStateBadData = "PX006"
+	SQLStateBadData = wire.SQLStateBadData
 	// SQLStateTransferFailed is the error transfer_failed (kind unavailable). The disk server
 	// could not complete the transfer (disk error, timeout).
-	SQLStateTransferFailed = "PX007"
+	SQLStateTransferFailed = wire.SQLStateTransferFailed
+	// SQLStateInvalidTransition is the error invalid_transition (kind internal). A status
+	// change (or a new row's status) that the state machine of its enum does not declare;
+	// raised by the generated triggers of schema/logic/transitions_gen.sql, so it is a fault
+	// of the logic, never of the user.
+	SQLStateInvalidTransition = wire.SQLStateInvalidTransition
 )
 
 // KindOfSQLState returns the kind of a SQLSTATE raised by the logic, and false for any
 // other code (a PostgreSQL error, or an error this build does not know).
-func KindOfSQLState(code string) (ErrorKind, bool) {
-	switch code {
-	case SQLStateNotFound:
-		return ErrorKindNotFound, true
-	case SQLStateInvalidArgument:
-		return ErrorKindInvalid, true
-	case SQLStateConflict:
-		return ErrorKindConflict, true
-	case SQLStatePermissionDenied:
-		return ErrorKindPermission, true
-	case SQLStateUnavailable:
-		return ErrorKindUnavailable, true
-	case SQLStateBadData:
-		return ErrorKindInvalid, true
-	case SQLStateTransferFailed:
-		return ErrorKindUnavailable, true
-	}
-	return "", false
-}
+func KindOfSQLState(code string) (ErrorKind, bool) { return wire.KindOfSQLState(code) }

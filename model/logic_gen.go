@@ -24,7 +24,9 @@ type LogicFunction struct {
 	Result       string
 }
 
-// LogicFunctions are the functions of the description, in declaration order.
+// LogicFunctions are the functions of the description, in declaration order, then those
+// codegen writes into schema/logic from it (the state machines' trigger functions), which
+// Go never calls but the database must have.
 var LogicFunctions = []LogicFunction{
 	{Name: "daemon_instance_register", File: "daemon_instance.sql", IdentityArgs: "p_id uuid, p_role text, p_host text, p_pid integer, p_version text, p_pools jsonb, p_admin_url text", Result: "void"},
 	{Name: "daemon_instance_heartbeat", File: "daemon_instance.sql", IdentityArgs: "p_id uuid", Result: "void"},
@@ -36,7 +38,6 @@ var LogicFunctions = []LogicFunction{
 	{Name: "namespace_path_problem", File: "namespace.sql", IdentityArgs: "p_path text", Result: "text"},
 	{Name: "file_query", File: "namespace.sql", IdentityArgs: "p_path text", Result: "TABLE(path text, service_class text, status text, size_bytes bigint, checksum_adler32 text, owner text, updated_at timestamp with time zone, disk_copies integer)"},
 	{Name: "file_close_copy", File: "namespace.sql", IdentityArgs: "p_file_id bigint, p_disk_copy_id bigint", Result: "void"},
-	{Name: "subrequest_channel", File: "request.sql", IdentityArgs: "p_type request_type", Result: "text"},
 	{Name: "request_submit", File: "request.sql", IdentityArgs: "p_id uuid, p_type request_type, p_service_class text, p_user text, p_user_tag text, p_client_host text, p_paths text[], p_auto_close boolean", Result: "TABLE(created boolean, subrequests integer)"},
 	{Name: "request_get", File: "request.sql", IdentityArgs: "p_id uuid", Result: "SETOF request"},
 	{Name: "subrequest_list", File: "request.sql", IdentityArgs: "p_request_id uuid", Result: "SETOF subrequest"},
@@ -49,7 +50,6 @@ var LogicFunctions = []LogicFunction{
 	{Name: "file_unclosed_writer", File: "stager.sql", IdentityArgs: "p_file_id bigint, p_except bigint", Result: "bigint"},
 	{Name: "subrequest_finish", File: "stager.sql", IdentityArgs: "p_id bigint, p_info text", Result: "void"},
 	{Name: "subrequest_wait_transfer", File: "stager.sql", IdentityArgs: "p_id bigint, p_file_id bigint, p_disk_copy_id bigint", Result: "text"},
-	{Name: "subrequest_family", File: "request.sql", IdentityArgs: "p_type request_type", Result: "text"},
 	{Name: "subrequest_file", File: "stager.sql", IdentityArgs: "p_id bigint", Result: "SETOF file"},
 	{Name: "subrequest_claim", File: "stager.sql", IdentityArgs: "p_family text, p_batch integer", Result: "TABLE(id bigint, request_id uuid, path text, status subrequest_status, message text, wake_url text)"},
 	{Name: "subrequest_decide_put", File: "stager.sql", IdentityArgs: "p_id bigint", Result: "text"},
@@ -79,6 +79,13 @@ var LogicFunctions = []LogicFunction{
 	{Name: "transfer_put_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint, p_checksum_adler32 text", Result: "void"},
 	{Name: "transfer_get_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint", Result: "void"},
 	{Name: "transfer_fail", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_code text, p_message text", Result: "void"},
+	{Name: "disk_copy_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
+	{Name: "request_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
+	{Name: "subrequest_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
+	{Name: "pollux_family", File: "names_gen.sql", IdentityArgs: "p_type request_type", Result: "text"},
+	{Name: "pollux_families", File: "names_gen.sql", IdentityArgs: "", Result: "text[]"},
+	{Name: "pollux_channel_subrequest_new", File: "names_gen.sql", IdentityArgs: "p_type request_type", Result: "text"},
+	{Name: "pollux_channel_request_changed", File: "names_gen.sql", IdentityArgs: "", Result: "text"},
 }
 
 // The SQL each wrapper runs. Every argument is cast to its declared type, so that
@@ -107,8 +114,6 @@ const (
 	FileQuerySQL = "SELECT path, service_class, status, size_bytes, checksum_adler32, owner, updated_at, disk_copies FROM file_query($1::text)"
 	// FileCloseCopySQL is the statement FileCloseCopy runs.
 	FileCloseCopySQL = "SELECT file_close_copy($1::bigint, $2::bigint)"
-	// SubrequestChannelSQL is the statement SubrequestChannel runs.
-	SubrequestChannelSQL = "SELECT subrequest_channel($1::request_type)"
 	// RequestSubmitSQL is the statement RequestSubmit runs.
 	RequestSubmitSQL = "SELECT created, subrequests FROM request_submit($1::uuid, $2::request_type, $3::text, $4::text, $5::text, $6::text, $7::text[], $8::boolean)"
 	// RequestGetSQL is the statement RequestGet runs.
@@ -133,8 +138,6 @@ const (
 	SubrequestFinishSQL = "SELECT subrequest_finish($1::bigint, $2::text)"
 	// SubrequestWaitTransferSQL is the statement SubrequestWaitTransfer runs.
 	SubrequestWaitTransferSQL = "SELECT subrequest_wait_transfer($1::bigint, $2::bigint, $3::bigint)"
-	// SubrequestFamilySQL is the statement SubrequestFamily runs.
-	SubrequestFamilySQL = "SELECT subrequest_family($1::request_type)"
 	// SubrequestFileSQL is the statement SubrequestFile runs.
 	SubrequestFileSQL = "SELECT id, path, service_class_id, size_bytes, checksum_adler32, owner, created_at, updated_at FROM subrequest_file($1::bigint)"
 	// SubrequestClaimSQL is the statement SubrequestClaim runs.
@@ -353,17 +356,6 @@ func FileCloseCopy(ctx context.Context, db DBTX, fileID int64, diskCopyID int64)
 	return nil
 }
 
-// SubrequestChannel calls the SQL function subrequest_channel (request.sql).
-//
-// The NOTIFY channel that wakes the stager pool deciding a request type.
-func SubrequestChannel(ctx context.Context, db DBTX, typeArg RequestType) (string, error) {
-	var result string
-	if err := db.QueryRow(ctx, SubrequestChannelSQL, typeArg).Scan(&result); err != nil {
-		return "", fmt.Errorf("subrequest_channel: %w", err)
-	}
-	return result, nil
-}
-
 // RequestSubmitRow is a row returned by request_submit.
 type RequestSubmitRow struct {
 	Created     bool  `json:"created"`
@@ -520,17 +512,6 @@ func SubrequestWaitTransfer(ctx context.Context, db DBTX, id int64, fileID int64
 	var result *string
 	if err := db.QueryRow(ctx, SubrequestWaitTransferSQL, id, fileID, diskCopyID).Scan(&result); err != nil {
 		return nil, fmt.Errorf("subrequest_wait_transfer: %w", err)
-	}
-	return result, nil
-}
-
-// SubrequestFamily calls the SQL function subrequest_family (request.sql).
-//
-// The stager pool that decides a request type (put, get, putdone, rm).
-func SubrequestFamily(ctx context.Context, db DBTX, typeArg RequestType) (string, error) {
-	var result string
-	if err := db.QueryRow(ctx, SubrequestFamilySQL, typeArg).Scan(&result); err != nil {
-		return "", fmt.Errorf("subrequest_family: %w", err)
 	}
 	return result, nil
 }

@@ -492,11 +492,12 @@ func CollectCapacityEpoches(rows pgx.Rows) ([]CapacityEpoch, error) {
 // Requests that ended longer ago than the retention, kept as their view (request look-ups
 // still answer) until policy request_archive_seconds.
 type RequestArchive struct {
-	ID         string        `json:"id"`
-	UserName   string        `json:"user_name"`
-	Status     RequestStatus `json:"status"`
-	FinishedAt time.Time     `json:"finished_at"`
-	ArchivedAt time.Time     `json:"archived_at"`
+	ID       string `json:"id"`
+	UserName string `json:"user_name"`
+	// FINISHED or FAILED, as the request ended.
+	Status     string    `json:"status"`
+	FinishedAt time.Time `json:"finished_at"`
+	ArchivedAt time.Time `json:"archived_at"`
 	// request_view of the request when it was archived.
 	View json.RawMessage `json:"view"`
 }

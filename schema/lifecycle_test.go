@@ -57,9 +57,9 @@ func (l *life) sub(request string) model.Subrequest {
 // stage runs every stager pool once.
 func (l *life) stage() {
 	l.t.Helper()
-	for _, family := range []string{"put", "get", "putdone", "rm"} {
+	for _, family := range model.Families() {
 		require.NoError(l.t, l.db.Tx(l.ctx, "stage", func(q pg.Querier) error {
-			_, err := model.SubrequestClaim(l.ctx, q, family, 100)
+			_, err := model.SubrequestClaim(l.ctx, q, string(family), 100)
 			return err
 		}))
 	}
@@ -698,7 +698,7 @@ func TestLastNotificationCarriesTheFinalState(t *testing.T) {
 	conn, err := l.db.Pool().Acquire(l.ctx)
 	require.NoError(t, err)
 	defer conn.Release()
-	_, err = conn.Exec(l.ctx, "listen pollux_request_changed")
+	_, err = conn.Exec(l.ctx, "listen "+pgx.Identifier{model.ChannelRequestChanged}.Sanitize())
 	require.NoError(t, err)
 
 	req := l.submit(model.RequestTypeGet, false, "/pollux/missing", "/pollux/present")

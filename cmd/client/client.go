@@ -23,7 +23,7 @@ import (
 
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
 	"github.com/pollux-storage/pollux/framework/uuid"
-	"github.com/pollux-storage/pollux/model"
+	"github.com/pollux-storage/pollux/model/wire"
 )
 
 // Client talks to rhd and to the movers.
@@ -148,7 +148,7 @@ func (c *Client) call(ctx context.Context, method, path string, body []byte, tim
 			}
 			if out != nil {
 				if err := decodeJSON(b, out); err != nil {
-					return status, errorf(model.ErrorKindInternal, "%s sent an answer this client cannot read (%v): is it a Pollux request handler of a compatible version?", addrs[i], err)
+					return status, errorf(wire.ErrorKindInternal, "%s sent an answer this client cannot read (%v): is it a Pollux request handler of a compatible version?", addrs[i], err)
 				}
 			}
 			return status, nil
@@ -159,7 +159,7 @@ func (c *Client) call(ctx context.Context, method, path string, body []byte, tim
 		// silence.
 		return 0, last
 	}
-	return 0, errorf(model.ErrorKindUnavailable, "no request handler could serve the call (%s): retry later; if it persists check %s or ask the operator whether rhd runs",
+	return 0, errorf(wire.ErrorKindUnavailable, "no request handler could serve the call (%s): retry later; if it persists check %s or ask the operator whether rhd runs",
 		strings.Join(dedupe(failures), "; "), EnvHost)
 }
 
@@ -219,7 +219,21 @@ func dedupe(s []string) []string {
 	return out
 }
 
-func decodeJSON(b []byte, v any) error { return json.Unmarshal(b, v) }
+// decodeJSON decodes an answer of rhd or a mover strictly: exactly one JSON value, every
+// field of which the client knows (daemons/rhd/api). A field it does not know means the two
+// sides disagree on the contract, and acting on the part it understood could misread the
+// rest (a new status field, a moved token); the caller reports the answer as unreadable.
+func decodeJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the JSON value")
+	}
+	return nil
+}
 
 // Submit stores a request. A request the service already had with this id (an earlier try
 // that got through) is not an error: Created is false.
@@ -307,10 +321,9 @@ func (c *Client) Query(ctx context.Context, path string) (api.File, error) {
 var (
 	// Ready: a mover waits for the data (PUT, GET), or the subrequest is over.
 	Ready = func(s api.Subrequest) bool {
-		return s.Status == string(model.SubrequestStatusReady) || Over(s)
+		return s.Status == string(wire.SubrequestStatusReady) || Over(s)
 	}
-	// Over: the subrequest is FINISHED or FAILED.
-	Over = func(s api.Subrequest) bool {
-		return s.Status == string(model.SubrequestStatusFinished) || s.Status == string(model.SubrequestStatusFailed)
-	}
+	// Over: the subrequest is FINISHED or FAILED, the final statuses of its state
+	// machine: nothing changes it any more.
+	Over = func(s api.Subrequest) bool { return wire.SubrequestStatus(s.Status).Final() }
 )

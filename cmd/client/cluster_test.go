@@ -92,7 +92,13 @@ func (c *cluster) drive() {
 	l := pg.NewListener(c.db, nil)
 	go func() { _ = l.Run(c.ctx) }()
 	wake := make(chan struct{}, 1)
-	for _, ch := range []string{"pollux_subrequest_new_put", "pollux_subrequest_new_get", "pollux_subrequest_new_putdone", "pollux_subrequest_new_rm", "pollux_subrequest_waitsched", "pollux_capacity"} {
+	// What wakes the stager pools; not the requests' changes, which the driver itself
+	// causes.
+	var channels []string
+	for _, f := range model.Families() {
+		channels = append(channels, model.ChannelSubrequestNew(f))
+	}
+	for _, ch := range channels {
 		sub := l.Subscribe(ch, 16)
 		go func() {
 			for {
@@ -121,17 +127,10 @@ func (c *cluster) drive() {
 func (c *cluster) step() {
 	ctx := c.ctx
 	err := c.db.Tx(ctx, "stage", func(q pg.Querier) error {
-		if _, err := model.SubrequestClaim(ctx, q, "put", 100); err != nil {
-			return err
-		}
-		if _, err := model.SubrequestClaim(ctx, q, "get", 100); err != nil {
-			return err
-		}
-		if _, err := model.SubrequestClaim(ctx, q, "putdone", 100); err != nil {
-			return err
-		}
-		if _, err := model.SubrequestClaim(ctx, q, "rm", 100); err != nil {
-			return err
+		for _, f := range model.Families() {
+			if _, err := model.SubrequestClaim(ctx, q, string(f), 100); err != nil {
+				return err
+			}
 		}
 		// As schedulerd: what waited for a disk server is placed once one appears.
 		_, err := model.SubrequestClaimWaitsched(ctx, q, 100)

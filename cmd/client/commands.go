@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
-	"github.com/pollux-storage/pollux/model"
+	"github.com/pollux-storage/pollux/model/wire"
 )
 
 // Env is a command's world: its arguments, environment and output. The mains build it
@@ -114,7 +114,7 @@ func parse(fs *flag.FlagSet, args []string) (positional []string, code int, done
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, 0, true
 			}
-			return nil, model.ErrorKindInvalid.ExitCode(), true
+			return nil, wire.ErrorKindInvalid.ExitCode(), true
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -129,13 +129,13 @@ func parse(fs *flag.FlagSet, args []string) (positional []string, code int, done
 // returns its exit code.
 func fail(e Env, name string, asJSON bool, err error) int {
 	if errors.Is(err, context.Canceled) {
-		err = errorf(model.ErrorKindUnavailable, "interrupted")
+		err = errorf(wire.ErrorKindUnavailable, "interrupted")
 	}
 	fmt.Fprintf(e.Stderr, "%s: %v\n", name, err)
 	if asJSON {
 		var ce *Error
 		if !errors.As(err, &ce) {
-			ce = &Error{Kind: model.ErrorKindInternal, Message: err.Error()}
+			ce = &Error{Kind: wire.ErrorKindInternal, Message: err.Error()}
 		}
 		printJSON(e.Stdout, api.ErrorBody{Error: api.Error{Kind: string(ce.Kind), Code: ce.Code, Message: ce.Message}})
 	}
@@ -151,7 +151,7 @@ func printJSON(w io.Writer, v any) {
 // requestCommand is a stager_* command that submits one request and waits for it.
 type requestCommand struct {
 	name, summary string
-	typ           model.RequestType
+	typ           wire.RequestType
 	until         func(api.Subrequest) bool
 	// transfer is "upload" or "download" for a command with --file.
 	transfer string
@@ -159,31 +159,31 @@ type requestCommand struct {
 
 // Put is stager_put.
 func Put(ctx context.Context, e Env) int {
-	return runRequest(ctx, e, requestCommand{name: "stager_put", typ: model.RequestTypePut, until: Ready, transfer: "upload",
+	return runRequest(ctx, e, requestCommand{name: "stager_put", typ: wire.RequestTypePut, until: Ready, transfer: "upload",
 		summary: "write files: wait until a disk server's mover is ready for each, print its endpoint, or upload a local file with --file"})
 }
 
 // Get is stager_get.
 func Get(ctx context.Context, e Env) int {
-	return runRequest(ctx, e, requestCommand{name: "stager_get", typ: model.RequestTypeGet, until: Ready, transfer: "download",
+	return runRequest(ctx, e, requestCommand{name: "stager_get", typ: wire.RequestTypeGet, until: Ready, transfer: "download",
 		summary: "read files: wait until a disk server's mover is ready for each, print its endpoint, or download to a local file with --file"})
 }
 
 // Putdone is stager_putdone.
 func Putdone(ctx context.Context, e Env) int {
-	return runRequest(ctx, e, requestCommand{name: "stager_putdone", typ: model.RequestTypePutdone, until: Over,
+	return runRequest(ctx, e, requestCommand{name: "stager_putdone", typ: wire.RequestTypePutdone, until: Over,
 		summary: "close files written by stager_put, making their new content the one readers get"})
 }
 
 // PrepareToGet is stager_prepareToGet.
 func PrepareToGet(ctx context.Context, e Env) int {
-	return runRequest(ctx, e, requestCommand{name: "stager_prepareToGet", typ: model.RequestTypePrepareToGet, until: Over,
+	return runRequest(ctx, e, requestCommand{name: "stager_prepareToGet", typ: wire.RequestTypePrepareToGet, until: Over,
 		summary: "make files ready on disk without transferring them"})
 }
 
 // Rm is stager_rm.
 func Rm(ctx context.Context, e Env) int {
-	return runRequest(ctx, e, requestCommand{name: "stager_rm", typ: model.RequestTypeRm, until: Over,
+	return runRequest(ctx, e, requestCommand{name: "stager_rm", typ: wire.RequestTypeRm, until: Over,
 		summary: "remove files: their disk copies and namespace entries"})
 }
 
@@ -226,13 +226,13 @@ func runRequest(ctx context.Context, e Env, rc requestCommand) int {
 	failed := func(err error) int { return fail(e, rc.name, o.json, err) }
 	switch {
 	case len(pos) > 0:
-		return failed(errorf(model.ErrorKindInvalid, "unexpected argument %q: name files with -M /pollux/...", pos[0]))
+		return failed(errorf(wire.ErrorKindInvalid, "unexpected argument %q: name files with -M /pollux/...", pos[0]))
 	case len(o.paths) == 0:
-		return failed(errorf(model.ErrorKindInvalid, "no file given: name at least one with -M /pollux/..."))
+		return failed(errorf(wire.ErrorKindInvalid, "no file given: name at least one with -M /pollux/..."))
 	case o.file != "" && len(o.paths) != 1:
-		return failed(errorf(model.ErrorKindInvalid, "--file goes with exactly one -M, not %d", len(o.paths)))
+		return failed(errorf(wire.ErrorKindInvalid, "--file goes with exactly one -M, not %d", len(o.paths)))
 	case o.file != "" && o.noWait:
-		return failed(errorf(model.ErrorKindInvalid, "--file needs the wait: drop --no-wait"))
+		return failed(errorf(wire.ErrorKindInvalid, "--file needs the wait: drop --no-wait"))
 	}
 	// Check the local side before anything is asked of the service, so that a typo does
 	// not leave a transfer scheduled for nothing.
@@ -277,13 +277,13 @@ func runRequest(ctx context.Context, e Env, rc requestCommand) int {
 	// Each file is reported, and its data moved, as soon as it is ready or over.
 	each := func(s api.Subrequest) {
 		switch {
-		case s.Status == string(model.SubrequestStatusFailed):
+		case s.Status == string(wire.SubrequestStatusFailed):
 			serr := subrequestError(s)
 			worst, nFailed = max(worst, ExitCode(serr)), nFailed+1
 			if !o.json {
 				fmt.Fprintf(e.Stdout, "%s FAILED %s %s\n", s.Path, s.ErrorCode, s.ErrorMessage)
 			}
-		case s.Status == string(model.SubrequestStatusReady) && o.file != "":
+		case s.Status == string(wire.SubrequestStatusReady) && o.file != "":
 			moved, err := transfer(ctx, e, cl, rc.transfer, s, o.file, !o.json)
 			if err != nil {
 				worst, nFailed = max(worst, ExitCode(err)), nFailed+1
@@ -301,7 +301,7 @@ func runRequest(ctx context.Context, e Env, rc requestCommand) int {
 				fmt.Fprintf(e.Stdout, "%s DOWNLOADED %d %s %s\n", s.Path, moved.SizeBytes, moved.ChecksumAdler32, o.file)
 			}
 		case o.json:
-		case s.Status == string(model.SubrequestStatusReady):
+		case s.Status == string(wire.SubrequestStatusReady):
 			fmt.Fprintf(e.Stdout, "%s READY %s token=%s\n", s.Path, s.MoverURL, s.Token)
 		default:
 			fmt.Fprintf(e.Stdout, "%s %s %s\n", s.Path, s.Status, s.Info)
@@ -327,7 +327,7 @@ func checkUploadSource(local string) error {
 		return localError(err, "the file to upload")
 	}
 	if !st.Mode().IsRegular() {
-		return errorf(model.ErrorKindInvalid, "%s is not a regular file: only files can be uploaded", local)
+		return errorf(wire.ErrorKindInvalid, "%s is not a regular file: only files can be uploaded", local)
 	}
 	return nil
 }
@@ -344,7 +344,7 @@ func downloadTarget(local, remote string) (string, error) {
 		return "", localError(err, "the directory to download into")
 	}
 	if !st.IsDir() {
-		return "", errorf(model.ErrorKindInvalid, "%s is not a directory", dir)
+		return "", errorf(wire.ErrorKindInvalid, "%s is not a directory", dir)
 	}
 	return local, nil
 }
@@ -385,9 +385,9 @@ func Qry(ctx context.Context, e Env) int {
 	}
 	switch {
 	case len(pos) > 0:
-		return fail(e, name, o.json, errorf(model.ErrorKindInvalid, "unexpected argument %q: name files with -M /pollux/...", pos[0]))
+		return fail(e, name, o.json, errorf(wire.ErrorKindInvalid, "unexpected argument %q: name files with -M /pollux/...", pos[0]))
 	case len(o.paths) == 0:
-		return fail(e, name, o.json, errorf(model.ErrorKindInvalid, "no file given: name at least one with -M /pollux/..."))
+		return fail(e, name, o.json, errorf(wire.ErrorKindInvalid, "no file given: name at least one with -M /pollux/..."))
 	}
 	cfg, err := ConfigFromEnv(e.Getenv)
 	if err != nil {
@@ -407,7 +407,7 @@ func Qry(ctx context.Context, e Env) int {
 		if err != nil {
 			code := ExitCode(err)
 			var ce *Error
-			if !errors.As(err, &ce) || code == model.ErrorKindUnavailable.ExitCode() {
+			if !errors.As(err, &ce) || code == wire.ErrorKindUnavailable.ExitCode() {
 				// The service itself failed: the other files would fail alike.
 				return fail(e, name, o.json, err)
 			}
@@ -443,7 +443,7 @@ func Pollux(ctx context.Context, e Env) int {
 	}
 	if len(e.Args) == 0 {
 		usage(e.Stderr)
-		return model.ErrorKindInvalid.ExitCode()
+		return wire.ErrorKindInvalid.ExitCode()
 	}
 	switch e.Args[0] {
 	case "cp":
@@ -455,7 +455,7 @@ func Pollux(ctx context.Context, e Env) int {
 	}
 	fmt.Fprintf(e.Stderr, "pollux: unknown command %q\n\n", e.Args[0])
 	usage(e.Stderr)
-	return model.ErrorKindInvalid.ExitCode()
+	return wire.ErrorKindInvalid.ExitCode()
 }
 
 // remotePath says whether arg names a file in Pollux: "pollux:" forces it, else a path
@@ -490,15 +490,15 @@ func copyFile(ctx context.Context, e Env) int {
 	}
 	failed := func(err error) int { return fail(e, name, o.json, err) }
 	if len(pos) != 2 {
-		return failed(errorf(model.ErrorKindInvalid, "give a source and a destination, not %d arguments: pollux cp SRC DST", len(pos)))
+		return failed(errorf(wire.ErrorKindInvalid, "give a source and a destination, not %d arguments: pollux cp SRC DST", len(pos)))
 	}
 	src, srcRemote := remotePath(pos[0])
 	dst, dstRemote := remotePath(pos[1])
 	if srcRemote == dstRemote {
-		return failed(errorf(model.ErrorKindInvalid, "one of SRC and DST must be a Pollux path (/pollux/... or pollux:/pollux/...) and the other a local file"))
+		return failed(errorf(wire.ErrorKindInvalid, "one of SRC and DST must be a Pollux path (/pollux/... or pollux:/pollux/...) and the other a local file"))
 	}
 	up := dstRemote
-	var typ model.RequestType
+	var typ wire.RequestType
 	var remote, local string
 	if up {
 		if err := checkUploadSource(src); err != nil {
@@ -507,13 +507,13 @@ func copyFile(ctx context.Context, e Env) int {
 		if strings.HasSuffix(dst, "/") {
 			dst += filepath.Base(src)
 		}
-		typ, remote, local = model.RequestTypePut, dst, src
+		typ, remote, local = wire.RequestTypePut, dst, src
 	} else {
 		var err error
 		if dst, err = downloadTarget(dst, src); err != nil {
 			return failed(err)
 		}
-		typ, remote, local = model.RequestTypeGet, src, dst
+		typ, remote, local = wire.RequestTypeGet, src, dst
 	}
 	cl, err := o.connect(e)
 	if err != nil {
@@ -535,7 +535,7 @@ func copyFile(ctx context.Context, e Env) int {
 		return failed(err)
 	}
 	s := req.Subrequests[0]
-	if s.Status != string(model.SubrequestStatusReady) {
+	if s.Status != string(wire.SubrequestStatusReady) {
 		return failed(subrequestError(s))
 	}
 	direction := "download"

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
-	"github.com/pollux-storage/pollux/model"
+	"github.com/pollux-storage/pollux/model/wire"
 )
 
 // The environment the clients read, as CASTOR's did.
@@ -45,12 +45,12 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 	}
 	if len(c.Hosts) == 0 {
-		return c, errorf(model.ErrorKindInvalid, "%s is not set: export %s=host:port naming the request handler (rhd), a comma list of them, or their DNS alias", EnvHost, EnvHost)
+		return c, errorf(wire.ErrorKindInvalid, "%s is not set: export %s=host:port naming the request handler (rhd), a comma list of them, or their DNS alias", EnvHost, EnvHost)
 	}
 	if p := strings.TrimSpace(getenv(EnvPort)); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 65535 {
-			return c, errorf(model.ErrorKindInvalid, "%s=%q is not a port number", EnvPort, p)
+			return c, errorf(wire.ErrorKindInvalid, "%s=%q is not a port number", EnvPort, p)
 		}
 		c.Port = n
 	}
@@ -59,7 +59,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	c.Token = strings.TrimSpace(getenv(EnvToken))
 	if c.Token == "" {
-		return c, errorf(model.ErrorKindInvalid, "%s is not set: export %s=<your token> (ask the operator of Pollux for one)", EnvToken, EnvToken)
+		return c, errorf(wire.ErrorKindInvalid, "%s is not set: export %s=<your token> (ask the operator of Pollux for one)", EnvToken, EnvToken)
 	}
 	return c, nil
 }
@@ -101,7 +101,7 @@ func (c Config) resolve(ctx context.Context, r *net.Resolver) ([]string, error) 
 		}
 	}
 	if len(out) == 0 {
-		return nil, errorf(model.ErrorKindUnavailable, "no address for the request handler in %s=%s (%s): check the name, or your DNS",
+		return nil, errorf(wire.ErrorKindUnavailable, "no address for the request handler in %s=%s (%s): check the name, or your DNS",
 			EnvHost, strings.Join(c.Hosts, ","), strings.Join(failures, "; "))
 	}
 	return out, nil

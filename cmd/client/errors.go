@@ -1,19 +1,20 @@
 package client
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
-	"github.com/pollux-storage/pollux/model"
+	"github.com/pollux-storage/pollux/model/wire"
 )
 
 // Error is a failure as the user sees it: its kind decides the exit code (1 for what the
 // user must fix, 2 for what the service must), its message says what was wrong and what
 // to do.
 type Error struct {
-	Kind model.ErrorKind
+	Kind wire.ErrorKind
 	// Code is the SQLSTATE when the service's logic decided (PXnnn).
 	Code    string
 	Message string
@@ -22,7 +23,7 @@ type Error struct {
 // Error returns the message.
 func (e *Error) Error() string { return e.Message }
 
-func errorf(kind model.ErrorKind, format string, args ...any) *Error {
+func errorf(kind wire.ErrorKind, format string, args ...any) *Error {
 	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
 }
 
@@ -36,15 +37,17 @@ func ExitCode(err error) int {
 	if errors.As(err, &e) {
 		return e.Kind.ExitCode()
 	}
-	return model.ErrorKindInternal.ExitCode()
+	return wire.ErrorKindInternal.ExitCode()
 }
 
 // fromBody turns a failed answer into an Error: the service's own description when it
 // sent one, else one made from the status (a proxy or a server that is not Pollux's).
 func fromBody(status int, body []byte, who string) *Error {
 	var eb api.ErrorBody
-	if decodeJSON(body, &eb) == nil && eb.Error.Message != "" {
-		kind := model.ErrorKind(eb.Error.Kind)
+	// Leniently, unlike a success: from a server of another version, its message is still
+	// the best account of the failure, and the kind falls back to the status.
+	if json.Unmarshal(body, &eb) == nil && eb.Error.Message != "" {
+		kind := wire.ErrorKind(eb.Error.Kind)
 		if !kind.Valid() {
 			kind = kindOfStatus(status)
 		}
@@ -53,28 +56,28 @@ func fromBody(status int, body []byte, who string) *Error {
 	return errorf(kindOfStatus(status), "%s answered %d %s", who, status, http.StatusText(status))
 }
 
-func kindOfStatus(status int) model.ErrorKind {
+func kindOfStatus(status int) wire.ErrorKind {
 	switch {
 	case status == http.StatusNotFound:
-		return model.ErrorKindNotFound
+		return wire.ErrorKindNotFound
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		return model.ErrorKindPermission
+		return wire.ErrorKindPermission
 	case status == http.StatusConflict:
-		return model.ErrorKindConflict
+		return wire.ErrorKindConflict
 	case status >= 400 && status < 500:
-		return model.ErrorKindInvalid
+		return wire.ErrorKindInvalid
 	case status == http.StatusInternalServerError:
-		return model.ErrorKindInternal
+		return wire.ErrorKindInternal
 	default:
-		return model.ErrorKindUnavailable
+		return wire.ErrorKindUnavailable
 	}
 }
 
 // subrequestError is the Error of a failed subrequest.
 func subrequestError(s api.Subrequest) *Error {
-	kind, ok := model.KindOfSQLState(s.ErrorCode)
+	kind, ok := wire.KindOfSQLState(s.ErrorCode)
 	if !ok {
-		kind = model.ErrorKindInternal
+		kind = wire.ErrorKindInternal
 	}
 	msg := s.ErrorMessage
 	if msg == "" {

@@ -14,7 +14,7 @@ import (
 	"strings"
 
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
-	"github.com/pollux-storage/pollux/model"
+	"github.com/pollux-storage/pollux/model/wire"
 )
 
 // Moved is what one upload or download moved.
@@ -30,12 +30,12 @@ func Adler32(sum uint32) string { return fmt.Sprintf("%08x", sum) }
 
 // localError classifies a failure on a local file: the user's to fix.
 func localError(err error, what string) *Error {
-	kind := model.ErrorKindInvalid
+	kind := wire.ErrorKindInvalid
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		kind = model.ErrorKindNotFound
+		kind = wire.ErrorKindNotFound
 	case errors.Is(err, os.ErrPermission):
-		kind = model.ErrorKindPermission
+		kind = wire.ErrorKindPermission
 	}
 	return errorf(kind, "%s: %v", what, err)
 }
@@ -54,7 +54,7 @@ func (c *Client) Upload(ctx context.Context, moverURL, token, local string, prog
 		return Moved{}, localError(err, "read the file to upload")
 	}
 	if !st.Mode().IsRegular() {
-		return Moved{}, errorf(model.ErrorKindInvalid, "%s is not a regular file: only files can be uploaded", local)
+		return Moved{}, errorf(wire.ErrorKindInvalid, "%s is not a regular file: only files can be uploaded", local)
 	}
 	// The checksum goes in a header, ahead of the data: read the file twice rather than
 	// hold it in memory.
@@ -72,7 +72,7 @@ func (c *Client) Upload(ctx context.Context, moverURL, token, local string, prog
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, moverURL, body)
 	if err != nil {
-		return Moved{}, errorf(model.ErrorKindInternal, "the mover's address %q is not a URL: %v", moverURL, err)
+		return Moved{}, errorf(wire.ErrorKindInternal, "the mover's address %q is not a URL: %v", moverURL, err)
 	}
 	req.ContentLength = st.Size()
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -84,7 +84,7 @@ func (c *Client) Upload(ctx context.Context, moverURL, token, local string, prog
 		if ctx.Err() != nil {
 			return Moved{}, ctx.Err()
 		}
-		return Moved{}, errorf(model.ErrorKindUnavailable, "upload to %s: %v: the write failed and its token is spent; run the command again", moverURL, connError(err))
+		return Moved{}, errorf(wire.ErrorKindUnavailable, "upload to %s: %v: the write failed and its token is spent; run the command again", moverURL, connError(err))
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -93,10 +93,10 @@ func (c *Client) Upload(ctx context.Context, moverURL, token, local string, prog
 	}
 	var out api.UploadResponse
 	if err := decodeJSON(b, &out); err != nil {
-		return Moved{}, errorf(model.ErrorKindInternal, "the mover's answer to the upload is not readable (%v)", err)
+		return Moved{}, errorf(wire.ErrorKindInternal, "the mover's answer to the upload is not readable (%v)", err)
 	}
 	if out.SizeBytes != st.Size() || out.ChecksumAdler32 != sum {
-		return Moved{}, errorf(model.ErrorKindUnavailable, "the disk server recorded %d bytes with adler32 %s, but %s has %d bytes with adler32 %s (did it change during the upload?): run the command again",
+		return Moved{}, errorf(wire.ErrorKindUnavailable, "the disk server recorded %d bytes with adler32 %s, but %s has %d bytes with adler32 %s (did it change during the upload?): run the command again",
 			out.SizeBytes, out.ChecksumAdler32, local, st.Size(), sum)
 	}
 	return Moved{SizeBytes: out.SizeBytes, ChecksumAdler32: sum}, nil
@@ -111,7 +111,7 @@ func (c *Client) Upload(ctx context.Context, moverURL, token, local string, prog
 func (c *Client) Download(ctx context.Context, moverURL, token, local string, progress func(done, total int64)) (Moved, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, moverURL, nil)
 	if err != nil {
-		return Moved{}, errorf(model.ErrorKindInternal, "the mover's address %q is not a URL: %v", moverURL, err)
+		return Moved{}, errorf(wire.ErrorKindInternal, "the mover's address %q is not a URL: %v", moverURL, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := c.data.Do(req)
@@ -119,7 +119,7 @@ func (c *Client) Download(ctx context.Context, moverURL, token, local string, pr
 		if ctx.Err() != nil {
 			return Moved{}, ctx.Err()
 		}
-		return Moved{}, errorf(model.ErrorKindUnavailable, "download from %s: %v: run the command again", moverURL, connError(err))
+		return Moved{}, errorf(wire.ErrorKindUnavailable, "download from %s: %v: run the command again", moverURL, connError(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -130,7 +130,7 @@ func (c *Client) Download(ctx context.Context, moverURL, token, local string, pr
 	if size < 0 {
 		if v := resp.Header.Get(api.HeaderSize); v != "" {
 			if size, err = strconv.ParseInt(v, 10, 64); err != nil || size < 0 {
-				return Moved{}, errorf(model.ErrorKindInternal, "the mover sent %s %q, which is not a size: report it to the operator", api.HeaderSize, v)
+				return Moved{}, errorf(wire.ErrorKindInternal, "the mover sent %s %q, which is not a size: report it to the operator", api.HeaderSize, v)
 			}
 		} else {
 			size = -1
@@ -158,9 +158,9 @@ func (c *Client) Download(ctx context.Context, moverURL, token, local string, pr
 		if errors.As(err, &pe) {
 			return Moved{}, localError(err, "write "+local)
 		}
-		return Moved{}, errorf(model.ErrorKindUnavailable, "download from %s broke off after %d bytes (%v): run the command again", moverURL, n, err)
+		return Moved{}, errorf(wire.ErrorKindUnavailable, "download from %s broke off after %d bytes (%v): run the command again", moverURL, n, err)
 	case size >= 0 && n != size:
-		return Moved{}, errorf(model.ErrorKindUnavailable, "download from %s is truncated: %d of %d bytes: run the command again", moverURL, n, size)
+		return Moved{}, errorf(wire.ErrorKindUnavailable, "download from %s is truncated: %d of %d bytes: run the command again", moverURL, n, size)
 	}
 	// A mover that checksums while it streams sends the sum as a trailer, readable now
 	// that the body was read to its end.
@@ -170,11 +170,11 @@ func (c *Client) Download(ctx context.Context, moverURL, token, local string, pr
 	}
 	want = strings.ToLower(want)
 	if !adler32Hex.MatchString(want) {
-		return Moved{}, errorf(model.ErrorKindInternal, "the mover sent no valid %s (%q), so the download cannot be verified: report it to the operator", api.HeaderAdler32, want)
+		return Moved{}, errorf(wire.ErrorKindInternal, "the mover sent no valid %s (%q), so the download cannot be verified: report it to the operator", api.HeaderAdler32, want)
 	}
 	got := Adler32(h.Sum32())
 	if got != want {
-		return Moved{}, errorf(model.ErrorKindUnavailable, "download from %s is corrupt: adler32 %s, the disk server says %s: run the command again, and tell the operator if it persists",
+		return Moved{}, errorf(wire.ErrorKindUnavailable, "download from %s is corrupt: adler32 %s, the disk server says %s: run the command again, and tell the operator if it persists",
 			moverURL, got, want)
 	}
 	if err := tmp.Chmod(0o644); err != nil {

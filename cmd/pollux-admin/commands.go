@@ -20,7 +20,8 @@ import (
 	"github.com/pollux-storage/pollux/schema"
 )
 
-const logicTable = "logic_bundle"
+// logicTable is where installed logic versions are recorded (migrations create it).
+const logicTable = model.LogicBundleTable
 
 func (c *cli) open(ctx context.Context) (*pg.DB, error) {
 	return pg.Open(ctx, pg.Config{DSN: c.databaseURL, ApplicationName: "pollux-admin", RetryBudget: 20 * time.Second})

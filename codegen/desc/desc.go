@@ -20,13 +20,21 @@ type Schema struct {
 	Errors     []Error     `yaml:"errors"`
 	Tables     []Table     `yaml:"tables"`
 	Functions  []Function  `yaml:"functions"`
+	// Families and Channels are names SQL and Go must spell alike, declared once here.
+	Families []Family  `yaml:"families"`
+	Channels []Channel `yaml:"channels"`
 }
 
 // Enum is a PostgreSQL enum type, with an optional state machine over its values.
 type Enum struct {
-	Name        string       `yaml:"name"`
-	Doc         string       `yaml:"doc"`
-	Values      []EnumValue  `yaml:"values"`
+	Name   string      `yaml:"name"`
+	Doc    string      `yaml:"doc"`
+	Values []EnumValue `yaml:"values"`
+	// Initial is the value a new row must have; required with Transitions, and only
+	// with them.
+	Initial string `yaml:"initial"`
+	// Transitions are the changes of value the database allows (see Guards); a value
+	// may always stay what it is.
 	Transitions []Transition `yaml:"transitions"`
 }
 

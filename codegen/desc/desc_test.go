@@ -153,7 +153,9 @@ func TestLoadFileSample(t *testing.T) {
 	t.Parallel()
 	s, err := desc.LoadFile(filepath.Join("..", "testdata", "sample", "schema.yaml"))
 	require.NoError(t, err)
-	require.Len(t, s.Enums, 2)
+	require.Len(t, s.Enums, 3)
+	require.Len(t, s.Families, 2)
+	require.Len(t, s.Channels, 2)
 	require.Len(t, s.Tables, 2)
 	require.Len(t, s.Functions, 4)
 	job, ok := s.Table("job")
@@ -183,18 +185,21 @@ enums:
     values:
       - {name: NEW, doc: "New."}
       - {name: OLD, doc: "Old."}
+    initial: NEW
     transitions:
       - {from: NEW, to: OLD, by: someone, doc: "it aged"}
 error_kinds:
   - {name: not_found, http: 404, exit: 1, doc: "Not found."}
 errors:
   - {name: no_thing, sqlstate: PX001, kind: not_found, doc: "No such thing."}
+  - {name: invalid_transition, sqlstate: PX008, kind: not_found, doc: "Not allowed."}
 tables:
   - name: thing
     doc: A thing.
     columns:
       - {name: id, type: bigint}
       - {name: state, type: state, nullable: true}
+      - {name: phase, type: state}
 functions:
   - name: thing_list
     file: thing.sql
@@ -209,6 +214,23 @@ func TestLoadValid(t *testing.T) {
 	s, err := desc.Load([]byte(valid))
 	require.NoError(t, err)
 	require.Equal(t, "SETOF thing", s.Functions[0].Result())
+}
+
+func TestGuards(t *testing.T) {
+	t.Parallel()
+	s, err := desc.Load([]byte(valid))
+	require.NoError(t, err)
+	guards := s.Guards()
+	require.Len(t, guards, 1, "the nullable column of the same enum is not guarded")
+	g := guards[0]
+	require.Equal(t, "thing", g.Table)
+	require.Equal(t, "phase", g.Column)
+	require.Equal(t, "state", g.Enum.Name)
+	require.Equal(t, "thing_phase_transition_refuse", g.Function)
+	require.Equal(t, "thing_phase_initial", g.InsertTrigger)
+	require.Equal(t, "thing_phase_transition", g.UpdateTrigger)
+	require.Equal(t, []string{"OLD"}, g.Enum.Next("NEW"))
+	require.True(t, g.Enum.Final("OLD"))
 }
 
 func TestLoadErrors(t *testing.T) {
@@ -233,6 +255,14 @@ func TestLoadErrors(t *testing.T) {
 		{"transition from", "{from: NEW,", "{from: NEWER,", `enums[0].transitions[0]: from "NEWER" is not a value of state`},
 		{"transition to", "to: OLD,", "to: GONE,", `enums[0].transitions[0]: to "GONE" is not a value of state`},
 		{"transition without by", "by: someone, ", "", `enums[0].transitions[0]: by is empty`},
+		{"transition to itself", "to: OLD,", "to: NEW,", `enums[0].transitions[0]: NEW -> NEW changes nothing`},
+		{"transitions without initial", "    initial: NEW\n", "", `enums[0] "state": transitions without initial`},
+		{"unknown initial", "initial: NEW", "initial: NEWER", `enums[0] "state": initial "NEWER" is not a value of state`},
+		{"initial without transitions", "    transitions:\n      - {from: NEW, to: OLD, by: someone, doc: \"it aged\"}\n", "", `enums[0] "state": initial "NEW" without transitions`},
+		{"unreachable value", "initial: NEW", "initial: OLD", `enums[0].values[0] "NEW": value is unreachable`},
+		{"no invalid_transition error", "{name: invalid_transition,", "{name: refused,", `enums[0] "state": transitions need the error invalid_transition`},
+		{"generated name too long", "{name: phase, type: state}", "{name: " + strings.Repeat("p", 50) + ", type: state}", "generated name is longer than 63 bytes"},
+		{"function named like a guard", "name: thing_list", "name: thing_phase_transition_refuse", `guard of thing.phase "thing_phase_transition_refuse": a described function has the name`},
 		{"missing doc", "    doc: A thing.\n", "", `tables[0] "thing": doc is empty`},
 		{"unknown error kind", "kind: not_found", "kind: missing", `errors[0] "no_thing": unknown error kind "missing"`},
 		{"bad sqlstate", "sqlstate: PX001", "sqlstate: px01", `errors[0] "no_thing": sqlstate "px01" is not 5 characters of [0-9A-Z]`},

@@ -20,18 +20,24 @@ const maxIdentLen = 63
 // Validate checks everything code generation relies on and returns one error per
 // problem, each naming its place, e.g. `tables[3].columns[2] "foo": unknown type "strin"`.
 func (s *Schema) Validate() error {
-	v := &validator{s: s, enums: map[string]*Enum{}, tables: map[string]bool{}}
+	v := &validator{s: s, enums: map[string]*Enum{}, tables: map[string]bool{}, errorNames: map[string]bool{}}
+	for _, e := range s.Errors {
+		v.errorNames[e.Name] = true // checked where errors are; wanted by the state machines
+	}
 	v.enumsAndTables()
 	v.errorKinds()
 	v.functions()
+	v.guards()
+	v.names()
 	return errors.Join(v.errs...)
 }
 
 type validator struct {
-	s      *Schema
-	enums  map[string]*Enum
-	tables map[string]bool
-	errs   []error
+	s          *Schema
+	enums      map[string]*Enum
+	tables     map[string]bool
+	errorNames map[string]bool
+	errs       []error
 }
 
 // errorf records a problem at place; name, when not empty, is the name of the element
@@ -118,25 +124,7 @@ func (v *validator) enumValues(place string, e *Enum) {
 		v.doc(vplace, val.Name, val.Doc)
 		values[val.Name] = true
 	}
-	pairs := map[[2]string]string{}
-	for j, t := range e.Transitions {
-		tplace := fmt.Sprintf("%s.transitions[%d]", place, j)
-		if !values[t.From] {
-			v.errorf(tplace, "", "from %q is not a value of %s", t.From, e.Name)
-		}
-		if !values[t.To] {
-			v.errorf(tplace, "", "to %q is not a value of %s", t.To, e.Name)
-		}
-		if t.By == "" {
-			v.errorf(tplace, "", "by is empty")
-		}
-		pair := [2]string{t.From, t.To}
-		if first, ok := pairs[pair]; ok {
-			v.errorf(tplace, "", "%s -> %s is already declared by %s", t.From, t.To, first)
-		} else {
-			pairs[pair] = tplace
-		}
-	}
+	v.transitions(place, e, values)
 }
 
 func (v *validator) columns(place string, cols []Column) {

@@ -16,10 +16,67 @@ type data struct {
 	Imports        imports
 	Enums          []enumData
 	HasTransitions bool
+	PlainEnums     []string // the enums without transitions
 	ErrorKinds     []errorKindData
 	Errors         []errorData
 	Tables         []tableData
 	Functions      []funcData
+	// Generated are the logic functions codegen writes (LogicFunctions lists them too).
+	Generated []desc.Signature
+	Guards    []guardData
+	// InvalidTransition is the SQLSTATE the guards raise.
+	InvalidTransition string
+	TransitionsFile   string
+	NamesFile         string
+	// FamilyEnum is the Go type of the enum the families partition (RequestType).
+	FamilyEnum   string
+	FamilyEnumPG string
+	Families     []familyData
+	Channels     []channelData
+}
+
+type familyData struct {
+	Name       string
+	Const      string
+	Doc        string
+	Types      []string // enum values
+	TypeConsts []string
+}
+
+type channelData struct {
+	Name        string // the declared name; per family, the names' common stem
+	Doc         string
+	GoName      string // Channel<GoName>: the constant, or per family the function
+	SQLFunction string
+	PerFamily   bool
+	// Names are the channel's names with their Go constants; one unless per family.
+	Names []channelName
+}
+
+type channelName struct {
+	Name   string
+	Const  string
+	Family familyData // per family only
+}
+
+// guardData is one state machine enforced on one column (desc.Guard), with its SQL
+// worked out.
+type guardData struct {
+	desc.Guard
+	EnumName string
+	Initial  string
+	// HasID says the table has an id column, which the refusal names.
+	HasID bool
+	// Allowed is the WHEN condition's list of allowed changes, one per value that has
+	// any, e.g. "(OLD.status = 'START' AND NEW.status IN ('WAITSCHED', 'FAILED'))".
+	Allowed []string
+	// Next is, per value, what it may become in words, for the refusal's DETAIL.
+	Next []nextData
+}
+
+type nextData struct {
+	From string
+	To   string // "WAITSCHED, FAILED", or "" for a final value
 }
 
 // imports are a Go file's imports: the standard library's, then the others.
@@ -29,19 +86,26 @@ type imports struct {
 }
 
 type enumData struct {
-	Name        string
-	GoName      string
-	Doc         string
-	Values      []valueData
-	ValueList   string // for error messages: "PUT, GET, RM"
-	Transitions []desc.Transition
-	From        []fromData // Transitions grouped by From, in value order
+	Name         string
+	GoName       string
+	Doc          string
+	Values       []valueData
+	ValueList    string // for error messages: "PUT, GET, RM"
+	Initial      string
+	InitialConst string
+	Transitions  []desc.Transition
+	From         []fromData // Transitions grouped by From, in value order
+	Finals       []string   // consts of the values no transition leaves
+	Guarded      []string   // "table.column" of the columns whose guard enforces it
+	Diagram      string     // the state machine as plain text (see diagram)
 }
 
 type valueData struct {
 	Name  string
 	Const string
 	Doc   string
+	// Final says that no transition leaves the value (only with transitions).
+	Final bool
 }
 
 type fromData struct {
@@ -55,6 +119,8 @@ type errorKindData struct {
 	HTTP  int
 	Exit  int
 	Doc   string
+	// Errors are the errors of this kind, e.g. "`PX002` invalid_argument".
+	Errors []string
 }
 
 type errorData struct {
@@ -115,9 +181,14 @@ type argData struct {
 }
 
 func newData(s *desc.Schema, source string) *data {
-	d := &data{Source: source}
-	for _, e := range s.Enums {
+	d := &data{Source: source, TransitionsFile: desc.TransitionsFile, NamesFile: desc.NamesFile,
+		FamilyEnum: desc.GoName(desc.FamilyEnum), FamilyEnumPG: desc.FamilyEnum}
+	for i := range s.Enums {
+		e := &s.Enums[i]
 		d.Enums = append(d.Enums, newEnum(e))
+		if len(e.Transitions) == 0 {
+			d.PlainEnums = append(d.PlainEnums, e.Name)
+		}
 		d.HasTransitions = d.HasTransitions || len(e.Transitions) > 0
 	}
 	kindConst := map[string]string{}
@@ -127,6 +198,11 @@ func newData(s *desc.Schema, source string) *data {
 		d.ErrorKinds = append(d.ErrorKinds, errorKindData{Name: k.Name, Const: c, HTTP: k.HTTP, Exit: k.Exit, Doc: k.Doc})
 	}
 	for _, e := range s.Errors {
+		for i := range d.ErrorKinds {
+			if d.ErrorKinds[i].Name == e.Kind {
+				d.ErrorKinds[i].Errors = append(d.ErrorKinds[i].Errors, "`"+e.SQLState+"` "+e.Name)
+			}
+		}
 		d.Errors = append(d.Errors, errorData{
 			Name: e.Name, Const: "SQLState" + desc.GoName(e.Name), SQLState: e.SQLState,
 			Kind: e.Kind, KindConst: kindConst[e.Kind], Doc: e.Doc,
@@ -141,20 +217,88 @@ func newData(s *desc.Schema, source string) *data {
 	for _, f := range s.Functions {
 		d.Functions = append(d.Functions, newFunc(s, f))
 	}
+	d.Generated = s.GeneratedSignatures()
+	for _, e := range s.Errors {
+		if e.Name == desc.InvalidTransitionError {
+			d.InvalidTransition = e.SQLState
+		}
+	}
+	newNames(s, d)
+	for _, g := range s.Guards() {
+		d.Guards = append(d.Guards, newGuard(s, g))
+		for i := range d.Enums {
+			if d.Enums[i].Name == g.Enum.Name {
+				d.Enums[i].Guarded = append(d.Enums[i].Guarded, g.Table+"."+g.Column)
+			}
+		}
+	}
 	return d
 }
 
-func newEnum(e desc.Enum) enumData {
-	ed := enumData{Name: e.Name, GoName: e.GoName(), Doc: e.Doc, Transitions: e.Transitions}
+func newNames(s *desc.Schema, d *data) {
+	for _, f := range s.Families {
+		fd := familyData{Name: f.Name, Const: "Family" + desc.GoName(f.Name), Doc: f.Doc, Types: f.Types}
+		for _, t := range f.Types {
+			fd.TypeConsts = append(fd.TypeConsts, d.FamilyEnum+desc.GoEnumValueName(t))
+		}
+		d.Families = append(d.Families, fd)
+	}
+	for _, c := range s.Channels {
+		cd := channelData{Name: c.Name, Doc: c.Doc, GoName: "Channel" + c.GoName(), SQLFunction: c.SQLFunction(), PerFamily: c.PerFamily}
+		if !c.PerFamily {
+			cd.Names = []channelName{{Name: c.Name, Const: cd.GoName}}
+		}
+		for i, n := range c.Names(s.Families) {
+			if c.PerFamily {
+				f := d.Families[i]
+				cd.Names = append(cd.Names, channelName{Name: n, Const: cd.GoName + desc.GoName(f.Name), Family: f})
+			}
+		}
+		d.Channels = append(d.Channels, cd)
+	}
+}
+
+func newGuard(s *desc.Schema, g desc.Guard) guardData {
+	gd := guardData{Guard: g, EnumName: g.Enum.Name, Initial: g.Enum.Initial}
+	t, _ := s.Table(g.Table)
+	for _, c := range t.Columns {
+		gd.HasID = gd.HasID || c.Name == "id"
+	}
+	for _, v := range g.Enum.Values {
+		next := g.Enum.Next(v.Name)
+		gd.Next = append(gd.Next, nextData{From: v.Name, To: strings.Join(next, ", ")})
+		if len(next) == 0 {
+			continue
+		}
+		quoted := make([]string, len(next))
+		for i, n := range next {
+			quoted[i] = "'" + n + "'" // UPPER_SNAKE_CASE, checked by Validate: nothing to escape
+		}
+		gd.Allowed = append(gd.Allowed, fmt.Sprintf("(OLD.%s = '%s' AND NEW.%s IN (%s))",
+			g.Column, v.Name, g.Column, strings.Join(quoted, ", ")))
+	}
+	return gd
+}
+
+func newEnum(e *desc.Enum) enumData {
+	ed := enumData{Name: e.Name, GoName: e.GoName(), Doc: e.Doc, Transitions: e.Transitions, Initial: e.Initial}
 	constOf := map[string]string{}
 	names := make([]string, len(e.Values))
 	for i, v := range e.Values {
 		c := ed.GoName + v.GoName()
 		constOf[v.Name] = c
 		names[i] = v.Name
-		ed.Values = append(ed.Values, valueData{Name: v.Name, Const: c, Doc: v.Doc})
+		final := len(e.Transitions) > 0 && e.Final(v.Name)
+		ed.Values = append(ed.Values, valueData{Name: v.Name, Const: c, Doc: v.Doc, Final: final})
+		if final {
+			ed.Finals = append(ed.Finals, c)
+		}
 	}
 	ed.ValueList = strings.Join(names, ", ")
+	if e.Initial != "" {
+		ed.InitialConst = constOf[e.Initial]
+		ed.Diagram = diagram(e)
+	}
 	for _, v := range e.Values {
 		var to []string
 		for _, t := range e.Transitions {
@@ -167,6 +311,59 @@ func newEnum(e desc.Enum) enumData {
 		}
 	}
 	return ed
+}
+
+// diagram draws a state machine in plain text, one block per value in declaration order
+// with its way out, each arrow labelled with who takes it:
+//
+//	new row ===> QUEUED
+//	QUEUED  --- worker -----------> RUNNING
+//	RUNNING +-- worker -----------> DONE
+//	        `-- worker or reaper -> GAVE_UP
+//	DONE    (final)
+//
+// A graph layout would draw fewer lines but needs a layout algorithm and reads worse as
+// plain text once values have several ways out; this one is exact and diffs well.
+func diagram(e *desc.Enum) string {
+	const newRow = "new row"
+	width := len(newRow)
+	by := 0
+	for _, v := range e.Values {
+		width = max(width, len(v.Name))
+	}
+	for _, t := range e.Transitions {
+		by = max(by, len(t.By))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-*s ===> %s\n", width, newRow, e.Initial)
+	for _, v := range e.Values {
+		var out []desc.Transition
+		for _, t := range e.Transitions {
+			if t.From == v.Name {
+				out = append(out, t)
+			}
+		}
+		if len(out) == 0 {
+			fmt.Fprintf(&b, "%-*s (final)\n", width, v.Name)
+			continue
+		}
+		for i, t := range out {
+			from, branch := v.Name, "|--"
+			switch {
+			case len(out) == 1:
+				branch = "---"
+			case i == 0:
+				branch = "+--"
+			case i == len(out)-1:
+				branch = "`--"
+			}
+			if i > 0 {
+				from = ""
+			}
+			fmt.Fprintf(&b, "%-*s %s %s %s> %s\n", width, from, branch, t.By, strings.Repeat("-", by-len(t.By)+1), t.To)
+		}
+	}
+	return b.String()
 }
 
 func newColumns(cols []desc.Column) []columnData {
@@ -295,14 +492,30 @@ func newImports(paths ...string) imports {
 	return im
 }
 
+// wireImport is the package that the generated model imports for its pgx-free part.
+const wireImport = "github.com/pollux-storage/pollux/model/wire"
+
 func dbImports(*data) imports { return newImports("context", pgx, pgconn, pgxpool) }
 
 func enumImports(d *data) imports {
 	if len(d.Enums) == 0 {
 		return imports{}
 	}
+	if d.HasTransitions {
+		return newImports("fmt", pgtype, wireImport)
+	}
 	return newImports("fmt", pgtype)
 }
+
+func wireEnumImports(d *data) imports {
+	if len(d.Enums) == 0 {
+		return imports{}
+	}
+	return newImports("fmt")
+}
+
+// errorImports: model's error kinds are wire's, which it always names (the type alias).
+func errorImports(*data) imports { return newImports(wireImport) }
 
 func tableImports(d *data) imports {
 	if len(d.Tables) == 0 {
@@ -315,6 +528,13 @@ func tableImports(d *data) imports {
 		}
 	}
 	return newImports(paths...)
+}
+
+func namesImports(d *data) imports {
+	if len(d.Families) == 0 {
+		return imports{}
+	}
+	return newImports("fmt")
 }
 
 func logicImports(d *data) imports {
@@ -354,6 +574,7 @@ func (d *data) checkGoNames() error {
 		declare("Parse"+e.GoName, what)
 		if len(e.Transitions) > 0 {
 			declare(e.GoName+"Transitions", what)
+			declare(e.GoName+"Initial", what)
 		}
 		for _, v := range e.Values {
 			declare(v.Const, what+" value "+v.Name)
@@ -364,6 +585,25 @@ func (d *data) checkGoNames() error {
 	}
 	for _, e := range d.Errors {
 		declare(e.Const, "error "+e.Name)
+	}
+	if len(d.Families) > 0 {
+		for _, name := range []string{"Family", "Families", "ParseFamily"} {
+			declare(name, "the families")
+		}
+	}
+	for _, f := range d.Families {
+		declare(f.Const, "family "+f.Name)
+	}
+	if len(d.Channels) > 0 {
+		declare("Channels", "the channels")
+	}
+	for _, c := range d.Channels {
+		if c.PerFamily {
+			declare(c.GoName, "channel "+c.Name)
+		}
+		for _, n := range c.Names {
+			declare(n.Const, "channel "+n.Name)
+		}
 	}
 	for _, t := range d.Tables {
 		what := "table " + t.Name

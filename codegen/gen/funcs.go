@@ -7,11 +7,25 @@ import (
 )
 
 var funcs = template.FuncMap{
-	"quote":   strconv.Quote,
-	"comment": comment,
-	"cell":    cell,
-	"mermaid": mermaid,
+	"quote":      strconv.Quote,
+	"comment":    comment,
+	"sqlcomment": sqlComment,
+	"cell":       cell,
+	"sqlquote":   sqlQuote,
+	"familyList": familyList,
 }
+
+// familyList describes the families for a comment: "put (PUT), get (GET, PREPARE_TO_GET)".
+func familyList(families []familyData) string {
+	parts := make([]string, len(families))
+	for i, f := range families {
+		parts[i] = f.Name + " (" + strings.Join(f.Types, ", ") + ")"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// sqlQuote makes text a SQL string literal.
+func sqlQuote(text string) string { return "'" + strings.ReplaceAll(text, "'", "''") + "'" }
 
 // commentWidth is where comment lines wrap, so that generated doc comments read like
 // hand-written ones however long the description's docs are.
@@ -19,7 +33,12 @@ const commentWidth = 90
 
 // comment renders paragraphs as a Go comment, wrapped, with an empty comment line
 // between paragraphs; the template places it at the right indentation.
-func comment(paragraphs ...string) string {
+func comment(paragraphs ...string) string { return wrap("//", paragraphs) }
+
+// sqlComment renders paragraphs as a SQL comment, as comment does for Go.
+func sqlComment(paragraphs ...string) string { return wrap("--", paragraphs) }
+
+func wrap(mark string, paragraphs []string) string {
 	var lines []string
 	for _, p := range paragraphs {
 		words := strings.Fields(p)
@@ -27,13 +46,13 @@ func comment(paragraphs ...string) string {
 			continue
 		}
 		if len(lines) > 0 {
-			lines = append(lines, "//")
+			lines = append(lines, mark)
 		}
-		line := "//"
+		line := mark
 		for _, w := range words {
-			if len(line) > len("//") && len(line)+1+len(w) > commentWidth {
+			if len(line) > len(mark) && len(line)+1+len(w) > commentWidth {
 				lines = append(lines, line)
-				line = "//"
+				line = mark
 			}
 			line += " " + w
 		}
@@ -46,11 +65,4 @@ func comment(paragraphs ...string) string {
 func cell(text string) string {
 	text = strings.Join(strings.Fields(text), " ")
 	return strings.ReplaceAll(text, "|", `\|`)
-}
-
-// mermaid makes text safe as a Mermaid transition label, where ':' ';' and '#' have
-// meanings of their own.
-func mermaid(text string) string {
-	text = strings.Join(strings.Fields(text), " ")
-	return strings.NewReplacer(":", " ", ";", ",", "#", "", `"`, "'").Replace(text)
 }

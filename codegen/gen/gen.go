@@ -1,5 +1,6 @@
-// Package gen renders the files generated from a schema description: the Go package
-// model and the reference docs/schema.md. It works in memory; writing the files, or
+// Package gen renders the files generated from a schema description: the Go packages
+// model and model/wire (its pgx-free part, for clients), the generated logic files of
+// schema/logic and the generated docs. It works in memory; writing the files, or
 // comparing them with those on disk, is the caller's job.
 package gen
 
@@ -31,10 +32,17 @@ var outputs = []output{
 	{path: "model/doc_gen.go", template: "doc.go.tmpl", imports: func(*data) imports { return imports{} }},
 	{path: "model/db_gen.go", template: "db.go.tmpl", imports: dbImports},
 	{path: "model/enums_gen.go", template: "enums.go.tmpl", imports: enumImports},
-	{path: "model/errors_gen.go", template: "errors.go.tmpl", imports: func(*data) imports { return imports{} }},
+	{path: "model/errors_gen.go", template: "errors.go.tmpl", imports: errorImports},
 	{path: "model/tables_gen.go", template: "tables.go.tmpl", imports: tableImports},
 	{path: "model/logic_gen.go", template: "logic.go.tmpl", imports: logicImports},
+	{path: "model/names_gen.go", template: "names.go.tmpl", imports: namesImports},
+	{path: "model/wire/doc_gen.go", template: "wire_doc.go.tmpl", imports: func(*data) imports { return imports{} }},
+	{path: "model/wire/enums_gen.go", template: "wire_enums.go.tmpl", imports: wireEnumImports},
+	{path: "model/wire/errors_gen.go", template: "wire_errors.go.tmpl", imports: func(*data) imports { return imports{} }},
 	{path: "docs/schema.md", template: "schema.md.tmpl"},
+	{path: "docs/statuses.md", template: "statuses.md.tmpl"},
+	{path: "schema/logic/" + desc.TransitionsFile, template: "transitions.sql.tmpl"},
+	{path: "schema/logic/" + desc.NamesFile, template: "names.sql.tmpl"},
 }
 
 // Render renders every generated file of s, keyed by its slash-separated path relative
@@ -69,7 +77,7 @@ func Render(s *desc.Schema, source string) (map[string][]byte, error) {
 			}
 			out = formatted
 		} else {
-			out = tidyMarkdown(out)
+			out = tidyText(out)
 		}
 		files[o.path] = out
 	}
@@ -78,9 +86,9 @@ func Render(s *desc.Schema, source string) (map[string][]byte, error) {
 
 var blankLines = regexp.MustCompile(`\n{3,}`)
 
-// tidyMarkdown does for Markdown what go/format does for Go, so that the template can be
-// written for reading rather than for exact blank lines.
-func tidyMarkdown(b []byte) []byte {
+// tidyText does for Markdown and SQL what go/format does for Go, so that the template can
+// be written for reading rather than for exact blank lines.
+func tidyText(b []byte) []byte {
 	b = blankLines.ReplaceAll(b, []byte("\n\n"))
 	return append(bytes.TrimRight(b, "\n"), '\n')
 }

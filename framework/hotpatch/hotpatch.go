@@ -86,6 +86,53 @@ func (b Bundle) Functions() []string {
 	return out
 }
 
+// Trigger is a trigger a logic file defines: triggers are named per table, so the table
+// is part of its identity (DROP TRIGGER needs it too).
+type Trigger struct {
+	Name  string `json:"name"`
+	Table string `json:"table"`
+}
+
+// String is the trigger as "name on table".
+func (t Trigger) String() string { return t.Name + " on " + t.Table }
+
+var triggerName = regexp.MustCompile(`(?is)\bcreate\s+(?:or\s+replace\s+)?(?:constraint\s+)?trigger\s+"?([a-z_][a-z0-9_]*)"?\s.*?\bon\s+(?:"?[a-z_][a-z0-9_]*"?\.)?"?([a-z_][a-z0-9_]*)"?`)
+
+// Triggers returns the triggers a file defines.
+func Triggers(sql string) []Trigger {
+	var out []Trigger
+	for _, m := range triggerName.FindAllStringSubmatch(stripComments(sql), -1) {
+		t := Trigger{Name: strings.ToLower(m[1]), Table: strings.ToLower(m[2])}
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Triggers returns every trigger the bundle defines, sorted by table then name.
+func (b Bundle) Triggers() []Trigger {
+	var out []Trigger
+	for _, sql := range b.Files {
+		for _, t := range Triggers(sql) {
+			if !slices.Contains(out, t) {
+				out = append(out, t)
+			}
+		}
+	}
+	sortTriggers(out)
+	return out
+}
+
+func sortTriggers(ts []Trigger) {
+	slices.SortFunc(ts, func(a, b Trigger) int {
+		if c := strings.Compare(a.Table, b.Table); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+}
+
 var lineComment = regexp.MustCompile(`--[^\n]*`)
 
 func stripComments(sql string) string { return lineComment.ReplaceAllString(sql, "") }
@@ -108,6 +155,8 @@ type Result struct {
 	Files     []string `json:"files,omitempty"`     // files executed
 	Recreated []string `json:"recreated,omitempty"` // functions dropped and created anew (signature change)
 	Dropped   []string `json:"dropped,omitempty"`   // functions no file defines any more
+	// DroppedTriggers are the triggers no file defines any more, as "name on table".
+	DroppedTriggers []string `json:"dropped_triggers,omitempty"`
 }
 
 // Patcher applies bundles to one database.
@@ -159,6 +208,18 @@ func (p *Patcher) apply(ctx context.Context, q pg.Querier, b Bundle, by, note st
 		res.Files = append(res.Files, name)
 		res.Recreated = append(res.Recreated, recreated...)
 	}
+	// Triggers go before functions: a trigger's function cannot be dropped while the
+	// trigger uses it.
+	keepTriggers := b.Triggers()
+	for _, t := range old.Triggers() {
+		if slices.Contains(keepTriggers, t) {
+			continue
+		}
+		if err := dropTrigger(ctx, q, t); err != nil {
+			return fmt.Errorf("drop trigger %s, which no logic file defines any more: %w", t, err)
+		}
+		res.DroppedTriggers = append(res.DroppedTriggers, t.String())
+	}
 	keep := b.Functions()
 	for _, f := range old.Functions() {
 		if slices.Contains(keep, f) {
@@ -169,7 +230,7 @@ func (p *Patcher) apply(ctx context.Context, q pg.Querier, b Bundle, by, note st
 		}
 		res.Dropped = append(res.Dropped, f)
 	}
-	catalog, err := catalogChecksum(ctx, q, keep)
+	catalog, err := catalogChecksum(ctx, q, keep, keepTriggers)
 	if err != nil {
 		return err
 	}
@@ -196,6 +257,13 @@ func execFile(ctx context.Context, q pg.Querier, name, sql string) ([]string, er
 	if _, err := q.Exec(ctx, "rollback to savepoint logic_file"); err != nil {
 		return nil, fmt.Errorf("rollback to savepoint: %w", err)
 	}
+	// The file's own triggers may use the functions about to be dropped; the file creates
+	// them again.
+	for _, t := range Triggers(sql) {
+		if err := dropTrigger(ctx, q, t); err != nil {
+			return nil, fmt.Errorf("logic file %s: drop trigger %s to change a function's signature: %w", name, t, err)
+		}
+	}
 	fns := Functions(sql)
 	for _, f := range fns {
 		if _, err := q.Exec(ctx, "drop function if exists "+pgx.Identifier{f}.Sanitize()); err != nil {
@@ -208,16 +276,41 @@ func execFile(ctx context.Context, q pg.Querier, name, sql string) ([]string, er
 	return fns, nil
 }
 
-// catalogChecksum hashes the installed definitions of the named functions.
-func catalogChecksum(ctx context.Context, q pg.Querier, names []string) (string, error) {
+// dropTrigger drops t if it and its table exist: a table taken down by a migration has
+// taken its triggers with it.
+func dropTrigger(ctx context.Context, q pg.Querier, t Trigger) error {
+	var exists bool
+	if err := q.QueryRow(ctx, "select to_regclass($1) is not null", pgx.Identifier{t.Table}.Sanitize()).Scan(&exists); err != nil || !exists {
+		return err
+	}
+	_, err := q.Exec(ctx, "drop trigger if exists "+pgx.Identifier{t.Name}.Sanitize()+" on "+pgx.Identifier{t.Table}.Sanitize())
+	return err
+}
+
+// catalogChecksum hashes the installed definitions of the named functions and triggers. A
+// trigger counts with its enabled state, so that one disabled by hand (ALTER TABLE ...
+// DISABLE TRIGGER) shows as edited. With no triggers the hash is the one of the functions
+// alone, as versions recorded before triggers were hashed have it.
+func catalogChecksum(ctx context.Context, q pg.Querier, names []string, triggers []Trigger) (string, error) {
+	tables, tnames := make([]string, len(triggers)), make([]string, len(triggers))
+	for i, t := range triggers {
+		tables[i], tnames[i] = t.Table, t.Name
+	}
 	var sum string
 	err := q.QueryRow(ctx, `
-		select md5(coalesce(string_agg(pg_get_functiondef(p.oid), E'\n' order by p.proname, p.oid), ''))
-		from pg_proc p
-		where p.proname = any($1)
-		  and p.pronamespace in (select oid from pg_namespace where nspname = any(current_schemas(false)))`, names).Scan(&sum)
+		select md5(coalesce(f.defs, '') || coalesce(E'\n' || t.defs, ''))
+		from (select string_agg(pg_get_functiondef(p.oid), E'\n' order by p.proname, p.oid) as defs
+		      from pg_proc p
+		      where p.proname = any($1)
+		        and p.pronamespace in (select oid from pg_namespace where nspname = any(current_schemas(false)))) f,
+		     (select string_agg(pg_get_triggerdef(tg.oid) || ' enabled=' || tg.tgenabled::text, E'\n' order by c.relname, tg.tgname) as defs
+		      from pg_trigger tg join pg_class c on c.oid = tg.tgrelid
+		      where not tg.tgisinternal
+		        and (c.relname::text, tg.tgname::text) in (select * from unnest($2::text[], $3::text[]))
+		        and c.relnamespace in (select oid from pg_namespace where nspname = any(current_schemas(false)))) t`,
+		names, tables, tnames).Scan(&sum)
 	if err != nil {
-		return "", fmt.Errorf("checksum installed functions: %w", err)
+		return "", fmt.Errorf("checksum installed functions and triggers: %w", err)
 	}
 	return sum, nil
 }
@@ -293,7 +386,8 @@ func (p *Patcher) Status(ctx context.Context, b Bundle) (Status, error) {
 			return err
 		}
 		st.Installed = cur
-		catalog, err := catalogChecksum(ctx, q, Bundle{Files: cur.Files}.Functions())
+		installed := Bundle{Files: cur.Files}
+		catalog, err := catalogChecksum(ctx, q, installed.Functions(), installed.Triggers())
 		if err != nil {
 			return err
 		}
@@ -348,8 +442,9 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-// Uninstall drops every function the installed bundle defines, so that migrations can take
-// the tables they depend on down. The bookkeeping rows stay (the migrations own the table).
+// Uninstall drops every trigger and function the installed bundle defines, so that
+// migrations can take the tables they depend on down, and returns what it dropped. The
+// bookkeeping rows stay (the migrations own the table).
 func (p *Patcher) Uninstall(ctx context.Context) ([]string, error) {
 	var dropped []string
 	err := p.db.Tx(ctx, "uninstall logic", func(q pg.Querier) error {
@@ -362,7 +457,14 @@ func (p *Patcher) Uninstall(ctx context.Context) ([]string, error) {
 		if err != nil || cur == nil {
 			return err
 		}
-		for _, f := range (Bundle{Files: cur.Files}).Functions() {
+		installed := Bundle{Files: cur.Files}
+		for _, t := range installed.Triggers() {
+			if err := dropTrigger(ctx, q, t); err != nil {
+				return fmt.Errorf("drop trigger %s: %w", t, err)
+			}
+			dropped = append(dropped, "trigger "+t.String())
+		}
+		for _, f := range installed.Functions() {
 			if _, err := q.Exec(ctx, "drop function if exists "+pgx.Identifier{f}.Sanitize()); err != nil {
 				return fmt.Errorf("drop function %s: %w", f, err)
 			}

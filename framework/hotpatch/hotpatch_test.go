@@ -205,3 +205,114 @@ func TestHotPatchUnderLoad(t *testing.T) {
 		require.Positive(t, by[v], "running workers used logic %s without a restart (%v)", v, by)
 	}
 }
+
+func TestTriggers(t *testing.T) {
+	t.Parallel()
+	sql := `
+-- CREATE TRIGGER commented_out BEFORE INSERT ON nowhere
+CREATE OR REPLACE TRIGGER item_guard
+    BEFORE UPDATE OF handled_by ON item
+    FOR EACH ROW EXECUTE FUNCTION item_guard();
+create trigger "Audit" after insert or delete on public.item_log for each statement execute function audit();
+CREATE CONSTRAINT TRIGGER item_check AFTER INSERT ON item DEFERRABLE FOR EACH ROW EXECUTE FUNCTION item_check();`
+	require.Equal(t, []hotpatch.Trigger{
+		{Name: "item_guard", Table: "item"},
+		{Name: "audit", Table: "item_log"},
+		{Name: "item_check", Table: "item"},
+	}, hotpatch.Triggers(sql))
+	require.Equal(t, []hotpatch.Trigger{
+		{Name: "item_check", Table: "item"},
+		{Name: "item_guard", Table: "item"},
+		{Name: "audit", Table: "item_log"},
+	}, hotpatch.NewBundle(map[string]string{"a.sql": sql}).Triggers(), "sorted by table, then name")
+}
+
+// guardLogic is a trigger refusing to mark an item handled by refused, in its own file
+// beside claimLogic's.
+func guardLogic(v, refused string) map[string]string {
+	files := claimLogic(v, "integer")
+	files["guard.sql"] = fmt.Sprintf(`
+-- item_guard refuses handled_by = '%[1]s'.
+CREATE OR REPLACE FUNCTION item_guard() RETURNS trigger LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'refused by the guard of %[2]s' USING ERRCODE = 'PX999';
+END;
+$$;
+CREATE OR REPLACE TRIGGER item_guard BEFORE UPDATE OF handled_by ON item
+    FOR EACH ROW WHEN (NEW.handled_by = '%[1]s') EXECUTE FUNCTION item_guard();`, refused, v)
+	return files
+}
+
+func TestTriggersApplyStatusRollback(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.db.Pool().Exec(b.ctx, "insert into item default values")
+	require.NoError(t, err)
+	mark := func(handledBy string) error {
+		_, err := b.db.Pool().Exec(b.ctx, "update item set handled_by = $1", handledBy)
+		return err
+	}
+	refused := func(handledBy string) {
+		t.Helper()
+		err := mark(handledBy)
+		require.Error(t, err, "the guard refuses %q", handledBy)
+		require.Equal(t, "PX999", pg.SQLState(err), "%v", err)
+	}
+	matches := func(files map[string]string) bool {
+		t.Helper()
+		st, err := b.p.Status(b.ctx, hotpatch.NewBundle(files))
+		require.NoError(t, err)
+		return st.Matches
+	}
+
+	b.apply(t, claimLogic("v0", "integer"))
+	require.NoError(t, mark("a"), "no guard yet")
+
+	v1, v2 := guardLogic("v1", "x"), guardLogic("v2", "y")
+	b.apply(t, v1)
+	refused("x")
+	require.NoError(t, mark("y"))
+	require.True(t, matches(v1))
+
+	// A trigger disabled or dropped by hand is reported, as an edited function is.
+	_, err = b.db.Pool().Exec(b.ctx, "alter table item disable trigger item_guard")
+	require.NoError(t, err)
+	require.False(t, matches(v1), "a disabled trigger is a hand edit")
+	_, err = b.p.Apply(b.ctx, hotpatch.NewBundle(v1), "test", "", true)
+	require.NoError(t, err)
+	require.True(t, matches(v1), "a forced apply enables it again")
+	refused("x")
+	_, err = b.db.Pool().Exec(b.ctx, "drop trigger item_guard on item")
+	require.NoError(t, err)
+	require.False(t, matches(v1), "a dropped trigger is a hand edit")
+	_, err = b.p.Apply(b.ctx, hotpatch.NewBundle(v1), "test", "", true)
+	require.NoError(t, err)
+
+	// A new version replaces the trigger and its function in place; rollback restores both.
+	b.apply(t, v2)
+	require.NoError(t, mark("x"))
+	refused("y")
+	_, err = b.p.Rollback(b.ctx, "test")
+	require.NoError(t, err)
+	refused("x")
+	require.NoError(t, mark("y"))
+	require.True(t, matches(v1))
+
+	// A version without the trigger drops it before its function, which it uses.
+	r := b.apply(t, claimLogic("v3", "integer"))
+	require.Equal(t, []string{"item_guard on item"}, r.DroppedTriggers)
+	require.Equal(t, []string{"item_guard"}, r.Dropped)
+	require.NoError(t, mark("x"))
+	require.True(t, matches(claimLogic("v3", "integer")))
+
+	// Rolling back to the guarded version brings the trigger back.
+	_, err = b.p.Rollback(b.ctx, "test")
+	require.NoError(t, err)
+	refused("x")
+
+	dropped, err := b.p.Uninstall(b.ctx)
+	require.NoError(t, err)
+	require.Contains(t, dropped, "trigger item_guard on item")
+	require.Contains(t, dropped, "item_guard")
+	require.NoError(t, mark("x"))
+}

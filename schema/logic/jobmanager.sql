@@ -32,7 +32,7 @@ BEGIN
            disk_copy_id = CASE WHEN s.type = 'PUT' THEN NULL ELSE s.disk_copy_id END,
            info = p_reason || '; retrying', updated_at = now()
     WHERE s.id = p_id;
-    PERFORM pg_notify(subrequest_channel(v_sr.type), '');
+    PERFORM pg_notify(pollux_channel_subrequest_new(v_sr.type), '');
     PERFORM request_refresh(v_sr.request_id);
     RETURN 'RETRY';
 END;
@@ -107,7 +107,7 @@ BEGIN
         ORDER BY r.updated_at LIMIT p_batch FOR UPDATE SKIP LOCKED
     LOOP
         INSERT INTO request_archive (id, user_name, status, finished_at, view)
-        VALUES (v_r.id, v_r.user_name, v_r.status, v_r.updated_at, request_view(v_r.id))
+        VALUES (v_r.id, v_r.user_name, v_r.status::text, v_r.updated_at, request_view(v_r.id))
         ON CONFLICT (id) DO NOTHING;
         -- Its subrequests go with it (ON DELETE CASCADE); a waiter's link to one of them is
         -- cleared by the foreign key (ON DELETE SET NULL).

@@ -1,26 +1,8 @@
 -- Requests as rhd stores and reads them. A request carries one subrequest per file and a
 -- client-chosen id, so a client that retries through another rhd never creates a second one.
 
--- subrequest_family names the stager pool that decides a request type: put, get (GET and
--- PREPARE_TO_GET), putdone or rm. The claim and the wake-up channel both derive from it.
-CREATE OR REPLACE FUNCTION subrequest_family(p_type request_type)
-RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = public, pg_temp
-AS $$ SELECT CASE p_type WHEN 'PREPARE_TO_GET' THEN 'get' ELSE lower(p_type::text) END $$;
-
--- subrequest_channel names the NOTIFY channel that wakes the stager pool deciding a
--- request type, so that a put wakes the put pool and no other.
-CREATE OR REPLACE FUNCTION subrequest_channel(p_type request_type)
-RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = public, pg_temp
-AS $$
-    SELECT 'pollux_subrequest_new_' || subrequest_family(p_type)
-$$;
-
 -- request_submit stores a request and its subrequests in one transaction and wakes the
--- stager pool of its family (NOTIFY on subrequest_channel(type)).
+-- stager pool of its family (NOTIFY on pollux_channel_subrequest_new(type)).
 -- Returns created = false when the same request was stored already (an idempotent retry).
 -- Locks: inserts; the request id's unique index serialises two submissions of one id.
 -- Raises: invalid_argument (PX002) for a bad path, a duplicate path, no path or too many;
@@ -84,7 +66,7 @@ BEGIN
     END;
     INSERT INTO subrequest (request_id, type, path)
     SELECT p_id, p_type, x.path FROM unnest(p_paths) WITH ORDINALITY AS x(path, n) ORDER BY x.n;
-    PERFORM pg_notify(subrequest_channel(p_type), '');
+    PERFORM pg_notify(pollux_channel_subrequest_new(p_type), '');
     RETURN QUERY SELECT true, v_n;
 END;
 $$;
@@ -191,10 +173,10 @@ BEGIN
     WHERE id = p_request_id;
     IF NOT FOUND THEN
         -- No such request (rhd's start-up probe of its LISTEN): the id alone.
-        PERFORM pg_notify('pollux_request_changed', p_request_id::text);
+        PERFORM pg_notify(pollux_channel_request_changed(), p_request_id::text);
         RETURN;
     END IF;
-    PERFORM pg_notify('pollux_request_changed', request_changed_payload(p_request_id, v_total));
+    PERFORM pg_notify(pollux_channel_request_changed(), request_changed_payload(p_request_id, v_total));
 END;
 $$;
 
@@ -230,7 +212,7 @@ BEGIN
         WHERE file_id = p_file_id AND status = 'WAITSUBREQ'
         RETURNING type
     LOOP
-        PERFORM pg_notify(subrequest_channel(v_type), '');
+        PERFORM pg_notify(pollux_channel_subrequest_new(v_type), '');
     END LOOP;
 END;
 $$;

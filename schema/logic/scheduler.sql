@@ -67,7 +67,7 @@ BEGIN
             UPDATE subrequest s SET status = 'RESTART', disk_copy_id = NULL, info = 'its copy is no longer valid: deciding again',
                    updated_at = now()
             WHERE s.id = p_id;
-            PERFORM pg_notify(subrequest_channel(v_sr.type), '');
+            PERFORM pg_notify(pollux_channel_subrequest_new(v_sr.type), '');
             RETURN;
         END IF;
         SELECT fs.id, ds.id, ds.name, ds.url INTO v_fs, v_ds, v_name, v_url

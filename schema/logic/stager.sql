@@ -95,7 +95,7 @@ SET search_path = public, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_types request_type[] := ARRAY(SELECT t FROM unnest(enum_range(NULL::request_type)) t WHERE subrequest_family(t) = p_family);
+    v_types request_type[] := ARRAY(SELECT t FROM unnest(enum_range(NULL::request_type)) t WHERE pollux_family(t) = p_family);
     v_type request_type;
     v_sr subrequest;
     v_left integer := p_batch;

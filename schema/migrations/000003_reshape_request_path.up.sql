@@ -31,7 +31,7 @@ INSERT INTO capacity_epoch VALUES (1, 1);
 CREATE TABLE request_archive (
     id          uuid PRIMARY KEY,
     user_name   text NOT NULL,
-    status      request_status NOT NULL,
+    status      text NOT NULL, -- as the request ended: a record, not a state machine
     finished_at timestamptz NOT NULL,
     archived_at timestamptz NOT NULL DEFAULT now(),
     view        jsonb NOT NULL

@@ -17,11 +17,12 @@ import (
 	"github.com/pollux-storage/pollux/framework/migrate"
 	"github.com/pollux-storage/pollux/framework/pg"
 	"github.com/pollux-storage/pollux/framework/pgtest"
+	"github.com/pollux-storage/pollux/model"
 	"github.com/pollux-storage/pollux/schema"
 )
 
 // LogicTable is where Pollux records installed logic versions.
-const LogicTable = "logic_bundle"
+const LogicTable = model.LogicBundleTable
 
 // Template is the migrated-and-logic-installed template.
 var Template = pgtest.Template{Key: contentKey(), Setup: Install}

@@ -21,7 +21,7 @@ import (
 )
 
 // LogicTable is where installed logic versions are recorded.
-const LogicTable = "logic_bundle"
+const LogicTable = model.LogicBundleTable
 
 // Registry records daemon instances in daemon_instance.
 type Registry struct{}

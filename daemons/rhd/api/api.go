@@ -1,10 +1,14 @@
 // Package api is the wire contract of rhd's HTTP/JSON API and of the movers' data
 // endpoints, shared by the daemon and the client commands so that both sides compile
 // against the same paths, headers and field names. It depends on nothing of Pollux's, so a
-// client that imports it stays small.
+// client that imports it stays small and links no database driver (framework's
+// TestDependencyRules keeps it so); the values of its statuses and error kinds are those
+// of the generated, equally pgx-free package model/wire.
 //
 // Every call to rhd carries "Authorization: Bearer <token>". Every failure answers with
-// an ErrorBody and the HTTP status of its kind (see model.ErrorKind).
+// an ErrorBody and the HTTP status of its kind (see wire.ErrorKind). Clients decode the
+// answers strictly (unknown fields are errors): a field added on one side only is a
+// version mismatch to report, not to ignore.
 package api
 
 import (
@@ -99,7 +103,7 @@ type Subrequest struct {
 	// Info says in words what the subrequest waits for (e.g. "queued, no disk server
 	// available").
 	Info string `json:"info,omitempty"`
-	// ErrorCode is the SQLSTATE of a failure (PXnnn, see model.KindOfSQLState).
+	// ErrorCode is the SQLSTATE of a failure (PXnnn, see wire.KindOfSQLState).
 	ErrorCode    string `json:"error_code,omitempty"`
 	ErrorMessage string `json:"error_message,omitempty"`
 	// MoverURL is where the data goes (PUT) or comes from (GET) once the subrequest is
@@ -135,7 +139,7 @@ type ErrorBody struct {
 }
 
 // Error describes a failure: its kind (not_found, invalid, conflict, permission,
-// unavailable, internal; see model.ErrorKind), the SQLSTATE when the logic raised it, and
+// unavailable, internal; see wire.ErrorKind), the SQLSTATE when the logic raised it, and
 // a message for people.
 type Error struct {
 	Kind    string `json:"kind"`

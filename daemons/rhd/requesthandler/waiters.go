@@ -6,13 +6,14 @@ import (
 	"sync"
 
 	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/model"
 )
 
 // changedChannel is the channel request_refresh (and so every change of a request's
 // status or a subrequest's transfer) NOTIFYs. The payload is the request id, then, for a
 // small request, a space and the request as request_view shows it (see
 // request_changed_payload): the waiter answers with it and reads nothing.
-const changedChannel = "pollux_request_changed"
+const changedChannel = model.ChannelRequestChanged
 
 // hub fans the process's one subscription to changedChannel out to the long polls waiting
 // in memory, keyed by request id, so that thousands of waiting clients cost no database

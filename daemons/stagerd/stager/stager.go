@@ -21,13 +21,13 @@ import (
 	"github.com/pollux-storage/pollux/model"
 )
 
-// pools are the request families, one pool each; subrequest_family in the logic names the
-// same families.
+// pools are the request families, one pool each; pollux_family in the logic (generated from the
+// description's families) names the same ones.
 var pools = []daemon.PoolSpec{
-	{Name: "put", Workers: 4, Batch: 10, Doc: "decides stager_put subrequests"},
-	{Name: "get", Workers: 4, Batch: 10, Doc: "decides stager_get and stager_prepareToGet subrequests"},
-	{Name: "putdone", Workers: 2, Batch: 10, Doc: "decides stager_putdone subrequests"},
-	{Name: "rm", Workers: 2, Batch: 10, Doc: "decides stager_rm subrequests"},
+	{Name: string(model.FamilyPut), Workers: 4, Batch: 10, Doc: "decides stager_put subrequests"},
+	{Name: string(model.FamilyGet), Workers: 4, Batch: 10, Doc: "decides stager_get and stager_prepareToGet subrequests"},
+	{Name: string(model.FamilyPutdone), Workers: 2, Batch: 10, Doc: "decides stager_putdone subrequests"},
+	{Name: string(model.FamilyRm), Workers: 2, Batch: 10, Doc: "decides stager_rm subrequests"},
 }
 
 // Spec declares stagerd.
@@ -60,8 +60,8 @@ func newPool(env *daemon.Env, family string, hints *wake.Hinter) (*claim.Pool, e
 	log := env.Logger(family)
 	return claim.New(claim.Config{
 		Name: family, Workers: workers, Batch: batch,
-		// As subrequest_channel in the logic names it: each pool is woken by its own family.
-		Channels: []string{"pollux_subrequest_new_" + family},
+		// Each pool is woken by its own family's channel (pollux_channel_subrequest_new in SQL).
+		Channels: []string{model.ChannelSubrequestNew(model.Family(family))},
 		Step: func(ctx context.Context) (int, error) {
 			var decided []model.SubrequestClaimRow
 			// The claim and its decisions are one statement, so one transaction without an

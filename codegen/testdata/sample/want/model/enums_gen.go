@@ -6,17 +6,13 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/pollux-storage/pollux/model/wire"
 )
 
 // Transition is one allowed change of an enum's value, as the description declares it;
-// the CanBecome methods answer from the same lists.
-type Transition struct {
-	From string `json:"from"`
-	To   string `json:"to"`
-	// By names the daemons that make the change.
-	By  string `json:"by"`
-	Doc string `json:"doc"`
-}
+// the CanBecome methods answer from the same lists. It is package wire's, which clients
+// use without the database driver.
+type Transition = wire.Transition
 
 // JobState is a value of the PostgreSQL enum job_state.
 //
@@ -65,27 +61,6 @@ func (s JobState) Valid() bool {
 	return false
 }
 
-// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
-// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
-// does not have (SQLSTATE 22P02).
-func (s JobState) TextValue() (pgtype.Text, error) {
-	return pgtype.Text{String: string(s), Valid: true}, nil
-}
-
-// ScanText lets pgx scan a column into the value. A value this build does not know means
-// the database and the generated code have drifted apart, so it is an error rather than a
-// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
-func (s *JobState) ScanText(v pgtype.Text) error {
-	if !v.Valid {
-		return fmt.Errorf("scan JobState: NULL into a non-pointer")
-	}
-	if !JobState(v.String).Valid() {
-		return fmt.Errorf("scan JobState: unknown value %q: the database enum job_state and the generated code have drifted", v.String)
-	}
-	*s = JobState(v.String)
-	return nil
-}
-
 // MarshalText encodes a valid value; an invalid one is an error so that it never reaches
 // a client.
 func (s JobState) MarshalText() ([]byte, error) {
@@ -105,7 +80,21 @@ func (s *JobState) UnmarshalText(text []byte) error {
 	return nil
 }
 
-// CanBecome reports whether the description allows a job_state to change from s to next.
+// JobStateInitial is the value a new row must have: the database refuses an INSERT with
+// another.
+const JobStateInitial = JobStateQueued
+
+// Final reports whether no transition of job_state leaves s: a row there stays there.
+func (s JobState) Final() bool {
+	switch s {
+	case JobStateDone, JobStateGaveUp:
+		return true
+	}
+	return false
+}
+
+// CanBecome reports whether the description allows a job_state to change from s to next;
+// the database refuses any other change (an unchanged value is always allowed).
 func (s JobState) CanBecome(next JobState) bool {
 	switch s {
 	case JobStateQueued:
@@ -124,6 +113,27 @@ func JobStateTransitions() []Transition {
 		{From: "RUNNING", To: "QUEUED", By: "reaper", Doc: "its worker stopped heartbeating"},
 		{From: "RUNNING", To: "GAVE_UP", By: "worker or reaper", Doc: "out of retries"},
 	}
+}
+
+// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
+// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
+// does not have (SQLSTATE 22P02).
+func (s JobState) TextValue() (pgtype.Text, error) {
+	return pgtype.Text{String: string(s), Valid: true}, nil
+}
+
+// ScanText lets pgx scan a column into the value. A value this build does not know means
+// the database and the generated code have drifted apart, so it is an error rather than a
+// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
+func (s *JobState) ScanText(v pgtype.Text) error {
+	if !v.Valid {
+		return fmt.Errorf("scan JobState: NULL into a non-pointer")
+	}
+	if !JobState(v.String).Valid() {
+		return fmt.Errorf("scan JobState: unknown value %q: the database enum job_state and the generated code have drifted", v.String)
+	}
+	*s = JobState(v.String)
+	return nil
 }
 
 // JobKind is a value of the PostgreSQL enum job_kind.
@@ -167,6 +177,25 @@ func (s JobKind) Valid() bool {
 	return false
 }
 
+// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
+// a client.
+func (s JobKind) MarshalText() ([]byte, error) {
+	if !s.Valid() {
+		return nil, fmt.Errorf("marshal JobKind: unknown value %q", string(s))
+	}
+	return []byte(s), nil
+}
+
+// UnmarshalText decodes a value, rejecting unknown ones.
+func (s *JobKind) UnmarshalText(text []byte) error {
+	v, err := ParseJobKind(string(text))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
 // TextValue lets pgx send the value as a query argument. It does not validate: pgx would
 // fall back to sending the underlying string, and PostgreSQL rejects a label its enum
 // does not have (SQLSTATE 22P02).
@@ -188,21 +217,87 @@ func (s *JobKind) ScanText(v pgtype.Text) error {
 	return nil
 }
 
+// RequestType is a value of the PostgreSQL enum request_type.
+//
+// What a client asked for.
+type RequestType string
+
+// The values of RequestType, in declaration order.
+const (
+	// RequestTypeSubmit is SUBMIT. Submit a job.
+	RequestTypeSubmit RequestType = "SUBMIT"
+	// RequestTypeResubmit is RESUBMIT. Submit a job again.
+	RequestTypeResubmit RequestType = "RESUBMIT"
+	// RequestTypeCancel is CANCEL. Cancel a job.
+	RequestTypeCancel RequestType = "CANCEL"
+)
+
+// RequestTypeValues returns every value of RequestType in declaration order.
+func RequestTypeValues() []RequestType {
+	return []RequestType{
+		RequestTypeSubmit,
+		RequestTypeResubmit,
+		RequestTypeCancel,
+	}
+}
+
+// ParseRequestType returns the RequestType spelled s, or an error listing the valid
+// values.
+func ParseRequestType(s string) (RequestType, error) {
+	if v := RequestType(s); v.Valid() {
+		return v, nil
+	}
+	return "", fmt.Errorf("parse RequestType: unknown value %q, want one of SUBMIT, RESUBMIT, CANCEL", s)
+}
+
+// String returns the value as PostgreSQL spells it.
+func (s RequestType) String() string { return string(s) }
+
+// Valid reports whether s is one of the values of request_type.
+func (s RequestType) Valid() bool {
+	switch s {
+	case RequestTypeSubmit, RequestTypeResubmit, RequestTypeCancel:
+		return true
+	}
+	return false
+}
+
 // MarshalText encodes a valid value; an invalid one is an error so that it never reaches
 // a client.
-func (s JobKind) MarshalText() ([]byte, error) {
+func (s RequestType) MarshalText() ([]byte, error) {
 	if !s.Valid() {
-		return nil, fmt.Errorf("marshal JobKind: unknown value %q", string(s))
+		return nil, fmt.Errorf("marshal RequestType: unknown value %q", string(s))
 	}
 	return []byte(s), nil
 }
 
 // UnmarshalText decodes a value, rejecting unknown ones.
-func (s *JobKind) UnmarshalText(text []byte) error {
-	v, err := ParseJobKind(string(text))
+func (s *RequestType) UnmarshalText(text []byte) error {
+	v, err := ParseRequestType(string(text))
 	if err != nil {
 		return err
 	}
 	*s = v
+	return nil
+}
+
+// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
+// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
+// does not have (SQLSTATE 22P02).
+func (s RequestType) TextValue() (pgtype.Text, error) {
+	return pgtype.Text{String: string(s), Valid: true}, nil
+}
+
+// ScanText lets pgx scan a column into the value. A value this build does not know means
+// the database and the generated code have drifted apart, so it is an error rather than a
+// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
+func (s *RequestType) ScanText(v pgtype.Text) error {
+	if !v.Valid {
+		return fmt.Errorf("scan RequestType: NULL into a non-pointer")
+	}
+	if !RequestType(v.String).Valid() {
+		return fmt.Errorf("scan RequestType: unknown value %q: the database enum request_type and the generated code have drifted", v.String)
+	}
+	*s = RequestType(v.String)
 	return nil
 }

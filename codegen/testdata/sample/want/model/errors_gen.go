@@ -2,69 +2,32 @@
 
 package model
 
+import (
+	"github.com/pollux-storage/pollux/model/wire"
+)
+
 // ErrorKind is how a failure is shown to a user: the HTTP status rhd answers with and the
-// exit code of the clients.
-type ErrorKind string
+// exit code of the clients. It is package wire's, which clients use without the database
+// driver; the names here keep the daemons' code unchanged.
+type ErrorKind = wire.ErrorKind
 
 // The error kinds of the description.
 const (
 	// ErrorKindNotFound is not_found (HTTP 404, exit 1). No such object.
-	ErrorKindNotFound ErrorKind = "not_found"
+	ErrorKindNotFound = wire.ErrorKindNotFound
+	// ErrorKindInternal is internal (HTTP 500, exit 2). A fault of the service.
+	ErrorKindInternal = wire.ErrorKindInternal
 )
-
-// String returns the kind's name.
-func (k ErrorKind) String() string { return string(k) }
-
-// Valid reports whether k is a kind of the description.
-func (k ErrorKind) Valid() bool {
-	switch k {
-	case ErrorKindNotFound:
-		return true
-	}
-	return false
-}
-
-// HTTPStatus is the status rhd answers with. A kind the description does not know is a
-// fault of the service: 500.
-func (k ErrorKind) HTTPStatus() int {
-	switch k {
-	case ErrorKindNotFound:
-		return 404
-	}
-	return 500
-}
-
-// ExitCode is the exit code of a client that met the failure. A kind the description does
-// not know is a fault of the service: 2.
-func (k ErrorKind) ExitCode() int {
-	switch k {
-	case ErrorKindNotFound:
-		return 1
-	}
-	return 2
-}
-
-// Doc describes the kind for people.
-func (k ErrorKind) Doc() string {
-	switch k {
-	case ErrorKindNotFound:
-		return "No such object."
-	}
-	return ""
-}
 
 // The SQLSTATEs the logic raises with RAISE ... USING ERRCODE for user-facing failures.
 const (
 	// SQLStateNoSuchJob is the error no_such_job (kind not_found). The job does not exist.
-	SQLStateNoSuchJob = "SX001"
+	SQLStateNoSuchJob = wire.SQLStateNoSuchJob
+	// SQLStateInvalidTransition is the error invalid_transition (kind internal). A change of
+	// state its machine does not allow.
+	SQLStateInvalidTransition = wire.SQLStateInvalidTransition
 )
 
 // KindOfSQLState returns the kind of a SQLSTATE raised by the logic, and false for any
 // other code (a PostgreSQL error, or an error this build does not know).
-func KindOfSQLState(code string) (ErrorKind, bool) {
-	switch code {
-	case SQLStateNoSuchJob:
-		return ErrorKindNotFound, true
-	}
-	return "", false
-}
+func KindOfSQLState(code string) (ErrorKind, bool) { return wire.KindOfSQLState(code) }

@@ -23,12 +23,19 @@ type LogicFunction struct {
 	Result       string
 }
 
-// LogicFunctions are the functions of the description, in declaration order.
+// LogicFunctions are the functions of the description, in declaration order, then those
+// codegen writes into schema/logic from it (the state machines' trigger functions), which
+// Go never calls but the database must have.
 var LogicFunctions = []LogicFunction{
 	{Name: "job_touch", File: "job.sql", IdentityArgs: "p_id bigint", Result: "void"},
 	{Name: "job_submit", File: "job.sql", IdentityArgs: "p_type job_kind, p_source_url text, p_tags text[], p_not_before timestamp with time zone, p_previous job_state", Result: "job_state"},
 	{Name: "job_list", File: "job.sql", IdentityArgs: "p_state job_state, p_limit integer", Result: "SETOF job"},
 	{Name: "job_stats", File: "stats.sql", IdentityArgs: "", Result: "TABLE(state job_state, jobs bigint, oldest_at timestamp with time zone)"},
+	{Name: "job_state_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
+	{Name: "pollux_family", File: "names_gen.sql", IdentityArgs: "p_type request_type", Result: "text"},
+	{Name: "pollux_families", File: "names_gen.sql", IdentityArgs: "", Result: "text[]"},
+	{Name: "pollux_channel_job_new", File: "names_gen.sql", IdentityArgs: "p_type request_type", Result: "text"},
+	{Name: "pollux_channel_job_done", File: "names_gen.sql", IdentityArgs: "", Result: "text"},
 }
 
 // The SQL each wrapper runs. Every argument is cast to its declared type, so that

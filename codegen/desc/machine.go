@@ -1,0 +1,141 @@
+package desc
+
+import "fmt"
+
+// InvalidTransitionError is the error (of the errors table) that the state machines'
+// triggers raise; a description that declares transitions must declare it, so that the
+// SQLSTATE maps to a Go error kind like every other.
+const InvalidTransitionError = "invalid_transition"
+
+// TransitionsFile is the logic file, in schema/logic, that holds the generated triggers.
+const TransitionsFile = "transitions_gen.sql"
+
+// Guard is the database's enforcement of one enum's state machine on one column: a
+// trigger refusing an INSERT whose value is not the enum's initial one, a trigger
+// refusing an UPDATE that changes the value along an undeclared transition, and the
+// trigger function both call. Their names are derived from the table and column, so
+// that they stay the same as long as the description does.
+type Guard struct {
+	Table  string
+	Column string
+	Enum   *Enum
+	// Function is the trigger function; it raises invalid_transition. The triggers'
+	// WHEN conditions carry the allowed transitions, so it runs only to refuse.
+	Function string
+	// InsertTrigger fires BEFORE INSERT when the value is not Enum.Initial.
+	InsertTrigger string
+	// UpdateTrigger fires BEFORE UPDATE OF Column when the value changes along a
+	// transition the description does not declare.
+	UpdateTrigger string
+}
+
+// Guards returns a Guard for every non-nullable column whose enum declares transitions, in
+// table and column order. A nullable column of such an enum is left alone: NULL is no
+// state, and such a column records a value (e.g. the one before the last change) rather
+// than holding the state itself.
+func (s *Schema) Guards() []Guard {
+	var out []Guard
+	for _, t := range s.Tables {
+		for _, c := range t.Columns {
+			e, ok := s.Enum(string(c.Type))
+			if !ok || len(e.Transitions) == 0 || c.Nullable {
+				continue
+			}
+			base := t.Name + "_" + c.Name
+			out = append(out, Guard{
+				Table: t.Name, Column: c.Name, Enum: e,
+				Function:      base + "_transition_refuse",
+				InsertTrigger: base + "_initial",
+				UpdateTrigger: base + "_transition",
+			})
+		}
+	}
+	return out
+}
+
+// Next returns the values e may change to from value, in declaration order of the
+// transitions.
+func (e *Enum) Next(value string) []string {
+	var out []string
+	for _, t := range e.Transitions {
+		if t.From == value {
+			out = append(out, t.To)
+		}
+	}
+	return out
+}
+
+// Final reports whether no transition leaves value.
+func (e *Enum) Final(value string) bool { return len(e.Next(value)) == 0 }
+
+// transitions validates the state machine of e, whose values are values.
+func (v *validator) transitions(place string, e *Enum, values map[string]bool) {
+	if len(e.Transitions) == 0 {
+		if e.Initial != "" {
+			v.errorf(place, e.Name, "initial %q without transitions: declare the transitions, or drop initial", e.Initial)
+		}
+		return
+	}
+	switch {
+	case e.Initial == "":
+		v.errorf(place, e.Name, "transitions without initial: name the value a new row must have")
+	case !values[e.Initial]:
+		v.errorf(place, e.Name, "initial %q is not a value of %s", e.Initial, e.Name)
+	}
+	pairs := map[[2]string]string{}
+	reached := map[string]bool{e.Initial: true}
+	for j, t := range e.Transitions {
+		tplace := fmt.Sprintf("%s.transitions[%d]", place, j)
+		if !values[t.From] {
+			v.errorf(tplace, "", "from %q is not a value of %s", t.From, e.Name)
+		}
+		if !values[t.To] {
+			v.errorf(tplace, "", "to %q is not a value of %s", t.To, e.Name)
+		}
+		if t.From == t.To {
+			// An UPDATE that keeps the value is always allowed; declaring it would suggest
+			// that leaving it out forbids it.
+			v.errorf(tplace, "", "%s -> %s changes nothing: an unchanged value is always allowed", t.From, t.To)
+		}
+		if t.By == "" {
+			v.errorf(tplace, "", "by is empty")
+		}
+		pair := [2]string{t.From, t.To}
+		if first, ok := pairs[pair]; ok {
+			v.errorf(tplace, "", "%s -> %s is already declared by %s", t.From, t.To, first)
+		} else {
+			pairs[pair] = tplace
+		}
+		reached[t.To] = true
+	}
+	for j, val := range e.Values {
+		if values[e.Initial] && !reached[val.Name] {
+			// The trigger would refuse every way into it: a value nothing can reach is a
+			// forgotten transition or a value to remove.
+			v.errorf(fmt.Sprintf("%s.values[%d]", place, j), val.Name, "value is unreachable: it is not initial and no transition leads to it")
+		}
+	}
+	if _, ok := v.errorNames[InvalidTransitionError]; !ok {
+		v.errorf(place, e.Name, "transitions need the error %s in errors: the SQLSTATE the triggers raise", InvalidTransitionError)
+	}
+}
+
+// guards checks the names Guards derives: they are PostgreSQL identifiers, and no
+// described function takes a trigger function's name.
+func (v *validator) guards() {
+	functions := map[string]bool{}
+	for _, f := range v.s.Functions {
+		functions[f.Name] = true
+	}
+	for _, g := range v.s.Guards() {
+		place := fmt.Sprintf("guard of %s.%s", g.Table, g.Column)
+		for _, name := range []string{g.Function, g.InsertTrigger, g.UpdateTrigger} {
+			if len(name) > maxIdentLen {
+				v.errorf(place, name, "generated name is longer than %d bytes: shorten the table or column name", maxIdentLen)
+			}
+		}
+		if functions[g.Function] {
+			v.errorf(place, g.Function, "a described function has the name of the generated trigger function")
+		}
+	}
+}
