@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,4 +65,36 @@ func TestMeasureRiverCompletesJobs(t *testing.T) {
 		from river_job`).Scan(&completed, &available))
 	require.Equal(t, res.TotalJobs, completed)
 	require.Equal(t, res.Inserted-completed, available, "jobs neither completed nor available")
+}
+
+// The report compares the best claim configuration, wherever it is in the grid, with River's
+// rate, and says so in the target line.
+func TestReportPrintsRiverTarget(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		riverJobs int64
+		want      string
+	}{
+		{"met", 10_000, "target: claim rows/s at the best batch ≥ 3× River's bench shape on the same cluster: 40,000 / 10,000 = 4.00× → MET\n"},
+		{"missed", 20_000, "target: claim rows/s at the best batch ≥ 3× River's bench shape on the same cluster: 40,000 / 20,000 = 2.00× → MISSED\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rep := &bench.Report{
+				Options: bench.Options{Workers: []int{1, 16}, Batches: []int{10, 100}, Duration: time.Second, Warmup: 500 * time.Millisecond},
+				Claims: []bench.ClaimResult{
+					{Workers: 1, Batch: 10, Window: time.Second, Rows: 1_000},
+					{Workers: 16, Batch: 100, Window: time.Second, Rows: 40_000},
+					{Workers: 16, Batch: 10, Window: time.Second, Rows: 30_000},
+				},
+				River: &bench.RiverResult{MaxWorkers: bench.RiverMaxWorkers, Window: time.Second, Jobs: tc.riverJobs, LoadStart: "1.50", LoadEnd: "1.75"},
+			}
+			var out strings.Builder
+			require.NoError(t, rep.Print(&out))
+			require.Contains(t, out.String(), tc.want)
+			require.Contains(t, out.String(), " jobs/s over 1s (500ms warm-up; 1-minute load average 1.50 before, 1.75 after)\n")
+			require.Contains(t, out.String(), "best claim configuration: 16 workers, batch 100, 40,000 rows/s\n")
+		})
+	}
 }
