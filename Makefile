@@ -66,7 +66,7 @@ test/race: pg/install ## Every test with the race detector.
 	$(GO) test -race $(TEST_FLAGS) ./...
 
 .PHONY: bench
-bench: pg/install ## Claim throughput at 1/4/16 workers × batch 1/10/100 beside pgbench -N, on the private cluster.
+bench: pg/install ## Claim throughput at 1/4/16 workers × batch 1/10/100 beside pgbench -N and River's bench shape, on the private cluster.
 	$(GO) run ./testsuites/bench/cmd/pollux-bench
 
 .PHONY: build

@@ -2,7 +2,8 @@
 // transactions) on a queue shaped like the stager's claim, and pgbench's simple-update
 // workload (-N) on the same server in the same run. A claim rate means little on its own;
 // next to pgbench it says how close the framework comes to what this server and machine do
-// for an ordinary small write transaction.
+// for an ordinary small write transaction. River's own bench shape (MeasureRiver) runs on the
+// same server in the same run as the anchor: a queue library doing the same job there.
 //
 // Every measurement runs a pool that never finds the queue empty, so the figures are the
 // framework's ceiling, not a model of production load.
@@ -28,11 +29,13 @@ import (
 var schemaSQL string
 
 // ClaimDatabase and PgbenchDatabase are the scratch databases Run creates on the server and
-// drops again.
+// drops again, with RiverDatabase.
 const (
 	ClaimDatabase   = "pollux_bench"
 	PgbenchDatabase = "pollux_bench_pgbench"
 )
+
+var scratchDatabases = []string{ClaimDatabase, RiverDatabase, PgbenchDatabase}
 
 // PgbenchScale is the pgbench scale factor (10 × 100,000 accounts); at this size the data
 // fits in shared_buffers and the -N run measures commits, not reads.
@@ -109,6 +112,10 @@ type Report struct {
 	Claims   []ClaimResult
 	Pgbench  []PgbenchResult
 	Warnings []string
+
+	// River is River's bench shape on the same server, the anchor the claim pool is
+	// measured against; nil when not measured.
+	River *RiverResult
 }
 
 // Server describes the PostgreSQL settings that move the figures most.
@@ -130,7 +137,8 @@ type Machine struct {
 
 // Run performs the whole procedure on one server: it creates the scratch databases (dropping
 // leftovers of an earlier run), measures every workers × batch configuration of the claim
-// pool, runs pgbench -N at 1 and 16 clients, and drops both databases again.
+// pool, then River's bench shape (MeasureRiver) with the same warm-up and window, runs
+// pgbench -N at 1 and 16 clients, and drops the databases again.
 func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	if err := opts.normalise(); err != nil {
 		return nil, err
@@ -139,7 +147,7 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		Machine: Machine{NProc: runtime.NumCPU(), LoadStart: loadAverage()}}
 	progress := func(format string, args ...any) { fmt.Fprintf(opts.Progress, "pollux-bench: "+format+"\n", args...) }
 
-	for _, name := range []string{ClaimDatabase, PgbenchDatabase} {
+	for _, name := range scratchDatabases {
 		progress("creating database %s", name)
 		if err := recreateDatabase(ctx, opts.AdminDSN, name); err != nil {
 			return nil, err
@@ -149,7 +157,7 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		// The databases go even when the run failed or was interrupted.
 		dropCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		for _, name := range []string{ClaimDatabase, PgbenchDatabase} {
+		for _, name := range scratchDatabases {
 			if dropErr := dropDatabase(dropCtx, opts.AdminDSN, name); dropErr != nil {
 				err = errors.Join(err, dropErr)
 			}
@@ -162,6 +170,10 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	pgbenchDSN, err := pg.WithDatabase(opts.AdminDSN, PgbenchDatabase)
 	if err != nil {
 		return nil, fmt.Errorf("pgbench database url: %w", err)
+	}
+	riverDSN, err := pg.WithDatabase(opts.AdminDSN, RiverDatabase)
+	if err != nil {
+		return nil, fmt.Errorf("river database url: %w", err)
 	}
 
 	db, err := pg.Open(ctx, pg.Config{DSN: claimDSN, MaxConns: 2, ApplicationName: "pollux-bench setup"})
@@ -191,6 +203,16 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 			rep.Claims = append(rep.Claims, res)
 		}
 	}
+
+	progress("migrating %s with rivermigrate", RiverDatabase)
+	if err := MigrateRiver(ctx, riverDSN); err != nil {
+		return nil, err
+	}
+	river, err := measureRiver(ctx, cp, riverDSN, opts, progress)
+	if err != nil {
+		return nil, err
+	}
+	rep.River = &river
 	db.Close()
 
 	progress("pgbench -i -s %d -q", PgbenchScale)
@@ -254,6 +276,29 @@ func measureCell(ctx context.Context, db *pg.DB, cp *checkpointer, dsn string, c
 		}
 		*rate *= 2
 		progress("  the queue ran dry (%d rows left); measuring again with a bigger one", res.Remaining)
+	}
+}
+
+// measureRiver measures River's bench shape with the claim cells' warm-up and window, again
+// with twice the backlog if the queue ran low.
+func measureRiver(ctx context.Context, cp *checkpointer, dsn string, opts Options, progress func(string, ...any)) (RiverResult, error) {
+	backlog := RiverBacklog
+	for attempt := 1; ; attempt++ {
+		progress("river: %d workers, InsertMany batches of %d, backlog %d", RiverMaxWorkers, RiverInsertBatch, backlog)
+		res, err := MeasureRiver(ctx, dsn, River{Warmup: opts.Warmup, Window: opts.Duration, Backlog: backlog,
+			BeforeStart: cp.checkpoint, Log: opts.Progress})
+		if err != nil {
+			return RiverResult{}, fmt.Errorf("river: %w", err)
+		}
+		if !res.RanDry() {
+			progress("  %.0f jobs/s", res.JobsPerSecond())
+			return res, nil
+		}
+		if attempt == 3 {
+			return RiverResult{}, fmt.Errorf("river: the backlog of %d jobs ran low (%d) three times", backlog, res.LowWater)
+		}
+		backlog *= 2
+		progress("  the backlog fell to %d jobs; measuring again with a bigger one", res.LowWater)
 	}
 }
 

@@ -19,6 +19,10 @@ const (
 	TargetRatio   = 3.0
 )
 
+// RiverTargetRatio is the anchor's goal: the best claim configuration completes at least this
+// many times as many rows per second as River's bench shape completes jobs on the same server.
+const RiverTargetRatio = 3.0
+
 // Claim returns the result for workers × batch, if measured.
 func (r *Report) Claim(workers, batch int) (ClaimResult, bool) {
 	for _, c := range r.Claims {
@@ -64,6 +68,28 @@ func (r *Report) Target() (ratio float64, met, ok bool) {
 	return ratio, ratio >= TargetRatio, true
 }
 
+// Best returns the claim configuration with the highest rows/s; ok is false when none was
+// measured.
+func (r *Report) Best() (best ClaimResult, ok bool) {
+	for _, c := range r.Claims {
+		if !ok || c.RowsPerSecond() > best.RowsPerSecond() {
+			best, ok = c, true
+		}
+	}
+	return best, ok
+}
+
+// RiverTarget returns the best claim configuration's rows/s over River's jobs/s; ok is false
+// when either was not measured.
+func (r *Report) RiverTarget() (ratio float64, met, ok bool) {
+	best, found := r.Best()
+	if !found || r.River == nil || r.River.JobsPerSecond() <= 0 {
+		return 0, false, false
+	}
+	ratio = best.RowsPerSecond() / r.River.JobsPerSecond()
+	return ratio, ratio >= RiverTargetRatio, true
+}
+
 // Print writes the report as text.
 func (r *Report) Print(w io.Writer) error {
 	var b strings.Builder
@@ -107,6 +133,26 @@ func (r *Report) Print(w io.Writer) error {
 	}
 	tw.Flush()
 
+	if rv := r.River; rv != nil {
+		version := ""
+		if rv.Version != "" {
+			version = " " + rv.Version
+		}
+		fmt.Fprintf(&b, "\nRiver's bench shape (river%s library with `river bench`'s settings: one queue, MaxWorkers %s,\n"+
+			"FetchCooldown %s, FetchPollInterval %s, no-op worker, InsertMany batches of %s topped up to %s pending,\n"+
+			"River's batch completer; jobs counted from river_job: completed, finalized_at in the window)\n",
+			version, group(float64(rv.MaxWorkers)), RiverFetchCooldown, RiverFetchPollInterval,
+			group(float64(rv.InsertBatch)), group(float64(rv.Backlog)))
+		load := ""
+		if rv.LoadStart != "" {
+			load = fmt.Sprintf("; 1-minute load average %s before, %s after", rv.LoadStart, rv.LoadEnd)
+		}
+		fmt.Fprintf(&b, "  %s jobs/s over %s (%s warm-up%s)\n", group(rv.JobsPerSecond()), rv.Window.Round(time.Millisecond), o.Warmup, load)
+		if best, ok := r.Best(); ok {
+			fmt.Fprintf(&b, "  best claim configuration: %d workers, batch %d, %s rows/s\n", best.Workers, best.Batch, group(best.RowsPerSecond()))
+		}
+	}
+
 	b.WriteString("\n")
 	target := fmt.Sprintf("target: batch %d × %d workers ≥ %g × pgbench -N (-c %d) TPS: ", TargetBatch, TargetWorkers, TargetRatio, TargetWorkers)
 	if ratio, met, ok := r.Target(); ok {
@@ -117,6 +163,17 @@ func (r *Report) Print(w io.Writer) error {
 		fmt.Fprintf(&b, "%s%.2f → %s\n", target, ratio, verdict)
 	} else {
 		fmt.Fprintf(&b, "%snot measured (needs --workers with %d and --batches with %d)\n", target, TargetWorkers, TargetBatch)
+	}
+	target = fmt.Sprintf("target: claim rows/s at the best batch ≥ %g× River's bench shape on the same cluster: ", RiverTargetRatio)
+	if ratio, met, ok := r.RiverTarget(); ok {
+		verdict := "MISSED"
+		if met {
+			verdict = "MET"
+		}
+		best, _ := r.Best()
+		fmt.Fprintf(&b, "%s%s / %s = %.2f× → %s\n", target, group(best.RowsPerSecond()), group(r.River.JobsPerSecond()), ratio, verdict)
+	} else {
+		fmt.Fprintf(&b, "%snot measured\n", target)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -1,5 +1,5 @@
-// Command pollux-bench measures Pollux's claim framework against pgbench -N on one
-// PostgreSQL server and prints the comparison (`make bench`). Without --database-url it uses
+// Command pollux-bench measures Pollux's claim framework against pgbench -N and River's own
+// bench shape on one PostgreSQL server and prints the comparison (`make bench`). Without --database-url it uses
 // the private cluster under ./var/pg, starting it if needed.
 package main
 
@@ -33,11 +33,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	databaseURL := fs.String("database-url", "", "PostgreSQL server to measure (any database; the role must be allowed to CREATE DATABASE).\n"+
 		"Default: the private cluster under <repo>/var/pg, started if needed.")
-	duration := fs.Duration("duration", 5*time.Second, "Measurement window of each workers × batch configuration.")
+	duration := fs.Duration("duration", 5*time.Second, "Measurement window of each workers × batch configuration, and of River's bench shape.")
 	workers := fs.String("workers", "1,4,16", "Comma-separated worker counts.")
 	batches := fs.String("batches", "1,10,100", "Comma-separated batch sizes.")
 	pgbenchDuration := fs.Duration("pgbench-duration", 10*time.Second, "Length of each pgbench -N run.")
-	suites := fs.String("suites", "claim,requests,history", "Which benchmarks: claim (claim pools beside pgbench), requests (a whole instance),\n"+
+	suites := fs.String("suites", "claim,requests,history", "Which benchmarks: claim (claim pools beside pgbench and River's bench shape), requests (a whole instance),\n"+
 		"history (every claim and sweep behind finished history).")
 	historySizes := fs.String("history", "1000000,10000000", "History: the sizes of finished history (subrequests) to time the claims and sweeps behind.")
 	roundTrips := fs.Int("round-trips", 1000, "Requests: round trips measured for each of put and get.")
