@@ -726,3 +726,34 @@ func TestLastNotificationCarriesTheFinalState(t *testing.T) {
 	require.Equal(t, "FAILED", view.Subrequests[0].Status)
 	require.Equal(t, "SCHEDULED", view.Subrequests[1].Status, "the notification is stale: %s", last)
 }
+
+// A transfer whose end its disk server could not record (the database was down at that
+// moment) does not stay READY for good: once it is older than both time limits and a
+// minute, the job manager fails it and says why; a live server's younger transfer is left
+// alone.
+func TestTransferPastEveryLimitFails(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	l.diskServer("ds1")
+	old := l.submit(model.RequestTypePut, false, "/pollux/old")
+	young := l.submit(model.RequestTypePut, false, "/pollux/young")
+	l.stage()
+	l.transfer(l.sub(old))
+	l.transfer(l.sub(young))
+	_, err := model.PolicySet(l.ctx, l.db.Pool(), "transfer_seconds", 60, "test")
+	require.NoError(t, err)
+	_, err = l.db.Pool().Exec(l.ctx, "update subrequest set updated_at = now() - interval '8 minutes' where id = $1", l.sub(old).ID)
+	require.NoError(t, err)
+
+	expired, err := model.SubrequestExpire(l.ctx, l.db.Pool(), 100)
+	require.NoError(t, err)
+	require.Len(t, expired, 1)
+	require.Equal(t, l.sub(old).ID, expired[0].ID)
+	s := l.sub(old)
+	require.Equal(t, model.SubrequestStatusFailed, s.Status)
+	require.Equal(t, model.SQLStateTransferFailed, *s.ErrorCode)
+	require.Contains(t, *s.ErrorMessage, "outlived its time limit of 00:07:00 and its disk server did not report its end")
+	_, err = l.query("/pollux/old")
+	require.Equal(t, model.SQLStateNotFound, sqlstate(err), "the write is abandoned: no empty entry is left")
+	require.Equal(t, model.SubrequestStatusReady, l.sub(young).Status)
+}
