@@ -198,7 +198,9 @@ func (e *env) ready(typ model.RequestType, path string) (string, model.Subreques
 	e.t.Helper()
 	req := e.submit(typ, typ == model.RequestTypePut, path)
 	e.stage()
-	require.Equal(e.t, model.SubrequestStatusScheduled, e.sub(req).Status, "placed: %+v", e.sub(req))
+	// The hint goes out as the stage returns, so the server may have claimed it already.
+	placed := e.sub(req)
+	require.Contains(e.t, []model.SubrequestStatus{model.SubrequestStatusScheduled, model.SubrequestStatusReady}, placed.Status, "placed: %+v", placed)
 	s := e.wait(req, model.SubrequestStatusReady)
 	require.NotNil(e.t, s.MoverURL)
 	require.NotNil(e.t, s.Token)
@@ -346,18 +348,14 @@ func TestPutThenGet(t *testing.T) {
 	require.Equal(t, mover.TransferURL(strings.TrimSuffix(*s.MoverURL, fmt.Sprintf("/v1/transfers/%d", s.ID)), s.ID), *s.MoverURL)
 	token := *s.Token
 
-	// Calls that can be corrected do not spend the token.
+	// A caller without the token changes nothing: it could be anyone.
 	resp, body := call(t, http.MethodPut, *s.MoverURL, "", bytes.NewReader(data), nil)
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, string(body))
 	require.Equal(t, "permission", errorBody(t, body).Kind)
 	resp, body = call(t, http.MethodPut, *s.MoverURL, "wrong", bytes.NewReader(data), nil)
 	require.Equal(t, http.StatusForbidden, resp.StatusCode, string(body))
 	require.Equal(t, api.Error{Kind: "permission", Code: model.SQLStatePermissionDenied, Message: errorBody(t, body).Message}, errorBody(t, body))
-	resp, body = call(t, http.MethodPut, *s.MoverURL, *s.Token, io.MultiReader(bytes.NewReader(data)), nil) // no length: chunked
-	require.Equal(t, http.StatusLengthRequired, resp.StatusCode, string(body))
-	resp, body = call(t, http.MethodGet, *s.MoverURL, *s.Token, nil, nil)
-	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, string(body))
-	require.Contains(t, errorBody(t, body).Message, "is a PUT transfer")
+	require.Equal(t, model.SubrequestStatusReady, e.sub(req).Status)
 
 	resp, body = call(t, http.MethodPut, *s.MoverURL, *s.Token, bytes.NewReader(data), map[string]string{api.HeaderAdler32: strings.ToUpper(adler(data))})
 	require.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
@@ -397,15 +395,19 @@ func TestPutThenGet(t *testing.T) {
 	require.Contains(t, d.log.String(), `"msg":"upload ended"`)
 }
 
-// rawPut sends a PUT's header and part of its body over a plain connection.
+// rawPut sends a PUT's header and part of its body over a plain connection. declared < 0
+// sends it chunked, body as the start of a chunk of a mebibyte.
 func rawPut(t *testing.T, target, token string, declared int64, body []byte) net.Conn {
 	t.Helper()
 	u, err := url.Parse(target)
 	require.NoError(t, err)
 	conn, err := net.Dial("tcp", u.Host)
 	require.NoError(t, err)
-	_, err = fmt.Fprintf(conn, "PUT %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n",
-		u.Path, u.Host, token, declared)
+	framing := fmt.Sprintf("Content-Length: %d\r\n\r\n", declared)
+	if declared < 0 {
+		framing = fmt.Sprintf("Transfer-Encoding: chunked\r\n\r\n%x\r\n", 1<<20)
+	}
+	_, err = fmt.Fprintf(conn, "PUT %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n%s", u.Path, u.Host, token, framing)
 	require.NoError(t, err)
 	_, err = conn.Write(body)
 	require.NoError(t, err)
@@ -440,13 +442,111 @@ func TestChecksumMismatch(t *testing.T) {
 	e.failed(req, model.SQLStateBadData, msg)
 	require.Empty(t, files(t, d.dir))
 
-	// A malformed checksum is refused before the token is spent.
-	_, s2 := e.ready(model.RequestTypePut, "/pollux/other")
-	resp, body = call(t, http.MethodPut, *s2.MoverURL, *s2.Token, bytes.NewReader(data), map[string]string{api.HeaderAdler32: "xyz"})
-	require.Equal(t, http.StatusBadRequest, resp.StatusCode, string(body))
-	require.Contains(t, errorBody(t, body).Message, "is not eight hex digits")
-	resp, body = call(t, http.MethodPut, *s2.MoverURL, *s2.Token, bytes.NewReader(data), nil)
+}
+
+// chunkedPut uploads data without a Content-Length, its checksum (if any) in a trailer.
+func chunkedPut(t *testing.T, target, token string, data []byte, trailerSum string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, target, io.MultiReader(bytes.NewReader(data)))
+	require.NoError(t, err)
+	req.ContentLength = -1
+	req.Header.Set("Authorization", "Bearer "+token)
+	if trailerSum != "" {
+		req.Trailer = http.Header{api.HeaderAdler32: {trailerSum}}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, b
+}
+
+// A streaming upload (no Content-Length) is taken, its checksum checked when it comes as a
+// trailer; a stream that breaks off, is over the limit or has the wrong checksum fails at
+// once.
+func TestChunkedUpload(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := e.start("ds-1", "")
+	data := randomBytes(t, 2<<20+3)
+
+	req, s := e.ready(model.RequestTypePut, "/pollux/streamed")
+	resp, body := chunkedPut(t, *s.MoverURL, *s.Token, data, adler(data))
 	require.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
+	s = e.wait(req, model.SubrequestStatusFinished)
+	require.EqualValues(t, len(data), *s.SizeBytes)
+	require.Equal(t, adler(data), *s.ChecksumAdler32)
+	stored := files(t, d.dir)
+	require.Len(t, stored, 1)
+	onDisk, err := os.ReadFile(stored[0])
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(data, onDisk))
+
+	req, s = e.ready(model.RequestTypePut, "/pollux/unsummed")
+	resp, body = chunkedPut(t, *s.MoverURL, *s.Token, data[:1000], "")
+	require.Equal(t, http.StatusCreated, resp.StatusCode, "the checksum is optional, as with a Content-Length: %s", body)
+	e.wait(req, model.SubrequestStatusFinished)
+
+	req, s = e.ready(model.RequestTypePut, "/pollux/badsum")
+	resp, body = chunkedPut(t, *s.MoverURL, *s.Token, data, "00000001")
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, string(body))
+	msg := fmt.Sprintf("checksum mismatch: client says 00000001, received data has %s", adler(data))
+	require.Equal(t, msg, errorBody(t, body).Message)
+	e.failed(req, model.SQLStateBadData, msg)
+
+	req, s = e.ready(model.RequestTypePut, "/pollux/cut")
+	conn := rawPut(t, *s.MoverURL, *s.Token, -1, randomBytes(t, 1000))
+	require.Eventually(t, func() bool { return len(files(t, d.dir)) == 3 }, 10*time.Second, 5*time.Millisecond, "the upload is being written")
+	require.NoError(t, conn.Close())
+	e.failed(req, model.SQLStateBadData, "upload truncated: it broke off after 1000 bytes")
+	require.Eventually(t, func() bool { return len(files(t, d.dir)) == 2 }, 10*time.Second, 5*time.Millisecond, "no partial file")
+
+	_, err = e.db.Pool().Exec(e.ctx, "update service_class set max_file_size_bytes = 1000 where name = 'default'")
+	require.NoError(t, err)
+	req, s = e.ready(model.RequestTypePut, "/pollux/big")
+	resp, body = chunkedPut(t, *s.MoverURL, *s.Token, data, "")
+	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, string(body))
+	e.failed(req, model.SQLStateBadData, "the upload is larger than its service class allows (1000 bytes)")
+	require.Len(t, files(t, d.dir), 2)
+}
+
+// A caller with the token has made the transfer's one call: when it is refused, the
+// transfer fails before the answer goes out, with the reason, instead of waiting READY
+// for the open timeout (300 s by default here).
+func TestRefusedClientFailsTheTransferAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.start("ds-1", "")
+	e.put("/pollux/there", []byte("content"))
+	for _, tc := range []struct {
+		typ    model.RequestType
+		method string
+		hdr    map[string]string
+		status int
+		code   string
+		msg    string
+	}{
+		{model.RequestTypePut, http.MethodGet, nil, http.StatusMethodNotAllowed, model.SQLStateInvalidArgument, "is a PUT transfer: use PUT, not GET"},
+		{model.RequestTypeGet, http.MethodPut, nil, http.StatusMethodNotAllowed, model.SQLStateInvalidArgument, "is a GET transfer: use GET, not PUT"},
+		{model.RequestTypePut, http.MethodDelete, nil, http.StatusMethodNotAllowed, model.SQLStateInvalidArgument, "method DELETE not allowed"},
+		{model.RequestTypePut, http.MethodPut, map[string]string{api.HeaderAdler32: "xyz"}, http.StatusBadRequest, model.SQLStateInvalidArgument, "is not eight hex digits"},
+	} {
+		path := "/pollux/new"
+		if tc.typ == model.RequestTypeGet {
+			path = "/pollux/there"
+		}
+		req, s := e.ready(tc.typ, path)
+		resp, body := call(t, tc.method, *s.MoverURL, *s.Token, bytes.NewReader([]byte("data")), tc.hdr)
+		require.Equal(t, tc.status, resp.StatusCode, string(body))
+		require.Contains(t, errorBody(t, body).Message, tc.msg)
+		got := e.sub(req)
+		require.Equal(t, model.SubrequestStatusFailed, got.Status, "%s %s: failed before the answer: %+v", tc.method, tc.typ, got)
+		require.Equal(t, tc.code, *got.ErrorCode)
+		require.Contains(t, *got.ErrorMessage, tc.msg)
+		resp, body = call(t, http.MethodPut, *s.MoverURL, *s.Token, bytes.NewReader([]byte("data")), nil)
+		require.Equal(t, http.StatusForbidden, resp.StatusCode, "the token was spent: %s", body)
+	}
 }
 
 func TestTooLarge(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"hash/adler32"
 	"io"
 	"testing"
+	"testing/iotest"
 
 	"github.com/stretchr/testify/require"
 
@@ -47,6 +48,30 @@ func TestPumpShortSource(t *testing.T) {
 	require.NoError(t, writeErr)
 	require.EqualValues(t, len(data), n, "every byte that arrived is written")
 	require.Empty(t, sum, "no checksum for a partial copy")
+}
+
+// A stream of unknown length (a chunked upload) ends at its io.EOF; any other error is
+// a stream cut short, even io.ErrUnexpectedEOF after whole blocks.
+func TestPumpUnknownSize(t *testing.T) {
+	t.Parallel()
+	h := NewHandler(Config{})
+	for _, size := range []int{0, 1, bufferSize, 2*bufferSize + 7} {
+		data := randomBytes(t, size)
+		var out bytes.Buffer
+		n, sum, readErr, writeErr := h.pump(&out, iotest.HalfReader(bytes.NewReader(data)), -1, nil)
+		require.NoError(t, readErr)
+		require.NoError(t, writeErr)
+		require.EqualValues(t, size, n)
+		require.Equal(t, fmt.Sprintf("%08x", adler32.Checksum(data)), sum)
+		require.True(t, bytes.Equal(data, out.Bytes()))
+	}
+	data := randomBytes(t, bufferSize)
+	var out bytes.Buffer
+	cut := io.MultiReader(bytes.NewReader(data), iotest.ErrReader(io.ErrUnexpectedEOF))
+	n, sum, readErr, _ := h.pump(&out, cut, -1, nil)
+	require.ErrorIs(t, readErr, io.ErrUnexpectedEOF)
+	require.EqualValues(t, len(data), n)
+	require.Empty(t, sum)
 }
 
 type failingWriter struct{ after int }
