@@ -80,7 +80,7 @@ func TestMoverBandwidth(t *testing.T) {
 				require.NoError(t, err)
 			}
 			require.NoError(t, out.Sync())
-			require.NotEmpty(t, resp.Trailer.Get(api.HeaderAdler32))
+			require.NotEmpty(t, resp.Header.Get(api.HeaderAdler32))
 		})
 	}
 	getFile, getDiscard := get(true), get(false)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/adler32"
 	"io"
@@ -342,7 +343,7 @@ func TestPutThenGet(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	d := e.start("ds-1", "")
-	data := randomBytes(t, 3<<20+17)
+	data := randomBytes(t, 9<<20+17) // a few of the mover's segments and a bit
 
 	req, s := e.ready(model.RequestTypePut, "/pollux/u/alice/f")
 	require.Equal(t, mover.TransferURL(strings.TrimSuffix(*s.MoverURL, fmt.Sprintf("/v1/transfers/%d", s.ID)), s.ID), *s.MoverURL)
@@ -387,8 +388,8 @@ func TestPutThenGet(t *testing.T) {
 	resp, body = call(t, http.MethodGet, *g.MoverURL, *g.Token, nil, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 	require.True(t, bytes.Equal(data, body), "the bytes read are the bytes written")
-	require.Equal(t, adler(data), resp.Trailer.Get(api.HeaderAdler32), "the checksum comes as a trailer")
-	require.Equal(t, fmt.Sprint(len(data)), resp.Header.Get(api.HeaderSize))
+	require.Equal(t, adler(data), resp.Header.Get(api.HeaderAdler32), "the catalogue's checksum comes in the header")
+	require.EqualValues(t, len(data), resp.ContentLength)
 	g = e.wait(get, model.SubrequestStatusFinished)
 	require.EqualValues(t, len(data), *g.SizeBytes)
 	require.Equal(t, 0, d.shutdown(t), d.log.String())
@@ -691,6 +692,123 @@ func TestStopTakesBackReadyTransfers(t *testing.T) {
 	e.wait(moving, model.SubrequestStatusFinished)
 	s = e.sub(req)
 	require.Equal(t, model.SubrequestStatusRetry, s.Status, "the transfer is handed back for another try: %+v", s)
+}
+
+// copyOnDisk is where the readable copy of path lives, and its id.
+func (e *env) copyOnDisk(path string) (string, int64) {
+	e.t.Helper()
+	var file string
+	var id int64
+	require.NoError(e.t, e.db.Pool().QueryRow(e.ctx, `select fs.mount_point || '/' || dc.disk_path, dc.id
+		from disk_copy dc join file f on f.id = dc.file_id join file_system fs on fs.id = dc.file_system_id
+		where f.path = $1 and dc.status = 'STAGED'`, path).Scan(&file, &id))
+	return file, id
+}
+
+// damage changes the copy of path on disk: flips the byte at off, or appends one (off < 0).
+func (e *env) damage(path string, off int64) int64 {
+	e.t.Helper()
+	file, id := e.copyOnDisk(path)
+	f, err := os.OpenFile(file, os.O_RDWR, 0)
+	require.NoError(e.t, err)
+	defer f.Close()
+	if off < 0 {
+		_, err = f.Seek(0, io.SeekEnd)
+		require.NoError(e.t, err)
+		_, err = f.Write([]byte{0})
+		require.NoError(e.t, err)
+		return id
+	}
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, off)
+	require.NoError(e.t, err)
+	_, err = f.WriteAt([]byte{^b[0]}, off)
+	require.NoError(e.t, err)
+	return id
+}
+
+func (e *env) corruptAt(copyID int64) *time.Time {
+	e.t.Helper()
+	var at *time.Time
+	require.NoError(e.t, e.db.Pool().QueryRow(e.ctx, "select corrupt_at from disk_copy where id = $1", copyID).Scan(&at))
+	return at
+}
+
+// A copy whose bytes on disk are not the catalogue's is never served whole: a small one
+// is refused with the reason, a large one is cut before its last part. Either way the read
+// fails naming the copy and both checksums, the copy is marked for the operator and kept
+// from the garbage collector, and later reads of the file fail at once.
+func TestCorruptCopyIsNotServed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := e.start("ds-1", "")
+
+	small := randomBytes(t, 1000)
+	e.put("/pollux/small", small)
+	copyID := e.damage("/pollux/small", 10)
+	onDisk := append([]byte(nil), small...)
+	onDisk[10] = ^onDisk[10]
+	get, g := e.ready(model.RequestTypeGet, "/pollux/small")
+	resp, body := call(t, http.MethodGet, *g.MoverURL, *g.Token, nil, nil)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "nothing was sent yet: %s", body)
+	msg := fmt.Sprintf("is corrupt: it has 1000 bytes with adler32 %s, the catalogue 1000 bytes with adler32 %s", adler(onDisk), adler(small))
+	require.Contains(t, errorBody(t, body).Message, msg)
+	require.Contains(t, errorBody(t, body).Message, fmt.Sprintf("copy %d of /pollux/small on ds-1", copyID))
+	e.failed(get, model.SQLStateTransferFailed, msg)
+	require.NotNil(t, e.corruptAt(copyID))
+	var events int
+	require.NoError(t, e.db.Pool().QueryRow(e.ctx, "select count(*) from system_event where kind = 'disk_copy_corrupt' and detail->>'disk_copy_id' = $1",
+		fmt.Sprint(copyID)).Scan(&events))
+	require.Equal(t, 1, events, "the operator is told")
+
+	again := e.submit(model.RequestTypeGet, false, "/pollux/small")
+	e.stage()
+	e.failed(again, model.SQLStateTransferFailed, fmt.Sprintf("/pollux/small has no readable copy: its copy %d was found corrupt", copyID))
+
+	// A copy of many segments, damaged near its start: the client gets the header and most
+	// of the bytes, never all of them.
+	large := randomBytes(t, 10<<20+5)
+	e.put("/pollux/large", large)
+	largeID := e.damage("/pollux/large", 7)
+	get, g = e.ready(model.RequestTypeGet, "/pollux/large")
+	req, err := http.NewRequest(http.MethodGet, *g.MoverURL, nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+*g.Token)
+	r, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, r.StatusCode)
+	require.EqualValues(t, len(large), r.ContentLength)
+	require.Equal(t, adler(large), r.Header.Get(api.HeaderAdler32))
+	got, err := io.ReadAll(r.Body)
+	r.Body.Close()
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF, "the connection is cut")
+	require.Less(t, len(got), len(large))
+	e.failed(get, model.SQLStateTransferFailed, fmt.Sprintf("copy %d of /pollux/large", largeID))
+	require.NotNil(t, e.corruptAt(largeID))
+
+	// A copy of another size than the catalogue's is refused before a byte is read.
+	e.put("/pollux/grown", small)
+	grownID := e.damage("/pollux/grown", -1)
+	get, g = e.ready(model.RequestTypeGet, "/pollux/grown")
+	resp, body = call(t, http.MethodGet, *g.MoverURL, *g.Token, nil, nil)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, string(body))
+	msg = fmt.Sprintf("is corrupt: it has 1001 bytes, the catalogue 1000 bytes with adler32 %s", adler(small))
+	e.failed(get, model.SQLStateTransferFailed, msg)
+	require.NotNil(t, e.corruptAt(grownID))
+
+	// Removed, the corrupt copy stays on disk: the collector deletes a copy removed after it
+	// and leaves it.
+	file, _ := e.copyOnDisk("/pollux/small")
+	e.put("/pollux/later", small)
+	later, _ := e.copyOnDisk("/pollux/later")
+	for _, p := range []string{"/pollux/small", "/pollux/later"} {
+		rm := e.submit(model.RequestTypeRm, false, p)
+		e.stage()
+		e.wait(rm, model.SubrequestStatusFinished)
+	}
+	require.Eventually(t, func() bool { _, err := os.Stat(later); return errors.Is(err, fs.ErrNotExist) }, 20*time.Second, 20*time.Millisecond)
+	require.FileExists(t, file, "kept for the operator")
+	require.Equal(t, 0, d.shutdown(t), d.log.String())
 }
 
 func TestGetClientGoesAway(t *testing.T) {

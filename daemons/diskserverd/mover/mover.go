@@ -13,8 +13,7 @@
 //	    → 201 {"size_bytes":N,"checksum_adler32":"0123abcd"}
 //	GET /v1/transfers/{subrequest id}
 //	    Authorization: Bearer <token>
-//	    → 200, chunked, X-Pollux-Size: <bytes>, and the adler32 of the bytes sent as the
-//	      HTTP trailer X-Pollux-Adler32.
+//	    → 200, Content-Length: <bytes>, X-Pollux-Adler32: <the catalogue's adler32>
 //
 // Streaming uploads are accepted, as xrootd and dCache accept them: a client that produces
 // its data as it goes (a pipe, a compressor) need not know its size first. Such an upload
@@ -29,13 +28,16 @@
 // recorded before the answer goes out; no transfer is left READY, waiting for a client
 // that came and was turned away, until its open timeout.
 //
-// A download's checksum travels as a trailer because the mover computes it while it
-// streams: the alternatives were reading every file twice before its first byte goes out,
-// or a checksum from the catalogue that transfer_start does not return. HTTP/1.1 sends
-// trailers only with chunked encoding, which excludes a Content-Length, so the size is in
-// X-Pollux-Size (api.HeaderSize) instead. A response cut short never ends with the final
-// chunk (the mover aborts the connection), so a client sees a truncated download as a
-// read error; a client must also treat a missing trailer as a failed transfer.
+// A download's size and checksum are the catalogue's (transfer_claim returns them), so
+// both go in the header, and the body is sent with sendfile. The mover verifies the copy
+// while it sends it (send): the size before the first byte, the adler32 segment by
+// segment, a few segments ahead of the socket, and the last segment goes out only once the
+// whole sum matched. A copy that does not match is reported corrupt (transfer_get_corrupt:
+// marked, never read again, kept from the garbage collector, journaled for the operator);
+// its client gets a 503 with the reason when nothing was sent yet (any copy of one segment
+// or less), otherwise the connection is cut, and it sees fewer bytes than the
+// Content-Length. A client checks what it received against the header all the same: the
+// check covers the network and its own disk too.
 //
 // Every failure answers with an api.ErrorBody naming the kind, the SQLSTATE and what was
 // wrong.
@@ -444,12 +446,19 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// get streams a copy to the client with its adler32 as a trailer.
+// get sends a copy to the client with the catalogue's size and adler32 in its header,
+// checking the copy against both on the way; a copy that is not what the catalogue says is
+// reported corrupt (transfer_get_corrupt) and never reaches the client whole.
 func (x *transfer) get(w http.ResponseWriter) error {
 	path, err := x.location()
 	if err != nil {
 		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, err.Error())
 	}
+	if x.row.ChecksumAdler32 == nil {
+		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed,
+			fmt.Sprintf("the catalogue has no adler32 for the copy %s, so it cannot be read verified", path))
+	}
+	want := strings.ToLower(*x.row.ChecksumAdler32)
 	f, err := os.Open(path)
 	if err != nil {
 		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("opening the copy: %v", err))
@@ -461,30 +470,49 @@ func (x *transfer) get(w http.ResponseWriter) error {
 	}
 	size := st.Size()
 	if x.row.SizeBytes != nil && *x.row.SizeBytes != size {
-		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed,
-			fmt.Sprintf("the copy %s has %d bytes on disk, but %d were written", path, size, *x.row.SizeBytes))
+		return x.corrupt(w, path, size, nil)
 	}
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/octet-stream")
-	hdr.Set("Trailer", api.HeaderAdler32)
-	hdr.Set(api.HeaderSize, strconv.FormatInt(size, 10))
-	w.WriteHeader(http.StatusOK)
+	started := false
+	start := func() {
+		hdr := w.Header()
+		hdr.Set("Content-Type", "application/octet-stream")
+		hdr.Set("Content-Length", strconv.FormatInt(size, 10))
+		hdr.Set(api.HeaderAdler32, want)
+		w.WriteHeader(http.StatusOK)
+		// Out now, so that the body goes straight to sendfile rather than its first
+		// bytes through the response's buffer.
+		_ = http.NewResponseController(w).Flush()
+		started = true
+	}
+	// Once the response has begun, only cutting the connection tells the client that the
+	// download failed: it then sees fewer bytes than the Content-Length.
+	replyTo := func() http.ResponseWriter {
+		if started {
+			return nil
+		}
+		return w
+	}
+	cut := func(outcome error) error {
+		if started {
+			x.t.end(outcome) // before the panic unwinds past the deferred end
+			panic(http.ErrAbortHandler)
+		}
+		return outcome
+	}
 
-	n, sum, readErr, writeErr := x.h.pump(w, f, size, nil)
-	if aborted, outcome := x.aborted(nil); aborted {
-		x.t.end(outcome) // before the panic below unwinds past the deferred end
-		panic(http.ErrAbortHandler)
+	n, sum, readErr, writeErr := x.h.send(w, f, size, want, start)
+	if aborted, outcome := x.aborted(replyTo()); aborted {
+		return cut(outcome)
 	}
 	switch {
 	case readErr != nil:
-		x.t.end(x.fail(nil, 0, model.SQLStateTransferFailed, fmt.Sprintf("reading %s after %d of %d bytes: %v", path, n, size, readErr)))
-		// Cut the connection so that the client sees the download is incomplete.
-		panic(http.ErrAbortHandler)
+		return cut(x.fail(replyTo(), http.StatusServiceUnavailable, model.SQLStateTransferFailed,
+			fmt.Sprintf("reading %s after %d of %d bytes: %v", path, n, size, readErr)))
+	case sum != "" && sum != want:
+		return cut(x.corrupt(replyTo(), path, size, &sum))
 	case writeErr != nil || n < size:
-		x.t.end(x.fail(nil, 0, model.SQLStateTransferFailed, fmt.Sprintf("the client disconnected after %d of %d bytes", n, size)))
-		panic(http.ErrAbortHandler)
+		return cut(x.fail(nil, 0, model.SQLStateTransferFailed, fmt.Sprintf("the client disconnected after %d of %d bytes", n, size)))
 	}
-	hdr.Set(api.HeaderAdler32, sum)
 	err = x.record("end download", func(ctx context.Context, q pg.Querier) error {
 		return model.TransferGetEnded(ctx, q, x.id, n)
 	})
@@ -500,6 +528,33 @@ func (x *transfer) get(w http.ResponseWriter) error {
 	x.log.Info("download ended", zap.Int64("bytes", n), zap.String("adler32", sum), zap.Duration("took", elapsed),
 		zap.Float64("mib_per_s", mibPerSecond(n, elapsed)))
 	return nil
+}
+
+// corrupt records that the copy at path is not what the catalogue says: it has size bytes
+// and, when it was read to its end, the adler32 sum. The copy is marked so that no read
+// chooses it again and the garbage collector keeps it for the operator; the read fails with
+// a reason naming the copy and both checksums, which the client gets when w is not nil.
+// It returns nil once that is recorded.
+func (x *transfer) corrupt(w http.ResponseWriter, path string, size int64, sum *string) error {
+	var message string
+	err := x.record("copy corrupt", func(ctx context.Context, q pg.Querier) error {
+		var err error
+		message, err = model.TransferGetCorrupt(ctx, q, x.id, size, sum)
+		return err
+	})
+	if err != nil {
+		message = fmt.Sprintf("the copy %s is corrupt: %d bytes on disk", path, size)
+		if sum != nil {
+			message += " with adler32 " + *sum
+		}
+		x.log.Error("recording a corrupt copy", zap.String("found", message), zap.Error(err))
+	} else {
+		x.log.Error("copy corrupt", zap.String("reason", message), zap.String("disk_copy", path))
+	}
+	if w != nil {
+		replyError(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, message)
+	}
+	return err
 }
 
 // reserve allocates size bytes for f up front, so that a full file system refuses the
