@@ -51,13 +51,14 @@ func (h *Handler) send(w io.Writer, f *os.File, size int64, want string, start f
 	stop := make(chan struct{})
 	buf := h.bufs.Get().(*[]byte)
 	defer h.bufs.Put(buf)
+	fd := int(f.Fd()) // here, not in the hasher: f is the sender's
 	go func() {
 		defer close(segments)
 		hash := adler32.New()
 		for off := int64(0); off < size; {
 			end := min(off+segmentSize, size)
 			c := checked{end: end}
-			if c.err = hashRange(hash, f, off, end-off, *buf); c.err == nil && end == size {
+			if c.err = hashRange(hash, f, fd, off, end-off, *buf); c.err == nil && end == size {
 				c.sum = fmt.Sprintf("%08x", hash.Sum32())
 			}
 			select {
@@ -103,13 +104,13 @@ func (h *Handler) send(w io.Writer, f *os.File, size int64, want string, start f
 	return n, sum, nil, nil
 }
 
-// hashRange adds n bytes of f from off to hash, through a read-only mapping where the file
-// system allows one and with ReadAt into buf otherwise. A page that cannot be read faults
+// hashRange adds n bytes of f (whose descriptor is fd) from off to hash, through a
+// read-only mapping where the file system allows one and with ReadAt into buf otherwise. A page that cannot be read faults
 // (SIGBUS) instead of returning an error; the fault is turned into a panic for this
 // goroutine alone, and the panic into the error returned, so that a bad disk fails the
 // transfer rather than the daemon.
-func hashRange(hash hash.Hash32, f *os.File, off, n int64, buf []byte) (err error) {
-	m, err := syscall.Mmap(int(f.Fd()), off, int(n), syscall.PROT_READ, syscall.MAP_SHARED)
+func hashRange(hash hash.Hash32, f *os.File, fd int, off, n int64, buf []byte) (err error) {
+	m, err := syscall.Mmap(fd, off, int(n), syscall.PROT_READ, syscall.MAP_SHARED)
 	if err != nil {
 		return readRange(hash, f, off, n, buf)
 	}
