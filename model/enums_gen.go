@@ -376,7 +376,7 @@ func SubrequestStatusTransitions() []Transition {
 		{From: "WAITSCHED", To: "FAILED", By: "stagerd", Doc: "the file was removed while it waited"},
 		{From: "SCHEDULED", To: "READY", By: "diskserverd", Doc: "its disk server claimed it, started a mover and published the endpoint"},
 		{From: "SCHEDULED", To: "RETRY", By: "jobmanagerd", Doc: "its disk server stopped heartbeating before it started a mover"},
-		{From: "SCHEDULED", To: "FAILED", By: "stagerd or jobmanagerd or diskserverd", Doc: "the file was removed; the retries are exhausted; it has no copy to move"},
+		{From: "SCHEDULED", To: "FAILED", By: "stagerd or jobmanagerd or diskserverd", Doc: "the file was removed; the retries are exhausted; it has no copy to move, or a read's copy was found corrupt"},
 		{From: "READY", To: "FINISHED", By: "diskserverd", Doc: "the transfer ended and checked out"},
 		{From: "READY", To: "FAILED", By: "diskserverd or jobmanagerd or stagerd", Doc: "the transfer failed, was truncated or timed out; it outlived every time limit; the file was removed while being written"},
 		{From: "READY", To: "RETRY", By: "jobmanagerd or diskserverd", Doc: "its disk server stopped heartbeating mid-transfer, or restarted and lost its movers"},

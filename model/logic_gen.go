@@ -78,6 +78,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "subrequest_abandon_write", File: "transfer.sql", IdentityArgs: "p_id bigint", Result: "void"},
 	{Name: "transfer_put_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint, p_checksum_adler32 text", Result: "void"},
 	{Name: "transfer_get_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint", Result: "void"},
+	{Name: "transfer_get_corrupt", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint, p_checksum_adler32 text", Result: "text"},
 	{Name: "transfer_fail", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_code text, p_message text", Result: "void"},
 	{Name: "disk_copy_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "request_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
@@ -194,6 +195,8 @@ const (
 	TransferPutEndedSQL = "SELECT transfer_put_ended($1::bigint, $2::bigint, $3::text)"
 	// TransferGetEndedSQL is the statement TransferGetEnded runs.
 	TransferGetEndedSQL = "SELECT transfer_get_ended($1::bigint, $2::bigint)"
+	// TransferGetCorruptSQL is the statement TransferGetCorrupt runs.
+	TransferGetCorruptSQL = "SELECT transfer_get_corrupt($1::bigint, $2::bigint, $3::text)"
 	// TransferFailSQL is the statement TransferFail runs.
 	TransferFailSQL = "SELECT transfer_fail($1::bigint, $2::text, $3::text)"
 )
@@ -965,6 +968,20 @@ func TransferGetEnded(ctx context.Context, db DBTX, subrequestID int64, sizeByte
 		return fmt.Errorf("transfer_get_ended: %w", err)
 	}
 	return nil
+}
+
+// TransferGetCorrupt calls the SQL function transfer_get_corrupt (transfer.sql).
+//
+// Ends a read whose copy's bytes on disk are not the catalogue's (p_checksum_adler32 null
+// when the size differed and nothing was read); marks the copy corrupt, journals a
+// disk_copy_corrupt event the first time, fails the read with transfer_failed, and
+// returns the reason.
+func TransferGetCorrupt(ctx context.Context, db DBTX, subrequestID int64, sizeBytes int64, checksumAdler32 *string) (string, error) {
+	var result string
+	if err := db.QueryRow(ctx, TransferGetCorruptSQL, subrequestID, sizeBytes, checksumAdler32).Scan(&result); err != nil {
+		return "", fmt.Errorf("transfer_get_corrupt: %w", err)
+	}
+	return result, nil
 }
 
 // TransferFail calls the SQL function transfer_fail (transfer.sql).

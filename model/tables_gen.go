@@ -177,18 +177,22 @@ type DiskCopy struct {
 	UpdatedAt       time.Time      `json:"updated_at"`
 	// Where the copy lives, relative to its file system's mount point.
 	DiskPath string `json:"disk_path"`
+	// When a read found the copy's bytes on disk differ from its size or adler32 here; a
+	// marked copy is never chosen for a read nor garbage-collected until the operator clears
+	// the mark.
+	CorruptAt *time.Time `json:"corrupt_at"`
 }
 
 // DiskCopyTable is the name of the table disk_copy.
 const DiskCopyTable = "disk_copy"
 
 // DiskCopyColumns are the columns of disk_copy in the order ScanDiskCopy expects them.
-var DiskCopyColumns = []string{"id", "file_id", "file_system_id", "status", "size_bytes", "checksum_adler32", "created_at", "updated_at", "disk_path"}
+var DiskCopyColumns = []string{"id", "file_id", "file_system_id", "status", "size_bytes", "checksum_adler32", "created_at", "updated_at", "disk_path", "corrupt_at"}
 
 // ScanDiskCopy scans a row holding DiskCopyColumns in order.
 func ScanDiskCopy(row pgx.Row) (DiskCopy, error) {
 	var r DiskCopy
-	if err := row.Scan(&r.ID, &r.FileID, &r.FileSystemID, &r.Status, &r.SizeBytes, &r.ChecksumAdler32, &r.CreatedAt, &r.UpdatedAt, &r.DiskPath); err != nil {
+	if err := row.Scan(&r.ID, &r.FileID, &r.FileSystemID, &r.Status, &r.SizeBytes, &r.ChecksumAdler32, &r.CreatedAt, &r.UpdatedAt, &r.DiskPath, &r.CorruptAt); err != nil {
 		return DiskCopy{}, fmt.Errorf("scan disk_copy: %w", err)
 	}
 	return r, nil

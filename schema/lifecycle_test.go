@@ -757,3 +757,107 @@ func TestTransferPastEveryLimitFails(t *testing.T) {
 	require.Equal(t, model.SQLStateNotFound, sqlstate(err), "the write is abandoned: no empty entry is left")
 	require.Equal(t, model.SubrequestStatusReady, l.sub(young).Status)
 }
+
+// A copy a read found corrupt is marked, journaled once, never read again, and left for
+// the operator by the garbage collector even once the file is removed.
+func TestCorruptCopyIsKeptAndNeverReadAgain(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	ds, _ := l.diskServer("ds1")
+	l.put("/pollux/f", 10, "00000010")
+	q, err := l.query("/pollux/f")
+	require.NoError(t, err)
+	require.Equal(t, "STAGED", q.Status)
+
+	// Two reads: one is moving the data when the other, placed before, finds the copy bad.
+	first := l.submit(model.RequestTypeGet, false, "/pollux/f")
+	l.stage()
+	f := l.sub(first)
+	l.transfer(f)
+	second := l.submit(model.RequestTypeGet, false, "/pollux/f")
+	l.stage()
+	placed := l.sub(second)
+	require.Equal(t, model.SubrequestStatusScheduled, placed.Status)
+
+	found := "0badc0de"
+	msg, err := model.TransferGetCorrupt(l.ctx, l.db.Pool(), f.ID, 10, &found)
+	require.NoError(t, err)
+	copyID := *f.DiskCopyID
+	want := fmt.Sprintf("copy %d of /pollux/f on ds1 (/data/ds1/", copyID)
+	require.Contains(t, msg, want)
+	require.Contains(t, msg, "is corrupt: it has 10 bytes with adler32 0badc0de, the catalogue 10 bytes with adler32 00000010")
+	f = l.sub(first)
+	require.Equal(t, model.SubrequestStatusFailed, f.Status)
+	require.Equal(t, model.SQLStateTransferFailed, *f.ErrorCode)
+	require.Equal(t, msg, *f.ErrorMessage)
+
+	events := func() []model.SystemEvent {
+		all, err := model.SystemEventList(l.ctx, l.db.Pool(), 100)
+		require.NoError(t, err)
+		var out []model.SystemEvent
+		for _, e := range all {
+			if e.Kind == "disk_copy_corrupt" {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	ev := events()
+	require.Len(t, ev, 1)
+	require.Equal(t, msg, ev[0].Message)
+	var detail map[string]any
+	require.NoError(t, json.Unmarshal(ev[0].Detail, &detail))
+	require.Equal(t, map[string]any{"disk_copy_id": float64(copyID), "path": "/pollux/f", "disk_server": "ds1",
+		"mount_point": "/data/ds1", "disk_path": detail["disk_path"], "size_bytes": float64(10), "checksum_adler32": "00000010",
+		"found_size_bytes": float64(10), "found_checksum_adler32": found, "subrequest_id": float64(f.ID)}, detail)
+
+	// The read placed before the finding fails when its disk server claims it.
+	require.Empty(t, l.claimOn(ds, 1))
+	placed = l.sub(second)
+	require.Equal(t, model.SubrequestStatusFailed, placed.Status)
+	require.Equal(t, model.SQLStateTransferFailed, *placed.ErrorCode)
+	noCopy := fmt.Sprintf("/pollux/f has no readable copy: its copy %d was found corrupt and is kept for the operator", copyID)
+	require.Equal(t, noCopy, *placed.ErrorMessage)
+
+	// A new read and a prepareToGet are refused at their decision; the query says so.
+	for _, typ := range []model.RequestType{model.RequestTypeGet, model.RequestTypePrepareToGet} {
+		r := l.submit(typ, false, "/pollux/f")
+		l.stage()
+		s := l.sub(r)
+		require.Equal(t, model.SubrequestStatusFailed, s.Status, typ)
+		require.Equal(t, model.SQLStateTransferFailed, *s.ErrorCode, "the service's fault, not the user's")
+		require.Equal(t, noCopy, *s.ErrorMessage)
+	}
+	q, err = l.query("/pollux/f")
+	require.NoError(t, err)
+	require.Equal(t, "INVALID", q.Status)
+	require.Zero(t, q.DiskCopies)
+
+	// A second finding (another read that was moving the same copy) journals nothing new.
+	_, err = model.TransferGetCorrupt(l.ctx, l.db.Pool(), f.ID, 9, nil)
+	require.NoError(t, err)
+	require.Len(t, events(), 1)
+
+	// Removed, the copy is INVALID; the collector takes the file's other copies and leaves it.
+	l.put("/pollux/other", 3, "00000003")
+	for _, p := range []string{"/pollux/f", "/pollux/other"} {
+		rm := l.submit(model.RequestTypeRm, false, p)
+		l.stage()
+		require.Equal(t, model.SubrequestStatusFinished, l.sub(rm).Status)
+	}
+	gc, err := model.DiskCopyClaimGc(l.ctx, l.db.Pool(), ds, 10)
+	require.NoError(t, err)
+	require.Len(t, gc, 1)
+	require.NotEqual(t, copyID, gc[0].ID, "the corrupt copy is kept")
+	var status model.DiskCopyStatus
+	var corrupt *time.Time
+	require.NoError(t, l.db.Pool().QueryRow(l.ctx, "select status, corrupt_at from disk_copy where id = $1", copyID).Scan(&status, &corrupt))
+	require.Equal(t, model.DiskCopyStatusInvalid, status)
+	require.NotNil(t, corrupt)
+
+	// Only a read can find its copy corrupt.
+	w := l.submit(model.RequestTypePut, false, "/pollux/w")
+	l.stage()
+	_, err = model.TransferGetCorrupt(l.ctx, l.db.Pool(), l.sub(w).ID, 1, nil)
+	require.Equal(t, model.SQLStateConflict, sqlstate(err))
+}

@@ -313,11 +313,19 @@ func TestDownloadIsVerified(t *testing.T) {
 			_, _ = w.Write(data)
 		}, "no valid X-Pollux-Adler32"},
 		{"truncated", func(w http.ResponseWriter) {
-			w.Header().Set("Trailer", api.HeaderAdler32)
-			w.Header().Set(api.HeaderSize, "1000")
-			_, _ = w.Write(data)
 			w.Header().Set(api.HeaderAdler32, sum)
-		}, "truncated: 20 of 1000 bytes"},
+			w.Header().Set("Content-Length", "1000")
+			_, _ = w.Write(data)
+		}, "broke off after 20 bytes"},
+		{"corrupt", func(w http.ResponseWriter) {
+			w.Header().Set(api.HeaderAdler32, "00000001")
+			_, _ = w.Write(data)
+		}, "is corrupt: adler32 " + sum + ", the disk server says 00000001"},
+		{"no length", func(w http.ResponseWriter) {
+			w.Header().Set(api.HeaderAdler32, sum)
+			w.(http.Flusher).Flush() // chunked from here
+			_, _ = w.Write(data)
+		}, "no Content-Length"},
 		{"refused", func(w http.ResponseWriter) {
 			w.WriteHeader(http.StatusForbidden)
 			_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: api.Error{Kind: "permission", Code: "PX004", Message: "the transfer token does not check"}})

@@ -233,11 +233,10 @@ func (c *cluster) download(w http.ResponseWriter, r *http.Request) {
 	if c.corrupt.Load() {
 		sum = "00000001"
 	}
-	// As diskserverd's mover: chunked, the size in a header, the sum in a trailer.
-	w.Header().Set("Trailer", api.HeaderAdler32)
-	w.Header().Set(api.HeaderSize, strconv.Itoa(len(data)))
-	_, _ = w.Write(data)
+	// As diskserverd's mover: the catalogue's size and sum in the header.
 	w.Header().Set(api.HeaderAdler32, sum)
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	_, _ = w.Write(data)
 	_ = model.TransferGetEnded(r.Context(), c.db.Pool(), id, int64(len(data)))
 }
 

@@ -103,11 +103,12 @@ func (c *Client) Upload(ctx context.Context, moverURL, token, local string, prog
 }
 
 // Download fetches a file from a mover into local, through a temporary file in the same
-// directory renamed into place only once its length (Content-Length or X-Pollux-Size) and
-// adler32 (X-Pollux-Adler32, a header or a trailer) check out: an interrupted or corrupt
-// download never leaves a partial file under local's name.
-// progress, when not nil, is called with the bytes received so far and the total (-1 when
-// the mover did not say).
+// directory renamed into place only once its length (Content-Length) and adler32 (the
+// X-Pollux-Adler32 header: the catalogue's, which the mover checked the copy against as it
+// sent it) check out: an interrupted or corrupt download never leaves a partial file under
+// local's name. The mover cuts the connection when the copy fails its check, so that a
+// corrupt download arrives short.
+// progress, when not nil, is called with the bytes received so far and the total.
 func (c *Client) Download(ctx context.Context, moverURL, token, local string, progress func(done, total int64)) (Moved, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, moverURL, nil)
 	if err != nil {
@@ -126,15 +127,15 @@ func (c *Client) Download(ctx context.Context, moverURL, token, local string, pr
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		return Moved{}, fromBody(resp.StatusCode, b, "the disk server's mover")
 	}
+	// Both are known before the first byte: a mover that sends neither cannot be verified,
+	// and nothing is written.
 	size := resp.ContentLength
-	if size < 0 {
-		if v := resp.Header.Get(api.HeaderSize); v != "" {
-			if size, err = strconv.ParseInt(v, 10, 64); err != nil || size < 0 {
-				return Moved{}, errorf(wire.ErrorKindInternal, "the mover sent %s %q, which is not a size: report it to the operator", api.HeaderSize, v)
-			}
-		} else {
-			size = -1
-		}
+	want := strings.ToLower(resp.Header.Get(api.HeaderAdler32))
+	switch {
+	case size < 0:
+		return Moved{}, errorf(wire.ErrorKindInternal, "the mover sent no Content-Length, so the download cannot be verified: report it to the operator")
+	case !adler32Hex.MatchString(want):
+		return Moved{}, errorf(wire.ErrorKindInternal, "the mover sent no valid %s (%q), so the download cannot be verified: report it to the operator", api.HeaderAdler32, want)
 	}
 
 	tmp, err := os.CreateTemp(filepath.Dir(local), "."+filepath.Base(local)+".pollux-*")
@@ -159,18 +160,8 @@ func (c *Client) Download(ctx context.Context, moverURL, token, local string, pr
 			return Moved{}, localError(err, "write "+local)
 		}
 		return Moved{}, errorf(wire.ErrorKindUnavailable, "download from %s broke off after %d bytes (%v): run the command again", moverURL, n, err)
-	case size >= 0 && n != size:
+	case n != size:
 		return Moved{}, errorf(wire.ErrorKindUnavailable, "download from %s is truncated: %d of %d bytes: run the command again", moverURL, n, size)
-	}
-	// A mover that checksums while it streams sends the sum as a trailer, readable now
-	// that the body was read to its end.
-	want := resp.Header.Get(api.HeaderAdler32)
-	if want == "" {
-		want = resp.Trailer.Get(api.HeaderAdler32)
-	}
-	want = strings.ToLower(want)
-	if !adler32Hex.MatchString(want) {
-		return Moved{}, errorf(wire.ErrorKindInternal, "the mover sent no valid %s (%q), so the download cannot be verified: report it to the operator", api.HeaderAdler32, want)
 	}
 	got := Adler32(h.Sum32())
 	if got != want {

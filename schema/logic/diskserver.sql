@@ -102,7 +102,8 @@ END;
 $$;
 
 -- disk_copy_claim_gc claims INVALID copies on a disk server's file systems that no
--- transfer still reads, marks them BEINGDELETED and returns where they are; the server
+-- transfer still reads and that are not marked corrupt (those wait for the operator: see
+-- transfer_get_corrupt), marks them BEINGDELETED and returns where they are; the server
 -- unlinks them and calls disk_copy_deleted. A copy left BEINGDELETED for ten minutes (its
 -- unlink failed: a permission, a read-only or unmounted file system) is claimed again, so
 -- that a fixed fault clears itself and a lasting one is logged every ten minutes.
@@ -119,6 +120,7 @@ BEGIN
         SELECT dc.id FROM disk_copy dc JOIN file_system fs ON fs.id = dc.file_system_id
         WHERE fs.disk_server_id = p_disk_server_id
           AND (dc.status = 'INVALID' OR (dc.status = 'BEINGDELETED' AND dc.updated_at < now() - interval '10 minutes'))
+          AND dc.corrupt_at IS NULL
           AND NOT EXISTS (SELECT 1 FROM subrequest s WHERE s.disk_copy_id = dc.id AND s.status = 'READY')
         ORDER BY dc.id LIMIT p_batch FOR UPDATE OF dc SKIP LOCKED
     )

@@ -37,7 +37,8 @@ BEGIN
 END;
 $$;
 
--- file_query answers stager_qry for one path from the database alone.
+-- file_query answers stager_qry for one path from the database alone. A copy marked
+-- corrupt is not counted and does not make the file STAGED: it cannot be read.
 -- Reads only. Raises: not_found (PX001) for a path with no namespace entry.
 CREATE OR REPLACE FUNCTION file_query(p_path text)
 RETURNS TABLE (path text, service_class text, status text, size_bytes bigint, checksum_adler32 text,
@@ -54,10 +55,10 @@ BEGIN
     RETURN QUERY
     SELECT f.path, sc.name,
            CASE WHEN bool_or(dc.status = 'STAGEOUT') THEN 'STAGEOUT'
-                WHEN bool_or(dc.status = 'STAGED') THEN 'STAGED'
+                WHEN bool_or(dc.status = 'STAGED' AND dc.corrupt_at IS NULL) THEN 'STAGED'
                 ELSE 'INVALID' END,
            f.size_bytes, f.checksum_adler32, f.owner, f.updated_at,
-           count(dc.id) FILTER (WHERE dc.status IN ('STAGED', 'STAGEOUT'))::integer
+           count(dc.id) FILTER (WHERE dc.status IN ('STAGED', 'STAGEOUT') AND dc.corrupt_at IS NULL)::integer
     FROM file f
     JOIN service_class sc ON sc.id = f.service_class_id
     LEFT JOIN disk_copy dc ON dc.file_id = f.id

@@ -198,11 +198,13 @@ END;
 $$;
 
 -- subrequest_decide_get decides a GET or PREPARE_TO_GET: FAILED with not_found (PX001)
--- when there is no file or no valid copy; WAITSUBREQ while a write of the file is unclosed
--- (the reader then gets the new content); otherwise the STAGED copy is handed to the
--- scheduler plugin (GET: SCHEDULED on the server holding it, or WAITSCHED while that server
--- is down) or FINISHED (PREPARE_TO_GET: the file is on disk already). Returns the disk
--- server's URL when the read was placed at once. Locks: the file row.
+-- when there is no file or no valid copy, or with transfer_failed (PX007) when its copy was
+-- found corrupt (transfer_get_corrupt: a marked copy is never read again); WAITSUBREQ while a
+-- write of the file is unclosed (the reader then gets the new content); otherwise the STAGED
+-- copy is handed to the scheduler plugin (GET: SCHEDULED on the server holding it, or
+-- WAITSCHED while that server is down) or FINISHED (PREPARE_TO_GET: the file is on disk
+-- already). Returns the disk server's URL when the read was placed at once.
+-- Locks: the file row.
 CREATE OR REPLACE FUNCTION subrequest_decide_get(p_id bigint)
 RETURNS text
 LANGUAGE plpgsql
@@ -212,6 +214,7 @@ DECLARE
     v_sr subrequest;
     v_file file;
     v_staged bigint;
+    v_corrupt bigint;
     v_writer bigint;
 BEGIN
     SELECT * INTO v_file FROM subrequest_file(p_id);
@@ -228,9 +231,17 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT dc.id INTO v_staged FROM disk_copy dc
-    WHERE dc.file_id = v_file.id AND dc.status = 'STAGED' ORDER BY dc.id DESC LIMIT 1;
+    WHERE dc.file_id = v_file.id AND dc.status = 'STAGED' AND dc.corrupt_at IS NULL ORDER BY dc.id DESC LIMIT 1;
     IF v_staged IS NULL THEN
-        PERFORM subrequest_fail(p_id, 'PX001', format('%s has no valid copy (its last write failed)', v_sr.path));
+        SELECT dc.id INTO v_corrupt FROM disk_copy dc
+        WHERE dc.file_id = v_file.id AND dc.status = 'STAGED' ORDER BY dc.id DESC LIMIT 1;
+        IF v_corrupt IS NOT NULL THEN
+            -- Not the user's to fix: the service lost the content (exit code 2).
+            PERFORM subrequest_fail(p_id, 'PX007', format('%s has no readable copy: its copy %s was found corrupt and is kept for the operator',
+                v_sr.path, v_corrupt));
+        ELSE
+            PERFORM subrequest_fail(p_id, 'PX001', format('%s has no valid copy (its last write failed)', v_sr.path));
+        END IF;
         RETURN NULL;
     ELSIF v_sr.type = 'PREPARE_TO_GET' THEN
         UPDATE subrequest SET file_id = v_file.id, disk_copy_id = v_staged WHERE id = p_id;

@@ -34,7 +34,8 @@ $$;
 -- and the next of the one-time tokens the server made, and its request refreshed (NOTIFY
 -- pollux_request_changed: the client's long poll returns with the endpoint). Returns what
 -- each mover needs, with the time limits of policy transfer_open_seconds and
--- transfer_seconds. A transfer without a copy to move fails at once.
+-- transfer_seconds. A transfer without a copy to move fails at once, and so does a read
+-- whose copy was found corrupt after the read was placed (transfer_get_corrupt).
 -- Locks: the claimed subrequests (FOR UPDATE SKIP LOCKED), their requests.
 CREATE OR REPLACE FUNCTION transfer_claim(p_disk_server_id bigint, p_mover_base text, p_tokens text[])
 RETURNS TABLE (subrequest_id bigint, request_id uuid, type request_type, path text, mount_point text, disk_path text,
@@ -47,6 +48,7 @@ AS $$
 DECLARE
     v_sr record;
     v_loc record;
+    v_corrupt bigint;
     v_i integer := 0;
     v_open bigint := policy_value('transfer_open_seconds');
     v_limit bigint := policy_value('transfer_seconds');
@@ -59,6 +61,13 @@ BEGIN
         SELECT * INTO v_loc FROM transfer_location(v_sr.id);
         IF NOT FOUND THEN
             PERFORM transfer_fail(v_sr.id, 'PX007', 'the subrequest has no disk copy to transfer');
+            CONTINUE;
+        END IF;
+        SELECT dc.id INTO v_corrupt FROM subrequest s JOIN disk_copy dc ON dc.id = s.disk_copy_id
+        WHERE s.id = v_sr.id AND s.type = 'GET' AND dc.corrupt_at IS NOT NULL;
+        IF FOUND THEN
+            PERFORM transfer_fail(v_sr.id, 'PX007', format('%s has no readable copy: its copy %s was found corrupt and is kept for the operator',
+                v_loc.path, v_corrupt));
             CONTINUE;
         END IF;
         v_i := v_i + 1;
@@ -124,6 +133,59 @@ BEGIN
         RAISE EXCEPTION 'subrequest % is not a read in progress', p_subrequest_id USING ERRCODE = 'PX003';
     END IF;
     PERFORM subrequest_finish(p_subrequest_id, 'read');
+END;
+$$;
+
+-- transfer_get_corrupt ends a read whose copy failed the mover's check: its bytes on disk
+-- are not the catalogue's (p_size_bytes on disk, and p_checksum_adler32 of them when the
+-- mover read them all; null when the size already differed). The copy is marked corrupt
+-- (corrupt_at): no read chooses it again (subrequest_decide_get, transfer_claim) and the
+-- garbage collector leaves it (disk_copy_claim_gc), even once it is superseded or removed,
+-- so that the only copy of a file is never deleted before the operator has seen it. The
+-- first finding is journaled (system event disk_copy_corrupt, with the copy's whereabouts
+-- and both sizes and checksums in its detail). The read fails with transfer_failed (PX007)
+-- and a reason naming the copy and both checksums, unless it is over already; the reason is
+-- returned for the mover's log. Locks: the subrequest, the file, the copy.
+-- Raises: conflict (PX003) when the subrequest is not a read of a copy.
+CREATE OR REPLACE FUNCTION transfer_get_corrupt(p_subrequest_id bigint, p_size_bytes bigint, p_checksum_adler32 text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_sr subrequest;
+    v_copy record;
+    v_message text;
+BEGIN
+    SELECT * INTO v_sr FROM subrequest s WHERE s.id = p_subrequest_id FOR UPDATE;
+    IF NOT FOUND OR v_sr.type <> 'GET' OR v_sr.disk_copy_id IS NULL THEN
+        RAISE EXCEPTION 'subrequest % is not a read of a disk copy', p_subrequest_id USING ERRCODE = 'PX003';
+    END IF;
+    -- The file before the copy, as a decision on the file locks them: a get decided after
+    -- this commits sees the mark.
+    PERFORM 1 FROM file WHERE id = v_sr.file_id FOR UPDATE;
+    SELECT dc.id, dc.size_bytes, dc.checksum_adler32, dc.disk_path, fs.mount_point, ds.name AS disk_server
+    INTO v_copy
+    FROM disk_copy dc
+    LEFT JOIN file_system fs ON fs.id = dc.file_system_id
+    LEFT JOIN disk_server ds ON ds.id = fs.disk_server_id
+    WHERE dc.id = v_sr.disk_copy_id
+    FOR UPDATE OF dc;
+    v_message := format('copy %s of %s on %s (%s/%s) is corrupt: it has %s bytes%s, the catalogue %s bytes with adler32 %s; the copy is kept for the operator',
+        v_copy.id, v_sr.path, coalesce(v_copy.disk_server, '?'), coalesce(v_copy.mount_point, '?'), v_copy.disk_path,
+        p_size_bytes, coalesce(' with adler32 ' || p_checksum_adler32, ''),
+        coalesce(v_copy.size_bytes::text, '?'), coalesce(v_copy.checksum_adler32, '?'));
+    UPDATE disk_copy SET corrupt_at = now(), updated_at = now() WHERE id = v_copy.id AND corrupt_at IS NULL;
+    IF FOUND THEN
+        PERFORM system_event_record('disk_copy_corrupt', 'diskserverd', NULL, v_message, jsonb_build_object(
+            'disk_copy_id', v_copy.id, 'path', v_sr.path, 'disk_server', v_copy.disk_server,
+            'mount_point', v_copy.mount_point, 'disk_path', v_copy.disk_path,
+            'size_bytes', v_copy.size_bytes, 'checksum_adler32', v_copy.checksum_adler32,
+            'found_size_bytes', p_size_bytes, 'found_checksum_adler32', p_checksum_adler32,
+            'subrequest_id', p_subrequest_id));
+    END IF;
+    PERFORM transfer_fail(p_subrequest_id, 'PX007', v_message);
+    RETURN v_message;
 END;
 $$;
 

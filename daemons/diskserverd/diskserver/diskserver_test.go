@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/adler32"
 	"io"
@@ -342,24 +343,20 @@ func TestPutThenGet(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	d := e.start("ds-1", "")
-	data := randomBytes(t, 3<<20+17)
+	data := randomBytes(t, 9<<20+17) // a few of the mover's segments and a bit
 
 	req, s := e.ready(model.RequestTypePut, "/pollux/u/alice/f")
 	require.Equal(t, mover.TransferURL(strings.TrimSuffix(*s.MoverURL, fmt.Sprintf("/v1/transfers/%d", s.ID)), s.ID), *s.MoverURL)
 	token := *s.Token
 
-	// Calls that can be corrected do not spend the token.
+	// A caller without the token changes nothing: it could be anyone.
 	resp, body := call(t, http.MethodPut, *s.MoverURL, "", bytes.NewReader(data), nil)
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, string(body))
 	require.Equal(t, "permission", errorBody(t, body).Kind)
 	resp, body = call(t, http.MethodPut, *s.MoverURL, "wrong", bytes.NewReader(data), nil)
 	require.Equal(t, http.StatusForbidden, resp.StatusCode, string(body))
 	require.Equal(t, api.Error{Kind: "permission", Code: model.SQLStatePermissionDenied, Message: errorBody(t, body).Message}, errorBody(t, body))
-	resp, body = call(t, http.MethodPut, *s.MoverURL, *s.Token, io.MultiReader(bytes.NewReader(data)), nil) // no length: chunked
-	require.Equal(t, http.StatusLengthRequired, resp.StatusCode, string(body))
-	resp, body = call(t, http.MethodGet, *s.MoverURL, *s.Token, nil, nil)
-	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, string(body))
-	require.Contains(t, errorBody(t, body).Message, "is a PUT transfer")
+	require.Equal(t, model.SubrequestStatusReady, e.sub(req).Status)
 
 	resp, body = call(t, http.MethodPut, *s.MoverURL, *s.Token, bytes.NewReader(data), map[string]string{api.HeaderAdler32: strings.ToUpper(adler(data))})
 	require.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
@@ -391,23 +388,27 @@ func TestPutThenGet(t *testing.T) {
 	resp, body = call(t, http.MethodGet, *g.MoverURL, *g.Token, nil, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 	require.True(t, bytes.Equal(data, body), "the bytes read are the bytes written")
-	require.Equal(t, adler(data), resp.Trailer.Get(api.HeaderAdler32), "the checksum comes as a trailer")
-	require.Equal(t, fmt.Sprint(len(data)), resp.Header.Get(api.HeaderSize))
+	require.Equal(t, adler(data), resp.Header.Get(api.HeaderAdler32), "the catalogue's checksum comes in the header")
+	require.EqualValues(t, len(data), resp.ContentLength)
 	g = e.wait(get, model.SubrequestStatusFinished)
 	require.EqualValues(t, len(data), *g.SizeBytes)
 	require.Equal(t, 0, d.shutdown(t), d.log.String())
 	require.Contains(t, d.log.String(), `"msg":"upload ended"`)
 }
 
-// rawPut sends a PUT's header and part of its body over a plain connection.
+// rawPut sends a PUT's header and part of its body over a plain connection. declared < 0
+// sends it chunked, body as the start of a chunk of a mebibyte.
 func rawPut(t *testing.T, target, token string, declared int64, body []byte) net.Conn {
 	t.Helper()
 	u, err := url.Parse(target)
 	require.NoError(t, err)
 	conn, err := net.Dial("tcp", u.Host)
 	require.NoError(t, err)
-	_, err = fmt.Fprintf(conn, "PUT %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n",
-		u.Path, u.Host, token, declared)
+	framing := fmt.Sprintf("Content-Length: %d\r\n\r\n", declared)
+	if declared < 0 {
+		framing = fmt.Sprintf("Transfer-Encoding: chunked\r\n\r\n%x\r\n", 1<<20)
+	}
+	_, err = fmt.Fprintf(conn, "PUT %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n%s", u.Path, u.Host, token, framing)
 	require.NoError(t, err)
 	_, err = conn.Write(body)
 	require.NoError(t, err)
@@ -442,13 +443,111 @@ func TestChecksumMismatch(t *testing.T) {
 	e.failed(req, model.SQLStateBadData, msg)
 	require.Empty(t, files(t, d.dir))
 
-	// A malformed checksum is refused before the token is spent.
-	_, s2 := e.ready(model.RequestTypePut, "/pollux/other")
-	resp, body = call(t, http.MethodPut, *s2.MoverURL, *s2.Token, bytes.NewReader(data), map[string]string{api.HeaderAdler32: "xyz"})
-	require.Equal(t, http.StatusBadRequest, resp.StatusCode, string(body))
-	require.Contains(t, errorBody(t, body).Message, "is not eight hex digits")
-	resp, body = call(t, http.MethodPut, *s2.MoverURL, *s2.Token, bytes.NewReader(data), nil)
+}
+
+// chunkedPut uploads data without a Content-Length, its checksum (if any) in a trailer.
+func chunkedPut(t *testing.T, target, token string, data []byte, trailerSum string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, target, io.MultiReader(bytes.NewReader(data)))
+	require.NoError(t, err)
+	req.ContentLength = -1
+	req.Header.Set("Authorization", "Bearer "+token)
+	if trailerSum != "" {
+		req.Trailer = http.Header{api.HeaderAdler32: {trailerSum}}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, b
+}
+
+// A streaming upload (no Content-Length) is taken, its checksum checked when it comes as a
+// trailer; a stream that breaks off, is over the limit or has the wrong checksum fails at
+// once.
+func TestChunkedUpload(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := e.start("ds-1", "")
+	data := randomBytes(t, 2<<20+3)
+
+	req, s := e.ready(model.RequestTypePut, "/pollux/streamed")
+	resp, body := chunkedPut(t, *s.MoverURL, *s.Token, data, adler(data))
 	require.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
+	s = e.wait(req, model.SubrequestStatusFinished)
+	require.EqualValues(t, len(data), *s.SizeBytes)
+	require.Equal(t, adler(data), *s.ChecksumAdler32)
+	stored := files(t, d.dir)
+	require.Len(t, stored, 1)
+	onDisk, err := os.ReadFile(stored[0])
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(data, onDisk))
+
+	req, s = e.ready(model.RequestTypePut, "/pollux/unsummed")
+	resp, body = chunkedPut(t, *s.MoverURL, *s.Token, data[:1000], "")
+	require.Equal(t, http.StatusCreated, resp.StatusCode, "the checksum is optional, as with a Content-Length: %s", body)
+	e.wait(req, model.SubrequestStatusFinished)
+
+	req, s = e.ready(model.RequestTypePut, "/pollux/badsum")
+	resp, body = chunkedPut(t, *s.MoverURL, *s.Token, data, "00000001")
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, string(body))
+	msg := fmt.Sprintf("checksum mismatch: client says 00000001, received data has %s", adler(data))
+	require.Equal(t, msg, errorBody(t, body).Message)
+	e.failed(req, model.SQLStateBadData, msg)
+
+	req, s = e.ready(model.RequestTypePut, "/pollux/cut")
+	conn := rawPut(t, *s.MoverURL, *s.Token, -1, randomBytes(t, 1000))
+	require.Eventually(t, func() bool { return len(files(t, d.dir)) == 3 }, 10*time.Second, 5*time.Millisecond, "the upload is being written")
+	require.NoError(t, conn.Close())
+	e.failed(req, model.SQLStateBadData, "upload truncated: it broke off after 1000 bytes")
+	require.Eventually(t, func() bool { return len(files(t, d.dir)) == 2 }, 10*time.Second, 5*time.Millisecond, "no partial file")
+
+	_, err = e.db.Pool().Exec(e.ctx, "update service_class set max_file_size_bytes = 1000 where name = 'default'")
+	require.NoError(t, err)
+	req, s = e.ready(model.RequestTypePut, "/pollux/big")
+	resp, body = chunkedPut(t, *s.MoverURL, *s.Token, data, "")
+	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, string(body))
+	e.failed(req, model.SQLStateBadData, "the upload is larger than its service class allows (1000 bytes)")
+	require.Len(t, files(t, d.dir), 2)
+}
+
+// A caller with the token has made the transfer's one call: when it is refused, the
+// transfer fails before the answer goes out, with the reason, instead of waiting READY
+// for the open timeout (300 s by default here).
+func TestRefusedClientFailsTheTransferAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.start("ds-1", "")
+	e.put("/pollux/there", []byte("content"))
+	for _, tc := range []struct {
+		typ    model.RequestType
+		method string
+		hdr    map[string]string
+		status int
+		code   string
+		msg    string
+	}{
+		{model.RequestTypePut, http.MethodGet, nil, http.StatusMethodNotAllowed, model.SQLStateInvalidArgument, "is a PUT transfer: use PUT, not GET"},
+		{model.RequestTypeGet, http.MethodPut, nil, http.StatusMethodNotAllowed, model.SQLStateInvalidArgument, "is a GET transfer: use GET, not PUT"},
+		{model.RequestTypePut, http.MethodDelete, nil, http.StatusMethodNotAllowed, model.SQLStateInvalidArgument, "method DELETE not allowed"},
+		{model.RequestTypePut, http.MethodPut, map[string]string{api.HeaderAdler32: "xyz"}, http.StatusBadRequest, model.SQLStateInvalidArgument, "is not eight hex digits"},
+	} {
+		path := "/pollux/new"
+		if tc.typ == model.RequestTypeGet {
+			path = "/pollux/there"
+		}
+		req, s := e.ready(tc.typ, path)
+		resp, body := call(t, tc.method, *s.MoverURL, *s.Token, bytes.NewReader([]byte("data")), tc.hdr)
+		require.Equal(t, tc.status, resp.StatusCode, string(body))
+		require.Contains(t, errorBody(t, body).Message, tc.msg)
+		got := e.sub(req)
+		require.Equal(t, model.SubrequestStatusFailed, got.Status, "%s %s: failed before the answer: %+v", tc.method, tc.typ, got)
+		require.Equal(t, tc.code, *got.ErrorCode)
+		require.Contains(t, *got.ErrorMessage, tc.msg)
+		resp, body = call(t, http.MethodPut, *s.MoverURL, *s.Token, bytes.NewReader([]byte("data")), nil)
+		require.Equal(t, http.StatusForbidden, resp.StatusCode, "the token was spent: %s", body)
+	}
 }
 
 func TestTooLarge(t *testing.T) {
@@ -593,6 +692,123 @@ func TestStopTakesBackReadyTransfers(t *testing.T) {
 	e.wait(moving, model.SubrequestStatusFinished)
 	s = e.sub(req)
 	require.Equal(t, model.SubrequestStatusRetry, s.Status, "the transfer is handed back for another try: %+v", s)
+}
+
+// copyOnDisk is where the readable copy of path lives, and its id.
+func (e *env) copyOnDisk(path string) (string, int64) {
+	e.t.Helper()
+	var file string
+	var id int64
+	require.NoError(e.t, e.db.Pool().QueryRow(e.ctx, `select fs.mount_point || '/' || dc.disk_path, dc.id
+		from disk_copy dc join file f on f.id = dc.file_id join file_system fs on fs.id = dc.file_system_id
+		where f.path = $1 and dc.status = 'STAGED'`, path).Scan(&file, &id))
+	return file, id
+}
+
+// damage changes the copy of path on disk: flips the byte at off, or appends one (off < 0).
+func (e *env) damage(path string, off int64) int64 {
+	e.t.Helper()
+	file, id := e.copyOnDisk(path)
+	f, err := os.OpenFile(file, os.O_RDWR, 0)
+	require.NoError(e.t, err)
+	defer f.Close()
+	if off < 0 {
+		_, err = f.Seek(0, io.SeekEnd)
+		require.NoError(e.t, err)
+		_, err = f.Write([]byte{0})
+		require.NoError(e.t, err)
+		return id
+	}
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, off)
+	require.NoError(e.t, err)
+	_, err = f.WriteAt([]byte{^b[0]}, off)
+	require.NoError(e.t, err)
+	return id
+}
+
+func (e *env) corruptAt(copyID int64) *time.Time {
+	e.t.Helper()
+	var at *time.Time
+	require.NoError(e.t, e.db.Pool().QueryRow(e.ctx, "select corrupt_at from disk_copy where id = $1", copyID).Scan(&at))
+	return at
+}
+
+// A copy whose bytes on disk are not the catalogue's is never served whole: a small one
+// is refused with the reason, a large one is cut before its last part. Either way the read
+// fails naming the copy and both checksums, the copy is marked for the operator and kept
+// from the garbage collector, and later reads of the file fail at once.
+func TestCorruptCopyIsNotServed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := e.start("ds-1", "")
+
+	small := randomBytes(t, 1000)
+	e.put("/pollux/small", small)
+	copyID := e.damage("/pollux/small", 10)
+	onDisk := append([]byte(nil), small...)
+	onDisk[10] = ^onDisk[10]
+	get, g := e.ready(model.RequestTypeGet, "/pollux/small")
+	resp, body := call(t, http.MethodGet, *g.MoverURL, *g.Token, nil, nil)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "nothing was sent yet: %s", body)
+	msg := fmt.Sprintf("is corrupt: it has 1000 bytes with adler32 %s, the catalogue 1000 bytes with adler32 %s", adler(onDisk), adler(small))
+	require.Contains(t, errorBody(t, body).Message, msg)
+	require.Contains(t, errorBody(t, body).Message, fmt.Sprintf("copy %d of /pollux/small on ds-1", copyID))
+	e.failed(get, model.SQLStateTransferFailed, msg)
+	require.NotNil(t, e.corruptAt(copyID))
+	var events int
+	require.NoError(t, e.db.Pool().QueryRow(e.ctx, "select count(*) from system_event where kind = 'disk_copy_corrupt' and detail->>'disk_copy_id' = $1",
+		fmt.Sprint(copyID)).Scan(&events))
+	require.Equal(t, 1, events, "the operator is told")
+
+	again := e.submit(model.RequestTypeGet, false, "/pollux/small")
+	e.stage()
+	e.failed(again, model.SQLStateTransferFailed, fmt.Sprintf("/pollux/small has no readable copy: its copy %d was found corrupt", copyID))
+
+	// A copy of many segments, damaged near its start: the client gets the header and most
+	// of the bytes, never all of them.
+	large := randomBytes(t, 10<<20+5)
+	e.put("/pollux/large", large)
+	largeID := e.damage("/pollux/large", 7)
+	get, g = e.ready(model.RequestTypeGet, "/pollux/large")
+	req, err := http.NewRequest(http.MethodGet, *g.MoverURL, nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+*g.Token)
+	r, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, r.StatusCode)
+	require.EqualValues(t, len(large), r.ContentLength)
+	require.Equal(t, adler(large), r.Header.Get(api.HeaderAdler32))
+	got, err := io.ReadAll(r.Body)
+	r.Body.Close()
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF, "the connection is cut")
+	require.Less(t, len(got), len(large))
+	e.failed(get, model.SQLStateTransferFailed, fmt.Sprintf("copy %d of /pollux/large", largeID))
+	require.NotNil(t, e.corruptAt(largeID))
+
+	// A copy of another size than the catalogue's is refused before a byte is read.
+	e.put("/pollux/grown", small)
+	grownID := e.damage("/pollux/grown", -1)
+	get, g = e.ready(model.RequestTypeGet, "/pollux/grown")
+	resp, body = call(t, http.MethodGet, *g.MoverURL, *g.Token, nil, nil)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, string(body))
+	msg = fmt.Sprintf("is corrupt: it has 1001 bytes, the catalogue 1000 bytes with adler32 %s", adler(small))
+	e.failed(get, model.SQLStateTransferFailed, msg)
+	require.NotNil(t, e.corruptAt(grownID))
+
+	// Removed, the corrupt copy stays on disk: the collector deletes a copy removed after it
+	// and leaves it.
+	file, _ := e.copyOnDisk("/pollux/small")
+	e.put("/pollux/later", small)
+	later, _ := e.copyOnDisk("/pollux/later")
+	for _, p := range []string{"/pollux/small", "/pollux/later"} {
+		rm := e.submit(model.RequestTypeRm, false, p)
+		e.stage()
+		e.wait(rm, model.SubrequestStatusFinished)
+	}
+	require.Eventually(t, func() bool { _, err := os.Stat(later); return errors.Is(err, fs.ErrNotExist) }, 20*time.Second, 20*time.Millisecond)
+	require.FileExists(t, file, "kept for the operator")
+	require.Equal(t, 0, d.shutdown(t), d.log.String())
 }
 
 func TestGetClientGoesAway(t *testing.T) {

@@ -7,21 +7,37 @@
 //
 //	PUT /v1/transfers/{subrequest id}
 //	    Authorization: Bearer <token>      (401 without it, 403 when it does not check)
-//	    Content-Length: <bytes>            (required: 411 without it)
-//	    X-Pollux-Adler32: <8 hex digits>   (optional: the upload is refused when it differs)
+//	    Content-Length: <bytes>            (or Transfer-Encoding: chunked)
+//	    X-Pollux-Adler32: <8 hex digits>   (optional, as a header or, chunked, as a
+//	                                        trailer: the upload is refused when it differs)
 //	    → 201 {"size_bytes":N,"checksum_adler32":"0123abcd"}
 //	GET /v1/transfers/{subrequest id}
 //	    Authorization: Bearer <token>
-//	    → 200, chunked, X-Pollux-Size: <bytes>, and the adler32 of the bytes sent as the
-//	      HTTP trailer X-Pollux-Adler32.
+//	    → 200, Content-Length: <bytes>, X-Pollux-Adler32: <the catalogue's adler32>
 //
-// A download's checksum travels as a trailer because the mover computes it while it
-// streams: the alternatives were reading every file twice before its first byte goes out,
-// or a checksum from the catalogue that transfer_start does not return. HTTP/1.1 sends
-// trailers only with chunked encoding, which excludes a Content-Length, so the size is in
-// X-Pollux-Size (api.HeaderSize) instead. A response cut short never ends with the final
-// chunk (the mover aborts the connection), so a client sees a truncated download as a
-// read error; a client must also treat a missing trailer as a failed transfer.
+// Streaming uploads are accepted, as xrootd and dCache accept them: a client that produces
+// its data as it goes (a pipe, a compressor) need not know its size first. Such an upload
+// gets no space reserved up front (a full file system fails it when the disk fills), its
+// service class's size limit is applied as it arrives, and its end is the final chunk, so a
+// client that goes away mid-way is still seen as truncated. With a Content-Length the
+// space is reserved first and a truncated upload is the bytes missing.
+//
+// A caller without the transfer's token is refused and changes nothing. A caller with it
+// has made the transfer's one call: if that call is refused (wrong method for the
+// transfer, a malformed checksum, too large), the transfer fails at once with the reason,
+// recorded before the answer goes out; no transfer is left READY, waiting for a client
+// that came and was turned away, until its open timeout.
+//
+// A download's size and checksum are the catalogue's (transfer_claim returns them), so
+// both go in the header, and the body is sent with sendfile. The mover verifies the copy
+// while it sends it (send): the size before the first byte, the adler32 segment by
+// segment, a few segments ahead of the socket, and the last segment goes out only once the
+// whole sum matched. A copy that does not match is reported corrupt (transfer_get_corrupt:
+// marked, never read again, kept from the garbage collector, journaled for the operator);
+// its client gets a 503 with the reason when nothing was sent yet (any copy of one segment
+// or less), otherwise the connection is cut, and it sees fewer bytes than the
+// Content-Length. A client checks what it received against the header all the same: the
+// check covers the network and its own disk too.
 //
 // Every failure answers with an api.ErrorBody naming the kind, the SQLSTATE and what was
 // wrong.
@@ -104,22 +120,23 @@ func NewHandler(cfg Config) *Handler {
 
 // transfer is one client's call, from the token check to the reply.
 type transfer struct {
-	h       *Handler
-	id      int64
-	t       *Transfer
-	row     model.TransferClaimRow
-	ctx     context.Context
-	log     *zap.Logger
-	wantSum string
-	begin   time.Time
+	h     *Handler
+	id    int64
+	t     *Transfer
+	row   model.TransferClaimRow
+	ctx   context.Context
+	log   *zap.Logger
+	begin time.Time
 	// unblockRead makes a read of the request's body in progress return.
 	unblockRead func()
 }
 
-// ServeHTTP checks the call, spends the one-time token its job published, then moves the
-// data.
-// Everything that can be refused without spending the token (missing header, wrong
-// method) is refused first, so that the client can correct the call and try again.
+// ServeHTTP checks the caller's token, spends it, then moves the data or refuses the call.
+// A caller without the transfer's token is refused and changes nothing: it may be anyone,
+// and must not be able to end another client's transfer. A caller with the token is the
+// transfer's client and this is its one call: whatever is wrong with it (method, headers,
+// size), the transfer is failed with the reason before the answer goes out, so that no
+// transfer waits READY for a client that was already turned away.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == PathWake {
 		if r.Method != http.MethodPost {
@@ -140,12 +157,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("no such endpoint %s: the mover serves PUT and GET %s{subrequest id}", r.URL.Path, PathTransfers))
 		return
 	}
-	if r.Method != http.MethodPut && r.Method != http.MethodGet {
-		w.Header().Set("Allow", "GET, PUT")
-		replyError(w, http.StatusMethodNotAllowed, model.SQLStateInvalidArgument,
-			fmt.Sprintf("method %s not allowed: PUT uploads, GET downloads", r.Method))
-		return
-	}
 	log := h.cfg.Log.With(zap.Int64("subrequest", id), zap.String("method", r.Method), zap.String("client", r.RemoteAddr))
 	auth := r.Header.Get("Authorization")
 	token, isBearer := strings.CutPrefix(auth, "Bearer ")
@@ -157,19 +168,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	token = strings.TrimSpace(token)
 	x := &transfer{h: h, id: id, log: log, begin: time.Now()}
-	if r.Method == http.MethodPut {
-		if len(r.Header.Values("Content-Length")) == 0 || r.ContentLength < 0 {
-			replyError(w, http.StatusLengthRequired, model.SQLStateInvalidArgument,
-				"an upload needs a Content-Length header: the mover checks that every byte arrived")
-			return
-		}
-		if v := r.Header.Get(api.HeaderAdler32); v != "" {
-			if x.wantSum, err = parseAdler32(v); err != nil {
-				replyError(w, http.StatusBadRequest, model.SQLStateInvalidArgument, err.Error())
-				return
-			}
-		}
-	}
 
 	// Only a transfer a job of this process watches is served: the job bounds it in time
 	// and, when the client is late or the server stops, turns clients away.
@@ -178,15 +176,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("no transfer of subrequest %d is waiting on this disk server: its token was used, or the transfer is over", id))
 		return
 	}
-	loc := x.t.describe()
-	typ := loc.Type
-	if loc.Path != "" {
+	if loc := x.t.describe(); loc.Path != "" {
 		x.log = x.log.With(zap.String(logging.KeyRequestID, loc.RequestID), zap.String("path", loc.Path))
-	}
-	if typ != "" && string(typ) != r.Method {
-		replyError(w, http.StatusMethodNotAllowed, model.SQLStateInvalidArgument,
-			fmt.Sprintf("subrequest %d is a %s transfer: use %s, not %s", id, typ, typ, r.Method))
-		return
 	}
 	row, err := x.t.open(token)
 	if err != nil {
@@ -233,7 +224,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		abort(cause)
 	}
 
-	switch {
+	switch typ := string(x.row.Type); {
+	case r.Method != http.MethodPut && r.Method != http.MethodGet:
+		w.Header().Set("Allow", typ)
+		outcome = x.fail(w, http.StatusMethodNotAllowed, model.SQLStateInvalidArgument,
+			fmt.Sprintf("method %s not allowed: subrequest %d is a %s transfer (PUT uploads, GET downloads)", r.Method, id, typ))
+	case typ != r.Method:
+		w.Header().Set("Allow", typ)
+		outcome = x.fail(w, http.StatusMethodNotAllowed, model.SQLStateInvalidArgument,
+			fmt.Sprintf("subrequest %d is a %s transfer: use %s, not %s", id, typ, typ, r.Method))
 	case x.row.DiskPath == "":
 		outcome = x.fail(w, http.StatusInternalServerError, model.SQLStateTransferFailed,
 			fmt.Sprintf("subrequest %d has no disk copy to transfer", id))
@@ -310,12 +309,27 @@ func (x *transfer) record(name string, fn func(ctx context.Context, q pg.Querier
 }
 
 // put receives an upload into <disk path>.part, checks it, makes it durable, renames it
-// into place and records it.
+// into place and records it. An upload without a Content-Length (chunked: the client
+// streams what it produces) is taken as well; its end is the final chunk, and its checksum
+// may follow the data as a trailer.
 func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
-	size := r.ContentLength
-	if limit := x.row.MaxSizeBytes; limit > 0 && size > limit {
+	size := r.ContentLength // -1: chunked, the size is known at the end
+	var wantSum string
+	if v := r.Header.Get(api.HeaderAdler32); v != "" {
+		var err error
+		if wantSum, err = parseAdler32(v); err != nil {
+			return x.fail(w, http.StatusBadRequest, model.SQLStateInvalidArgument, err.Error())
+		}
+	}
+	limit := x.row.MaxSizeBytes
+	if limit > 0 && size > limit {
 		return x.fail(w, http.StatusRequestEntityTooLarge, model.SQLStateBadData,
 			fmt.Sprintf("the upload of %d bytes is larger than its service class allows (%d bytes)", size, limit))
+	}
+	body := r.Body
+	if limit > 0 && size < 0 {
+		// The size is learnt only by reading: stop at the first byte over the limit.
+		body = http.MaxBytesReader(w, r.Body, limit)
 	}
 	final, err := x.location()
 	if err != nil {
@@ -350,22 +364,43 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 			fmt.Sprintf("no room for %d bytes on %s: %v", size, x.row.MountPoint, err))
 	}
 
-	n, sum, readErr, writeErr := x.h.pump(f, r.Body, size, x.unblockRead)
+	n, sum, readErr, writeErr := x.h.pump(f, body, size, x.unblockRead)
 	if x.abortedBy() != nil {
 		discard()
 		_, outcome := x.aborted(w)
 		return outcome
 	}
+	var tooLarge *http.MaxBytesError
 	switch {
 	case writeErr != nil:
 		return failed(http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("writing %s: %v", part, writeErr))
-	case n < size:
+	case errors.As(readErr, &tooLarge):
+		return failed(http.StatusRequestEntityTooLarge, model.SQLStateBadData,
+			fmt.Sprintf("the upload is larger than its service class allows (%d bytes)", limit))
+	case size >= 0 && n < size:
 		// The client sent less than it declared and closed, or went away mid-way.
 		x.log.Info("upload truncated", zap.Int64("bytes", n), zap.Int64("declared", size), zap.NamedError("read_error", readErr))
 		return failed(http.StatusBadRequest, model.SQLStateBadData, fmt.Sprintf("upload truncated: got %d of %d bytes", n, size))
-	case x.wantSum != "" && x.wantSum != sum:
+	case readErr != nil:
+		// A chunked upload that ended without its final chunk.
+		x.log.Info("upload truncated", zap.Int64("bytes", n), zap.NamedError("read_error", readErr))
+		return failed(http.StatusBadRequest, model.SQLStateBadData, fmt.Sprintf("upload truncated: it broke off after %d bytes (%v)", n, readErr))
+	}
+	if v := r.Trailer.Get(api.HeaderAdler32); v != "" {
+		// Read only now: a trailer arrives after the data.
+		trailerSum, err := parseAdler32(v)
+		switch {
+		case err != nil:
+			return failed(http.StatusBadRequest, model.SQLStateInvalidArgument, "trailer "+err.Error())
+		case wantSum != "" && trailerSum != wantSum:
+			return failed(http.StatusBadRequest, model.SQLStateBadData,
+				fmt.Sprintf("checksum mismatch: the client's header says %s and its trailer %s", wantSum, trailerSum))
+		}
+		wantSum = trailerSum
+	}
+	if wantSum != "" && wantSum != sum {
 		return failed(http.StatusBadRequest, model.SQLStateBadData,
-			fmt.Sprintf("checksum mismatch: client says %s, received data has %s", x.wantSum, sum))
+			fmt.Sprintf("checksum mismatch: client says %s, received data has %s", wantSum, sum))
 	}
 	if err := f.Sync(); err != nil {
 		return failed(http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("flushing %s: %v", part, err))
@@ -411,12 +446,19 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// get streams a copy to the client with its adler32 as a trailer.
+// get sends a copy to the client with the catalogue's size and adler32 in its header,
+// checking the copy against both on the way; a copy that is not what the catalogue says is
+// reported corrupt (transfer_get_corrupt) and never reaches the client whole.
 func (x *transfer) get(w http.ResponseWriter) error {
 	path, err := x.location()
 	if err != nil {
 		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, err.Error())
 	}
+	if x.row.ChecksumAdler32 == nil {
+		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed,
+			fmt.Sprintf("the catalogue has no adler32 for the copy %s, so it cannot be read verified", path))
+	}
+	want := strings.ToLower(*x.row.ChecksumAdler32)
 	f, err := os.Open(path)
 	if err != nil {
 		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("opening the copy: %v", err))
@@ -428,30 +470,49 @@ func (x *transfer) get(w http.ResponseWriter) error {
 	}
 	size := st.Size()
 	if x.row.SizeBytes != nil && *x.row.SizeBytes != size {
-		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed,
-			fmt.Sprintf("the copy %s has %d bytes on disk, but %d were written", path, size, *x.row.SizeBytes))
+		return x.corrupt(w, path, size, nil)
 	}
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/octet-stream")
-	hdr.Set("Trailer", api.HeaderAdler32)
-	hdr.Set(api.HeaderSize, strconv.FormatInt(size, 10))
-	w.WriteHeader(http.StatusOK)
+	started := false
+	start := func() {
+		hdr := w.Header()
+		hdr.Set("Content-Type", "application/octet-stream")
+		hdr.Set("Content-Length", strconv.FormatInt(size, 10))
+		hdr.Set(api.HeaderAdler32, want)
+		w.WriteHeader(http.StatusOK)
+		// Out now, so that the body goes straight to sendfile rather than its first
+		// bytes through the response's buffer.
+		_ = http.NewResponseController(w).Flush()
+		started = true
+	}
+	// Once the response has begun, only cutting the connection tells the client that the
+	// download failed: it then sees fewer bytes than the Content-Length.
+	replyTo := func() http.ResponseWriter {
+		if started {
+			return nil
+		}
+		return w
+	}
+	cut := func(outcome error) error {
+		if started {
+			x.t.end(outcome) // before the panic unwinds past the deferred end
+			panic(http.ErrAbortHandler)
+		}
+		return outcome
+	}
 
-	n, sum, readErr, writeErr := x.h.pump(w, f, size, nil)
-	if aborted, outcome := x.aborted(nil); aborted {
-		x.t.end(outcome) // before the panic below unwinds past the deferred end
-		panic(http.ErrAbortHandler)
+	n, sum, readErr, writeErr := x.h.send(w, f, size, want, start)
+	if aborted, outcome := x.aborted(replyTo()); aborted {
+		return cut(outcome)
 	}
 	switch {
 	case readErr != nil:
-		x.t.end(x.fail(nil, 0, model.SQLStateTransferFailed, fmt.Sprintf("reading %s after %d of %d bytes: %v", path, n, size, readErr)))
-		// Cut the connection so that the client sees the download is incomplete.
-		panic(http.ErrAbortHandler)
+		return cut(x.fail(replyTo(), http.StatusServiceUnavailable, model.SQLStateTransferFailed,
+			fmt.Sprintf("reading %s after %d of %d bytes: %v", path, n, size, readErr)))
+	case sum != "" && sum != want:
+		return cut(x.corrupt(replyTo(), path, size, &sum))
 	case writeErr != nil || n < size:
-		x.t.end(x.fail(nil, 0, model.SQLStateTransferFailed, fmt.Sprintf("the client disconnected after %d of %d bytes", n, size)))
-		panic(http.ErrAbortHandler)
+		return cut(x.fail(nil, 0, model.SQLStateTransferFailed, fmt.Sprintf("the client disconnected after %d of %d bytes", n, size)))
 	}
-	hdr.Set(api.HeaderAdler32, sum)
 	err = x.record("end download", func(ctx context.Context, q pg.Querier) error {
 		return model.TransferGetEnded(ctx, q, x.id, n)
 	})
@@ -469,10 +530,37 @@ func (x *transfer) get(w http.ResponseWriter) error {
 	return nil
 }
 
+// corrupt records that the copy at path is not what the catalogue says: it has size bytes
+// and, when it was read to its end, the adler32 sum. The copy is marked so that no read
+// chooses it again and the garbage collector keeps it for the operator; the read fails with
+// a reason naming the copy and both checksums, which the client gets when w is not nil.
+// It returns nil once that is recorded.
+func (x *transfer) corrupt(w http.ResponseWriter, path string, size int64, sum *string) error {
+	var message string
+	err := x.record("copy corrupt", func(ctx context.Context, q pg.Querier) error {
+		var err error
+		message, err = model.TransferGetCorrupt(ctx, q, x.id, size, sum)
+		return err
+	})
+	if err != nil {
+		message = fmt.Sprintf("the copy %s is corrupt: %d bytes on disk", path, size)
+		if sum != nil {
+			message += " with adler32 " + *sum
+		}
+		x.log.Error("recording a corrupt copy", zap.String("found", message), zap.Error(err))
+	} else {
+		x.log.Error("copy corrupt", zap.String("reason", message), zap.String("disk_copy", path))
+	}
+	if w != nil {
+		replyError(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, message)
+	}
+	return err
+}
+
 // reserve allocates size bytes for f up front, so that a full file system refuses the
 // upload at its start rather than near its end. File systems without fallocate are let be.
 func reserve(f *os.File, size int64) error {
-	if size == 0 {
+	if size <= 0 { // nothing to reserve, or a chunked upload of unknown size
 		return nil
 	}
 	const keepSize = 0x01 // FALLOC_FL_KEEP_SIZE: reserve blocks, leave the length alone

@@ -7,7 +7,11 @@ import (
 	"fmt"
 	"hash/adler32"
 	"io"
+	"net"
+	"os"
+	"path/filepath"
 	"testing"
+	"testing/iotest"
 
 	"github.com/stretchr/testify/require"
 
@@ -47,6 +51,30 @@ func TestPumpShortSource(t *testing.T) {
 	require.NoError(t, writeErr)
 	require.EqualValues(t, len(data), n, "every byte that arrived is written")
 	require.Empty(t, sum, "no checksum for a partial copy")
+}
+
+// A stream of unknown length (a chunked upload) ends at its io.EOF; any other error is
+// a stream cut short, even io.ErrUnexpectedEOF after whole blocks.
+func TestPumpUnknownSize(t *testing.T) {
+	t.Parallel()
+	h := NewHandler(Config{})
+	for _, size := range []int{0, 1, bufferSize, 2*bufferSize + 7} {
+		data := randomBytes(t, size)
+		var out bytes.Buffer
+		n, sum, readErr, writeErr := h.pump(&out, iotest.HalfReader(bytes.NewReader(data)), -1, nil)
+		require.NoError(t, readErr)
+		require.NoError(t, writeErr)
+		require.EqualValues(t, size, n)
+		require.Equal(t, fmt.Sprintf("%08x", adler32.Checksum(data)), sum)
+		require.True(t, bytes.Equal(data, out.Bytes()))
+	}
+	data := randomBytes(t, bufferSize)
+	var out bytes.Buffer
+	cut := io.MultiReader(bytes.NewReader(data), iotest.ErrReader(io.ErrUnexpectedEOF))
+	n, sum, readErr, _ := h.pump(&out, cut, -1, nil)
+	require.ErrorIs(t, readErr, io.ErrUnexpectedEOF)
+	require.EqualValues(t, len(data), n)
+	require.Empty(t, sum)
 }
 
 type failingWriter struct{ after int }
@@ -127,4 +155,99 @@ func TestTransfersCoordinateJobAndHandler(t *testing.T) {
 
 	ts.Remove(tr)
 	require.Zero(t, ts.Len())
+}
+
+func copyFile(t *testing.T, data []byte) *os.File {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "copy")
+	require.NoError(t, os.WriteFile(path, data, 0o644))
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// send checks a copy while it sends it, and holds the last segment back until the whole
+// sum matched; over TCP it goes through sendfile, into a buffer through plain reads.
+func TestSendVerifies(t *testing.T) {
+	t.Parallel()
+	h := NewHandler(Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	overTCP := func(t *testing.T, f *os.File, size int64, want string, start func()) (got []byte, n int64, sum string, readErr, writeErr error) {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		peer, err := ln.Accept()
+		require.NoError(t, err)
+		received := make(chan []byte)
+		go func() { b, _ := io.ReadAll(peer); peer.Close(); received <- b }()
+		n, sum, readErr, writeErr = h.send(conn, f, size, want, start)
+		conn.Close()
+		return <-received, n, sum, readErr, writeErr
+	}
+	inBuffer := func(t *testing.T, f *os.File, size int64, want string, start func()) (got []byte, n int64, sum string, readErr, writeErr error) {
+		var out bytes.Buffer
+		n, sum, readErr, writeErr = h.send(&out, f, size, want, start)
+		return out.Bytes(), n, sum, readErr, writeErr
+	}
+	for name, send := range map[string]func(*testing.T, *os.File, int64, string, func()) ([]byte, int64, string, error, error){"tcp": overTCP, "buffer": inBuffer} {
+		for _, size := range []int{0, 1, segmentSize, 2*segmentSize + 3} {
+			data := randomBytes(t, size)
+			sum := fmt.Sprintf("%08x", adler32.Checksum(data))
+			started := 0
+			got, n, gotSum, readErr, writeErr := send(t, copyFile(t, data), int64(size), sum, func() { started++ })
+			require.NoError(t, readErr, name)
+			require.NoError(t, writeErr, name)
+			require.EqualValues(t, size, n, name)
+			require.Equal(t, sum, gotSum, name)
+			require.True(t, bytes.Equal(data, got), "%s: %d bytes", name, size)
+			require.Equal(t, 1, started, name)
+
+			// Against a catalogue that says otherwise, everything but the last segment goes.
+			started = 0
+			got, n, gotSum, readErr, writeErr = send(t, copyFile(t, data), int64(size), "00000000", func() { started++ })
+			require.NoError(t, readErr, name)
+			require.NoError(t, writeErr, name)
+			require.Equal(t, sum, gotSum, "%s: the sum found is returned", name)
+			last := size % segmentSize
+			if last == 0 {
+				last = min(size, segmentSize)
+			}
+			require.EqualValues(t, size-last, n, "%s %d: the last segment is held back", name, size)
+			require.True(t, bytes.Equal(data[:size-last], got), name)
+			require.Equal(t, min(size-last, 1), started, "%s %d: a copy of one segment is refused before the header", name, size)
+		}
+	}
+}
+
+// A copy that shrank under the mover by more than a page faults when its mapping is read
+// (SIGBUS): that is a read error for the transfer, not a crash of the daemon.
+func TestSendShrunkCopy(t *testing.T) {
+	t.Parallel()
+	h := NewHandler(Config{})
+	data := randomBytes(t, 1000)
+	var out bytes.Buffer
+	started := false
+	n, sum, readErr, _ := h.send(&out, copyFile(t, data), 64<<10, "00000000", func() { started = true })
+	require.ErrorContains(t, readErr, "reading bytes 0 to 65536 of the copy")
+	require.Empty(t, sum)
+	require.Zero(t, n)
+	require.False(t, started)
+}
+
+// Where a file system cannot map a copy, it is hashed through reads; the result is the same.
+func TestReadRangeHashesLikeTheMapping(t *testing.T) {
+	t.Parallel()
+	data := randomBytes(t, 3*bufferSize+11)
+	f := copyFile(t, data)
+	buf := make([]byte, bufferSize)
+	for _, r := range [][2]int64{{0, int64(len(data))}, {segmentSize / 4, bufferSize + 1}} {
+		mapped, read := adler32.New(), adler32.New()
+		require.NoError(t, hashRange(mapped, f, int(f.Fd()), r[0], r[1], buf))
+		require.NoError(t, readRange(read, f, r[0], r[1], buf))
+		require.Equal(t, adler32.Checksum(data[r[0]:r[0]+r[1]]), read.Sum32())
+		require.Equal(t, read.Sum32(), mapped.Sum32())
+	}
+	require.ErrorContains(t, readRange(adler32.New(), f, 0, int64(len(data))+1, buf), "the copy ended at byte")
 }

@@ -40,15 +40,12 @@ const (
 	TimeFormat = time.RFC3339Nano
 )
 
-// HeaderAdler32 carries the adler32 of a file's bytes as eight lowercase hex digits: the
-// client sends it with an upload (PUT to a mover) and the mover sends it with a download
-// (GET from a mover), as a header or, when it computes the sum while streaming, as an
-// HTTP trailer, so the receiving side can verify what arrived.
+// HeaderAdler32 carries the adler32 of a file's bytes as eight lowercase hex digits, so
+// the receiving side can verify what arrived. The client sends it with an upload (PUT to a
+// mover) as a header or, when it streams the upload chunked, as an HTTP trailer; the mover
+// sends the catalogue's with a download (GET from a mover) as a header, beside a
+// Content-Length (daemons/diskserverd/mover has the whole wire contract).
 const HeaderAdler32 = "X-Pollux-Adler32"
-
-// HeaderSize carries a download's size in bytes when the mover streams it chunked (to
-// send the checksum as a trailer) and so gives no Content-Length.
-const HeaderSize = "X-Pollux-Size"
 
 // RequestPath is the path of one request, for GET.
 func RequestPath(id string) string { return PathRequests + "/" + url.PathEscape(id) }

@@ -1,0 +1,147 @@
+package mover
+
+import (
+	"fmt"
+	"hash"
+	"hash/adler32"
+	"io"
+	"os"
+	"runtime/debug"
+	"syscall"
+)
+
+// segmentSize is the unit in which a download is checked and sent. The hasher reads a
+// segment through a memory mapping of the copy while sendfile sends the one before from
+// the page cache, so the pages hashed are the pages sent, and each byte is copied once
+// (by the kernel, into the socket) instead of twice (into a buffer, then out of it). It is
+// a multiple of the page size, as mapping offsets must be.
+const segmentSize = 4 << 20
+
+// sendAhead is how many segments the hasher may run ahead of sending.
+const sendAhead = 2
+
+// checked is a segment the hasher has read: the copy's bytes up to end, or why it could
+// not read them; sum is the whole copy's adler32, set with the last segment.
+type checked struct {
+	end int64
+	sum string
+	err error
+}
+
+// send sends the size bytes of f to w and verifies them against want, the catalogue's
+// adler32, on the way: the last segment goes out only once the sum of the whole copy is
+// known, and only if it is want, so that a corrupt copy never reaches a client complete.
+// start is called once, before the first byte (for a copy that fits one segment, once the
+// whole copy checked out, so that a corrupt small copy can still be refused with a status).
+// n counts the bytes sent, sum is the copy's adler32 once it was read to its end (it
+// differs from want when n < size and there was no other error); readErr is a failure to
+// read the copy, writeErr one to send it.
+//
+// w gets the copy as *io.LimitedReader values over f, from f's offset: http's response
+// writer hands those to its connection's ReadFrom, which uses sendfile on Linux, as long as
+// nothing wraps w.
+func (h *Handler) send(w io.Writer, f *os.File, size int64, want string, start func()) (n int64, sum string, readErr, writeErr error) {
+	if size == 0 {
+		if sum = fmt.Sprintf("%08x", adler32.Checksum(nil)); sum == want {
+			start()
+		}
+		return 0, sum, nil, nil
+	}
+	segments := make(chan checked, sendAhead)
+	stop := make(chan struct{})
+	buf := h.bufs.Get().(*[]byte)
+	defer h.bufs.Put(buf)
+	fd := int(f.Fd()) // here, not in the hasher: f is the sender's
+	go func() {
+		defer close(segments)
+		hash := adler32.New()
+		for off := int64(0); off < size; {
+			end := min(off+segmentSize, size)
+			c := checked{end: end}
+			if c.err = hashRange(hash, f, fd, off, end-off, *buf); c.err == nil && end == size {
+				c.sum = fmt.Sprintf("%08x", hash.Sum32())
+			}
+			select {
+			case segments <- c:
+			case <-stop:
+				return
+			}
+			if c.err != nil {
+				return
+			}
+			off = end
+		}
+	}()
+	defer func() {
+		close(stop)
+		for range segments { // the hasher is done with f and buf once it closed the channel
+		}
+	}()
+	started := false
+	for c := range segments {
+		switch {
+		case c.err != nil:
+			return n, "", c.err, nil
+		case c.end == size:
+			if sum = c.sum; sum != want {
+				return n, sum, nil, nil
+			}
+		}
+		if !started {
+			start()
+			started = true
+		}
+		k, err := io.Copy(w, &io.LimitedReader{R: f, N: c.end - n})
+		n += k
+		switch {
+		case err != nil:
+			return n, sum, nil, err
+		case n < c.end:
+			// The hasher read these bytes a moment ago: the copy shrank under the mover.
+			return n, sum, fmt.Errorf("the copy ended after %d bytes", n), nil
+		}
+	}
+	return n, sum, nil, nil
+}
+
+// hashRange adds n bytes of f (whose descriptor is fd) from off to hash, through a
+// read-only mapping where the file system allows one and with ReadAt into buf otherwise. A page that cannot be read faults
+// (SIGBUS) instead of returning an error; the fault is turned into a panic for this
+// goroutine alone, and the panic into the error returned, so that a bad disk fails the
+// transfer rather than the daemon.
+func hashRange(hash hash.Hash32, f *os.File, fd int, off, n int64, buf []byte) (err error) {
+	m, err := syscall.Mmap(fd, off, int(n), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return readRange(hash, f, off, n, buf)
+	}
+	defer syscall.Munmap(m)
+	// Read the segment ahead of the hash: for a copy not in the page cache, one large read
+	// rather than a fault per page.
+	_ = syscall.Madvise(m, syscall.MADV_WILLNEED)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+				panic(r)
+			}
+			err = fmt.Errorf("reading bytes %d to %d of the copy: %v", off, off+n, r)
+		}
+	}()
+	hash.Write(m)
+	return nil
+}
+
+func readRange(hash hash.Hash32, f *os.File, off, n int64, buf []byte) error {
+	for n > 0 {
+		k, err := f.ReadAt(buf[:min(int64(len(buf)), n)], off)
+		hash.Write(buf[:k])
+		off, n = off+int64(k), n-int64(k)
+		if err != nil && n > 0 {
+			if err == io.EOF {
+				return fmt.Errorf("the copy ended at byte %d", off)
+			}
+			return err
+		}
+	}
+	return nil
+}
