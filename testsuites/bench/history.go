@@ -176,12 +176,40 @@ func FillHistory(ctx context.Context, db *pg.DB, f HistoryFixture, n int) error 
 
 // PlanNode is the part of an EXPLAIN (FORMAT JSON) node a check needs.
 type PlanNode struct {
-	NodeType  string     `json:"Node Type"`
-	Relation  string     `json:"Relation Name"`
-	Index     string     `json:"Index Name"`
-	IndexCond string     `json:"Index Cond"`
-	Filter    string     `json:"Filter"`
-	Plans     []PlanNode `json:"Plans"`
+	NodeType  string `json:"Node Type"`
+	Relation  string `json:"Relation Name"`
+	Index     string `json:"Index Name"`
+	IndexCond string `json:"Index Cond"`
+	Filter    string `json:"Filter"`
+	// ActualMs and ActualRows are set when the plan was analysed (Plans with analyse).
+	ActualMs   float64    `json:"Actual Total Time"`
+	ActualRows float64    `json:"Actual Rows"`
+	Plans      []PlanNode `json:"Plans"`
+}
+
+// Render writes the plan one node a line, indented, with what was read and how long it took.
+func (n PlanNode) Render(b *strings.Builder, depth int) {
+	fmt.Fprintf(b, "%s%s", strings.Repeat("  ", depth), n.NodeType)
+	if n.Relation != "" {
+		fmt.Fprintf(b, " on %s", n.Relation)
+	}
+	if n.Index != "" {
+		fmt.Fprintf(b, " using %s", n.Index)
+	}
+	if n.IndexCond != "" {
+		fmt.Fprintf(b, " [%s]", n.IndexCond)
+	}
+	if n.Filter != "" {
+		f := n.Filter
+		if len(f) > 120 {
+			f = f[:120] + "…"
+		}
+		fmt.Fprintf(b, " filter %s", f)
+	}
+	fmt.Fprintf(b, "  (%.2f ms, %.0f rows)\n", n.ActualMs, n.ActualRows)
+	for _, c := range n.Plans {
+		c.Render(b, depth+1)
+	}
 }
 
 // WalksHistory says how a plan would read history: a sequential scan of request or
@@ -240,6 +268,15 @@ func LiveIndexes(ctx context.Context, db *pg.DB) (map[string]bool, error) {
 // plan of every statement inside the functions it calls as a NOTICE. The connection must be
 // a superuser's (LOAD).
 func Plans(ctx context.Context, dsn string, p Probe) ([]Plan, error) {
+	return plans(ctx, dsn, p, false)
+}
+
+// AnalysedPlans is Plans with each statement's actual times and rows.
+func AnalysedPlans(ctx context.Context, dsn string, p Probe) ([]Plan, error) {
+	return plans(ctx, dsn, p, true)
+}
+
+func plans(ctx context.Context, dsn string, p Probe, analyse bool) ([]Plan, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, err
@@ -269,8 +306,12 @@ func Plans(ctx context.Context, dsn string, p Probe) ([]Plan, error) {
 		return nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	for _, s := range []string{"load 'auto_explain'", "set auto_explain.log_min_duration = 0", "set auto_explain.log_nested_statements = on",
-		"set auto_explain.log_format = json", "set auto_explain.log_level = notice", "set client_min_messages = notice"} {
+	setup := []string{"load 'auto_explain'", "set auto_explain.log_min_duration = 0", "set auto_explain.log_nested_statements = on",
+		"set auto_explain.log_format = json", "set auto_explain.log_level = notice", "set client_min_messages = notice"}
+	if analyse {
+		setup = append(setup, "set auto_explain.log_analyze = on")
+	}
+	for _, s := range setup {
 		if _, err := conn.Exec(ctx, s); err != nil {
 			return nil, fmt.Errorf("set up auto_explain (%s): %w", s, err)
 		}
@@ -328,6 +369,9 @@ type HistoryReport struct {
 	Probes  []Probe
 	Latency map[string][]time.Duration // probe name → one per size
 	Load    []string                   // the one-minute load average at each size
+	// Slow holds, for each probe over 2x at the largest size, its statements' analysed
+	// plans there, slowest first: where the time goes.
+	Slow map[string]string
 }
 
 // RunHistory builds a database with the live fixture, times every probe, then adds
@@ -366,6 +410,11 @@ func RunHistory(ctx context.Context, adminDSN string, sizes []int, install func(
 			}
 			have = size
 		}
+		// Filling takes minutes: without a fresh heartbeat the fixture's disk server would be
+		// silent, and every probe would do other work (take back, wait) than with no history.
+		if err := model.DiskServerHeartbeat(ctx, db.Pool(), f.DiskServer, 0); err != nil {
+			return rep, err
+		}
 		fmt.Fprintf(progress, "pollux-bench: timing every claim and sweep behind %d finished subrequests\n", size)
 		rep.Load = append(rep.Load, loadAverage())
 		for _, p := range rep.Probes {
@@ -375,6 +424,24 @@ func RunHistory(ctx context.Context, adminDSN string, sizes []int, install func(
 			}
 			rep.Latency[p.Name] = append(rep.Latency[p.Name], d)
 		}
+	}
+	rep.Slow = map[string]string{}
+	for _, p := range rep.Probes {
+		lat := rep.Latency[p.Name]
+		if p.PlanOnly || len(lat) < 2 || lat[len(lat)-1] <= 2*lat[0] {
+			continue
+		}
+		pls, err := AnalysedPlans(ctx, dsn, p)
+		if err != nil {
+			return rep, err
+		}
+		sort.Slice(pls, func(i, j int) bool { return pls[i].Root.ActualMs > pls[j].Root.ActualMs })
+		var b strings.Builder
+		for _, pl := range pls[:min(3, len(pls))] {
+			fmt.Fprintf(&b, "    %s\n", strings.Join(strings.Fields(pl.Query), " "))
+			pl.Root.Render(&b, 3)
+		}
+		rep.Slow[p.Name] = b.String()
 	}
 	return rep, nil
 }
@@ -419,6 +486,11 @@ func (r HistoryReport) Print(w io.Writer) error {
 		verdict = "MISSED"
 	}
 	fmt.Fprintf(&b, "target: every claim and sweep within 2× of its latency with no history: worst %.2f× (%s) → %s\n", worst, worstName, verdict)
+	for _, p := range r.Probes {
+		if plan, ok := r.Slow[p.Name]; ok {
+			fmt.Fprintf(&b, "  where the time of %s goes behind %d finished subrequests (its slowest statements, analysed):\n%s", p.Name, r.Sizes[len(r.Sizes)-1], plan)
+		}
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
