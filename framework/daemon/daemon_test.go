@@ -84,8 +84,8 @@ func (b *bundle) count(t require.TestingT, sql string) int {
 // waitInStep waits until the daemon holds a job's transaction open.
 func (b *bundle) waitInStep(t *testing.T) {
 	t.Helper()
-	require.Eventually(t, func() bool {
-		return b.count(t, "select count(*) from pg_stat_activity where datname = current_database() and query like '%pg_sleep%' and state = 'active' and pid <> pg_backend_pid()") == 1
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, 1, b.count(c, "select count(*) from pg_stat_activity where datname = current_database() and query like '%pg_sleep%' and state = 'active' and pid <> pg_backend_pid()"))
 	}, 30*time.Second, 10*time.Millisecond, "the daemon never started a step")
 }
 
@@ -212,7 +212,9 @@ func TestInProcessAdminEndpointsAndEnvironment(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	code, _ = get("/readyz")
 	require.Equal(t, http.StatusOK, code)
-	require.Eventually(t, func() bool { return b.count(t, "select count(*) from job where done") == 3 }, 30*time.Second, 10*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, 3, b.count(c, "select count(*) from job where done"))
+	}, 30*time.Second, 10*time.Millisecond, "every job done")
 	code, body := get("/metrics")
 	require.Equal(t, http.StatusOK, code)
 	for _, m := range []string{`pollux_claim_rows_total{pool="work"} 3`, "pollux_claim_duration_seconds_bucket", `pollux_pool_workers{pool="work"} 3`,

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -208,7 +209,8 @@ func TestListenerFansOutAndSurvivesReconnect(t *testing.T) {
 	s1 := l.Subscribe("chan_a", 8)
 	s2 := l.Subscribe("chan_a", 8)
 	<-l.Ready()
-	notify := func(ch, payload string) {
+	// notify may run in an EventuallyWithT condition: t is then its collector.
+	notify := func(t require.TestingT, ch, payload string) {
 		_, err := b.db.Pool().Exec(b.ctx, "select pg_notify($1, $2)", ch, payload)
 		require.NoError(t, err)
 	}
@@ -221,19 +223,19 @@ func TestListenerFansOutAndSurvivesReconnect(t *testing.T) {
 			return pg.Notification{}
 		}
 	}
-	notify("chan_a", "one")
+	notify(t, "chan_a", "one")
 	require.Equal(t, "one", recv(s1).Payload)
 	require.Equal(t, "one", recv(s2).Payload)
 
 	// A channel subscribed while the listener waits is listened to as well.
 	s3 := l.Subscribe("chan_b", 8)
-	require.Eventually(t, func() bool {
-		notify("chan_b", "late")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		notify(c, "chan_b", "late")
 		select {
 		case n := <-s3.C:
-			return n.Payload == "late"
+			assert.Equal(c, "late", n.Payload)
 		case <-time.After(100 * time.Millisecond):
-			return false
+			c.Errorf("no notification on chan_b within 100ms")
 		}
 	}, 10*time.Second, time.Millisecond)
 
@@ -247,13 +249,13 @@ func TestListenerFansOutAndSurvivesReconnect(t *testing.T) {
 		n = recv(s1)
 	}
 	require.True(t, n.Reconnected, "subscribers are woken after a reconnect")
-	require.Eventually(t, func() bool {
-		notify("chan_a", "two")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		notify(c, "chan_a", "two")
 		select {
 		case n := <-s1.C:
-			return n.Payload == "two"
+			assert.Equal(c, "two", n.Payload)
 		case <-time.After(100 * time.Millisecond):
-			return false
+			c.Errorf("no notification on chan_a within 100ms")
 		}
 	}, 15*time.Second, time.Millisecond)
 }

@@ -130,10 +130,11 @@ func TestManyInstancesConcurrentClients(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan string, clients)
 	for i := range clients {
+		// On the test's goroutine: randomFile stops the test when it fails.
+		src, data := randomFile(t, dir, fmt.Sprintf("f%d", i), 64<<10+i)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			src, data := randomFile(t, dir, fmt.Sprintf("f%d", i), 64<<10+i)
 			remote := fmt.Sprintf("/pollux/many/f%d", i)
 			if r := in.Run(ctx, nil, "pollux", "cp", src, remote); r.Code != 0 {
 				errs <- fmt.Sprintf("put %s: %d %s", remote, r.Code, r.Stderr)
