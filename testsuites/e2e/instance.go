@@ -255,23 +255,102 @@ type Result struct {
 
 // Run runs a client command (stager_put, pollux, ...) against the instance.
 func (in *Instance) Run(ctx context.Context, env []string, name string, args ...string) Result {
+	return in.Go(ctx, env, name, args...).Wait()
+}
+
+// Running is a client command started with Go.
+type Running struct {
+	stderr stream
+	result chan Result
+}
+
+// Go starts a client command against the instance and returns at once.
+func (in *Instance) Go(ctx context.Context, env []string, name string, args ...string) *Running {
+	r := &Running{stderr: stream{news: make(chan struct{})}, result: make(chan Result, 1)}
 	cmd := exec.CommandContext(ctx, filepath.Join(in.opts.Bin, name), args...)
 	cmd.Env = append(in.Env(), env...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &r.stderr
 	start := time.Now()
-	err := cmd.Run()
-	r := Result{Stdout: out.String(), Stderr: errOut.String(), Took: time.Since(start)}
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		r.Code = exit.ExitCode()
-	default:
-		r.Code = -1
-		r.Stderr += err.Error()
-	}
+	go func() {
+		err := cmd.Run()
+		res := Result{Stdout: out.String(), Stderr: r.stderr.String(), Took: time.Since(start)}
+		var exit *exec.ExitError
+		switch {
+		case err == nil:
+		case errors.As(err, &exit):
+			res.Code = exit.ExitCode()
+		default:
+			res.Code = -1
+			res.Stderr += err.Error()
+		}
+		r.stderr.end()
+		r.result <- res
+	}()
 	return r
+}
+
+// Wait waits for the command to end and returns what it did.
+func (r *Running) Wait() Result {
+	res := <-r.result
+	r.result <- res // for the next call
+	return res
+}
+
+// WaitStderr waits until the command has written text to its stderr. It fails if the
+// command ends first or ctx ends.
+func (r *Running) WaitStderr(ctx context.Context, text string) error {
+	for {
+		said, news, ended := r.stderr.state()
+		switch {
+		case strings.Contains(said, text):
+			return nil
+		case ended:
+			return fmt.Errorf("the command ended without writing %q to stderr:\n%s", text, said)
+		}
+		select {
+		case <-news:
+		case <-ctx.Done():
+			return fmt.Errorf("no %q on stderr: %w:\n%s", text, ctx.Err(), said)
+		}
+	}
+}
+
+// stream is a command's output, readable while the command writes it.
+type stream struct {
+	mu    sync.Mutex
+	b     bytes.Buffer
+	news  chan struct{} // closed, and replaced, at every write and at the end
+	ended bool
+}
+
+// Write implements io.Writer.
+func (s *stream) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.news)
+	s.news = make(chan struct{})
+	return s.b.Write(p)
+}
+
+func (s *stream) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended = true
+	close(s.news)
+	s.news = make(chan struct{})
+}
+
+func (s *stream) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *stream) state() (text string, news <-chan struct{}, ended bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String(), s.news, s.ended
 }
 
 // Kill sends sig to a daemon and waits for it to exit.
