@@ -54,8 +54,9 @@ lint: verify/fmt verify/vet ## gofmt and go vet.
 verify: lint verify/generate ## Everything checked before the tests run.
 
 .PHONY: test
-test: pg/install verify ## Every test, against a real PostgreSQL (the private cluster, or POLLUX_TEST_DATABASE_URL).
-	$(GO) test $(TEST_FLAGS) ./...
+test: pg/install verify ## Every test, against a real PostgreSQL (the private cluster, or POLLUX_TEST_DATABASE_URL); the framework and the daemons under the race detector.
+	$(GO) test $(TEST_FLAGS) $$($(GO) list ./... | grep -v -e '/framework' -e '/daemons/')
+	$(GO) test -race $(TEST_FLAGS) ./framework/... ./daemons/...
 
 .PHONY: test/short
 test/short: ## The tests without the slow process-level suites.

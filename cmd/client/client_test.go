@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollux-storage/pollux/cmd/client"
@@ -170,8 +171,8 @@ func TestWaitShowsWhyARequestWaits(t *testing.T) {
 	res := make(chan result, 1)
 	go func() { res <- c.run(client.Put, nil, "-M", "/pollux/u/alice/queued") }()
 	var r result
-	require.Eventually(t, func() bool {
-		return c.count("select count(*) from subrequest where info = 'queued, no disk server of its service class is available'") == 1
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, 1, c.countFor(ct, "select count(*) from subrequest where info = 'queued, no disk server of its service class is available'"))
 	}, 20*time.Second, 20*time.Millisecond)
 	c.registerDiskServer()
 	select {

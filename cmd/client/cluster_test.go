@@ -242,8 +242,13 @@ func (c *cluster) download(w http.ResponseWriter, r *http.Request) {
 
 func (c *cluster) count(sql string) int {
 	c.t.Helper()
+	return c.countFor(c.t, sql)
+}
+
+// countFor is count for t, which may be an EventuallyWithT's collector.
+func (c *cluster) countFor(t require.TestingT, sql string) int {
 	var n int
-	require.NoError(c.t, c.db.Pool().QueryRow(c.ctx, sql).Scan(&n))
+	require.NoError(t, c.db.Pool().QueryRow(c.ctx, sql).Scan(&n))
 	return n
 }
 

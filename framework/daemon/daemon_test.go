@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -69,8 +70,12 @@ func setup(t *testing.T, jobCount int) *bundle {
 	return &bundle{dsn: dsn, db: db, ctx: ctx}
 }
 
-func (b *bundle) count(t *testing.T, sql string) int {
-	t.Helper()
+// count runs a query returning one number. t may be an EventuallyWithT's collector, so
+// that a condition fails its tick, not the test, when the query does.
+func (b *bundle) count(t require.TestingT, sql string) int {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
 	var n int
 	require.NoError(t, b.db.Pool().QueryRow(b.ctx, sql).Scan(&n))
 	return n
@@ -79,8 +84,8 @@ func (b *bundle) count(t *testing.T, sql string) int {
 // waitInStep waits until the daemon holds a job's transaction open.
 func (b *bundle) waitInStep(t *testing.T) {
 	t.Helper()
-	require.Eventually(t, func() bool {
-		return b.count(t, "select count(*) from pg_stat_activity where datname = current_database() and query like '%pg_sleep%' and state = 'active' and pid <> pg_backend_pid()") == 1
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, 1, b.count(c, "select count(*) from pg_stat_activity where datname = current_database() and query like '%pg_sleep%' and state = 'active' and pid <> pg_backend_pid()"))
 	}, 30*time.Second, 10*time.Millisecond, "the daemon never started a step")
 }
 
@@ -121,8 +126,11 @@ func TestSIGTERMDrainsWorkInFlight(t *testing.T) {
 	require.Contains(t, out.String(), `"msg":"draining"`)
 	require.Contains(t, out.String(), `"msg":"daemon stopped"`)
 	require.Contains(t, out.String(), `"pool":"work"`, "pool log lines carry the pool")
-	require.Zero(t, b.count(t, "select count(*) from pg_stat_activity where datname = current_database() and application_name like 'testd %'"),
-		"connections closed")
+	// The daemon closed its connections before it exited, but each server process
+	// leaves pg_stat_activity only once it has seen the close and ended.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Zero(c, b.count(c, "select count(*) from pg_stat_activity where datname = current_database() and application_name like 'testd %'"))
+	}, 10*time.Second, 10*time.Millisecond, "connections closed")
 }
 
 func TestDrainDeadlineAbortsAndSecondSignalExits(t *testing.T) {
@@ -204,7 +212,9 @@ func TestInProcessAdminEndpointsAndEnvironment(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	code, _ = get("/readyz")
 	require.Equal(t, http.StatusOK, code)
-	require.Eventually(t, func() bool { return b.count(t, "select count(*) from job where done") == 3 }, 30*time.Second, 10*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, 3, b.count(c, "select count(*) from job where done"))
+	}, 30*time.Second, 10*time.Millisecond, "every job done")
 	code, body := get("/metrics")
 	require.Equal(t, http.StatusOK, code)
 	for _, m := range []string{`pollux_claim_rows_total{pool="work"} 3`, "pollux_claim_duration_seconds_bucket", `pollux_pool_workers{pool="work"} 3`,

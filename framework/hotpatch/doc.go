@@ -20,7 +20,8 @@
 // Running daemons pick the new logic up at once: PostgreSQL recompiles a PL/pgSQL function
 // whose catalogue row changed on its next call in every session. A function whose result
 // type changed is dropped and created anew; a prepared statement that selects from it then
-// fails once with "cached plan must not change result type", which framework/pg retries.
+// fails once on each connection that cached it with "cached plan must not change result
+// type", which framework/pg retries.
 // Functions whose signature is unchanged are replaced in place (CREATE OR REPLACE keeps
 // their identity), so a patch of a function body never disturbs a caller.
 //

@@ -146,6 +146,7 @@ func TestHotPatchUnderLoad(t *testing.T) {
 	require.NoError(t, err)
 
 	var claimed, failures atomic.Int64
+	var firstFailure atomic.Pointer[error] // what failed first, for the message
 	pool, err := claim.New(claim.Config{Name: "patched", Workers: 16, Batch: 5, PollInterval: 20 * time.Millisecond,
 		Step: func(ctx context.Context) (int, error) {
 			n := 0
@@ -168,6 +169,7 @@ func TestHotPatchUnderLoad(t *testing.T) {
 			})
 			if err != nil {
 				failures.Add(1)
+				firstFailure.CompareAndSwap(nil, &err)
 			}
 			claimed.Add(int64(n))
 			return n, err
@@ -189,7 +191,9 @@ func TestHotPatchUnderLoad(t *testing.T) {
 	waitFor(items)
 	require.NoError(t, pool.Stop(b.ctx))
 
-	require.Zero(t, failures.Load(), "operations failed during the patches")
+	if first := firstFailure.Load(); first != nil {
+		t.Errorf("%d operations failed during the patches, the first: %v", failures.Load(), *first)
+	}
 	rows, err := b.db.Pool().Query(b.ctx, "select coalesce(handled_by, 'none'), count(*) from item group by 1")
 	require.NoError(t, err)
 	by := map[string]int{}

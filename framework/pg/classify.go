@@ -23,8 +23,9 @@ const (
 	// away (restart, failover, network).
 	Transient
 	// StalePlan is "cached plan must not change result type": a hot patch changed a
-	// function's result type under a prepared statement. pgx drops the statement from its
-	// cache when the query fails, so the transaction is retried once, immediately.
+	// function's result type under a prepared statement. pgx drops the statement from the
+	// failing connection's cache, so the transaction is retried at once; other pooled
+	// connections may still hold a stale copy, so it may take one retry per connection.
 	StalePlan
 )
 

@@ -48,6 +48,7 @@ type Config struct {
 // DB is a pool plus the retry policy.
 type DB struct {
 	pool        *pgxpool.Pool
+	maxConns    int
 	log         *zap.Logger
 	retryBudget time.Duration
 	retries     *prometheus.CounterVec
@@ -71,7 +72,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)
 	}
-	db := &DB{pool: pool, log: cfg.Logger, retryBudget: cfg.RetryBudget}
+	db := &DB{pool: pool, maxConns: int(pcfg.MaxConns), log: cfg.Logger, retryBudget: cfg.RetryBudget}
 	if db.log == nil {
 		db.log = zap.NewNop()
 	}
@@ -142,7 +143,7 @@ func (db *DB) Do(ctx context.Context, name string, fn func(q Querier) error) err
 
 func (db *DB) retry(ctx context.Context, name string, attempt func() error) error {
 	start := time.Now()
-	stalePlanRetried := false
+	stalePlans := 0
 	for n := 0; ; n++ {
 		err := attempt()
 		if err == nil {
@@ -150,18 +151,23 @@ func (db *DB) retry(ctx context.Context, name string, attempt func() error) erro
 		}
 		class, code := Classify(err)
 		switch {
-		case class == StalePlan && !stalePlanRetried:
-			stalePlanRetried = true
+		case class == StalePlan && stalePlans < db.maxConns:
+			// Every pooled connection caches its own copy of a statement, and pgx drops a
+			// copy only when it fails on its connection: the retry may run on another
+			// connection, or reach another statement of the transaction, whose copy is
+			// stale too. Each failure drops one stale copy, so the retries converge; at
+			// once while one per connection can explain them, with backoff after that.
+			stalePlans++
 			db.retries.WithLabelValues(code).Inc()
-			db.log.Info("retrying after a logic patch changed a result type", zap.String("tx", name))
+			db.log.Info("retrying after a logic patch changed a result type", zap.String("tx", name), zap.Int("attempt", n+1))
 			continue
-		case class != Transient:
+		case class != Transient && class != StalePlan:
 			return fmt.Errorf("%s: %w", name, err)
 		case time.Since(start) > db.retryBudget:
 			return fmt.Errorf("%s: gave up after %d attempts in %s: %w", name, n+1, time.Since(start).Round(time.Millisecond), err)
 		}
 		db.retries.WithLabelValues(code).Inc()
-		delay := Backoff(n)
+		delay := Backoff(n - stalePlans)
 		db.log.Warn("retrying transient database error",
 			zap.String("tx", name), zap.String("sqlstate", code), zap.Int("attempt", n+1),
 			zap.Duration("delay", delay), zap.Error(err))

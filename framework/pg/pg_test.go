@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -143,35 +145,46 @@ func TestLostConnectionIsRetried(t *testing.T) {
 	require.Equal(t, 1, n)
 }
 
-func TestStalePlanAfterResultTypeChangeIsRetriedOnce(t *testing.T) {
+// TestStalePlansAreRetried: after a result type changed, every statement that selects from
+// the function is stale in every connection's cache, and pgx drops one copy per failure. A
+// transaction meets one stale copy per statement at least (more when its retries run on
+// other connections), and is retried until none is left.
+func TestStalePlansAreRetried(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	_, err := b.db.Pool().Exec(b.ctx, "create function f(p integer) returns table (a integer) language sql as 'select p'")
 	require.NoError(t, err)
-	call := func() (int, error) {
-		attempts := 0
-		err := b.db.Tx(b.ctx, "call f", func(q pg.Querier) error {
-			attempts++
-			var a int64
-			return q.QueryRow(b.ctx, "select a from f($1::integer)", 1).Scan(&a)
-		})
-		return attempts, err
-	}
-	// Prepare the statement on every pooled connection.
-	for range 8 {
-		_, err := call()
+	statements := []string{"select a from f($1::integer)", "select a + 0 from f($1::integer)", "select a from f($1::integer) where a > 0"}
+	// Cache every statement on every connection: hold them all at once.
+	conns := make([]*pgxpool.Conn, b.db.Pool().Config().MaxConns)
+	for i := range conns {
+		conns[i], err = b.db.Pool().Acquire(b.ctx)
 		require.NoError(t, err)
+		for _, s := range statements {
+			var a int32
+			require.NoError(t, conns[i].QueryRow(b.ctx, s, 1).Scan(&a))
+		}
+	}
+	for _, c := range conns {
+		c.Release()
 	}
 	_, err = b.db.Pool().Exec(b.ctx, "drop function f(integer); create function f(p integer) returns table (a bigint) language sql as 'select p::bigint'")
 	require.NoError(t, err)
 
-	sawRetry := false
-	for range 8 {
-		attempts, err := call()
-		require.NoError(t, err)
-		sawRetry = sawRetry || attempts == 2
-	}
-	require.True(t, sawRetry, "a cached plan was invalidated and the transaction retried")
+	attempts := 0
+	err = b.db.Tx(b.ctx, "call f", func(q pg.Querier) error {
+		attempts++
+		for _, s := range statements {
+			var a int64
+			if err := q.QueryRow(b.ctx, s, 1).Scan(&a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, attempts, 1+len(statements), "each statement failed once on a stale plan")
+	require.Positive(t, testutil.ToFloat64(retries(t, b, pgerrcode.FeatureNotSupported)))
 }
 
 func TestClassify(t *testing.T) {
@@ -196,7 +209,8 @@ func TestListenerFansOutAndSurvivesReconnect(t *testing.T) {
 	s1 := l.Subscribe("chan_a", 8)
 	s2 := l.Subscribe("chan_a", 8)
 	<-l.Ready()
-	notify := func(ch, payload string) {
+	// notify may run in an EventuallyWithT condition: t is then its collector.
+	notify := func(t require.TestingT, ch, payload string) {
 		_, err := b.db.Pool().Exec(b.ctx, "select pg_notify($1, $2)", ch, payload)
 		require.NoError(t, err)
 	}
@@ -209,19 +223,19 @@ func TestListenerFansOutAndSurvivesReconnect(t *testing.T) {
 			return pg.Notification{}
 		}
 	}
-	notify("chan_a", "one")
+	notify(t, "chan_a", "one")
 	require.Equal(t, "one", recv(s1).Payload)
 	require.Equal(t, "one", recv(s2).Payload)
 
 	// A channel subscribed while the listener waits is listened to as well.
 	s3 := l.Subscribe("chan_b", 8)
-	require.Eventually(t, func() bool {
-		notify("chan_b", "late")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		notify(c, "chan_b", "late")
 		select {
 		case n := <-s3.C:
-			return n.Payload == "late"
+			assert.Equal(c, "late", n.Payload)
 		case <-time.After(100 * time.Millisecond):
-			return false
+			c.Errorf("no notification on chan_b within 100ms")
 		}
 	}, 10*time.Second, time.Millisecond)
 
@@ -235,13 +249,13 @@ func TestListenerFansOutAndSurvivesReconnect(t *testing.T) {
 		n = recv(s1)
 	}
 	require.True(t, n.Reconnected, "subscribers are woken after a reconnect")
-	require.Eventually(t, func() bool {
-		notify("chan_a", "two")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		notify(c, "chan_a", "two")
 		select {
 		case n := <-s1.C:
-			return n.Payload == "two"
+			assert.Equal(c, "two", n.Payload)
 		case <-time.After(100 * time.Millisecond):
-			return false
+			c.Errorf("no notification on chan_a within 100ms")
 		}
 	}, 15*time.Second, time.Millisecond)
 }

@@ -104,9 +104,8 @@ func RunRequests(ctx context.Context, o RequestOptions, progress io.Writer) (Req
 		return rep, fmt.Errorf("migrate: %w\n%s", err, out)
 	}
 	fmt.Fprintln(progress, "pollux-bench: starting rhd, stagerd, jobmanagerd, schedulerd and two disk servers")
-	in, err := e2e.Start(ctx, e2e.Options{Bin: bin, DSN: dsn, Dir: filepath.Join(o.Dir, "instance"),
-		ExtraArgs: map[string][]string{"rhd": {"--log-level", "warn"}, "stagerd": {"--log-level", "warn"},
-			"jobmanagerd": {"--log-level", "warn"}, "schedulerd": {"--log-level", "warn"}, "diskserverd": {"--log-level", "warn"}}})
+	// The daemons log at info: the harness learns their addresses from those lines.
+	in, err := e2e.Start(ctx, e2e.Options{Bin: bin, DSN: dsn, Dir: filepath.Join(o.Dir, "instance")})
 	if err != nil {
 		return rep, err
 	}

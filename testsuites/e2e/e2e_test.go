@@ -130,10 +130,11 @@ func TestManyInstancesConcurrentClients(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan string, clients)
 	for i := range clients {
+		// On the test's goroutine: randomFile stops the test when it fails.
+		src, data := randomFile(t, dir, fmt.Sprintf("f%d", i), 64<<10+i)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			src, data := randomFile(t, dir, fmt.Sprintf("f%d", i), 64<<10+i)
 			remote := fmt.Sprintf("/pollux/many/f%d", i)
 			if r := in.Run(ctx, nil, "pollux", "cp", src, remote); r.Code != 0 {
 				errs <- fmt.Sprintf("put %s: %d %s", remote, r.Code, r.Stderr)
@@ -162,14 +163,14 @@ func TestNoDiskServerQueuesThenServes(t *testing.T) {
 	dir := t.TempDir()
 	src, data := randomFile(t, dir, "f", 5000)
 
-	done := make(chan e2e.Result, 1)
-	go func() { done <- in.Run(ctx, nil, "pollux", "cp", src, "/pollux/queued/f") }()
-	// The client says why it waits rather than hanging silently; give it a moment to say it.
-	time.Sleep(3 * time.Second)
+	put := in.Go(ctx, nil, "pollux", "cp", src, "/pollux/queued/f")
+	// The client says why it waits rather than hanging silently; the disk server comes
+	// once it has said it.
+	said, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	require.NoError(t, put.WaitStderr(said, "queued, no disk server of its service class is available"))
 	require.NoError(t, in.AddDiskServer(ctx, "late-disk"))
-	r := <-done
-	ok(t, r)
-	require.Contains(t, r.Stderr, "queued, no disk server of its service class is available")
+	ok(t, put.Wait())
 	back := filepath.Join(dir, "back")
 	ok(t, in.Run(ctx, nil, "pollux", "cp", "/pollux/queued/f", back))
 	got, _ := os.ReadFile(back)

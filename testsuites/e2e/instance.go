@@ -7,13 +7,14 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,18 +42,49 @@ type Options struct {
 	// RHDs, Stagers, JobManagers, Schedulers and DiskServers count the processes of each
 	// daemon (default 1, 1, 1, 1, 2; a negative count starts none).
 	RHDs, Stagers, JobManagers, Schedulers, DiskServers int
-	// ExtraArgs are added to a daemon's command line, by binary name.
+	// ExtraArgs are added to a daemon's command line, by binary name. They may not raise
+	// --log-level above info: the harness learns where a daemon listens from its info
+	// lines.
 	ExtraArgs map[string][]string
 }
 
-// Proc is one daemon process.
+// Proc is one daemon process. Every listener it has binds port 0, so that the kernel
+// picks a free port at the bind; the harness learns the addresses from the process's
+// log, again at each restart.
 type Proc struct {
-	Name  string
-	Addr  string // rhd: API address; diskserverd: mover address
-	Admin string
+	Name string
+	bin  string
+	args []string
+	log  string
+
+	mu    sync.Mutex
+	addr  string // rhd: API address; diskserverd: mover address
+	admin string
 	cmd   *exec.Cmd
-	log   string
 	done  chan struct{}
+	watch *logWatch
+}
+
+// Addr is the address of rhd's API or of a disk server's mover (host:port), as the
+// process logged it at its last start.
+func (p *Proc) Addr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.addr
+}
+
+// Admin is the address of the admin listener (host:port) of the process's last start.
+func (p *Proc) Admin() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.admin
+}
+
+// running returns the process of the last start and a channel closed when it has exited.
+func (p *Proc) running() (*exec.Cmd, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd, p.done
 }
 
 // Instance is a running Pollux.
@@ -60,8 +92,16 @@ type Instance struct {
 	opts  Options
 	Token string
 	User  string
-	procs []*Proc
+
 	mu    sync.Mutex
+	procs []*Proc // grows with AddDiskServer
+}
+
+// list returns the daemons in the order they were added.
+func (in *Instance) list() []*Proc {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return slices.Clone(in.procs)
 }
 
 // Start launches the instance and waits until every daemon is ready.
@@ -79,6 +119,17 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 	def(&o.JobManagers, 1)
 	def(&o.Schedulers, 1)
 	def(&o.DiskServers, 2)
+	for bin, args := range o.ExtraArgs {
+		for i, a := range args {
+			level, set := strings.CutPrefix(a, "--log-level=")
+			if a == "--log-level" && i+1 < len(args) {
+				level, set = args[i+1], true
+			}
+			if set && level != "debug" && level != "info" {
+				return nil, fmt.Errorf("e2e: ExtraArgs[%q] sets --log-level %s: the harness learns where the daemons listen from their info lines", bin, level)
+			}
+		}
+	}
 	in := &Instance{opts: o, Token: "e2e-token-0123456789abcdef", User: "alice"}
 	if err := os.MkdirAll(filepath.Join(o.Dir, "log"), 0o755); err != nil {
 		return nil, err
@@ -88,35 +139,36 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 		return nil, err
 	}
 	for i := range o.RHDs {
-		addr := freeAddr()
-		in.add(fmt.Sprintf("rhd%d", i+1), "rhd", addr, "--listen", addr, "--tokens-file", tokens)
+		in.add(fmt.Sprintf("rhd%d", i+1), "rhd", "--listen", anyPort, "--tokens-file", tokens)
 	}
 	for i := range o.Stagers {
-		in.add(fmt.Sprintf("stagerd%d", i+1), "stagerd", "")
+		in.add(fmt.Sprintf("stagerd%d", i+1), "stagerd")
 	}
 	for i := range o.JobManagers {
-		in.add(fmt.Sprintf("jobmanagerd%d", i+1), "jobmanagerd", "")
+		in.add(fmt.Sprintf("jobmanagerd%d", i+1), "jobmanagerd")
 	}
 	for i := range o.Schedulers {
-		in.add(fmt.Sprintf("schedulerd%d", i+1), "schedulerd", "")
+		in.add(fmt.Sprintf("schedulerd%d", i+1), "schedulerd")
 	}
 	for i := range o.DiskServers {
-		addr := freeAddr()
 		name := fmt.Sprintf("disk%d", i+1)
-		in.add(name, "diskserverd", addr, "--name", name, "--listen", addr,
-			"--data-dir", filepath.Join(o.Dir, name))
+		in.add(name, "diskserverd", "--name", name, "--listen", anyPort, "--data-dir", filepath.Join(o.Dir, name))
 	}
-	if err := in.launch(ctx, in.procs); err != nil {
+	if err := in.launch(ctx, in.list()); err != nil {
 		return nil, err
 	}
 	return in, nil
 }
 
+// anyPort has the kernel choose a free port when the daemon binds. A port chosen by the
+// harness beforehand (a listener opened and closed) may be taken by another process
+// before the daemon binds it.
+const anyPort = "127.0.0.1:0"
+
 // AddDiskServer starts one more disk server and waits until it is ready.
 func (in *Instance) AddDiskServer(ctx context.Context, name string) error {
-	addr := freeAddr()
-	in.add(name, "diskserverd", addr, "--name", name, "--listen", addr, "--data-dir", filepath.Join(in.opts.Dir, name))
-	return in.launch(ctx, in.procs[len(in.procs)-1:])
+	p := in.add(name, "diskserverd", "--name", name, "--listen", anyPort, "--data-dir", filepath.Join(in.opts.Dir, name))
+	return in.launch(ctx, []*Proc{p})
 }
 
 func (in *Instance) launch(ctx context.Context, procs []*Proc) error {
@@ -136,12 +188,14 @@ func (in *Instance) launch(ctx context.Context, procs []*Proc) error {
 	return nil
 }
 
-func (in *Instance) add(name, bin, addr string, args ...string) {
-	admin := freeAddr()
-	args = append(args, "--admin-addr", admin, "--log-format", "json", "--host", name, "--drain-timeout", "10s")
+func (in *Instance) add(name, bin string, args ...string) *Proc {
+	args = append(args, "--admin-addr", anyPort, "--log-format", "json", "--host", name, "--drain-timeout", "10s")
 	args = append(args, in.opts.ExtraArgs[bin]...)
-	in.procs = append(in.procs, &Proc{Name: name, Addr: addr, Admin: admin,
-		cmd: exec.Command(filepath.Join(in.opts.Bin, bin), args...), log: filepath.Join(in.opts.Dir, "log", name+".log")})
+	p := &Proc{Name: name, bin: bin, args: args, log: filepath.Join(in.opts.Dir, "log", name+".log")}
+	in.mu.Lock()
+	in.procs = append(in.procs, p)
+	in.mu.Unlock()
+	return p
 }
 
 func (in *Instance) start(p *Proc) error {
@@ -149,34 +203,39 @@ func (in *Instance) start(p *Proc) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(p.cmd.Path, p.cmd.Args[1:]...)
+	watch := newLogWatch(f)
+	cmd := exec.Command(filepath.Join(in.opts.Bin, p.bin), p.args...)
 	cmd.Env = append(os.Environ(), "POLLUX_DATABASE_URL="+in.opts.DSN)
-	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Stdout, cmd.Stderr = watch, watch
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return fmt.Errorf("start %s: %w", p.Name, err)
 	}
-	p.cmd = cmd
-	p.done = make(chan struct{})
-	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
+	done := make(chan struct{})
+	p.mu.Lock()
+	p.cmd, p.done, p.watch = cmd, done, watch
+	p.mu.Unlock()
+	// Wait returns once the process has exited and its output is all in the watch.
+	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
 	return nil
 }
 
 // Procs returns the daemons, by name.
 func (in *Instance) Procs() map[string]*Proc {
 	m := map[string]*Proc{}
-	for _, p := range in.procs {
+	for _, p := range in.list() {
 		m[p.Name] = p
 	}
 	return m
 }
 
-// StageHost is the STAGE_HOST naming every rhd (a comma list).
+// StageHost is the STAGE_HOST naming every rhd (a comma list), at their current
+// addresses.
 func (in *Instance) StageHost() string {
 	var hosts []string
-	for _, p := range in.procs {
-		if strings.HasPrefix(p.Name, "rhd") {
-			hosts = append(hosts, p.Addr)
+	for _, p := range in.list() {
+		if p.bin == "rhd" {
+			hosts = append(hosts, p.Addr())
 		}
 	}
 	return strings.Join(hosts, ",")
@@ -196,53 +255,143 @@ type Result struct {
 
 // Run runs a client command (stager_put, pollux, ...) against the instance.
 func (in *Instance) Run(ctx context.Context, env []string, name string, args ...string) Result {
+	return in.Go(ctx, env, name, args...).Wait()
+}
+
+// Running is a client command started with Go.
+type Running struct {
+	stderr stream
+	result chan Result
+}
+
+// Go starts a client command against the instance and returns at once.
+func (in *Instance) Go(ctx context.Context, env []string, name string, args ...string) *Running {
+	r := &Running{stderr: stream{news: make(chan struct{})}, result: make(chan Result, 1)}
 	cmd := exec.CommandContext(ctx, filepath.Join(in.opts.Bin, name), args...)
 	cmd.Env = append(in.Env(), env...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &r.stderr
 	start := time.Now()
-	err := cmd.Run()
-	r := Result{Stdout: out.String(), Stderr: errOut.String(), Took: time.Since(start)}
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		r.Code = exit.ExitCode()
-	default:
-		r.Code = -1
-		r.Stderr += err.Error()
-	}
+	go func() {
+		err := cmd.Run()
+		res := Result{Stdout: out.String(), Stderr: r.stderr.String(), Took: time.Since(start)}
+		var exit *exec.ExitError
+		switch {
+		case err == nil:
+		case errors.As(err, &exit):
+			res.Code = exit.ExitCode()
+		default:
+			res.Code = -1
+			res.Stderr += err.Error()
+		}
+		r.stderr.end()
+		r.result <- res
+	}()
 	return r
+}
+
+// Wait waits for the command to end and returns what it did.
+func (r *Running) Wait() Result {
+	res := <-r.result
+	r.result <- res // for the next call
+	return res
+}
+
+// WaitStderr waits until the command has written text to its stderr. It fails if the
+// command ends first or ctx ends.
+func (r *Running) WaitStderr(ctx context.Context, text string) error {
+	for {
+		said, news, ended := r.stderr.state()
+		switch {
+		case strings.Contains(said, text):
+			return nil
+		case ended:
+			return fmt.Errorf("the command ended without writing %q to stderr:\n%s", text, said)
+		}
+		select {
+		case <-news:
+		case <-ctx.Done():
+			return fmt.Errorf("no %q on stderr: %w:\n%s", text, ctx.Err(), said)
+		}
+	}
+}
+
+// stream is a command's output, readable while the command writes it.
+type stream struct {
+	mu    sync.Mutex
+	b     bytes.Buffer
+	news  chan struct{} // closed, and replaced, at every write and at the end
+	ended bool
+}
+
+// Write implements io.Writer.
+func (s *stream) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.news)
+	s.news = make(chan struct{})
+	return s.b.Write(p)
+}
+
+func (s *stream) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended = true
+	close(s.news)
+	s.news = make(chan struct{})
+}
+
+func (s *stream) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *stream) state() (text string, news <-chan struct{}, ended bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String(), s.news, s.ended
 }
 
 // Kill sends sig to a daemon and waits for it to exit.
 func (in *Instance) Kill(name string, sig syscall.Signal) {
 	p := in.Procs()[name]
-	if p == nil || p.cmd.Process == nil {
+	if p == nil {
 		return
 	}
-	_ = p.cmd.Process.Signal(sig)
+	cmd, done := p.running()
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	_ = cmd.Process.Signal(sig)
 	select {
-	case <-p.done:
+	case <-done:
 	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+		_ = cmd.Process.Kill()
+		<-done
 	}
 }
 
-// Restart starts a stopped daemon again with the same command line.
+// Restart starts a stopped daemon again with the same command line and waits until it is
+// ready. Its listeners get new ports: Addr and StageHost say the new ones.
 func (in *Instance) Restart(ctx context.Context, name string) error {
 	p := in.Procs()[name]
+	if p == nil {
+		return fmt.Errorf("no daemon %s", name)
+	}
 	if err := in.start(p); err != nil {
 		return err
 	}
-	return waitReady(ctx, p, time.Now().Add(60*time.Second))
+	if err := waitReady(ctx, p, time.Now().Add(60*time.Second)); err != nil {
+		return fmt.Errorf("%s not ready after restart: %w\n%s", name, err, tail(p.log, 30))
+	}
+	return nil
 }
 
 // Logs returns the last lines of every daemon's log (for a failing test).
 func (in *Instance) Logs(lines int) string {
 	var b strings.Builder
-	for _, p := range in.procs {
+	for _, p := range in.list() {
 		fmt.Fprintf(&b, "==> %s\n%s\n", p.Name, tail(p.log, lines))
 	}
 	return b.String()
@@ -251,8 +400,8 @@ func (in *Instance) Logs(lines int) string {
 // Stop drains every daemon (SIGTERM), killing those that do not exit in time.
 func (in *Instance) Stop() {
 	var wg sync.WaitGroup
-	for _, p := range in.procs {
-		if p.done == nil {
+	for _, p := range in.list() {
+		if cmd, _ := p.running(); cmd == nil {
 			continue
 		}
 		wg.Add(1)
@@ -261,15 +410,56 @@ func (in *Instance) Stop() {
 	wg.Wait()
 }
 
+// announcements name, by binary, the log line and field that say where a daemon's own
+// listener is (besides the admin listener every daemon announces).
+var announcements = map[string]struct{ msg, field string }{
+	"rhd":         {"request handler listening", "addr"},
+	"diskserverd": {"disk server ready", "url"},
+}
+
+// startedMsg is what the framework logs once every service of a daemon has started; the
+// lines that announce listeners come before it.
+const startedMsg = "daemon started"
+
+// waitReady waits until the process of p's last start has logged its listeners and that
+// it started, then until its /readyz answers 200.
 func waitReady(ctx context.Context, p *Proc, deadline time.Time) error {
-	last := errors.New("no answer")
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.done:
-			return errors.New("exited")
-		default:
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	p.mu.Lock()
+	watch, done := p.watch, p.done
+	p.mu.Unlock()
+	field := func(msg, key string) (string, error) {
+		m, err := watch.wait(ctx, done, msg)
+		if err != nil {
+			return "", err
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.Admin+"/readyz", nil)
+		v, _ := m[key].(string)
+		if v == "" {
+			return "", fmt.Errorf("%q logged without %s", msg, key)
+		}
+		return strings.TrimPrefix(v, "http://"), nil
+	}
+	admin, err := field("admin listener up", "url")
+	if err != nil {
+		return err
+	}
+	var addr string
+	if a, ok := announcements[p.bin]; ok {
+		if addr, err = field(a.msg, a.field); err != nil {
+			return err
+		}
+	}
+	// Every service is started, rhd's listener and the movers serve.
+	if _, err := watch.wait(ctx, done, startedMsg); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.admin, p.addr = admin, addr
+	p.mu.Unlock()
+	last := errors.New("no answer")
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/readyz", nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
@@ -280,18 +470,90 @@ func waitReady(ctx context.Context, p *Proc, deadline time.Time) error {
 		} else {
 			last = err
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-done:
+			return errors.New("exited")
+		case <-ctx.Done():
+			return fmt.Errorf("readyz: %w (last answer: %v)", ctx.Err(), last)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return last
 }
 
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
+// logWatch is a daemon process's stdout and stderr: it appends what the process writes
+// to its log file and, until the daemon has started, keeps the first JSON line of each
+// message, so that the harness can wait for the lines that say where the daemon listens.
+type logWatch struct {
+	file *os.File
+
+	mu      sync.Mutex
+	partial []byte                    // the start of a line not ended yet
+	first   map[string]map[string]any // by msg
+	news    chan struct{}             // closed, and replaced, whenever a line ends
+}
+
+func newLogWatch(f *os.File) *logWatch {
+	return &logWatch{file: f, first: map[string]map[string]any{}, news: make(chan struct{})}
+}
+
+// Write implements io.Writer.
+func (w *logWatch) Write(b []byte) (int, error) {
+	n, err := w.file.Write(b)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.first[startedMsg] != nil {
+		// Everything waited for comes before: decoding the rest would only cost CPU
+		// that a benchmark measures.
+		return n, err
 	}
-	defer l.Close()
-	return l.Addr().String()
+	w.partial = append(w.partial, b...)
+	ended := false
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		var m map[string]any
+		// Lines that are not JSON (a signal's notice) are in the file only.
+		if json.Unmarshal(w.partial[:i], &m) == nil {
+			if msg, ok := m["msg"].(string); ok && w.first[msg] == nil {
+				w.first[msg] = m
+			}
+		}
+		w.partial = w.partial[i+1:]
+		ended = true
+	}
+	if ended {
+		close(w.news)
+		w.news = make(chan struct{})
+	}
+	return n, err
+}
+
+// wait returns the first line logged with message msg, waiting for it until ctx ends or
+// the process has exited (exited is closed once all its output is in).
+func (w *logWatch) wait(ctx context.Context, exited <-chan struct{}, msg string) (map[string]any, error) {
+	for {
+		w.mu.Lock()
+		m, news := w.first[msg], w.news
+		w.mu.Unlock()
+		if m != nil {
+			return m, nil
+		}
+		select {
+		case <-news:
+		case <-exited:
+			w.mu.Lock()
+			m = w.first[msg]
+			w.mu.Unlock()
+			if m != nil {
+				return m, nil
+			}
+			return nil, fmt.Errorf("exited without logging %q", msg)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no %q in the log: %w", msg, ctx.Err())
+		}
+	}
 }
 
 func tail(path string, n int) string {

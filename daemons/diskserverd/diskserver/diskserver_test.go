@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollux-storage/pollux/daemons/diskserverd/diskserver"
@@ -88,6 +89,7 @@ type diskServer struct {
 	log    *syncBuffer
 	once   sync.Once
 	code   int
+	err    error // it did not stop
 }
 
 // start runs a diskserverd with one data directory and waits for it to register.
@@ -109,21 +111,36 @@ func (e *env) start(name, dir string, args ...string) *diskServer {
 			e.t.Logf("%s log:\n%s", name, d.log.String())
 		}
 	})
-	require.Eventually(e.t, func() bool {
+	// A loop on the test's goroutine, not a condition of require.Eventually: an exit must
+	// stop the test, which only this goroutine may do.
+	deadline := time.After(30 * time.Second)
+	for !strings.Contains(d.log.String(), `"msg":"daemon started"`) {
 		select {
 		case code := <-d.exited:
 			d.once.Do(func() {})
 			e.t.Fatalf("diskserverd exited with %d:\n%s", code, d.log.String())
-		default:
+		case <-deadline:
+			e.t.Fatalf("diskserverd did not start within 30s:\n%s", d.log.String())
+		case <-time.After(10 * time.Millisecond):
 		}
-		return strings.Contains(d.log.String(), `"msg":"daemon started"`)
-	}, 30*time.Second, 10*time.Millisecond)
+	}
 	require.NoError(e.t, e.db.Pool().QueryRow(e.ctx, "select id from disk_server where name = $1", name).Scan(&d.id))
 	return d
 }
 
 // shutdown stops the daemon as SIGTERM would and returns its exit code.
 func (d *diskServer) shutdown(t *testing.T) int {
+	t.Helper()
+	code, err := d.stopAndWait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
+// stopAndWait is shutdown for any goroutine: it returns the failure rather than stopping
+// the test.
+func (d *diskServer) stopAndWait() (int, error) {
 	d.once.Do(func() {
 		d.stop()
 		select {
@@ -131,10 +148,10 @@ func (d *diskServer) shutdown(t *testing.T) int {
 		case <-time.After(30 * time.Second):
 			buf := make([]byte, 1<<20)
 			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("diskserverd %s did not stop:\n%s\n%s", d.name, d.log.String(), buf)
+			d.err = fmt.Errorf("diskserverd %s did not stop:\n%s\n%s", d.name, d.log.String(), buf)
 		}
 	})
-	return d.code
+	return d.code, d.err
 }
 
 func (e *env) submit(typ model.RequestType, autoClose bool, path string) string {
@@ -177,9 +194,14 @@ func (e *env) policy(name string, value int64) {
 
 func (e *env) sub(request string) model.Subrequest {
 	e.t.Helper()
+	return e.subOf(e.t, request)
+}
+
+// subOf is sub for t, which may be an EventuallyWithT's collector.
+func (e *env) subOf(t require.TestingT, request string) model.Subrequest {
 	s, err := model.SubrequestList(e.ctx, e.db.Pool(), request)
-	require.NoError(e.t, err)
-	require.Len(e.t, s, 1)
+	require.NoError(t, err)
+	require.Len(t, s, 1)
 	return s[0]
 }
 
@@ -187,9 +209,9 @@ func (e *env) sub(request string) model.Subrequest {
 func (e *env) wait(request string, status model.SubrequestStatus) model.Subrequest {
 	e.t.Helper()
 	var s model.Subrequest
-	require.Eventually(e.t, func() bool {
-		s = e.sub(request)
-		return s.Status == status
+	require.EventuallyWithT(e.t, func(c *assert.CollectT) {
+		s = e.subOf(c, request)
+		assert.Equal(c, status, s.Status)
 	}, 30*time.Second, 10*time.Millisecond, "subrequest of %s never became %s", request, status)
 	return s
 }
@@ -256,9 +278,11 @@ func randomBytes(t *testing.T, n int) []byte {
 
 func adler(b []byte) string { return fmt.Sprintf("%08x", adler32.Checksum(b)) }
 
-// files lists the regular files under dir.
-func files(t *testing.T, dir string) []string {
-	t.Helper()
+// files lists the regular files under dir. t may be an EventuallyWithT's collector.
+func files(t require.TestingT, dir string) []string {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
 	var out []string
 	require.NoError(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
@@ -421,7 +445,7 @@ func TestTruncatedUploadLeavesNothing(t *testing.T) {
 	d := e.start("ds-1", "")
 	req, s := e.ready(model.RequestTypePut, "/pollux/truncated")
 	conn := rawPut(t, *s.MoverURL, *s.Token, 1_000_000, randomBytes(t, 1000))
-	require.Eventually(t, func() bool { return len(files(t, d.dir)) == 1 }, 10*time.Second, 5*time.Millisecond, "the upload is being written")
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Len(c, files(c, d.dir), 1) }, 10*time.Second, 5*time.Millisecond, "the upload is being written")
 	require.NoError(t, conn.Close()) // the client goes away
 
 	e.failed(req, model.SQLStateBadData, "upload truncated: got 1000 of 1000000 bytes")
@@ -588,7 +612,7 @@ func TestTransferTimeoutCutsAStalledClient(t *testing.T) {
 		_, err = conn.Read(make([]byte, 1))
 	}
 	require.Error(t, err, "the stalled connection is closed")
-	require.Eventually(t, func() bool { return len(files(t, d.dir)) == 0 }, 10*time.Second, 5*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Empty(c, files(c, d.dir)) }, 10*time.Second, 5*time.Millisecond)
 }
 
 func TestRmDeletesTheCopy(t *testing.T) {
@@ -601,12 +625,12 @@ func TestRmDeletesTheCopy(t *testing.T) {
 	rm := e.submit(model.RequestTypeRm, false, "/pollux/doomed")
 	e.stage()
 	e.wait(rm, model.SubrequestStatusFinished)
-	require.Eventually(t, func() bool { return len(files(t, d.dir)) == 0 }, 20*time.Second, 20*time.Millisecond,
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Empty(c, files(c, d.dir)) }, 20*time.Second, 20*time.Millisecond,
 		"the garbage collector deletes the invalidated copy")
-	var copies int
-	require.Eventually(t, func() bool {
-		require.NoError(t, e.db.Pool().QueryRow(e.ctx, "select count(*) from disk_copy").Scan(&copies))
-		return copies == 0
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		var copies int
+		require.NoError(c, e.db.Pool().QueryRow(e.ctx, "select count(*) from disk_copy").Scan(&copies))
+		assert.Zero(c, copies)
 	}, 10*time.Second, 20*time.Millisecond, "and forgets it")
 }
 
@@ -618,7 +642,7 @@ func TestRmWhileWritingDiscardsTheUpload(t *testing.T) {
 	data := randomBytes(t, 10_000)
 	conn := rawPut(t, *s.MoverURL, *s.Token, int64(len(data)), data[:5000])
 	defer conn.Close()
-	require.Eventually(t, func() bool { return len(files(t, d.dir)) == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Len(c, files(c, d.dir), 1) }, 10*time.Second, 5*time.Millisecond)
 
 	rm := e.submit(model.RequestTypeRm, false, "/pollux/racing")
 	e.stage()
@@ -632,7 +656,7 @@ func TestRmWhileWritingDiscardsTheUpload(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	require.Equal(t, http.StatusConflict, resp.StatusCode, string(b))
 	require.Contains(t, errorBody(t, b).Message, "no longer wanted")
-	require.Eventually(t, func() bool { return len(files(t, d.dir)) == 0 }, 10*time.Second, 5*time.Millisecond,
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Empty(c, files(c, d.dir)) }, 10*time.Second, 5*time.Millisecond,
 		"the bytes nobody wants are deleted")
 }
 
@@ -659,7 +683,7 @@ func TestRestartTakesBackReadyTransfers(t *testing.T) {
 	s := e.sub(req)
 	require.Equal(t, model.SubrequestStatusRetry, s.Status, "the transfer the dead mover had is taken back at start")
 	require.Contains(t, s.Info, "ds-r restarted")
-	require.Eventually(t, func() bool { return len(files(t, dir)) == 0 }, 10*time.Second, 10*time.Millisecond,
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Empty(c, files(c, dir)) }, 10*time.Second, 10*time.Millisecond,
 		"the partial upload left behind is removed")
 }
 
@@ -673,10 +697,14 @@ func TestStopTakesBackReadyTransfers(t *testing.T) {
 	moving, m := e.ready(model.RequestTypePut, "/pollux/moving")
 	conn := rawPut(t, *m.MoverURL, *m.Token, int64(len(data)), data[:100])
 	defer conn.Close()
-	require.Eventually(t, func() bool { return len(files(t, d.dir)) == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Len(c, files(c, d.dir), 1) }, 10*time.Second, 5*time.Millisecond)
 
-	stopped := make(chan int, 1)
-	go func() { stopped <- d.shutdown(t) }()
+	type exit struct {
+		code int
+		err  error
+	}
+	stopped := make(chan exit, 1)
+	go func() { code, err := d.stopAndWait(); stopped <- exit{code, err} }()
 	require.Eventually(t, func() bool { return strings.Contains(d.log.String(), "transfer handed back") }, 10*time.Second, 5*time.Millisecond,
 		"the job of a transfer whose client never came ends at once")
 	resp, body := call(t, http.MethodPut, *s.MoverURL, *s.Token, bytes.NewReader(data), nil)
@@ -688,7 +716,9 @@ func TestStopTakesBackReadyTransfers(t *testing.T) {
 	resp, err = http.ReadResponse(bufio.NewReader(conn), nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusCreated, resp.StatusCode)
-	require.Equal(t, 0, <-stopped, "a drain that finished its work is clean")
+	ex := <-stopped
+	require.NoError(t, ex.err)
+	require.Equal(t, 0, ex.code, "a drain that finished its work is clean")
 	e.wait(moving, model.SubrequestStatusFinished)
 	s = e.sub(req)
 	require.Equal(t, model.SubrequestStatusRetry, s.Status, "the transfer is handed back for another try: %+v", s)

@@ -10,10 +10,10 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
@@ -57,9 +57,16 @@ func (c *cluster) rhd(flags ...string) *rhdtest.Instance {
 
 func (c *cluster) count(sql string) int {
 	c.t.Helper()
-	var n int
-	require.NoError(c.t, c.db.Pool().QueryRow(c.ctx, sql).Scan(&n))
+	n, err := c.countErr(sql)
+	require.NoError(c.t, err)
 	return n
+}
+
+// countErr is count for a condition, which must not stop the test from its goroutine.
+func (c *cluster) countErr(sql string) (int, error) {
+	var n int
+	err := c.db.Pool().QueryRow(c.ctx, sql).Scan(&n)
+	return n, err
 }
 
 func (c *cluster) tx(name string, fn func(q pg.Querier) error) {
@@ -87,17 +94,57 @@ func (r response) decode(t *testing.T, v any) {
 
 func do(t *testing.T, method, u, token string, body io.Reader) response {
 	t.Helper()
-	req, err := http.NewRequest(method, u, body)
+	r, err := send(method, u, token, body)
 	require.NoError(t, err)
+	return r
+}
+
+// send is do without the test, for other goroutines: only the test's own goroutine may
+// stop it (require), so they hand their error back.
+func send(method, u, token string, body io.Reader) (response, error) {
+	req, err := http.NewRequest(method, u, body)
+	if err != nil {
+		return response{}, err
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
+	if err != nil {
+		return response{}, err
+	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return response{resp.StatusCode, b}
+	if err != nil {
+		return response{}, err
+	}
+	return response{resp.StatusCode, b}, nil
+}
+
+// reply is the answer to a call sent from another goroutine (goSend).
+type reply struct {
+	r       response
+	err     error
+	elapsed time.Duration
+}
+
+// goSend sends a call from another goroutine; receive its reply with await.
+func goSend(method, u, token string, body io.Reader) <-chan reply {
+	ch := make(chan reply, 1)
+	go func() {
+		start := time.Now()
+		r, err := send(method, u, token, body)
+		ch <- reply{r, err, time.Since(start)}
+	}()
+	return ch
+}
+
+// await receives a reply on the test's goroutine and fails the test if the call failed.
+func await(t *testing.T, ch <-chan reply) reply {
+	t.Helper()
+	a := <-ch
+	require.NoError(t, a.err)
+	return a
 }
 
 func submit(t *testing.T, in *rhdtest.Instance, token string, req api.SubmitRequest) response {
@@ -109,11 +156,15 @@ func submit(t *testing.T, in *rhdtest.Instance, token string, req api.SubmitRequ
 
 func get(t *testing.T, in *rhdtest.Instance, token, id string, q url.Values) response {
 	t.Helper()
+	return do(t, http.MethodGet, requestURL(in, id, q), token, nil)
+}
+
+func requestURL(in *rhdtest.Instance, id string, q url.Values) string {
 	u := in.URL + api.RequestPath(id)
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	return do(t, http.MethodGet, u, token, nil)
+	return u
 }
 
 func TestSubmitRetryThroughAnotherInstanceStoresOneRequest(t *testing.T) {
@@ -322,18 +373,8 @@ func TestLongPollIsAnsweredByAnyInstance(t *testing.T) {
 
 	// A poll since the current state waits; the mover's start (another process, through
 	// the logic) ends it promptly.
-	type answer struct {
-		r       response
-		elapsed time.Duration
-	}
-	poll := func(since time.Time, wait string) <-chan answer {
-		ch := make(chan answer, 1)
-		go func() {
-			start := time.Now()
-			resp := get(t, answering, aliceToken, id, url.Values{api.ParamWait: {wait}, api.ParamSince: {since.Format(api.TimeFormat)}})
-			ch <- answer{resp, time.Since(start)}
-		}()
-		return ch
+	poll := func(since time.Time, wait string) <-chan reply {
+		return goSend(http.MethodGet, requestURL(answering, id, url.Values{api.ParamWait: {wait}, api.ParamSince: {since.Format(api.TimeFormat)}}), aliceToken, nil)
 	}
 	pending := poll(seen.UpdatedAt, "10s")
 	time.Sleep(300 * time.Millisecond)
@@ -346,7 +387,7 @@ func TestLongPollIsAnsweredByAnyInstance(t *testing.T) {
 	require.NoError(t, err)
 	_, err = model.TransferClaim(c.ctx, c.db.Pool(), ds, "http://ds1:9100", []string{"one-time"})
 	require.NoError(t, err)
-	a := <-pending
+	a := await(t, pending)
 	require.Equal(t, http.StatusOK, a.r.status, string(a.r.body))
 	require.Less(t, a.elapsed, 1500*time.Millisecond, "answered on the notification, not at the end of the wait")
 	var ready api.Request
@@ -357,11 +398,11 @@ func TestLongPollIsAnsweredByAnyInstance(t *testing.T) {
 	require.Equal(t, "one-time", ready.Subrequests[0].Token, "the owner sees the token")
 
 	// Nothing changes: the poll answers when its wait (capped at --max-wait 2s) ends.
-	a = <-poll(ready.UpdatedAt, "1s")
+	a = await(t, poll(ready.UpdatedAt, "1s"))
 	require.Equal(t, http.StatusOK, a.r.status)
 	require.GreaterOrEqual(t, a.elapsed, time.Second)
 	require.Less(t, a.elapsed, 1900*time.Millisecond)
-	a = <-poll(ready.UpdatedAt, "1h")
+	a = await(t, poll(ready.UpdatedAt, "1h"))
 	require.GreaterOrEqual(t, a.elapsed, 2*time.Second, "capped at --max-wait")
 	require.Less(t, a.elapsed, 4*time.Second, "capped at --max-wait")
 	var same api.Request
@@ -369,7 +410,7 @@ func TestLongPollIsAnsweredByAnyInstance(t *testing.T) {
 	require.True(t, same.UpdatedAt.Equal(ready.UpdatedAt))
 
 	// A poll since an older state answers at once.
-	a = <-poll(seen.UpdatedAt, "10s")
+	a = await(t, poll(seen.UpdatedAt, "10s"))
 	require.Less(t, a.elapsed, time.Second)
 
 	// Another user may not see the request (nor its token); an unknown one does not exist.
@@ -394,33 +435,35 @@ func TestSubmitWaitsForTheFirstChange(t *testing.T) {
 	id := uuid.New()
 	body, err := json.Marshal(api.SubmitRequest{ID: id, Type: "PUT", Paths: []string{"/pollux/w"}})
 	require.NoError(t, err)
-	post := func(wait string) <-chan response {
-		ch := make(chan response, 1)
-		go func() {
-			ch <- do(t, http.MethodPost, a.URL+api.PathRequests+"?"+url.Values{api.ParamWait: {wait}}.Encode(), aliceToken, bytes.NewReader(body))
-		}()
-		return ch
+	post := func(wait string) <-chan reply {
+		return goSend(http.MethodPost, a.URL+api.PathRequests+"?"+url.Values{api.ParamWait: {wait}}.Encode(), aliceToken, bytes.NewReader(body))
 	}
 	pending := post("20s")
-	require.Eventually(t, func() bool { return c.count("select count(*) from request") == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		n, err := c.countErr("select count(*) from request")
+		require.NoError(ct, err)
+		assert.Equal(ct, 1, n)
+	}, 10*time.Second, 10*time.Millisecond)
 	time.Sleep(200 * time.Millisecond)
 	select {
 	case r := <-pending:
-		t.Fatalf("the submission answered before the request changed: %s", r.body)
+		t.Fatalf("the submission answered before the request changed: %s %v", r.r.body, r.err)
 	default:
 	}
 
 	ds := c.schedulePut(id) // the stager's placement changes nothing a client waits for
 	select {
 	case r := <-pending:
-		t.Fatalf("the submission answered on a step the client does not wait for: %s", r.body)
+		t.Fatalf("the submission answered on a step the client does not wait for: %s %v", r.r.body, r.err)
 	case <-time.After(300 * time.Millisecond):
 	}
 	_, err = model.TransferClaim(c.ctx, c.db.Pool(), ds, "http://ds1:9100", []string{"one-time"})
 	require.NoError(t, err)
 	var r response
 	select {
-	case r = <-pending:
+	case a := <-pending:
+		require.NoError(t, a.err)
+		r = a.r
 	case <-time.After(5 * time.Second):
 		t.Fatal("the submission did not answer when its request became READY")
 	}
@@ -443,14 +486,14 @@ func TestSubmitWaitsForTheFirstChange(t *testing.T) {
 
 	// A retry finds the request stored and answers with it at once.
 	start := time.Now()
-	r = <-post("20s")
+	r = await(t, post("20s")).r
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
 	require.Less(t, time.Since(start), 5*time.Second)
 	var again api.SubmitResponse
 	r.decode(t, &again)
 	require.False(t, again.Created)
 	require.Equal(t, "READY", again.Request.Subrequests[0].Status)
-	require.Equal(t, http.StatusBadRequest, (<-post("soon")).status)
+	require.Equal(t, http.StatusBadRequest, await(t, post("soon")).r.status)
 	require.Equal(t, 1, c.count("select count(*) from request"))
 }
 
@@ -463,28 +506,22 @@ func TestDrainAnswersWaitingPolls(t *testing.T) {
 	var seen api.Request
 	get(t, a, aliceToken, id, nil).decode(t, &seen)
 
-	var wg sync.WaitGroup
-	var r response
-	var elapsed time.Duration
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		start := time.Now()
-		r = get(t, a, aliceToken, id, url.Values{api.ParamWait: {"50s"}, api.ParamSince: {seen.UpdatedAt.Format(api.TimeFormat)}})
-		elapsed = time.Since(start)
-	}()
-	require.Eventually(t, func() bool {
-		return bytes.Contains(fetchMetrics(t, a), []byte("pollux_rhd_long_polls 1"))
+	pending := goSend(http.MethodGet, requestURL(a, id, url.Values{api.ParamWait: {"50s"}, api.ParamSince: {seen.UpdatedAt.Format(api.TimeFormat)}}), aliceToken, nil)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Contains(ct, string(fetchMetrics(ct, a)), "pollux_rhd_long_polls 1")
 	}, 10*time.Second, 10*time.Millisecond)
 	require.Equal(t, 0, a.Stop(), a.Log.String())
-	wg.Wait()
-	require.Equal(t, http.StatusOK, r.status)
-	require.Less(t, elapsed, 10*time.Second, "the drain answered the poll instead of waiting for it")
+	r := await(t, pending)
+	require.Equal(t, http.StatusOK, r.r.status)
+	require.Less(t, r.elapsed, 10*time.Second, "the drain answered the poll instead of waiting for it")
 }
 
-// fetchMetrics reads the daemon's /metrics from its admin listener.
-func fetchMetrics(t *testing.T, in *rhdtest.Instance) []byte {
-	t.Helper()
+// fetchMetrics reads the daemon's /metrics from its admin listener. t may be an
+// EventuallyWithT's collector.
+func fetchMetrics(t require.TestingT, in *rhdtest.Instance) []byte {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
 	var admin string
 	for _, m := range in.Log.Lines("admin listener up") {
 		admin, _ = m["url"].(string)
