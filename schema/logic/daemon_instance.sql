@@ -9,6 +9,7 @@ CREATE OR REPLACE FUNCTION daemon_instance_register(
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
     IF coalesce(p_role, '') = '' THEN
@@ -29,6 +30,7 @@ CREATE OR REPLACE FUNCTION daemon_instance_heartbeat(p_id uuid)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
     UPDATE daemon_instance SET heartbeat_at = now(), stopped_at = NULL WHERE id = p_id;
@@ -44,6 +46,7 @@ CREATE OR REPLACE FUNCTION daemon_instance_stop(p_id uuid)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_role text;

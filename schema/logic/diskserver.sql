@@ -9,6 +9,7 @@ CREATE OR REPLACE FUNCTION disk_server_register(p_name text, p_url text, p_load 
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_id bigint;
@@ -34,6 +35,7 @@ CREATE OR REPLACE FUNCTION file_system_register(p_disk_server_id bigint, p_mount
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_sc bigint;
@@ -64,6 +66,7 @@ CREATE OR REPLACE FUNCTION disk_server_heartbeat(p_id bigint, p_load double prec
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_was timestamptz;
@@ -86,6 +89,7 @@ CREATE OR REPLACE FUNCTION file_system_heartbeat(p_id bigint, p_capacity_bytes b
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_was bigint;
@@ -112,6 +116,7 @@ CREATE OR REPLACE FUNCTION disk_copy_claim_gc(p_disk_server_id bigint, p_batch i
 RETURNS TABLE (id bigint, mount_point text, disk_path text)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -136,6 +141,7 @@ CREATE OR REPLACE FUNCTION disk_copy_deleted(p_id bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$ BEGIN DELETE FROM disk_copy WHERE id = p_id AND status = 'BEINGDELETED'; END $$;
 
 -- disk_server_recover takes back the transfers a restarting disk server was running (READY
@@ -146,6 +152,7 @@ CREATE OR REPLACE FUNCTION disk_server_recover(p_id bigint)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_sr record;

@@ -13,6 +13,7 @@ CREATE OR REPLACE FUNCTION subrequest_take_back(p_id bigint, p_reason text)
 RETURNS subrequest_status
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_sr subrequest;
@@ -48,6 +49,7 @@ CREATE OR REPLACE FUNCTION subrequest_expire(p_batch integer)
 RETURNS TABLE (id bigint, request_id uuid, status subrequest_status, reason text)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -93,6 +95,7 @@ CREATE OR REPLACE FUNCTION request_archive_finished(p_batch integer)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_r record;
@@ -124,6 +127,7 @@ CREATE OR REPLACE FUNCTION request_archive_purge(p_batch integer)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_n integer;

@@ -16,6 +16,7 @@ CREATE OR REPLACE FUNCTION namespace_path_problem(p_path text)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
     IF p_path IS NULL OR p_path = '' THEN
@@ -45,6 +46,7 @@ RETURNS TABLE (path text, service_class text, status text, size_bytes bigint, ch
                owner text, updated_at timestamptz, disk_copies integer)
 LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_problem text := namespace_path_problem(p_path);
@@ -79,6 +81,7 @@ CREATE OR REPLACE FUNCTION file_close_copy(p_file_id bigint, p_disk_copy_id bigi
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_copy disk_copy;

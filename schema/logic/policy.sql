@@ -8,6 +8,7 @@ CREATE OR REPLACE FUNCTION policy_value(p_name text)
 RETURNS bigint
 LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v bigint;
@@ -26,6 +27,7 @@ CREATE OR REPLACE FUNCTION policy_set(p_name text, p_value bigint, p_by text)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_old bigint;
@@ -53,4 +55,5 @@ CREATE OR REPLACE FUNCTION policy_list()
 RETURNS SETOF policy
 LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$ BEGIN RETURN QUERY SELECT * FROM policy ORDER BY name; END $$;

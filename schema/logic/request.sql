@@ -14,6 +14,7 @@ CREATE OR REPLACE FUNCTION request_submit(
 RETURNS TABLE (created boolean, subrequests integer)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_max_files constant integer := 1000;
@@ -76,6 +77,7 @@ CREATE OR REPLACE FUNCTION request_get(p_id uuid)
 RETURNS SETOF request
 LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$ BEGIN RETURN QUERY SELECT * FROM request WHERE id = p_id; END $$;
 
 -- subrequest_list returns a request's subrequests in the order of its paths. Reads only.
@@ -83,6 +85,7 @@ CREATE OR REPLACE FUNCTION subrequest_list(p_request_id uuid)
 RETURNS SETOF subrequest
 LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$ BEGIN RETURN QUERY SELECT * FROM subrequest WHERE request_id = p_request_id ORDER BY id; END $$;
 
 -- request_view is a request as its owner sees it: the API's Request (daemons/rhd/api) as
@@ -93,6 +96,7 @@ CREATE OR REPLACE FUNCTION request_view(p_id uuid)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
     -- Absent, not null: what the API's omitempty fields look like.
@@ -128,6 +132,7 @@ CREATE OR REPLACE FUNCTION request_changed_payload(p_request_id uuid, p_subreque
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_payload text;
@@ -153,6 +158,7 @@ CREATE OR REPLACE FUNCTION request_refresh(p_request_id uuid)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_pending integer;
@@ -186,6 +192,7 @@ CREATE OR REPLACE FUNCTION subrequest_fail(p_id bigint, p_code text, p_message t
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_request uuid;
@@ -203,6 +210,7 @@ CREATE OR REPLACE FUNCTION subrequest_wake_waiters(p_file_id bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_type request_type;

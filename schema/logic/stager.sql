@@ -19,6 +19,7 @@ CREATE OR REPLACE FUNCTION file_lock(p_path text, p_service_class_id bigint, p_o
 RETURNS SETOF file
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
     IF p_create THEN
@@ -34,6 +35,7 @@ CREATE OR REPLACE FUNCTION subrequest_finish(p_id bigint, p_info text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_request uuid;
@@ -51,6 +53,7 @@ CREATE OR REPLACE FUNCTION subrequest_wait_transfer(p_id bigint, p_file_id bigin
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
     UPDATE subrequest SET file_id = p_file_id, disk_copy_id = p_disk_copy_id WHERE id = p_id;
@@ -65,6 +68,7 @@ CREATE OR REPLACE FUNCTION subrequest_file(p_id bigint)
 RETURNS SETOF file
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_path text;
@@ -92,6 +96,7 @@ CREATE OR REPLACE FUNCTION subrequest_claim(p_family text, p_batch integer)
 RETURNS TABLE (id bigint, request_id uuid, path text, status subrequest_status, message text, wake_url text)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -148,6 +153,7 @@ CREATE OR REPLACE FUNCTION file_unclosed_writer(p_file_id bigint, p_except bigin
 RETURNS bigint
 LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_copy bigint;
@@ -171,6 +177,7 @@ CREATE OR REPLACE FUNCTION subrequest_decide_put(p_id bigint)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_sr subrequest;
@@ -209,6 +216,7 @@ CREATE OR REPLACE FUNCTION subrequest_decide_get(p_id bigint)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_sr subrequest;
@@ -260,6 +268,7 @@ CREATE OR REPLACE FUNCTION subrequest_decide_putdone(p_id bigint)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_file file;
@@ -294,6 +303,7 @@ CREATE OR REPLACE FUNCTION subrequest_decide_rm(p_id bigint)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_file file;

@@ -14,6 +14,7 @@ RETURNS TABLE (request_id uuid, type request_type, path text, mount_point text, 
                checksum_adler32 text, max_size_bytes bigint)
 LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -43,6 +44,7 @@ RETURNS TABLE (subrequest_id bigint, request_id uuid, type request_type, path te
                open_seconds bigint, transfer_seconds bigint)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -93,6 +95,7 @@ CREATE OR REPLACE FUNCTION transfer_put_ended(p_subrequest_id bigint, p_size_byt
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_sr subrequest;
@@ -126,6 +129,7 @@ CREATE OR REPLACE FUNCTION transfer_get_ended(p_subrequest_id bigint, p_size_byt
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
     UPDATE subrequest SET size_bytes = p_size_bytes WHERE id = p_subrequest_id AND status = 'READY' AND type = 'GET';
@@ -151,6 +155,7 @@ CREATE OR REPLACE FUNCTION transfer_get_corrupt(p_subrequest_id bigint, p_size_b
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_sr subrequest;
@@ -198,6 +203,7 @@ CREATE OR REPLACE FUNCTION subrequest_abandon_write(p_id bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_sr subrequest;
@@ -222,6 +228,7 @@ CREATE OR REPLACE FUNCTION transfer_fail(p_subrequest_id bigint, p_code text, p_
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_status subrequest_status;
