@@ -53,9 +53,17 @@ lint: verify/fmt verify/vet ## gofmt and go vet.
 .PHONY: verify
 verify: lint verify/generate ## Everything checked before the tests run.
 
+# The race detector runs over the framework and the daemons, where the goroutines are;
+# every other package runs once, without it (the race build of the whole tree would double
+# the time for little more).
+MODULE = $(shell $(GO) list -m)
+RACE_PKGS := ./framework/... ./daemons/...
+OTHER_PKGS = $$($(GO) list ./... | grep -v -e '^$(MODULE)/framework\(/\|$$\)' -e '^$(MODULE)/daemons\(/\|$$\)')
+
 .PHONY: test
-test: pg/install verify ## Every test, against a real PostgreSQL (the private cluster, or POLLUX_TEST_DATABASE_URL).
-	$(GO) test $(TEST_FLAGS) ./...
+test: pg/install verify ## Every test, against a real PostgreSQL (the private cluster, or POLLUX_TEST_DATABASE_URL); the framework and daemons under the race detector.
+	$(GO) test $(TEST_FLAGS) $(OTHER_PKGS)
+	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
 
 .PHONY: test/short
 test/short: ## The tests without the slow process-level suites.
