@@ -3,7 +3,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 GO ?= go
 # Test packages run two at a time on a 2-core machine; each test clones its own database.
-TEST_FLAGS ?= -timeout 20m
+# -count=1: go's test cache does not see what a test reaches outside its package's imports
+# (the database, the binaries e2e builds from ./cmd and ./daemons), so a cached pass can
+# hide a change that breaks it.
+TEST_FLAGS ?= -count=1 -timeout 20m
 
 .PHONY: help
 help: ## List the targets.
