@@ -241,6 +241,9 @@ func (in *Instance) StageHost() string {
 	return strings.Join(hosts, ",")
 }
 
+// DSN is the instance's database.
+func (in *Instance) DSN() string { return in.opts.DSN }
+
 // Env is the client environment for this instance.
 func (in *Instance) Env() []string {
 	return append(os.Environ(), "STAGE_HOST="+in.StageHost(), "STAGE_SVCCLASS=default", "POLLUX_TOKEN="+in.Token)
