@@ -29,7 +29,7 @@ func NewServer(ln net.Listener, h http.Handler, log *zap.Logger) *Server {
 	return &Server{ln: ln, log: log, done: make(chan struct{}), srv: &http.Server{
 		Handler: h,
 		// Only the header is bounded: a body may rightly take as long as the policy's transfer_seconds,
-		// which the transfer's job enforces.
+		// which the transfer's watcher enforces.
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          zap.NewStdLog(log),
