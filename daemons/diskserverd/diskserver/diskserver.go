@@ -196,7 +196,7 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 	transfers := mover.NewTransfers()
 	watchCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
 	claims := &claimer{db: env.DB, server: srv, transfers: transfers, log: env.Logger("transfer"),
-		limit: cfg.transferWorkers, batch: cfg.transferWorkers, draining: make(chan struct{}), watchCtx: watchCtx, abort: abort}
+		limit: cfg.transferWorkers, draining: make(chan struct{}), watchCtx: watchCtx, abort: abort}
 	claims.pool, err = claim.New(claim.Config{Name: "transfers", Workers: 1, Batch: cfg.transferWorkers,
 		PollInterval: cfg.claimPoll, Step: claims.step}, nil, env.ClaimMetrics, env.Log)
 	if err != nil {
@@ -209,6 +209,7 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 	gcPool, err := claim.New(claim.Config{Name: "gc", Workers: 1, Batch: gcBatch, PollInterval: cfg.gcInterval, Step: gc.step},
 		nil, env.ClaimMetrics, env.Log)
 	if err != nil {
+		abort()
 		return nil, err
 	}
 	started := time.Now()

@@ -30,7 +30,6 @@ type claimer struct {
 	transfers *mover.Transfers
 	log       *zap.Logger
 	limit     int
-	batch     int
 	running   atomic.Int64
 	pool      *claim.Pool
 	watchers  sync.WaitGroup
@@ -47,8 +46,7 @@ func (c *claimer) step(ctx context.Context) (int, error) {
 	if free <= 0 {
 		return 0, nil // a watcher that ends wakes the pool
 	}
-	batch := min(free, c.batch)
-	tokens := make([]string, batch)
+	tokens := make([]string, free)
 	for i := range tokens {
 		t, err := newToken()
 		if err != nil {

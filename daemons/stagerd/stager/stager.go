@@ -73,6 +73,7 @@ func newPool(env *daemon.Env, family string, hints *wake.Hinter) (*claim.Pool, e
 			if err != nil {
 				return 0, err
 			}
+			// The hints first, the log lines after: a disk server waits on its hint.
 			var wakes []string
 			for _, d := range decided {
 				if d.WakeURL != nil {
