@@ -59,6 +59,10 @@ const (
 	// raised by the generated triggers of schema/logic/transitions_gen.sql, so it is a fault
 	// of the logic, never of the user.
 	SQLStateInvalidTransition = wire.SQLStateInvalidTransition
+	// SQLStateFenced is the error fenced (kind unavailable). A singleton's write carried a
+	// lease epoch that is no longer current, or its lease expired (leader_lease_fence): the
+	// instance no longer leads and must stand by; its transaction changed nothing.
+	SQLStateFenced = wire.SQLStateFenced
 )
 
 // KindOfSQLState returns the kind of a SQLSTATE raised by the logic, and false for any

@@ -34,6 +34,12 @@ var LogicFunctions = []LogicFunction{
 	{Name: "daemon_instance_list", File: "daemon_instance.sql", IdentityArgs: "p_window_seconds integer", Result: "TABLE(id uuid, role text, host text, pid integer, version text, pools jsonb, admin_url text, started_at timestamp with time zone, heartbeat_age_seconds double precision, stopped_at timestamp with time zone)"},
 	{Name: "system_event_record", File: "system_event.sql", IdentityArgs: "p_kind text, p_daemon text, p_instance_id uuid, p_message text, p_detail jsonb", Result: "bigint"},
 	{Name: "system_event_list", File: "system_event.sql", IdentityArgs: "p_limit integer", Result: "SETOF system_event"},
+	{Name: "leader_lease_acquire", File: "leader.sql", IdentityArgs: "p_name text, p_instance_id uuid, p_host text, p_ttl_seconds double precision, p_preferred boolean", Result: "TABLE(epoch bigint, leader boolean, holder_id uuid, holder_host text, expires_in_seconds double precision)"},
+	{Name: "leader_lease_resign", File: "leader.sql", IdentityArgs: "p_name text, p_instance_id uuid, p_epoch bigint", Result: "void"},
+	{Name: "leader_lease_fence", File: "leader.sql", IdentityArgs: "p_name text, p_epoch bigint", Result: "void"},
+	{Name: "leader_work_record", File: "leader.sql", IdentityArgs: "p_name text, p_epoch bigint, p_instance_id uuid, p_rows integer", Result: "void"},
+	{Name: "leader_work_purge", File: "leader.sql", IdentityArgs: "p_batch integer", Result: "integer"},
+	{Name: "leader_lease_list", File: "leader.sql", IdentityArgs: "p_window_seconds integer", Result: "TABLE(name text, epoch bigint, holder_id uuid, holder_host text, holder_preferred boolean, acquired_at timestamp with time zone, lease_age_seconds double precision, expires_in_seconds double precision, backups text[])"},
 	{Name: "namespace_root", File: "namespace.sql", IdentityArgs: "", Result: "text"},
 	{Name: "namespace_path_problem", File: "namespace.sql", IdentityArgs: "p_path text", Result: "text"},
 	{Name: "file_query", File: "namespace.sql", IdentityArgs: "p_path text", Result: "TABLE(path text, service_class text, status text, size_bytes bigint, checksum_adler32 text, owner text, updated_at timestamp with time zone, disk_copies integer)"},
@@ -107,6 +113,18 @@ const (
 	SystemEventRecordSQL = "SELECT system_event_record($1::text, $2::text, $3::uuid, $4::text, $5::jsonb)"
 	// SystemEventListSQL is the statement SystemEventList runs.
 	SystemEventListSQL = "SELECT id, at, kind, daemon, instance_id, message, detail FROM system_event_list($1::integer)"
+	// LeaderLeaseAcquireSQL is the statement LeaderLeaseAcquire runs.
+	LeaderLeaseAcquireSQL = "SELECT epoch, leader, holder_id, holder_host, expires_in_seconds FROM leader_lease_acquire($1::text, $2::uuid, $3::text, $4::double precision, $5::boolean)"
+	// LeaderLeaseResignSQL is the statement LeaderLeaseResign runs.
+	LeaderLeaseResignSQL = "SELECT leader_lease_resign($1::text, $2::uuid, $3::bigint)"
+	// LeaderLeaseFenceSQL is the statement LeaderLeaseFence runs.
+	LeaderLeaseFenceSQL = "SELECT leader_lease_fence($1::text, $2::bigint)"
+	// LeaderWorkRecordSQL is the statement LeaderWorkRecord runs.
+	LeaderWorkRecordSQL = "SELECT leader_work_record($1::text, $2::bigint, $3::uuid, $4::integer)"
+	// LeaderWorkPurgeSQL is the statement LeaderWorkPurge runs.
+	LeaderWorkPurgeSQL = "SELECT leader_work_purge($1::integer)"
+	// LeaderLeaseListSQL is the statement LeaderLeaseList runs.
+	LeaderLeaseListSQL = "SELECT name, epoch, holder_id, holder_host, holder_preferred, acquired_at, lease_age_seconds, expires_in_seconds, backups FROM leader_lease_list($1::integer)"
 	// NamespaceRootSQL is the statement NamespaceRoot runs.
 	NamespaceRootSQL = "SELECT namespace_root()"
 	// NamespacePathProblemSQL is the statement NamespacePathProblem runs.
@@ -290,6 +308,114 @@ func SystemEventList(ctx context.Context, db DBTX, limit int32) ([]SystemEvent, 
 	result, err := CollectSystemEvents(rows)
 	if err != nil {
 		return nil, fmt.Errorf("system_event_list: %w", err)
+	}
+	return result, nil
+}
+
+// LeaderLeaseAcquireRow is a row returned by leader_lease_acquire.
+type LeaderLeaseAcquireRow struct {
+	Epoch            int64    `json:"epoch"`
+	Leader           bool     `json:"leader"`
+	HolderID         *string  `json:"holder_id"`
+	HolderHost       *string  `json:"holder_host"`
+	ExpiresInSeconds *float64 `json:"expires_in_seconds"`
+}
+
+// LeaderLeaseAcquire calls the SQL function leader_lease_acquire (leader.sql).
+//
+// One election round for a lease; the holder renews, anyone takes an expired or resigned
+// lease, a preferred instance takes it from one that is not. Returns the lease as it
+// stands.
+func LeaderLeaseAcquire(ctx context.Context, db DBTX, name string, instanceID string, host string, ttlSeconds float64, preferred bool) ([]LeaderLeaseAcquireRow, error) {
+	rows, err := db.Query(ctx, LeaderLeaseAcquireSQL, name, instanceID, host, ttlSeconds, preferred)
+	if err != nil {
+		return nil, fmt.Errorf("leader_lease_acquire: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (LeaderLeaseAcquireRow, error) {
+		var r LeaderLeaseAcquireRow
+		err := row.Scan(&r.Epoch, &r.Leader, &r.HolderID, &r.HolderHost, &r.ExpiresInSeconds)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("leader_lease_acquire: %w", err)
+	}
+	return result, nil
+}
+
+// LeaderLeaseResign calls the SQL function leader_lease_resign (leader.sql).
+//
+// Gives a lease up at once if this instance holds it at that epoch; anything else is
+// ignored.
+func LeaderLeaseResign(ctx context.Context, db DBTX, name string, instanceID string, epoch int64) error {
+	if _, err := db.Exec(ctx, LeaderLeaseResignSQL, name, instanceID, epoch); err != nil {
+		return fmt.Errorf("leader_lease_resign: %w", err)
+	}
+	return nil
+}
+
+// LeaderLeaseFence calls the SQL function leader_lease_fence (leader.sql).
+//
+// Raises fenced unless p_epoch is the lease's current epoch and the lease is live;
+// share-locks the lease row until the transaction ends.
+func LeaderLeaseFence(ctx context.Context, db DBTX, name string, epoch int64) error {
+	if _, err := db.Exec(ctx, LeaderLeaseFenceSQL, name, epoch); err != nil {
+		return fmt.Errorf("leader_lease_fence: %w", err)
+	}
+	return nil
+}
+
+// LeaderWorkRecord calls the SQL function leader_work_record (leader.sql).
+//
+// Journals one step of singleton work that changed something, in the step's fenced
+// transaction.
+func LeaderWorkRecord(ctx context.Context, db DBTX, name string, epoch int64, instanceID string, rowsArg int32) error {
+	if _, err := db.Exec(ctx, LeaderWorkRecordSQL, name, epoch, instanceID, rowsArg); err != nil {
+		return fmt.Errorf("leader_work_record: %w", err)
+	}
+	return nil
+}
+
+// LeaderWorkPurge calls the SQL function leader_work_purge (leader.sql).
+//
+// Deletes work records older than policy request_archive_seconds, at most p_batch;
+// returns how many.
+func LeaderWorkPurge(ctx context.Context, db DBTX, batch int32) (int32, error) {
+	var result int32
+	if err := db.QueryRow(ctx, LeaderWorkPurgeSQL, batch).Scan(&result); err != nil {
+		return 0, fmt.Errorf("leader_work_purge: %w", err)
+	}
+	return result, nil
+}
+
+// LeaderLeaseListRow is a row returned by leader_lease_list.
+type LeaderLeaseListRow struct {
+	Name             string     `json:"name"`
+	Epoch            int64      `json:"epoch"`
+	HolderID         *string    `json:"holder_id"`
+	HolderHost       string     `json:"holder_host"`
+	HolderPreferred  bool       `json:"holder_preferred"`
+	AcquiredAt       *time.Time `json:"acquired_at"`
+	LeaseAgeSeconds  *float64   `json:"lease_age_seconds"`
+	ExpiresInSeconds float64    `json:"expires_in_seconds"`
+	Backups          []string   `json:"backups"`
+}
+
+// LeaderLeaseList calls the SQL function leader_lease_list (leader.sql).
+//
+// Every lease with its leader, epoch, since when, lease age, time left and the backups
+// heard from within p_window_seconds.
+func LeaderLeaseList(ctx context.Context, db DBTX, windowSeconds int32) ([]LeaderLeaseListRow, error) {
+	rows, err := db.Query(ctx, LeaderLeaseListSQL, windowSeconds)
+	if err != nil {
+		return nil, fmt.Errorf("leader_lease_list: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (LeaderLeaseListRow, error) {
+		var r LeaderLeaseListRow
+		err := row.Scan(&r.Name, &r.Epoch, &r.HolderID, &r.HolderHost, &r.HolderPreferred, &r.AcquiredAt, &r.LeaseAgeSeconds, &r.ExpiresInSeconds, &r.Backups)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("leader_lease_list: %w", err)
 	}
 	return result, nil
 }

@@ -386,6 +386,121 @@ func CollectSystemEvents(rows pgx.Rows) ([]SystemEvent, error) {
 	})
 }
 
+// LeaderLease is a row of the table leader_lease.
+//
+// The lease of one singleton role (framework/leader): who leads it and until when; epoch
+// is the fencing token, raised on every change of holder.
+type LeaderLease struct {
+	// <daemon>.<pool>, e.g. jobmanagerd.expire.
+	Name  string `json:"name"`
+	Epoch int64  `json:"epoch"`
+	// daemon_instance id of the leader.
+	HolderID   *string `json:"holder_id"`
+	HolderHost string  `json:"holder_host"`
+	// The leader was started with --leader-preferred.
+	HolderPreferred bool       `json:"holder_preferred"`
+	AcquiredAt      *time.Time `json:"acquired_at"`
+	RenewedAt       *time.Time `json:"renewed_at"`
+	// -infinity once resigned.
+	ExpiresAt time.Time `json:"expires_at"`
+	// The ttl the leader renews with; a fenced transaction may stay idle for a third of it.
+	TtlSeconds float64 `json:"ttl_seconds"`
+}
+
+// LeaderLeaseTable is the name of the table leader_lease.
+const LeaderLeaseTable = "leader_lease"
+
+// LeaderLeaseColumns are the columns of leader_lease in the order ScanLeaderLease expects
+// them.
+var LeaderLeaseColumns = []string{"name", "epoch", "holder_id", "holder_host", "holder_preferred", "acquired_at", "renewed_at", "expires_at", "ttl_seconds"}
+
+// ScanLeaderLease scans a row holding LeaderLeaseColumns in order.
+func ScanLeaderLease(row pgx.Row) (LeaderLease, error) {
+	var r LeaderLease
+	if err := row.Scan(&r.Name, &r.Epoch, &r.HolderID, &r.HolderHost, &r.HolderPreferred, &r.AcquiredAt, &r.RenewedAt, &r.ExpiresAt, &r.TtlSeconds); err != nil {
+		return LeaderLease{}, fmt.Errorf("scan leader_lease: %w", err)
+	}
+	return r, nil
+}
+
+// CollectLeaderLeases scans every row of rows with ScanLeaderLease and closes rows.
+func CollectLeaderLeases(rows pgx.Rows) ([]LeaderLease, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (LeaderLease, error) {
+		return ScanLeaderLease(row)
+	})
+}
+
+// LeaderCandidate is a row of the table leader_candidate.
+//
+// Instances standing by for a lease, as last heard from.
+type LeaderCandidate struct {
+	Name       string    `json:"name"`
+	InstanceID string    `json:"instance_id"`
+	Host       string    `json:"host"`
+	Preferred  bool      `json:"preferred"`
+	SeenAt     time.Time `json:"seen_at"`
+}
+
+// LeaderCandidateTable is the name of the table leader_candidate.
+const LeaderCandidateTable = "leader_candidate"
+
+// LeaderCandidateColumns are the columns of leader_candidate in the order
+// ScanLeaderCandidate expects them.
+var LeaderCandidateColumns = []string{"name", "instance_id", "host", "preferred", "seen_at"}
+
+// ScanLeaderCandidate scans a row holding LeaderCandidateColumns in order.
+func ScanLeaderCandidate(row pgx.Row) (LeaderCandidate, error) {
+	var r LeaderCandidate
+	if err := row.Scan(&r.Name, &r.InstanceID, &r.Host, &r.Preferred, &r.SeenAt); err != nil {
+		return LeaderCandidate{}, fmt.Errorf("scan leader_candidate: %w", err)
+	}
+	return r, nil
+}
+
+// CollectLeaderCandidates scans every row of rows with ScanLeaderCandidate and closes
+// rows.
+func CollectLeaderCandidates(rows pgx.Rows) ([]LeaderCandidate, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (LeaderCandidate, error) {
+		return ScanLeaderCandidate(row)
+	})
+}
+
+// LeaderWork is a row of the table leader_work.
+//
+// One row per step of singleton work that changed something, with the epoch it ran under
+// (the failure suite checks that epochs never go back and each belongs to one instance).
+type LeaderWork struct {
+	ID         int64     `json:"id"`
+	Name       string    `json:"name"`
+	Epoch      int64     `json:"epoch"`
+	InstanceID string    `json:"instance_id"`
+	Rows       int32     `json:"rows"`
+	At         time.Time `json:"at"`
+}
+
+// LeaderWorkTable is the name of the table leader_work.
+const LeaderWorkTable = "leader_work"
+
+// LeaderWorkColumns are the columns of leader_work in the order ScanLeaderWork expects
+// them.
+var LeaderWorkColumns = []string{"id", "name", "epoch", "instance_id", "rows", "at"}
+
+// ScanLeaderWork scans a row holding LeaderWorkColumns in order.
+func ScanLeaderWork(row pgx.Row) (LeaderWork, error) {
+	var r LeaderWork
+	if err := row.Scan(&r.ID, &r.Name, &r.Epoch, &r.InstanceID, &r.Rows, &r.At); err != nil {
+		return LeaderWork{}, fmt.Errorf("scan leader_work: %w", err)
+	}
+	return r, nil
+}
+
+// CollectLeaderWorks scans every row of rows with ScanLeaderWork and closes rows.
+func CollectLeaderWorks(rows pgx.Rows) ([]LeaderWork, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (LeaderWork, error) {
+		return ScanLeaderWork(row)
+	})
+}
+
 // LogicBundle is a row of the table logic_bundle.
 //
 // Every installed version of the SQL logic (schema/logic), kept so that `pollux-admin

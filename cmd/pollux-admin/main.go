@@ -28,6 +28,7 @@ var commands = map[string]command{
 	"migrate": {"bring a database to head: Pollux's schema, River's tables and the SQL logic", "migrate [up|status|down|force N] [--logic embedded|DIR|none]", cmdMigrate},
 	"logic":   {"hot-patch the SQL logic: apply, status, rollback, history", "logic apply|status|rollback|history [--dir DIR]", cmdLogic},
 	"daemons": {"list running and recently seen daemon instances with their heartbeat age", "daemons [--window 10m] [--json]", cmdDaemons},
+	"leaders": {"show who leads each singleton role, since when, the lease's age and the backups", "leaders [--window 30s] [--json]", cmdLeaders},
 	"events":  {"show the newest entries of the system event journal", "events [--limit 50] [--json]", cmdEvents},
 	"policy":  {"show or change the policy the logic decides with (liveness, retries, time limits, retention)", "policy [list] | policy set NAME VALUE [--json]", cmdPolicy},
 	"local":   {"start, stop or show the local instance under ./var (make run, make stop)", "local start|stop|status|demo [--dir var] [--base-port 9000]", cmdLocal},

@@ -27,6 +27,7 @@ import (
 
 	"github.com/pollux-storage/pollux/framework/claim"
 	"github.com/pollux-storage/pollux/framework/flagenv"
+	"github.com/pollux-storage/pollux/framework/leader"
 	"github.com/pollux-storage/pollux/framework/logging"
 	"github.com/pollux-storage/pollux/framework/metrics"
 	"github.com/pollux-storage/pollux/framework/pg"
@@ -54,6 +55,8 @@ type Spec struct {
 	Setup func(ctx context.Context, env *Env) ([]service.Service, error)
 	// Registry records the instance in the database; nil means no registration.
 	Registry Registry
+	// Leases keeps the leases of singleton pools; required when a pool is a singleton.
+	Leases leader.Store
 	// Ready are checks /readyz runs besides reaching the database (migrations at head,
 	// logic installed...). Each returns nil when ready or an error saying why not.
 	Ready []func(ctx context.Context, db *pg.DB) error
@@ -71,6 +74,9 @@ type PoolSpec struct {
 	Workers int
 	Batch   int
 	Doc     string
+	// Singleton pools do their work only on the instance holding the lease
+	// "<daemon>.<pool>" (framework/leader); their steps go through Env.Elector(name).Tx.
+	Singleton bool
 }
 
 // Instance identifies one running process of a daemon.
@@ -100,8 +106,18 @@ type Env struct {
 	ClaimMetrics *claim.Metrics
 	Instance     Instance
 	// Mux is the admin HTTP mux; a daemon may add its own operator endpoints.
-	Mux   *http.ServeMux
-	pools map[string]*poolFlags
+	Mux      *http.ServeMux
+	pools    map[string]*poolFlags
+	electors map[string]*leader.Elector
+}
+
+// Elector returns the elector of a singleton pool.
+func (e *Env) Elector(pool string) *leader.Elector {
+	el, ok := e.electors[pool]
+	if !ok {
+		panic(fmt.Sprintf("daemon: pool %q is not a singleton in the spec", pool))
+	}
+	return el
 }
 
 type poolFlags struct{ workers, batch int }
@@ -129,6 +145,9 @@ type options struct {
 	dbMaxConns        int
 	host              string
 	version           bool
+	leaseTTL          time.Duration
+	leaseRenew        time.Duration
+	leasePreferred    bool
 }
 
 // Main runs the daemon with the process's arguments and signals and returns the exit code:
@@ -164,6 +183,15 @@ func Run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 	fs.IntVar(&o.dbMaxConns, "db-max-conns", 0, "Largest number of database connections (0: the sum of all pools' workers plus 4).")
 	fs.StringVar(&o.host, "host", "", "Host name to register under (default: the machine's host name).")
 	fs.BoolVar(&o.version, "version", false, "Print the version and exit.")
+	singletons := false
+	for _, p := range spec.Pools {
+		singletons = singletons || p.Singleton
+	}
+	if singletons {
+		fs.DurationVar(&o.leaseTTL, "leader-lease-ttl", 3*time.Second, "How long a singleton pool's lease lasts without renewal: a leader that dies is replaced within this plus --leader-renew-interval.")
+		fs.DurationVar(&o.leaseRenew, "leader-renew-interval", time.Second, "How often the leader renews each lease and backups try to take it; under --leader-lease-ttl.")
+		fs.BoolVar(&o.leasePreferred, "leader-preferred", false, "Make this instance the preferred leader of every singleton pool: it takes the leases back from other instances when it returns (HTCondor's HAD_USE_PRIMARY).")
+	}
 	pools := map[string]*poolFlags{}
 	for _, p := range spec.Pools {
 		pf := &poolFlags{}
@@ -194,6 +222,15 @@ func Run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 		return 0
 	case o.databaseURL == "":
 		fmt.Fprintf(stderr, "%s: --database-url (or %s) is required\n", spec.Name, flagenv.Name("database-url"))
+		return 2
+	}
+	if singletons && spec.Leases == nil {
+		fmt.Fprintf(stderr, "%s: a singleton pool needs Spec.Leases (a fault of the daemon, not of its flags)\n", spec.Name)
+		return 2
+	}
+	if singletons && (o.leaseTTL < time.Second || o.leaseRenew <= 0 || o.leaseRenew >= o.leaseTTL) {
+		fmt.Fprintf(stderr, "%s: --leader-lease-ttl must be at least 1s and --leader-renew-interval above 0 and under it (got %s and %s)\n",
+			spec.Name, o.leaseTTL, o.leaseRenew)
 		return 2
 	}
 	for name, p := range pools {
@@ -324,7 +361,22 @@ func (d *run) main(ctx context.Context, unknownEnv []string) error {
 	}
 
 	env := &Env{DB: db, Listener: listener, Log: d.log, Metrics: reg, ClaimMetrics: claim.NewMetrics(reg),
-		Instance: inst, Mux: mux, pools: d.pools}
+		Instance: inst, Mux: mux, pools: d.pools, electors: map[string]*leader.Elector{}}
+	var electors []*leader.Elector
+	leaderMetrics := leader.NewMetrics(reg)
+	for _, p := range d.spec.Pools {
+		if !p.Singleton {
+			continue
+		}
+		el, err := leader.New(leader.Config{Name: d.spec.Name + "." + p.Name,
+			Candidate: leader.Candidate{InstanceID: inst.ID, Host: host, Preferred: d.o.leasePreferred},
+			TTL:       d.o.leaseTTL, RenewInterval: d.o.leaseRenew}, db, d.spec.Leases, leaderMetrics, d.log)
+		if err != nil {
+			return err
+		}
+		env.electors[p.Name] = el
+		electors = append(electors, el)
+	}
 	var services []service.Service
 	if d.spec.Setup != nil {
 		if services, err = d.spec.Setup(ctx, env); err != nil {
@@ -334,6 +386,21 @@ func (d *run) main(ctx context.Context, unknownEnv []string) error {
 	// Services run until the drain deadline, not until the first signal.
 	work, abort := context.WithCancel(context.WithoutCancel(ctx))
 	defer abort()
+	for _, el := range electors {
+		_ = el.Start(work)
+	}
+	// A daemon that fails to start still gives its leases up.
+	resign := func() {
+		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		for _, el := range electors {
+			if err := el.Stop(c); err != nil {
+				d.log.Warn("resign", zap.Error(err))
+			}
+		}
+	}
+	var resignOnce sync.Once
+	defer resignOnce.Do(resign)
 	var started []service.Service
 	for _, s := range services {
 		if err := s.Start(work); err != nil {
@@ -349,6 +416,9 @@ func (d *run) main(ctx context.Context, unknownEnv []string) error {
 	d.draining = true
 	d.mu.Unlock()
 	d.log.Info("draining", zap.Duration("drain_timeout", d.o.drainTimeout))
+	// Leases go first, so a backup takes over the singleton work while this instance
+	// drains: a step still in flight holds the fence and finishes before the takeover.
+	resignOnce.Do(resign)
 	if err := d.stop(started); err != nil {
 		return err
 	}

@@ -125,6 +125,10 @@ const (
 	// raised by the generated triggers of schema/logic/transitions_gen.sql, so it is a fault
 	// of the logic, never of the user.
 	SQLStateInvalidTransition = "PX008"
+	// SQLStateFenced is the error fenced (kind unavailable). A singleton's write carried a
+	// lease epoch that is no longer current, or its lease expired (leader_lease_fence): the
+	// instance no longer leads and must stand by; its transaction changed nothing.
+	SQLStateFenced = "PX009"
 )
 
 // KindOfSQLState returns the kind of a SQLSTATE raised by the logic, and false for any
@@ -147,6 +151,8 @@ func KindOfSQLState(code string) (ErrorKind, bool) {
 		return ErrorKindUnavailable, true
 	case SQLStateInvalidTransition:
 		return ErrorKindInternal, true
+	case SQLStateFenced:
+		return ErrorKindUnavailable, true
 	}
 	return "", false
 }

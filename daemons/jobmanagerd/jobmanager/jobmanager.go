@@ -5,9 +5,12 @@
 // finished requests out of the hot tables after the operator's retention. A request that
 // goes well never waits on it.
 //
-// Every sweep is a claim pool of one polling worker whose SQL skips the rows another job
-// manager holds, so any number may run at once; the limits it applies are the database's
-// policy (pollux-admin policy), not flags.
+// Every sweep is a singleton pool (framework/leader): any number of job managers run, one
+// leads each sweep and the others stand by to take it over; the leader's transactions are
+// fenced with its lease's epoch, so a deposed leader changes nothing. The sweeps' SQL also
+// skips rows held elsewhere, so even a fault of the election could not make two sweeps
+// collide on a row. The limits they apply are the database's policy (pollux-admin policy),
+// not flags.
 package jobmanager
 
 import (
@@ -34,14 +37,15 @@ func Spec() daemon.Spec {
 		Summary: "take back transfers of dead disk servers, end transfers past their time, archive finished requests",
 		Version: instance.Version(),
 		Pools: []daemon.PoolSpec{
-			{Name: "expire", Workers: 1, Batch: 100, Doc: "takes back transfers of silent disk servers and ends transfers past every time limit"},
-			{Name: "archive", Workers: 1, Batch: 500, Doc: "moves finished requests past their retention to the archive and purges old archive entries"},
+			{Name: "expire", Workers: 1, Batch: 100, Singleton: true, Doc: "takes back transfers of silent disk servers and ends transfers past every time limit (on the leader of jobmanagerd.expire only)"},
+			{Name: "archive", Workers: 1, Batch: 500, Singleton: true, Doc: "moves finished requests past their retention to the archive and purges old archive entries (on the leader of jobmanagerd.archive only)"},
 		},
 		Flags: func(fs *flag.FlagSet) {
 			fs.DurationVar(&expireInterval, "expire-interval", 2*time.Second, "How often to look for transfers of silent disk servers and transfers past their time.")
 			fs.DurationVar(&archiveInterval, "archive-interval", 10*time.Second, "How often to look for finished requests past their retention.")
 		},
 		Registry: instance.Registry{},
+		Leases:   instance.Leases{},
 		Ready:    instance.Ready,
 		Setup: func(ctx context.Context, env *daemon.Env) ([]service.Service, error) {
 			expire, err := sweep(env, "expire", expireInterval, func(ctx context.Context, q pg.Querier, batch int, log *zap.Logger) (int, error) {
@@ -61,10 +65,15 @@ func Spec() daemon.Spec {
 					return 0, err
 				}
 				purged, err := model.RequestArchivePurge(ctx, q, int32(batch))
+				if err != nil {
+					return 0, err
+				}
+				// The singleton work journal ages out with the archive.
+				journal, err := model.LeaderWorkPurge(ctx, q, int32(batch))
 				if moved > 0 || purged > 0 {
 					log.Info("requests archived", zap.Int32("archived", moved), zap.Int32("purged", purged))
 				}
-				return int(max(moved, purged)), err
+				return int(max(moved, purged, journal)), err
 			})
 			if err != nil {
 				return nil, err
@@ -74,20 +83,23 @@ func Spec() daemon.Spec {
 	}
 }
 
-// sweep is a pool of polling workers running fn in a transaction; a full batch goes on at
-// once, anything less waits for the next interval.
+// sweep is a singleton pool of polling workers running fn in a fenced transaction on the
+// leader; a full batch goes on at once, anything less waits for the next interval, and
+// becoming leader starts a sweep at once.
 func sweep(env *daemon.Env, name string, every time.Duration,
 	fn func(ctx context.Context, q pg.Querier, batch int, log *zap.Logger) (int, error)) (*claim.Pool, error) {
 	workers, batch := env.Pool(name)
 	log := env.Logger(name)
-	return claim.New(claim.Config{
+	el := env.Elector(name)
+	p, err := claim.New(claim.Config{
 		Name: name, Workers: workers, Batch: batch, PollInterval: every,
-		Step: func(ctx context.Context) (n int, err error) {
-			err = env.DB.Tx(ctx, name, func(q pg.Querier) (err error) {
-				n, err = fn(ctx, q, batch, log)
-				return err
-			})
-			return n, err
+		Step: func(ctx context.Context) (int, error) {
+			return el.Tx(ctx, func(q pg.Querier) (int, error) { return fn(ctx, q, batch, log) })
 		},
 	}, nil, env.ClaimMetrics, env.Log)
+	if err != nil {
+		return nil, err
+	}
+	el.OnElected(p.Wake)
+	return p, nil
 }
