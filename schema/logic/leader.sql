@@ -67,12 +67,6 @@ BEGIN
            expires_at = v_now + make_interval(secs => p_ttl_seconds), ttl_seconds = p_ttl_seconds
     WHERE l.name = p_name;
     DELETE FROM leader_candidate c WHERE c.name = p_name AND c.instance_id = p_instance_id;
-    -- The previous holder, if it is alive, stands by from now on.
-    IF v.holder_id IS NOT NULL AND v.holder_id <> p_instance_id THEN
-        INSERT INTO leader_candidate AS c (name, instance_id, host, preferred, seen_at)
-        VALUES (p_name, v.holder_id, v.holder_host, v.holder_preferred, coalesce(v.renewed_at, v_now))
-        ON CONFLICT (name, instance_id) DO NOTHING;
-    END IF;
     PERFORM system_event_record('leader_change', split_part(p_name, '.', 1), p_instance_id,
         format('%s now leads %s (epoch %s): %s%s', coalesce(nullif(p_host, ''), p_instance_id::text), p_name, v.epoch + 1, v_reason,
             CASE WHEN v.holder_id IS NOT NULL AND v.holder_id <> p_instance_id

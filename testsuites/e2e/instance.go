@@ -375,6 +375,25 @@ func (in *Instance) Kill(name string, sig syscall.Signal) {
 	}
 }
 
+// Signal sends sig to a daemon without waiting (SIGSTOP, SIGCONT).
+func (in *Instance) Signal(name string, sig syscall.Signal) error {
+	p := in.Procs()[name]
+	if p == nil {
+		return fmt.Errorf("no daemon %s", name)
+	}
+	cmd, _ := p.running()
+	if cmd == nil || cmd.Process == nil {
+		return fmt.Errorf("%s is not running", name)
+	}
+	return cmd.Process.Signal(sig)
+}
+
+// Log returns the whole log of a daemon (every start).
+func (p *Proc) Log() string {
+	b, _ := os.ReadFile(p.log)
+	return string(b)
+}
+
 // Restart starts a stopped daemon again with the same command line and waits until it is
 // ready. Its listeners get new ports: Addr and StageHost say the new ones.
 func (in *Instance) Restart(ctx context.Context, name string) error {
