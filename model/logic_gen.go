@@ -40,6 +40,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "leader_work_record", File: "leader.sql", IdentityArgs: "p_name text, p_epoch bigint, p_instance_id uuid, p_rows integer", Result: "void"},
 	{Name: "leader_work_purge", File: "leader.sql", IdentityArgs: "p_batch integer", Result: "integer"},
 	{Name: "leader_lease_list", File: "leader.sql", IdentityArgs: "p_window_seconds integer", Result: "TABLE(name text, epoch bigint, holder_id uuid, holder_host text, holder_preferred boolean, acquired_at timestamp with time zone, lease_age_seconds double precision, expires_in_seconds double precision, backups text[])"},
+	{Name: "system_check", File: "check.sql", IdentityArgs: "", Result: "TABLE(area text, item text, state text, detail text)"},
 	{Name: "namespace_root", File: "namespace.sql", IdentityArgs: "", Result: "text"},
 	{Name: "namespace_path_problem", File: "namespace.sql", IdentityArgs: "p_path text", Result: "text"},
 	{Name: "file_query", File: "namespace.sql", IdentityArgs: "p_path text", Result: "TABLE(path text, service_class text, status text, size_bytes bigint, checksum_adler32 text, owner text, updated_at timestamp with time zone, disk_copies integer)"},
@@ -125,6 +126,8 @@ const (
 	LeaderWorkPurgeSQL = "SELECT leader_work_purge($1::integer)"
 	// LeaderLeaseListSQL is the statement LeaderLeaseList runs.
 	LeaderLeaseListSQL = "SELECT name, epoch, holder_id, holder_host, holder_preferred, acquired_at, lease_age_seconds, expires_in_seconds, backups FROM leader_lease_list($1::integer)"
+	// SystemCheckSQL is the statement SystemCheck runs.
+	SystemCheckSQL = "SELECT area, item, state, detail FROM system_check()"
 	// NamespaceRootSQL is the statement NamespaceRoot runs.
 	NamespaceRootSQL = "SELECT namespace_root()"
 	// NamespacePathProblemSQL is the statement NamespacePathProblem runs.
@@ -416,6 +419,35 @@ func LeaderLeaseList(ctx context.Context, db DBTX, windowSeconds int32) ([]Leade
 	})
 	if err != nil {
 		return nil, fmt.Errorf("leader_lease_list: %w", err)
+	}
+	return result, nil
+}
+
+// SystemCheckRow is a row returned by system_check.
+type SystemCheckRow struct {
+	Area   string `json:"area"`
+	Item   string `json:"item"`
+	State  string `json:"state"`
+	Detail string `json:"detail"`
+}
+
+// SystemCheck calls the SQL function system_check (check.sql).
+//
+// The sanity check's findings, one row each: database role and standbys, daemons up per
+// role, singleton leaders and backups, disk servers and the files only a silent one
+// holds, requests pending too long, corrupt copies; state ok, warn or fail.
+func SystemCheck(ctx context.Context, db DBTX) ([]SystemCheckRow, error) {
+	rows, err := db.Query(ctx, SystemCheckSQL)
+	if err != nil {
+		return nil, fmt.Errorf("system_check: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SystemCheckRow, error) {
+		var r SystemCheckRow
+		err := row.Scan(&r.Area, &r.Item, &r.State, &r.Detail)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("system_check: %w", err)
 	}
 	return result, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"context"
 	"os"
 	"path/filepath"
@@ -166,4 +167,46 @@ func TestPolicyListAndSet(t *testing.T) {
 	code, out, _ = b.admin(t, "events")
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "policy transfer_open_seconds: 300 -> 600")
+}
+
+// The sanity check on a migrated database with nothing running: it fails, and says what
+// is missing, role by role.
+func TestCheckNamesWhatIsMissing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	code, _, stderr := b.admin(t, "migrate")
+	require.Equal(t, 0, code, stderr)
+
+	code, out, stderr := b.admin(t, "check")
+	require.Equal(t, 1, code, out)
+	require.Contains(t, stderr, "failure(s)")
+	for _, role := range []string{"rhd", "stagerd", "schedulerd", "jobmanagerd", "diskserverd"} {
+		require.Regexp(t, `FAIL\s+daemons\s+`+role+`\s+no instance up`, out)
+	}
+	require.Regexp(t, `OK\s+database\s+role\s+primary`, out)
+	require.Regexp(t, `WARN\s+database\s+standby\s+no streaming standby`, out)
+	require.Regexp(t, `FAIL\s+disk servers\s+available\s+0 of 0`, out)
+
+	// A lease whose leader died with nobody standing by is a failure of its own.
+	db, err := pg.Open(b.ctx, pg.Config{DSN: b.dsn})
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = model.LeaderLeaseAcquire(b.ctx, db.Pool(), "jobmanagerd.expire", "00000000-0000-4000-8000-000000000009", "h9", 1, false)
+	require.NoError(t, err)
+	_, err = db.Pool().Exec(b.ctx, "update leader_lease set expires_at = clock_timestamp() - interval '5 seconds'")
+	require.NoError(t, err)
+	code, out, _ = b.admin(t, "check", "--json")
+	require.Equal(t, 1, code)
+	var found []finding
+	require.NoError(t, json.Unmarshal([]byte(out), &found), out)
+	var lease *finding
+	for i := range found {
+		if found[i].Item == "jobmanagerd.expire" {
+			lease = &found[i]
+		}
+	}
+	require.NotNil(t, lease, out)
+	require.Equal(t, "fail", lease.State)
+	require.Contains(t, lease.Detail, "no live leader: the lease of h9 (epoch 1) expired")
+	require.Contains(t, lease.Detail, "its work has stopped")
 }

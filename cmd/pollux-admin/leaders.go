@@ -46,8 +46,12 @@ func cmdLeaders(ctx context.Context, c *cli, args []string) error {
 		case l.ExpiresInSeconds > 0:
 			state = "leading"
 			leaderName = fmt.Sprintf("%s %s", l.HolderHost, (*l.HolderID)[:8])
+		case l.ExpiresInSeconds == 0 && l.LeaseAgeSeconds != nil:
+			// leader_lease_list says exactly 0 for a resigned lease.
+			state = "RESIGNED" // a clean stop; a backup takes over on its next round
+			leaderName = fmt.Sprintf("%s %s", l.HolderHost, (*l.HolderID)[:8])
 		default:
-			state = "EXPIRED" // the leader died or resigned; a backup takes over on its next round
+			state = "EXPIRED" // the leader died or was cut off; a backup takes over on its next round
 			leaderName = fmt.Sprintf("%s %s", l.HolderHost, (*l.HolderID)[:8])
 		}
 		if l.HolderPreferred {

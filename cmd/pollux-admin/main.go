@@ -29,6 +29,7 @@ var commands = map[string]command{
 	"logic":   {"hot-patch the SQL logic: apply, status, rollback, history", "logic apply|status|rollback|history [--dir DIR]", cmdLogic},
 	"daemons": {"list running and recently seen daemon instances with their heartbeat age", "daemons [--window 10m] [--json]", cmdDaemons},
 	"leaders": {"show who leads each singleton role, since when, the lease's age and the backups", "leaders [--window 30s] [--json]", cmdLeaders},
+	"check":   {"the sanity check: database role and standbys, daemons and their backups, leaders, disk servers, stuck requests", "check [--strict] [--json]", cmdCheck},
 	"events":  {"show the newest entries of the system event journal", "events [--limit 50] [--json]", cmdEvents},
 	"policy":  {"show or change the policy the logic decides with (liveness, retries, time limits, retention)", "policy [list] | policy set NAME VALUE [--json]", cmdPolicy},
 	"local":   {"start, stop or show the local instance under ./var (make run, make stop)", "local start|stop|status|demo [--dir var] [--base-port 9000]", cmdLocal},

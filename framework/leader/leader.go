@@ -111,6 +111,7 @@ func New(cfg Config, db *pg.DB, store Store, metrics *Metrics, log *zap.Logger) 
 		log:  log.With(zap.String("lease", cfg.Name)),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	metrics.leading.WithLabelValues(cfg.Name).Set(0)
+	metrics.ttl.WithLabelValues(cfg.Name).Set(cfg.TTL.Seconds())
 	return e, nil
 }
 
@@ -285,6 +286,7 @@ type Metrics struct {
 	changes     *prometheus.CounterVec
 	fenced      *prometheus.CounterVec
 	roundErrors *prometheus.CounterVec
+	ttl         *prometheus.GaugeVec
 }
 
 // NewMetrics registers the series with reg (nil: unregistered).
@@ -300,9 +302,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Singleton transactions the database refused because their epoch was no longer current."}, []string{"lease"}),
 		roundErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pollux_leader_round_errors_total",
 			Help: "Election rounds that failed (database unreachable, lease row busy)."}, []string{"lease"}),
+		ttl: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pollux_leader_lease_ttl_seconds",
+			Help: "The lease ttl this instance stands with (--leader-lease-ttl); pollux-admin check compares it across instances."}, []string{"lease"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.leading, m.epoch, m.changes, m.fenced, m.roundErrors)
+		reg.MustRegister(m.leading, m.epoch, m.changes, m.fenced, m.roundErrors, m.ttl)
 	}
 	return m
 }

@@ -167,6 +167,16 @@ func TestSingletonLeaderFencingAndFailover(t *testing.T) {
 	require.Contains(t, out.Stdout, expire)
 	require.Contains(t, out.Stdout, leader6)
 	t.Logf("pollux-admin leaders:\n%s", out.Stdout)
+
+	// The sanity check sees a working instance once the resigned archive lease has a new
+	// leader (warnings only: single instances, no
+	// standby), with the leases led and every admin listener answering.
+	leaderOf(archive)
+	check := in.Run(ctx, nil, "pollux-admin", "check", "--database-url", in.DSN())
+	t.Logf("pollux-admin check:\n%s", check.Stdout)
+	require.Equal(t, 0, check.Code, "stdout: %s\nstderr: %s", check.Stdout, check.Stderr)
+	require.Regexp(t, `(OK|WARN)\s+leaders\s+jobmanagerd.expire\s+`+leader6+` leads`, check.Stdout)
+	require.Regexp(t, `WARN\s+daemons\s+admin listeners\s+not answering /metrics.*`+leader3, check.Stdout, "the killed one")
 }
 
 func hasEvent(ev []model.SystemEvent, kind, lease, text string) bool {
