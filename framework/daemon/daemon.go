@@ -100,7 +100,10 @@ type Env struct {
 	ClaimMetrics *claim.Metrics
 	Instance     Instance
 	// Mux is the admin HTTP mux; a daemon may add its own operator endpoints.
-	Mux   *http.ServeMux
+	Mux *http.ServeMux
+	// Ready answers what /readyz answers (nil when ready), for a daemon that also serves
+	// it elsewhere: a load balancer checks a front end on the port it balances.
+	Ready func(ctx context.Context) error
 	pools map[string]*poolFlags
 }
 
@@ -324,7 +327,8 @@ func (d *run) main(ctx context.Context, unknownEnv []string) error {
 	}
 
 	env := &Env{DB: db, Listener: listener, Log: d.log, Metrics: reg, ClaimMetrics: claim.NewMetrics(reg),
-		Instance: inst, Mux: mux, pools: d.pools}
+		Instance: inst, Mux: mux, pools: d.pools,
+		Ready: func(ctx context.Context) error { return d.readiness(ctx, db) }}
 	var services []service.Service
 	if d.spec.Setup != nil {
 		if services, err = d.spec.Setup(ctx, env); err != nil {
