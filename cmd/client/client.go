@@ -370,8 +370,14 @@ func (c *Client) once(ctx context.Context, base string, ac apiCall, wait, timeou
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if wait+patience < timeout {
-		slow := time.AfterFunc(wait+patience, func() { n.slow(base, time.Until(deadline)) })
-		defer slow.Stop()
+		said := make(chan struct{})
+		slow := time.AfterFunc(wait+patience, func() { defer close(said); n.slow(base, time.Until(deadline)) })
+		defer func() {
+			// A notice under way is written before the command writes anything else.
+			if !slow.Stop() {
+				<-said
+			}
+		}()
 	}
 	resp, err := c.api.Do(req)
 	if err != nil {
