@@ -25,6 +25,17 @@ pg/install: ## Install the PostgreSQL server binaries if this machine has none (
 		useradd --system --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres; \
 	fi
 
+.PHONY: haproxy/install
+haproxy/install: ## Install HAProxy, keepalived and curl if missing (Debian/Ubuntu): the front-end tests run a real haproxy, keepalived's config check and its check script.
+	@missing=; command -v haproxy >/dev/null 2>&1 || missing="$$missing haproxy"; \
+	command -v keepalived >/dev/null 2>&1 || missing="$$missing keepalived"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
 .PHONY: db
 db: pg/install ## Start (idempotently) the private PostgreSQL cluster under ./var/pg and print its DSN.
 	@$(GO) run ./cmd/pollux-admin db start
@@ -64,7 +75,7 @@ RACE_PKGS := ./framework/... ./daemons/...
 OTHER_PKGS = $$($(GO) list ./... | grep -v -e '^$(MODULE)/framework\(/\|$$\)' -e '^$(MODULE)/daemons\(/\|$$\)')
 
 .PHONY: test
-test: pg/install verify ## Every test, against a real PostgreSQL (the private cluster, or POLLUX_TEST_DATABASE_URL); the framework and daemons under the race detector.
+test: pg/install haproxy/install verify ## Every test, against a real PostgreSQL (the private cluster, or POLLUX_TEST_DATABASE_URL); the framework and daemons under the race detector.
 	$(GO) test $(TEST_FLAGS) $(OTHER_PKGS)
 	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
 

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/framework/flagenv"
 	"github.com/pollux-storage/pollux/framework/uuid"
 	"github.com/pollux-storage/pollux/model/wire"
 )
@@ -31,13 +32,22 @@ type Client struct {
 	cfg Config
 	// PollWait is how long one long poll asks rhd to wait for a change.
 	PollWait time.Duration
-	// Rounds is how many times every address is tried before giving up.
-	Rounds int
-	// RoundPause is the pause between rounds.
+	// ServiceTimeout bounds how long a call goes unserved — every request handler
+	// unreachable, answering 5xx or not answering — before it fails with kind unavailable.
+	// The clock starts with the call, or for a long poll when its wait is cut short; the
+	// wait itself does not count.
+	ServiceTimeout time.Duration
+	// RoundPause is the pause before every address is tried again.
 	RoundPause time.Duration
-	// CallTimeout bounds one call to rhd other than a long poll (rhd gives up on its
-	// database well within it).
+	// CallTimeout bounds one try at one address, a long poll's wait aside. A try also gets
+	// no more than its share of ServiceTimeout, so that every address is tried within it.
 	CallTimeout time.Duration
+	// Notices, when not nil, hears what a call waits for while it is not served: which
+	// request handler, what it answered, how long until the call gives up; one line per
+	// change, each starting with Name.
+	Notices io.Writer
+	// Name is the command, for the notices.
+	Name string
 
 	api  *http.Client
 	data *http.Client
@@ -46,6 +56,11 @@ type Client struct {
 	addrs []string // shuffled base URLs; nil until resolved
 	cur   int      // the address that answered last: calls start there
 }
+
+// DefaultServiceTimeout is ServiceTimeout unless told otherwise: long enough to ride out a
+// request handler's restart or the database's failover, short enough that a batch job
+// learns of an outage in its first minute.
+const DefaultServiceTimeout = 30 * time.Second
 
 // New returns a client for cfg.
 func New(cfg Config) *Client {
@@ -70,8 +85,8 @@ func New(cfg Config) *Client {
 		// Compression would hide the length and bytes the checksum is about.
 		DisableCompression: true,
 	}
-	return &Client{cfg: cfg, PollWait: 30 * time.Second, Rounds: 2, RoundPause: time.Second, CallTimeout: 45 * time.Second,
-		api: &http.Client{Transport: apiTransport}, data: &http.Client{Transport: dataTransport}}
+	return &Client{cfg: cfg, PollWait: 30 * time.Second, ServiceTimeout: DefaultServiceTimeout, RoundPause: time.Second,
+		CallTimeout: 45 * time.Second, api: &http.Client{Transport: apiTransport}, data: &http.Client{Transport: dataTransport}}
 }
 
 // Close releases idle connections.
@@ -90,7 +105,11 @@ func (c *Client) addresses(ctx context.Context) ([]string, int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.addrs == nil {
-		addrs, err := c.cfg.resolve(ctx, net.DefaultResolver)
+		var r Resolver = net.DefaultResolver
+		if c.cfg.Resolver != nil {
+			r = c.cfg.Resolver
+		}
+		addrs, err := c.cfg.resolve(ctx, r)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -110,74 +129,255 @@ func (c *Client) answered(i int) {
 	c.mu.Unlock()
 }
 
-// call sends one API call, failing over to the next address on a connection failure or a
-// 5xx answer, and decodes a 2xx answer into out. A call with a body is safe to repeat: a
-// submission carries its client-chosen id.
-func (c *Client) call(ctx context.Context, method, path string, body []byte, timeout time.Duration, out any) (int, error) {
+// apiCall is one call to rhd: path and query, and for a long poll the wait it asks for.
+type apiCall struct {
+	method, path string
+	query        url.Values
+	body         []byte
+	wait         time.Duration
+}
+
+// A try gets half of ServiceTimeout shared among the addresses, so that each is tried
+// about twice within it, and so that a user hears what the first one said early on; but
+// at least minShare (a request handler needs that much to answer, 503 included) and at
+// most maxShare (more would only delay the first notice). patience is the time after
+// which a try without an answer is worth a notice.
+const (
+	minShare = 2 * time.Second
+	maxShare = 10 * time.Second
+	patience = 3 * time.Second
+)
+
+// call sends one API call and decodes a 2xx answer into out. While it is not served (a
+// connection failure, a 5xx answer, no answer within a try's time) it tries the next
+// address, and every address again after RoundPause, until ServiceTimeout has passed
+// unserved; a long poll's retries ask for no wait, so that a request handler that answers
+// ends the outage at once. Every call is safe to repeat: a submission carries its
+// client-chosen id.
+func (c *Client) call(ctx context.Context, ac apiCall, out any) (int, error) {
 	addrs, start, err := c.addresses(ctx)
 	if err != nil {
 		return 0, err
 	}
-	var last *Error
-	var failures []string
-	for round := 0; round < max(c.Rounds, 1); round++ {
+	bound := c.ServiceTimeout
+	if bound <= 0 {
+		bound = DefaultServiceTimeout
+	}
+	share := min(max(bound/time.Duration(2*len(addrs)), minShare), maxShare, c.CallTimeout)
+	began := time.Now()
+	// unserved is when the call stopped being served: the end of the wait it asked for,
+	// or the failure that cut the wait short.
+	unserved := began.Add(ac.wait)
+	n := &notices{c: c, said: map[string]bool{}}
+	last := make([]string, len(addrs)) // what each address did last
+	final := make([]*Error, len(addrs))
+	finals, failures := 0, 0
+	var lastAnswer *Error
+	for round := 0; ; round++ {
 		if round > 0 {
 			select {
 			case <-ctx.Done():
 				return 0, ctx.Err()
-			case <-time.After(c.RoundPause):
+			case <-time.After(min(c.RoundPause, time.Until(unserved.Add(bound)))):
 			}
 		}
 		for k := range addrs {
 			i := (start + k) % len(addrs)
-			status, b, err := c.once(ctx, addrs[i]+path, method, body, timeout)
+			if final[i] != nil {
+				continue
+			}
+			left := time.Until(unserved.Add(bound))
+			if left <= minShare/10 {
+				return 0, gaveUp(addrs, last, lastAnswer, bound, time.Since(began))
+			}
+			wait := ac.wait
+			if failures > 0 {
+				wait = 0
+			}
+			timeout := min(wait+share, left)
+			status, b, err := c.once(ctx, addrs[i], ac, wait, timeout, unserved.Add(bound), n)
+			// When the call stopped being served. A try that ended in an answer or a
+			// timeout was not served for at most its share (rhd answers within it beyond
+			// the wait, api.HeaderTimeout); a connection that broke may have broken a wait
+			// that the request handler served until then.
+			stopped := time.Now().Add(-(timeout - wait))
 			switch {
 			case ctx.Err() != nil:
 				return 0, ctx.Err()
+			case errors.Is(err, context.DeadlineExceeded):
+				last[i] = "no answer in " + seconds(timeout)
 			case err != nil:
-				failures = append(failures, fmt.Sprintf("%s: %v", addrs[i], connError(err)))
-				continue
+				stopped = time.Now()
+				last[i] = connError(err)
 			case status >= 500:
-				last = fromBody(status, b, addrs[i])
-				failures = append(failures, fmt.Sprintf("%s: %d %s", addrs[i], status, last.Message))
-				continue
-			}
-			c.answered(i)
-			if status >= 300 {
-				return status, fromBody(status, b, addrs[i])
-			}
-			if out != nil {
-				if err := decodeJSON(b, out); err != nil {
-					return status, errorf(wire.ErrorKindInternal, "%s sent an answer this client cannot read (%v): is it a Pollux request handler of a compatible version?", addrs[i], err)
+				lastAnswer = fromBody(status, b, addrs[i])
+				last[i] = fmt.Sprintf("answered %d: %s", status, lastAnswer.Message)
+				if status == http.StatusInternalServerError {
+					// A fault, not an outage: worth another address, not the same one again.
+					final[i] = lastAnswer
+					finals++
 				}
+			default:
+				c.answered(i)
+				n.served(addrs[i])
+				if status >= 300 {
+					return status, fromBody(status, b, addrs[i])
+				}
+				if out != nil {
+					if err := decodeJSON(b, out); err != nil {
+						return status, errorf(wire.ErrorKindInternal, "%s sent an answer this client cannot read (%v): is it a Pollux request handler of a compatible version?", addrs[i], err)
+					}
+				}
+				return status, nil
 			}
-			return status, nil
+			failures++
+			stopped = maxTime(stopped, began)
+			if stopped.Before(unserved) {
+				unserved = stopped
+			}
+			if finals == len(addrs) {
+				// Every request handler answered with a fault: its own words say most.
+				return 0, lastAnswer
+			}
+			n.failed(addrs[i], last[i], c.next(addrs, final, i, k, time.Until(unserved.Add(bound))))
 		}
 	}
-	if last != nil {
-		// A request handler that answered said more about the failure than the others'
-		// silence.
-		return 0, last
-	}
-	return 0, errorf(wire.ErrorKindUnavailable, "no request handler could serve the call (%s): retry later; if it persists check %s or ask the operator whether rhd runs",
-		strings.Join(dedupe(failures), "; "), EnvHost)
 }
 
-func (c *Client) once(ctx context.Context, u, method string, body []byte, timeout time.Duration) (int, []byte, error) {
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// next says what the call does after a failure at address i, the k-th of this round,
+// with left until it gives up.
+func (c *Client) next(addrs []string, final []*Error, i, k int, left time.Duration) string {
+	giving := "giving up in " + seconds(left)
+	for j := k + 1; j < len(addrs); j++ {
+		if a := (i + j - k) % len(addrs); final[a] == nil && left > minShare/10 {
+			return "trying " + addrs[a] + ", " + giving
+		}
+	}
+	switch {
+	case left <= c.RoundPause+minShare/10:
+		return giving
+	case len(addrs) == 1:
+		return fmt.Sprintf("trying again in %s, %s", c.RoundPause, giving)
+	default:
+		return fmt.Sprintf("trying every address again in %s, %s", c.RoundPause, giving)
+	}
+}
+
+// notices tells the user, through Client.Notices, what a call waits for: a line when an
+// address does something it did not do before in this call, not one per try.
+type notices struct {
+	c *Client
+	// mu serialises the notices of a slow try, which come from a timer's goroutine.
+	mu   sync.Mutex
+	said map[string]bool
+	any  bool
+}
+
+func (n *notices) say(key, format string, args ...any) {
+	if n.c.Notices == nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.said[key] {
+		return
+	}
+	n.said[key], n.any = true, true
+	fmt.Fprintf(n.c.Notices, "%s: "+format+"\n", append([]any{n.c.Name}, args...)...)
+}
+
+func (n *notices) failed(addr, what, next string) {
+	n.say(addr+" "+what, "%s: %s — %s", addr, what, next)
+}
+
+func (n *notices) slow(addr string, left time.Duration) {
+	n.say(addr+" slow", "waiting for %s: no answer for %s, giving up in %s", addr, patience, seconds(left))
+}
+
+// served says that the outage is over, when the user was told of it.
+func (n *notices) served(addr string) {
+	if n.c.Notices == nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.any {
+		fmt.Fprintf(n.c.Notices, "%s: %s answered; going on\n", n.c.Name, addr)
+	}
+}
+
+// seconds rounds a time left for a person to read.
+func seconds(d time.Duration) string {
+	if d < 10*time.Second {
+		return max(d, 0).Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}
+
+// gaveUp is the error of a call that went unserved for ServiceTimeout.
+func gaveUp(addrs, last []string, lastAnswer *Error, bound, took time.Duration) error {
+	var parts []string
+	for i, a := range addrs {
+		if last[i] != "" {
+			parts = append(parts, a+": "+last[i])
+		}
+	}
+	if len(parts) == 0 && lastAnswer != nil {
+		return lastAnswer
+	}
+	return errorf(wire.ErrorKindUnavailable, "no request handler could serve the call in %s (%s): gave up after --service-timeout %s (%s); retry later; if it persists check %s or ask the operator whether rhd runs",
+		took.Round(100*time.Millisecond), strings.Join(parts, "; "), bound, flagenv.Name(FlagServiceTimeout), EnvHost)
+}
+
+// once is one try of ac at base; deadline is when the call gives up, for the notice of a
+// try without an answer.
+func (c *Client) once(ctx context.Context, base string, ac apiCall, wait, timeout time.Duration, deadline time.Time, n *notices) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var r io.Reader
-	if body != nil {
-		r = bytes.NewReader(body)
+	u := base + ac.path
+	q := url.Values{}
+	for k, v := range ac.query {
+		q[k] = v
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, r)
+	if wait > 0 {
+		q.Set(api.ParamWait, wait.String())
+	}
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	var r io.Reader
+	if ac.body != nil {
+		r = bytes.NewReader(ac.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, ac.method, u, r)
 	if err != nil {
 		return 0, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
 	req.Header.Set("Accept", "application/json")
-	if body != nil {
+	// rhd answers within it beyond the wait, with why when its database is out of reach.
+	if beyond := timeout - wait; beyond > 0 {
+		req.Header.Set(api.HeaderTimeout, beyond.Round(time.Millisecond).String())
+	}
+	if ac.body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if wait+patience < timeout {
+		said := make(chan struct{})
+		slow := time.AfterFunc(wait+patience, func() { defer close(said); n.slow(base, time.Until(deadline)) })
+		defer func() {
+			// A notice under way is written before the command writes anything else.
+			if !slow.Stop() {
+				<-said
+			}
+		}()
 	}
 	resp, err := c.api.Do(req)
 	if err != nil {
@@ -242,27 +442,20 @@ func (c *Client) Submit(ctx context.Context, req api.SubmitRequest, wait time.Du
 	if err != nil {
 		return api.SubmitResponse{}, fmt.Errorf("encode request: %w", err)
 	}
-	path, timeout := api.PathRequests, c.CallTimeout
-	if wait > 0 {
-		path += "?" + url.Values{api.ParamWait: {wait.String()}}.Encode()
-		timeout += wait
-	}
 	var out api.SubmitResponse
-	_, err = c.call(ctx, http.MethodPost, path, body, timeout, &out)
+	_, err = c.call(ctx, apiCall{method: http.MethodPost, path: api.PathRequests, body: body, wait: wait}, &out)
 	return out, err
 }
 
 // Request reads a request. With a non-zero since it waits up to wait for a change after
 // since.
 func (c *Client) Request(ctx context.Context, id string, since time.Time, wait time.Duration) (api.Request, error) {
-	path := api.RequestPath(id)
-	timeout := c.CallTimeout
+	ac := apiCall{method: http.MethodGet, path: api.RequestPath(id)}
 	if !since.IsZero() && wait > 0 {
-		path += "?" + url.Values{api.ParamSince: {since.Format(api.TimeFormat)}, api.ParamWait: {wait.String()}}.Encode()
-		timeout += wait
+		ac.query, ac.wait = url.Values{api.ParamSince: {since.Format(api.TimeFormat)}}, wait
 	}
 	var out api.Request
-	_, err := c.call(ctx, http.MethodGet, path, nil, timeout, &out)
+	_, err := c.call(ctx, ac, &out)
 	return out, err
 }
 
@@ -313,7 +506,7 @@ func (c *Client) Wait(ctx context.Context, id string, first *api.Request, done f
 // Query answers stager_qry for one file.
 func (c *Client) Query(ctx context.Context, path string) (api.File, error) {
 	var out api.File
-	_, err := c.call(ctx, http.MethodGet, api.PathFiles+"?"+url.Values{api.ParamPath: {path}}.Encode(), nil, c.CallTimeout, &out)
+	_, err := c.call(ctx, apiCall{method: http.MethodGet, path: api.PathFiles, query: url.Values{api.ParamPath: {path}}}, &out)
 	return out, err
 }
 

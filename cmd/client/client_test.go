@@ -246,8 +246,11 @@ func TestExitCodes(t *testing.T) {
 	}{
 		{"not found", client.Qry, nil, []string{"-M", "/pollux/nope"}, 1, "no such file: /pollux/nope"},
 		{"bad path", client.Qry, nil, []string{"-M", "/etc/passwd"}, 1, "outside the namespace"},
-		{"service down", client.Qry, map[string]string{client.EnvHost: dead}, []string{"-M", "/pollux/a"}, 2, "no request handler could serve the call"},
-		{"service down for a put", client.Put, map[string]string{client.EnvHost: dead + "," + dead}, []string{"-M", "/pollux/a"}, 2, "connection refused"},
+		{"service down", client.Qry, map[string]string{client.EnvHost: dead, "POLLUX_SERVICE_TIMEOUT": "1s"}, []string{"-M", "/pollux/a"}, 2, "no request handler could serve the call"},
+		{"service down for a put", client.Put, map[string]string{client.EnvHost: dead + "," + dead}, []string{"-M", "/pollux/a", "--service-timeout", "1s"}, 2, "connection refused"},
+		{"bad service timeout", client.Qry, map[string]string{"POLLUX_SERVICE_TIMEOUT": "soon"}, []string{"-M", "/pollux/a"}, 1, `POLLUX_SERVICE_TIMEOUT="soon" is not a valid --service-timeout`},
+		{"no service timeout", client.Rm, nil, []string{"-M", "/pollux/a", "--service-timeout", "0s"}, 1, "--service-timeout (or POLLUX_SERVICE_TIMEOUT) must be a positive duration"},
+		{"the flag wins over its variable", client.Qry, map[string]string{"POLLUX_SERVICE_TIMEOUT": "soon"}, []string{"-M", "/pollux/nope", "--service-timeout", "5s"}, 1, "no such file"},
 		{"no token", client.Qry, map[string]string{client.EnvToken: ""}, []string{"-M", "/pollux/a"}, 1, "POLLUX_TOKEN is not set"},
 		{"no host", client.Rm, map[string]string{client.EnvHost: ""}, []string{"-M", "/pollux/a"}, 1, "STAGE_HOST is not set"},
 		{"wrong token", client.Rm, map[string]string{client.EnvToken: "guess"}, []string{"-M", "/pollux/a"}, 1, "unknown token"},

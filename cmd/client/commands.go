@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/framework/flagenv"
 	"github.com/pollux-storage/pollux/model/wire"
 )
 
@@ -28,6 +29,9 @@ type Env struct {
 	Stderr io.Writer
 	// Terminal says Stderr is a terminal: progress bars are drawn only there.
 	Terminal bool
+	// Resolver looks up STAGE_HOST names; nil means the system's. Tests simulate a DNS
+	// alias of many request handlers with it.
+	Resolver Resolver
 }
 
 // Main runs a command as the process and returns its exit code. SIGINT and SIGTERM cancel
@@ -48,6 +52,8 @@ const environment = `Environment:
   STAGE_PORT      port for STAGE_HOST entries without one (default 9000)
   STAGE_SVCCLASS  service class when -S is not given (default "default")
   POLLUX_TOKEN    your token (ask the operator for one)
+  POLLUX_SERVICE_TIMEOUT
+                  --service-timeout when the flag is not given
 
 Exit codes: 0 success, 1 a user error (no such file, bad argument, conflict, permission),
 2 a service error (unavailable, internal, cannot connect).
@@ -55,12 +61,52 @@ Exit codes: 0 success, 1 a user error (no such file, bad argument, conflict, per
 
 // options are the CASTOR-style flags the commands share.
 type options struct {
+	name   string
 	paths  []string
 	svc    string
 	tag    string
 	json   bool
 	noWait bool
 	file   string
+	// serviceTimeout is --service-timeout.
+	serviceTimeout time.Duration
+}
+
+// FlagServiceTimeout bounds how long a command waits while no request handler serves it.
+const FlagServiceTimeout = "service-timeout"
+
+// envFlags are the flags that also come from a POLLUX_* variable (flagenv.Name): those
+// that say how the client behaves. Those that say what to do (-M, --file, --json) do not:
+// a variable left in a shell must not change what a command does to the files.
+var envFlags = []string{FlagServiceTimeout}
+
+// clientFlags adds the flags of every command that talks to rhd.
+func (o *options) clientFlags(fs *flag.FlagSet) {
+	o.name = fs.Name()
+	fs.DurationVar(&o.serviceTimeout, FlagServiceTimeout, DefaultServiceTimeout, fmt.Sprintf(
+		"give up (exit 2) once no request handler has served a call for this `DURATION` (none reachable, or each answering 503 or nothing); a long poll's wait does not count (or %s)",
+		flagenv.Name(FlagServiceTimeout)))
+}
+
+// fromEnv fills the flags of envFlags that the command line did not give from their
+// variables, and checks them.
+func (o *options) fromEnv(fs *flag.FlagSet, e Env) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for _, name := range envFlags {
+		v := strings.TrimSpace(e.Getenv(flagenv.Name(name)))
+		if given[name] || v == "" || fs.Lookup(name) == nil {
+			continue
+		}
+		if err := fs.Set(name, v); err != nil {
+			return errorf(wire.ErrorKindInvalid, "%s=%q is not a valid --%s: %v", flagenv.Name(name), v, name, err)
+		}
+	}
+	if o.serviceTimeout <= 0 {
+		return errorf(wire.ErrorKindInvalid, "--%s (or %s) must be a positive duration such as 30s, not %s",
+			FlagServiceTimeout, flagenv.Name(FlagServiceTimeout), o.serviceTimeout)
+	}
+	return nil
 }
 
 type pathsFlag struct{ p *[]string }
@@ -81,10 +127,13 @@ func (o *options) connect(e Env) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.Resolver = e.Resolver
 	if o.svc == "" {
 		o.svc = cfg.ServiceClass
 	}
-	return New(cfg), nil
+	cl := New(cfg)
+	cl.ServiceTimeout, cl.Notices, cl.Name = o.serviceTimeout, e.Stderr, o.name
+	return cl, nil
 }
 
 func newFlagSet(e Env, name, usage, summary string) *flag.FlagSet {
@@ -211,6 +260,7 @@ func runRequest(ctx context.Context, e Env, rc requestCommand) int {
 	fs.StringVar(&o.tag, "U", "", "a `USERTAG` kept with the request")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON on stdout")
 	fs.BoolVar(&o.noWait, "no-wait", false, "submit, print the request id and return without waiting")
+	o.clientFlags(fs)
 	switch rc.transfer {
 	case "upload":
 		fs.StringVar(&o.file, "file", "", "upload the `LOCAL` file to the single -M file (close it afterwards with stager_putdone)")
@@ -224,6 +274,9 @@ func runRequest(ctx context.Context, e Env, rc requestCommand) int {
 		return code
 	}
 	failed := func(err error) int { return fail(e, rc.name, o.json, err) }
+	if err := o.fromEnv(fs, e); err != nil {
+		return failed(err)
+	}
 	switch {
 	case len(pos) > 0:
 		return failed(errorf(wire.ErrorKindInvalid, "unexpected argument %q: name files with -M /pollux/...", pos[0]))
@@ -379,9 +432,13 @@ func Qry(ctx context.Context, e Env) int {
 	fs.Var(pathsFlag{&o.paths}, "M", "the `PATH` of a file, /pollux/...; repeat for several")
 	fs.BoolVar(&o.json, "json", false, "print the result as a JSON array on stdout")
 	fs.StringVar(&o.svc, "S", "", "a `SVCCLASS`, accepted for CASTOR compatibility: a file is found whatever its service class")
+	o.clientFlags(fs)
 	pos, code, done := parse(fs, e.Args)
 	if done {
 		return code
+	}
+	if err := o.fromEnv(fs, e); err != nil {
+		return fail(e, name, o.json, err)
 	}
 	switch {
 	case len(pos) > 0:
@@ -389,11 +446,10 @@ func Qry(ctx context.Context, e Env) int {
 	case len(o.paths) == 0:
 		return fail(e, name, o.json, errorf(wire.ErrorKindInvalid, "no file given: name at least one with -M /pollux/..."))
 	}
-	cfg, err := ConfigFromEnv(e.Getenv)
+	cl, err := o.connect(e)
 	if err != nil {
 		return fail(e, name, o.json, err)
 	}
-	cl := New(cfg)
 	defer cl.Close()
 	type result struct {
 		Path  string     `json:"path"`
@@ -484,11 +540,15 @@ func copyFile(ctx context.Context, e Env) int {
 	fs.StringVar(&o.svc, "S", "", "the service class `SVCCLASS` (default $STAGE_SVCCLASS, else \"default\")")
 	fs.StringVar(&o.tag, "U", "", "a `USERTAG` kept with the request")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON on stdout")
+	o.clientFlags(fs)
 	pos, code, done := parse(fs, e.Args)
 	if done {
 		return code
 	}
 	failed := func(err error) int { return fail(e, name, o.json, err) }
+	if err := o.fromEnv(fs, e); err != nil {
+		return failed(err)
+	}
 	if len(pos) != 2 {
 		return failed(errorf(wire.ErrorKindInvalid, "give a source and a destination, not %d arguments: pollux cp SRC DST", len(pos)))
 	}

@@ -34,6 +34,14 @@ type Config struct {
 	Token string
 	// ServiceClass is the default service class.
 	ServiceClass string
+	// Resolver looks up the addresses of a STAGE_HOST name; nil means the system's.
+	Resolver Resolver
+}
+
+// Resolver looks up host names, as *net.Resolver does: a name of many request handlers
+// (a DNS alias) resolves to all their addresses.
+type Resolver interface {
+	LookupHost(ctx context.Context, host string) ([]string, error)
 }
 
 // ConfigFromEnv reads the configuration through getenv (os.Getenv in the commands).
@@ -68,7 +76,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 // resolves to several addresses (a DNS alias of many rhd) gives several, so that the
 // client can fail over between them. Names that do not resolve are skipped while any
 // other entry gives an address.
-func (c Config) resolve(ctx context.Context, r *net.Resolver) ([]string, error) {
+func (c Config) resolve(ctx context.Context, r Resolver) ([]string, error) {
 	var out []string
 	seen := map[string]bool{}
 	add := func(u string) {

@@ -106,7 +106,10 @@ type Env struct {
 	ClaimMetrics *claim.Metrics
 	Instance     Instance
 	// Mux is the admin HTTP mux; a daemon may add its own operator endpoints.
-	Mux      *http.ServeMux
+	Mux *http.ServeMux
+	// Ready answers what /readyz answers (nil when ready), for a daemon that also serves
+	// it elsewhere: a load balancer checks a front end on the port it balances.
+	Ready    func(ctx context.Context) error
 	pools    map[string]*poolFlags
 	electors map[string]*leader.Elector
 }
@@ -361,7 +364,8 @@ func (d *run) main(ctx context.Context, unknownEnv []string) error {
 	}
 
 	env := &Env{DB: db, Listener: listener, Log: d.log, Metrics: reg, ClaimMetrics: claim.NewMetrics(reg),
-		Instance: inst, Mux: mux, pools: d.pools, electors: map[string]*leader.Elector{}}
+		Instance: inst, Mux: mux, pools: d.pools, electors: map[string]*leader.Elector{},
+		Ready: func(ctx context.Context) error { return d.readiness(ctx, db) }}
 	var electors []*leader.Elector
 	leaderMetrics := leader.NewMetrics(reg)
 	for _, p := range d.spec.Pools {

@@ -42,6 +42,10 @@ type Options struct {
 	// RHDs, Stagers, JobManagers, Schedulers and DiskServers count the processes of each
 	// daemon (default 1, 1, 1, 1, 2; a negative count starts none).
 	RHDs, Stagers, JobManagers, Schedulers, DiskServers int
+	// RHDListen are the rhd's --listen addresses, the i-th rhd's i-th (default port 0 on
+	// 127.0.0.1): a load balancer's configuration names them, and a restarted rhd keeps
+	// its address.
+	RHDListen []string
 	// ExtraArgs are added to a daemon's command line, by binary name. They may not raise
 	// --log-level above info: the harness learns where a daemon listens from its info
 	// lines.
@@ -139,7 +143,11 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 		return nil, err
 	}
 	for i := range o.RHDs {
-		in.add(fmt.Sprintf("rhd%d", i+1), "rhd", "--listen", anyPort, "--tokens-file", tokens)
+		listen := anyPort
+		if i < len(o.RHDListen) {
+			listen = o.RHDListen[i]
+		}
+		in.add(fmt.Sprintf("rhd%d", i+1), "rhd", "--listen", listen, "--tokens-file", tokens)
 	}
 	for i := range o.Stagers {
 		in.add(fmt.Sprintf("stagerd%d", i+1), "stagerd")

@@ -97,7 +97,7 @@ func TestKill9WhileHoldingWork(t *testing.T) {
 	release(0)
 	rhd1 := in.Procs()["rhd1"]
 	poll := client.New(client.Config{Hosts: []string{rhd1.Addr()}, Token: in.Token, ServiceClass: "default"})
-	poll.Rounds = 1
+	poll.ServiceTimeout = time.Second
 	polled := make(chan error, 1)
 	go func() {
 		_, err := poll.Request(ctx, held.Request.ID, held.Request.UpdatedAt, time.Minute)

@@ -47,6 +47,18 @@ const (
 // Content-Length (daemons/diskserverd/mover has the whole wire contract).
 const HeaderAdler32 = "X-Pollux-Adler32"
 
+// HeaderTimeout is how long the client waits for an answer to this call beyond the
+// long-poll wait it asks for (a Go duration such as "14s"). rhd bounds each piece of its
+// database work by it (less a margin for the answer's travel), so that when its database
+// is out of reach the client hears so (503) before it stops listening, rather than
+// nothing; without it rhd gives its database up to 30 s.
+const HeaderTimeout = "X-Pollux-Timeout"
+
+// PathReady answers a load balancer's health check on the clients' port, without a token:
+// 200 when the request handler is ready to serve (what its admin listener's /readyz says),
+// 503 otherwise and from the first SIGTERM on.
+const PathReady = "/readyz"
+
 // RequestPath is the path of one request, for GET.
 func RequestPath(id string) string { return PathRequests + "/" + url.PathEscape(id) }
 

@@ -24,6 +24,24 @@ import (
 // another rhd well before its own timeout.
 const dbTimeout = 30 * time.Second
 
+// dbContext bounds one piece of database work of the call ctx belongs to: dbTimeout, or
+// less when the client said it stops listening sooner (api.HeaderTimeout), so that the
+// client hears why it is not served rather than nothing.
+func dbContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := dbTimeout
+	if c, _ := ctx.Value(callKey{}).(*call); c != nil && c.patience > 0 {
+		d = min(d, c.patience)
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// patience is the time for database work that a client waiting timeout leaves: a tenth of
+// it, at most a second, is kept for the answer to travel, and the database gets at least a
+// quarter of a second, lest a short timeout blame it for the client's impatience.
+func patience(timeout time.Duration) time.Duration {
+	return max(timeout-min(timeout/10, time.Second), 250*time.Millisecond)
+}
+
 var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // parseID returns a request id in the canonical lowercase form PostgreSQL prints, so that
@@ -80,7 +98,7 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 		defer done()
 		changed = w
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), dbTimeout)
+	ctx, cancel := dbContext(r.Context())
 	defer cancel()
 	var rows []model.RequestSubmitRow
 	// One statement is its own transaction: an explicit BEGIN and COMMIT would cost two
@@ -274,7 +292,7 @@ func (s *server) viewFor(ctx context.Context, id, user string, view []byte) (api
 // readFor reads a request for the user who asks: "no such request" when there is none,
 // permission denied when it is somebody else's.
 func (s *server) readFor(ctx context.Context, id, user string) (api.Request, *httpError) {
-	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	ctx, cancel := dbContext(ctx)
 	defer cancel()
 	var view []byte
 	// One statement: request_view reads the request and its subrequests in one snapshot,
@@ -341,7 +359,7 @@ func (s *server) getFile(w http.ResponseWriter, r *http.Request, _ *call) *httpE
 	if path == "" {
 		return invalid("give the file as ?path=/pollux/...")
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), dbTimeout)
+	ctx, cancel := dbContext(r.Context())
 	defer cancel()
 	var rows []model.FileQueryRow
 	err := s.db.Do(ctx, "query file", func(q pg.Querier) (err error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/pollux-storage/pollux/daemons/rhd/api"
 	"github.com/pollux-storage/pollux/framework/daemon"
 	"github.com/pollux-storage/pollux/framework/logging"
 	"github.com/pollux-storage/pollux/framework/pg"
@@ -26,6 +27,7 @@ import (
 type server struct {
 	cfg    Config
 	db     *pg.DB
+	ready  func(context.Context) error
 	log    *zap.Logger
 	tokens *tokens
 	hub    *hub
@@ -42,6 +44,9 @@ type server struct {
 	views    *prometheus.CounterVec
 }
 
+// readyRoute is the pattern of the health check on the clients' port.
+const readyRoute = "GET " + api.PathReady
+
 // The buffer of the change subscription. The fan-out drains it with a map lookup per
 // notification, so it only fills under a burst far beyond anything a database commits;
 // a notification dropped then costs its waiters one --max-wait at worst.
@@ -54,7 +59,7 @@ func newServer(cfg Config, env *daemon.Env) (*server, error) {
 		return nil, err
 	}
 	s := &server{
-		cfg: cfg, db: env.DB, log: log, tokens: tok,
+		cfg: cfg, db: env.DB, ready: env.Ready, log: log, tokens: tok,
 		hub:      newHub(env.Listener.Subscribe(changedChannel, subscriptionBuffer), uuid.New()),
 		draining: make(chan struct{}),
 		hubDone:  make(chan struct{}),
@@ -85,6 +90,7 @@ func newServer(cfg Config, env *daemon.Env) (*server, error) {
 	mux.Handle("/v1/requests", s.endpoint(http.MethodPost, s.submit))
 	mux.Handle("/v1/requests/{id}", s.endpoint(http.MethodGet, s.getRequest))
 	mux.Handle("/v1/files", s.endpoint(http.MethodGet, s.getFile))
+	mux.HandleFunc(readyRoute, s.readyz)
 	mux.Handle("/", s.endpoint("", func(http.ResponseWriter, *http.Request, *call) *httpError {
 		return userError(model.ErrorKindNotFound, "no such endpoint: the API is POST /v1/requests, GET /v1/requests/{id}, GET /v1/files?path=...")
 	}))
@@ -176,6 +182,9 @@ type call struct {
 	user      string
 	requestID string
 	err       *httpError
+	// patience bounds each piece of the call's database work when the client said how
+	// long it waits (api.HeaderTimeout); zero when it did not say.
+	patience time.Duration
 }
 
 type handler func(w http.ResponseWriter, r *http.Request, c *call) *httpError
@@ -191,6 +200,9 @@ func (s *server) endpoint(method string, h handler) http.Handler {
 			c = &call{}
 		}
 		err := s.authorise(r, c)
+		if err == nil {
+			err = c.readTimeout(r)
+		}
 		if err == nil && method != "" && r.Method != method {
 			w.Header().Set("Allow", method)
 			err = &httpError{status: http.StatusMethodNotAllowed, kind: model.ErrorKindInvalid,
@@ -227,6 +239,34 @@ func (s *server) authorise(r *http.Request, c *call) *httpError {
 	return nil
 }
 
+// readTimeout reads api.HeaderTimeout, when the client sent it.
+func (c *call) readTimeout(r *http.Request) *httpError {
+	v := r.Header.Get(api.HeaderTimeout)
+	if v == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return invalid("header %s: %q is not a positive duration: send how long you wait for an answer beyond the long poll's wait, e.g. 14s", api.HeaderTimeout, v)
+	}
+	c.patience = patience(d)
+	return nil
+}
+
+// readyz answers a load balancer's health check on the clients' port (api.PathReady) as
+// the admin listener's /readyz does, without the reason: that may name internals, and
+// this port faces the clients (the admin listener's /readyz says why).
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if s.ready != nil {
+		if err := s.ready(r.Context()); err != nil {
+			http.Error(w, "not ready (the admin listener's /readyz says why)", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	fmt.Fprintln(w, "ready")
+}
+
 // statusWriter remembers the status a handler wrote, for the log line and metrics.
 type statusWriter struct {
 	http.ResponseWriter
@@ -253,17 +293,24 @@ func (s *server) logged(next http.Handler) http.Handler {
 		start := time.Now()
 		c := &call{}
 		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+		// The mux records the route on the request it serves: this copy, not r.
+		served := r.WithContext(context.WithValue(r.Context(), callKey{}, c))
+		next.ServeHTTP(sw, served)
 		if sw.status == 0 {
 			sw.status = http.StatusOK
 		}
 		elapsed := time.Since(start)
-		route := r.Pattern
+		route := served.Pattern
 		if route == "" {
 			route = "other"
 		}
 		s.requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
 		s.duration.WithLabelValues(route).Observe(elapsed.Seconds())
+		if route == readyRoute {
+			// A load balancer asks every few seconds: the counter above tells how it went,
+			// a line each time would bury the requests.
+			return
+		}
 
 		fields := []zap.Field{zap.String("method", r.Method), zap.String("path", r.URL.Path),
 			zap.Int("status", sw.status), zap.Duration("duration", elapsed), zap.String("remote", r.RemoteAddr)}
