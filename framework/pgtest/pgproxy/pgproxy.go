@@ -46,24 +46,58 @@ const (
 // what the proxy thinks it is.
 const maxMessage = 1 << 30
 
-// Trigger says whether the statement sql is the one whose reply is lost.
-type Trigger func(sql string) bool
+// Trigger says whether the statement sql is the one whose reply is lost; tx are the
+// statements the connection ran since its transaction block began (BEGIN), if it is in one.
+type Trigger func(sql string, tx []string) bool
 
-// Commit matches a COMMIT, as pgx's Tx.Commit sends it (a simple query), or END.
-func Commit(sql string) bool {
-	s := strings.ToLower(strings.Join(strings.Fields(strings.TrimSuffix(strings.TrimSpace(sql), ";")), " "))
-	switch s {
-	case "commit", "commit work", "commit transaction", "end", "end work", "end transaction":
-		return true
+// Commit matches any COMMIT, as pgx's Tx.Commit sends it (a simple query), or END.
+func Commit(sql string, _ []string) bool { return isCommit(sql) }
+
+// CommitOf matches the COMMIT of a transaction that ran a statement containing substr,
+// case-insensitively.
+func CommitOf(substr string) Trigger {
+	ran := Statement(substr)
+	return func(sql string, tx []string) bool {
+		if !isCommit(sql) {
+			return false
+		}
+		for _, s := range tx {
+			if ran(s, nil) {
+				return true
+			}
+		}
+		return false
 	}
-	return false
 }
 
 // Statement matches any statement whose text contains substr, case-insensitively: the
 // statement of an autocommit call (framework/pg's Do), which commits by itself.
 func Statement(substr string) Trigger {
 	substr = strings.ToLower(substr)
-	return func(sql string) bool { return strings.Contains(strings.ToLower(sql), substr) }
+	return func(sql string, _ []string) bool { return strings.Contains(strings.ToLower(sql), substr) }
+}
+
+// keyword is sql's first words in lower case, without a final semicolon.
+func keyword(sql string) string {
+	return strings.ToLower(strings.Join(strings.Fields(strings.TrimSuffix(strings.TrimSpace(sql), ";")), " "))
+}
+
+func isCommit(sql string) bool {
+	switch keyword(sql) {
+	case "commit", "commit work", "commit transaction", "end", "end work", "end transaction":
+		return true
+	}
+	return false
+}
+
+func isBegin(sql string) bool {
+	k := keyword(sql)
+	return strings.HasPrefix(k, "begin") || strings.HasPrefix(k, "start transaction")
+}
+
+func isRollback(sql string) bool {
+	k := keyword(sql)
+	return k == "rollback" || k == "abort" || strings.HasPrefix(k, "rollback work") || strings.HasPrefix(k, "rollback transaction")
 }
 
 // Proxy forwards connections to one PostgreSQL server.
@@ -74,17 +108,23 @@ type Proxy struct {
 	address string
 	dsn     string
 
-	mu     sync.Mutex
-	armed  *arm
-	links  map[*link]struct{}
-	closed bool
-	cuts   int
-	wg     sync.WaitGroup
+	mu       sync.Mutex
+	armed    *arm
+	counters []*counter
+	links    map[*link]struct{}
+	closed   bool
+	cuts     int
+	wg       sync.WaitGroup
 }
 
 type arm struct {
 	trigger Trigger
 	done    chan struct{}
+}
+
+type counter struct {
+	trigger Trigger
+	n       int
 }
 
 // New starts a proxy in front of the server dsn names; it stops when the test ends.
@@ -138,6 +178,21 @@ func (p *Proxy) Arm(trigger Trigger) <-chan struct{} {
 	return p.armed.done
 }
 
+// Count counts the statements trigger matches from now on, on every connection, and
+// returns how to read the count; the proxy forwards them as usual. A test waits on it for
+// a client to have done something before it arms the proxy.
+func (p *Proxy) Count(trigger Trigger) func() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := &counter{trigger: trigger}
+	p.counters = append(p.counters, c)
+	return func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return c.n
+	}
+}
+
 // Cuts is the number of replies dropped so far.
 func (p *Proxy) Cuts() int {
 	p.mu.Lock()
@@ -161,11 +216,17 @@ func (p *Proxy) Close() {
 	p.wg.Wait()
 }
 
-// take disarms the proxy for the statement sql if it is the one armed for.
-func (p *Proxy) take(sql string) *arm {
+// observe notes a statement sql, run after tx: it counts it, and returns the arm it takes
+// when it is the statement the proxy is armed for.
+func (p *Proxy) observe(sql string, tx []string) *arm {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.armed == nil || !p.armed.trigger(sql) {
+	for _, c := range p.counters {
+		if c.trigger(sql, tx) {
+			c.n++
+		}
+	}
+	if p.armed == nil || !p.armed.trigger(sql, tx) {
 		return nil
 	}
 	a := p.armed
@@ -218,6 +279,9 @@ type link struct {
 	executed *arm
 	stmts    map[string]string // prepared statement name → SQL
 	portals  map[string]string // portal name → statement name
+	// tx are the statements run since BEGIN, while in a transaction block.
+	tx      []string
+	inBlock bool
 }
 
 func (l *link) close() {
@@ -294,11 +358,11 @@ func (l *link) note(msg []byte) {
 	switch msg[0] {
 	case 'Q':
 		l.sent++
-		if l.cut == nil {
-			if a := l.p.take(cstring(body)); a != nil {
-				l.cutAt, l.cut = l.sent, a
-			}
+		sql := cstring(body)
+		if a := l.p.observe(sql, l.tx); a != nil {
+			l.cutAt, l.cut = l.sent, a
 		}
+		l.ran(sql)
 	case 'P':
 		name, rest := splitCString(body)
 		l.stmts[name] = cstring(rest)
@@ -306,10 +370,11 @@ func (l *link) note(msg []byte) {
 		portal, rest := splitCString(body)
 		l.portals[portal] = cstring(rest)
 	case 'E':
-		portal := cstring(body)
-		if l.executed == nil && l.cut == nil {
-			l.executed = l.p.take(l.stmts[l.portals[portal]])
+		sql := l.stmts[l.portals[cstring(body)]]
+		if a := l.p.observe(sql, l.tx); a != nil {
+			l.executed = a
 		}
+		l.ran(sql)
 	case 'C':
 		if len(body) > 0 {
 			name := cstring(body[1:])
@@ -327,6 +392,18 @@ func (l *link) note(msg []byte) {
 		}
 	case 'F':
 		l.sent++
+	}
+}
+
+// ran records a statement in the transaction block's history.
+func (l *link) ran(sql string) {
+	switch {
+	case isBegin(sql):
+		l.tx, l.inBlock = l.tx[:0], true
+	case isCommit(sql), isRollback(sql):
+		l.tx, l.inBlock = l.tx[:0], false
+	case l.inBlock:
+		l.tx = append(l.tx, sql)
 	}
 }
 
