@@ -75,7 +75,9 @@ func Spec() daemon.Spec {
 }
 
 // sweep is a pool of polling workers running fn in a transaction; a full batch goes on at
-// once, anything less waits for the next interval.
+// once, anything less waits for the next interval. Every sweep is idempotent (a re-run
+// after a lost commit reply sweeps what is left), so it is retried whenever the
+// connection breaks.
 func sweep(env *daemon.Env, name string, every time.Duration,
 	fn func(ctx context.Context, q pg.Querier, batch int, log *zap.Logger) (int, error)) (*claim.Pool, error) {
 	workers, batch := env.Pool(name)
@@ -83,7 +85,7 @@ func sweep(env *daemon.Env, name string, every time.Duration,
 	return claim.New(claim.Config{
 		Name: name, Workers: workers, Batch: batch, PollInterval: every,
 		Step: func(ctx context.Context) (n int, err error) {
-			err = env.DB.Tx(ctx, name, func(q pg.Querier) (err error) {
+			err = env.DB.TxIdempotent(ctx, name, func(q pg.Querier) (err error) {
 				n, err = fn(ctx, q, batch, log)
 				return err
 			})
