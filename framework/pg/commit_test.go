@@ -3,6 +3,8 @@ package pg_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -186,4 +188,29 @@ func TestFailureAnsweredAtCommitIsNotAmbiguous(t *testing.T) {
 	require.Equal(t, pgerrcode.UniqueViolation, pg.SQLState(err))
 	require.False(t, errors.Is(err, pg.ErrOutcomeUnknown), "the server said it rolled back: %v", err)
 	require.Equal(t, 1, attempts)
+}
+
+// Idempotent work given up after a lost commit reply (here the database stays out of reach
+// until the budget is spent) may have committed: its error says the outcome is unknown.
+func TestGivingUpAfterALostCommitReplyReportsOutcomeUnknown(t *testing.T) {
+	t.Parallel()
+	p := setupProxied(t)
+	db, err := pg.Open(p.ctx, pg.Config{DSN: p.proxy.DSN(), RetryBudget: 100 * time.Millisecond})
+	require.NoError(t, err)
+	defer db.Close()
+	cut := p.proxy.Arm(pgproxy.Commit)
+	attempts := 0
+	err = db.TxIdempotent(p.ctx, "insert once", func(q pg.Querier) error {
+		attempts++
+		if attempts > 1 {
+			return fmt.Errorf("as if the server were gone: %w", io.ErrUnexpectedEOF)
+		}
+		_, err := q.Exec(p.ctx, "insert into t values ($1) on conflict (id) do nothing", 6)
+		return err
+	})
+	requireCut(t, cut)
+	require.ErrorIs(t, err, pg.ErrOutcomeUnknown)
+	require.ErrorContains(t, err, "gave up after")
+	require.Greater(t, attempts, 2)
+	require.Equal(t, 1, p.rows(t, 6), "it had committed")
 }

@@ -192,9 +192,15 @@ func (db *DB) retry(ctx context.Context, name string, idempotent bool, attempt f
 	// mayHaveCommitted: an attempt's commit reply was lost. Work given up after that is of
 	// unknown outcome, whatever the last attempt's error.
 	mayHaveCommitted := false
+	// lost counts a commit reply lost, but not a caller that gave up on its own work.
+	lost := func(action string) {
+		if ctx.Err() == nil {
+			db.unknown.WithLabelValues(action).Inc()
+		}
+	}
 	giveUp := func(err error) error {
 		if mayHaveCommitted && !errors.Is(err, ErrOutcomeUnknown) {
-			db.unknown.WithLabelValues("returned").Inc()
+			lost("returned")
 			return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 		}
 		return err
@@ -207,7 +213,7 @@ func (db *DB) retry(ctx context.Context, name string, idempotent bool, attempt f
 		class, code := Classify(err)
 		if class == OutcomeUnknown {
 			if !idempotent {
-				db.unknown.WithLabelValues("returned").Inc()
+				lost("returned")
 				return fmt.Errorf("%s: %w: %w", name, ErrOutcomeUnknown, err)
 			}
 			mayHaveCommitted = true
@@ -237,7 +243,7 @@ func (db *DB) retry(ctx context.Context, name string, idempotent bool, attempt f
 		}
 		db.retries.WithLabelValues(code).Inc()
 		if class == OutcomeUnknown {
-			db.unknown.WithLabelValues("retried").Inc()
+			lost("retried")
 		}
 		delay := Backoff(n - stalePlans)
 		db.log.Warn("retrying transient database error",
