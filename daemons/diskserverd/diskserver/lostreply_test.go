@@ -1,7 +1,9 @@
 package diskserver_test
 
 import (
+	"bufio"
 	"bytes"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -93,5 +95,60 @@ func TestClaimWhoseCommitReplyIsLostServesItsTransfers(t *testing.T) {
 	require.Equal(t, 1, strings.Count(d.log.String(), `"msg":"transfer ready: waiting for the client"`), "one watcher for the transfer")
 	s = e.wait(req, model.SubrequestStatusFinished)
 	require.Equal(t, adler(data), *s.ChecksumAdler32)
+	require.Equal(t, 0, d.shutdown(t), d.log.String())
+}
+
+// refusedUpload starts an upload to path, removes the file while it is written, lets
+// settle run, then sends the rest; the mover refuses the end with a conflict.
+func (e *env) refusedUpload(d *diskServer, path string, settle func(s model.Subrequest)) model.Subrequest {
+	e.t.Helper()
+	req, s := e.ready(model.RequestTypePut, path)
+	data := randomBytes(e.t, 10_000)
+	conn := rawPut(e.t, *s.MoverURL, *s.Token, int64(len(data)), data[:5000])
+	defer conn.Close()
+	require.EventuallyWithT(e.t, func(c *assert.CollectT) { assert.Len(c, files(c, d.dir), 1) }, 10*time.Second, 5*time.Millisecond)
+	rm := e.submit(model.RequestTypeRm, false, path)
+	e.stage()
+	e.wait(rm, model.SubrequestStatusFinished)
+	e.failed(req, model.SQLStateConflict, "removed")
+	settle(s)
+	_, err := conn.Write(data[5000:])
+	require.NoError(e.t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(e.t, err)
+	b, _ := io.ReadAll(resp.Body)
+	require.Equal(e.t, http.StatusConflict, resp.StatusCode, string(b))
+	return s
+}
+
+func (e *env) copyRecorded(t require.TestingT, id int64) bool {
+	var n int
+	require.NoError(t, e.db.Pool().QueryRow(e.ctx, "select count(*) from disk_copy where id = $1", id).Scan(&n))
+	return n > 0
+}
+
+// A refused upload whose copy the catalogue still records (INVALID: removed) is left to
+// the garbage collector: the mover unlinks nothing the catalogue names.
+func TestRefusedUploadOfARecordedCopyIsLeftToTheCollector(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := e.start("ds-keep", "", "--gc-interval", "1h") // the collector's first look was at start
+	s := e.refusedUpload(d, "/pollux/kept", func(model.Subrequest) {})
+	require.True(t, e.copyRecorded(t, *s.DiskCopyID))
+	require.Len(t, files(t, d.dir), 1, "the refused copy's bytes stay for its collector")
+	require.Equal(t, 0, d.shutdown(t), d.log.String())
+}
+
+// A refused upload whose copy was collected already (its row gone while the bytes were
+// still a partial file) is unlinked by the mover: nobody else ever would.
+func TestRefusedUploadOfACollectedCopyIsUnlinked(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := e.start("ds-orphan", "")
+	e.refusedUpload(d, "/pollux/orphan", func(s model.Subrequest) {
+		require.EventuallyWithT(t, func(c *assert.CollectT) { assert.False(c, e.copyRecorded(c, *s.DiskCopyID)) },
+			10*time.Second, 5*time.Millisecond, "the collector forgets the removed file's copy")
+	})
+	require.Empty(t, files(t, d.dir), "the mover unlinked the bytes before it answered")
 	require.Equal(t, 0, d.shutdown(t), d.log.String())
 }

@@ -320,6 +320,10 @@ func (x *transfer) record(name string, fn func(ctx context.Context, q pg.Querier
 // when the catalogue cannot be asked the bytes stay (a stray file costs space; an unlink
 // of the catalogue's content loses the file).
 func (x *transfer) discardRefused(final string) {
+	if x.h.cfg.DiskServerID == nil {
+		x.log.Error("refused upload kept: the mover does not know its disk server's id", zap.String("file", final))
+		return
+	}
 	var discardable bool
 	err := x.record("ask about a refused copy", func(ctx context.Context, q pg.Querier) (err error) {
 		discardable, err = model.DiskCopyDiscardable(ctx, q, x.h.cfg.DiskServerID(), x.row.MountPoint, x.row.DiskPath)
