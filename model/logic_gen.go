@@ -80,6 +80,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "disk_server_recover", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "integer"},
 	{Name: "disk_copy_claim_gc", File: "diskserver.sql", IdentityArgs: "p_disk_server_id bigint, p_batch integer", Result: "TABLE(id bigint, mount_point text, disk_path text)"},
 	{Name: "disk_copy_deleted", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "void"},
+	{Name: "disk_copy_discardable", File: "diskserver.sql", IdentityArgs: "p_disk_server_id bigint, p_mount_point text, p_disk_path text", Result: "boolean"},
 	{Name: "transfer_location", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint", Result: "TABLE(request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, checksum_adler32 text, max_size_bytes bigint)"},
 	{Name: "transfer_claim", File: "transfer.sql", IdentityArgs: "p_disk_server_id bigint, p_mover_base text, p_tokens text[]", Result: "TABLE(subrequest_id bigint, request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, checksum_adler32 text, max_size_bytes bigint, token text, open_seconds bigint, transfer_seconds bigint)"},
 	{Name: "subrequest_abandon_write", File: "transfer.sql", IdentityArgs: "p_id bigint", Result: "void"},
@@ -206,6 +207,8 @@ const (
 	DiskCopyClaimGcSQL = "SELECT id, mount_point, disk_path FROM disk_copy_claim_gc($1::bigint, $2::integer)"
 	// DiskCopyDeletedSQL is the statement DiskCopyDeleted runs.
 	DiskCopyDeletedSQL = "SELECT disk_copy_deleted($1::bigint)"
+	// DiskCopyDiscardableSQL is the statement DiskCopyDiscardable runs.
+	DiskCopyDiscardableSQL = "SELECT disk_copy_discardable($1::bigint, $2::text, $3::text)"
 	// TransferLocationSQL is the statement TransferLocation runs.
 	TransferLocationSQL = "SELECT request_id, type, path, mount_point, disk_path, size_bytes, checksum_adler32, max_size_bytes FROM transfer_location($1::bigint)"
 	// TransferClaimSQL is the statement TransferClaim runs.
@@ -225,7 +228,8 @@ const (
 // DaemonInstanceRegister calls the SQL function daemon_instance_register
 // (daemon_instance.sql).
 //
-// Records a daemon instance that has just started and journals the start.
+// Records a daemon instance that has just started and journals the start; the same
+// instance again is refreshed and not journaled twice.
 func DaemonInstanceRegister(ctx context.Context, db DBTX, id string, role string, host string, pid int32, version string, pools json.RawMessage, adminURL string) error {
 	if _, err := db.Exec(ctx, DaemonInstanceRegisterSQL, id, role, host, pid, version, pools, adminURL); err != nil {
 		return fmt.Errorf("daemon_instance_register: %w", err)
@@ -1029,6 +1033,18 @@ func DiskCopyDeleted(ctx context.Context, db DBTX, id int64) error {
 	return nil
 }
 
+// DiskCopyDiscardable calls the SQL function disk_copy_discardable (diskserver.sql).
+//
+// Whether a disk server may unlink the bytes it holds at a path of one of its data
+// directories; true only when the catalogue has no copy there.
+func DiskCopyDiscardable(ctx context.Context, db DBTX, diskServerID int64, mountPoint string, diskPath string) (bool, error) {
+	var result bool
+	if err := db.QueryRow(ctx, DiskCopyDiscardableSQL, diskServerID, mountPoint, diskPath).Scan(&result); err != nil {
+		return false, fmt.Errorf("disk_copy_discardable: %w", err)
+	}
+	return result, nil
+}
+
 // TransferLocationRow is a row returned by transfer_location.
 type TransferLocationRow struct {
 	RequestID       string      `json:"request_id"`
@@ -1081,6 +1097,8 @@ type TransferClaimRow struct {
 //
 // A disk server's claim; makes up to cardinality(p_tokens) transfers SCHEDULED on it
 // READY with an endpoint and a one-time token each, and returns what each mover needs.
+// Keyed by its tokens, so a re-run returns the transfers an earlier run with the same
+// tokens claimed.
 func TransferClaim(ctx context.Context, db DBTX, diskServerID int64, moverBase string, tokens []string) ([]TransferClaimRow, error) {
 	rows, err := db.Query(ctx, TransferClaimSQL, diskServerID, moverBase, tokens)
 	if err != nil {
@@ -1110,7 +1128,8 @@ func SubrequestAbandonWrite(ctx context.Context, db DBTX, id int64) error {
 
 // TransferPutEnded calls the SQL function transfer_put_ended (transfer.sql).
 //
-// Records a finished write (size, adler32) and closes it when the request asked for it.
+// Records a finished write (size, adler32) and closes it when the request asked for it;
+// the same report again succeeds and changes nothing.
 func TransferPutEnded(ctx context.Context, db DBTX, subrequestID int64, sizeBytes int64, checksumAdler32 string) error {
 	if _, err := db.Exec(ctx, TransferPutEndedSQL, subrequestID, sizeBytes, checksumAdler32); err != nil {
 		return fmt.Errorf("transfer_put_ended: %w", err)
@@ -1120,7 +1139,7 @@ func TransferPutEnded(ctx context.Context, db DBTX, subrequestID int64, sizeByte
 
 // TransferGetEnded calls the SQL function transfer_get_ended (transfer.sql).
 //
-// Records a finished read.
+// Records a finished read; the same report again succeeds and changes nothing.
 func TransferGetEnded(ctx context.Context, db DBTX, subrequestID int64, sizeBytes int64) error {
 	if _, err := db.Exec(ctx, TransferGetEndedSQL, subrequestID, sizeBytes); err != nil {
 		return fmt.Errorf("transfer_get_ended: %w", err)
@@ -1144,7 +1163,8 @@ func TransferGetCorrupt(ctx context.Context, db DBTX, subrequestID int64, sizeBy
 
 // TransferFail calls the SQL function transfer_fail (transfer.sql).
 //
-// Ends a transfer that went wrong; a failed write leaves no valid copy.
+// Ends a transfer that went wrong; a failed write leaves no valid copy. A transfer failed
+// already is left alone; a finished one raises conflict.
 func TransferFail(ctx context.Context, db DBTX, subrequestID int64, code string, message string) error {
 	if _, err := db.Exec(ctx, TransferFailSQL, subrequestID, code, message); err != nil {
 		return fmt.Errorf("transfer_fail: %w", err)

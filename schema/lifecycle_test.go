@@ -87,7 +87,8 @@ func (l *life) claimOn(ds int64, n int) []model.TransferClaimRow {
 	l.t.Helper()
 	tokens := make([]string, n)
 	for i := range tokens {
-		tokens[i] = fmt.Sprintf("tok-%d-%d", ds, i)
+		// Fresh tokens each time, as a disk server makes them: a claim is keyed by its tokens.
+		tokens[i] = fmt.Sprintf("tok-%d-%s", ds, uuid.New())
 	}
 	rows, err := model.TransferClaim(l.ctx, l.db.Pool(), ds, "http://mover", tokens)
 	require.NoError(l.t, err)

@@ -65,7 +65,7 @@ func cmdCheck(ctx context.Context, c *cli, args []string) error {
 	// lease, before or after it, agrees with it (leadership may change in between).
 	scraped := scrapeDaemons(ctx, daemons, *scrapeTimeout)
 	var after []model.LeaderLeaseListRow
-	if err := db.Do(ctx, "check: leases", func(q pg.Querier) (err error) {
+	if err := db.DoIdempotent(ctx, "check: leases", func(q pg.Querier) (err error) {
 		after, err = model.LeaderLeaseList(ctx, q, 30)
 		return err
 	}); err != nil {

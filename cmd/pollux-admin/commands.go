@@ -367,7 +367,7 @@ func cmdDaemons(ctx context.Context, c *cli, args []string) error {
 	}
 	defer db.Close()
 	var list []model.DaemonInstanceListRow
-	if err := db.Do(ctx, "list daemons", func(q pg.Querier) (err error) {
+	if err := db.DoIdempotent(ctx, "list daemons", func(q pg.Querier) (err error) {
 		list, err = model.DaemonInstanceList(ctx, q, int32(window.Seconds()))
 		return err
 	}); err != nil {
@@ -405,7 +405,7 @@ func cmdEvents(ctx context.Context, c *cli, args []string) error {
 	}
 	defer db.Close()
 	var list []model.SystemEvent
-	if err := db.Do(ctx, "list events", func(q pg.Querier) (err error) {
+	if err := db.DoIdempotent(ctx, "list events", func(q pg.Querier) (err error) {
 		list, err = model.SystemEventList(ctx, q, int32(*limit))
 		return err
 	}); err != nil {

@@ -28,7 +28,7 @@ func cmdLeaders(ctx context.Context, c *cli, args []string) error {
 	}
 	defer db.Close()
 	var list []model.LeaderLeaseListRow
-	if err := db.Do(ctx, "list leaders", func(q pg.Querier) (err error) {
+	if err := db.DoIdempotent(ctx, "list leaders", func(q pg.Querier) (err error) {
 		list, err = model.LeaderLeaseList(ctx, q, int32(window.Seconds()))
 		return err
 	}); err != nil {

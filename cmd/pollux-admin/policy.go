@@ -56,7 +56,7 @@ func cmdPolicy(ctx context.Context, c *cli, args []string) error {
 		return nil
 	}
 	var list []model.Policy
-	if err := db.Do(ctx, "list policy", func(q pg.Querier) (err error) {
+	if err := db.DoIdempotent(ctx, "list policy", func(q pg.Querier) (err error) {
 		list, err = model.PolicyList(ctx, q)
 		return err
 	}); err != nil {

@@ -318,7 +318,7 @@ func catalogChecksum(ctx context.Context, q pg.Querier, names []string, triggers
 // Current returns the installed version, or nil when no logic was ever installed.
 func (p *Patcher) Current(ctx context.Context) (*Installed, error) {
 	var cur *Installed
-	err := p.db.Do(ctx, "read installed logic", func(q pg.Querier) (err error) {
+	err := p.db.DoIdempotent(ctx, "read installed logic", func(q pg.Querier) (err error) {
 		cur, err = p.current(ctx, q)
 		return err
 	})
@@ -336,7 +336,7 @@ func (p *Patcher) current(ctx context.Context, q pg.Querier) (*Installed, error)
 // History returns the newest limit versions, newest first.
 func (p *Patcher) History(ctx context.Context, limit int) ([]Installed, error) {
 	var list []Installed
-	err := p.db.Do(ctx, "read logic history", func(q pg.Querier) (err error) {
+	err := p.db.DoIdempotent(ctx, "read logic history", func(q pg.Querier) (err error) {
 		list, err = p.history(ctx, q, limit)
 		return err
 	})
@@ -378,7 +378,7 @@ type Status struct {
 // Status reports how the database stands against b.
 func (p *Patcher) Status(ctx context.Context, b Bundle) (Status, error) {
 	var st Status
-	err := p.db.Do(ctx, "logic status", func(q pg.Querier) error {
+	err := p.db.DoIdempotent(ctx, "logic status", func(q pg.Querier) error {
 		st = Status{}
 		cur, err := p.current(ctx, q)
 		if err != nil || cur == nil {

@@ -146,7 +146,8 @@ func (e *Elector) Stop(ctx context.Context) error {
 	if !leading {
 		return nil
 	}
-	err := e.db.Do(ctx, "resign "+e.cfg.Name, func(q pg.Querier) error {
+	// Resigning twice is harmless: a lost reply is retried.
+	err := e.db.DoIdempotent(ctx, "resign "+e.cfg.Name, func(q pg.Querier) error {
 		return e.store.Resign(ctx, q, e.cfg.Name, e.cfg.Candidate.InstanceID, epoch)
 	})
 	if err != nil {
@@ -169,14 +170,16 @@ func (e *Elector) Term() (int64, bool) {
 // Tx runs fn as singleton work: in one transaction fenced with the current epoch, and only
 // while this instance leads (otherwise it returns 0 at once). When fn reports rows of work
 // they are journalled in the same transaction. A refused fence makes the instance a backup
-// and is not an error: the new leader does the work.
+// and is not an error: the new leader does the work. fn must be idempotent (a sweep that
+// takes what is left): the transaction is run again after a lost commit reply
+// (pg.DB.TxIdempotent), and the fence is checked again with it.
 func (e *Elector) Tx(ctx context.Context, fn func(q pg.Querier) (int, error)) (int, error) {
 	epoch, ok := e.Term()
 	if !ok {
 		return 0, nil
 	}
 	var n int
-	err := e.db.Tx(ctx, e.cfg.Name, func(q pg.Querier) error {
+	err := e.db.TxIdempotent(ctx, e.cfg.Name, func(q pg.Querier) error {
 		n = 0
 		if err := e.store.Fence(ctx, q, e.cfg.Name, epoch); err != nil {
 			return err
@@ -224,7 +227,8 @@ func (e *Elector) round(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, e.cfg.RenewInterval)
 	defer cancel()
 	var lease Lease
-	err := e.db.Do(rctx, "elect "+e.cfg.Name, func(q pg.Querier) (err error) {
+	// A round run again renews what the first one took.
+	err := e.db.DoIdempotent(rctx, "elect "+e.cfg.Name, func(q pg.Querier) (err error) {
 		lease, err = e.store.Acquire(rctx, q, e.cfg.Name, e.cfg.Candidate, e.cfg.TTL)
 		return err
 	})

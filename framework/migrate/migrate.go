@@ -116,7 +116,7 @@ func Force(db *pg.DB, migrations fs.FS, version int) error {
 // Current reads the versions a database is at.
 func Current(ctx context.Context, db *pg.DB, migrations fs.FS) (Versions, error) {
 	var v Versions
-	err := db.Do(ctx, "read schema version", func(q pg.Querier) error {
+	err := db.DoIdempotent(ctx, "read schema version", func(q pg.Querier) error {
 		var exists bool
 		if err := q.QueryRow(ctx, "select to_regclass('schema_migrations') is not null").Scan(&exists); err != nil {
 			return err

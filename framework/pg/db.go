@@ -1,7 +1,3 @@
-// Package pg is Pollux's only door to PostgreSQL: a pgx pool opened from a libpq-style DSN
-// (multi-host DSNs and target_session_attrs work as in libpq), transactions retried by
-// SQLSTATE class with bounded jittered backoff, and one LISTEN connection per process fanned
-// out to any number of subscribers.
 package pg
 
 import (
@@ -52,7 +48,13 @@ type DB struct {
 	log         *zap.Logger
 	retryBudget time.Duration
 	retries     *prometheus.CounterVec
+	unknown     *prometheus.CounterVec
 }
+
+// ErrOutcomeUnknown is wrapped by the error of work that is not declared idempotent and
+// whose connection broke while its commit was in flight: it may have committed or not,
+// and running it again could do it twice. Test for it with errors.Is.
+var ErrOutcomeUnknown = errors.New("outcome unknown: the connection broke while the commit was in flight, so it may have committed")
 
 // Open connects a pool and checks that the database answers.
 func Open(ctx context.Context, cfg Config) (*DB, error) {
@@ -83,7 +85,11 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		Name: "pollux_db_retries_total",
 		Help: "Transactions retried, by the SQLSTATE that caused the retry (empty: connection lost).",
 	}, []string{"sqlstate"})
-	if err := db.Do(ctx, "ping", func(q Querier) error {
+	db.unknown = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pollux_db_outcome_unknown_total",
+		Help: "Work whose connection broke while its commit was in flight: retried (declared idempotent) or returned as outcome unknown.",
+	}, []string{"action"})
+	if err := db.DoIdempotent(ctx, "ping", func(q Querier) error {
 		_, err := q.Exec(ctx, "select 1")
 		return err
 	}); err != nil {
@@ -92,7 +98,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	// Registered only once connected, so a caller may retry Open with the same registry.
 	if cfg.Registerer != nil {
-		if err := registerAll(cfg.Registerer, db.retries, newPoolCollector(pool)); err != nil {
+		if err := registerAll(cfg.Registerer, db.retries, db.unknown, newPoolCollector(pool)); err != nil {
 			pool.Close()
 			return nil, err
 		}
@@ -115,41 +121,103 @@ func (db *DB) Pool() *pgxpool.Pool { return db.pool }
 // Close closes every connection.
 func (db *DB) Close() { db.pool.Close() }
 
-// Tx runs fn in a transaction and commits it, retrying the whole transaction on transient
-// errors. fn may therefore run more than once and must not have effects outside the
-// transaction that a re-run would repeat; Pollux's logic is written so (claims, client-chosen
-// request ids). name appears in logs and errors.
+// Tx runs fn in a transaction and commits it, retrying the whole transaction when it
+// certainly did not commit (see the package doc): fn may therefore run more than once, and
+// must not have effects outside the transaction that a re-run would repeat. When the
+// connection broke while the COMMIT was in flight, Tx does not run fn again: it returns an
+// error wrapping ErrOutcomeUnknown. name appears in logs and errors.
 func (db *DB) Tx(ctx context.Context, name string, fn func(q Querier) error) error {
-	return db.retry(ctx, name, func() error {
-		return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error { return fn(tx) })
-	})
+	return db.retry(ctx, name, false, func() error { return db.attemptTx(ctx, pgx.TxOptions{}, fn) })
+}
+
+// TxIdempotent is Tx for work that is safe to run again after it committed: a re-run
+// finds its effects and answers the same success. It is re-run also when the connection
+// broke while the COMMIT was in flight, so a lost reply costs a retry, never an error.
+func (db *DB) TxIdempotent(ctx context.Context, name string, fn func(q Querier) error) error {
+	return db.retry(ctx, name, true, func() error { return db.attemptTx(ctx, pgx.TxOptions{}, fn) })
 }
 
 // Snapshot runs fn in a read-only REPEATABLE READ transaction, so that all its statements
 // see the database as of one instant (under READ COMMITTED each statement takes its own
-// snapshot, and a row read before a commit can sit beside rows read after it).
+// snapshot, and a row read before a commit can sit beside rows read after it). It changes
+// nothing, so it is re-run after any transient failure.
 func (db *DB) Snapshot(ctx context.Context, name string, fn func(q Querier) error) error {
 	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
-	return db.retry(ctx, name, func() error {
-		return pgx.BeginTxFunc(ctx, db.pool, opts, func(tx pgx.Tx) error { return fn(tx) })
-	})
+	return db.retry(ctx, name, true, func() error { return db.attemptTx(ctx, opts, fn) })
 }
 
-// Do runs fn on a pooled connection outside an explicit transaction, with the same retry
-// policy as Tx; use it for single statements.
+// Do runs fn on pooled connections outside an explicit transaction, with the retry policy
+// of Tx; use it for single statements, which need no BEGIN and COMMIT round trips. Each
+// statement commits by itself, so a connection that broke while one was in flight leaves
+// the outcome unknown: Do returns ErrOutcomeUnknown then, as Tx does for its COMMIT.
 func (db *DB) Do(ctx context.Context, name string, fn func(q Querier) error) error {
-	return db.retry(ctx, name, func() error { return fn(db.pool) })
+	return db.retry(ctx, name, false, func() error { return db.attemptDo(fn) })
 }
 
-func (db *DB) retry(ctx context.Context, name string, attempt func() error) error {
+// DoIdempotent is Do for reads and for statements that are safe to run again after they
+// committed; it is re-run whatever the moment the connection broke.
+func (db *DB) DoIdempotent(ctx context.Context, name string, fn func(q Querier) error) error {
+	return db.retry(ctx, name, true, func() error { return db.attemptDo(fn) })
+}
+
+// attemptTx runs one attempt of a transaction, marking a failure of its COMMIT as one that
+// came while a commit was in flight; a failure before it leaves nothing committed.
+func (db *DB) attemptTx(ctx context.Context, opts pgx.TxOptions, fn func(q Querier) error) error {
+	tx, err := db.pool.BeginTx(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		// A broken connection rolls back by itself; a rollback that fails adds nothing.
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return &commitInFlight{err: err}
+	}
+	return nil
+}
+
+// attemptDo runs one attempt of Do's fn, whose every statement commits by itself.
+func (db *DB) attemptDo(fn func(q Querier) error) error {
+	if err := fn(db.pool); err != nil {
+		return &commitInFlight{err: err}
+	}
+	return nil
+}
+
+func (db *DB) retry(ctx context.Context, name string, idempotent bool, attempt func() error) error {
 	start := time.Now()
 	stalePlans := 0
+	// mayHaveCommitted: an attempt's commit reply was lost. Work given up after that is of
+	// unknown outcome, whatever the last attempt's error.
+	mayHaveCommitted := false
+	// lost counts a commit reply lost, but not a caller that gave up on its own work.
+	lost := func(action string) {
+		if ctx.Err() == nil {
+			db.unknown.WithLabelValues(action).Inc()
+		}
+	}
+	giveUp := func(err error) error {
+		if mayHaveCommitted && !errors.Is(err, ErrOutcomeUnknown) {
+			lost("returned")
+			return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+		}
+		return err
+	}
 	for n := 0; ; n++ {
 		err := attempt()
 		if err == nil {
 			return nil
 		}
 		class, code := Classify(err)
+		if class == OutcomeUnknown {
+			if !idempotent {
+				lost("returned")
+				return fmt.Errorf("%s: %w: %w", name, ErrOutcomeUnknown, err)
+			}
+			mayHaveCommitted = true
+		}
 		switch {
 		case class == StalePlan && stalePlans < db.maxConns:
 			// Every pooled connection caches its own copy of a statement, and pgx drops a
@@ -161,21 +229,31 @@ func (db *DB) retry(ctx context.Context, name string, attempt func() error) erro
 			db.retries.WithLabelValues(code).Inc()
 			db.log.Info("retrying after a logic patch changed a result type", zap.String("tx", name), zap.Int("attempt", n+1))
 			continue
-		case class != Transient && class != StalePlan:
+		case class == Permanent:
+			if ctx.Err() != nil {
+				// The caller gave up: an earlier attempt may still have committed.
+				err = giveUp(err)
+			}
+			// Otherwise the server's answer to a re-run of idempotent work is the work's.
 			return fmt.Errorf("%s: %w", name, err)
+		case ctx.Err() != nil:
+			return fmt.Errorf("%s: %w (last error: %w)", name, ctx.Err(), giveUp(err))
 		case time.Since(start) > db.retryBudget:
-			return fmt.Errorf("%s: gave up after %d attempts in %s: %w", name, n+1, time.Since(start).Round(time.Millisecond), err)
+			return fmt.Errorf("%s: gave up after %d attempts in %s: %w", name, n+1, time.Since(start).Round(time.Millisecond), giveUp(err))
 		}
 		db.retries.WithLabelValues(code).Inc()
+		if class == OutcomeUnknown {
+			lost("retried")
+		}
 		delay := Backoff(n - stalePlans)
 		db.log.Warn("retrying transient database error",
 			zap.String("tx", name), zap.String("sqlstate", code), zap.Int("attempt", n+1),
-			zap.Duration("delay", delay), zap.Error(err))
+			zap.Stringer("class", class), zap.Duration("delay", delay), zap.Error(err))
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("%s: %w (last error: %v)", name, ctx.Err(), err)
+			return fmt.Errorf("%s: %w (last error: %w)", name, ctx.Err(), giveUp(err))
 		case <-t.C:
 		}
 	}

@@ -2,7 +2,10 @@
 -- stopped on a clean exit. A crashed daemon simply stops heartbeating; operators see its
 -- age grow in `pollux-admin daemons`.
 
--- daemon_instance_register records a new instance and journals the start.
+-- daemon_instance_register records a new instance and journals the start. Idempotent: an
+-- instance id is made afresh by each process, so an id registered already is this call
+-- again (a re-run after its reply was lost, or a re-registration after a heartbeat found
+-- the row gone): the row is refreshed, and the start is journaled once.
 -- Locks: inserts one daemon_instance row. Raises: invalid_argument (PX002) on an empty role.
 CREATE OR REPLACE FUNCTION daemon_instance_register(
     p_id uuid, p_role text, p_host text, p_pid integer, p_version text, p_pools jsonb, p_admin_url text)
@@ -17,15 +20,19 @@ BEGIN
     END IF;
     INSERT INTO daemon_instance (id, role, host, pid, version, pools, admin_url)
     VALUES (p_id, p_role, p_host, p_pid, p_version, coalesce(p_pools, '{}'), coalesce(p_admin_url, ''))
-    ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL;
+    ON CONFLICT (id) DO NOTHING;
+    IF NOT FOUND THEN
+        UPDATE daemon_instance SET heartbeat_at = now(), stopped_at = NULL WHERE id = p_id;
+        RETURN;
+    END IF;
     PERFORM system_event_record('daemon_start', p_role, p_id,
         format('%s started on %s (pid %s, version %s)', p_role, p_host, p_pid, p_version),
         jsonb_build_object('pools', p_pools, 'admin_url', p_admin_url));
 END;
 $$;
 
--- daemon_instance_heartbeat refreshes an instance's heartbeat.
--- Locks: updates one daemon_instance row. Raises: not_found (PX001) for an unknown instance.
+-- daemon_instance_heartbeat refreshes an instance's heartbeat; running it again changes
+-- nothing more. Locks: updates one daemon_instance row. Raises: not_found (PX001) for an unknown instance.
 CREATE OR REPLACE FUNCTION daemon_instance_heartbeat(p_id uuid)
 RETURNS void
 LANGUAGE plpgsql

@@ -4,7 +4,9 @@
 
 -- disk_server_register records (or refreshes) a disk server by name and returns its id;
 -- an operator's status (DRAINING, DISABLED) is kept across restarts. Capacity changed:
--- transfers waiting for a disk server may fit now (capacity_changed). Locks: its row.
+-- transfers waiting for a disk server may fit now (capacity_changed). Idempotent: the same
+-- registration again returns the same id and leaves the same row; it journals the
+-- registration once more (a process cannot be told from its own re-run). Locks: its row.
 CREATE OR REPLACE FUNCTION disk_server_register(p_name text, p_url text, p_load double precision)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -28,7 +30,7 @@ END;
 $$;
 
 -- file_system_register records (or refreshes) one data directory of a disk server and
--- returns its id. Raises: not_found (PX001) for an unknown service class; invalid_argument
+-- returns its id; the same call again returns the same id. Raises: not_found (PX001) for an unknown service class; invalid_argument
 -- (PX002) for a relative mount point. Locks: its row.
 CREATE OR REPLACE FUNCTION file_system_register(p_disk_server_id bigint, p_mount_point text, p_service_class text,
     p_capacity_bytes bigint, p_free_bytes bigint)
@@ -60,8 +62,9 @@ END;
 $$;
 
 -- disk_server_heartbeat refreshes a disk server's liveness and load. A server that comes
--- back after being silent is capacity again (capacity_changed). Raises: not_found (PX001) when the server
--- is not registered (it registers again). Locks: its row.
+-- back after being silent is capacity again (capacity_changed); running it again changes
+-- nothing more. Raises: not_found (PX001) when the server is not registered (it registers
+-- again). Locks: its row.
 CREATE OR REPLACE FUNCTION disk_server_heartbeat(p_id bigint, p_load double precision)
 RETURNS void
 LANGUAGE plpgsql
@@ -83,7 +86,8 @@ END;
 $$;
 
 -- file_system_heartbeat refreshes a file system's capacity and free space; one that had no
--- room and has some again is capacity (capacity_changed).
+-- room and has some again is capacity (capacity_changed). Running it again changes nothing
+-- more.
 -- Raises: not_found (PX001) when it is not registered. Locks: its row.
 CREATE OR REPLACE FUNCTION file_system_heartbeat(p_id bigint, p_capacity_bytes bigint, p_free_bytes bigint)
 RETURNS void
@@ -108,7 +112,10 @@ $$;
 -- disk_copy_claim_gc claims INVALID copies on a disk server's file systems that no
 -- transfer still reads and that are not marked corrupt (those wait for the operator: see
 -- transfer_get_corrupt), marks them BEINGDELETED and returns where they are; the server
--- unlinks them and calls disk_copy_deleted. A copy left BEINGDELETED for ten minutes (its
+-- unlinks them and calls disk_copy_deleted. INVALID is never left but for BEINGDELETED, and
+-- the status is read committed under the row lock: the copies returned are dead for good,
+-- so their bytes may go even before this claim commits (a claim that rolls back hands
+-- them out again; unlinking twice is harmless). A re-run claims what is left. A copy left BEINGDELETED for ten minutes (its
 -- unlink failed: a permission, a read-only or unmounted file system) is claimed again, so
 -- that a fixed fault clears itself and a lasting one is logged every ten minutes.
 -- Locks: the claimed copies (SKIP LOCKED).
@@ -136,7 +143,8 @@ BEGIN
 END;
 $$;
 
--- disk_copy_deleted forgets a copy its disk server has unlinked. Locks: its row.
+-- disk_copy_deleted forgets a copy its disk server has unlinked; a copy forgotten already
+-- is left so (idempotent). Locks: its row.
 CREATE OR REPLACE FUNCTION disk_copy_deleted(p_id bigint)
 RETURNS void
 LANGUAGE plpgsql
@@ -146,7 +154,8 @@ AS $$ BEGIN DELETE FROM disk_copy WHERE id = p_id AND status = 'BEINGDELETED'; E
 
 -- disk_server_recover takes back the transfers a restarting disk server was running (READY
 -- on it: their movers died with the old process; see subrequest_take_back). Transfers only
--- SCHEDULED on it stay: the new process claims them.
+-- SCHEDULED on it stay: the new process claims them. Returns how many it took back; a
+-- re-run finds none left (idempotent).
 -- Locks: those subrequests and their copies.
 CREATE OR REPLACE FUNCTION disk_server_recover(p_id bigint)
 RETURNS integer
@@ -167,5 +176,31 @@ BEGIN
         v_n := v_n + 1;
     END LOOP;
     RETURN v_n;
+END;
+$$;
+
+-- disk_copy_discardable says whether the bytes a disk server holds at p_disk_path under its
+-- data directory p_mount_point may be unlinked by that server now: only when the catalogue
+-- has no copy there (collected already, or never recorded), since nobody else will ever
+-- unlink them. A copy that exists is not the caller's to unlink, whatever its status:
+-- STAGED and STAGEOUT are wanted, INVALID and BEINGDELETED are the garbage collector's
+-- (disk_copy_claim_gc). The mover asks after a report that was refused, before it unlinks
+-- anything. A collection of the copy in progress is waited for (its row lock), so that the
+-- answer is what it committed. Locks: the copy (FOR SHARE). Raises: invalid_argument
+-- (PX002) without a mount point or a path.
+CREATE OR REPLACE FUNCTION disk_copy_discardable(p_disk_server_id bigint, p_mount_point text, p_disk_path text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    IF coalesce(p_mount_point, '') = '' OR coalesce(p_disk_path, '') = '' THEN
+        RAISE EXCEPTION 'a copy is found by its mount point and its path on disk' USING ERRCODE = 'PX002';
+    END IF;
+    PERFORM 1 FROM disk_copy dc JOIN file_system fs ON fs.id = dc.file_system_id
+    WHERE fs.disk_server_id = p_disk_server_id AND fs.mount_point = p_mount_point AND dc.disk_path = p_disk_path
+    FOR SHARE OF dc;
+    RETURN NOT FOUND;
 END;
 $$;

@@ -43,7 +43,8 @@ $$;
 -- of them: those SCHEDULED on, or READY at, a disk server silent for longer than policy
 -- disk_server_live_seconds are taken back (subrequest_take_back); a READY transfer older
 -- than policy transfer_open_seconds + transfer_seconds and a minute (its disk server should
--- have ended it and could not record why) fails. Returns what it changed.
+-- have ended it and could not record why) fails. Returns what it changed. A re-run after
+-- its commit's reply was lost sweeps what is left (idempotent).
 -- Locks: those subrequests (SKIP LOCKED) and their copies.
 CREATE OR REPLACE FUNCTION subrequest_expire(p_batch integer)
 RETURNS TABLE (id bigint, request_id uuid, status subrequest_status, reason text)
@@ -89,8 +90,9 @@ $$;
 -- request_archive_finished moves up to p_batch requests that ended longer ago than policy
 -- request_retention_seconds out of the hot tables: each is kept as its request_view in
 -- request_archive (request look-ups still answer from there) and its rows are deleted, so
--- that the history never grows the tables every claim reads. Returns how many it moved.
--- Locks: those requests (SKIP LOCKED), their subrequests.
+-- that the history never grows the tables every claim reads. Returns how many it moved;
+-- a re-run moves what is left (idempotent). Locks: those requests (SKIP LOCKED), their
+-- subrequests.
 CREATE OR REPLACE FUNCTION request_archive_finished(p_batch integer)
 RETURNS integer
 LANGUAGE plpgsql
@@ -122,7 +124,8 @@ END;
 $$;
 
 -- request_archive_purge deletes up to p_batch archived requests older than policy
--- request_archive_seconds. Returns how many. Locks: those rows.
+-- request_archive_seconds. Returns how many; a re-run deletes what is left (idempotent).
+-- Locks: those rows.
 CREATE OR REPLACE FUNCTION request_archive_purge(p_batch integer)
 RETURNS integer
 LANGUAGE plpgsql

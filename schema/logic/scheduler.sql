@@ -114,7 +114,9 @@ $$;
 
 -- subrequest_claim_waitsched is schedulerd's claim: up to p_batch subrequests waiting for a
 -- resource (WAITSCHED) that were last tried before the current capacity epoch, oldest try
--- first, each placed again (subrequest_place). Returns the ones placed.
+-- first, each placed again (subrequest_place). Returns the ones placed. A re-run after its
+-- commit's reply was lost claims other rows (idempotent); only the wake-up hints for the
+-- rows it placed are lost, and the disk servers' polls make up for them.
 -- Locks: the claimed subrequests (FOR UPDATE SKIP LOCKED), then what placing locks.
 CREATE OR REPLACE FUNCTION subrequest_claim_waitsched(p_batch integer)
 RETURNS TABLE (id bigint, request_id uuid, disk_server_id bigint, disk_server_url text, disk_server_name text)

@@ -90,6 +90,9 @@ $$;
 -- The claim reads each request type of the family with an equality on type, so that it
 -- walks the partial index subrequest_new_idx (type, id) and never the history of finished
 -- subrequests (type = ANY (array) does not match the index order).
+-- A re-run after its commit's reply was lost claims other rows (idempotent): the decisions
+-- are made and notified; only the wake-up hints for the transfers placed are lost, and the
+-- disk servers' polls make up for them.
 -- Locks: the claimed subrequests (SKIP LOCKED), then what each decision locks.
 -- Raises: invalid_argument (PX002) for an unknown family.
 CREATE OR REPLACE FUNCTION subrequest_claim(p_family text, p_batch integer)

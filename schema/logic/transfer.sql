@@ -37,7 +37,15 @@ $$;
 -- each mover needs, with the time limits of policy transfer_open_seconds and
 -- transfer_seconds. A transfer without a copy to move fails at once, and so does a read
 -- whose copy was found corrupt after the read was placed (transfer_get_corrupt).
--- Locks: the claimed subrequests (FOR UPDATE SKIP LOCKED), their requests.
+-- Idempotent: a claim is keyed by its tokens, which the server makes afresh for each claim.
+-- Transfers READY on this server with one of them were claimed by an earlier run of this
+-- same claim whose commit's reply was lost (framework/pg runs it again; the server passes
+-- the tokens of a claim that failed to its next claim): they are returned again, unchanged
+-- and not notified twice, before the tokens left claim more. Without this, their clients,
+-- told the endpoint by the lost commit's notification, would find no mover until a time
+-- limit ended the transfer.
+-- Locks: the transfers returned again (FOR UPDATE), the claimed subrequests (FOR UPDATE
+-- SKIP LOCKED), their requests.
 CREATE OR REPLACE FUNCTION transfer_claim(p_disk_server_id bigint, p_mover_base text, p_tokens text[])
 RETURNS TABLE (subrequest_id bigint, request_id uuid, type request_type, path text, mount_point text, disk_path text,
                size_bytes bigint, checksum_adler32 text, max_size_bytes bigint, token text,
@@ -51,14 +59,32 @@ DECLARE
     v_sr record;
     v_loc record;
     v_corrupt bigint;
+    v_tokens text[] := coalesce(p_tokens, '{}');
+    v_used text[] := '{}';
+    v_free text[];
     v_i integer := 0;
     v_open bigint := policy_value('transfer_open_seconds');
     v_limit bigint := policy_value('transfer_seconds');
 BEGIN
     FOR v_sr IN
+        SELECT s.id, s.request_id, s.token FROM subrequest s
+        WHERE s.disk_server_id = p_disk_server_id AND s.status = 'READY' AND s.token = ANY (v_tokens)
+        ORDER BY s.id FOR UPDATE
+    LOOP
+        v_used := v_used || v_sr.token;
+        SELECT * INTO v_loc FROM transfer_location(v_sr.id);
+        CONTINUE WHEN NOT FOUND;
+        subrequest_id := v_sr.id; request_id := v_sr.request_id; type := v_loc.type; path := v_loc.path;
+        mount_point := v_loc.mount_point; disk_path := v_loc.disk_path; size_bytes := v_loc.size_bytes;
+        checksum_adler32 := v_loc.checksum_adler32; max_size_bytes := v_loc.max_size_bytes; token := v_sr.token;
+        open_seconds := v_open; transfer_seconds := v_limit;
+        RETURN NEXT;
+    END LOOP;
+    v_free := ARRAY(SELECT t FROM unnest(v_tokens) WITH ORDINALITY AS u(t, n) WHERE t <> ALL (v_used) ORDER BY n);
+    FOR v_sr IN
         SELECT s.id, s.request_id FROM subrequest s
         WHERE s.disk_server_id = p_disk_server_id AND s.status = 'SCHEDULED'
-        ORDER BY s.disk_server_id, s.id LIMIT coalesce(cardinality(p_tokens), 0) FOR UPDATE SKIP LOCKED
+        ORDER BY s.disk_server_id, s.id LIMIT cardinality(v_free) FOR UPDATE SKIP LOCKED
     LOOP
         SELECT * INTO v_loc FROM transfer_location(v_sr.id);
         IF NOT FOUND THEN
@@ -74,12 +100,12 @@ BEGIN
         END IF;
         v_i := v_i + 1;
         UPDATE subrequest s SET status = 'READY', mover_url = rtrim(p_mover_base, '/') || '/v1/transfers/' || v_sr.id,
-               token = p_tokens[v_i], info = 'ready: transfer the data to or from the mover', updated_at = now()
+               token = v_free[v_i], info = 'ready: transfer the data to or from the mover', updated_at = now()
         WHERE s.id = v_sr.id;
         PERFORM request_refresh(v_sr.request_id);
         subrequest_id := v_sr.id; request_id := v_sr.request_id; type := v_loc.type; path := v_loc.path;
         mount_point := v_loc.mount_point; disk_path := v_loc.disk_path; size_bytes := v_loc.size_bytes;
-        checksum_adler32 := v_loc.checksum_adler32; max_size_bytes := v_loc.max_size_bytes; token := p_tokens[v_i];
+        checksum_adler32 := v_loc.checksum_adler32; max_size_bytes := v_loc.max_size_bytes; token := v_free[v_i];
         open_seconds := v_open; transfer_seconds := v_limit;
         RETURN NEXT;
     END LOOP;
@@ -88,8 +114,12 @@ $$;
 
 -- transfer_put_ended records a finished write: the copy's size and checksum; the copy is
 -- closed at once (STAGED) when the request asked for it (`pollux cp`), otherwise it stays
--- STAGEOUT until stager_putdone. Raises: conflict (PX003) when the write is no longer wanted
--- (removed, taken back); the mover then discards the data.
+-- STAGEOUT until stager_putdone. Idempotent: the same report again (a re-run after its
+-- commit's reply was lost) finds the write FINISHED with this size and checksum and
+-- returns the same success, changing nothing; the copy is the catalogue's, so its bytes
+-- must stay. Raises: conflict (PX003) when the write is no longer wanted (removed, taken
+-- back, failed) or ended with another size or checksum; the mover then keeps the data
+-- unless disk_copy_discardable says the catalogue has no copy there.
 -- Locks: the subrequest, the file, the copy.
 CREATE OR REPLACE FUNCTION transfer_put_ended(p_subrequest_id bigint, p_size_bytes bigint, p_checksum_adler32 text)
 RETURNS void
@@ -102,6 +132,10 @@ DECLARE
     v_close boolean;
 BEGIN
     SELECT * INTO v_sr FROM subrequest s WHERE s.id = p_subrequest_id FOR UPDATE;
+    IF v_sr.status = 'FINISHED' AND v_sr.type = 'PUT'
+       AND v_sr.size_bytes = p_size_bytes AND v_sr.checksum_adler32 = p_checksum_adler32 THEN
+        RETURN; -- recorded already: only transfer_put_ended finishes a PUT, with these values
+    END IF;
     IF NOT FOUND OR v_sr.status <> 'READY' OR v_sr.type <> 'PUT' THEN
         RAISE EXCEPTION 'the write of subrequest % is no longer wanted: %', p_subrequest_id,
             coalesce(v_sr.error_message, v_sr.status::text, 'unknown subrequest') USING ERRCODE = 'PX003';
@@ -123,8 +157,9 @@ BEGIN
 END;
 $$;
 
--- transfer_get_ended records a finished read. Raises: conflict (PX003) when the
--- subrequest is not transferring. Locks: the subrequest.
+-- transfer_get_ended records a finished read. Idempotent: the same report again finds the
+-- read FINISHED with this size and returns the same success. Raises: conflict (PX003) when
+-- the subrequest is not a read in progress, or ended otherwise. Locks: the subrequest.
 CREATE OR REPLACE FUNCTION transfer_get_ended(p_subrequest_id bigint, p_size_bytes bigint)
 RETURNS void
 LANGUAGE plpgsql
@@ -134,6 +169,11 @@ AS $$
 BEGIN
     UPDATE subrequest SET size_bytes = p_size_bytes WHERE id = p_subrequest_id AND status = 'READY' AND type = 'GET';
     IF NOT FOUND THEN
+        PERFORM 1 FROM subrequest s
+        WHERE s.id = p_subrequest_id AND s.status = 'FINISHED' AND s.type = 'GET' AND s.size_bytes = p_size_bytes;
+        IF FOUND THEN
+            RETURN; -- recorded already: only transfer_get_ended sets a GET's size
+        END IF;
         RAISE EXCEPTION 'subrequest % is not a read in progress', p_subrequest_id USING ERRCODE = 'PX003';
     END IF;
     PERFORM subrequest_finish(p_subrequest_id, 'read');
@@ -148,9 +188,11 @@ $$;
 -- so that the only copy of a file is never deleted before the operator has seen it. The
 -- first finding is journaled (system event disk_copy_corrupt, with the copy's whereabouts
 -- and both sizes and checksums in its detail). The read fails with transfer_failed (PX007)
--- and a reason naming the copy and both checksums, unless it is over already; the reason is
--- returned for the mover's log. Locks: the subrequest, the file, the copy.
--- Raises: conflict (PX003) when the subrequest is not a read of a copy.
+-- and a reason naming the copy and both checksums (transfer_fail); the reason is returned
+-- for the mover's log. Idempotent: the same report again finds the copy marked (no second
+-- event) and the read failed, and returns the same reason. Locks: the subrequest, the
+-- file, the copy. Raises: conflict (PX003) when the subrequest is not a read of a copy, or
+-- when the read finished (transfer_fail).
 CREATE OR REPLACE FUNCTION transfer_get_corrupt(p_subrequest_id bigint, p_size_bytes bigint, p_checksum_adler32 text)
 RETURNS text
 LANGUAGE plpgsql
@@ -223,7 +265,11 @@ $$;
 
 -- transfer_fail ends a transfer that went wrong (truncated or corrupt upload, disk error,
 -- timeout) with the mover's reason; a failed write is abandoned (subrequest_abandon_write).
--- A subrequest already over is left alone. Locks: the subrequest, the file, the copy.
+-- Idempotent: a transfer that failed already (this report again, or another reason first)
+-- is left alone and the call succeeds: its outcome is the one reported. Raises: conflict
+-- (PX003) when the transfer finished: a success recorded (perhaps by a report whose reply
+-- was lost) is not turned into a failure, and its copy is the catalogue's.
+-- Locks: the subrequest, the file, the copy.
 CREATE OR REPLACE FUNCTION transfer_fail(p_subrequest_id bigint, p_code text, p_message text)
 RETURNS void
 LANGUAGE plpgsql
@@ -234,8 +280,11 @@ DECLARE
     v_status subrequest_status;
 BEGIN
     SELECT s.status INTO v_status FROM subrequest s WHERE s.id = p_subrequest_id FOR UPDATE;
-    IF NOT FOUND OR v_status IN ('FINISHED', 'FAILED') THEN
+    IF NOT FOUND OR v_status = 'FAILED' THEN
         RETURN;
+    ELSIF v_status = 'FINISHED' THEN
+        RAISE EXCEPTION 'the transfer of subrequest % finished successfully: it cannot fail now (%)', p_subrequest_id, p_message
+            USING ERRCODE = 'PX003';
     END IF;
     PERFORM subrequest_abandon_write(p_subrequest_id);
     PERFORM subrequest_fail(p_subrequest_id, p_code, p_message);

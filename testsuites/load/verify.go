@@ -215,7 +215,7 @@ type request struct {
 // requests finds the requests of the given tags, in the hot table and in the archive.
 func requests(ctx context.Context, db *pg.DB, tags []string) (map[string][]request, error) {
 	out := map[string][]request{}
-	err := db.Do(ctx, "load: requests by tag", func(q pg.Querier) error {
+	err := db.DoIdempotent(ctx, "load: requests by tag", func(q pg.Querier) error {
 		rows, err := q.Query(ctx, `
 			select r.user_tag, r.id::text, r.status::text,
 			       coalesce((select string_agg(s.path || ' ' || s.status || coalesce(': ' || nullif(s.error_message, ''), coalesce(' (' || nullif(s.info, '') || ')', '')), '; ')

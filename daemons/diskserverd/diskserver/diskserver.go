@@ -203,7 +203,7 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 		abort()
 		return nil, err
 	}
-	handler := mover.NewHandler(mover.Config{DB: env.DB, Transfers: transfers, MountPoints: mounts, Log: env.Logger("mover"),
+	handler := mover.NewHandler(mover.Config{DB: env.DB, Transfers: transfers, DiskServerID: srv.id, MountPoints: mounts, Log: env.Logger("mover"),
 		Wake: claims.pool.Wake})
 	gc := &collector{db: env.DB, server: srv, log: env.Logger("gc")}
 	gcPool, err := claim.New(claim.Config{Name: "gc", Workers: 1, Batch: gcBatch, PollInterval: cfg.gcInterval, Step: gc.step},

@@ -95,6 +95,12 @@ type diskServer struct {
 // start runs a diskserverd with one data directory and waits for it to register.
 func (e *env) start(name, dir string, args ...string) *diskServer {
 	e.t.Helper()
+	return e.startOn(e.dsn, name, dir, args...)
+}
+
+// startOn is start with the daemon reaching the test's database through dsn.
+func (e *env) startOn(dsn, name, dir string, args ...string) *diskServer {
+	e.t.Helper()
 	if dir == "" {
 		dir = filepath.Join(e.t.TempDir(), "data") // created by the daemon
 	}
@@ -103,7 +109,7 @@ func (e *env) start(name, dir string, args ...string) *diskServer {
 	args = append([]string{"--log-format", "json", "--name", name, "--listen", "127.0.0.1:0", "--data-dir", dir,
 		"--gc-interval", "100ms", "--drain-timeout", "2s", "--claim-poll-interval", "1m"}, args...)
 	go func() {
-		d.exited <- daemon.Run(ctx, args, []string{"POLLUX_DATABASE_URL=" + e.dsn}, io.Discard, d.log, diskserver.Spec())
+		d.exited <- daemon.Run(ctx, args, []string{"POLLUX_DATABASE_URL=" + dsn}, io.Discard, d.log, diskserver.Spec())
 	}()
 	e.t.Cleanup(func() {
 		d.shutdown(e.t)

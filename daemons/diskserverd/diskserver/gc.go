@@ -26,13 +26,16 @@ type collector struct {
 
 // step claims a batch of invalid copies, unlinks them and forgets them, all in one
 // transaction: a process that dies half-way rolls the claim back, and the next step
-// unlinks again (a missing file is fine). A copy that cannot be unlinked stays
-// BEINGDELETED, logged, rather than blocking the rest; disk_copy_claim_gc hands it out
-// again ten minutes later.
+// unlinks again (a missing file is fine). The bytes go before the commit because the
+// catalogue's answer came first: an INVALID copy is dead for good (it only ever becomes
+// BEINGDELETED), so unlinking needs no commit of this claim. A copy that cannot be
+// unlinked stays BEINGDELETED, logged, rather than blocking the rest;
+// disk_copy_claim_gc hands it out again ten minutes later. A re-run after a lost commit
+// reply claims what is left.
 func (c *collector) step(ctx context.Context) (int, error) {
 	var deleted []model.DiskCopyClaimGcRow
 	n := 0
-	err := c.db.Tx(ctx, "collect garbage", func(q pg.Querier) error {
+	err := c.db.TxIdempotent(ctx, "collect garbage", func(q pg.Querier) error {
 		deleted = deleted[:0]
 		rows, err := model.DiskCopyClaimGc(ctx, q, c.server.id(), gcBatch)
 		if err != nil {

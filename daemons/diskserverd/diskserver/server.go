@@ -40,7 +40,8 @@ func (s *server) id() int64 { return s.idValue.Load() }
 // file_system_register); both refresh what is there already.
 func (s *server) register(ctx context.Context) error {
 	var id int64
-	err := s.db.Tx(ctx, "register disk server", func(q pg.Querier) (err error) {
+	// Registrations, recovery and heartbeats are idempotent (schema/logic/diskserver.sql).
+	err := s.db.TxIdempotent(ctx, "register disk server", func(q pg.Querier) (err error) {
 		id, err = model.DiskServerRegister(ctx, q, s.name, s.url, loadAverage())
 		return err
 	})
@@ -65,7 +66,7 @@ func (s *server) registerFileSystem(ctx context.Context, mount string) error {
 		return fmt.Errorf("file system %s: %w", mount, err)
 	}
 	var id int64
-	err = s.db.Tx(ctx, "register file system", func(q pg.Querier) (err error) {
+	err = s.db.TxIdempotent(ctx, "register file system", func(q pg.Querier) (err error) {
 		id, err = model.FileSystemRegister(ctx, q, s.id(), mount, s.serviceClass, capacity, free)
 		return err
 	})
@@ -84,7 +85,7 @@ func (s *server) registerFileSystem(ctx context.Context, mount string) error {
 // process that is gone (at start) or stopping (at the end).
 func (s *server) recover(ctx context.Context) error {
 	var n int32
-	err := s.db.Tx(ctx, "recover transfers", func(q pg.Querier) (err error) {
+	err := s.db.TxIdempotent(ctx, "recover transfers", func(q pg.Querier) (err error) {
 		n, err = model.DiskServerRecover(ctx, q, s.id())
 		return err
 	})
@@ -114,7 +115,7 @@ func (s *server) heartbeatLoop(ctx context.Context) {
 
 // heartbeat reports load and space; a row that vanished is registered again.
 func (s *server) heartbeat(ctx context.Context) error {
-	err := s.db.Do(ctx, "disk server heartbeat", func(q pg.Querier) error {
+	err := s.db.DoIdempotent(ctx, "disk server heartbeat", func(q pg.Querier) error {
 		return model.DiskServerHeartbeat(ctx, q, s.id(), loadAverage())
 	})
 	if pg.SQLState(err) == model.SQLStateNotFound {
@@ -133,7 +134,7 @@ func (s *server) heartbeat(ctx context.Context) error {
 		s.mu.Lock()
 		id := s.fsIDs[m]
 		s.mu.Unlock()
-		err := s.db.Do(ctx, "file system heartbeat", func(q pg.Querier) error {
+		err := s.db.DoIdempotent(ctx, "file system heartbeat", func(q pg.Querier) error {
 			return model.FileSystemHeartbeat(ctx, q, id, capacity, free)
 		})
 		if pg.SQLState(err) == model.SQLStateNotFound {

@@ -33,6 +33,11 @@ type claimer struct {
 	running   atomic.Int64
 	pool      *claim.Pool
 	watchers  sync.WaitGroup
+	// unsure are the tokens of the last claim that failed: it may have committed, its
+	// transfers READY with these tokens, published to their clients, and unknown to the
+	// movers. The next claim passes them again and transfer_claim, keyed by its tokens,
+	// returns those transfers. Only the claim pool's one worker uses it.
+	unsure []string
 	// draining is closed when the daemon starts to stop.
 	draining chan struct{}
 	// abort ends the watchers at the drain deadline.
@@ -46,42 +51,60 @@ func (c *claimer) step(ctx context.Context) (int, error) {
 	if free <= 0 {
 		return 0, nil // a watcher that ends wakes the pool
 	}
-	tokens := make([]string, free)
-	for i := range tokens {
+	// The claim that failed held at most the free movers of its step; none was taken since.
+	tokens := append(make([]string, 0, free), c.unsure[:min(len(c.unsure), free)]...)
+	for len(tokens) < free {
 		t, err := newToken()
 		if err != nil {
 			return 0, err
 		}
-		tokens[i] = t
+		tokens = append(tokens, t)
 	}
 	var rows []model.TransferClaimRow
 	var added []*mover.Transfer
-	forget := func() {
-		for _, t := range added {
-			c.transfers.Remove(t)
-		}
-		added = nil
-	}
-	err := c.db.Tx(ctx, "claim transfers", func(q pg.Querier) (err error) {
-		forget() // a retried transaction starts again
+	// held are the transfers this claim put in the table. A re-run after a lost commit
+	// reply returns the transfers the lost run claimed, keyed by the tokens: each keeps
+	// its entry, which a client told by the lost run's notification may be using already.
+	held := map[int64]*mover.Transfer{}
+	err := c.db.TxIdempotent(ctx, "claim transfers", func(q pg.Querier) (err error) {
 		if rows, err = model.TransferClaim(ctx, q, c.server.id(), c.server.url, tokens); err != nil {
 			return err
 		}
 		// Before the commit: a client can hold a token only once the mover knows it.
-		for _, r := range rows {
+		kept := make(map[int64]*mover.Transfer, len(rows))
+		added = make([]*mover.Transfer, len(rows))
+		for i, r := range rows {
+			if t := held[r.SubrequestID]; t != nil && t.Token() == r.Token {
+				kept[r.SubrequestID], added[i] = t, t
+				continue
+			}
+			if t := held[r.SubrequestID]; t != nil {
+				c.transfers.Remove(t) // a run that rolled back gave it another token
+				delete(held, r.SubrequestID)
+			}
 			t, ok := c.transfers.Add(r.SubrequestID)
 			if !ok {
 				return fmt.Errorf("claim transfers: subrequest %d is running here already", r.SubrequestID)
 			}
 			t.Describe(r)
-			added = append(added, t)
+			kept[r.SubrequestID], added[i] = t, t
 		}
+		for id, t := range held {
+			if kept[id] != t {
+				c.transfers.Remove(t)
+			}
+		}
+		held = kept
 		return nil
 	})
 	if err != nil {
-		forget()
+		for _, t := range held {
+			c.transfers.Remove(t)
+		}
+		c.unsure = tokens
 		return 0, err
 	}
+	c.unsure = nil
 	for i, r := range rows {
 		c.running.Add(1)
 		c.watchers.Add(1)
@@ -160,18 +183,23 @@ func (c *claimer) watch(t *mover.Transfer, r model.TransferClaimRow) {
 	}
 }
 
-// fail records the transfer's failure (transfer_fail leaves a subrequest already over
-// alone). When even that cannot be recorded, the job manager's sweep ends the transfer once
-// it outlives every time limit.
+// fail records the transfer's failure (transfer_fail leaves a transfer that failed already
+// alone, and refuses to fail one that finished: the mover's report may have committed with
+// its reply lost). When even that cannot be recorded, the job manager's sweep ends the
+// transfer once it outlives every time limit.
 func (c *claimer) fail(log *zap.Logger, id int64, message string) {
-	log.Warn("transfer failed", zap.String("reason", message))
 	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 	defer cancel()
-	err := c.db.Tx(ctx, "fail transfer", func(q pg.Querier) error {
+	err := c.db.TxIdempotent(ctx, "fail transfer", func(q pg.Querier) error {
 		return model.TransferFail(ctx, q, id, model.SQLStateTransferFailed, message)
 	})
-	if err != nil {
-		log.Error("recording the transfer failure: the job manager will end it", zap.Error(err))
+	switch {
+	case pg.SQLState(err) == model.SQLStateConflict:
+		log.Info("transfer not failed: it had finished", zap.String("reason", message), zap.String("catalogue", pg.ServerMessage(err)))
+	case err != nil:
+		log.Error("transfer failed, and recording it failed too: the job manager will end it", zap.String("reason", message), zap.Error(err))
+	default:
+		log.Warn("transfer failed", zap.String("reason", message))
 	}
 }
 

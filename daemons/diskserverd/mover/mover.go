@@ -90,6 +90,9 @@ func TransferURL(base string, id int64) string {
 type Config struct {
 	DB        *pg.DB
 	Transfers *Transfers
+	// DiskServerID is this disk server's id in the catalogue (it may change when the
+	// server registers anew): with a mount point and a path, it names a copy.
+	DiskServerID func() int64
 	// MountPoints are the server's data directories (absolute, clean): the only places the
 	// mover reads or writes, whatever the database says.
 	MountPoints []string
@@ -301,11 +304,41 @@ func (x *transfer) fail(w http.ResponseWriter, status int, code, message string)
 }
 
 // record reports to the database even when the client has gone (its request's context
-// is then cancelled).
+// is then cancelled). Every report is idempotent (schema/logic/transfer.sql): one whose
+// commit's reply was lost is made again and finds itself recorded, so a lost reply never
+// turns a recorded end into a refusal.
 func (x *transfer) record(name string, fn func(ctx context.Context, q pg.Querier) error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.ctx), recordTimeout)
 	defer cancel()
-	return x.h.cfg.DB.Do(ctx, name, func(q pg.Querier) error { return fn(ctx, q) })
+	return x.h.cfg.DB.DoIdempotent(ctx, name, func(q pg.Querier) error { return fn(ctx, q) })
+}
+
+// discardRefused handles the bytes of a write whose end was refused (removed or taken back
+// while it was written, or failed meanwhile). Bytes are unlinked only when the catalogue
+// says that no copy lives at their place, so that nobody else ever will: a copy it still
+// has is wanted (STAGED, STAGEOUT) or its garbage collector's to delete (INVALID), and
+// when the catalogue cannot be asked the bytes stay (a stray file costs space; an unlink
+// of the catalogue's content loses the file).
+func (x *transfer) discardRefused(final string) {
+	if x.h.cfg.DiskServerID == nil {
+		x.log.Error("refused upload kept: the mover does not know its disk server's id", zap.String("file", final))
+		return
+	}
+	var discardable bool
+	err := x.record("ask about a refused copy", func(ctx context.Context, q pg.Querier) (err error) {
+		discardable, err = model.DiskCopyDiscardable(ctx, q, x.h.cfg.DiskServerID(), x.row.MountPoint, x.row.DiskPath)
+		return err
+	})
+	switch {
+	case err != nil:
+		x.log.Error("refused upload kept: the catalogue could not say whether its copy is dead", zap.String("file", final), zap.Error(err))
+	case !discardable:
+		x.log.Info("refused upload left to the catalogue: its copy is still recorded", zap.String("file", final))
+	default:
+		if err := os.Remove(final); err != nil && !errors.Is(err, os.ErrNotExist) {
+			x.log.Error("refused upload not removed", zap.String("file", final), zap.Error(err))
+		}
+	}
 }
 
 // put receives an upload into <disk path>.part, checks it, makes it durable, renames it
@@ -345,6 +378,8 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("creating %s: %v", part, err))
 	}
 	open := true
+	// The partial file is no copy of the catalogue's (the bytes take the copy's name only
+	// at the rename, once they checked out), so it may go whatever the catalogue says.
 	discard := func() {
 		if open {
 			_ = f.Close()
@@ -414,9 +449,9 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 		_ = os.Remove(part)
 		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("renaming %s: %v", part, err))
 	}
-	// The rename is durable only once the directory is.
+	// The rename is durable only once the directory is. The file now has the copy's
+	// name: the failure makes the copy INVALID, and its garbage collector unlinks it.
 	if err := syncDir(dir); err != nil {
-		_ = os.Remove(final)
 		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("flushing %s: %v", dir, err))
 	}
 
@@ -425,14 +460,15 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 	})
 	switch {
 	case pg.SQLState(err) == model.SQLStateConflict:
-		// Removed (or taken back) while being written: nobody wants these bytes.
-		_ = os.Remove(final)
-		x.log.Warn("upload discarded", zap.String("reason", pg.ServerMessage(err)))
+		// Removed (or taken back) while being written: the catalogue wants none of it.
+		x.log.Warn("upload refused", zap.String("reason", pg.ServerMessage(err)))
+		x.discardRefused(final)
 		replyError(w, http.StatusConflict, model.SQLStateConflict, pg.ServerMessage(err))
 		return nil
 	case err != nil:
-		// The file stays: the end may have committed with its acknowledgement lost. If it
-		// did not, the copy is invalidated and collected later.
+		// The file stays: the end may have committed (its outcome is unknown when the
+		// database stayed out of reach). If it did not, the watcher fails the transfer, the
+		// copy becomes INVALID and its garbage collector unlinks it.
 		x.log.Error("recording the upload", zap.Error(err))
 		replyError(w, http.StatusServiceUnavailable, model.SQLStateUnavailable, fmt.Sprintf("recording the upload: %v", err))
 		return err

@@ -86,6 +86,13 @@ func (t *Transfer) Describe(loc model.TransferClaimRow) {
 	t.loc, t.token = loc, loc.Token
 }
 
+// Token is the one-time token Describe recorded.
+func (t *Transfer) Token() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.token
+}
+
 func (t *Transfer) describe() model.TransferClaimRow {
 	t.mu.Lock()
 	defer t.mu.Unlock()

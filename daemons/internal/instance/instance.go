@@ -34,19 +34,20 @@ func (Registry) Register(ctx context.Context, db *pg.DB, in daemon.Instance) err
 	if err != nil {
 		return fmt.Errorf("encode pools: %w", err)
 	}
-	return db.Tx(ctx, "register instance", func(q pg.Querier) error {
+	// The instance's calls are idempotent (schema/logic/daemon_instance.sql).
+	return db.TxIdempotent(ctx, "register instance", func(q pg.Querier) error {
 		return model.DaemonInstanceRegister(ctx, q, in.ID, in.Role, in.Host, int32(in.PID), in.Version, pools, in.AdminURL)
 	})
 }
 
 // Heartbeat refreshes the instance's heartbeat.
 func (Registry) Heartbeat(ctx context.Context, db *pg.DB, id string) error {
-	return db.Do(ctx, "heartbeat", func(q pg.Querier) error { return model.DaemonInstanceHeartbeat(ctx, q, id) })
+	return db.DoIdempotent(ctx, "heartbeat", func(q pg.Querier) error { return model.DaemonInstanceHeartbeat(ctx, q, id) })
 }
 
 // Deregister marks the instance stopped.
 func (Registry) Deregister(ctx context.Context, db *pg.DB, id string) error {
-	return db.Tx(ctx, "deregister instance", func(q pg.Querier) error { return model.DaemonInstanceStop(ctx, q, id) })
+	return db.TxIdempotent(ctx, "deregister instance", func(q pg.Querier) error { return model.DaemonInstanceStop(ctx, q, id) })
 }
 
 // Ready are the readiness checks of every Pollux daemon.
@@ -95,7 +96,7 @@ func CheckSignatures(ctx context.Context, db *pg.DB) error {
 		names = append(names, f.Name)
 	}
 	have := map[string][2]string{}
-	err := db.Do(ctx, "read function signatures", func(q pg.Querier) error {
+	err := db.DoIdempotent(ctx, "read function signatures", func(q pg.Querier) error {
 		rows, err := q.Query(ctx, `
 			select p.proname, pg_get_function_identity_arguments(p.oid), pg_get_function_result(p.oid)
 			from pg_proc p

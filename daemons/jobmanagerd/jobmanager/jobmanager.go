@@ -85,7 +85,8 @@ func Spec() daemon.Spec {
 
 // sweep is a singleton pool of polling workers running fn in a fenced transaction on the
 // leader; a full batch goes on at once, anything less waits for the next interval, and
-// becoming leader starts a sweep at once.
+// becoming leader starts a sweep at once. Every sweep is idempotent (a re-run after a lost
+// commit reply sweeps what is left), which Elector.Tx requires.
 func sweep(env *daemon.Env, name string, every time.Duration,
 	fn func(ctx context.Context, q pg.Querier, batch int, log *zap.Logger) (int, error)) (*claim.Pool, error) {
 	workers, batch := env.Pool(name)

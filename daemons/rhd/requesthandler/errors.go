@@ -51,7 +51,9 @@ func dbError(err error) *httpError {
 		return &httpError{status: kind.HTTPStatus(), kind: kind, code: code, message: pg.ServerMessage(err), cause: err}
 	}
 	class, _ := pg.Classify(err)
-	if class == pg.Transient || errors.Is(err, context.DeadlineExceeded) {
+	// An outcome left unknown is worth retrying too: rhd's calls are idempotent (a request
+	// carries the client's id), so the client's retry finds what committed.
+	if class == pg.Transient || class == pg.OutcomeUnknown || errors.Is(err, context.DeadlineExceeded) {
 		return &httpError{status: http.StatusServiceUnavailable, kind: model.ErrorKindUnavailable,
 			message: "the request handler cannot reach its database now; retry later", cause: err}
 	}

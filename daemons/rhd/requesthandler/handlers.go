@@ -102,8 +102,10 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 	defer cancel()
 	var rows []model.RequestSubmitRow
 	// One statement is its own transaction: an explicit BEGIN and COMMIT would cost two
-	// more round trips on every request.
-	err = s.db.Do(ctx, "submit request", func(q pg.Querier) (err error) {
+	// more round trips on every request. The client chose the request's id, so a re-run
+	// after a lost commit reply finds the request stored (created = false, answered at
+	// once with the request as it stands).
+	err = s.db.DoIdempotent(ctx, "submit request", func(q pg.Querier) (err error) {
 		rows, err = model.RequestSubmit(ctx, q, id, typ, svc, c.user, in.UserTag, clientHost, in.Paths, in.AutoClose)
 		return err
 	})
@@ -297,7 +299,7 @@ func (s *server) readFor(ctx context.Context, id, user string) (api.Request, *ht
 	var view []byte
 	// One statement: request_view reads the request and its subrequests in one snapshot,
 	// and a single statement needs no BEGIN and COMMIT round trips.
-	err := s.db.Do(ctx, "read request", func(q pg.Querier) (err error) {
+	err := s.db.DoIdempotent(ctx, "read request", func(q pg.Querier) (err error) {
 		view, err = model.RequestView(ctx, q, id)
 		return err
 	})
@@ -362,7 +364,7 @@ func (s *server) getFile(w http.ResponseWriter, r *http.Request, _ *call) *httpE
 	ctx, cancel := dbContext(r.Context())
 	defer cancel()
 	var rows []model.FileQueryRow
-	err := s.db.Do(ctx, "query file", func(q pg.Querier) (err error) {
+	err := s.db.DoIdempotent(ctx, "query file", func(q pg.Querier) (err error) {
 		rows, err = model.FileQuery(ctx, q, path)
 		return err
 	})

@@ -144,7 +144,7 @@ func (s *server) confirmListening(ctx context.Context) {
 	for {
 		// request_refresh of an id no request has updates nothing and notifies every rhd,
 		// which ignore an id nobody waits on.
-		err := s.db.Do(ctx, "probe listener", func(q pg.Querier) error { return model.RequestRefresh(ctx, q, s.hub.probe) })
+		err := s.db.DoIdempotent(ctx, "probe listener", func(q pg.Querier) error { return model.RequestRefresh(ctx, q, s.hub.probe) })
 		if err != nil {
 			s.log.Warn("cannot confirm that change notifications arrive; long polls may wait their full time", zap.Error(err))
 			return

@@ -47,9 +47,11 @@ type Scheduler interface {
 type sqlScheduler struct{ db *pg.DB }
 
 // Place claims and places in one statement, so one transaction without BEGIN and COMMIT.
+// A re-run after a lost commit reply claims other rows; the lost run's wake-up hints are
+// made up for by the disk servers' polls.
 func (s sqlScheduler) Place(ctx context.Context, batch int) ([]Placement, error) {
 	var rows []model.SubrequestClaimWaitschedRow
-	err := s.db.Do(ctx, "place waiting subrequests", func(q pg.Querier) (err error) {
+	err := s.db.DoIdempotent(ctx, "place waiting subrequests", func(q pg.Querier) (err error) {
 		rows, err = model.SubrequestClaimWaitsched(ctx, q, int32(batch))
 		return err
 	})

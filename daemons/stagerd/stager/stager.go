@@ -65,8 +65,10 @@ func newPool(env *daemon.Env, family string, hints *wake.Hinter) (*claim.Pool, e
 		Step: func(ctx context.Context) (int, error) {
 			var decided []model.SubrequestClaimRow
 			// The claim and its decisions are one statement, so one transaction without an
-			// explicit BEGIN and COMMIT (two round trips fewer on the hot path).
-			err := env.DB.Do(ctx, "decide "+family+" subrequests", func(q pg.Querier) (err error) {
+			// explicit BEGIN and COMMIT (two round trips fewer on the hot path). A re-run
+			// after a lost commit reply claims other rows: the lost run's decisions stand,
+			// and only its wake-up hints are lost (the disk servers poll).
+			err := env.DB.DoIdempotent(ctx, "decide "+family+" subrequests", func(q pg.Querier) (err error) {
 				decided, err = model.SubrequestClaim(ctx, q, family, int32(batch))
 				return err
 			})
