@@ -84,10 +84,11 @@ var LogicFunctions = []LogicFunction{
 	{Name: "transfer_location", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint", Result: "TABLE(request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, checksum_adler32 text, max_size_bytes bigint)"},
 	{Name: "transfer_claim", File: "transfer.sql", IdentityArgs: "p_disk_server_id bigint, p_mover_base text, p_tokens text[]", Result: "TABLE(subrequest_id bigint, request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, checksum_adler32 text, max_size_bytes bigint, token text, open_seconds bigint, transfer_seconds bigint)"},
 	{Name: "subrequest_abandon_write", File: "transfer.sql", IdentityArgs: "p_id bigint", Result: "void"},
-	{Name: "transfer_put_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint, p_checksum_adler32 text", Result: "void"},
-	{Name: "transfer_get_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint", Result: "void"},
-	{Name: "transfer_get_corrupt", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_size_bytes bigint, p_checksum_adler32 text", Result: "text"},
-	{Name: "transfer_fail", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_code text, p_message text", Result: "void"},
+	{Name: "subrequest_fail_transfer", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_code text, p_message text", Result: "void"},
+	{Name: "transfer_put_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text", Result: "void"},
+	{Name: "transfer_get_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_size_bytes bigint", Result: "void"},
+	{Name: "transfer_get_corrupt", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text", Result: "text"},
+	{Name: "transfer_fail", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_code text, p_message text", Result: "void"},
 	{Name: "disk_copy_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "request_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "subrequest_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
@@ -215,14 +216,16 @@ const (
 	TransferClaimSQL = "SELECT subrequest_id, request_id, type, path, mount_point, disk_path, size_bytes, checksum_adler32, max_size_bytes, token, open_seconds, transfer_seconds FROM transfer_claim($1::bigint, $2::text, $3::text[])"
 	// SubrequestAbandonWriteSQL is the statement SubrequestAbandonWrite runs.
 	SubrequestAbandonWriteSQL = "SELECT subrequest_abandon_write($1::bigint)"
+	// SubrequestFailTransferSQL is the statement SubrequestFailTransfer runs.
+	SubrequestFailTransferSQL = "SELECT subrequest_fail_transfer($1::bigint, $2::text, $3::text)"
 	// TransferPutEndedSQL is the statement TransferPutEnded runs.
-	TransferPutEndedSQL = "SELECT transfer_put_ended($1::bigint, $2::bigint, $3::text)"
+	TransferPutEndedSQL = "SELECT transfer_put_ended($1::bigint, $2::text, $3::bigint, $4::text)"
 	// TransferGetEndedSQL is the statement TransferGetEnded runs.
-	TransferGetEndedSQL = "SELECT transfer_get_ended($1::bigint, $2::bigint)"
+	TransferGetEndedSQL = "SELECT transfer_get_ended($1::bigint, $2::text, $3::bigint)"
 	// TransferGetCorruptSQL is the statement TransferGetCorrupt runs.
-	TransferGetCorruptSQL = "SELECT transfer_get_corrupt($1::bigint, $2::bigint, $3::text)"
+	TransferGetCorruptSQL = "SELECT transfer_get_corrupt($1::bigint, $2::text, $3::bigint, $4::text)"
 	// TransferFailSQL is the statement TransferFail runs.
-	TransferFailSQL = "SELECT transfer_fail($1::bigint, $2::text, $3::text)"
+	TransferFailSQL = "SELECT transfer_fail($1::bigint, $2::text, $3::text, $4::text)"
 )
 
 // DaemonInstanceRegister calls the SQL function daemon_instance_register
@@ -1126,12 +1129,24 @@ func SubrequestAbandonWrite(ctx context.Context, db DBTX, id int64) error {
 	return nil
 }
 
+// SubrequestFailTransfer calls the SQL function subrequest_fail_transfer (transfer.sql).
+//
+// Ends a transfer that went wrong, whoever decided it (a mover's report, a time limit, a
+// claim with nothing to transfer); a failed write is abandoned; a finished transfer is a
+// conflict.
+func SubrequestFailTransfer(ctx context.Context, db DBTX, subrequestID int64, code string, message string) error {
+	if _, err := db.Exec(ctx, SubrequestFailTransferSQL, subrequestID, code, message); err != nil {
+		return fmt.Errorf("subrequest_fail_transfer: %w", err)
+	}
+	return nil
+}
+
 // TransferPutEnded calls the SQL function transfer_put_ended (transfer.sql).
 //
 // Records a finished write (size, adler32) and closes it when the request asked for it;
 // the same report again succeeds and changes nothing.
-func TransferPutEnded(ctx context.Context, db DBTX, subrequestID int64, sizeBytes int64, checksumAdler32 string) error {
-	if _, err := db.Exec(ctx, TransferPutEndedSQL, subrequestID, sizeBytes, checksumAdler32); err != nil {
+func TransferPutEnded(ctx context.Context, db DBTX, subrequestID int64, token string, sizeBytes int64, checksumAdler32 string) error {
+	if _, err := db.Exec(ctx, TransferPutEndedSQL, subrequestID, token, sizeBytes, checksumAdler32); err != nil {
 		return fmt.Errorf("transfer_put_ended: %w", err)
 	}
 	return nil
@@ -1140,8 +1155,8 @@ func TransferPutEnded(ctx context.Context, db DBTX, subrequestID int64, sizeByte
 // TransferGetEnded calls the SQL function transfer_get_ended (transfer.sql).
 //
 // Records a finished read; the same report again succeeds and changes nothing.
-func TransferGetEnded(ctx context.Context, db DBTX, subrequestID int64, sizeBytes int64) error {
-	if _, err := db.Exec(ctx, TransferGetEndedSQL, subrequestID, sizeBytes); err != nil {
+func TransferGetEnded(ctx context.Context, db DBTX, subrequestID int64, token string, sizeBytes int64) error {
+	if _, err := db.Exec(ctx, TransferGetEndedSQL, subrequestID, token, sizeBytes); err != nil {
 		return fmt.Errorf("transfer_get_ended: %w", err)
 	}
 	return nil
@@ -1153,9 +1168,9 @@ func TransferGetEnded(ctx context.Context, db DBTX, subrequestID int64, sizeByte
 // when the size differed and nothing was read); marks the copy corrupt, journals a
 // disk_copy_corrupt event the first time, fails the read with transfer_failed, and
 // returns the reason.
-func TransferGetCorrupt(ctx context.Context, db DBTX, subrequestID int64, sizeBytes int64, checksumAdler32 *string) (string, error) {
+func TransferGetCorrupt(ctx context.Context, db DBTX, subrequestID int64, token string, sizeBytes int64, checksumAdler32 *string) (string, error) {
 	var result string
-	if err := db.QueryRow(ctx, TransferGetCorruptSQL, subrequestID, sizeBytes, checksumAdler32).Scan(&result); err != nil {
+	if err := db.QueryRow(ctx, TransferGetCorruptSQL, subrequestID, token, sizeBytes, checksumAdler32).Scan(&result); err != nil {
 		return "", fmt.Errorf("transfer_get_corrupt: %w", err)
 	}
 	return result, nil
@@ -1165,8 +1180,8 @@ func TransferGetCorrupt(ctx context.Context, db DBTX, subrequestID int64, sizeBy
 //
 // Ends a transfer that went wrong; a failed write leaves no valid copy. A transfer failed
 // already is left alone; a finished one raises conflict.
-func TransferFail(ctx context.Context, db DBTX, subrequestID int64, code string, message string) error {
-	if _, err := db.Exec(ctx, TransferFailSQL, subrequestID, code, message); err != nil {
+func TransferFail(ctx context.Context, db DBTX, subrequestID int64, token string, code string, message string) error {
+	if _, err := db.Exec(ctx, TransferFailSQL, subrequestID, token, code, message); err != nil {
 		return fmt.Errorf("transfer_fail: %w", err)
 	}
 	return nil

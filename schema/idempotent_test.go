@@ -53,11 +53,11 @@ func TestPutEndedTwiceOverAnExistingFile(t *testing.T) {
 	l.stage()
 	s := l.sub(req)
 	l.transfer(s)
-	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, 20, "00000002"))
+	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), 20, "00000002"))
 	after := l.copies("/pollux/f")
 	finished := l.sub(req)
 
-	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, 20, "00000002"), "the same report again")
+	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), 20, "00000002"), "the same report again")
 	require.Equal(t, after, l.copies("/pollux/f"), "the second report changed no copy")
 	require.Equal(t, finished, l.sub(req), "nor the subrequest")
 	q, err := l.query("/pollux/f")
@@ -70,9 +70,9 @@ func TestPutEndedTwiceOverAnExistingFile(t *testing.T) {
 	}
 
 	// Another outcome for the ended write is a conflict, and changes nothing either.
-	err = model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, 21, "00000002")
+	err = model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), 21, "00000002")
 	require.Equal(t, model.SQLStateConflict, sqlstate(err))
-	err = model.TransferFail(l.ctx, l.db.Pool(), s.ID, model.SQLStateTransferFailed, "the disk server could not record the end")
+	err = model.TransferFail(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), model.SQLStateTransferFailed, "the disk server could not record the end")
 	require.Equal(t, model.SQLStateConflict, sqlstate(err), "a finished write is not failed afterwards")
 	require.ErrorContains(t, err, "finished successfully")
 	require.Equal(t, after, l.copies("/pollux/f"))
@@ -88,11 +88,11 @@ func TestGetEndedTwice(t *testing.T) {
 	l.stage()
 	g := l.sub(get)
 	l.transfer(g)
-	require.NoError(t, model.TransferGetEnded(l.ctx, l.db.Pool(), g.ID, 10))
+	require.NoError(t, model.TransferGetEnded(l.ctx, l.db.Pool(), g.ID, l.token(g.ID), 10))
 	ended := l.sub(get)
-	require.NoError(t, model.TransferGetEnded(l.ctx, l.db.Pool(), g.ID, 10), "the same report again")
+	require.NoError(t, model.TransferGetEnded(l.ctx, l.db.Pool(), g.ID, l.token(g.ID), 10), "the same report again")
 	require.Equal(t, ended, l.sub(get))
-	err := model.TransferGetEnded(l.ctx, l.db.Pool(), g.ID, 9)
+	err := model.TransferGetEnded(l.ctx, l.db.Pool(), g.ID, l.token(g.ID), 9)
 	require.Equal(t, model.SQLStateConflict, sqlstate(err), "another size for an ended read")
 }
 
@@ -104,12 +104,12 @@ func TestFailAndCorruptReportedTwice(t *testing.T) {
 	l.stage()
 	s := l.sub(req)
 	l.transfer(s)
-	require.NoError(t, model.TransferFail(l.ctx, l.db.Pool(), s.ID, model.SQLStateBadData, "upload truncated"))
+	require.NoError(t, model.TransferFail(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), model.SQLStateBadData, "upload truncated"))
 	failed := l.sub(req)
-	require.NoError(t, model.TransferFail(l.ctx, l.db.Pool(), s.ID, model.SQLStateBadData, "upload truncated"), "the same report again")
-	require.NoError(t, model.TransferFail(l.ctx, l.db.Pool(), s.ID, model.SQLStateTransferFailed, "the watcher's reason"), "failed is failed")
+	require.NoError(t, model.TransferFail(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), model.SQLStateBadData, "upload truncated"), "the same report again")
+	require.NoError(t, model.TransferFail(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), model.SQLStateTransferFailed, "the watcher's reason"), "failed is failed")
 	require.Equal(t, failed, l.sub(req), "the first reason stays")
-	err := model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, 1, "00000001")
+	err := model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), 1, "00000001")
 	require.Equal(t, model.SQLStateConflict, sqlstate(err), "a failed write cannot end well afterwards")
 
 	l.put("/pollux/f", 10, "00000001")
@@ -118,10 +118,10 @@ func TestFailAndCorruptReportedTwice(t *testing.T) {
 	g := l.sub(get)
 	l.transfer(g)
 	sum := "0000ffff"
-	first, err := model.TransferGetCorrupt(l.ctx, l.db.Pool(), g.ID, 10, &sum)
+	first, err := model.TransferGetCorrupt(l.ctx, l.db.Pool(), g.ID, l.token(g.ID), 10, &sum)
 	require.NoError(t, err)
 	corrupt := l.sub(get)
-	again, err := model.TransferGetCorrupt(l.ctx, l.db.Pool(), g.ID, 10, &sum)
+	again, err := model.TransferGetCorrupt(l.ctx, l.db.Pool(), g.ID, l.token(g.ID), 10, &sum)
 	require.NoError(t, err, "the same report again")
 	require.Equal(t, first, again)
 	require.Equal(t, corrupt, l.sub(get))
@@ -232,4 +232,49 @@ func TestDiskCopyDiscardable(t *testing.T) {
 
 	_, err = model.DiskCopyDiscardable(l.ctx, l.db.Pool(), ds, "/data/ds1", "")
 	require.Equal(t, model.SQLStateInvalidArgument, sqlstate(err))
+}
+
+// A disk server cut off mid-transfer: its transfer is taken back and placed on another
+// server. Its late reports, carrying the old token, change nothing: a failure is moot, an
+// end is refused, and the new placement's own end is the one recorded.
+func TestLateReportsOfATakenBackTransfer(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	ds1, _ := l.diskServer("ds1")
+	req := l.submit(model.RequestTypePut, true, "/pollux/f")
+	l.stage()
+	s := l.sub(req)
+	require.Equal(t, ds1, *s.DiskServerID, "the only server")
+	old := l.transfer(s).Token
+	l.diskServer("ds2")
+
+	// ds1 falls silent; the job manager's sweep takes the transfer back.
+	_, err := l.db.Pool().Exec(l.ctx, "update disk_server set heartbeat_at = now() - interval '1 hour' where id = $1", ds1)
+	require.NoError(t, err)
+	back, err := model.SubrequestExpire(l.ctx, l.db.Pool(), 100)
+	require.NoError(t, err)
+	require.Len(t, back, 1)
+	require.Equal(t, model.SubrequestStatusRetry, back[0].Status)
+	l.stage()
+	s = l.sub(req)
+	require.NotEqual(t, ds1, *s.DiskServerID, "placed again elsewhere")
+	fresh := l.transfer(s).Token
+	require.NotEqual(t, old, fresh)
+	placed := l.sub(req)
+
+	// ds1 comes back and reports late, with the token it was given.
+	require.NoError(t, model.TransferFail(l.ctx, l.db.Pool(), s.ID, old, model.SQLStateTransferFailed, "the client went away"))
+	require.Equal(t, placed, l.sub(req), "a late failure changes nothing")
+	err = model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, old, 7, "00000007")
+	require.Equal(t, model.SQLStateConflict, sqlstate(err))
+	require.ErrorContains(t, err, "no longer this transfer's")
+	require.Equal(t, placed, l.sub(req), "a late end changes nothing")
+	_, err = model.TransferGetCorrupt(l.ctx, l.db.Pool(), s.ID, old, 7, nil)
+	require.Equal(t, model.SQLStateConflict, sqlstate(err))
+
+	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, fresh, 9, "00000009"))
+	q, err := l.query("/pollux/f")
+	require.NoError(t, err)
+	require.Equal(t, "STAGED", q.Status)
+	require.EqualValues(t, 9, *q.SizeBytes, "the new placement's write is the content")
 }

@@ -24,11 +24,14 @@ type life struct {
 	t   *testing.T
 	db  *pg.DB
 	ctx context.Context
+	// tokens are what the last claim of each subrequest gave its disk server, which its
+	// reports carry.
+	tokens map[int64]string
 }
 
 func newLife(t *testing.T) *life {
 	t.Helper()
-	return &life{t: t, db: schematest.DB(t), ctx: context.Background()}
+	return &life{t: t, db: schematest.DB(t), ctx: context.Background(), tokens: map[int64]string{}}
 }
 
 func (l *life) submit(typ model.RequestType, autoClose bool, paths ...string) string {
@@ -92,7 +95,19 @@ func (l *life) claimOn(ds int64, n int) []model.TransferClaimRow {
 	}
 	rows, err := model.TransferClaim(l.ctx, l.db.Pool(), ds, "http://mover", tokens)
 	require.NoError(l.t, err)
+	for _, r := range rows {
+		l.tokens[r.SubrequestID] = r.Token
+	}
 	return rows
+}
+
+// token is the token a disk server reports subrequest id's transfer with: the one its last
+// claim gave.
+func (l *life) token(id int64) string {
+	l.t.Helper()
+	tok, ok := l.tokens[id]
+	require.True(l.t, ok, "subrequest %d was never claimed by a disk server", id)
+	return tok
 }
 
 // transfer has the subrequest's disk server claim it (its oldest placed transfer).
@@ -130,7 +145,7 @@ func (l *life) put(path string, size int64, sum string) {
 	l.stage()
 	s := l.sub(req)
 	l.transfer(s)
-	require.NoError(l.t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, size, sum))
+	require.NoError(l.t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), size, sum))
 	done := l.submit(model.RequestTypePutdone, false, path)
 	l.stage()
 	require.Equal(l.t, model.SubrequestStatusFinished, l.sub(done).Status, l.sub(done).ErrorMessage)
@@ -173,7 +188,7 @@ func TestPutLifeCycle(t *testing.T) {
 	require.Equal(t, fmt.Sprintf("http://mover/v1/transfers/%d", s.ID), *ready.MoverURL)
 	require.Empty(t, l.claimOn(ds, 4), "a READY transfer is nobody's to claim again")
 
-	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, 1024, "0a0b0c0d"))
+	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), 1024, "0a0b0c0d"))
 	require.Equal(t, model.SubrequestStatusFinished, l.sub(req).Status)
 	require.Equal(t, model.RequestStatusFinished, l.requestStatus(req))
 	q, err := l.query("/pollux/u/alice/f")
@@ -205,7 +220,7 @@ func TestAutoCloseAndGet(t *testing.T) {
 	s := l.sub(req)
 	require.Equal(t, model.SubrequestStatusScheduled, s.Status, "a disk server is up: placed by the stager at once")
 	l.transfer(s)
-	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, 5, "00000001"))
+	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), 5, "00000001"))
 	q, err := l.query("/pollux/f")
 	require.NoError(t, err)
 	require.Equal(t, "STAGED", q.Status, "pollux cp closes at the end of the upload")
@@ -217,7 +232,7 @@ func TestAutoCloseAndGet(t *testing.T) {
 	require.Equal(t, model.RequestTypeGet, open.Type)
 	require.EqualValues(t, 5, *open.SizeBytes)
 	require.Equal(t, "00000001", *open.ChecksumAdler32, "a read carries the catalogue's checksum")
-	require.NoError(t, model.TransferGetEnded(l.ctx, l.db.Pool(), g.ID, 5))
+	require.NoError(t, model.TransferGetEnded(l.ctx, l.db.Pool(), g.ID, l.token(g.ID), 5))
 	require.Equal(t, model.RequestStatusFinished, l.requestStatus(get))
 
 	ptg := l.submit(model.RequestTypePrepareToGet, false, "/pollux/f")
@@ -323,7 +338,7 @@ func TestAbandonedWritesAgree(t *testing.T) {
 		require.Equal(t, model.SubrequestStatusWaitsubreq, l.sub(get).Status, how)
 		l.transfer(w)
 		if how == "transfer failed" {
-			require.NoError(t, model.TransferFail(l.ctx, l.db.Pool(), w.ID, model.SQLStateTransferFailed, "disk error"))
+			require.NoError(t, model.TransferFail(l.ctx, l.db.Pool(), w.ID, l.token(w.ID), model.SQLStateTransferFailed, "disk error"))
 		} else {
 			n, err := model.DiskServerRecover(l.ctx, l.db.Pool(), ds)
 			require.NoError(t, err)
@@ -438,7 +453,7 @@ func TestGetWaitsForPutInFlightThenServesNewContent(t *testing.T) {
 	require.Equal(t, w.ID, *g.ParentID)
 
 	l.transfer(w)
-	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), w.ID, 20, "00000020"))
+	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), w.ID, l.token(w.ID), 20, "00000020"))
 	require.Equal(t, model.SubrequestStatusWaitsubreq, l.sub(get).Status, "written but not closed: still waiting")
 	done := l.submit(model.RequestTypePutdone, false, "/pollux/f")
 	l.stage() // putdone closes, which restarts the get; the get pool then decides it
@@ -466,7 +481,7 @@ func TestRmOfFileBeingWritten(t *testing.T) {
 	w = l.sub(req)
 	require.Equal(t, model.SubrequestStatusFailed, w.Status)
 	require.Contains(t, *w.ErrorMessage, "removed (stager_rm) while being written")
-	err := model.TransferPutEnded(l.ctx, l.db.Pool(), w.ID, 3, "00000003")
+	err := model.TransferPutEnded(l.ctx, l.db.Pool(), w.ID, l.token(w.ID), 3, "00000003")
 	require.Equal(t, model.SQLStateConflict, sqlstate(err), "the mover learns the write is no longer wanted")
 	_, err = l.query("/pollux/f")
 	require.Equal(t, model.SQLStateNotFound, sqlstate(err))
@@ -494,7 +509,7 @@ func TestRmOfFileBeingReadLetsTheReadFinish(t *testing.T) {
 	gc, err := model.DiskCopyClaimGc(l.ctx, l.db.Pool(), ds, 10)
 	require.NoError(t, err)
 	require.Empty(t, gc, "a copy being read is not deleted under its reader")
-	require.NoError(t, model.TransferGetEnded(l.ctx, l.db.Pool(), g.ID, 10))
+	require.NoError(t, model.TransferGetEnded(l.ctx, l.db.Pool(), g.ID, l.token(g.ID), 10))
 	gc, err = model.DiskCopyClaimGc(l.ctx, l.db.Pool(), ds, 10)
 	require.NoError(t, err)
 	require.Len(t, gc, 1)
@@ -591,7 +606,7 @@ func TestFailedUploadLeavesNoValidCopy(t *testing.T) {
 	require.Equal(t, model.SubrequestStatusWaitsubreq, l.sub(get).Status)
 
 	l.transfer(w)
-	require.NoError(t, model.TransferFail(l.ctx, l.db.Pool(), w.ID, model.SQLStateBadData, "upload truncated: 10 of 20 bytes"))
+	require.NoError(t, model.TransferFail(l.ctx, l.db.Pool(), w.ID, l.token(w.ID), model.SQLStateBadData, "upload truncated: 10 of 20 bytes"))
 	w = l.sub(req)
 	require.Equal(t, model.SubrequestStatusFailed, w.Status)
 	require.Equal(t, "upload truncated: 10 of 20 bytes", *w.ErrorMessage)
@@ -781,7 +796,7 @@ func TestCorruptCopyIsKeptAndNeverReadAgain(t *testing.T) {
 	require.Equal(t, model.SubrequestStatusScheduled, placed.Status)
 
 	found := "0badc0de"
-	msg, err := model.TransferGetCorrupt(l.ctx, l.db.Pool(), f.ID, 10, &found)
+	msg, err := model.TransferGetCorrupt(l.ctx, l.db.Pool(), f.ID, l.token(f.ID), 10, &found)
 	require.NoError(t, err)
 	copyID := *f.DiskCopyID
 	want := fmt.Sprintf("copy %d of /pollux/f on ds1 (/data/ds1/", copyID)
@@ -835,7 +850,7 @@ func TestCorruptCopyIsKeptAndNeverReadAgain(t *testing.T) {
 	require.Zero(t, q.DiskCopies)
 
 	// A second finding (another read that was moving the same copy) journals nothing new.
-	_, err = model.TransferGetCorrupt(l.ctx, l.db.Pool(), f.ID, 9, nil)
+	_, err = model.TransferGetCorrupt(l.ctx, l.db.Pool(), f.ID, l.token(f.ID), 9, nil)
 	require.NoError(t, err)
 	require.Len(t, events(), 1)
 
@@ -859,6 +874,7 @@ func TestCorruptCopyIsKeptAndNeverReadAgain(t *testing.T) {
 	// Only a read can find its copy corrupt.
 	w := l.submit(model.RequestTypePut, false, "/pollux/w")
 	l.stage()
-	_, err = model.TransferGetCorrupt(l.ctx, l.db.Pool(), l.sub(w).ID, 1, nil)
+	wt := l.transfer(l.sub(w)).Token
+	_, err = model.TransferGetCorrupt(l.ctx, l.db.Pool(), l.sub(w).ID, wt, 1, nil)
 	require.Equal(t, model.SQLStateConflict, sqlstate(err))
 }

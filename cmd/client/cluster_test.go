@@ -205,14 +205,14 @@ func (c *cluster) upload(w http.ResponseWriter, r *http.Request) {
 	data, err := io.ReadAll(r.Body)
 	sum := client.Adler32(adler32.Checksum(data))
 	if err != nil || int64(len(data)) != r.ContentLength || r.Header.Get(api.HeaderAdler32) != sum {
-		_ = model.TransferFail(r.Context(), c.db.Pool(), id, model.SQLStateBadData, "the upload was truncated or corrupt")
+		_ = model.TransferFail(r.Context(), c.db.Pool(), id, t.Token, model.SQLStateBadData, "the upload was truncated or corrupt")
 		moverError(w, 400, model.ErrorKindInvalid, "the upload was truncated or corrupt")
 		return
 	}
 	c.mu.Lock()
 	c.files[t.DiskPath] = data
 	c.mu.Unlock()
-	if err := model.TransferPutEnded(r.Context(), c.db.Pool(), id, int64(len(data)), sum); err != nil {
+	if err := model.TransferPutEnded(r.Context(), c.db.Pool(), id, t.Token, int64(len(data)), sum); err != nil {
 		moverError(w, 409, model.ErrorKindConflict, pg.ServerMessage(err))
 		return
 	}
@@ -237,7 +237,7 @@ func (c *cluster) download(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(api.HeaderAdler32, sum)
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	_, _ = w.Write(data)
-	_ = model.TransferGetEnded(r.Context(), c.db.Pool(), id, int64(len(data)))
+	_ = model.TransferGetEnded(r.Context(), c.db.Pool(), id, t.Token, int64(len(data)))
 }
 
 func (c *cluster) count(sql string) int {

@@ -81,7 +81,7 @@ BEGIN
     LOOP
         id := v_sr.id; request_id := v_sr.request_id; status := 'FAILED';
         reason := format('the transfer outlived its time limit of %s and its disk server did not report its end', v_life);
-        PERFORM transfer_fail(v_sr.id, 'PX007', reason);
+        PERFORM subrequest_fail_transfer(v_sr.id, 'PX007', reason);
         RETURN NEXT;
     END LOOP;
 END;

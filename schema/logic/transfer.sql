@@ -88,13 +88,13 @@ BEGIN
     LOOP
         SELECT * INTO v_loc FROM transfer_location(v_sr.id);
         IF NOT FOUND THEN
-            PERFORM transfer_fail(v_sr.id, 'PX007', 'the subrequest has no disk copy to transfer');
+            PERFORM subrequest_fail_transfer(v_sr.id, 'PX007', 'the subrequest has no disk copy to transfer');
             CONTINUE;
         END IF;
         SELECT dc.id INTO v_corrupt FROM subrequest s JOIN disk_copy dc ON dc.id = s.disk_copy_id
         WHERE s.id = v_sr.id AND s.type = 'GET' AND dc.corrupt_at IS NOT NULL;
         IF FOUND THEN
-            PERFORM transfer_fail(v_sr.id, 'PX007', format('%s has no readable copy: its copy %s was found corrupt and is kept for the operator',
+            PERFORM subrequest_fail_transfer(v_sr.id, 'PX007', format('%s has no readable copy: its copy %s was found corrupt and is kept for the operator',
                 v_loc.path, v_corrupt));
             CONTINUE;
         END IF;
@@ -114,14 +114,17 @@ $$;
 
 -- transfer_put_ended records a finished write: the copy's size and checksum; the copy is
 -- closed at once (STAGED) when the request asked for it (`pollux cp`), otherwise it stays
--- STAGEOUT until stager_putdone. Idempotent: the same report again (a re-run after its
--- commit's reply was lost) finds the write FINISHED with this size and checksum and
--- returns the same success, changing nothing; the copy is the catalogue's, so its bytes
--- must stay. Raises: conflict (PX003) when the write is no longer wanted (removed, taken
--- back, failed) or ended with another size or checksum; the mover then keeps the data
--- unless disk_copy_discardable says the catalogue has no copy there.
--- Locks: the subrequest, the file, the copy.
-CREATE OR REPLACE FUNCTION transfer_put_ended(p_subrequest_id bigint, p_size_bytes bigint, p_checksum_adler32 text)
+-- STAGEOUT until stager_putdone. The report carries the token the disk server was given
+-- for this transfer (transfer_claim): only the transfer the subrequest is READY under may
+-- end it, so a disk server that was cut off, and whose transfer was taken back and placed
+-- elsewhere, cannot record its bytes on the new placement's copy. Idempotent: the same
+-- report again (a re-run after its commit's reply was lost) finds the write FINISHED with
+-- this size and checksum and returns the same success, changing nothing; the copy is the
+-- catalogue's, so its bytes must stay. Raises: conflict (PX003) when the write is no longer
+-- this transfer's (removed, taken back, failed) or ended with another size or checksum;
+-- the mover then keeps the data unless disk_copy_discardable says the catalogue has no
+-- copy there. Locks: the subrequest, the file, the copy.
+CREATE OR REPLACE FUNCTION transfer_put_ended(p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
@@ -140,6 +143,10 @@ BEGIN
         RAISE EXCEPTION 'the write of subrequest % is no longer wanted: %', p_subrequest_id,
             coalesce(v_sr.error_message, v_sr.status::text, 'unknown subrequest') USING ERRCODE = 'PX003';
     END IF;
+    IF v_sr.token IS DISTINCT FROM p_token THEN
+        RAISE EXCEPTION 'the write of subrequest % is no longer this transfer''s: it was taken back and placed again (%)',
+            p_subrequest_id, v_sr.info USING ERRCODE = 'PX003';
+    END IF;
     PERFORM 1 FROM file WHERE id = v_sr.file_id FOR UPDATE;
     UPDATE disk_copy SET size_bytes = p_size_bytes, checksum_adler32 = p_checksum_adler32, updated_at = now()
     WHERE id = v_sr.disk_copy_id AND status = 'STAGEOUT';
@@ -157,24 +164,27 @@ BEGIN
 END;
 $$;
 
--- transfer_get_ended records a finished read. Idempotent: the same report again finds the
--- read FINISHED with this size and returns the same success. Raises: conflict (PX003) when
--- the subrequest is not a read in progress, or ended otherwise. Locks: the subrequest.
-CREATE OR REPLACE FUNCTION transfer_get_ended(p_subrequest_id bigint, p_size_bytes bigint)
+-- transfer_get_ended records a finished read by the transfer of token p_token (the one the
+-- subrequest is READY under, as in transfer_put_ended). Idempotent: the same report again
+-- finds the read FINISHED with this size and returns the same success. Raises: conflict
+-- (PX003) when the subrequest is not a read in progress under this token, or ended
+-- otherwise. Locks: the subrequest.
+CREATE OR REPLACE FUNCTION transfer_get_ended(p_subrequest_id bigint, p_token text, p_size_bytes bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
-    UPDATE subrequest SET size_bytes = p_size_bytes WHERE id = p_subrequest_id AND status = 'READY' AND type = 'GET';
+    UPDATE subrequest SET size_bytes = p_size_bytes
+    WHERE id = p_subrequest_id AND status = 'READY' AND type = 'GET' AND token = p_token;
     IF NOT FOUND THEN
         PERFORM 1 FROM subrequest s
         WHERE s.id = p_subrequest_id AND s.status = 'FINISHED' AND s.type = 'GET' AND s.size_bytes = p_size_bytes;
         IF FOUND THEN
             RETURN; -- recorded already: only transfer_get_ended sets a GET's size
         END IF;
-        RAISE EXCEPTION 'subrequest % is not a read in progress', p_subrequest_id USING ERRCODE = 'PX003';
+        RAISE EXCEPTION 'subrequest % is not a read in progress under this transfer''s token', p_subrequest_id USING ERRCODE = 'PX003';
     END IF;
     PERFORM subrequest_finish(p_subrequest_id, 'read');
 END;
@@ -188,12 +198,13 @@ $$;
 -- so that the only copy of a file is never deleted before the operator has seen it. The
 -- first finding is journaled (system event disk_copy_corrupt, with the copy's whereabouts
 -- and both sizes and checksums in its detail). The read fails with transfer_failed (PX007)
--- and a reason naming the copy and both checksums (transfer_fail); the reason is returned
--- for the mover's log. Idempotent: the same report again finds the copy marked (no second
--- event) and the read failed, and returns the same reason. Locks: the subrequest, the
--- file, the copy. Raises: conflict (PX003) when the subrequest is not a read of a copy, or
--- when the read finished (transfer_fail).
-CREATE OR REPLACE FUNCTION transfer_get_corrupt(p_subrequest_id bigint, p_size_bytes bigint, p_checksum_adler32 text)
+-- and a reason naming the copy and both checksums (subrequest_fail_transfer); the reason is returned
+-- for the mover's log. Only the transfer of token p_token, the one the read is READY under,
+-- may report it: the copy it read is then the subrequest's. Idempotent: the same report
+-- again finds the read failed and returns its reason, marking nothing. Locks: the
+-- subrequest, the file, the copy. Raises: conflict (PX003) when the subrequest is not a
+-- read of a copy in progress under this token.
+CREATE OR REPLACE FUNCTION transfer_get_corrupt(p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
@@ -205,8 +216,13 @@ DECLARE
     v_message text;
 BEGIN
     SELECT * INTO v_sr FROM subrequest s WHERE s.id = p_subrequest_id FOR UPDATE;
-    IF NOT FOUND OR v_sr.type <> 'GET' OR v_sr.disk_copy_id IS NULL THEN
-        RAISE EXCEPTION 'subrequest % is not a read of a disk copy', p_subrequest_id USING ERRCODE = 'PX003';
+    IF FOUND AND v_sr.type = 'GET' AND v_sr.status = 'FAILED' THEN
+        RETURN v_sr.error_message; -- reported already (this report again)
+    END IF;
+    IF NOT FOUND OR v_sr.type <> 'GET' OR v_sr.disk_copy_id IS NULL OR v_sr.status <> 'READY'
+       OR v_sr.token IS DISTINCT FROM p_token THEN
+        RAISE EXCEPTION 'subrequest % is not a read of a disk copy in progress under this transfer''s token', p_subrequest_id
+            USING ERRCODE = 'PX003';
     END IF;
     -- The file before the copy, as a decision on the file locks them: a get decided after
     -- this commits sees the mark.
@@ -231,7 +247,7 @@ BEGIN
             'found_size_bytes', p_size_bytes, 'found_checksum_adler32', p_checksum_adler32,
             'subrequest_id', p_subrequest_id));
     END IF;
-    PERFORM transfer_fail(p_subrequest_id, 'PX007', v_message);
+    PERFORM subrequest_fail_transfer(p_subrequest_id, 'PX007', v_message);
     RETURN v_message;
 END;
 $$;
@@ -263,14 +279,15 @@ BEGIN
 END;
 $$;
 
--- transfer_fail ends a transfer that went wrong (truncated or corrupt upload, disk error,
--- timeout) with the mover's reason; a failed write is abandoned (subrequest_abandon_write).
--- Idempotent: a transfer that failed already (this report again, or another reason first)
--- is left alone and the call succeeds: its outcome is the one reported. Raises: conflict
--- (PX003) when the transfer finished: a success recorded (perhaps by a report whose reply
--- was lost) is not turned into a failure, and its copy is the catalogue's.
+-- subrequest_fail_transfer ends a transfer that went wrong (truncated or corrupt upload,
+-- disk error, timeout), whoever decided it (the mover's report through transfer_fail, the
+-- job manager's time limits, a claim that finds nothing to transfer); a failed write is
+-- abandoned (subrequest_abandon_write). A transfer that failed already (another reason
+-- first) is left alone: its outcome is the one reported. Raises: conflict (PX003) when the
+-- transfer finished: a success recorded (perhaps by a report whose reply was lost) is not
+-- turned into a failure, and its copy is the catalogue's.
 -- Locks: the subrequest, the file, the copy.
-CREATE OR REPLACE FUNCTION transfer_fail(p_subrequest_id bigint, p_code text, p_message text)
+CREATE OR REPLACE FUNCTION subrequest_fail_transfer(p_subrequest_id bigint, p_code text, p_message text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
@@ -288,5 +305,33 @@ BEGIN
     END IF;
     PERFORM subrequest_abandon_write(p_subrequest_id);
     PERFORM subrequest_fail(p_subrequest_id, p_code, p_message);
+END;
+$$;
+
+-- transfer_fail is a disk server's report that its transfer went wrong, with the mover's
+-- reason (subrequest_fail_transfer). Only the transfer of token p_token, the one the
+-- subrequest is READY under, fails it: the late report of a disk server whose transfer was
+-- taken back (it was cut off) concerns an attempt that is over, and changes nothing,
+-- whatever the subrequest does now. Idempotent: a transfer that failed already (this
+-- report again, or another reason first) is left alone and the call succeeds. Raises:
+-- conflict (PX003) when the transfer finished (subrequest_fail_transfer).
+-- Locks: the subrequest, the file, the copy.
+CREATE OR REPLACE FUNCTION transfer_fail(p_subrequest_id bigint, p_token text, p_code text, p_message text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    v_status subrequest_status;
+    v_token text;
+BEGIN
+    SELECT s.status, s.token INTO v_status, v_token FROM subrequest s WHERE s.id = p_subrequest_id FOR UPDATE;
+    IF FOUND AND v_status = 'READY' AND v_token IS DISTINCT FROM p_token THEN
+        RETURN; -- taken back from this transfer and placed again: its failure decides nothing now
+    ELSIF FOUND AND v_status NOT IN ('READY', 'FINISHED', 'FAILED') THEN
+        RETURN; -- taken back, and not placed again yet
+    END IF;
+    PERFORM subrequest_fail_transfer(p_subrequest_id, p_code, p_message);
 END;
 $$;

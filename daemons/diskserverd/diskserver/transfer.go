@@ -146,7 +146,7 @@ func (c *claimer) watch(t *mover.Transfer, r model.TransferClaimRow) {
 				return // recorded, or taken back when the daemon stops (takeBack)
 			}
 			// The mover could not record the end; the transfer cannot be trusted.
-			c.fail(log, id, fmt.Sprintf("the disk server could not record the end of the transfer: %v", outcome))
+			c.fail(log, id, r.Token, fmt.Sprintf("the disk server could not record the end of the transfer: %v", outcome))
 			return
 		case <-started:
 			started = nil
@@ -157,7 +157,7 @@ func (c *claimer) watch(t *mover.Transfer, r model.TransferClaimRow) {
 			log.Info("client connected")
 		case <-open.C:
 			if t.Expire(late) {
-				c.fail(log, id, late.Error())
+				c.fail(log, id, r.Token, late.Error())
 				return
 			}
 		case <-draining:
@@ -171,7 +171,7 @@ func (c *claimer) watch(t *mover.Transfer, r model.TransferClaimRow) {
 			}
 		case <-deadline:
 			t.Abort(overdue)
-			c.fail(log, id, overdue.Error())
+			c.fail(log, id, r.Token, overdue.Error())
 			return
 		case <-c.watchCtx.Done():
 			// The drain deadline passed: the transfer is taken back (takeBack), or by the next
@@ -187,11 +187,11 @@ func (c *claimer) watch(t *mover.Transfer, r model.TransferClaimRow) {
 // alone, and refuses to fail one that finished: the mover's report may have committed with
 // its reply lost). When even that cannot be recorded, the job manager's sweep ends the
 // transfer once it outlives every time limit.
-func (c *claimer) fail(log *zap.Logger, id int64, message string) {
+func (c *claimer) fail(log *zap.Logger, id int64, token, message string) {
 	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 	defer cancel()
 	err := c.db.TxIdempotent(ctx, "fail transfer", func(q pg.Querier) error {
-		return model.TransferFail(ctx, q, id, model.SQLStateTransferFailed, message)
+		return model.TransferFail(ctx, q, id, token, model.SQLStateTransferFailed, message)
 	})
 	switch {
 	case pg.SQLState(err) == model.SQLStateConflict:

@@ -292,7 +292,7 @@ func (x *transfer) fail(w http.ResponseWriter, status int, code, message string)
 	x.log.Warn("transfer failed", zap.String("code", code), zap.String("reason", message),
 		zap.Duration("after", time.Since(x.begin)))
 	err := x.record("fail transfer", func(ctx context.Context, q pg.Querier) error {
-		return model.TransferFail(ctx, q, x.id, code, message)
+		return model.TransferFail(ctx, q, x.id, x.t.Token(), code, message)
 	})
 	if err != nil {
 		x.log.Error("recording the transfer failure", zap.Error(err))
@@ -456,7 +456,7 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	err = x.record("end upload", func(ctx context.Context, q pg.Querier) error {
-		return model.TransferPutEnded(ctx, q, x.id, n, sum)
+		return model.TransferPutEnded(ctx, q, x.id, x.t.Token(), n, sum)
 	})
 	switch {
 	case pg.SQLState(err) == model.SQLStateConflict:
@@ -550,7 +550,7 @@ func (x *transfer) get(w http.ResponseWriter) error {
 		return cut(x.fail(nil, 0, model.SQLStateTransferFailed, fmt.Sprintf("the client disconnected after %d of %d bytes", n, size)))
 	}
 	err = x.record("end download", func(ctx context.Context, q pg.Querier) error {
-		return model.TransferGetEnded(ctx, q, x.id, n)
+		return model.TransferGetEnded(ctx, q, x.id, x.t.Token(), n)
 	})
 	switch {
 	case pg.SQLState(err) == model.SQLStateConflict:
@@ -575,7 +575,7 @@ func (x *transfer) corrupt(w http.ResponseWriter, path string, size int64, sum *
 	var message string
 	err := x.record("copy corrupt", func(ctx context.Context, q pg.Querier) error {
 		var err error
-		message, err = model.TransferGetCorrupt(ctx, q, x.id, size, sum)
+		message, err = model.TransferGetCorrupt(ctx, q, x.id, x.t.Token(), size, sum)
 		return err
 	})
 	if err != nil {

@@ -57,7 +57,13 @@ func TestRequestViewMatchesTheAPI(t *testing.T) {
 	claimed, err := model.TransferClaim(ctx, p, ds, "http://ds1:9100", []string{"token", "token"})
 	require.NoError(t, err)
 	require.Len(t, claimed, 2)
-	require.NoError(t, model.TransferPutEnded(ctx, p, subs[1].ID, 10, "0000000a"))
+	tok := ""
+	for _, r := range claimed {
+		if r.SubrequestID == subs[1].ID {
+			tok = r.Token
+		}
+	}
+	require.NoError(t, model.TransferPutEnded(ctx, p, subs[1].ID, tok, 10, "0000000a"))
 
 	seen := map[string]bool{} // "request.<key>" and "subrequest.<key>" of the real views
 	for _, id := range []string{put, get} {
