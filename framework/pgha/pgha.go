@@ -392,7 +392,8 @@ func (f *Formation) MonitorDSN() string {
 // prepareMember makes the member's directory, owned by the account its programs run as.
 func (f *Formation) prepareMember(m Member) error {
 	d := f.memberDir(m)
-	for _, sub := range []string{"", "run", "xdg"} {
+	// pg_autoctl puts its pid file in /tmp when XDG_RUNTIME_DIR does not exist.
+	for _, sub := range []string{"", "run", "xdg", "xdg/run"} {
 		p := filepath.Join(d, sub)
 		if err := os.MkdirAll(p, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", p, err)

@@ -30,6 +30,9 @@ type Timing struct {
 	// primary that may still be alive (cut off, not dead) the time to stop itself
 	// (pgautofailover.primary_demote_timeout).
 	PrimaryDemoteTimeout time.Duration `json:"primary_demote_timeout"`
+	// StartupGracePeriod: for this long after the monitor starts it fails no node over,
+	// until its health checks have seen every node (pgautofailover.startup_grace_period).
+	StartupGracePeriod time.Duration `json:"startup_grace_period"`
 	// NetworkPartitionTimeout: a primary's keeper that reaches neither the monitor nor a
 	// standby for this long stops its postgres (timeout.network_partition_timeout, whole
 	// seconds).
@@ -46,13 +49,15 @@ func DefaultTiming() Timing {
 		HealthCheckRetryDelay:   2 * time.Second,
 		UnhealthyTimeout:        20 * time.Second,
 		PrimaryDemoteTimeout:    30 * time.Second,
+		StartupGracePeriod:      10 * time.Second,
 		NetworkPartitionTimeout: 20 * time.Second,
 	}
 }
 
 // FastTiming is what Pollux runs with: the standby takes writes about 6–7 s after the
 // primary died (measured on loopback; docs/operations.md has the figures). The members are
-// on one machine or one LAN, so a health check that needs more than a second has failed.
+// on one machine or one LAN, so a health check that needs more than a second has failed,
+// and three seconds of a freshly started monitor see every node checked twice.
 // A cut-off primary's keeper stops its postgres after 3 s, before the standby can take
 // writes (at the earliest UnhealthyTimeout + PrimaryDemoteTimeout = 6 s), so there is
 // never a second writable primary; with synchronous replication the cut-off primary could
@@ -65,6 +70,7 @@ func FastTiming() Timing {
 		HealthCheckRetryDelay:   500 * time.Millisecond,
 		UnhealthyTimeout:        2 * time.Second,
 		PrimaryDemoteTimeout:    4 * time.Second,
+		StartupGracePeriod:      3 * time.Second,
 		NetworkPartitionTimeout: 3 * time.Second,
 	}
 }
@@ -79,7 +85,8 @@ func (t Timing) Validate() error {
 	}{
 		{"health check period", t.HealthCheckPeriod}, {"health check timeout", t.HealthCheckTimeout},
 		{"health check retry delay", t.HealthCheckRetryDelay}, {"unhealthy timeout", t.UnhealthyTimeout},
-		{"primary demote timeout", t.PrimaryDemoteTimeout}, {"network partition timeout", t.NetworkPartitionTimeout},
+		{"primary demote timeout", t.PrimaryDemoteTimeout}, {"startup grace period", t.StartupGracePeriod},
+		{"network partition timeout", t.NetworkPartitionTimeout},
 	} {
 		if d.v < time.Millisecond {
 			errs = append(errs, fmt.Errorf("%s is %s: it must be at least 1ms", d.name, d.v))
@@ -108,5 +115,6 @@ func (t Timing) monitorSettings() []string {
 		fmt.Sprintf("pgautofailover.health_check_retry_delay = %d", ms(t.HealthCheckRetryDelay)),
 		fmt.Sprintf("pgautofailover.node_considered_unhealthy_timeout = %d", ms(t.UnhealthyTimeout)),
 		fmt.Sprintf("pgautofailover.primary_demote_timeout = %d", ms(t.PrimaryDemoteTimeout)),
+		fmt.Sprintf("pgautofailover.startup_grace_period = %d", ms(t.StartupGracePeriod)),
 	}
 }
