@@ -285,6 +285,10 @@ func (f *Formation) SetProgress(w io.Writer) {
 	f.progress = w
 }
 
+// Available reports why a formation cannot be made on this machine (no pg_autoctl, no
+// pgautofailover extension, no unprivileged account), or nil.
+func Available() error { return (&Formation{}).tools() }
+
 // tools finds pg_autoctl and the server binaries of the PostgreSQL major version that has
 // the pgautofailover extension, and the account to run them as.
 func (f *Formation) tools() error {
@@ -303,6 +307,9 @@ func (f *Formation) tools() error {
 		if bin := filepath.Join("/usr/lib/postgresql", major, "bin"); fileExists(filepath.Join(bin, "pg_ctl")) {
 			f.bin = bin
 		}
+	}
+	if len(controls) == 0 {
+		return fmt.Errorf("the pgautofailover extension is not installed (no /usr/share/postgresql/*/extension/pgautofailover.control): %s", InstallHint)
 	}
 	if f.bin == "" {
 		bin, err := pgcluster.FindBinDir()

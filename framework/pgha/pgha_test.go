@@ -98,8 +98,8 @@ func TestFormationLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a pg_auto_failover formation takes half a minute; -short leaves it out")
 	}
-	if _, err := exec.LookPath("pg_autoctl"); err != nil {
-		t.Fatalf("pg_autoctl is missing: %s", InstallHint)
+	if err := Available(); err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

@@ -102,8 +102,8 @@ func setUp() (*pgha.Formation, error) {
 			return nil, err
 		}
 	} else {
-		if _, err := exec.LookPath("pg_autoctl"); err != nil {
-			return nil, fmt.Errorf("pg_autoctl is missing: %s", pgha.InstallHint)
+		if err := pgha.Available(); err != nil {
+			return nil, err
 		}
 		dir, err := os.MkdirTemp("", "pollux-ha")
 		if err != nil {
@@ -253,7 +253,7 @@ func TestDaemonsRideThroughPrimaryKill(t *testing.T) {
 		}
 		in.Stop()
 	}()
-	dir := t.TempDir()
+	dir := keptDir(t)
 	load, err := failover.StartLoad(ctx, in, failover.LoadOptions{Clients: 3, Dir: dir})
 	require.NoError(t, err)
 	stopped := false
@@ -349,6 +349,21 @@ func TestDaemonsRideThroughPrimaryKill(t *testing.T) {
 	for i, r := range done {
 		assert.LessOrEqual(t, r.outage.Back(), serviceTarget, "failover %d: service came back too late", i+1)
 	}
+}
+
+// keptDir is where a test's clients keep their log: beside a formation of make
+// failover's (var/failover/…), which outlives the run, or a temporary directory.
+func keptDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv(EnvDir)
+	if dir == "" {
+		return t.TempDir()
+	}
+	abs, err := filepath.Abs(dir)
+	require.NoError(t, err)
+	kept := filepath.Join(filepath.Dir(abs), "failover", t.Name()+"-"+time.Now().UTC().Format("20060102-150405"))
+	require.NoError(t, os.MkdirAll(kept, 0o755))
+	return kept
 }
 
 // readyz is the status of a daemon's /readyz (0 when it does not answer).
