@@ -28,8 +28,11 @@ func cmdHA(ctx context.Context, c *cli, args []string) error {
 	if len(pos) == 0 || !slices.Contains(actions, pos[0]) {
 		return usageError{"say start, stop, status, dsn or kill NODE|primary"}
 	}
-	if pos[0] != "kill" && len(pos) > 1 || pos[0] == "kill" && len(pos) != 2 {
-		return usageError{fmt.Sprintf("unexpected arguments for ha %s: %s", pos[0], strings.Join(pos[1:], " "))}
+	switch want := 1 + btoi(pos[0] == "kill"); {
+	case pos[0] == "kill" && len(pos) == 1:
+		return usageError{"say which node to kill: ha kill NODE|primary"}
+	case len(pos) > want:
+		return usageError{fmt.Sprintf("unexpected arguments for ha %s: %s", pos[0], strings.Join(pos[want:], " "))}
 	}
 	if pos[0] == "start" {
 		start := time.Now()
@@ -129,6 +132,13 @@ func haStatus(ctx context.Context, c *cli, f *pgha.Formation, events int) error 
 		return err
 	}
 	return nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func joinInts(v []int) string {
