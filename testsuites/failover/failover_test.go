@@ -122,7 +122,7 @@ func setUp() (*pgha.Formation, error) {
 var databases atomic.Int64
 
 // database creates a database of the test's own on the formation, migrated as an
-// operator would (pollux-admin migrate), and returns its multi-host DSN; it is dropped
+// operator would (pollux-admin migrate), and returns its name; it is dropped
 // when the test ends. A formation that outlives a run (POLLUX_HA_DIR) would otherwise
 // carry one run's disk servers and files into the next.
 func database(t *testing.T, f *pgha.Formation) string {
@@ -153,86 +153,81 @@ func database(t *testing.T, f *pgha.Formation) string {
 	cmd.Env = append(os.Environ(), "POLLUX_DATABASE_URL="+dsn)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "pollux-admin migrate:\n%s", out)
-	return dsn
+	return name
 }
 
-// TestListenerFollowsPromotion kills the primary under framework/pg's pool and LISTEN
-// connection, both opened on the multi-host DSN: after the promotion the pool reaches the
-// new primary, and the listener says it reconnected and hears NOTIFYs sent there.
-func TestListenerFollowsPromotion(t *testing.T) {
-	f := formation(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	// WithDatabase keeps every host and target_session_attrs of a multi-host DSN.
-	dsn, err := pg.WithDatabase(f.DSN("postgres"), f.Database)
+// probe is what a daemon holds of framework/pg, opened on the multi-host DSN: a pool and
+// the LISTEN connection, subscribed to a channel of the test's.
+type probe struct {
+	db   *pg.DB
+	l    *pg.Listener
+	sub  *pg.Subscription
+	stop func()
+}
+
+const probeChannel = "pollux_failover_probe"
+
+func newProbe(t *testing.T, ctx context.Context, dsn string) *probe {
+	t.Helper()
+	db, err := pg.Open(ctx, pg.Config{DSN: dsn, ApplicationName: "failover probe", Logger: zaptest.NewLogger(t)})
 	require.NoError(t, err)
-	db, err := pg.Open(ctx, pg.Config{DSN: dsn, ApplicationName: "failover test", Logger: zaptest.NewLogger(t)})
-	require.NoError(t, err)
-	defer db.Close()
-	l := pg.NewListener(db, zaptest.NewLogger(t))
-	sub := l.Subscribe("pollux_failover_probe", 16)
+	p := &probe{db: db, l: pg.NewListener(db, zaptest.NewLogger(t))}
+	p.sub = p.l.Subscribe(probeChannel, 16)
 	runCtx, stopRun := context.WithCancel(ctx)
 	ran := make(chan error, 1)
-	go func() { ran <- l.Run(runCtx) }()
-	defer func() { stopRun(); require.NoError(t, <-ran) }()
+	go func() { ran <- p.l.Run(runCtx) }()
+	p.stop = func() {
+		stopRun()
+		assert.NoError(t, <-ran)
+		db.Close()
+	}
 	select {
-	case <-l.Ready():
+	case <-p.l.Ready():
 	case <-ctx.Done():
-		t.Fatal("the listener never listened")
+		p.stop()
+		t.Fatal("the probe's listener never listened")
 	}
-	notify := func(payload string) {
-		require.NoError(t, db.Do(ctx, "notify", func(q pg.Querier) error {
-			_, err := q.Exec(ctx, "select pg_notify('pollux_failover_probe', $1)", payload)
-			return err
-		}))
-	}
-	next := func(within time.Duration) pg.Notification {
-		select {
-		case n := <-sub.C:
-			return n
-		case <-time.After(within):
-			t.Fatalf("no notification within %s", within)
-		}
-		return pg.Notification{}
-	}
-	serverAddr := func() string {
-		var addr string
-		require.NoError(t, db.Do(ctx, "server address", func(q pg.Querier) error {
-			return q.QueryRow(ctx, "select host(inet_server_addr())").Scan(&addr)
-		}))
-		return addr
-	}
-	notify("before")
-	require.Equal(t, "before", next(10*time.Second).Payload)
-	old, err := f.Primary(ctx)
-	require.NoError(t, err)
-	require.Equal(t, old.Host, serverAddr())
+	return p
+}
 
-	killed := time.Now()
-	_, err = f.Kill(ctx, old.Name)
-	require.NoError(t, err)
-	promoted, err := f.WaitPrimary(ctx, old.Name)
-	require.NoError(t, err)
-	t.Logf("%s killed, %s takes writes after %s", old.Name, promoted.Name, time.Since(killed).Round(10*time.Millisecond))
+// notify sends a NOTIFY through the pool (retried as any daemon's statement would be).
+func (p *probe) notify(t *testing.T, ctx context.Context, payload string) {
+	t.Helper()
+	require.NoError(t, p.db.Do(ctx, "notify", func(q pg.Querier) error {
+		_, err := q.Exec(ctx, "select pg_notify($1, $2)", probeChannel, payload)
+		return err
+	}))
+}
 
-	// NOTIFYs sent while the listener was away are lost; it says so once it listens again.
-	n := next(30 * time.Second)
-	require.True(t, n.Reconnected, "first notification after the failover: %+v", n)
-	t.Logf("listener back %s after the kill", time.Since(killed).Round(10*time.Millisecond))
-	notify("after")
-	require.Equal(t, "after", next(10*time.Second).Payload)
-	require.Equal(t, promoted.Host, serverAddr(), "the pool reached another node than the new primary")
+// next is the next notification the listener delivers.
+func (p *probe) next(t *testing.T, within time.Duration) pg.Notification {
+	t.Helper()
+	select {
+	case n := <-p.sub.C:
+		return n
+	case <-time.After(within):
+		t.Fatalf("no notification within %s", within)
+	}
+	return pg.Notification{}
+}
 
-	require.NoError(t, f.StartNode(ctx, old.Name))
-	_, err = f.WaitSync(ctx)
-	require.NoError(t, err)
+// serverAddr is the address of the node a pooled connection reaches.
+func (p *probe) serverAddr(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	var addr string
+	require.NoError(t, p.db.Do(ctx, "server address", func(q pg.Querier) error {
+		return q.QueryRow(ctx, "select host(inet_server_addr())").Scan(&addr)
+	}))
+	return addr
 }
 
 // TestDaemonsRideThroughPrimaryKill runs a whole instance on the formation's multi-host
 // DSN under a steady load of puts and gets, kills the primary node whole, and checks
 // that the daemons ride through the promotion: service comes back within serviceTarget,
 // the daemons are all up and ready, rhd hears NOTIFYs again, and every put a client was
-// told is stored reads back with its checksum. The old primary then rejoins as the
+// told is stored reads back with its checksum. A probe holding framework/pg's pool and
+// LISTEN connection as a daemon does shows both reach the new primary: the listener says
+// it reconnected and hears a NOTIFY sent there. The old primary then rejoins as the
 // standby; POLLUX_FAILOVER_ROUNDS repeats it all against each new primary.
 func TestDaemonsRideThroughPrimaryKill(t *testing.T) {
 	f := formation(t)
@@ -245,8 +240,15 @@ func TestDaemonsRideThroughPrimaryKill(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute+time.Duration(rounds)*2*time.Minute)
 	defer cancel()
-	in, err := e2e.Start(ctx, e2e.Options{Bin: bin, DSN: database(t, f), Dir: t.TempDir(), RHDs: 2, DiskServers: 2})
+	name := database(t, f)
+	dsn := f.DSN(name)
+	in, err := e2e.Start(ctx, e2e.Options{Bin: bin, DSN: dsn, Dir: t.TempDir(), RHDs: 2, DiskServers: 2})
 	require.NoError(t, err)
+	// WithDatabase keeps every host and target_session_attrs of a multi-host DSN.
+	probeDSN, err := pg.WithDatabase(f.DSN("postgres"), name)
+	require.NoError(t, err)
+	pr := newProbe(t, ctx, probeDSN)
+	defer pr.stop()
 	defer func() {
 		if t.Failed() {
 			t.Log(in.Logs(60))
@@ -286,6 +288,9 @@ func TestDaemonsRideThroughPrimaryKill(t *testing.T) {
 				notified[name] = metric(t, p.Admin(), `pollux_rhd_request_views_total{source="notification"}`)
 			}
 		}
+		pr.notify(t, ctx, fmt.Sprintf("before %d", i))
+		require.Equal(t, fmt.Sprintf("before %d", i), pr.next(t, 10*time.Second).Payload)
+		require.Equal(t, old.Host, pr.serverAddr(t, ctx))
 		killed := time.Now()
 		_, err = f.Kill(ctx, old.Name)
 		require.NoError(t, err)
@@ -293,6 +298,14 @@ func TestDaemonsRideThroughPrimaryKill(t *testing.T) {
 		require.NoError(t, err)
 		dbBack := time.Since(killed)
 		t.Logf("round %d: %s killed, %s takes writes after %s", i, old.Name, promoted.Name, dbBack.Round(10*time.Millisecond))
+		// NOTIFYs sent while the listener was away are lost; it says so once it listens
+		// again, on the new primary.
+		n := pr.next(t, 30*time.Second)
+		require.True(t, n.Reconnected, "first notification after the failover: %+v", n)
+		t.Logf("round %d: the probe's listener back %s after the kill", i, time.Since(killed).Round(10*time.Millisecond))
+		pr.notify(t, ctx, fmt.Sprintf("after %d", i))
+		require.Equal(t, fmt.Sprintf("after %d", i), pr.next(t, 10*time.Second).Payload)
+		require.Equal(t, promoted.Host, pr.serverAddr(t, ctx), "the pool reached another node than the new primary")
 		wait("5 requests acknowledged after the kill", 2*time.Minute, func(rs []failover.Record) bool { return failover.SucceededSince(rs, killed) >= 5 })
 		outage := failover.OutageAt(load.Records(), killed)
 		t.Logf("round %d: service back %s after the kill", i, outage.Back().Round(10*time.Millisecond))
