@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -494,6 +495,15 @@ func (f *Formation) startKeeper(m Member) error {
 	if _, ok := f.KeeperPID(m); ok {
 		return nil
 	}
+	// pg_autoctl refuses to start while its pid file names a process that exists, and a
+	// killed keeper is a zombie until its parent reaps it (which an init that does not
+	// reap orphans never does): a file whose process has ended is removed first.
+	own := filepath.Join(f.memberDir(m), "xdg", "run", "pg_autoctl", strings.TrimPrefix(f.dataDir(m), "/"), "pg_autoctl.pid")
+	if pid := readPID(own); pid > 0 && !alive(pid) {
+		if err := os.Remove(own); err != nil {
+			return fmt.Errorf("remove the stale pid file of %s: %w", m.Name, err)
+		}
+	}
 	lf, err := os.OpenFile(f.LogFile(m), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -518,19 +528,25 @@ func (f *Formation) startKeeper(m Member) error {
 // KeeperPID returns the pid of the member's pg_autoctl keeper, if it runs.
 func (f *Formation) KeeperPID(m Member) (int, bool) {
 	pid := readPID(f.pidFile(m))
-	if s, ok := readStat(pid); ok && alive(pid) && s.comm == "pg_autoctl" {
-		return pid, true
-	}
-	return 0, false
+	return pid, f.runs(pid, "pg_autoctl", m)
 }
 
 // PostmasterPID returns the pid of the member's postgres, if it runs.
 func (f *Formation) PostmasterPID(m Member) (int, bool) {
 	pid := readPID(filepath.Join(f.dataDir(m), "postmaster.pid"))
-	if s, ok := readStat(pid); ok && alive(pid) && strings.HasPrefix(s.comm, "postgres") {
-		return pid, true
+	return pid, f.runs(pid, "postgres", m)
+}
+
+// runs reports whether pid is alive and is the member's program: its name, and its data
+// directory on its command line. A pid file outlives its process, and the pid may have
+// gone to another process since, one that must not be signalled.
+func (f *Formation) runs(pid int, comm string, m Member) bool {
+	s, ok := readStat(pid)
+	if !ok || !alive(pid) || !strings.HasPrefix(s.comm, comm) {
+		return false
 	}
-	return 0, false
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && slices.Contains(strings.Split(string(cmdline), "\x00"), f.dataDir(m))
 }
 
 // Start starts every member that does not run: the monitor first, then the data nodes,
