@@ -66,6 +66,8 @@ func TestMain(m *testing.M) {
 		if err := shared.Remove(ctx); err != nil {
 			fmt.Fprintf(os.Stderr, "remove the formation in %s: %v\n", shared.Dir, err)
 			code = 1
+		} else {
+			os.RemoveAll(filepath.Dir(shared.Dir)) // the temporary directory around it
 		}
 		cancel()
 	}
