@@ -36,6 +36,31 @@ haproxy/install: ## Install HAProxy, keepalived and curl if missing (Debian/Ubun
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+.PHONY: ha/install
+ha/install: pg/install ## Install pg_auto_failover (postgresql-<major>-auto-failover: pg_autoctl and its extension) if missing (Debian/Ubuntu).
+	@if command -v pg_autoctl >/dev/null 2>&1 && ls /usr/share/postgresql/*/extension/pgautofailover.control >/dev/null 2>&1; then :; \
+	else \
+		major=$$(ls /usr/lib/postgresql | sort -n | tail -1); pkg=postgresql-$$major-auto-failover; \
+		echo "pg_auto_failover not found: installing the $$pkg package (pg_autoctl and the monitor's extension)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		if ! apt-cache show $$pkg >/dev/null 2>&1; then $$SUDO apt-get update -qq; fi; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$pkg >/dev/null; \
+	fi
+
+.PHONY: test/deps
+test/deps: pg/install ## Install what the tests run besides PostgreSQL, with one apt-get update when anything is missing: haproxy, keepalived, curl, pg_auto_failover, iproute2.
+	@major=$$(ls /usr/lib/postgresql | sort -n | tail -1); missing=; \
+	command -v haproxy >/dev/null 2>&1 || missing="$$missing haproxy"; \
+	command -v keepalived >/dev/null 2>&1 || missing="$$missing keepalived"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	{ command -v pg_autoctl >/dev/null 2>&1 && ls /usr/share/postgresql/*/extension/pgautofailover.control >/dev/null 2>&1; } || missing="$$missing postgresql-$$major-auto-failover"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing the test tools:$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
 .PHONY: db
 db: pg/install ## Start (idempotently) the private PostgreSQL cluster under ./var/pg and print its DSN.
 	@$(GO) run ./cmd/pollux-admin db start
@@ -75,7 +100,7 @@ RACE_PKGS := ./framework/... ./daemons/...
 OTHER_PKGS = $$($(GO) list ./... | grep -v -e '^$(MODULE)/framework\(/\|$$\)' -e '^$(MODULE)/daemons\(/\|$$\)')
 
 .PHONY: test
-test: pg/install haproxy/install verify ## Every test, against a real PostgreSQL (the private cluster, or POLLUX_TEST_DATABASE_URL); the framework and daemons under the race detector.
+test: pg/install test/deps verify ## Every test, against a real PostgreSQL (the private cluster, or POLLUX_TEST_DATABASE_URL); the framework and daemons under the race detector.
 	$(GO) test $(TEST_FLAGS) $(OTHER_PKGS)
 	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
 
@@ -90,6 +115,29 @@ test/race: pg/install ## Every test with the race detector.
 .PHONY: bench
 bench: pg/install ## Claim throughput at 1/4/16 workers × batch 1/10/100 beside pgbench -N and River's bench shape, on the private cluster.
 	$(GO) run ./testsuites/bench/cmd/pollux-bench
+
+# The failure suite: one pg_auto_failover formation made from scratch under HA_DIR, a
+# Pollux database migrated on it, then every package of FAILOVER_PKGS against it (they
+# find it through POLLUX_HA_DIR and make databases of their own on it). The formation is
+# stopped at the end, kept for a look at its logs (`pollux-admin ha start` runs it again).
+HA_DIR ?= var/ha
+FAILOVER_PKGS ?= ./testsuites/failover/...
+FAILOVER_ROUNDS ?= 3
+
+.PHONY: ha
+ha: ha/install build ## Start (or create) the HA formation under ./var/ha (monitor, primary, synchronous standby) and print its DSN.
+	@var/bin/pollux-admin ha start --dir $(HA_DIR)
+
+.PHONY: failover
+failover: ha/install build ## From scratch: HA formation under ./var/ha, pollux-admin migrate, the primary killed under load FAILOVER_ROUNDS times.
+	@if [ -e $(HA_DIR)/formation.json ]; then var/bin/pollux-admin ha stop --remove --dir $(HA_DIR); fi
+	var/bin/pollux-admin ha start --dir $(HA_DIR)
+	POLLUX_DATABASE_URL="$$(var/bin/pollux-admin ha dsn --dir $(HA_DIR))" var/bin/pollux-admin migrate
+	@status=0; \
+	POLLUX_HA_DIR=$(CURDIR)/$(HA_DIR) POLLUX_FAILOVER_ROUNDS=$(FAILOVER_ROUNDS) \
+		$(GO) test -count=1 -v -timeout 30m $(FAILOVER_PKGS) || status=$$?; \
+	var/bin/pollux-admin ha stop --dir $(HA_DIR); \
+	exit $$status
 
 .PHONY: build
 build: ## Build every command and daemon into ./var/bin.
@@ -112,4 +160,5 @@ stop: ## Stop the local instance and its PostgreSQL.
 .PHONY: clean
 clean: ## Stop the cluster and delete ./var (all local data).
 	-@$(GO) run ./cmd/pollux-admin db stop
+	-@if [ -e $(HA_DIR)/formation.json ]; then $(GO) run ./cmd/pollux-admin ha stop --dir $(HA_DIR); fi
 	rm -rf var

@@ -32,6 +32,7 @@ var commands = map[string]command{
 	"check":   {"the sanity check: database role and standbys, daemons and their backups, leaders, disk servers, stuck requests", "check [--strict] [--json]", cmdCheck},
 	"events":  {"show the newest entries of the system event journal", "events [--limit 50] [--json]", cmdEvents},
 	"policy":  {"show or change the policy the logic decides with (liveness, retries, time limits, retention)", "policy [list] | policy set NAME VALUE [--json]", cmdPolicy},
+	"ha":      {"start, stop or look at a highly available PostgreSQL under ./var/ha (pg_auto_failover: monitor, primary, synchronous standby)", "ha start|stop|status|dsn|kill NODE|primary [--dir var/ha] [--remove]", cmdHA},
 	"local":   {"start, stop or show the local instance under ./var (make run, make stop)", "local start|stop|status|demo [--dir var] [--base-port 9000]", cmdLocal},
 }
 

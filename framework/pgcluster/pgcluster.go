@@ -17,7 +17,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -108,15 +107,11 @@ func open(dir string) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Dir: abs, BinDir: bin}
-	if os.Geteuid() == 0 {
-		cred, err := unprivileged()
-		if err != nil {
-			return nil, err
-		}
-		c.runAs = cred
+	cred, err := ServerAccount()
+	if err != nil {
+		return nil, err
 	}
-	return c, nil
+	return &Cluster{Dir: abs, BinDir: bin, runAs: cred}, nil
 }
 
 // FindBinDir locates the PostgreSQL server binaries: $POLLUX_PG_BINDIR, else the newest
@@ -143,17 +138,6 @@ func FindBinDir() (string, error) {
 func majorOf(initdbPath string) int {
 	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(initdbPath))))
 	return n
-}
-
-func unprivileged() (*syscall.Credential, error) {
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, fmt.Errorf("running as root, PostgreSQL must run as an unprivileged account but user \"postgres\" does not exist " +
-			"(create it with `useradd --system postgres`, or install the postgresql package)")
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
 func (c *Cluster) dataDir() string   { return filepath.Join(c.Dir, "data") }
@@ -199,23 +183,7 @@ func (c *Cluster) prepareOwnership(progress io.Writer) error {
 			return fmt.Errorf("hand %s to the postgres account: %w", d, err)
 		}
 	}
-	// The server chdirs into its data directory, so every ancestor needs search permission
-	// for the server account. A fresh `mktemp -d` checkout is 0700; add o+x (not o+r) there.
-	for d := c.Dir; ; d = filepath.Dir(d) {
-		fi, err := os.Stat(d)
-		if err != nil {
-			return fmt.Errorf("stat %s: %w", d, err)
-		}
-		if fi.Mode().Perm()&0o001 == 0 {
-			if err := os.Chmod(d, fi.Mode().Perm()|0o001); err != nil {
-				return fmt.Errorf("let the postgres account traverse %s: %w", d, err)
-			}
-			fmt.Fprintf(progress, "pgcluster: added search permission (o+x) to %s so the postgres account can reach the cluster\n", d)
-		}
-		if d == filepath.Dir(d) {
-			return nil
-		}
-	}
+	return AllowTraverse(c.Dir, progress)
 }
 
 func (c *Cluster) initdb(ctx context.Context, progress io.Writer) error {
