@@ -24,7 +24,7 @@ import (
 	"github.com/pollux-storage/pollux/framework/pgcluster"
 	"github.com/pollux-storage/pollux/framework/pgha"
 	"github.com/pollux-storage/pollux/testsuites/e2e"
-	"github.com/pollux-storage/pollux/testsuites/failover"
+	"github.com/pollux-storage/pollux/testsuites/load"
 )
 
 // EnvDir names an existing formation to run against (make failover sets it up and
@@ -258,27 +258,31 @@ func TestDaemonsRideThroughPrimaryKill(t *testing.T) {
 		in.Stop()
 	}()
 	dir := keptDir(t)
-	load, err := failover.StartLoad(ctx, in, failover.LoadOptions{Clients: 3, Dir: dir})
+	run := runner(in)
+	logPath := filepath.Join(dir, "clients.jsonl")
+	// Puts and gets only: the judge then checks every acknowledged put reads back.
+	ld, err := load.Start(ctx, load.Config{Run: run, Dir: filepath.Join(dir, "files"), Prefix: "/pollux/failover",
+		Clients: 3, Put: 1, Get: 1, Rm: -1, MaxSize: 64 << 10, LogPath: logPath})
 	require.NoError(t, err)
 	stopped := false
 	defer func() {
 		if !stopped {
-			_, _ = load.Stop()
+			_ = ld.Stop()
 		}
 	}()
-	wait := func(what string, within time.Duration, cond func([]failover.Record) bool) {
+	wait := func(what string, within time.Duration, cond func([]load.Op) bool) {
 		t.Helper()
 		c, cancel := context.WithTimeout(ctx, within)
 		defer cancel()
-		require.NoError(t, load.WaitFor(c, what, cond), "%s", failover.Summary(load.Records()))
+		require.NoError(t, ld.WaitFor(c, what, cond), "%s", load.Summary(ld.Ops()))
 	}
 	start := time.Now()
-	wait("10 acknowledged requests", time.Minute, func(rs []failover.Record) bool { return failover.SucceededSince(rs, start) >= 10 })
+	wait("10 acknowledged requests", time.Minute, func(rs []load.Op) bool { return load.SucceededSince(rs, start) >= 10 })
 
 	type round struct {
 		killed, promoted string
 		dbBack           time.Duration
-		outage           failover.Outage
+		outage           load.Outage
 	}
 	var done []round
 	for i := 1; i <= rounds; i++ {
@@ -308,8 +312,8 @@ func TestDaemonsRideThroughPrimaryKill(t *testing.T) {
 		pr.notify(t, ctx, fmt.Sprintf("after %d", i))
 		require.Equal(t, fmt.Sprintf("after %d", i), pr.next(t, 10*time.Second).Payload)
 		require.Equal(t, promoted.Host, pr.serverAddr(t, ctx), "the pool reached another node than the new primary")
-		wait("5 requests acknowledged after the kill", 2*time.Minute, func(rs []failover.Record) bool { return failover.SucceededSince(rs, killed) >= 5 })
-		outage := failover.OutageAt(load.Records(), killed)
+		wait("5 requests acknowledged after the kill", 2*time.Minute, func(rs []load.Op) bool { return load.SucceededSince(rs, killed) >= 5 })
+		outage := load.OutageAt(ld.Ops(), killed)
 		t.Logf("round %d: service back %s after the kill", i, outage.Back().Round(10*time.Millisecond))
 		done = append(done, round{old.Name, promoted.Name, dbBack, outage})
 
@@ -334,15 +338,18 @@ func TestDaemonsRideThroughPrimaryKill(t *testing.T) {
 		require.NoError(t, err)
 		synced := time.Now()
 		t.Logf("round %d: %s is the standby again, in sync, %s after the kill", i, old.Name, synced.Sub(killed).Round(10*time.Millisecond))
-		wait("3 requests acknowledged after the rejoin", time.Minute, func(rs []failover.Record) bool { return failover.SucceededSince(rs, synced) >= 3 })
+		wait("3 requests acknowledged after the rejoin", time.Minute, func(rs []load.Op) bool { return load.SucceededSince(rs, synced) >= 3 })
 	}
-	records, err := load.Stop()
+	ops := ld.Stop()
 	stopped = true
-	require.NoError(t, err)
 
-	v := failover.Verify(ctx, in, records, dir)
+	judge, err := pg.Open(ctx, pg.Config{DSN: dsn})
+	require.NoError(t, err)
+	defer judge.Close()
+	v, err := load.Verify(ctx, judge, run, filepath.Join(dir, "files"), ops, time.Minute)
+	require.NoError(t, err)
 	var report strings.Builder
-	fmt.Fprintf(&report, "clients' log: %s\n%s", load.LogPath, failover.Summary(records))
+	fmt.Fprintf(&report, "clients' log: %s\n%s", logPath, load.Summary(ops))
 	for i, r := range done {
 		fmt.Fprintf(&report, "failover %d: %s killed, %s took writes after %s; service back after %s (target %s); "+
 			"%d requests in flight at the kill, the longest around it took %s\n",
@@ -352,17 +359,20 @@ func TestDaemonsRideThroughPrimaryKill(t *testing.T) {
 			fmt.Fprintf(&report, "  refused during the outage: %d× %s\n", n, reason)
 		}
 	}
-	fmt.Fprintf(&report, "puts acknowledged %d, verified %d, lost %d; corrupt gets %d\n", v.Acknowledged, v.Verified, len(v.Lost), len(v.CorruptGets))
+	report.WriteString(v.String())
 	t.Log("\n" + report.String())
-	for _, l := range v.Lost {
-		t.Errorf("lost: %s", l)
-	}
-	for _, c := range v.CorruptGets {
-		t.Errorf("corrupt get: %s", c)
-	}
-	require.Positive(t, v.Verified)
+	require.True(t, v.OK(), "lost, corrupt or stuck: see the report above")
+	require.Positive(t, v.FilesVerified)
 	for i, r := range done {
 		assert.LessOrEqual(t, r.outage.Back(), serviceTarget, "failover %d: service came back too late", i+1)
+	}
+}
+
+// runner runs the clients against the instance.
+func runner(in *e2e.Instance) load.Runner {
+	return func(ctx context.Context, name string, args ...string) load.Result {
+		r := in.Run(ctx, nil, name, args...)
+		return load.Result{Code: r.Code, Stdout: r.Stdout, Stderr: r.Stderr}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/adler32"
 	mrand "math/rand/v2"
@@ -48,7 +49,7 @@ type Config struct {
 	Clients int
 	// MinSize and MaxSize bound the files' sizes (default 1 KiB to 256 KiB).
 	MinSize, MaxSize int
-	// Put, Get and Rm weigh the operations (default 5, 3, 1).
+	// Put, Get and Rm weigh the operations (0: the default 5, 3, 1; negative: none).
 	Put, Get, Rm int
 	// Pause is how long a client waits between two operations (default 20 ms): the load
 	// is bounded, never a flood.
@@ -56,6 +57,9 @@ type Config struct {
 	// OpTimeout bounds one client command (default 2 min); a command cut off is recorded
 	// as not acknowledged.
 	OpTimeout time.Duration
+	// LogPath, when set, receives every operation as a JSON line as soon as it ends, so
+	// that the clients' log outlives a run that is cut short (ReadJournal reads it back).
+	LogPath string
 }
 
 // Op is one operation as its client saw it.
@@ -82,10 +86,12 @@ type Load struct {
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 
-	mu    sync.Mutex
-	ops   []Op
-	files map[string]*file // by remote path
-	next  int
+	mu      sync.Mutex
+	ops     []Op
+	files   map[string]*file // by remote path
+	next    int
+	journal *os.File
+	enc     *json.Encoder
 }
 
 type file struct {
@@ -110,9 +116,20 @@ func Start(ctx context.Context, cfg Config) (*Load, error) {
 	def(&cfg.Clients, 4)
 	def(&cfg.MinSize, 1<<10)
 	def(&cfg.MaxSize, 256<<10)
-	def(&cfg.Put, 5)
-	def(&cfg.Get, 3)
-	def(&cfg.Rm, 1)
+	weight := func(v *int, d int) {
+		switch {
+		case *v == 0:
+			*v = d
+		case *v < 0:
+			*v = 0 // none of this kind
+		}
+	}
+	weight(&cfg.Put, 5)
+	weight(&cfg.Get, 3)
+	weight(&cfg.Rm, 1)
+	if cfg.Put == 0 {
+		return nil, errors.New("load: puts cannot be turned off: every other operation needs a stored file")
+	}
 	if cfg.MaxSize < cfg.MinSize {
 		return nil, fmt.Errorf("load: MaxSize %d is below MinSize %d", cfg.MaxSize, cfg.MinSize)
 	}
@@ -127,6 +144,14 @@ func Start(ctx context.Context, cfg Config) (*Load, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	l := &Load{cfg: cfg, cancel: cancel, files: map[string]*file{}}
+	if cfg.LogPath != "" {
+		f, err := os.Create(cfg.LogPath)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("load: clients' log: %w", err)
+		}
+		l.journal, l.enc = f, json.NewEncoder(f)
+	}
 	for c := range cfg.Clients {
 		l.done.Add(1)
 		go func() { defer l.done.Done(); l.client(ctx, c) }()
@@ -141,6 +166,9 @@ func (l *Load) Stop() []Op {
 	l.mu.Unlock()
 	l.done.Wait()
 	l.cancel()
+	if l.journal != nil {
+		l.journal.Close()
+	}
 	return l.Ops()
 }
 
@@ -264,6 +292,28 @@ func (l *Load) finish(op Op) {
 		f.readers--
 	}
 	l.ops = append(l.ops, op)
+	if l.enc != nil {
+		_ = l.enc.Encode(op) // the log in memory is the one judged; the file is for people
+	}
+}
+
+// ReadJournal reads a clients' log (Config.LogPath, WriteJournal) back.
+func ReadJournal(path string) ([]Op, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []Op
+	dec := json.NewDecoder(f)
+	for dec.More() {
+		var o Op
+		if err := dec.Decode(&o); err != nil {
+			return out, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, o)
+	}
+	return out, nil
 }
 
 // WriteJournal writes the log as JSON lines, for a human after a failure.

@@ -18,8 +18,8 @@ import (
 // Report is the judge's verdict.
 type Report struct {
 	Issued, Acked, Failed int
-	// FailedBy counts the operations not acknowledged, by the first line of what the
-	// client said.
+	// FailedBy counts the operations not acknowledged, by the last line of what the
+	// client said (its error).
 	FailedBy map[string]int
 	// Lost lists what was acknowledged and is not so: a stored file missing or with other
 	// bytes, an rm that did not remove, a request the service recorded as failed.
@@ -74,7 +74,7 @@ func Verify(ctx context.Context, db *pg.DB, run Runner, dir string, ops []Op, se
 			rep.Acked++
 		} else {
 			rep.Failed++
-			rep.FailedBy[o.Kind+": "+firstLine(o.Stderr)]++
+			rep.FailedBy[o.Kind+": "+reason(o.Stderr)]++
 		}
 	}
 
@@ -181,7 +181,7 @@ func Verify(ctx context.Context, db *pg.DB, run Runner, dir string, ops []Op, se
 			defer mu.Unlock()
 			switch {
 			case c.rmAcked && !absent:
-				rep.Lost = append(rep.Lost, fmt.Sprintf("%s: removed (acknowledged), but a read answered exit %d: %s", c.path, r.Code, firstLine(r.Stderr)))
+				rep.Lost = append(rep.Lost, fmt.Sprintf("%s: removed (acknowledged), but a read answered exit %d: %s", c.path, r.Code, reason(r.Stderr)))
 			case c.rmAcked:
 			case c.mustRead && right:
 				rep.FilesVerified++
@@ -189,7 +189,7 @@ func Verify(ctx context.Context, db *pg.DB, run Runner, dir string, ops []Op, se
 				rep.Lost = append(rep.Lost, fmt.Sprintf("%s: stored (acknowledged) %d bytes adler32 %08x, read back %d bytes adler32 %08x",
 					c.path, c.put.Size, c.put.Adler32, len(b), adler32.Checksum(b)))
 			case c.mustRead:
-				rep.Lost = append(rep.Lost, fmt.Sprintf("%s: stored (acknowledged), but a read answered exit %d: %s", c.path, r.Code, firstLine(r.Stderr)))
+				rep.Lost = append(rep.Lost, fmt.Sprintf("%s: stored (acknowledged), but a read answered exit %d: %s", c.path, r.Code, reason(r.Stderr)))
 			case right:
 				rep.FilesVerified++ // its put was not acknowledged, yet it was stored whole
 			case absent:
@@ -242,15 +242,4 @@ func requests(ctx context.Context, db *pg.DB, tags []string) (map[string][]reque
 		return nil, fmt.Errorf("find the load's requests: %w", err)
 	}
 	return out, nil
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
 }
