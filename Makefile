@@ -25,6 +25,15 @@ pg/install: ## Install the PostgreSQL server binaries if this machine has none (
 		useradd --system --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres; \
 	fi
 
+.PHONY: netns/install
+netns/install: ## Install iproute2 (ip) and util-linux (nsenter) if missing: the host harness (testsuites/netns) runs hosts as network namespaces.
+	@if command -v ip >/dev/null 2>&1 && command -v nsenter >/dev/null 2>&1; then :; \
+	else \
+		echo "ip or nsenter not found: installing the iproute2 and util-linux packages"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq iproute2 util-linux >/dev/null; \
+	fi
+
 .PHONY: db
 db: pg/install ## Start (idempotently) the private PostgreSQL cluster under ./var/pg and print its DSN.
 	@$(GO) run ./cmd/pollux-admin db start
@@ -64,7 +73,7 @@ RACE_PKGS := ./framework/... ./daemons/...
 OTHER_PKGS = $$($(GO) list ./... | grep -v -e '^$(MODULE)/framework\(/\|$$\)' -e '^$(MODULE)/daemons\(/\|$$\)')
 
 .PHONY: test
-test: pg/install verify ## Every test, against a real PostgreSQL (the private cluster, or POLLUX_TEST_DATABASE_URL); the framework and daemons under the race detector.
+test: pg/install netns/install verify ## Every test, against a real PostgreSQL (the private cluster, or POLLUX_TEST_DATABASE_URL); the framework and daemons under the race detector.
 	$(GO) test $(TEST_FLAGS) $(OTHER_PKGS)
 	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
 
