@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -54,6 +55,7 @@ var (
 	hostsOnce sync.Once
 	hosts     *hostsFixture
 	hostsErr  error
+	hostRuns  atomic.Int64
 )
 
 func sharedHosts(t *testing.T) *hostsFixture {
@@ -133,9 +135,11 @@ func startOnHosts(t *testing.T, prefix string, disks int) *hostsCase {
 	t.Cleanup(cancel)
 	c := &hostsCase{t: t, ctx: ctx, hosts: map[string]*netns.Host{}, dir: t.TempDir()}
 	o := e2e.Options{DiskServers: disks, Hosts: map[string]e2e.Host{}}
+	// Host names are the network's, which outlives a test (go test -count=2 runs it again).
+	run := hostRuns.Add(1)
 	for i := range disks {
 		name := fmt.Sprintf("disk%d", i+1)
-		h, err := f.net.AddHost(prefix + "-" + name)
+		h, err := f.net.AddHost(fmt.Sprintf("%s%d-%s", prefix, run, name))
 		require.NoError(t, err)
 		c.hosts[name], o.Hosts[name] = h, h
 	}
