@@ -10,10 +10,13 @@
 // PostgreSQL signals at every NOTIFY do not grow with the number of disk servers.
 //
 // Nothing here decides: the logic in schema/logic (diskserver.sql, transfer.sql) does, time
-// limits included (the policy table). A process that dies loses nothing: its successor
-// takes back the transfers it was running (disk_server_recover) and claims those still
-// placed on it, and a server that stays dead is taken back by the job manager once its
-// heartbeat is stale.
+// limits and liveness included (the policy table; the heartbeat's pace is a quarter of
+// policy disk_server_live_seconds, as the heartbeat returns it). A process that dies loses
+// nothing: its successor takes back the transfers it was running (disk_server_recover) and
+// claims those still placed on it, and a server that stays dead or cut off is found SILENT
+// by the job manager once its heartbeat is stale (its queued transfers are placed
+// elsewhere, those in flight fail). A clean stop leaves placement at the first signal
+// (disk_server_stop), before the drain.
 package diskserver
 
 import (
