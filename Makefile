@@ -77,6 +77,14 @@ test: pg/install netns/install verify ## Every test, against a real PostgreSQL (
 	$(GO) test $(TEST_FLAGS) $(OTHER_PKGS)
 	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
 
+# Rounds of the long host suite (a disk server's host killed or cut off under load, each round).
+HOSTS_ROUNDS ?= 6
+
+.PHONY: test/hosts
+test/hosts: pg/install netns/install ## The host harness and host suite alone, printing what they measure, then the long host suite under load (HOSTS_ROUNDS rounds, default 6; ~15 s each).
+	$(GO) test $(TEST_FLAGS) ./testsuites/netns/
+	HOSTS_ROUNDS=$(HOSTS_ROUNDS) $(GO) test $(TEST_FLAGS) -v -run 'TestDiskServer' ./testsuites/e2e/
+
 .PHONY: test/short
 test/short: ## The tests without the slow process-level suites.
 	$(GO) test -short $(TEST_FLAGS) ./...

@@ -2,7 +2,9 @@ package e2e_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +13,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -475,4 +479,196 @@ func TestDiskServerStoppedLeavesPlacementAtOnce(t *testing.T) {
 
 	require.NoError(t, c.in.Restart(c.ctx, "disk2"))
 	require.Equal(t, model.DiskServerAvailabilityAvailable, c.availability("disk2"))
+}
+
+// TestDiskServerHostsUnderLoad is the long host suite (make test/hosts): clients copy files
+// in and out without pause while, round after round, one of three disk servers' hosts is
+// killed (then started again) or cut off (then restored). It prints each round's detection
+// and return times and what the clients saw, and checks that every put a client was told
+// succeeded reads back as written, that every read that succeeded read the right bytes, that
+// failures say why, and that no request is left unfinished.
+func TestDiskServerHostsUnderLoad(t *testing.T) {
+	rounds, err := strconv.Atoi(os.Getenv("HOSTS_ROUNDS"))
+	if err != nil || rounds < 1 {
+		t.Skip("the long host suite runs with HOSTS_ROUNDS=N (make test/hosts)")
+	}
+	c := startOnHosts(t, "load", 3)
+
+	type written struct {
+		remote string
+		data   []byte
+	}
+	var (
+		mu       sync.Mutex
+		acked    []written
+		finished int // puts
+		putFail  = map[string]int{}
+		getFail  = map[string]int{}
+		gets     int
+		news     = make(chan struct{}, 1)
+	)
+	reason := func(r e2e.Result) string {
+		lines := strings.Split(strings.TrimSpace(r.Stderr), "\n")
+		l := lines[len(lines)-1]
+		// The reason without the file and request: "disk server disk2 stopped answering ..."
+		for _, key := range []string{"stopped answering", "no longer wanted", "broke off", "connection reset", "timeout", "refused"} {
+			if strings.Contains(l, key) {
+				return fmt.Sprintf("exit %d: …%s…", r.Code, key)
+			}
+		}
+		return fmt.Sprintf("exit %d: %s", r.Code, l)
+	}
+	// The load stops between commands, not by killing them: a client killed mid-request
+	// would leave its transfer waiting for it until the open timeout.
+	var stopping atomic.Bool
+	loadCtx := c.ctx
+	var load sync.WaitGroup
+	// Four writers and two readers: a read of a file whose only copy is on the server that
+	// is out waits until it is back, while writes go on to the others.
+	const writers, readers = 4, 2
+	for w := range writers + readers {
+		load.Add(1)
+		go func() {
+			defer load.Done()
+			for i := 0; !stopping.Load() && loadCtx.Err() == nil; i++ {
+				mu.Lock()
+				var pick *written
+				if w >= writers && len(acked) > 0 {
+					p := acked[(i*7+w)%len(acked)]
+					pick = &p
+				}
+				mu.Unlock()
+				if w >= writers && pick == nil {
+					// Nothing to read yet: wait for a write.
+					select {
+					case <-news:
+					case <-loadCtx.Done():
+					}
+					continue
+				}
+				if pick == nil {
+					remote := fmt.Sprintf("/pollux/load/w%d-%d", w, i)
+					// Not randomFile: require may not stop the test from this goroutine.
+					src, data := filepath.Join(c.dir, fmt.Sprintf("w%d-%d", w, i)), make([]byte, 64<<10+i*1000)
+					_, _ = rand.Read(data)
+					werr := os.WriteFile(src, data, 0o644)
+					r := e2e.Result{Code: -1, Stderr: fmt.Sprint(werr)}
+					if werr == nil {
+						r = c.in.Run(loadCtx, nil, "pollux", "cp", src, remote)
+					}
+					mu.Lock()
+					switch {
+					case loadCtx.Err() != nil:
+					case r.Code == 0:
+						acked = append(acked, written{remote, data})
+					default:
+						putFail[reason(r)]++
+					}
+					finished++
+				} else {
+					local := filepath.Join(c.dir, fmt.Sprintf("r%d-%d", w, i))
+					r := c.in.Run(loadCtx, nil, "pollux", "cp", pick.remote, local)
+					mu.Lock()
+					switch {
+					case loadCtx.Err() != nil:
+					case r.Code == 0:
+						gets++
+						if got, err := os.ReadFile(local); err != nil || !bytes.Equal(got, pick.data) {
+							getFail["WRONG BYTES"]++
+						}
+					default:
+						getFail[reason(r)]++
+					}
+				}
+				mu.Unlock()
+				select {
+				case news <- struct{}{}:
+				default:
+				}
+			}
+		}()
+	}
+	// progress waits until n more puts have ended: the load runs on between steps.
+	progress := func(n int) {
+		t.Helper()
+		mu.Lock()
+		goal := finished + n
+		mu.Unlock()
+		for {
+			mu.Lock()
+			done := finished >= goal
+			mu.Unlock()
+			if done {
+				return
+			}
+			select {
+			case <-news:
+			case <-c.ctx.Done():
+				t.Fatalf("the load stopped: %v", c.ctx.Err())
+			}
+		}
+	}
+
+	progress(20)
+	var detections, returns []time.Duration
+	for r := range rounds {
+		name := fmt.Sprintf("disk%d", r%3+1)
+		h := c.hosts[name]
+		at := time.Now()
+		kill := r%2 == 0
+		if kill {
+			require.NoError(t, h.Kill())
+		} else {
+			require.NoError(t, h.Cut())
+		}
+		detected := c.event("disk_server_silent", name, at.Add(-time.Second), time.Minute)
+		detections = append(detections, detected.Sub(at))
+		progress(8) // the others carry the load meanwhile
+		back := time.Now()
+		if kill {
+			require.NoError(t, c.in.Restart(c.ctx, name))
+		} else {
+			require.NoError(t, h.Restore())
+		}
+		require.Eventually(t, func() bool { return c.availability(name) == model.DiskServerAvailabilityAvailable }, time.Minute, 20*time.Millisecond)
+		returns = append(returns, time.Since(back))
+		what := "cut off"
+		if kill {
+			what = "killed"
+		}
+		t.Logf("round %d: %s's host %s: found silent after %s, back %s after it was %s",
+			r+1, name, what, detections[r].Round(10*time.Millisecond), returns[r].Round(10*time.Millisecond),
+			map[bool]string{true: "started again", false: "restored"}[kill])
+		progress(8)
+	}
+	stopping.Store(true)
+	load.Wait()
+
+	// Nothing is left unfinished.
+	if !assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+		var n int
+		require.NoError(ct, c.db.Pool().QueryRow(c.ctx, "select count(*) from request where status = 'PENDING'").Scan(&n))
+		assert.Zero(ct, n, "requests not in a final state")
+	}, time.Minute, 100*time.Millisecond) {
+		t.Fatalf("subrequests of the requests not ended:\n%s", unended(c.ctx, c.db))
+	}
+	// Every put a client was told succeeded is there, whole.
+	lost := 0
+	for _, w := range acked {
+		local := filepath.Join(c.dir, "verify")
+		r := c.in.Run(c.ctx, nil, "pollux", "cp", w.remote, local)
+		got, err := os.ReadFile(local)
+		if r.Code != 0 || err != nil || !bytes.Equal(got, w.data) {
+			lost++
+			t.Errorf("%s was acknowledged and does not read back: %s", w.remote, r.Stderr)
+		}
+	}
+	sort.Slice(detections, func(i, j int) bool { return detections[i] < detections[j] })
+	t.Logf("%d rounds; detection min %s median %s max %s (bound %s)", rounds, detections[0].Round(10*time.Millisecond),
+		detections[len(detections)/2].Round(10*time.Millisecond), detections[len(detections)-1].Round(10*time.Millisecond), detectionLimit)
+	t.Logf("puts acknowledged %d, failed %v; gets served %d, failed %v; files verified %d, lost %d",
+		len(acked), putFail, gets, getFail, len(acked)-lost, lost)
+	require.Zero(t, lost)
+	require.Zero(t, getFail["WRONG BYTES"], "no read served wrong bytes")
+	require.Less(t, detections[len(detections)-1], detectionLimit)
 }
