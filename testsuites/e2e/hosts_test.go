@@ -511,7 +511,7 @@ func TestDiskServerHostsUnderLoad(t *testing.T) {
 		lines := strings.Split(strings.TrimSpace(r.Stderr), "\n")
 		l := lines[len(lines)-1]
 		// The reason without the file and request: "disk server disk2 stopped answering ..."
-		for _, key := range []string{"stopped answering", "no longer wanted", "broke off", "connection reset", "timeout", "refused"} {
+		for _, key := range []string{"stopped answering", "no longer wanted", "broke off", "connection broken", "connection reset", "timeout", "refused"} {
 			if strings.Contains(l, key) {
 				return fmt.Sprintf("exit %d: …%s…", r.Code, key)
 			}
