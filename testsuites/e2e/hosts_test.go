@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -76,11 +77,19 @@ func sharedHosts(t *testing.T) *hostsFixture {
 			return
 		}
 		hosts = f
-		if f.dir, hostsErr = os.MkdirTemp("", "pollux-hosts-pg-"); hostsErr != nil {
-			return
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
+		var root string
+		if root, hostsErr = pgcluster.RepoRoot(); hostsErr != nil {
+			return
+		}
+		// One cluster per test process, under the checkout: a run that was killed leaves
+		// its cluster running, and the next run stops it.
+		base := filepath.Join(root, "var", "hosts-pg")
+		if hostsErr = stopStaleClusters(ctx, base); hostsErr != nil {
+			return
+		}
+		f.dir = filepath.Join(base, strconv.Itoa(os.Getpid()))
 		f.pg, hostsErr = pgcluster.EnsureWith(ctx, filepath.Join(f.dir, "pg"), pgcluster.Options{
 			Listen: f.net.Address().String(),
 			Trust:  []string{f.net.Prefix().String()},
@@ -100,6 +109,33 @@ func sharedHosts(t *testing.T) *hostsFixture {
 		t.Fatalf("host suite: %v", hostsErr)
 	}
 	return hosts
+}
+
+// stopStaleClusters stops and removes the clusters under base whose test process is gone.
+func stopStaleClusters(ctx context.Context, base string) error {
+	entries, err := os.ReadDir(base)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || syscall.Kill(pid, 0) == nil {
+			continue // not ours, or its process runs
+		}
+		dir := filepath.Join(base, e.Name())
+		if cl, err := pgcluster.Open(filepath.Join(dir, "pg")); err == nil {
+			if err := cl.Stop(ctx); err != nil {
+				return fmt.Errorf("stop the cluster a dead run left in %s: %w", dir, err)
+			}
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // closeHosts stops what sharedHosts started (TestMain calls it).
