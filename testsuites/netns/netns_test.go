@@ -39,6 +39,14 @@ func TestMain(m *testing.M) {
 		select {}
 	case "dial":
 		dial()
+	case "network":
+		// Without the capabilities (see TestRefusalNamesTheCapabilities).
+		if nw, err := NewNetwork(Options{}); err != nil {
+			fmt.Println("error:", err)
+		} else {
+			fmt.Println("made a network")
+			_ = nw.Close()
+		}
 	}
 	os.Exit(0)
 }
@@ -144,7 +152,9 @@ func dialFrom(t *testing.T, h *Host, target string) string {
 	}
 }
 
-func newNetwork(t *testing.T) *Network {
+// requireTools fails the test when ip or nsenter is missing, saying how to install them
+// (under -short it skips).
+func requireTools(t *testing.T) {
 	t.Helper()
 	if err := Check(Options{}); err != nil {
 		if testing.Short() {
@@ -152,6 +162,11 @@ func newNetwork(t *testing.T) *Network {
 		}
 		t.Fatal(err)
 	}
+}
+
+func newNetwork(t *testing.T) *Network {
+	t.Helper()
+	requireTools(t)
 	nw, err := NewNetwork(Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, nw.Close()) })
@@ -283,9 +298,7 @@ func TestKillKillsEveryProcessOfTheHostAndItCanStartAgain(t *testing.T) {
 
 func TestCloseRemovesEverything(t *testing.T) {
 	t.Parallel()
-	if err := Check(Options{}); err != nil {
-		t.Fatal(err)
-	}
+	requireTools(t)
 	nw, err := NewNetwork(Options{})
 	require.NoError(t, err)
 	h, err := nw.AddHost("a")
@@ -389,4 +402,20 @@ func TestStartOfAMissingProgramFails(t *testing.T) {
 	require.NoError(t, err)
 	err = h.Start(exec.CommandContext(context.Background(), "/nonexistent/program"))
 	require.ErrorContains(t, err, "/nonexistent/program")
+}
+
+// A process without CAP_NET_ADMIN and CAP_SYS_ADMIN (root with both dropped from its
+// bounding set) is told which capabilities it lacks.
+func TestRefusalNamesTheCapabilities(t *testing.T) {
+	t.Parallel()
+	requireTools(t)
+	setpriv, err := exec.LookPath("setpriv")
+	require.NoError(t, err, "util-linux's setpriv: %s installs it", InstallTarget)
+	cmd := exec.Command(setpriv, "--bounding-set=-net_admin,-sys_admin", "--inh-caps=-net_admin,-sys_admin", "--", os.Args[0])
+	cmd.Env = append(os.Environ(), helperEnv+"=network")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "error: ")
+	require.Contains(t, string(out), "Operation not permitted")
+	require.Contains(t, string(out), "need CAP_SYS_ADMIN and links CAP_NET_ADMIN")
 }
