@@ -81,6 +81,11 @@ type Options struct {
 	// Settings override the server settings written at initdb (e.g. a smaller
 	// shared_buffers for a cluster of a single test).
 	Settings map[string]string
+	// Launch starts the command that starts the server (pg_ctl start) in place of
+	// exec.Cmd.Start, so that the caller decides where the server runs: a test host's
+	// Start (testsuites/netns), to run it on that host and kill it with the host. nil
+	// starts it here.
+	Launch func(cmd *exec.Cmd) error
 }
 
 func (o Options) check() error {
@@ -359,7 +364,7 @@ func (c *Cluster) start(ctx context.Context, progress io.Writer) error {
 		// The command line wins over postgresql.auto.conf's listen_addresses = ''.
 		opts += " -c listen_addresses=" + c.opts.Listen
 	}
-	if err := c.run(ctx, "pg_ctl", "start", "-w", "-t", "120", "-D", c.dataDir(), "-l", c.logFile(), "-o", opts); err != nil {
+	if err := c.runWith(ctx, c.opts.Launch, "pg_ctl", "start", "-w", "-t", "120", "-D", c.dataDir(), "-l", c.logFile(), "-o", opts); err != nil {
 		tail, _ := tailFile(c.logFile(), 20)
 		return fmt.Errorf("start server: %w\nlast lines of %s:\n%s", err, c.logFile(), tail)
 	}
@@ -396,6 +401,11 @@ func (c *Cluster) Stop(ctx context.Context) error {
 }
 
 func (c *Cluster) run(ctx context.Context, tool string, args ...string) error {
+	return c.runWith(ctx, nil, tool, args...)
+}
+
+// runWith runs a server tool, started by launch when it is not nil.
+func (c *Cluster) runWith(ctx context.Context, launch func(*exec.Cmd) error, tool string, args ...string) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(c.BinDir, tool), args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -404,7 +414,13 @@ func (c *Cluster) run(ctx context.Context, tool string, args ...string) error {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.runAs}
 		cmd.Env = append(os.Environ(), "HOME=/tmp")
 	}
-	if err := cmd.Run(); err != nil {
+	var err error
+	if launch == nil {
+		err = cmd.Run()
+	} else if err = launch(cmd); err == nil {
+		err = cmd.Wait()
+	}
+	if err != nil {
 		return &toolError{tool: tool, err: err, output: strings.TrimSpace(out.String())}
 	}
 	return nil

@@ -35,5 +35,8 @@
 //
 // Unix sockets are files and cross namespaces: a process in a cut-off host still reaches
 // a server's Unix socket. Services the hosts use must be reached over TCP at addresses of
-// the network (pgcluster.Options.Listen at Network.Address for PostgreSQL).
+// the network: PostgreSQL with pgcluster.Options.Listen at Network.Address (the server
+// runs in the root namespace, beside the test), or at a host's Address with
+// pgcluster.Options.Launch set to that host's Start (the server runs on the host and dies
+// with it).
 package netns

@@ -16,8 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pollux-storage/pollux/framework/pgcluster"
 )
 
 // The test binary is also the program the hosts run, chosen by helperEnv:
@@ -418,4 +421,35 @@ func TestRefusalNamesTheCapabilities(t *testing.T) {
 	require.Contains(t, string(out), "error: ")
 	require.Contains(t, string(out), "Operation not permitted")
 	require.Contains(t, string(out), "need CAP_SYS_ADMIN and links CAP_NET_ADMIN")
+}
+
+// PostgreSQL can run on a host (pgcluster's Launch), reached over the network, and dies
+// with it: how a failure suite kills a database server whole.
+func TestPostgresOnAHost(t *testing.T) {
+	t.Parallel()
+	nw := newNetwork(t)
+	h, err := nw.AddHost("db")
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl, err := pgcluster.EnsureWith(ctx, filepath.Join(t.TempDir(), "pg"), pgcluster.Options{
+		Listen: h.Address().String(), Trust: []string{nw.Prefix().String()},
+		Settings: map[string]string{"shared_buffers": "32MB"}, Launch: h.Start,
+	}, io.Discard)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cl.Stop(context.Background()) })
+	dsn, err := cl.TCPDSN("postgres")
+	require.NoError(t, err)
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	var addr string
+	require.NoError(t, conn.QueryRow(ctx, "select host(inet_server_addr())").Scan(&addr))
+	require.Equal(t, h.Address().String(), addr)
+	pids, err := h.Pids()
+	require.NoError(t, err)
+	require.NotEmpty(t, pids, "the server's processes are the host's")
+
+	require.NoError(t, h.Kill())
+	_, err = conn.Exec(ctx, "select 1")
+	require.Error(t, err, "the server died with its host")
 }
