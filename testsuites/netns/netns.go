@@ -27,15 +27,15 @@ var ErrMissingTool = errors.New("iproute2's ip or util-linux's nsenter is not in
 
 // The networks are 10.213.<n>.0/24; n is what distinguishes the runs on a machine.
 const (
-	netPrefix     = "10.213."
-	bridgePrefix  = "pxnet"
-	nsPrefix      = "pollux-"
-	aliasPrefix   = "pollux netns"
-	netnsDir      = "/run/netns"
-	lockPath      = "/run/pollux-netns.lock"
-	killDeadline  = 10 * time.Second
-	maxHosts      = 253 // .2 to .254
-	commandPrefix = "ip"
+	netPrefix    = "10.213."
+	bridgePrefix = "pxnet"
+	nsPrefix     = "pollux-"
+	aliasPrefix  = "pollux netns"
+	netnsDir     = "/run/netns"
+	lockPath     = "/run/pollux-netns.lock"
+	killDeadline = 10 * time.Second
+	maxHosts     = 253 // .2 to .254
+	ipCommand    = "ip"
 )
 
 var hostName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
@@ -83,7 +83,7 @@ func Check(o Options) error {
 func (o Options) ipPath() (string, error) {
 	name := o.IP
 	if name == "" {
-		name = commandPrefix
+		name = ipCommand
 	}
 	p, err := exec.LookPath(name)
 	if err != nil {
