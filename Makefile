@@ -48,17 +48,27 @@ ha/install: pg/install ## Install pg_auto_failover (postgresql-<major>-auto-fail
 	fi
 
 .PHONY: test/deps
-test/deps: pg/install ## Install what the tests run besides PostgreSQL, with one apt-get update when anything is missing: haproxy, keepalived, curl, pg_auto_failover, iproute2.
+test/deps: pg/install ## Install what the tests run besides PostgreSQL, with one apt-get update when anything is missing: haproxy, keepalived, curl, pg_auto_failover, iproute2 and util-linux (nsenter).
 	@major=$$(ls /usr/lib/postgresql | sort -n | tail -1); missing=; \
 	command -v haproxy >/dev/null 2>&1 || missing="$$missing haproxy"; \
 	command -v keepalived >/dev/null 2>&1 || missing="$$missing keepalived"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	{ command -v pg_autoctl >/dev/null 2>&1 && ls /usr/share/postgresql/*/extension/pgautofailover.control >/dev/null 2>&1; } || missing="$$missing postgresql-$$major-auto-failover"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v nsenter >/dev/null 2>&1 || missing="$$missing util-linux"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing the test tools:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+.PHONY: netns/install
+netns/install: ## Install iproute2 (ip) and util-linux (nsenter) if missing: the host harness (testsuites/netns) runs hosts as network namespaces.
+	@if command -v ip >/dev/null 2>&1 && command -v nsenter >/dev/null 2>&1; then :; \
+	else \
+		echo "ip or nsenter not found: installing the iproute2 and util-linux packages"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq iproute2 util-linux >/dev/null; \
 	fi
 
 .PHONY: db
@@ -103,6 +113,14 @@ OTHER_PKGS = $$($(GO) list ./... | grep -v -e '^$(MODULE)/framework\(/\|$$\)' -e
 test: pg/install test/deps verify ## Every test, against a real PostgreSQL (the private cluster, or POLLUX_TEST_DATABASE_URL); the framework and daemons under the race detector.
 	$(GO) test $(TEST_FLAGS) $(OTHER_PKGS)
 	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
+
+# Rounds of the long host suite (a disk server's host killed or cut off under load, each round).
+HOSTS_ROUNDS ?= 6
+
+.PHONY: test/hosts
+test/hosts: pg/install netns/install ## The host harness and host suite alone, printing what they measure, then the long host suite under load (HOSTS_ROUNDS rounds, default 6; ~15 s each).
+	$(GO) test $(TEST_FLAGS) ./testsuites/netns/
+	HOSTS_ROUNDS=$(HOSTS_ROUNDS) $(GO) test $(TEST_FLAGS) -v -run 'TestDiskServer' ./testsuites/e2e/
 
 .PHONY: test/short
 test/short: ## The tests without the slow process-level suites.

@@ -343,7 +343,7 @@ func (s SubrequestStatus) CanBecome(next SubrequestStatus) bool {
 	case SubrequestStatusWaitsched:
 		return next == SubrequestStatusScheduled || next == SubrequestStatusRestart || next == SubrequestStatusFailed
 	case SubrequestStatusScheduled:
-		return next == SubrequestStatusReady || next == SubrequestStatusRetry || next == SubrequestStatusFailed
+		return next == SubrequestStatusReady || next == SubrequestStatusWaitsched || next == SubrequestStatusRestart || next == SubrequestStatusFailed
 	case SubrequestStatusReady:
 		return next == SubrequestStatusFinished || next == SubrequestStatusFailed || next == SubrequestStatusRetry
 	}
@@ -375,11 +375,12 @@ func SubrequestStatusTransitions() []Transition {
 		{From: "WAITSCHED", To: "RESTART", By: "schedulerd", Doc: "a read's copy is no longer valid: the stager decides it again"},
 		{From: "WAITSCHED", To: "FAILED", By: "stagerd", Doc: "the file was removed while it waited"},
 		{From: "SCHEDULED", To: "READY", By: "diskserverd", Doc: "its disk server claimed it, started a mover and published the endpoint"},
-		{From: "SCHEDULED", To: "RETRY", By: "jobmanagerd", Doc: "its disk server stopped heartbeating before it started a mover"},
-		{From: "SCHEDULED", To: "FAILED", By: "stagerd or jobmanagerd or diskserverd", Doc: "the file was removed; the retries are exhausted; it has no copy to move, or a read's copy was found corrupt"},
+		{From: "SCHEDULED", To: "WAITSCHED", By: "jobmanagerd or diskserverd", Doc: "its disk server left placement (fell silent, or its daemon stopped) before it started a mover, and no other can take it now (a read whose only copy is there)"},
+		{From: "SCHEDULED", To: "RESTART", By: "jobmanagerd or diskserverd", Doc: "placed again after its disk server left, a read found its copy no longer valid: the stager decides it again"},
+		{From: "SCHEDULED", To: "FAILED", By: "stagerd or diskserverd", Doc: "the file was removed; it has no copy to move, or a read's copy was found corrupt"},
 		{From: "READY", To: "FINISHED", By: "diskserverd", Doc: "the transfer ended and checked out"},
-		{From: "READY", To: "FAILED", By: "diskserverd or jobmanagerd or stagerd", Doc: "the transfer failed, was truncated or timed out; it outlived every time limit; the file was removed while being written"},
-		{From: "READY", To: "RETRY", By: "jobmanagerd or diskserverd", Doc: "its disk server stopped heartbeating mid-transfer, or restarted and lost its movers"},
+		{From: "READY", To: "FAILED", By: "diskserverd or jobmanagerd or stagerd", Doc: "the transfer failed, was truncated or timed out; its disk server stopped answering mid-transfer; it outlived every time limit; the file was removed while being written; retried too often"},
+		{From: "READY", To: "RETRY", By: "diskserverd", Doc: "its disk server restarted and lost its movers, or stopped before its client came"},
 	}
 }
 
@@ -615,6 +616,136 @@ func (s *DiskServerStatus) ScanText(v pgtype.Text) error {
 		return fmt.Errorf("scan DiskServerStatus: unknown value %q: the database enum disk_server_status and the generated code have drifted", v.String)
 	}
 	*s = DiskServerStatus(v.String)
+	return nil
+}
+
+// DiskServerAvailability is a value of the PostgreSQL enum disk_server_availability.
+//
+// Whether a disk server can take transfers now, beside the operator's intent (its
+// status): recorded when it changes, so that clients and operators see since when a
+// server is out.
+type DiskServerAvailability string
+
+// The values of DiskServerAvailability, in declaration order.
+const (
+	// DiskServerAvailabilityAvailable is AVAILABLE. Heartbeats and serves: placement may
+	// choose it.
+	DiskServerAvailabilityAvailable DiskServerAvailability = "AVAILABLE"
+	// DiskServerAvailabilitySilent is SILENT. Its heartbeat is older than policy
+	// disk_server_live_seconds (dead, cut off, or its database connection lost): out of
+	// placement, its queued transfers placed elsewhere, those in flight failed.
+	DiskServerAvailabilitySilent DiskServerAvailability = "SILENT"
+	// DiskServerAvailabilityStopped is STOPPED. Its diskserverd was stopped cleanly: out of
+	// placement from the first signal, its queued transfers placed elsewhere, those moving
+	// data finish while it drains.
+	DiskServerAvailabilityStopped DiskServerAvailability = "STOPPED"
+)
+
+// DiskServerAvailabilityValues returns every value of DiskServerAvailability in
+// declaration order.
+func DiskServerAvailabilityValues() []DiskServerAvailability {
+	return []DiskServerAvailability{
+		DiskServerAvailabilityAvailable,
+		DiskServerAvailabilitySilent,
+		DiskServerAvailabilityStopped,
+	}
+}
+
+// ParseDiskServerAvailability returns the DiskServerAvailability spelled s, or an error
+// listing the valid values.
+func ParseDiskServerAvailability(s string) (DiskServerAvailability, error) {
+	if v := DiskServerAvailability(s); v.Valid() {
+		return v, nil
+	}
+	return "", fmt.Errorf("parse DiskServerAvailability: unknown value %q, want one of AVAILABLE, SILENT, STOPPED", s)
+}
+
+// String returns the value as PostgreSQL spells it.
+func (s DiskServerAvailability) String() string { return string(s) }
+
+// Valid reports whether s is one of the values of disk_server_availability.
+func (s DiskServerAvailability) Valid() bool {
+	switch s {
+	case DiskServerAvailabilityAvailable, DiskServerAvailabilitySilent, DiskServerAvailabilityStopped:
+		return true
+	}
+	return false
+}
+
+// MarshalText encodes a valid value; an invalid one is an error so that it never reaches
+// a client.
+func (s DiskServerAvailability) MarshalText() ([]byte, error) {
+	if !s.Valid() {
+		return nil, fmt.Errorf("marshal DiskServerAvailability: unknown value %q", string(s))
+	}
+	return []byte(s), nil
+}
+
+// UnmarshalText decodes a value, rejecting unknown ones.
+func (s *DiskServerAvailability) UnmarshalText(text []byte) error {
+	v, err := ParseDiskServerAvailability(string(text))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
+// DiskServerAvailabilityInitial is the value a new row must have: the database refuses an
+// INSERT with another.
+const DiskServerAvailabilityInitial = DiskServerAvailabilityAvailable
+
+// Final reports whether no transition of disk_server_availability leaves s: a row there
+// stays there.
+func (s DiskServerAvailability) Final() bool {
+	return false
+}
+
+// CanBecome reports whether the description allows a disk_server_availability to change
+// from s to next; the database refuses any other change (an unchanged value is always
+// allowed).
+func (s DiskServerAvailability) CanBecome(next DiskServerAvailability) bool {
+	switch s {
+	case DiskServerAvailabilityAvailable:
+		return next == DiskServerAvailabilitySilent || next == DiskServerAvailabilityStopped
+	case DiskServerAvailabilitySilent:
+		return next == DiskServerAvailabilityAvailable || next == DiskServerAvailabilityStopped
+	case DiskServerAvailabilityStopped:
+		return next == DiskServerAvailabilityAvailable
+	}
+	return false
+}
+
+// DiskServerAvailabilityTransitions returns the state machine of disk_server_availability
+// in declaration order.
+func DiskServerAvailabilityTransitions() []Transition {
+	return []Transition{
+		{From: "AVAILABLE", To: "SILENT", By: "jobmanagerd", Doc: "its heartbeat aged past policy disk_server_live_seconds"},
+		{From: "SILENT", To: "AVAILABLE", By: "diskserverd", Doc: "it heartbeats again, or registers anew"},
+		{From: "AVAILABLE", To: "STOPPED", By: "diskserverd", Doc: "its diskserverd started to stop (SIGTERM)"},
+		{From: "SILENT", To: "STOPPED", By: "diskserverd", Doc: "its diskserverd, silent so far, reached the database as it stopped"},
+		{From: "STOPPED", To: "AVAILABLE", By: "diskserverd", Doc: "its diskserverd started again and registered"},
+	}
+}
+
+// TextValue lets pgx send the value as a query argument. It does not validate: pgx would
+// fall back to sending the underlying string, and PostgreSQL rejects a label its enum
+// does not have (SQLSTATE 22P02).
+func (s DiskServerAvailability) TextValue() (pgtype.Text, error) {
+	return pgtype.Text{String: string(s), Valid: true}, nil
+}
+
+// ScanText lets pgx scan a column into the value. A value this build does not know means
+// the database and the generated code have drifted apart, so it is an error rather than a
+// silent pass-through; NULL is an error too (scan into a pointer for a nullable column).
+func (s *DiskServerAvailability) ScanText(v pgtype.Text) error {
+	if !v.Valid {
+		return fmt.Errorf("scan DiskServerAvailability: NULL into a non-pointer")
+	}
+	if !DiskServerAvailability(v.String).Valid() {
+		return fmt.Errorf("scan DiskServerAvailability: unknown value %q: the database enum disk_server_availability and the generated code have drifted", v.String)
+	}
+	*s = DiskServerAvailability(v.String)
 	return nil
 }
 

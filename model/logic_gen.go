@@ -43,7 +43,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "system_check", File: "check.sql", IdentityArgs: "", Result: "TABLE(area text, item text, state text, detail text)"},
 	{Name: "namespace_root", File: "namespace.sql", IdentityArgs: "", Result: "text"},
 	{Name: "namespace_path_problem", File: "namespace.sql", IdentityArgs: "p_path text", Result: "text"},
-	{Name: "file_query", File: "namespace.sql", IdentityArgs: "p_path text", Result: "TABLE(path text, service_class text, status text, size_bytes bigint, checksum_adler32 text, owner text, updated_at timestamp with time zone, disk_copies integer)"},
+	{Name: "file_query", File: "namespace.sql", IdentityArgs: "p_path text", Result: "TABLE(path text, service_class text, status text, size_bytes bigint, checksum_adler32 text, owner text, updated_at timestamp with time zone, disk_copies integer, info text)"},
 	{Name: "file_close_copy", File: "namespace.sql", IdentityArgs: "p_file_id bigint, p_disk_copy_id bigint", Result: "void"},
 	{Name: "request_submit", File: "request.sql", IdentityArgs: "p_id uuid, p_type request_type, p_service_class text, p_user text, p_user_tag text, p_client_host text, p_paths text[], p_auto_close boolean", Result: "TABLE(created boolean, subrequests integer)"},
 	{Name: "request_get", File: "request.sql", IdentityArgs: "p_id uuid", Result: "SETOF request"},
@@ -75,9 +75,14 @@ var LogicFunctions = []LogicFunction{
 	{Name: "subrequest_claim_waitsched", File: "scheduler.sql", IdentityArgs: "p_batch integer", Result: "TABLE(id bigint, request_id uuid, disk_server_id bigint, disk_server_url text, disk_server_name text)"},
 	{Name: "disk_server_register", File: "diskserver.sql", IdentityArgs: "p_name text, p_url text, p_load double precision", Result: "bigint"},
 	{Name: "file_system_register", File: "diskserver.sql", IdentityArgs: "p_disk_server_id bigint, p_mount_point text, p_service_class text, p_capacity_bytes bigint, p_free_bytes bigint", Result: "bigint"},
-	{Name: "disk_server_heartbeat", File: "diskserver.sql", IdentityArgs: "p_id bigint, p_load double precision", Result: "void"},
+	{Name: "disk_server_heartbeat", File: "diskserver.sql", IdentityArgs: "p_id bigint, p_load double precision", Result: "TABLE(interval_seconds double precision, returned boolean)"},
 	{Name: "file_system_heartbeat", File: "diskserver.sql", IdentityArgs: "p_id bigint, p_capacity_bytes bigint, p_free_bytes bigint", Result: "void"},
 	{Name: "disk_server_recover", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "integer"},
+	{Name: "disk_server_unavailability", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "text"},
+	{Name: "disk_copy_unavailability", File: "diskserver.sql", IdentityArgs: "p_disk_copy_id bigint", Result: "text"},
+	{Name: "disk_server_expire", File: "diskserver.sql", IdentityArgs: "p_batch integer", Result: "TABLE(disk_server text, subrequest_id bigint, request_id uuid, status subrequest_status, wake_url text, message text)"},
+	{Name: "disk_server_stop", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "TABLE(subrequest_id bigint, request_id uuid, status subrequest_status, wake_url text)"},
+	{Name: "disk_server_list", File: "diskserver.sql", IdentityArgs: "", Result: "TABLE(id bigint, name text, url text, status disk_server_status, availability disk_server_availability, unavailable_since timestamp with time zone, heartbeat_age_seconds double precision, why text, file_systems integer, free_bytes bigint, scheduled integer, ready integer)"},
 	{Name: "disk_copy_claim_gc", File: "diskserver.sql", IdentityArgs: "p_disk_server_id bigint, p_batch integer", Result: "TABLE(id bigint, mount_point text, disk_path text)"},
 	{Name: "disk_copy_deleted", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "void"},
 	{Name: "disk_copy_discardable", File: "diskserver.sql", IdentityArgs: "p_disk_server_id bigint, p_mount_point text, p_disk_path text", Result: "boolean"},
@@ -89,6 +94,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "transfer_get_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_size_bytes bigint", Result: "void"},
 	{Name: "transfer_get_corrupt", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text", Result: "text"},
 	{Name: "transfer_fail", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_code text, p_message text", Result: "void"},
+	{Name: "disk_server_availability_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "disk_copy_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "request_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "subrequest_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
@@ -135,7 +141,7 @@ const (
 	// NamespacePathProblemSQL is the statement NamespacePathProblem runs.
 	NamespacePathProblemSQL = "SELECT namespace_path_problem($1::text)"
 	// FileQuerySQL is the statement FileQuery runs.
-	FileQuerySQL = "SELECT path, service_class, status, size_bytes, checksum_adler32, owner, updated_at, disk_copies FROM file_query($1::text)"
+	FileQuerySQL = "SELECT path, service_class, status, size_bytes, checksum_adler32, owner, updated_at, disk_copies, info FROM file_query($1::text)"
 	// FileCloseCopySQL is the statement FileCloseCopy runs.
 	FileCloseCopySQL = "SELECT file_close_copy($1::bigint, $2::bigint)"
 	// RequestSubmitSQL is the statement RequestSubmit runs.
@@ -199,11 +205,21 @@ const (
 	// FileSystemRegisterSQL is the statement FileSystemRegister runs.
 	FileSystemRegisterSQL = "SELECT file_system_register($1::bigint, $2::text, $3::text, $4::bigint, $5::bigint)"
 	// DiskServerHeartbeatSQL is the statement DiskServerHeartbeat runs.
-	DiskServerHeartbeatSQL = "SELECT disk_server_heartbeat($1::bigint, $2::double precision)"
+	DiskServerHeartbeatSQL = "SELECT interval_seconds, returned FROM disk_server_heartbeat($1::bigint, $2::double precision)"
 	// FileSystemHeartbeatSQL is the statement FileSystemHeartbeat runs.
 	FileSystemHeartbeatSQL = "SELECT file_system_heartbeat($1::bigint, $2::bigint, $3::bigint)"
 	// DiskServerRecoverSQL is the statement DiskServerRecover runs.
 	DiskServerRecoverSQL = "SELECT disk_server_recover($1::bigint)"
+	// DiskServerUnavailabilitySQL is the statement DiskServerUnavailability runs.
+	DiskServerUnavailabilitySQL = "SELECT disk_server_unavailability($1::bigint)"
+	// DiskCopyUnavailabilitySQL is the statement DiskCopyUnavailability runs.
+	DiskCopyUnavailabilitySQL = "SELECT disk_copy_unavailability($1::bigint)"
+	// DiskServerExpireSQL is the statement DiskServerExpire runs.
+	DiskServerExpireSQL = "SELECT disk_server, subrequest_id, request_id, status, wake_url, message FROM disk_server_expire($1::integer)"
+	// DiskServerStopSQL is the statement DiskServerStop runs.
+	DiskServerStopSQL = "SELECT subrequest_id, request_id, status, wake_url FROM disk_server_stop($1::bigint)"
+	// DiskServerListSQL is the statement DiskServerList runs.
+	DiskServerListSQL = "SELECT id, name, url, status, availability, unavailable_since, heartbeat_age_seconds, why, file_systems, free_bytes, scheduled, ready FROM disk_server_list()"
 	// DiskCopyClaimGcSQL is the statement DiskCopyClaimGc runs.
 	DiskCopyClaimGcSQL = "SELECT id, mount_point, disk_path FROM disk_copy_claim_gc($1::bigint, $2::integer)"
 	// DiskCopyDeletedSQL is the statement DiskCopyDeleted runs.
@@ -491,6 +507,9 @@ type FileQueryRow struct {
 	Owner           string    `json:"owner"`
 	UpdatedAt       time.Time `json:"updated_at"`
 	DiskCopies      int32     `json:"disk_copies"`
+	// What keeps a STAGED file from being read now (only copy is on disk2, unavailable since
+	// ...), NULL when nothing does.
+	Info *string `json:"info"`
 }
 
 // FileQuery calls the SQL function file_query (namespace.sql).
@@ -504,7 +523,7 @@ func FileQuery(ctx context.Context, db DBTX, path string) ([]FileQueryRow, error
 	}
 	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (FileQueryRow, error) {
 		var r FileQueryRow
-		err := row.Scan(&r.Path, &r.ServiceClass, &r.Status, &r.SizeBytes, &r.ChecksumAdler32, &r.Owner, &r.UpdatedAt, &r.DiskCopies)
+		err := row.Scan(&r.Path, &r.ServiceClass, &r.Status, &r.SizeBytes, &r.ChecksumAdler32, &r.Owner, &r.UpdatedAt, &r.DiskCopies, &r.Info)
 		return r, err
 	})
 	if err != nil {
@@ -779,8 +798,8 @@ func SubrequestDecideRm(ctx context.Context, db DBTX, id int64) (string, error) 
 
 // SubrequestTakeBack calls the SQL function subrequest_take_back (jobmanager.sql).
 //
-// Returns a transfer whose disk server died or restarted to the stager (RETRY), or fails
-// it after policy transfer_max_retries.
+// Returns a transfer whose disk server restarted or stopped to the stager (RETRY), or
+// fails it after policy transfer_max_retries.
 func SubrequestTakeBack(ctx context.Context, db DBTX, id int64, reason string) (SubrequestStatus, error) {
 	var result SubrequestStatus
 	if err := db.QueryRow(ctx, SubrequestTakeBackSQL, id, reason).Scan(&result); err != nil {
@@ -799,8 +818,8 @@ type SubrequestExpireRow struct {
 
 // SubrequestExpire calls the SQL function subrequest_expire (jobmanager.sql).
 //
-// Takes back transfers whose disk server stopped heartbeating and fails those that
-// outlived every time limit, at most p_batch of each.
+// Fails up to p_batch READY transfers that outlived every time limit (those of silent
+// disk servers are disk_server_expire's).
 func SubrequestExpire(ctx context.Context, db DBTX, batch int32) ([]SubrequestExpireRow, error) {
 	rows, err := db.Query(ctx, SubrequestExpireSQL, batch)
 	if err != nil {
@@ -969,14 +988,33 @@ func FileSystemRegister(ctx context.Context, db DBTX, diskServerID int64, mountP
 	return result, nil
 }
 
+// DiskServerHeartbeatRow is a row returned by disk_server_heartbeat.
+type DiskServerHeartbeatRow struct {
+	// Seconds until the next heartbeat is due: a quarter of policy disk_server_live_seconds.
+	IntervalSeconds float64 `json:"interval_seconds"`
+	// It had been out of placement for silence (SILENT, or its heartbeat past the window): it
+	// is back.
+	Returned bool `json:"returned"`
+}
+
 // DiskServerHeartbeat calls the SQL function disk_server_heartbeat (diskserver.sql).
 //
-// Refreshes a disk server's liveness and load.
-func DiskServerHeartbeat(ctx context.Context, db DBTX, id int64, load float64) error {
-	if _, err := db.Exec(ctx, DiskServerHeartbeatSQL, id, load); err != nil {
-		return fmt.Errorf("disk_server_heartbeat: %w", err)
+// Refreshes a disk server's liveness and load (a SILENT one is AVAILABLE again) and says
+// when the next heartbeat is due.
+func DiskServerHeartbeat(ctx context.Context, db DBTX, id int64, load float64) ([]DiskServerHeartbeatRow, error) {
+	rows, err := db.Query(ctx, DiskServerHeartbeatSQL, id, load)
+	if err != nil {
+		return nil, fmt.Errorf("disk_server_heartbeat: %w", err)
 	}
-	return nil
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DiskServerHeartbeatRow, error) {
+		var r DiskServerHeartbeatRow
+		err := row.Scan(&r.IntervalSeconds, &r.Returned)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("disk_server_heartbeat: %w", err)
+	}
+	return result, nil
 }
 
 // FileSystemHeartbeat calls the SQL function file_system_heartbeat (diskserver.sql).
@@ -996,6 +1034,132 @@ func DiskServerRecover(ctx context.Context, db DBTX, id int64) (int32, error) {
 	var result int32
 	if err := db.QueryRow(ctx, DiskServerRecoverSQL, id).Scan(&result); err != nil {
 		return 0, fmt.Errorf("disk_server_recover: %w", err)
+	}
+	return result, nil
+}
+
+// DiskServerUnavailability calls the SQL function disk_server_unavailability
+// (diskserver.sql).
+//
+// Why a disk server cannot serve transfers now, in words (unavailable since ... (it
+// stopped answering)), or NULL when it can.
+func DiskServerUnavailability(ctx context.Context, db DBTX, id int64) (*string, error) {
+	var result *string
+	if err := db.QueryRow(ctx, DiskServerUnavailabilitySQL, id).Scan(&result); err != nil {
+		return nil, fmt.Errorf("disk_server_unavailability: %w", err)
+	}
+	return result, nil
+}
+
+// DiskCopyUnavailability calls the SQL function disk_copy_unavailability
+// (diskserver.sql).
+//
+// Why a disk copy cannot be read now (its disk server's unavailability, or its file
+// system disabled), or NULL when it can.
+func DiskCopyUnavailability(ctx context.Context, db DBTX, diskCopyID int64) (*string, error) {
+	var result *string
+	if err := db.QueryRow(ctx, DiskCopyUnavailabilitySQL, diskCopyID).Scan(&result); err != nil {
+		return nil, fmt.Errorf("disk_copy_unavailability: %w", err)
+	}
+	return result, nil
+}
+
+// DiskServerExpireRow is a row returned by disk_server_expire.
+type DiskServerExpireRow struct {
+	DiskServer string `json:"disk_server"`
+	// Null on the row that says the server was marked SILENT.
+	SubrequestID *int64  `json:"subrequest_id"`
+	RequestID    *string `json:"request_id"`
+	// The transfer's new status.
+	Status *SubrequestStatus `json:"status"`
+	// The disk server it was placed on again, for a wake-up hint after commit.
+	WakeURL *string `json:"wake_url"`
+	Message string  `json:"message"`
+}
+
+// DiskServerExpire calls the SQL function disk_server_expire (diskserver.sql).
+//
+// The job manager's sweep over disk servers; marks the silent ones SILENT, places again
+// the transfers only SCHEDULED on servers that are out, fails those READY at silent
+// servers, at most p_batch transfers.
+func DiskServerExpire(ctx context.Context, db DBTX, batch int32) ([]DiskServerExpireRow, error) {
+	rows, err := db.Query(ctx, DiskServerExpireSQL, batch)
+	if err != nil {
+		return nil, fmt.Errorf("disk_server_expire: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DiskServerExpireRow, error) {
+		var r DiskServerExpireRow
+		err := row.Scan(&r.DiskServer, &r.SubrequestID, &r.RequestID, &r.Status, &r.WakeURL, &r.Message)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("disk_server_expire: %w", err)
+	}
+	return result, nil
+}
+
+// DiskServerStopRow is a row returned by disk_server_stop.
+type DiskServerStopRow struct {
+	SubrequestID int64            `json:"subrequest_id"`
+	RequestID    string           `json:"request_id"`
+	Status       SubrequestStatus `json:"status"`
+	// The disk server it was placed on again, for a wake-up hint after commit.
+	WakeURL *string `json:"wake_url"`
+}
+
+// DiskServerStop calls the SQL function disk_server_stop (diskserver.sql).
+//
+// Takes a stopping disk server out of placement (STOPPED) and places again the transfers
+// only SCHEDULED on it; returns those.
+func DiskServerStop(ctx context.Context, db DBTX, id int64) ([]DiskServerStopRow, error) {
+	rows, err := db.Query(ctx, DiskServerStopSQL, id)
+	if err != nil {
+		return nil, fmt.Errorf("disk_server_stop: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DiskServerStopRow, error) {
+		var r DiskServerStopRow
+		err := row.Scan(&r.SubrequestID, &r.RequestID, &r.Status, &r.WakeURL)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("disk_server_stop: %w", err)
+	}
+	return result, nil
+}
+
+// DiskServerListRow is a row returned by disk_server_list.
+type DiskServerListRow struct {
+	ID                  int64                  `json:"id"`
+	Name                string                 `json:"name"`
+	URL                 string                 `json:"url"`
+	Status              DiskServerStatus       `json:"status"`
+	Availability        DiskServerAvailability `json:"availability"`
+	UnavailableSince    *time.Time             `json:"unavailable_since"`
+	HeartbeatAgeSeconds float64                `json:"heartbeat_age_seconds"`
+	// disk_server_unavailability: why it cannot serve now, or null.
+	Why         *string `json:"why"`
+	FileSystems int32   `json:"file_systems"`
+	FreeBytes   int64   `json:"free_bytes"`
+	Scheduled   int32   `json:"scheduled"`
+	Ready       int32   `json:"ready"`
+}
+
+// DiskServerList calls the SQL function disk_server_list (diskserver.sql).
+//
+// Every disk server as an operator sees it, with its availability, why it cannot serve,
+// heartbeat age, space and transfers.
+func DiskServerList(ctx context.Context, db DBTX) ([]DiskServerListRow, error) {
+	rows, err := db.Query(ctx, DiskServerListSQL)
+	if err != nil {
+		return nil, fmt.Errorf("disk_server_list: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DiskServerListRow, error) {
+		var r DiskServerListRow
+		err := row.Scan(&r.ID, &r.Name, &r.URL, &r.Status, &r.Availability, &r.UnavailableSince, &r.HeartbeatAgeSeconds, &r.Why, &r.FileSystems, &r.FreeBytes, &r.Scheduled, &r.Ready)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("disk_server_list: %w", err)
 	}
 	return result, nil
 }

@@ -60,6 +60,11 @@ type DiskServer struct {
 	HeartbeatAt  time.Time        `json:"heartbeat_at"`
 	// Load average reported with the last heartbeat.
 	Load float64 `json:"load"`
+	// Whether it can take transfers now (its heartbeat, a clean stop), beside the operator's
+	// status.
+	Availability DiskServerAvailability `json:"availability"`
+	// Since when it is not AVAILABLE: its last heartbeat (SILENT) or its stop (STOPPED).
+	UnavailableSince *time.Time `json:"unavailable_since"`
 }
 
 // DiskServerTable is the name of the table disk_server.
@@ -67,12 +72,12 @@ const DiskServerTable = "disk_server"
 
 // DiskServerColumns are the columns of disk_server in the order ScanDiskServer expects
 // them.
-var DiskServerColumns = []string{"id", "name", "url", "status", "registered_at", "heartbeat_at", "load"}
+var DiskServerColumns = []string{"id", "name", "url", "status", "registered_at", "heartbeat_at", "load", "availability", "unavailable_since"}
 
 // ScanDiskServer scans a row holding DiskServerColumns in order.
 func ScanDiskServer(row pgx.Row) (DiskServer, error) {
 	var r DiskServer
-	if err := row.Scan(&r.ID, &r.Name, &r.URL, &r.Status, &r.RegisteredAt, &r.HeartbeatAt, &r.Load); err != nil {
+	if err := row.Scan(&r.ID, &r.Name, &r.URL, &r.Status, &r.RegisteredAt, &r.HeartbeatAt, &r.Load, &r.Availability, &r.UnavailableSince); err != nil {
 		return DiskServer{}, fmt.Errorf("scan disk_server: %w", err)
 	}
 	return r, nil

@@ -48,20 +48,20 @@ func (b *transitions) exec(sql string, args ...any) string {
 	return ""
 }
 
-// force puts a row in status past its table's guard: the walk over every pair of values
-// starts each pair from its first value. Disabling a trigger inside a transaction needs
-// only the table's owner, which the test's role is, and ends with the transaction.
-func (b *transitions) force(table string, id any, status string) {
+// force puts a row in a value of a guarded column past its guard: the walk over every
+// pair of values starts each pair from its first value. Disabling a trigger inside a
+// transaction needs only the table's owner, which the test's role is, and ends with the
+// transaction.
+func (b *transitions) force(g desc.Guard, id any, value string) {
 	b.t.Helper()
-	trigger := table + "_status_transition"
 	require.NoError(b.t, b.db.Tx(b.ctx, "force status", func(q pg.Querier) error {
-		if _, err := q.Exec(b.ctx, "alter table "+table+" disable trigger "+trigger); err != nil {
+		if _, err := q.Exec(b.ctx, "alter table "+g.Table+" disable trigger "+g.UpdateTrigger); err != nil {
 			return err
 		}
-		if _, err := q.Exec(b.ctx, "update "+table+" set status = $1 where id = $2", status, id); err != nil {
+		if _, err := q.Exec(b.ctx, "update "+g.Table+" set "+g.Column+" = $1 where id = $2", value, id); err != nil {
 			return err
 		}
-		_, err := q.Exec(b.ctx, "alter table "+table+" enable trigger "+trigger)
+		_, err := q.Exec(b.ctx, "alter table "+g.Table+" enable trigger "+g.UpdateTrigger)
 		return err
 	}))
 }
@@ -127,36 +127,40 @@ func TestTransitionsMatchCanBecome(t *testing.T) {
 	b := setupTransitions(t)
 	var request string
 	require.NoError(t, b.db.Pool().QueryRow(b.ctx, "select request_id from subrequest where id = $1", b.subrequest).Scan(&request))
+	diskServer, err := model.DiskServerRegister(b.ctx, b.db.Pool(), "ds-walk", "http://ds-walk:9000", 0)
+	require.NoError(t, err)
 
 	walks := map[string]struct {
 		id        any
 		values    []string
 		canBecome func(from, to string) bool
 	}{
-		"subrequest": {b.subrequest, labels(model.SubrequestStatusValues()), func(from, to string) bool {
+		"subrequest.status": {b.subrequest, labels(model.SubrequestStatusValues()), func(from, to string) bool {
 			return model.SubrequestStatus(from).CanBecome(model.SubrequestStatus(to))
 		}},
-		"disk_copy": {b.diskCopy, labels(model.DiskCopyStatusValues()), func(from, to string) bool {
+		"disk_copy.status": {b.diskCopy, labels(model.DiskCopyStatusValues()), func(from, to string) bool {
 			return model.DiskCopyStatus(from).CanBecome(model.DiskCopyStatus(to))
 		}},
-		"request": {request, labels(model.RequestStatusValues()), func(from, to string) bool {
+		"request.status": {request, labels(model.RequestStatusValues()), func(from, to string) bool {
 			return model.RequestStatus(from).CanBecome(model.RequestStatus(to))
+		}},
+		"disk_server.availability": {diskServer, labels(model.DiskServerAvailabilityValues()), func(from, to string) bool {
+			return model.DiskServerAvailability(from).CanBecome(model.DiskServerAvailability(to))
 		}},
 	}
 	guards := s.Guards()
 	require.Len(t, guards, len(walks), "every guarded column is walked")
 	for _, g := range guards {
-		w, ok := walks[g.Table]
+		w, ok := walks[g.Table+"."+g.Column]
 		require.True(t, ok, "no walk for %s.%s", g.Table, g.Column)
-		require.Equal(t, "status", g.Column)
 		for _, from := range w.values {
 			for _, to := range w.values {
-				b.force(g.Table, w.id, from)
-				_, err := b.db.Pool().Exec(b.ctx, "update "+g.Table+" set status = $1 where id = $2", to, w.id)
+				b.force(g, w.id, from)
+				_, err := b.db.Pool().Exec(b.ctx, "update "+g.Table+" set "+g.Column+" = $1 where id = $2", to, w.id)
 				if err != nil {
 					require.Equal(t, model.SQLStateInvalidTransition, pg.SQLState(err), "%v", err)
 				}
-				require.Equal(t, from == to || w.canBecome(from, to), err == nil, "%s %s -> %s: %v", g.Table, from, to, err)
+				require.Equal(t, from == to || w.canBecome(from, to), err == nil, "%s.%s %s -> %s: %v", g.Table, g.Column, from, to, err)
 			}
 		}
 	}

@@ -474,7 +474,12 @@ func Qry(ctx context.Context, e Env) int {
 		}
 		results = append(results, result{Path: p, File: &f})
 		if !o.json {
-			fmt.Fprintf(e.Stdout, "%s %s %s %s\n", f.Path, f.Status, orDash(f.SizeBytes), orDash(f.ChecksumAdler32))
+			line := fmt.Sprintf("%s %s %s %s", f.Path, f.Status, orDash(f.SizeBytes), orDash(f.ChecksumAdler32))
+			if f.Info != "" {
+				// After the fields, so that a script reading the first four still reads them.
+				line += " (" + f.Info + ")"
+			}
+			fmt.Fprintln(e.Stdout, line)
 		}
 	}
 	if o.json {

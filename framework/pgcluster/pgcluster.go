@@ -2,6 +2,10 @@
 // only on a Unix socket inside that directory. `make db`, `make run` and the test harness
 // share it, so a developer has exactly one local cluster (under ./var/pg) to think about.
 //
+// A cluster made with EnsureWith may also listen on one TCP address (Options.Listen):
+// tests that run daemons in network namespaces need it, because a Unix socket is a file
+// and reaches a process across any cut link, while TCP goes over the test's network.
+//
 // PostgreSQL refuses to run as root. When the caller is root, the server binaries run as the
 // unprivileged `postgres` account (created by Debian's postgresql package), the cluster
 // directory is handed to that account, and directories above it that the account could not
@@ -14,6 +18,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -56,16 +62,72 @@ type Cluster struct {
 	BinDir string
 	// runAs is the account the server binaries run as; nil means the current user.
 	runAs *syscall.Credential
+	opts  Options
+}
+
+// Options shape a cluster beyond the development cluster's defaults. Trust and Settings
+// take effect when the cluster is created (initdb), Listen and Port when it starts: a
+// cluster found running is used as it runs.
+type Options struct {
+	// Listen is an IP address on which the server also takes TCP connections, besides its
+	// Unix socket; empty means none.
+	Listen string
+	// Port is the TCP port on Listen and the number of the socket file; 0 means Port.
+	Port int
+	// Trust are networks (CIDR, e.g. 10.213.4.0/24) whose TCP clients are trusted without a
+	// password, as local clients are.
+	Trust []string
+	// Settings override the server settings written at initdb (e.g. a smaller
+	// shared_buffers for a cluster of a single test).
+	Settings map[string]string
+	// Launch starts the command that starts the server (pg_ctl start) in place of
+	// exec.Cmd.Start, so that the caller decides where the server runs: a test host's
+	// Start (testsuites/netns), to run it on that host and kill it with the host. nil
+	// starts it here.
+	Launch func(cmd *exec.Cmd) error
+}
+
+func (o Options) check() error {
+	if o.Listen != "" {
+		if _, err := netip.ParseAddr(o.Listen); err != nil {
+			return fmt.Errorf("pgcluster: listen address %q is not an IP address", o.Listen)
+		}
+	}
+	if o.Port < 0 || o.Port > 65535 {
+		return fmt.Errorf("pgcluster: port %d is out of range", o.Port)
+	}
+	for _, n := range o.Trust {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			return fmt.Errorf("pgcluster: trusted network %q is not a CIDR prefix (e.g. 10.213.4.0/24)", n)
+		}
+	}
+	return nil
+}
+
+func (o Options) port() int {
+	if o.Port == 0 {
+		return Port
+	}
+	return o.Port
 }
 
 // Ensure makes the cluster at dir exist and run, and returns it. It is idempotent and safe
 // to call from several processes at once (go test runs packages in parallel): a file lock
 // inside dir serialises initdb and start.
 func Ensure(ctx context.Context, dir string, progress io.Writer) (*Cluster, error) {
+	return EnsureWith(ctx, dir, Options{}, progress)
+}
+
+// EnsureWith is Ensure with options.
+func EnsureWith(ctx context.Context, dir string, o Options, progress io.Writer) (*Cluster, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
 	c, err := open(dir)
 	if err != nil {
 		return nil, err
 	}
+	c.opts = o
 	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create cluster directory: %w", err)
 	}
@@ -147,13 +209,25 @@ func (c *Cluster) logFile() string   { return filepath.Join(c.Dir, "log", "postg
 // LogFile is the server's log.
 func (c *Cluster) LogFile() string { return c.logFile() }
 
-// DSN is the libpq-style URL of database dbname on this cluster.
+// DSN is the libpq-style URL of database dbname on this cluster, over its Unix socket.
 func (c *Cluster) DSN(dbname string) string {
 	q := url.Values{}
 	q.Set("host", c.socketDir())
-	q.Set("port", strconv.Itoa(Port))
+	q.Set("port", strconv.Itoa(c.opts.port()))
 	q.Set("sslmode", "disable")
 	return (&url.URL{Scheme: "postgres", User: url.User(SuperUser), Path: "/" + dbname, RawQuery: q.Encode()}).String()
+}
+
+// TCPDSN is the URL of database dbname over TCP on Options.Listen; it fails when the
+// cluster was not asked to listen.
+func (c *Cluster) TCPDSN(dbname string) (string, error) {
+	if c.opts.Listen == "" {
+		return "", errors.New("pgcluster: the cluster listens on no TCP address (Options.Listen)")
+	}
+	q := url.Values{}
+	q.Set("sslmode", "disable")
+	host := net.JoinHostPort(c.opts.Listen, strconv.Itoa(c.opts.port()))
+	return (&url.URL{Scheme: "postgres", User: url.User(SuperUser), Host: host, Path: "/" + dbname, RawQuery: q.Encode()}).String(), nil
 }
 
 // prepareOwnership hands the cluster directory to the server account and makes sure that
@@ -193,16 +267,54 @@ func (c *Cluster) initdb(ctx context.Context, progress io.Writer) error {
 	}
 	var conf strings.Builder
 	conf.WriteString("# Written by pollux pgcluster at initdb time.\n")
-	keys := make([]string, 0, len(settings))
-	for k := range settings {
+	all := map[string]string{}
+	for k, v := range settings {
+		all[k] = v
+	}
+	for k, v := range c.opts.Settings {
+		all[k] = v
+	}
+	keys := make([]string, 0, len(all))
+	for k := range all {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		fmt.Fprintf(&conf, "%s = %s\n", k, settings[k])
+		fmt.Fprintf(&conf, "%s = %s\n", k, all[k])
 	}
-	p := filepath.Join(c.dataDir(), "postgresql.auto.conf")
-	if err := os.WriteFile(p, []byte(conf.String()), 0o600); err != nil {
+	if err := c.writeConf("postgresql.auto.conf", conf.String(), false); err != nil {
+		return err
+	}
+	if len(c.opts.Trust) > 0 {
+		var hba strings.Builder
+		hba.WriteString("\n# Written by pollux pgcluster: networks of the test's hosts.\n")
+		for _, n := range c.opts.Trust {
+			fmt.Fprintf(&hba, "host all all %s trust\n", n)
+		}
+		if err := c.writeConf("pg_hba.conf", hba.String(), true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeConf writes (or appends to) a file of the data directory, owned by the server's
+// account.
+func (c *Cluster) writeConf(name, content string, appendTo bool) error {
+	p := filepath.Join(c.dataDir(), name)
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if appendTo {
+		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	f, err := os.OpenFile(p, flags, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	_, err = f.WriteString(content)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
 	if c.runAs != nil {
@@ -215,8 +327,12 @@ func (c *Cluster) initdb(ctx context.Context, progress io.Writer) error {
 
 func (c *Cluster) start(ctx context.Context, progress io.Writer) error {
 	fmt.Fprintf(progress, "pgcluster: starting server (log %s)\n", c.logFile())
-	opts := fmt.Sprintf("-k %s -p %d", c.socketDir(), Port)
-	if err := c.run(ctx, "pg_ctl", "start", "-w", "-t", "120", "-D", c.dataDir(), "-l", c.logFile(), "-o", opts); err != nil {
+	opts := fmt.Sprintf("-k %s -p %d", c.socketDir(), c.opts.port())
+	if c.opts.Listen != "" {
+		// The command line wins over postgresql.auto.conf's listen_addresses = ''.
+		opts += " -c listen_addresses=" + c.opts.Listen
+	}
+	if err := c.runWith(ctx, c.opts.Launch, "pg_ctl", "start", "-w", "-t", "120", "-D", c.dataDir(), "-l", c.logFile(), "-o", opts); err != nil {
 		tail, _ := tailFile(c.logFile(), 20)
 		return fmt.Errorf("start server: %w\nlast lines of %s:\n%s", err, c.logFile(), tail)
 	}
@@ -253,6 +369,11 @@ func (c *Cluster) Stop(ctx context.Context) error {
 }
 
 func (c *Cluster) run(ctx context.Context, tool string, args ...string) error {
+	return c.runWith(ctx, nil, tool, args...)
+}
+
+// runWith runs a server tool, started by launch when it is not nil.
+func (c *Cluster) runWith(ctx context.Context, launch func(*exec.Cmd) error, tool string, args ...string) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(c.BinDir, tool), args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -261,7 +382,13 @@ func (c *Cluster) run(ctx context.Context, tool string, args ...string) error {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.runAs}
 		cmd.Env = append(os.Environ(), "HOME=/tmp")
 	}
-	if err := cmd.Run(); err != nil {
+	var err error
+	if launch == nil {
+		err = cmd.Run()
+	} else if err = launch(cmd); err == nil {
+		err = cmd.Wait()
+	}
+	if err != nil {
 		return &toolError{tool: tool, err: err, output: strings.TrimSpace(out.String())}
 	}
 	return nil

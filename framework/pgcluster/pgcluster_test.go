@@ -2,7 +2,9 @@ package pgcluster_test
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
@@ -41,4 +43,45 @@ func TestEnsureIsIdempotentAndStops(t *testing.T) {
 	up, err := c.Running(ctx)
 	require.NoError(t, err)
 	require.False(t, up)
+}
+
+func TestListenOnTCPForTrustedNetworks(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("a second cluster takes seconds to create; -short leaves it out")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	// A random loopback address with the fixed port: no other server listens there, and a
+	// bind that fails anyway fails the start with the server's reason.
+	addr := fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(250), rand.IntN(256), 1+rand.IntN(250))
+	dir := filepath.Join(t.TempDir(), "pg")
+	c, err := pgcluster.EnsureWith(ctx, dir, pgcluster.Options{
+		Listen: addr, Trust: []string{"127.0.0.0/8"}, Settings: map[string]string{"shared_buffers": "32MB"},
+	}, io.Discard)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Stop(context.Background()) })
+
+	dsn, err := c.TCPDSN("postgres")
+	require.NoError(t, err)
+	require.Contains(t, dsn, "@"+addr+":5432/")
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var listen, sb string
+	var client *string
+	require.NoError(t, conn.QueryRow(ctx, "select current_setting('listen_addresses'), current_setting('shared_buffers'), inet_client_addr()::text").
+		Scan(&listen, &sb, &client))
+	require.Equal(t, addr, listen)
+	require.Equal(t, "32MB", sb, "Settings override the defaults")
+	require.NotNil(t, client, "connected over TCP, not the socket")
+
+	_, err = pgcluster.EnsureWith(ctx, dir, pgcluster.Options{Trust: []string{"10.0.0.0"}}, io.Discard)
+	require.ErrorContains(t, err, `trusted network "10.0.0.0" is not a CIDR prefix`)
+	_, err = pgcluster.EnsureWith(ctx, dir, pgcluster.Options{Listen: "localhost"}, io.Discard)
+	require.ErrorContains(t, err, `listen address "localhost" is not an IP address`)
+	plain, err := pgcluster.Open(dir)
+	require.NoError(t, err)
+	_, err = plain.TCPDSN("postgres")
+	require.ErrorContains(t, err, "listens on no TCP address")
 }

@@ -82,9 +82,16 @@ func ServerDSN(tb testing.TB) string {
 // ends, and returns its DSN.
 func NewDatabase(tb testing.TB, tmpl Template) string {
 	tb.Helper()
+	return NewDatabaseOn(tb, ServerDSN(tb), tmpl)
+}
+
+// NewDatabaseOn is NewDatabase on the server of admin, a DSN of a maintenance database of
+// a server the test started itself (one listening on a test network, say); the DSN
+// returned reaches the new database the way admin reaches its server.
+func NewDatabaseOn(tb testing.TB, admin string, tmpl Template) string {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	admin := ServerDSN(tb)
 	tplName, err := ensureTemplate(ctx, admin, tmpl)
 	if err != nil {
 		tb.Fatalf("pgtest: build template database: %v", err)

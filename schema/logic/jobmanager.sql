@@ -1,13 +1,15 @@
--- The job manager: the life of transfers once they leave the fast path. It takes back the
--- transfers of disk servers that stopped heartbeating, ends transfers that outlived every
--- time limit (their disk server could not record the end), and moves finished requests out
--- of the hot tables. Nothing here is on the path of a request that goes well; every sweep
--- skips rows another job manager holds, so any number may run.
+-- The job manager: the life of transfers once they leave the fast path. It moves on the
+-- transfers of disk servers that stopped heartbeating (disk_server_expire, in
+-- diskserver.sql), ends transfers that outlived every time limit (their disk server could
+-- not record the end), and moves finished requests out of the hot tables. Nothing here is
+-- on the path of a request that goes well; every sweep skips rows another job manager
+-- holds, so any number may run.
 
--- subrequest_take_back returns a transfer to the stager after its disk server died or
--- restarted: a write's copy becomes INVALID; the subrequest becomes RETRY (decided again, on
--- a fresh copy for a write), or, after policy transfer_max_retries, FAILED with unavailable
--- (PX005) and its write abandoned (subrequest_abandon_write). Returns the new status.
+-- subrequest_take_back returns a transfer to the stager after its disk server restarted or
+-- stopped (disk_server_recover): a write's copy becomes INVALID; the subrequest becomes
+-- RETRY (decided again, on a fresh copy for a write), or, after policy
+-- transfer_max_retries, FAILED with unavailable (PX005) and its write abandoned
+-- (subrequest_abandon_write). Returns the new status.
 -- Locks: the caller holds the subrequest row; the file and copy.
 CREATE OR REPLACE FUNCTION subrequest_take_back(p_id bigint, p_reason text)
 RETURNS subrequest_status
@@ -40,11 +42,11 @@ END;
 $$;
 
 -- subrequest_expire is the job manager's sweep over transfers in flight, at most p_batch
--- of them: those SCHEDULED on, or READY at, a disk server silent for longer than policy
--- disk_server_live_seconds are taken back (subrequest_take_back); a READY transfer older
--- than policy transfer_open_seconds + transfer_seconds and a minute (its disk server should
--- have ended it and could not record why) fails. Returns what it changed. A re-run after
--- its commit's reply was lost sweeps what is left (idempotent).
+-- of them: a READY transfer older than policy transfer_open_seconds + transfer_seconds and
+-- a minute (its disk server should have ended it and could not record why) fails. The
+-- transfers of disk servers that fell silent are moved on by disk_server_expire, which the
+-- job manager runs first. Returns what it changed. A re-run after its commit's reply was
+-- lost sweeps what is left (idempotent).
 -- Locks: those subrequests (SKIP LOCKED) and their copies.
 CREATE OR REPLACE FUNCTION subrequest_expire(p_batch integer)
 RETURNS TABLE (id bigint, request_id uuid, status subrequest_status, reason text)
@@ -55,25 +57,8 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_sr record;
-    v_live interval := make_interval(secs => policy_value('disk_server_live_seconds'));
     v_life interval := make_interval(secs => policy_value('transfer_open_seconds') + policy_value('transfer_seconds') + 60);
 BEGIN
-    -- From the silent servers (few) to their transfers (by index), never the other way:
-    -- the transfers in flight on live servers may be many.
-    FOR v_sr IN
-        SELECT t.id, t.request_id, ds.name FROM disk_server ds
-        CROSS JOIN LATERAL (
-            SELECT s.id, s.request_id FROM subrequest s
-            WHERE s.disk_server_id = ds.id AND s.status IN ('SCHEDULED', 'READY')
-            ORDER BY s.id LIMIT p_batch FOR UPDATE SKIP LOCKED) t
-        WHERE ds.heartbeat_at < now() - v_live
-        LIMIT p_batch
-    LOOP
-        id := v_sr.id; request_id := v_sr.request_id;
-        reason := format('disk server %s stopped answering', v_sr.name);
-        status := subrequest_take_back(v_sr.id, reason);
-        RETURN NEXT;
-    END LOOP;
     FOR v_sr IN
         SELECT s.id, s.request_id FROM subrequest s
         WHERE s.status = 'READY' AND s.updated_at < now() - v_life

@@ -39,11 +39,14 @@ END;
 $$;
 
 -- file_query answers stager_qry for one path from the database alone. A copy marked
--- corrupt is not counted and does not make the file STAGED: it cannot be read.
+-- corrupt is not counted and does not make the file STAGED: it cannot be read. info says
+-- what keeps a STAGED file from being read now, when none of its copies is on a disk server
+-- that can serve it ("only copy is on disk2, unavailable since 2026-12-02 05:40:12 UTC (it
+-- stopped answering)"), and is NULL otherwise.
 -- Reads only. Raises: not_found (PX001) for a path with no namespace entry.
 CREATE OR REPLACE FUNCTION file_query(p_path text)
 RETURNS TABLE (path text, service_class text, status text, size_bytes bigint, checksum_adler32 text,
-               owner text, updated_at timestamptz, disk_copies integer)
+               owner text, updated_at timestamptz, disk_copies integer, info text)
 LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
 SET plan_cache_mode = force_generic_plan
@@ -60,7 +63,13 @@ BEGIN
                 WHEN bool_or(dc.status = 'STAGED' AND dc.corrupt_at IS NULL) THEN 'STAGED'
                 ELSE 'INVALID' END,
            f.size_bytes, f.checksum_adler32, f.owner, f.updated_at,
-           count(dc.id) FILTER (WHERE dc.status IN ('STAGED', 'STAGEOUT') AND dc.corrupt_at IS NULL)::integer
+           count(dc.id) FILTER (WHERE dc.status IN ('STAGED', 'STAGEOUT') AND dc.corrupt_at IS NULL)::integer,
+           (SELECT CASE WHEN count(*) = 0 OR bool_or(u.why IS NULL) THEN NULL
+                        WHEN count(*) = 1 THEN format('only copy is on %s, %s', min(u.name), min(u.why))
+                        ELSE format('no copy can be read now: %s', string_agg(u.name || ' ' || u.why, '; ' ORDER BY u.name)) END
+            FROM (SELECT ds.name, disk_copy_unavailability(c.id) AS why
+                  FROM disk_copy c JOIN file_system fs ON fs.id = c.file_system_id JOIN disk_server ds ON ds.id = fs.disk_server_id
+                  WHERE c.file_id = f.id AND c.status = 'STAGED' AND c.corrupt_at IS NULL) u)
     FROM file f
     JOIN service_class sc ON sc.id = f.service_class_id
     LEFT JOIN disk_copy dc ON dc.file_id = f.id

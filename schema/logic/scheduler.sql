@@ -28,14 +28,19 @@ AS $$ BEGIN UPDATE capacity_epoch SET epoch = epoch + 1 WHERE id = 1; END $$;
 
 -- subrequest_place places one decided subrequest (the caller holds its row): a write goes
 -- to a PRODUCTION file system of the request's service class on a PRODUCTION disk server
--- that heartbeats (policy disk_server_live_seconds), the one with the fewest transfers in
--- flight, then the most free space, then the lowest load; a read goes to the live server
--- holding its STAGED copy (PRODUCTION or DRAINING).
+-- that is AVAILABLE and heartbeats (policy disk_server_live_seconds), the one with the
+-- fewest transfers in flight, then the most free space, then the lowest load; a read goes
+-- to a server that can serve one of the file's readable copies (PRODUCTION or DRAINING,
+-- AVAILABLE, heartbeating), its own copy first, so that a file with a copy on a live server
+-- stays readable whichever server is out.
 -- Outcomes: SCHEDULED on the server, whose URL is returned for the caller's wake-up hint
 -- after commit; WAITSCHED with the reason in info (refreshing the request so the client
--- sees it) when nothing can take it now; RESTART when a read's copy is no longer valid (the
--- stager decides it again). Returns no row unless it was placed.
--- Locks: the subrequest's copy.
+-- sees it) when nothing can take it now (a read says where its copy is and since when that
+-- server is out: "queued, its only copy is on disk2, unavailable since ..."); RESTART when
+-- a read's copy is no longer valid or was found corrupt (the stager decides it again). Called again on a
+-- subrequest SCHEDULED on a server that left (disk_server_expire, disk_server_stop), it
+-- places it anew. Returns no row unless it was placed.
+-- Locks: the subrequest's copy, or the copy it reads instead.
 CREATE OR REPLACE FUNCTION subrequest_place(p_id bigint)
 RETURNS TABLE (disk_server_id bigint, disk_server_url text, disk_server_name text)
 LANGUAGE plpgsql
@@ -52,6 +57,8 @@ DECLARE
     v_name text;
     v_url text;
     v_copy disk_copy_status;
+    v_corrupt boolean;
+    v_dc bigint;
     v_info text;
     v_live interval := make_interval(secs => policy_value('disk_server_live_seconds'));
 BEGIN
@@ -64,27 +71,38 @@ BEGIN
         SELECT fs.id, ds.id, ds.name, ds.url INTO v_fs, v_ds, v_name, v_url
         FROM file_system fs JOIN disk_server ds ON ds.id = fs.disk_server_id
         WHERE ds.status = 'PRODUCTION' AND fs.status = 'PRODUCTION'
-          AND ds.heartbeat_at > now() - v_live
+          AND ds.availability = 'AVAILABLE' AND ds.heartbeat_at > now() - v_live
           AND fs.service_class_id = v_sc AND fs.free_bytes > 0
         ORDER BY (SELECT count(*) FROM subrequest t WHERE t.file_system_id = fs.id AND t.status IN ('SCHEDULED', 'READY')),
                  fs.free_bytes DESC, ds.load, fs.id
         LIMIT 1;
         v_info := 'queued, no disk server of its service class is available';
     ELSE
-        SELECT dc.status INTO v_copy FROM disk_copy dc WHERE dc.id = v_sr.disk_copy_id FOR UPDATE;
-        IF v_copy IS DISTINCT FROM 'STAGED' THEN
+        SELECT dc.status, dc.corrupt_at IS NOT NULL INTO v_copy, v_corrupt FROM disk_copy dc WHERE dc.id = v_sr.disk_copy_id FOR UPDATE;
+        IF v_copy IS DISTINCT FROM 'STAGED' OR v_corrupt THEN
             UPDATE subrequest s SET status = 'RESTART', disk_copy_id = NULL, info = 'its copy is no longer valid: deciding again',
-                   updated_at = now()
+                   disk_server_id = NULL, file_system_id = NULL, updated_at = now()
             WHERE s.id = p_id;
             PERFORM pg_notify(pollux_channel_subrequest_new(v_sr.type), '');
             RETURN;
         END IF;
-        SELECT fs.id, ds.id, ds.name, ds.url INTO v_fs, v_ds, v_name, v_url
+        SELECT dc.id, fs.id, ds.id, ds.name, ds.url INTO v_dc, v_fs, v_ds, v_name, v_url
         FROM disk_copy dc JOIN file_system fs ON fs.id = dc.file_system_id JOIN disk_server ds ON ds.id = fs.disk_server_id
-        WHERE dc.id = v_sr.disk_copy_id
+        WHERE dc.file_id = v_sr.file_id AND dc.status = 'STAGED' AND dc.corrupt_at IS NULL
           AND ds.status IN ('PRODUCTION', 'DRAINING') AND fs.status IN ('PRODUCTION', 'DRAINING')
-          AND ds.heartbeat_at > now() - v_live;
-        v_info := 'queued, the disk server holding its copy is not available';
+          AND ds.availability = 'AVAILABLE' AND ds.heartbeat_at > now() - v_live
+        ORDER BY dc.id = v_sr.disk_copy_id DESC, ds.load, dc.id
+        LIMIT 1 FOR UPDATE OF dc;
+        IF v_ds IS NULL THEN
+            SELECT CASE WHEN count(*) <= 1 THEN format('queued, its only copy is on %s, %s', min(u.name), min(u.why))
+                        ELSE format('queued, none of its copies can be read now: %s', string_agg(u.name || ' ' || u.why, '; ' ORDER BY u.name)) END
+            INTO v_info
+            FROM (SELECT ds.name, coalesce(disk_copy_unavailability(dc.id), 'not available') AS why
+                  FROM disk_copy dc JOIN file_system fs ON fs.id = dc.file_system_id JOIN disk_server ds ON ds.id = fs.disk_server_id
+                  WHERE dc.file_id = v_sr.file_id AND dc.status = 'STAGED' AND dc.corrupt_at IS NULL) u;
+        ELSIF v_dc <> v_sr.disk_copy_id THEN
+            UPDATE subrequest s SET disk_copy_id = v_dc WHERE s.id = p_id;
+        END IF;
     END IF;
     IF v_ds IS NULL THEN
         UPDATE subrequest s SET status = 'WAITSCHED', placement_epoch = v_epoch, info = v_info,

@@ -12,6 +12,48 @@
 -- function runs only to refuse. Edit the description and run `make generate`;
 -- `pollux-admin logic apply` installs the result.
 
+-- disk_server_availability_transition_refuse refuses what the state machine of
+-- disk_server_availability does not allow on disk_server.availability: a new row that is
+-- not AVAILABLE, or a change along an undeclared transition. It runs only for such rows
+-- (the WHEN of disk_server_availability_initial and disk_server_availability_transition).
+-- Raises: invalid_transition (PX008). Locks nothing.
+CREATE OR REPLACE FUNCTION disk_server_availability_transition_refuse()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        RAISE EXCEPTION 'a new disk_server must have availability AVAILABLE, not %', NEW.availability
+            USING ERRCODE = 'PX008',
+                  HINT = 'the state machine of disk_server_availability is declared in schema/pollux.yaml';
+    END IF;
+    RAISE EXCEPTION 'disk_server % cannot change availability from % to %', OLD.id, OLD.availability, NEW.availability
+        USING ERRCODE = 'PX008',
+              DETAIL = format('%s may become %s', OLD.availability, CASE OLD.availability
+                  WHEN 'AVAILABLE' THEN 'SILENT, STOPPED'
+                  WHEN 'SILENT' THEN 'AVAILABLE, STOPPED'
+                  WHEN 'STOPPED' THEN 'AVAILABLE'
+              END),
+              HINT = 'the state machine of disk_server_availability is declared in schema/pollux.yaml';
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER disk_server_availability_initial
+    BEFORE INSERT ON disk_server
+    FOR EACH ROW
+    WHEN (NEW.availability IS DISTINCT FROM 'AVAILABLE')
+    EXECUTE FUNCTION disk_server_availability_transition_refuse();
+
+CREATE OR REPLACE TRIGGER disk_server_availability_transition
+    BEFORE UPDATE OF availability ON disk_server
+    FOR EACH ROW
+    WHEN (OLD.availability IS DISTINCT FROM NEW.availability AND NOT (
+           (OLD.availability = 'AVAILABLE' AND NEW.availability IN ('SILENT', 'STOPPED'))
+        OR (OLD.availability = 'SILENT' AND NEW.availability IN ('AVAILABLE', 'STOPPED'))
+        OR (OLD.availability = 'STOPPED' AND NEW.availability IN ('AVAILABLE'))))
+    EXECUTE FUNCTION disk_server_availability_transition_refuse();
+
 -- disk_copy_status_transition_refuse refuses what the state machine of disk_copy_status
 -- does not allow on disk_copy.status: a new row that is not STAGEOUT, or a change along
 -- an undeclared transition. It runs only for such rows (the WHEN of
@@ -118,7 +160,7 @@ BEGIN
                   WHEN 'RETRY' THEN 'SCHEDULED, WAITSCHED, WAITSUBREQ, FINISHED, FAILED'
                   WHEN 'WAITSUBREQ' THEN 'RESTART, FAILED'
                   WHEN 'WAITSCHED' THEN 'SCHEDULED, RESTART, FAILED'
-                  WHEN 'SCHEDULED' THEN 'READY, RETRY, FAILED'
+                  WHEN 'SCHEDULED' THEN 'READY, WAITSCHED, RESTART, FAILED'
                   WHEN 'READY' THEN 'FINISHED, FAILED, RETRY'
                   WHEN 'FINISHED' THEN 'nothing: it is final'
                   WHEN 'FAILED' THEN 'nothing: it is final'
@@ -142,6 +184,6 @@ CREATE OR REPLACE TRIGGER subrequest_status_transition
         OR (OLD.status = 'RETRY' AND NEW.status IN ('SCHEDULED', 'WAITSCHED', 'WAITSUBREQ', 'FINISHED', 'FAILED'))
         OR (OLD.status = 'WAITSUBREQ' AND NEW.status IN ('RESTART', 'FAILED'))
         OR (OLD.status = 'WAITSCHED' AND NEW.status IN ('SCHEDULED', 'RESTART', 'FAILED'))
-        OR (OLD.status = 'SCHEDULED' AND NEW.status IN ('READY', 'RETRY', 'FAILED'))
+        OR (OLD.status = 'SCHEDULED' AND NEW.status IN ('READY', 'WAITSCHED', 'RESTART', 'FAILED'))
         OR (OLD.status = 'READY' AND NEW.status IN ('FINISHED', 'FAILED', 'RETRY'))))
     EXECUTE FUNCTION subrequest_status_transition_refuse();

@@ -48,7 +48,7 @@ func Probes(diskServer int64) []Probe {
 		{Name: "diskserverd transfers", SQL: "select * from transfer_claim(" + ds + ", 'http://probe', array_fill('t'::text, array[10]))"},
 		{Name: "diskserverd recover", SQL: "select disk_server_recover(" + ds + ")"},
 		{Name: "diskserverd gc", SQL: "select * from disk_copy_claim_gc(" + ds + ", 100)"},
-		{Name: "jobmanagerd expire", SQL: "select * from subrequest_expire(100)"},
+		{Name: "jobmanagerd expire", SQL: "select * from disk_server_expire(100); select * from subrequest_expire(100)"},
 		{Name: "jobmanagerd archive", SQL: "select request_archive_finished(500); select request_archive_purge(500)"},
 		{Name: "jobmanagerd archive, retention passed", PlanOnly: true, SQL: "update policy set value = 0 where name = 'request_retention_seconds'; " +
 			"select request_archive_finished(500); update policy set value = 0 where name = 'request_archive_seconds'; select request_archive_purge(500)"},
@@ -68,6 +68,11 @@ func MakeHistoryFixture(ctx context.Context, db *pg.DB) (HistoryFixture, error) 
 	var f HistoryFixture
 	p := db.Pool()
 	var err error
+	// The fixture's disk server heartbeats only between sizes: a liveness window of seconds
+	// would have every probe after the first find it silent and do other work.
+	if _, err = model.PolicySet(ctx, p, "disk_server_live_seconds", 3600, "pollux-bench"); err != nil {
+		return f, err
+	}
 	if f.DiskServer, err = model.DiskServerRegister(ctx, p, "probe-ds", "http://127.0.0.1:1", 0); err != nil {
 		return f, err
 	}
@@ -412,7 +417,7 @@ func RunHistory(ctx context.Context, adminDSN string, sizes []int, install func(
 		}
 		// Filling takes minutes: without a fresh heartbeat the fixture's disk server would be
 		// silent, and every probe would do other work (take back, wait) than with no history.
-		if err := model.DiskServerHeartbeat(ctx, db.Pool(), f.DiskServer, 0); err != nil {
+		if _, err := model.DiskServerHeartbeat(ctx, db.Pool(), f.DiskServer, 0); err != nil {
 			return rep, err
 		}
 		fmt.Fprintf(progress, "pollux-bench: timing every claim and sweep behind %d finished subrequests\n", size)

@@ -10,7 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,6 +52,20 @@ type Options struct {
 	// --log-level above info: the harness learns where a daemon listens from its info
 	// lines.
 	ExtraArgs map[string][]string
+	// Hosts places daemons on hosts, by daemon name (rhd1, stagerd1, disk2 ...): such a
+	// daemon runs there and its listeners bind the host's address, which the test (and the
+	// other daemons) must reach. A daemon without a host runs in the test's own network
+	// and listens on 127.0.0.1. DSN must then reach the database from every host, over
+	// TCP (see testsuites/netns).
+	Hosts map[string]Host
+}
+
+// Host is a machine a daemon may run on: a host of a testsuites/netns network.
+type Host interface {
+	// Address is where its listeners bind.
+	Address() netip.Addr
+	// Start starts a command there.
+	Start(cmd *exec.Cmd) error
 }
 
 // Proc is one daemon process. Every listener it has binds port 0, so that the kernel
@@ -60,6 +76,7 @@ type Proc struct {
 	bin  string
 	args []string
 	log  string
+	host Host // nil: the test's own network
 
 	mu    sync.Mutex
 	addr  string // rhd: API address; diskserverd: mover address
@@ -199,7 +216,17 @@ func (in *Instance) launch(ctx context.Context, procs []*Proc) error {
 func (in *Instance) add(name, bin string, args ...string) *Proc {
 	args = append(args, "--admin-addr", anyPort, "--log-format", "json", "--host", name, "--drain-timeout", "10s")
 	args = append(args, in.opts.ExtraArgs[bin]...)
-	p := &Proc{Name: name, bin: bin, args: args, log: filepath.Join(in.opts.Dir, "log", name+".log")}
+	host := in.opts.Hosts[name]
+	if host != nil {
+		// Any free port of the host's own address: the kernel picks it at the bind, in the
+		// host's network.
+		for i, a := range args {
+			if a == anyPort {
+				args[i] = net.JoinHostPort(host.Address().String(), "0")
+			}
+		}
+	}
+	p := &Proc{Name: name, bin: bin, args: args, log: filepath.Join(in.opts.Dir, "log", name+".log"), host: host}
 	in.mu.Lock()
 	in.procs = append(in.procs, p)
 	in.mu.Unlock()
@@ -215,7 +242,11 @@ func (in *Instance) start(p *Proc) error {
 	cmd := exec.Command(filepath.Join(in.opts.Bin, p.bin), p.args...)
 	cmd.Env = append(os.Environ(), "POLLUX_DATABASE_URL="+in.opts.DSN)
 	cmd.Stdout, cmd.Stderr = watch, watch
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if p.host != nil {
+		start = func() error { return p.host.Start(cmd) }
+	}
+	if err := start(); err != nil {
 		f.Close()
 		return fmt.Errorf("start %s: %w", p.Name, err)
 	}
@@ -383,7 +414,7 @@ func (in *Instance) Kill(name string, sig syscall.Signal) {
 	}
 }
 
-// Signal sends sig to a daemon without waiting (SIGSTOP, SIGCONT).
+// Signal sends sig to a daemon and returns at once; Exited says when it has gone.
 func (in *Instance) Signal(name string, sig syscall.Signal) error {
 	p := in.Procs()[name]
 	if p == nil {
@@ -400,6 +431,28 @@ func (in *Instance) Signal(name string, sig syscall.Signal) error {
 func (p *Proc) Log() string {
 	b, _ := os.ReadFile(p.log)
 	return string(b)
+}
+
+// Exited is closed once the process of the daemon's last start has exited (nil if it was
+// never started); ExitCode then says how.
+func (p *Proc) Exited() <-chan struct{} {
+	_, done := p.running()
+	return done
+}
+
+// ExitCode is how the process of the last start exited: -1 while it runs or when a signal
+// ended it.
+func (p *Proc) ExitCode() int {
+	cmd, done := p.running()
+	if cmd == nil {
+		return -1
+	}
+	select {
+	case <-done:
+		return cmd.ProcessState.ExitCode()
+	default:
+		return -1
+	}
 }
 
 // Restart starts a stopped daemon again with the same command line and waits until it is

@@ -10,10 +10,13 @@
 // PostgreSQL signals at every NOTIFY do not grow with the number of disk servers.
 //
 // Nothing here decides: the logic in schema/logic (diskserver.sql, transfer.sql) does, time
-// limits included (the policy table). A process that dies loses nothing: its successor
-// takes back the transfers it was running (disk_server_recover) and claims those still
-// placed on it, and a server that stays dead is taken back by the job manager once its
-// heartbeat is stale.
+// limits and liveness included (the policy table; the heartbeat's pace is a quarter of
+// policy disk_server_live_seconds, as the heartbeat returns it). A process that dies loses
+// nothing: its successor takes back the transfers it was running (disk_server_recover) and
+// claims those still placed on it, and a server that stays dead or cut off is found SILENT
+// by the job manager once its heartbeat is stale (its queued transfers are placed
+// elsewhere, those in flight fail). A clean stop leaves placement at the first signal
+// (disk_server_stop), before the drain.
 package diskserver
 
 import (
@@ -32,18 +35,14 @@ import (
 
 	"github.com/pollux-storage/pollux/daemons/diskserverd/mover"
 	"github.com/pollux-storage/pollux/daemons/internal/instance"
+	"github.com/pollux-storage/pollux/daemons/internal/wake"
 	"github.com/pollux-storage/pollux/framework/claim"
 	"github.com/pollux-storage/pollux/framework/daemon"
 	"github.com/pollux-storage/pollux/framework/service"
 )
 
-const (
-	// heartbeatInterval is how often load and free space are reported; the scheduler
-	// ignores a server silent for policy disk_server_live_seconds (30 s).
-	heartbeatInterval = 5 * time.Second
-	// gcBatch is the most copies one collection step deletes in its transaction.
-	gcBatch = 100
-)
+// gcBatch is the most copies one collection step deletes in its transaction.
+const gcBatch = 100
 
 // config is diskserverd's command line.
 type config struct {
@@ -212,14 +211,16 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 		abort()
 		return nil, err
 	}
+	hints := wake.New(env.Logger("wake"), env.Metrics)
 	started := time.Now()
 	srv.log.Info("disk server ready", zap.Int64("disk_server_id", srv.id()), zap.String("name", srv.name),
 		zap.String("url", base), zap.Strings("data_dirs", mounts),
 		zap.Int("transfer_workers", cfg.transferWorkers))
-	// Started in this order and stopped in reverse: claiming stops and transfers still
-	// waiting for their client give up first, the watchers end before the movers they
-	// watch, heartbeats last until the end, and whatever transfer is still READY on this
-	// server is taken back at the very end.
+	// Started in this order and stopped in reverse: the server leaves placement first (what
+	// was only placed here goes elsewhere at once, nothing new comes), then claiming stops
+	// and transfers still waiting for their client give up, the watchers end before the
+	// movers they watch, heartbeats last until the end, and whatever transfer is still
+	// READY on this server is taken back at the very end.
 	return []service.Service{
 		&takeBack{server: srv},
 		&loop{name: "heartbeat", run: srv.heartbeatLoop},
@@ -227,7 +228,33 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 		claims,
 		gcPool,
 		&loop{name: "sweep", run: func(ctx context.Context) { sweepParts(ctx, mounts, started, gc.log) }},
+		hints,
+		&leave{server: srv, hints: hints},
 	}, nil
+}
+
+// leave takes the server out of placement when the daemon starts to stop, before it stops
+// serving: without it, stagers would go on placing transfers here until its heartbeat
+// aged out, each one stalling until it was taken back.
+type leave struct {
+	server *server
+	hints  *wake.Hinter
+}
+
+func (l *leave) Name() string                    { return "leave" }
+func (l *leave) Start(ctx context.Context) error { return nil }
+
+func (l *leave) Stop(ctx context.Context) error {
+	// One short transaction; the drain deadline is for the transfers.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	urls, err := l.server.leave(ctx)
+	if err != nil {
+		// The job manager finds the server silent once its heartbeat ages out.
+		return err
+	}
+	l.hints.Hint(urls...)
+	return nil
 }
 
 // loop runs a function in the background until Stop.

@@ -867,3 +867,90 @@ func TestGetClientGoesAway(t *testing.T) {
 	s := e.failed(get, model.SQLStateTransferFailed, "the client disconnected after ")
 	require.Contains(t, *s.ErrorMessage, fmt.Sprintf(" of %d bytes", len(data)))
 }
+
+// availability reads a disk server's availability.
+func (e *env) availability(t require.TestingT, id int64) model.DiskServerAvailability {
+	var a model.DiskServerAvailability
+	require.NoError(t, e.db.Pool().QueryRow(e.ctx, "select availability from disk_server where id = $1", id).Scan(&a))
+	return a
+}
+
+// A stopping disk server leaves placement at its first signal, before it stops serving:
+// what was only placed on it goes to another server without using up a retry, while a
+// transfer moving data finishes during the drain.
+func TestStopLeavesPlacementAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := e.start("ds-stop", "")
+	data := randomBytes(t, 10_000)
+	moving, m := e.ready(model.RequestTypePut, "/pollux/moving")
+	conn := rawPut(t, *m.MoverURL, *m.Token, int64(len(data)), data[:100])
+	defer conn.Close()
+	// Placed and not claimed: without a hint, the claim polls once a minute here.
+	queued := e.submit(model.RequestTypePut, true, "/pollux/queued")
+	require.NoError(t, e.db.Tx(e.ctx, "stage without a hint", func(q pg.Querier) error {
+		_, err := model.SubrequestClaim(e.ctx, q, "put", 10)
+		return err
+	}))
+	require.Equal(t, d.id, *e.sub(queued).DiskServerID)
+	// Another server, registered now (so heartbeating for the liveness window).
+	other, err := model.DiskServerRegister(e.ctx, e.db.Pool(), "ds-other", "http://127.0.0.1:1", 0)
+	require.NoError(t, err)
+	_, err = model.FileSystemRegister(e.ctx, e.db.Pool(), other, t.TempDir(), "default", 1<<40, 1<<39)
+	require.NoError(t, err)
+
+	type exit struct {
+		code int
+		err  error
+	}
+	stopped := make(chan exit, 1)
+	go func() { code, err := d.stopAndWait(); stopped <- exit{code, err} }()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, model.DiskServerAvailabilityStopped, e.availability(c, d.id))
+	}, 10*time.Second, 5*time.Millisecond, "out of placement at the first signal")
+	q := e.sub(queued)
+	require.Equal(t, model.SubrequestStatusScheduled, q.Status)
+	require.Equal(t, other, *q.DiskServerID, "what was only placed there goes elsewhere")
+	require.Zero(t, q.Retries)
+	select {
+	case ex := <-stopped:
+		t.Fatalf("the daemon exited (%d, %v) while a transfer was moving data", ex.code, ex.err)
+	default:
+	}
+
+	_, err = conn.Write(data[100:])
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, resp.StatusCode, "the transfer moving data finishes during the drain")
+	ex := <-stopped
+	require.NoError(t, ex.err)
+	require.Equal(t, 0, ex.code)
+	e.wait(moving, model.SubrequestStatusFinished)
+	require.Equal(t, model.DiskServerAvailabilityStopped, e.availability(t, d.id), "its heartbeats during the drain did not bring it back")
+	require.Regexp(t, `"msg":"disk server out of placement: stopping".*"placed_again":1`, d.log.String())
+}
+
+// The disk server heartbeats at the pace the policy sets, and a server the job manager
+// found silent is back at its next heartbeat.
+func TestHeartbeatPaceAndReturn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.policy("disk_server_live_seconds", 2) // a heartbeat every half second
+	d := e.start("ds-pace", "")
+	_, err := e.db.Pool().Exec(e.ctx, "update disk_server set availability = 'SILENT', unavailable_since = heartbeat_at where id = $1", d.id)
+	require.NoError(t, err)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, model.DiskServerAvailabilityAvailable, e.availability(c, d.id))
+	}, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(d.log.String(), "disk server back in placement") }, 10*time.Second, 10*time.Millisecond)
+
+	var before, after time.Time
+	require.NoError(t, e.db.Pool().QueryRow(e.ctx, "select heartbeat_at from disk_server where id = $1", d.id).Scan(&before))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		require.NoError(c, e.db.Pool().QueryRow(e.ctx, "select heartbeat_at from disk_server where id = $1", d.id).Scan(&after))
+		assert.GreaterOrEqual(c, after.Sub(before), 1500*time.Millisecond, "three more heartbeats")
+	}, 10*time.Second, 50*time.Millisecond)
+	beats := strings.Count(d.log.String(), "disk server heartbeat") // none fails
+	require.Zero(t, beats)
+}

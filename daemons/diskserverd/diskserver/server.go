@@ -98,8 +98,14 @@ func (s *server) recover(ctx context.Context) error {
 	return nil
 }
 
+// heartbeatLoop reports liveness, load and space at the pace the database sets (a quarter
+// of policy disk_server_live_seconds: see disk_server_heartbeat). Each round is bounded:
+// a heartbeat stuck on a connection that leads nowhere (a cut link, a database that went
+// away) gives up and the next one opens another, so that the server is heard again within
+// a round of its network coming back rather than after TCP's retransmission backoff.
 func (s *server) heartbeatLoop(ctx context.Context) {
-	t := time.NewTicker(heartbeatInterval)
+	pace := firstPace
+	t := time.NewTimer(0) // at once: the database says the pace
 	defer t.Stop()
 	for {
 		select {
@@ -107,23 +113,48 @@ func (s *server) heartbeatLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := s.heartbeat(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("heartbeat", zap.Error(err))
+		round, cancel := context.WithTimeout(ctx, max(2*pace, minHeartbeatTimeout))
+		next, err := s.heartbeat(round)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			s.log.Error("heartbeat", zap.Error(err), zap.Duration("retry_in", pace))
+		default:
+			pace = next
 		}
+		t.Reset(pace)
 	}
 }
 
-// heartbeat reports load and space; a row that vanished is registered again.
-func (s *server) heartbeat(ctx context.Context) error {
-	err := s.db.DoIdempotent(ctx, "disk server heartbeat", func(q pg.Querier) error {
-		return model.DiskServerHeartbeat(ctx, q, s.id(), loadAverage())
+const (
+	// firstPace is the heartbeat period until the database has said its own.
+	firstPace = 1500 * time.Millisecond
+	// minHeartbeatTimeout bounds a heartbeat round from below: a round is two periods.
+	minHeartbeatTimeout = 2 * time.Second
+)
+
+// heartbeat reports load and space and returns when the next heartbeat is due; a row that
+// vanished is registered again.
+func (s *server) heartbeat(ctx context.Context) (time.Duration, error) {
+	var rows []model.DiskServerHeartbeatRow
+	err := s.db.DoIdempotent(ctx, "disk server heartbeat", func(q pg.Querier) (err error) {
+		rows, err = model.DiskServerHeartbeat(ctx, q, s.id(), loadAverage())
+		return err
 	})
 	if pg.SQLState(err) == model.SQLStateNotFound {
 		s.log.Warn("disk server not registered: registering again", zap.String("reason", pg.ServerMessage(err)))
-		return s.register(ctx)
+		return firstPace, s.register(ctx)
 	}
 	if err != nil {
-		return err
+		return 0, err
+	}
+	if len(rows) != 1 {
+		return 0, fmt.Errorf("disk server heartbeat: %d rows, want 1", len(rows))
+	}
+	if rows[0].Returned {
+		s.log.Info("disk server back in placement: the database hears it again")
 	}
 	for _, m := range s.mounts {
 		capacity, free, serr := space(m)
@@ -142,10 +173,32 @@ func (s *server) heartbeat(ctx context.Context) error {
 			err = s.registerFileSystem(ctx, m)
 		}
 		if err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return time.Duration(rows[0].IntervalSeconds * float64(time.Second)), nil
+}
+
+// leave takes the server out of placement as the daemon starts to stop: STOPPED, and what
+// was only placed here placed again elsewhere (disk_server_stop). It returns the disk
+// servers those went to, for wake-up hints.
+func (s *server) leave(ctx context.Context) ([]string, error) {
+	var rows []model.DiskServerStopRow
+	err := s.db.TxIdempotent(ctx, "leave placement", func(q pg.Querier) (err error) {
+		rows, err = model.DiskServerStop(ctx, q, s.id())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("take disk server %s out of placement: %w", s.name, err)
+	}
+	var urls []string
+	for _, r := range rows {
+		if r.WakeURL != nil {
+			urls = append(urls, *r.WakeURL)
+		}
+	}
+	s.log.Info("disk server out of placement: stopping", zap.Int("placed_again", len(rows)))
+	return urls, nil
 }
 
 // space is a file system's size and the bytes an unprivileged writer may still use.

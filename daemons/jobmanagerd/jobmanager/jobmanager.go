@@ -1,9 +1,9 @@
 // Package jobmanager is jobmanagerd, the role LSF's job control played in CASTOR: the life
-// of transfers once they leave the fast path. It takes back the transfers of disk servers
-// that stopped heartbeating (their files are decided again, elsewhere), ends transfers that
-// outlived every time limit because their disk server could not record the end, and moves
-// finished requests out of the hot tables after the operator's retention. A request that
-// goes well never waits on it.
+// of transfers once they leave the fast path. It finds disk servers that stopped
+// heartbeating and moves their transfers on (queued ones placed elsewhere, those in flight
+// failed with the reason), ends transfers that outlived every time limit because their
+// disk server could not record the end, and moves finished requests out of the hot tables
+// after the operator's retention. A request that goes well never waits on it.
 //
 // Every sweep is a singleton pool (framework/leader): any number of job managers run, one
 // leads each sweep and the others stand by to take it over; the leader's transactions are
@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pollux-storage/pollux/daemons/internal/instance"
+	"github.com/pollux-storage/pollux/daemons/internal/wake"
 	"github.com/pollux-storage/pollux/framework/claim"
 	"github.com/pollux-storage/pollux/framework/daemon"
 	"github.com/pollux-storage/pollux/framework/logging"
@@ -37,25 +38,19 @@ func Spec() daemon.Spec {
 		Summary: "take back transfers of dead disk servers, end transfers past their time, archive finished requests",
 		Version: instance.Version(),
 		Pools: []daemon.PoolSpec{
-			{Name: "expire", Workers: 1, Batch: 100, Singleton: true, Doc: "takes back transfers of silent disk servers and ends transfers past every time limit (on the leader of jobmanagerd.expire only)"},
+			{Name: "expire", Workers: 1, Batch: 100, Singleton: true, Doc: "finds silent disk servers, moves their transfers on, and ends transfers past every time limit (on the leader of jobmanagerd.expire only)"},
 			{Name: "archive", Workers: 1, Batch: 500, Singleton: true, Doc: "moves finished requests past their retention to the archive and purges old archive entries (on the leader of jobmanagerd.archive only)"},
 		},
 		Flags: func(fs *flag.FlagSet) {
-			fs.DurationVar(&expireInterval, "expire-interval", 2*time.Second, "How often to look for transfers of silent disk servers and transfers past their time.")
+			fs.DurationVar(&expireInterval, "expire-interval", 2*time.Second, "How often to look for silent disk servers and transfers past their time (a server is found silent within policy disk_server_live_seconds and this).")
 			fs.DurationVar(&archiveInterval, "archive-interval", 10*time.Second, "How often to look for finished requests past their retention.")
 		},
 		Registry: instance.Registry{},
 		Leases:   instance.Leases{},
 		Ready:    instance.Ready,
 		Setup: func(ctx context.Context, env *daemon.Env) ([]service.Service, error) {
-			expire, err := sweep(env, "expire", expireInterval, func(ctx context.Context, q pg.Querier, batch int, log *zap.Logger) (int, error) {
-				rows, err := model.SubrequestExpire(ctx, q, int32(batch))
-				for _, e := range rows {
-					log.Warn("transfer taken back or ended", zap.String(logging.KeyRequestID, e.RequestID),
-						zap.Int64("subrequest", e.ID), zap.Stringer("status", e.Status), zap.String("reason", e.Reason))
-				}
-				return len(rows), err
-			})
+			hints := wake.New(env.Logger("wake"), env.Metrics)
+			expire, err := expirePool(env, expireInterval, hints)
 			if err != nil {
 				return nil, err
 			}
@@ -78,7 +73,7 @@ func Spec() daemon.Spec {
 			if err != nil {
 				return nil, err
 			}
-			return []service.Service{expire, archive}, nil
+			return []service.Service{hints, expire, archive}, nil
 		},
 	}
 }
@@ -103,4 +98,67 @@ func sweep(env *daemon.Env, name string, every time.Duration,
 	}
 	el.OnElected(p.Wake)
 	return p, nil
+}
+
+// expirePool is the expire sweep, a singleton: disk servers fallen silent and the
+// transfers of servers that are out (disk_server_expire), then transfers past every time
+// limit (subrequest_expire), in one fenced transaction on the leader; transfers placed again
+// elsewhere get a wake-up hint to their new server after the commit.
+func expirePool(env *daemon.Env, every time.Duration, hints *wake.Hinter) (*claim.Pool, error) {
+	workers, batch := env.Pool("expire")
+	log := env.Logger("expire")
+	el := env.Elector("expire")
+	p, err := claim.New(claim.Config{
+		Name: "expire", Workers: workers, Batch: batch, PollInterval: every,
+		Step: func(ctx context.Context) (int, error) {
+			var servers []model.DiskServerExpireRow
+			var rows []model.SubrequestExpireRow
+			// Both sweeps take what is left, so a re-run after a lost commit reply is safe;
+			// what the last run returned is what committed.
+			_, err := el.Tx(ctx, func(q pg.Querier) (n int, err error) {
+				if servers, err = model.DiskServerExpire(ctx, q, int32(batch)); err != nil {
+					return 0, err
+				}
+				if rows, err = model.SubrequestExpire(ctx, q, int32(batch)); err != nil {
+					return 0, err
+				}
+				return len(servers) + len(rows), nil
+			})
+			if err != nil {
+				return 0, err
+			}
+			var wakes []string
+			for _, e := range servers {
+				if e.SubrequestID == nil {
+					log.Warn("disk server silent", zap.String("disk_server", e.DiskServer), zap.String("reason", e.Message))
+					continue
+				}
+				log.Warn("transfer of a disk server that is out moved on", zap.String("disk_server", e.DiskServer),
+					zap.String(logging.KeyRequestID, deref(e.RequestID)), zap.Int64("subrequest", *e.SubrequestID),
+					zap.String("status", string(deref(e.Status))), zap.String("reason", e.Message))
+				if e.WakeURL != nil {
+					wakes = append(wakes, *e.WakeURL)
+				}
+			}
+			for _, e := range rows {
+				log.Warn("transfer ended", zap.String(logging.KeyRequestID, e.RequestID),
+					zap.Int64("subrequest", e.ID), zap.Stringer("status", e.Status), zap.String("reason", e.Reason))
+			}
+			hints.Hint(wakes...)
+			return max(len(servers), len(rows)), nil
+		},
+	}, nil, env.ClaimMetrics, env.Log)
+	if err != nil {
+		return nil, err
+	}
+	el.OnElected(p.Wake)
+	return p, nil
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
 }

@@ -134,6 +134,9 @@ type File struct {
 	Owner           string    `json:"owner"`
 	UpdatedAt       time.Time `json:"updated_at"`
 	DiskCopies      int32     `json:"disk_copies"`
+	// Info says what keeps a STAGED file from being read now ("only copy is on disk2,
+	// unavailable since 2026-12-02 05:40:12 UTC (it stopped answering)"); empty when nothing does.
+	Info string `json:"info,omitempty"`
 }
 
 // UploadResponse is what a mover answers (201) to a completed upload: what it wrote.

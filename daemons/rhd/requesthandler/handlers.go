@@ -375,7 +375,11 @@ func (s *server) getFile(w http.ResponseWriter, r *http.Request, _ *call) *httpE
 		return userError(model.ErrorKindNotFound, "no such file: %s", path)
 	}
 	f := rows[0]
-	writeJSON(w, http.StatusOK, api.File{Path: f.Path, ServiceClass: f.ServiceClass, Status: f.Status, SizeBytes: f.SizeBytes,
-		ChecksumAdler32: f.ChecksumAdler32, Owner: f.Owner, UpdatedAt: f.UpdatedAt.UTC(), DiskCopies: f.DiskCopies})
+	out := api.File{Path: f.Path, ServiceClass: f.ServiceClass, Status: f.Status, SizeBytes: f.SizeBytes,
+		ChecksumAdler32: f.ChecksumAdler32, Owner: f.Owner, UpdatedAt: f.UpdatedAt.UTC(), DiskCopies: f.DiskCopies}
+	if f.Info != nil {
+		out.Info = *f.Info
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -590,7 +590,7 @@ func TestFaultsAreInternalAndLogged(t *testing.T) {
 	// A fault the logic does not classify (here a function broken by hand).
 	_, err := c.db.Pool().Exec(c.ctx, `CREATE OR REPLACE FUNCTION file_query(p_path text)
 		RETURNS TABLE (path text, service_class text, status text, size_bytes bigint, checksum_adler32 text,
-		               owner text, updated_at timestamptz, disk_copies integer)
+		               owner text, updated_at timestamptz, disk_copies integer, info text)
 		LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'secret internals of %', p_path; END $$`)
 	require.NoError(t, err)
 	r := do(t, http.MethodGet, a.URL+api.PathFiles+"?path=/pollux/f", aliceToken, nil)
