@@ -234,9 +234,10 @@ func TestDiskCopyDiscardable(t *testing.T) {
 	require.Equal(t, model.SQLStateInvalidArgument, sqlstate(err))
 }
 
-// A disk server cut off mid-transfer: its transfer is taken back and placed on another
-// server. Its late reports, carrying the old token, change nothing: a failure is moot, an
-// end is refused, and the new placement's own end is the one recorded.
+// A transfer taken back from its disk server (its diskserverd restarted, or stopped) and
+// placed again while the old process still runs somewhere (a host that was cut off): the
+// old process's late reports, carrying the old token, change nothing: a failure is moot,
+// an end is refused, and the new placement's own end is the one recorded.
 func TestLateReportsOfATakenBackTransfer(t *testing.T) {
 	t.Parallel()
 	l := newLife(t)
@@ -248,16 +249,14 @@ func TestLateReportsOfATakenBackTransfer(t *testing.T) {
 	old := l.transfer(s).Token
 	l.diskServer("ds2")
 
-	// ds1 falls silent; the job manager's sweep takes the transfer back.
-	_, err := l.db.Pool().Exec(l.ctx, "update disk_server set heartbeat_at = now() - interval '1 hour' where id = $1", ds1)
+	// A new diskserverd process on ds1 takes back what the old one was moving.
+	n, err := model.DiskServerRecover(l.ctx, l.db.Pool(), ds1)
 	require.NoError(t, err)
-	back, err := model.SubrequestExpire(l.ctx, l.db.Pool(), 100)
-	require.NoError(t, err)
-	require.Len(t, back, 1)
-	require.Equal(t, model.SubrequestStatusRetry, back[0].Status)
+	require.EqualValues(t, 1, n)
+	require.Equal(t, model.SubrequestStatusRetry, l.sub(req).Status)
 	l.stage()
 	s = l.sub(req)
-	require.NotEqual(t, ds1, *s.DiskServerID, "placed again elsewhere")
+	require.Equal(t, model.SubrequestStatusScheduled, s.Status, "placed again")
 	fresh := l.transfer(s).Token
 	require.NotEqual(t, old, fresh)
 	placed := l.sub(req)
