@@ -147,7 +147,7 @@ ha: ha/install build ## Start (or create) the HA formation under ./var/ha (monit
 	@var/bin/pollux-admin ha start --dir $(HA_DIR)
 
 .PHONY: failover
-failover: ha/install build ## From scratch: HA formation under ./var/ha, pollux-admin migrate, the primary killed under load FAILOVER_ROUNDS times.
+failover: ha/install netns/install build ## From scratch: HA formation under ./var/ha, pollux-admin migrate, then the failure suite (daemons, leaders, disk server hosts and the primary killed, paused and cut off under load) for FAILOVER_ROUNDS rounds.
 	@if [ -e $(HA_DIR)/formation.json ]; then var/bin/pollux-admin ha stop --remove --dir $(HA_DIR); fi
 	var/bin/pollux-admin ha start --dir $(HA_DIR)
 	POLLUX_DATABASE_URL="$$(var/bin/pollux-admin ha dsn --dir $(HA_DIR))" var/bin/pollux-admin migrate

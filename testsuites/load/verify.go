@@ -31,8 +31,10 @@ type Report struct {
 	Stuck []string
 	// FilesVerified counts files read back with the right bytes.
 	FilesVerified int
-	// Requests counts the requests found for the operations' tags.
-	Requests int
+	// Requests counts the requests found for the operations' tags; RequestsBy counts them
+	// by the status the service recorded (FINISHED, FAILED).
+	Requests   int
+	RequestsBy map[string]int
 }
 
 // OK reports whether nothing was lost, corrupt or stuck.
@@ -41,8 +43,10 @@ func (r Report) OK() bool { return len(r.Lost) == 0 && len(r.Corrupt) == 0 && le
 // String prints the figures the failure suite reports.
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "requests issued %d, acknowledged %d, not acknowledged %d, lost %d, corrupt %d, stuck %d; files verified %d; service requests %d\n",
-		r.Issued, r.Acked, r.Failed, len(r.Lost), len(r.Corrupt), len(r.Stuck), r.FilesVerified, r.Requests)
+	fmt.Fprintf(&b, "requests issued %d, acknowledged %d, not acknowledged %d, lost %d, corrupt %d, stuck %d; files verified %d; "+
+		"service requests %d (finished %d, failed %d)\n",
+		r.Issued, r.Acked, r.Failed, len(r.Lost), len(r.Corrupt), len(r.Stuck), r.FilesVerified, r.Requests,
+		r.RequestsBy["FINISHED"], r.RequestsBy["FAILED"])
 	reasons := make([]string, 0, len(r.FailedBy))
 	for k := range r.FailedBy {
 		reasons = append(reasons, k)
@@ -66,7 +70,7 @@ func (r Report) String() string {
 // request of the load to reach a final state, then reads every file back. db is the
 // instance's database (read only); run and dir are as in the load's Config.
 func Verify(ctx context.Context, db *pg.DB, run Runner, dir string, ops []Op, settle time.Duration) (Report, error) {
-	rep := Report{Issued: len(ops), FailedBy: map[string]int{}}
+	rep := Report{Issued: len(ops), FailedBy: map[string]int{}, RequestsBy: map[string]int{}}
 	tags := make([]string, 0, len(ops))
 	for _, o := range ops {
 		tags = append(tags, o.Tag)
@@ -105,6 +109,9 @@ func Verify(ctx context.Context, db *pg.DB, run Runner, dir string, ops []Op, se
 	}
 	for _, rs := range reqs {
 		rep.Requests += len(rs)
+		for _, r := range rs {
+			rep.RequestsBy[r.status]++
+		}
 	}
 
 	// 2. Each acknowledged operation's requests all FINISHED: an acknowledged request the
