@@ -115,7 +115,8 @@ func TestSilentDiskServerIsMarkedAndItsWorkMovesOn(t *testing.T) {
 	require.Equal(t, model.SubrequestStatusFailed, m.Status)
 	require.Equal(t, model.SQLStateUnavailable, *m.ErrorCode)
 	require.Contains(t, *m.ErrorMessage, "disk server ds1 stopped answering during the transfer")
-	require.Equal(t, model.SQLStateConflict, sqlstate(model.TransferPutEnded(l.ctx, l.db.Pool(), open.SubrequestID, open.Token, 3, "00000003")))
+	require.Equal(t, model.SQLStateUnavailable, sqlstate(model.TransferPutEnded(l.ctx, l.db.Pool(), open.SubrequestID, open.Token, 3, "00000003")),
+		"given up by the service: the client is told to run it again (exit 2), not that it erred")
 	_, err := l.query("/pollux/moving")
 	require.Equal(t, model.SQLStateNotFound, sqlstate(err), "a write that never got content leaves no entry")
 	// The read of a file whose only copy is there waits, saying so; so does stager_qry.

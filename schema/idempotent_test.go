@@ -265,7 +265,7 @@ func TestLateReportsOfATakenBackTransfer(t *testing.T) {
 	require.NoError(t, model.TransferFail(l.ctx, l.db.Pool(), s.ID, old, model.SQLStateTransferFailed, "the client went away"))
 	require.Equal(t, placed, l.sub(req), "a late failure changes nothing")
 	err = model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, old, 7, "00000007")
-	require.Equal(t, model.SQLStateConflict, sqlstate(err))
+	require.Equal(t, model.SQLStateUnavailable, sqlstate(err), "the service's doing, not the user's: run it again")
 	require.ErrorContains(t, err, "no longer this transfer's")
 	require.Equal(t, placed, l.sub(req), "a late end changes nothing")
 	_, err = model.TransferGetCorrupt(l.ctx, l.db.Pool(), s.ID, old, 7, nil)

@@ -120,10 +120,12 @@ $$;
 -- elsewhere, cannot record its bytes on the new placement's copy. Idempotent: the same
 -- report again (a re-run after its commit's reply was lost) finds the write FINISHED with
 -- this size and checksum and returns the same success, changing nothing; the copy is the
--- catalogue's, so its bytes must stay. Raises: conflict (PX003) when the write is no longer
--- this transfer's (removed, taken back, failed) or ended with another size or checksum;
--- the mover then keeps the data unless disk_copy_discardable says the catalogue has no
--- copy there. Locks: the subrequest, the file, the copy.
+-- catalogue's, so its bytes must stay. Raises: conflict (PX003) when the write is over by
+-- a user's doing (removed while written) or ended with another size or checksum;
+-- unavailable (PX005) when the service gave it up (taken back, placed again, failed by
+-- its disk server's absence or a time limit). Either way the mover then keeps the data
+-- unless disk_copy_discardable says the catalogue has no copy there.
+-- Locks: the subrequest, the file, the copy.
 CREATE OR REPLACE FUNCTION transfer_put_ended(p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text)
 RETURNS void
 LANGUAGE plpgsql
@@ -139,13 +141,20 @@ BEGIN
        AND v_sr.size_bytes = p_size_bytes AND v_sr.checksum_adler32 = p_checksum_adler32 THEN
         RETURN; -- recorded already: only transfer_put_ended finishes a PUT, with these values
     END IF;
+    -- Why the write is over decides who is told what: a user's doing (a concurrent rm, the
+    -- client's own bad data) is a conflict (PX003); the service's (its disk server was out,
+    -- the transfer was taken back or failed by a time limit) is unavailable (PX005), so the
+    -- client says to run the command again rather than that the user did something wrong.
     IF NOT FOUND OR v_sr.status <> 'READY' OR v_sr.type <> 'PUT' THEN
         RAISE EXCEPTION 'the write of subrequest % is no longer wanted: %', p_subrequest_id,
-            coalesce(v_sr.error_message, v_sr.status::text, 'unknown subrequest') USING ERRCODE = 'PX003';
+            coalesce(v_sr.error_message, v_sr.status::text, 'unknown subrequest')
+            USING ERRCODE = CASE WHEN v_sr.status = 'FAILED' AND v_sr.error_code IN ('PX005', 'PX007') THEN 'PX005'
+                                 WHEN v_sr.status IN ('START', 'RESTART', 'RETRY', 'WAITSUBREQ', 'WAITSCHED', 'SCHEDULED') THEN 'PX005'
+                                 ELSE 'PX003' END;
     END IF;
     IF v_sr.token IS DISTINCT FROM p_token THEN
         RAISE EXCEPTION 'the write of subrequest % is no longer this transfer''s: it was taken back and placed again (%)',
-            p_subrequest_id, v_sr.info USING ERRCODE = 'PX003';
+            p_subrequest_id, v_sr.info USING ERRCODE = 'PX005';
     END IF;
     PERFORM 1 FROM file WHERE id = v_sr.file_id FOR UPDATE;
     UPDATE disk_copy SET size_bytes = p_size_bytes, checksum_adler32 = p_checksum_adler32, updated_at = now()

@@ -49,6 +49,10 @@ type Config struct {
 	Clients int
 	// MinSize and MaxSize bound the files' sizes (default 1 KiB to 256 KiB).
 	MinSize, MaxSize int
+	// Writers is how many of the clients only put (the others mix): a put needs no
+	// particular disk server, so a test can count on writers' acknowledgements while a
+	// server holding the only copy of some files is away and the readers of those wait.
+	Writers int
 	// Put, Get and Rm weigh the operations (0: the default 5, 3, 1; negative: none).
 	Put, Get, Rm int
 	// Pause is how long a client waits between two operations (default 20 ms): the load
@@ -129,6 +133,9 @@ func Start(ctx context.Context, cfg Config) (*Load, error) {
 	weight(&cfg.Rm, 1)
 	if cfg.Put == 0 {
 		return nil, errors.New("load: puts cannot be turned off: every other operation needs a stored file")
+	}
+	if cfg.Writers < 0 || cfg.Writers > cfg.Clients {
+		return nil, fmt.Errorf("load: Writers %d must be between 0 and Clients (%d)", cfg.Writers, cfg.Clients)
 	}
 	if cfg.MaxSize < cfg.MinSize {
 		return nil, fmt.Errorf("load: MaxSize %d is below MinSize %d", cfg.MaxSize, cfg.MinSize)
@@ -219,6 +226,9 @@ func (l *Load) pick(rnd *mrand.Rand, c int) (Op, bool) {
 	slices.Sort(readable) // map order is random; the choice should depend on rnd alone
 	slices.Sort(removable)
 	w := rnd.IntN(l.cfg.Put + l.cfg.Get + l.cfg.Rm)
+	if c < l.cfg.Writers {
+		w = 0 // a writer only puts
+	}
 	switch {
 	case w >= l.cfg.Put+l.cfg.Get && len(removable) > 0:
 		op.Kind, op.Path = "rm", removable[rnd.IntN(len(removable))]

@@ -52,6 +52,17 @@ func OutageAt(ops []Op, t time.Time) Outage {
 	return o
 }
 
+// PutsSince counts the acknowledged puts that started at or after t.
+func PutsSince(ops []Op, t time.Time) int {
+	n := 0
+	for _, r := range ops {
+		if r.Kind == "put" && r.Acked() && !r.Start.Before(t) {
+			n++
+		}
+	}
+	return n
+}
+
 // SucceededSince counts the acknowledged operations that started at or after t.
 func SucceededSince(ops []Op, t time.Time) int {
 	n := 0

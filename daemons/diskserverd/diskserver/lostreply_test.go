@@ -95,9 +95,10 @@ func TestClaimWhoseCommitReplyIsLostServesItsTransfers(t *testing.T) {
 	s = e.wait(req, model.SubrequestStatusFinished)
 	require.Equal(t, adler(data), *s.ChecksumAdler32)
 	require.Equal(t, 0, d.shutdown(t), d.log.String())
-	// Counted once the daemon has exited: a watcher logs as it starts, which may come after
-	// the upload it watches has ended.
-	require.Equal(t, 1, strings.Count(d.log.String(), `"msg":"transfer ready: waiting for the client"`), "one watcher for the transfer")
+	// Counted once the daemon has exited: a watcher logs as it starts. None at all is
+	// right when the client ended the upload before the claim's re-run: the re-run then
+	// finds the transfer over, and there is nothing left to watch.
+	require.LessOrEqual(t, strings.Count(d.log.String(), `"msg":"transfer ready: waiting for the client"`), 1, "one watcher at most for the transfer")
 }
 
 // refusedUpload starts an upload to path, removes the file while it is written, lets

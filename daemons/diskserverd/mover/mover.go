@@ -458,14 +458,20 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 	err = x.record("end upload", func(ctx context.Context, q pg.Querier) error {
 		return model.TransferPutEnded(ctx, q, x.id, x.t.Token(), n, sum)
 	})
-	switch {
-	case pg.SQLState(err) == model.SQLStateConflict:
-		// Removed (or taken back) while being written: the catalogue wants none of it.
+	switch code := pg.SQLState(err); code {
+	case model.SQLStateConflict, model.SQLStateUnavailable:
+		// Removed while being written (conflict: the user's doing), or given up by the
+		// service (unavailable: run it again): the catalogue wants none of it.
 		x.log.Warn("upload refused", zap.String("reason", pg.ServerMessage(err)))
 		x.discardRefused(final)
-		replyError(w, http.StatusConflict, model.SQLStateConflict, pg.ServerMessage(err))
+		status := http.StatusConflict
+		if code == model.SQLStateUnavailable {
+			status = http.StatusServiceUnavailable
+		}
+		replyError(w, status, code, pg.ServerMessage(err))
 		return nil
-	case err != nil:
+	}
+	if err != nil {
 		// The file stays: the end may have committed (its outcome is unknown when the
 		// database stayed out of reach). If it did not, the watcher fails the transfer, the
 		// copy becomes INVALID and its garbage collector unlinks it.
