@@ -252,7 +252,7 @@ func execFile(ctx context.Context, q pg.Querier, name, sql string) ([]string, er
 		return nil, err
 	}
 	if pg.SQLState(err) != pgerrcode.InvalidFunctionDefinition {
-		return nil, fmt.Errorf("logic file %s: %w", name, err)
+		return nil, fileError(name, sql, err)
 	}
 	if _, err := q.Exec(ctx, "rollback to savepoint logic_file"); err != nil {
 		return nil, fmt.Errorf("rollback to savepoint: %w", err)
@@ -271,7 +271,7 @@ func execFile(ctx context.Context, q pg.Querier, name, sql string) ([]string, er
 		}
 	}
 	if _, err := q.Exec(ctx, sql); err != nil {
-		return nil, fmt.Errorf("logic file %s: %w", name, err)
+		return nil, fileError(name, sql, err)
 	}
 	return fns, nil
 }

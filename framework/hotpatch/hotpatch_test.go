@@ -121,9 +121,11 @@ func TestApplyStatusRollback(t *testing.T) {
 
 	// A broken file changes nothing: the transaction rolls back whole.
 	broken := claimLogic("v9", "integer")
-	broken["zz_broken.sql"] = "CREATE FUNCTION broken( RETURNS"
+	broken["zz_broken.sql"] = "-- a comment\n\nCREATE FUNCTION broken() RETURNS int LANGUAGE plpgsql AS $$\nBEGIN\n    RETURN 1\n    RETURN 2;\nEND;\n$$;\n"
 	_, err = b.p.Apply(b.ctx, hotpatch.NewBundle(broken), "test", "", false)
-	require.ErrorContains(t, err, "zz_broken.sql")
+	// The operator is told the file and the line: the missing ";" shows on line 6's RETURN.
+	require.ErrorContains(t, err, "logic file zz_broken.sql, line 6, column 12:")
+	require.ErrorContains(t, err, `syntax error at or near "2"`)
 	cur, err := b.p.Current(b.ctx)
 	require.NoError(t, err)
 	require.Equal(t, r.Version, cur.Version)
