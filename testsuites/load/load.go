@@ -61,6 +61,9 @@ type Config struct {
 	// OpTimeout bounds one client command (default 2 min); a command cut off is recorded
 	// as not acknowledged.
 	OpTimeout time.Duration
+	// Limit, when above 0, is how many operations the load issues in all; the clients
+	// stop once it is reached (Done says when they have).
+	Limit int
 	// LogPath, when set, receives every operation as a JSON line as soon as it ends, so
 	// that the clients' log outlives a run that is cut short (ReadJournal reads it back).
 	LogPath string
@@ -90,12 +93,13 @@ type Load struct {
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 
-	mu      sync.Mutex
-	ops     []Op
-	files   map[string]*file // by remote path
-	next    int
-	journal *os.File
-	enc     *json.Encoder
+	mu       sync.Mutex
+	ops      []Op
+	files    map[string]*file // by remote path
+	next     int
+	journal  *os.File
+	enc      *json.Encoder
+	finished chan struct{}
 }
 
 type file struct {
@@ -159,12 +163,18 @@ func Start(ctx context.Context, cfg Config) (*Load, error) {
 		}
 		l.journal, l.enc = f, json.NewEncoder(f)
 	}
+	l.finished = make(chan struct{})
 	for c := range cfg.Clients {
 		l.done.Add(1)
 		go func() { defer l.done.Done(); l.client(ctx, c) }()
 	}
+	go func() { l.done.Wait(); close(l.finished) }()
 	return l, nil
 }
+
+// Done is closed once every client has stopped: after Stop, or once Limit operations
+// were issued and ended, or when the load's context ended.
+func (l *Load) Done() <-chan struct{} { return l.finished }
 
 // Stop lets every client finish its operation in flight and returns the log.
 func (l *Load) Stop() []Op {
@@ -208,7 +218,7 @@ func (l *Load) client(ctx context.Context, c int) {
 func (l *Load) pick(rnd *mrand.Rand, c int) (Op, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.next < 0 {
+	if l.next < 0 || (l.cfg.Limit > 0 && l.next >= l.cfg.Limit) {
 		return Op{}, false
 	}
 	n := l.next

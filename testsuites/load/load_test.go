@@ -7,6 +7,7 @@ import (
 	"hash/adler32"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -133,3 +134,45 @@ func removed(ops []load.Op, path string) bool {
 }
 
 func sameAdler(b []byte, want uint32) bool { return adler32.Checksum(b) == want }
+
+// pollux-stress, the operators' load against any instance, run as a process against a whole
+// instance: it stops after its requests, prints its figures and its verdict, removes what
+// it wrote, and exits 0 with nothing lost.
+func TestPolluxStressCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a whole instance as processes")
+	}
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	in, err := e2e.Start(ctx, e2e.Options{Bin: bin, DSN: schematest.DSN(t), Dir: dir})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(in.Logs(30))
+		}
+		in.Stop()
+	})
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "pollux-stress"), "--stage-host", in.StageHost(), "--token", in.Token,
+		"--requests", "40", "--clients", "3", "--max-size", "16384", "--report-every", "200ms",
+		"--database-url", in.DSN(), "--bin", bin, "--prefix", "/pollux/stress/test", "--work-dir", filepath.Join(dir, "work"))
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	s := string(out)
+	t.Logf("pollux-stress:\n%s", s)
+	require.Contains(t, s, "3 clients against ")
+	require.Regexp(t, `(?m)^whole run, `, s)
+	require.Regexp(t, `(?m)^\s+put\s+\d+ ok\s+0 failed`, s)
+	require.Contains(t, s, "requests issued 40, acknowledged 40, not acknowledged 0, lost 0, corrupt 0, stuck 0")
+	require.Regexp(t, `removed the \d+ files the run left`, s)
+	q := in.Run(ctx, nil, "stager_qry", "-M", "/pollux/stress/test/f000000")
+	require.Equal(t, 1, q.Code, "the run's files are gone: %s", q.Stdout)
+
+	bad := exec.CommandContext(ctx, filepath.Join(bin, "pollux-stress"), "--stage-host", in.StageHost(), "--mix", "get=1")
+	out, err = bad.CombinedOutput()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit)
+	require.Equal(t, 2, exit.ExitCode())
+	require.Contains(t, string(out), "put must have a weight above 0")
+}
