@@ -61,10 +61,12 @@ BEGIN
 END;
 $$;
 
--- subrequest_file returns the file row of a subrequest's path, locked; when there is no
--- such file it fails the subrequest with not_found (PX001) and returns no row.
+-- subrequest_file returns the file row of a subrequest's path, locked, when its requester
+-- may do p_action to it (namespace_authorise: read, write or remove). Otherwise it fails the
+-- subrequest, with permission_denied (PX004) naming path, owner, mode and user, or with
+-- not_found (PX001) when there is no such file, and returns no row.
 -- Locks: the file row.
-CREATE OR REPLACE FUNCTION subrequest_file(p_id bigint)
+CREATE OR REPLACE FUNCTION subrequest_file(p_id bigint, p_action text)
 RETURNS SETOF file
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
@@ -72,11 +74,18 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_path text;
+    v_user text;
     v_file file;
+    v_problem text;
 BEGIN
-    SELECT path INTO v_path FROM subrequest WHERE id = p_id;
+    SELECT s.path, r.user_name INTO v_path, v_user FROM subrequest s JOIN request r ON r.id = s.request_id WHERE s.id = p_id;
     SELECT * INTO v_file FROM file_lock(v_path, NULL, NULL, false);
-    IF v_file.id IS NULL THEN
+    -- Before not_found: a user who may not search a directory learns nothing of its files.
+    v_problem := namespace_authorise(v_user, v_path, p_action);
+    IF v_problem IS NOT NULL THEN
+        PERFORM subrequest_fail(p_id, 'PX004', v_problem);
+        RETURN;
+    ELSIF v_file.id IS NULL THEN
         PERFORM subrequest_fail(p_id, 'PX001', format('no such file: %s', v_path));
         RETURN;
     END IF;
@@ -171,7 +180,9 @@ BEGIN
 END;
 $$;
 
--- subrequest_decide_put decides a PUT: a new STAGEOUT disk copy handed to the scheduler
+-- subrequest_decide_put decides a PUT: FAILED with permission_denied (PX004) when its user
+-- may not create the file (a new one, namespace_file_create) or write it (an existing one),
+-- a new STAGEOUT disk copy handed to the scheduler
 -- plugin (SCHEDULED or WAITSCHED), or FAILED with conflict (PX003) while another write of
 -- the file is unclosed (the second writer fails at once rather than waiting behind a write
 -- that may never be closed; see docs/statuses.md). Returns the disk server's URL when the
@@ -188,10 +199,23 @@ DECLARE
     v_file file;
     v_writer bigint;
     v_copy bigint;
+    v_problem text;
+    v_new bigint;
 BEGIN
     SELECT * INTO v_sr FROM subrequest WHERE id = p_id;
     SELECT * INTO v_req FROM request WHERE id = v_sr.request_id;
-    SELECT * INTO v_file FROM file_lock(v_sr.path, v_req.service_class_id, v_req.user_name, true);
+    SELECT * INTO v_file FROM file_lock(v_sr.path, NULL, NULL, false);
+    IF v_file.id IS NULL THEN
+        SELECT c.file_id, c.problem INTO v_new, v_problem
+        FROM namespace_file_create(v_sr.path, v_req.service_class_id, v_req.user_name) c;
+        SELECT * INTO v_file FROM file WHERE id = v_new;
+    ELSE
+        v_problem := namespace_authorise(v_req.user_name, v_sr.path, 'write');
+    END IF;
+    IF v_problem IS NOT NULL THEN
+        PERFORM subrequest_fail(p_id, 'PX004', v_problem);
+        RETURN NULL;
+    END IF;
     v_writer := file_unclosed_writer(v_file.id, p_id);
     IF v_writer IS NOT NULL THEN
         PERFORM subrequest_fail(p_id, 'PX003', format(
@@ -207,7 +231,8 @@ BEGIN
 END;
 $$;
 
--- subrequest_decide_get decides a GET or PREPARE_TO_GET: FAILED with not_found (PX001)
+-- subrequest_decide_get decides a GET or PREPARE_TO_GET: FAILED with permission_denied
+-- (PX004) when its user may not read the file, with not_found (PX001)
 -- when there is no file or no valid copy, or with transfer_failed (PX007) when its copy was
 -- found corrupt (transfer_get_corrupt: a marked copy is never read again); WAITSUBREQ while a
 -- write of the file is unclosed (the reader then gets the new content); otherwise the STAGED
@@ -228,7 +253,7 @@ DECLARE
     v_corrupt bigint;
     v_writer bigint;
 BEGIN
-    SELECT * INTO v_file FROM subrequest_file(p_id);
+    SELECT * INTO v_file FROM subrequest_file(p_id, 'read');
     IF v_file.id IS NULL THEN
         RETURN NULL;
     END IF;
@@ -264,7 +289,8 @@ END;
 $$;
 
 -- subrequest_decide_putdone closes a finished write: its STAGEOUT copy becomes STAGED (see
--- file_close_copy). Fails with not_found (PX001) for an unknown file and conflict (PX003)
+-- file_close_copy). Fails with permission_denied (PX004) when its user may not write the
+-- file, not_found (PX001) for an unknown file and conflict (PX003)
 -- when nothing is being written or the upload has not ended.
 -- Locks: the file row and its copy.
 CREATE OR REPLACE FUNCTION subrequest_decide_putdone(p_id bigint)
@@ -277,7 +303,7 @@ DECLARE
     v_file file;
     v_copy disk_copy;
 BEGIN
-    SELECT * INTO v_file FROM subrequest_file(p_id);
+    SELECT * INTO v_file FROM subrequest_file(p_id, 'write');
     IF v_file.id IS NULL THEN
         RETURN 'no such file';
     END IF;
@@ -300,7 +326,8 @@ $$;
 -- subrequest_decide_rm removes a file: writes in progress fail ("removed while being
 -- written"), subrequests waiting on the file or not yet transferring fail with not_found,
 -- reads already transferring finish (their copy is kept until they end), every copy becomes
--- INVALID for its disk server to delete, and the namespace entry goes.
+-- INVALID for its disk server to delete, and the namespace entry goes. Fails with
+-- permission_denied (PX004) when its user may not remove the file (subrequest_file).
 -- Locks: the file row, the other subrequests on the file.
 CREATE OR REPLACE FUNCTION subrequest_decide_rm(p_id bigint)
 RETURNS text
@@ -312,7 +339,7 @@ DECLARE
     v_file file;
     v_other subrequest;
 BEGIN
-    SELECT * INTO v_file FROM subrequest_file(p_id);
+    SELECT * INTO v_file FROM subrequest_file(p_id, 'remove');
     IF v_file.id IS NULL THEN
         RETURN 'no such file';
     END IF;

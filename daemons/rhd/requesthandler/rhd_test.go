@@ -588,7 +588,7 @@ func TestFaultsAreInternalAndLogged(t *testing.T) {
 	c := newCluster(t)
 	a := c.rhd()
 	// A fault the logic does not classify (here a function broken by hand).
-	_, err := c.db.Pool().Exec(c.ctx, `CREATE OR REPLACE FUNCTION file_query(p_path text)
+	_, err := c.db.Pool().Exec(c.ctx, `CREATE OR REPLACE FUNCTION file_query(p_path text, p_user text)
 		RETURNS TABLE (path text, service_class text, status text, size_bytes bigint, checksum_adler32 text,
 		               owner text, updated_at timestamptz, disk_copies integer, info text)
 		LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'secret internals of %', p_path; END $$`)
