@@ -68,9 +68,14 @@ func TestNamespacePermissionsAliceAndBob(t *testing.T) {
 	ok(t, in.Run(ctx, nil, "pollux", "cp", "/pollux/u/bob/x", filepath.Join(dir, "x.back")))
 	refused(in.Run(ctx, nil, "stager_rm", "-M", "/pollux/u/bob/x"), "you are alice")
 
-	// The shared root is like /tmp: anyone creates, only the owner removes.
+	// The root is like /tmp: anyone creates there, only the owner removes; a directory a
+	// put made is its writer's.
+	ok(t, in.Run(ctx, nil, "pollux", "cp", src, "/pollux/perm-a"))
+	refused(in.Run(ctx, bob, "stager_rm", "-M", "/pollux/perm-a"),
+		"permission denied: cannot remove /pollux/perm-a: it is owned by alice and its directory /pollux is sticky (owned by root, mode 1777); you are bob")
 	ok(t, in.Run(ctx, nil, "pollux", "cp", src, "/pollux/shared/a"))
-	refused(in.Run(ctx, bob, "stager_rm", "-M", "/pollux/shared/a"), "you are bob")
+	refused(in.Run(ctx, bob, "stager_put", "-M", "/pollux/shared/b", "--file", src),
+		"permission denied: cannot create /pollux/shared/b: /pollux/shared is owned by alice, mode 0755; you are bob")
 
 	// An administrator may do anything, and every use of the role is journaled.
 	admin("ns", "admin", "add", "bob")
