@@ -279,7 +279,7 @@ func TestNamespacePermissions(t *testing.T) {
 
 	code, out, stderr = b.admin(t, "ns", "ls", "/pollux/u")
 	require.Equal(t, 0, code, stderr)
-	require.Regexp(t, `dir\s+0755\s+root\s+root\s.*/pollux/u\n`, out)
+	require.Regexp(t, `dir\s+0755\s+root\s+-\s.*/pollux/u\n`, out)
 	require.Regexp(t, `dir\s+0750\s+bob\s+physics\s.*/pollux/u/alice\n`, out)
 
 	code, _, stderr = b.admin(t, "ns", "chmod", "/pollux/u/alice", "rwx")

@@ -263,8 +263,9 @@ $$;
 
 -- namespace_mkhome creates p_user's home, namespace_root()/u/<user>, owned by the user, with
 -- group p_group ('' for none) and mode 0777 minus policy namespace_umask; namespace_root()/u
--- is created first when missing (owned by root, 0755). A home that exists already and is the
--- user's is returned unchanged, so that running it again is harmless. Returns the path.
+-- is created first when missing (owned by root, no group, 0755). A home that exists already
+-- and is the user's is returned unchanged, so that running it again is harmless. Returns
+-- the path.
 -- Locks: the directory rows it inserts. Raises: invalid_argument (PX002) for a bad user or
 -- group name; conflict (PX003) when the path exists and belongs to someone else.
 CREATE OR REPLACE FUNCTION namespace_mkhome(p_user text, p_group text, p_by text)
@@ -283,7 +284,7 @@ BEGIN
     IF v_problem IS NOT NULL THEN
         RAISE EXCEPTION '%', v_problem USING ERRCODE = 'PX002';
     END IF;
-    INSERT INTO directory (path, owner, group_name, mode) VALUES (namespace_root() || '/u', 'root', 'root', 493)
+    INSERT INTO directory (path, owner, group_name, mode) VALUES (namespace_root() || '/u', 'root', '', 493)
     ON CONFLICT (path) DO NOTHING;
     INSERT INTO directory (path, owner, group_name, mode)
     VALUES (v_home, p_user, coalesce(p_group, ''), 511 & ~policy_value('namespace_umask')::integer)

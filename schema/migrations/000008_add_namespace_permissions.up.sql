@@ -21,7 +21,9 @@ CREATE TABLE directory (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 -- 1023 = 01777: rwx for everyone, sticky.
-INSERT INTO directory (path, owner, group_name, mode) VALUES ('/pollux', 'root', 'root', 1023);
+-- No group: every directory a put makes below inherits it, and a group named here would
+-- give its members the group bits of all of them.
+INSERT INTO directory (path, owner, group_name, mode) VALUES ('/pollux', 'root', '', 1023);
 
 ALTER TABLE file
     ADD COLUMN group_name text NOT NULL DEFAULT '',
