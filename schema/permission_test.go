@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
@@ -303,4 +304,55 @@ func requireCode(t *testing.T, err error, code string) {
 	var pgErr *pgconn.PgError
 	require.True(t, errors.As(err, &pgErr), "want SQLSTATE %s, got %v", code, err)
 	require.Equal(t, code, pgErr.Code, pgErr.Message)
+}
+
+// Two users' puts make the same new directory at once: the first to commit owns it, and
+// the other is then authorised against it (0755, alice's) and refused, changing nothing,
+// rather than writing into it on the strength of the root's 01777.
+func TestPermissionRaceForANewDirectory(t *testing.T) {
+	t.Parallel()
+	p := newPerm(t, 0o755, noFileMode)
+	pool := p.db.Pool()
+	submit := func(user, path string) string {
+		id := uuid.New()
+		_, err := model.RequestSubmit(p.ctx, pool, id, model.RequestTypePut, "default", user, "", "test", []string{path}, false)
+		require.NoError(t, err)
+		return id
+	}
+	alice := submit("alice", "/pollux/new/a")
+	first, err := pool.Begin(p.ctx)
+	require.NoError(t, err)
+	defer func() { _ = first.Rollback(p.ctx) }()
+	// alice's decision makes /pollux/new and holds it uncommitted.
+	_, err = model.SubrequestClaim(p.ctx, first, string(model.FamilyPut), 10)
+	require.NoError(t, err)
+
+	bob := submit("bob", "/pollux/new/b")
+	second := make(chan error, 1)
+	go func() {
+		// bob's claim passes alice's locked subrequest over and waits on the directory.
+		_, err := model.SubrequestClaim(p.ctx, pool, string(model.FamilyPut), 10)
+		second <- err
+	}()
+	require.Eventually(t, func() bool {
+		var waiting int
+		err := pool.QueryRow(p.ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%subrequest_claim%'`).Scan(&waiting)
+		return err == nil && waiting == 1
+	}, 10*time.Second, 10*time.Millisecond, "bob's decision never waited on alice's directory")
+	require.NoError(t, first.Commit(p.ctx))
+	require.NoError(t, <-second)
+
+	subs, err := model.SubrequestList(p.ctx, pool, alice)
+	require.NoError(t, err)
+	require.Equal(t, model.SubrequestStatusWaitsched, subs[0].Status, "%v", subs[0].ErrorMessage)
+	subs, err = model.SubrequestList(p.ctx, pool, bob)
+	require.NoError(t, err)
+	require.Equal(t, model.SubrequestStatusFailed, subs[0].Status)
+	require.Equal(t, "permission denied: cannot create /pollux/new/b: /pollux/new is owned by alice, mode 0755; you are bob", *subs[0].ErrorMessage)
+	rows, err := model.NamespaceList(p.ctx, pool, "/pollux/new")
+	require.NoError(t, err)
+	require.Len(t, rows, 2, "the directory and alice's file, nothing of bob's")
+	require.Equal(t, "alice", rows[0].Owner)
+	require.Equal(t, "/pollux/new/a", rows[1].Path)
 }
