@@ -74,7 +74,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "file_unclosed_writer", File: "stager.sql", IdentityArgs: "p_file_id bigint, p_except bigint", Result: "bigint"},
 	{Name: "subrequest_finish", File: "stager.sql", IdentityArgs: "p_id bigint, p_info text", Result: "void"},
 	{Name: "subrequest_wait_transfer", File: "stager.sql", IdentityArgs: "p_id bigint, p_file_id bigint, p_disk_copy_id bigint", Result: "text"},
-	{Name: "subrequest_file", File: "stager.sql", IdentityArgs: "p_id bigint, p_action text", Result: "SETOF file"},
+	{Name: "subrequest_file", File: "stager.sql", IdentityArgs: "p_id bigint", Result: "SETOF file"},
 	{Name: "subrequest_claim", File: "stager.sql", IdentityArgs: "p_family text, p_batch integer", Result: "TABLE(id bigint, request_id uuid, path text, status subrequest_status, message text, wake_url text)"},
 	{Name: "subrequest_decide_put", File: "stager.sql", IdentityArgs: "p_id bigint", Result: "text"},
 	{Name: "subrequest_decide_get", File: "stager.sql", IdentityArgs: "p_id bigint", Result: "text"},
@@ -220,7 +220,7 @@ const (
 	// SubrequestWaitTransferSQL is the statement SubrequestWaitTransfer runs.
 	SubrequestWaitTransferSQL = "SELECT subrequest_wait_transfer($1::bigint, $2::bigint, $3::bigint)"
 	// SubrequestFileSQL is the statement SubrequestFile runs.
-	SubrequestFileSQL = "SELECT id, path, service_class_id, size_bytes, checksum_adler32, owner, created_at, updated_at, group_name, mode FROM subrequest_file($1::bigint, $2::text)"
+	SubrequestFileSQL = "SELECT id, path, service_class_id, size_bytes, checksum_adler32, owner, created_at, updated_at, group_name, mode FROM subrequest_file($1::bigint)"
 	// SubrequestClaimSQL is the statement SubrequestClaim runs.
 	SubrequestClaimSQL = "SELECT id, request_id, path, status, message, wake_url FROM subrequest_claim($1::text, $2::integer)"
 	// SubrequestDecidePutSQL is the statement SubrequestDecidePut runs.
@@ -1018,11 +1018,11 @@ func SubrequestWaitTransfer(ctx context.Context, db DBTX, id int64, fileID int64
 
 // SubrequestFile calls the SQL function subrequest_file (stager.sql).
 //
-// The locked file row of a subrequest's path when its user may do p_action (read, write,
-// remove) to it; else fails the subrequest with permission_denied or not_found and
-// returns no row.
-func SubrequestFile(ctx context.Context, db DBTX, id int64, action string) ([]File, error) {
-	rows, err := db.Query(ctx, SubrequestFileSQL, id, action)
+// The locked file row of a subrequest's path when its user may do what the subrequest's
+// type needs (read, write, remove); else fails the subrequest with permission_denied or
+// not_found and returns no row.
+func SubrequestFile(ctx context.Context, db DBTX, id int64) ([]File, error) {
+	rows, err := db.Query(ctx, SubrequestFileSQL, id)
 	if err != nil {
 		return nil, fmt.Errorf("subrequest_file: %w", err)
 	}

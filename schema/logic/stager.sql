@@ -62,31 +62,36 @@ END;
 $$;
 
 -- subrequest_file returns the file row of a subrequest's path, locked, when its requester
--- may do p_action to it (namespace_authorise: read, write or remove). Otherwise it fails the
--- subrequest, with permission_denied (PX004) naming path, owner, mode and user, or with
--- not_found (PX001) when there is no such file, and returns no row.
--- Locks: the file row.
-CREATE OR REPLACE FUNCTION subrequest_file(p_id bigint, p_action text)
+-- may do to it what the subrequest's type needs (namespace_authorise: read for GET and
+-- PREPARE_TO_GET, write for PUTDONE, remove for RM). Otherwise it fails the subrequest, with
+-- permission_denied (PX004) naming path, owner, mode and user, or with not_found (PX001)
+-- when there is no such file, and returns no row.
+-- Locks: the file row. Raises: invalid_argument (PX002) for a PUT (its decision creates
+-- the file: namespace_file_create).
+CREATE OR REPLACE FUNCTION subrequest_file(p_id bigint)
 RETURNS SETOF file
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-    v_path text;
+    v_sr subrequest;
     v_user text;
     v_file file;
     v_problem text;
 BEGIN
-    SELECT s.path, r.user_name INTO v_path, v_user FROM subrequest s JOIN request r ON r.id = s.request_id WHERE s.id = p_id;
-    SELECT * INTO v_file FROM file_lock(v_path, NULL, NULL, false);
+    SELECT * INTO v_sr FROM subrequest WHERE id = p_id;
+    SELECT r.user_name INTO v_user FROM request r WHERE r.id = v_sr.request_id;
+    SELECT * INTO v_file FROM file_lock(v_sr.path, NULL, NULL, false);
     -- Before not_found: a user who may not search a directory learns nothing of its files.
-    v_problem := namespace_authorise(v_user, v_path, p_action);
+    v_problem := namespace_authorise(v_user, v_sr.path, CASE v_sr.type
+        WHEN 'GET' THEN 'read' WHEN 'PREPARE_TO_GET' THEN 'read' WHEN 'PUTDONE' THEN 'write' WHEN 'RM' THEN 'remove'
+        ELSE 'none' END);
     IF v_problem IS NOT NULL THEN
         PERFORM subrequest_fail(p_id, 'PX004', v_problem);
         RETURN;
     ELSIF v_file.id IS NULL THEN
-        PERFORM subrequest_fail(p_id, 'PX001', format('no such file: %s', v_path));
+        PERFORM subrequest_fail(p_id, 'PX001', format('no such file: %s', v_sr.path));
         RETURN;
     END IF;
     RETURN NEXT v_file;
@@ -253,7 +258,7 @@ DECLARE
     v_corrupt bigint;
     v_writer bigint;
 BEGIN
-    SELECT * INTO v_file FROM subrequest_file(p_id, 'read');
+    SELECT * INTO v_file FROM subrequest_file(p_id);
     IF v_file.id IS NULL THEN
         RETURN NULL;
     END IF;
@@ -303,7 +308,7 @@ DECLARE
     v_file file;
     v_copy disk_copy;
 BEGIN
-    SELECT * INTO v_file FROM subrequest_file(p_id, 'write');
+    SELECT * INTO v_file FROM subrequest_file(p_id);
     IF v_file.id IS NULL THEN
         RETURN 'no such file';
     END IF;
@@ -339,7 +344,7 @@ DECLARE
     v_file file;
     v_other subrequest;
 BEGIN
-    SELECT * INTO v_file FROM subrequest_file(p_id, 'remove');
+    SELECT * INTO v_file FROM subrequest_file(p_id);
     IF v_file.id IS NULL THEN
         RETURN 'no such file';
     END IF;

@@ -44,3 +44,9 @@ CREATE TABLE admin_user (
 
 INSERT INTO policy (name, value, doc) VALUES
     ('namespace_umask', 18, 'Mode bits (18 = octal 022) taken away from 0666 for a new file and from 0777 for a new directory.');
+
+-- file_query now takes the user who asks (schema/logic/namespace.sql). The hot patch drops
+-- only functions whose name no logic file defines any more, so the old one-argument form,
+-- which would answer anyone, goes here. Run the new logic and rhd with this migration
+-- (`pollux-admin migrate` applies both schema and logic).
+DROP FUNCTION IF EXISTS file_query(text);
