@@ -205,7 +205,7 @@ $$;
 
 -- namespace_file_create creates the namespace entry of a put of a new file, with its
 -- directories, and returns it locked: owned by the writer, with its directory's group and
--- 0666 minus policy namespace_umask. Returns the refusal and no row when p_user may not
+-- 0666 minus policy namespace_umask. Returns no file_id but the refusal when p_user may not
 -- create it, or may not write it when another request created it meanwhile; nothing is
 -- changed then. Locks: the directories it creates, the file row.
 CREATE OR REPLACE FUNCTION namespace_file_create(p_path text, p_service_class_id bigint, p_user text)

@@ -186,12 +186,13 @@ END;
 $$;
 
 -- subrequest_decide_put decides a PUT: FAILED with permission_denied (PX004) when its user
--- may not create the file (a new one, namespace_file_create) or write it (an existing one),
--- a new STAGEOUT disk copy handed to the scheduler
--- plugin (SCHEDULED or WAITSCHED), or FAILED with conflict (PX003) while another write of
--- the file is unclosed (the second writer fails at once rather than waiting behind a write
--- that may never be closed; see docs/statuses.md). Returns the disk server's URL when the
--- write was placed at once. Locks: the file row.
+-- may not create the file (a new one: namespace_file_create makes it and its directories)
+-- or write it (an existing one), changing nothing; FAILED with conflict (PX003) while
+-- another write of the file is unclosed (the second writer fails at once rather than
+-- waiting behind a write that may never be closed; see docs/statuses.md); else a new
+-- STAGEOUT disk copy handed to the scheduler plugin (SCHEDULED or WAITSCHED). Returns the
+-- disk server's URL when the write was placed at once. Locks: the file row, and the
+-- directories it creates.
 CREATE OR REPLACE FUNCTION subrequest_decide_put(p_id bigint)
 RETURNS text
 LANGUAGE plpgsql
