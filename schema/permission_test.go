@@ -243,8 +243,16 @@ func TestPermissionFileQuery(t *testing.T) {
 		require.Equal(t, "permission denied: /pollux/u/alice/f is owned by alice (group physics), mode 0640; you are carol", pgErr.Message)
 	}
 	require.Equal(t, 1, p.adminEvents("ops"))
+	// A refusal of a user who is no administrator, and an administrator's read that the
+	// bits allow anyway, journal nothing: only a use of the role does.
+	_, err := model.NamespaceEntrySet(p.ctx, p.db.Pool(), permFile, nil, nil, ptr(int32(0o644)), "test")
+	require.NoError(t, err)
+	_, err = model.FileQuery(p.ctx, p.db.Pool(), permFile, "ops")
+	require.NoError(t, err)
+	require.Equal(t, 1, p.adminEvents("ops"))
+	require.Zero(t, p.adminEvents("carol"))
 	// Not searchable: a missing file is refused, not reported missing.
-	_, err := model.NamespaceEntrySet(p.ctx, p.db.Pool(), permHome, nil, nil, ptr(int32(0o700)), "test")
+	_, err = model.NamespaceEntrySet(p.ctx, p.db.Pool(), permHome, nil, nil, ptr(int32(0o700)), "test")
 	require.NoError(t, err)
 	_, err = model.FileQuery(p.ctx, p.db.Pool(), permHome+"/missing", "carol")
 	var pgErr *pgconn.PgError
