@@ -41,9 +41,26 @@ var LogicFunctions = []LogicFunction{
 	{Name: "leader_work_purge", File: "leader.sql", IdentityArgs: "p_batch integer", Result: "integer"},
 	{Name: "leader_lease_list", File: "leader.sql", IdentityArgs: "p_window_seconds integer", Result: "TABLE(name text, epoch bigint, holder_id uuid, holder_host text, holder_preferred boolean, acquired_at timestamp with time zone, lease_age_seconds double precision, expires_in_seconds double precision, backups text[])"},
 	{Name: "system_check", File: "check.sql", IdentityArgs: "", Result: "TABLE(area text, item text, state text, detail text)"},
+	{Name: "namespace_mode_text", File: "permission.sql", IdentityArgs: "p_mode integer", Result: "text"},
+	{Name: "namespace_mode_parse", File: "permission.sql", IdentityArgs: "p_mode text", Result: "integer"},
+	{Name: "namespace_ancestors", File: "permission.sql", IdentityArgs: "p_path text", Result: "text[]"},
+	{Name: "namespace_may", File: "permission.sql", IdentityArgs: "p_user text, p_owner text, p_group text, p_mode integer, p_want integer", Result: "boolean"},
+	{Name: "namespace_denial", File: "permission.sql", IdentityArgs: "p_what text, p_path text, p_owner text, p_group text, p_mode integer, p_user text", Result: "text"},
+	{Name: "namespace_access_problem", File: "permission.sql", IdentityArgs: "p_user text, p_path text, p_action text", Result: "text"},
+	{Name: "namespace_authorise", File: "permission.sql", IdentityArgs: "p_user text, p_path text, p_action text", Result: "text"},
+	{Name: "namespace_mkdirs", File: "permission.sql", IdentityArgs: "p_path text, p_user text", Result: "boolean"},
+	{Name: "namespace_file_create", File: "permission.sql", IdentityArgs: "p_path text, p_service_class_id bigint, p_user text", Result: "TABLE(file_id bigint, problem text)"},
+	{Name: "namespace_user_problem", File: "permission.sql", IdentityArgs: "p_what text, p_name text", Result: "text"},
+	{Name: "namespace_mkhome", File: "permission.sql", IdentityArgs: "p_user text, p_group text, p_by text", Result: "text"},
+	{Name: "namespace_entry_set", File: "permission.sql", IdentityArgs: "p_path text, p_owner text, p_group text, p_mode integer, p_by text", Result: "TABLE(kind text, path text, owner text, group_name text, mode text, size_bytes bigint, updated_at timestamp with time zone)"},
+	{Name: "namespace_list", File: "permission.sql", IdentityArgs: "p_path text", Result: "TABLE(kind text, path text, owner text, group_name text, mode text, size_bytes bigint, updated_at timestamp with time zone)"},
+	{Name: "user_group_set", File: "permission.sql", IdentityArgs: "p_user text, p_group text, p_member boolean, p_by text", Result: "boolean"},
+	{Name: "user_group_list", File: "permission.sql", IdentityArgs: "", Result: "SETOF user_group"},
+	{Name: "admin_user_set", File: "permission.sql", IdentityArgs: "p_user text, p_admin boolean, p_by text", Result: "boolean"},
+	{Name: "admin_user_list", File: "permission.sql", IdentityArgs: "", Result: "SETOF admin_user"},
 	{Name: "namespace_root", File: "namespace.sql", IdentityArgs: "", Result: "text"},
 	{Name: "namespace_path_problem", File: "namespace.sql", IdentityArgs: "p_path text", Result: "text"},
-	{Name: "file_query", File: "namespace.sql", IdentityArgs: "p_path text", Result: "TABLE(path text, service_class text, status text, size_bytes bigint, checksum_adler32 text, owner text, updated_at timestamp with time zone, disk_copies integer, info text)"},
+	{Name: "file_query", File: "namespace.sql", IdentityArgs: "p_path text, p_user text", Result: "TABLE(path text, service_class text, status text, size_bytes bigint, checksum_adler32 text, owner text, updated_at timestamp with time zone, disk_copies integer, info text)"},
 	{Name: "file_close_copy", File: "namespace.sql", IdentityArgs: "p_file_id bigint, p_disk_copy_id bigint", Result: "void"},
 	{Name: "request_submit", File: "request.sql", IdentityArgs: "p_id uuid, p_type request_type, p_service_class text, p_user text, p_user_tag text, p_client_host text, p_paths text[], p_auto_close boolean", Result: "TABLE(created boolean, subrequests integer)"},
 	{Name: "request_get", File: "request.sql", IdentityArgs: "p_id uuid", Result: "SETOF request"},
@@ -136,12 +153,46 @@ const (
 	LeaderLeaseListSQL = "SELECT name, epoch, holder_id, holder_host, holder_preferred, acquired_at, lease_age_seconds, expires_in_seconds, backups FROM leader_lease_list($1::integer)"
 	// SystemCheckSQL is the statement SystemCheck runs.
 	SystemCheckSQL = "SELECT area, item, state, detail FROM system_check()"
+	// NamespaceModeTextSQL is the statement NamespaceModeText runs.
+	NamespaceModeTextSQL = "SELECT namespace_mode_text($1::integer)"
+	// NamespaceModeParseSQL is the statement NamespaceModeParse runs.
+	NamespaceModeParseSQL = "SELECT namespace_mode_parse($1::text)"
+	// NamespaceAncestorsSQL is the statement NamespaceAncestors runs.
+	NamespaceAncestorsSQL = "SELECT namespace_ancestors($1::text)"
+	// NamespaceMaySQL is the statement NamespaceMay runs.
+	NamespaceMaySQL = "SELECT namespace_may($1::text, $2::text, $3::text, $4::integer, $5::integer)"
+	// NamespaceDenialSQL is the statement NamespaceDenial runs.
+	NamespaceDenialSQL = "SELECT namespace_denial($1::text, $2::text, $3::text, $4::text, $5::integer, $6::text)"
+	// NamespaceAccessProblemSQL is the statement NamespaceAccessProblem runs.
+	NamespaceAccessProblemSQL = "SELECT namespace_access_problem($1::text, $2::text, $3::text)"
+	// NamespaceAuthoriseSQL is the statement NamespaceAuthorise runs.
+	NamespaceAuthoriseSQL = "SELECT namespace_authorise($1::text, $2::text, $3::text)"
+	// NamespaceMkdirsSQL is the statement NamespaceMkdirs runs.
+	NamespaceMkdirsSQL = "SELECT namespace_mkdirs($1::text, $2::text)"
+	// NamespaceFileCreateSQL is the statement NamespaceFileCreate runs.
+	NamespaceFileCreateSQL = "SELECT file_id, problem FROM namespace_file_create($1::text, $2::bigint, $3::text)"
+	// NamespaceUserProblemSQL is the statement NamespaceUserProblem runs.
+	NamespaceUserProblemSQL = "SELECT namespace_user_problem($1::text, $2::text)"
+	// NamespaceMkhomeSQL is the statement NamespaceMkhome runs.
+	NamespaceMkhomeSQL = "SELECT namespace_mkhome($1::text, $2::text, $3::text)"
+	// NamespaceEntrySetSQL is the statement NamespaceEntrySet runs.
+	NamespaceEntrySetSQL = "SELECT kind, path, owner, group_name, mode, size_bytes, updated_at FROM namespace_entry_set($1::text, $2::text, $3::text, $4::integer, $5::text)"
+	// NamespaceListSQL is the statement NamespaceList runs.
+	NamespaceListSQL = "SELECT kind, path, owner, group_name, mode, size_bytes, updated_at FROM namespace_list($1::text)"
+	// UserGroupSetSQL is the statement UserGroupSet runs.
+	UserGroupSetSQL = "SELECT user_group_set($1::text, $2::text, $3::boolean, $4::text)"
+	// UserGroupListSQL is the statement UserGroupList runs.
+	UserGroupListSQL = "SELECT user_name, group_name, added_at FROM user_group_list()"
+	// AdminUserSetSQL is the statement AdminUserSet runs.
+	AdminUserSetSQL = "SELECT admin_user_set($1::text, $2::boolean, $3::text)"
+	// AdminUserListSQL is the statement AdminUserList runs.
+	AdminUserListSQL = "SELECT user_name, added_by, added_at FROM admin_user_list()"
 	// NamespaceRootSQL is the statement NamespaceRoot runs.
 	NamespaceRootSQL = "SELECT namespace_root()"
 	// NamespacePathProblemSQL is the statement NamespacePathProblem runs.
 	NamespacePathProblemSQL = "SELECT namespace_path_problem($1::text)"
 	// FileQuerySQL is the statement FileQuery runs.
-	FileQuerySQL = "SELECT path, service_class, status, size_bytes, checksum_adler32, owner, updated_at, disk_copies, info FROM file_query($1::text)"
+	FileQuerySQL = "SELECT path, service_class, status, size_bytes, checksum_adler32, owner, updated_at, disk_copies, info FROM file_query($1::text, $2::text)"
 	// FileCloseCopySQL is the statement FileCloseCopy runs.
 	FileCloseCopySQL = "SELECT file_close_copy($1::bigint, $2::bigint)"
 	// RequestSubmitSQL is the statement RequestSubmit runs.
@@ -161,7 +212,7 @@ const (
 	// SubrequestWakeWaitersSQL is the statement SubrequestWakeWaiters runs.
 	SubrequestWakeWaitersSQL = "SELECT subrequest_wake_waiters($1::bigint)"
 	// FileLockSQL is the statement FileLock runs.
-	FileLockSQL = "SELECT id, path, service_class_id, size_bytes, checksum_adler32, owner, created_at, updated_at FROM file_lock($1::text, $2::bigint, $3::text, $4::boolean)"
+	FileLockSQL = "SELECT id, path, service_class_id, size_bytes, checksum_adler32, owner, created_at, updated_at, group_name, mode FROM file_lock($1::text, $2::bigint, $3::text, $4::boolean)"
 	// FileUnclosedWriterSQL is the statement FileUnclosedWriter runs.
 	FileUnclosedWriterSQL = "SELECT file_unclosed_writer($1::bigint, $2::bigint)"
 	// SubrequestFinishSQL is the statement SubrequestFinish runs.
@@ -169,7 +220,7 @@ const (
 	// SubrequestWaitTransferSQL is the statement SubrequestWaitTransfer runs.
 	SubrequestWaitTransferSQL = "SELECT subrequest_wait_transfer($1::bigint, $2::bigint, $3::bigint)"
 	// SubrequestFileSQL is the statement SubrequestFile runs.
-	SubrequestFileSQL = "SELECT id, path, service_class_id, size_bytes, checksum_adler32, owner, created_at, updated_at FROM subrequest_file($1::bigint)"
+	SubrequestFileSQL = "SELECT id, path, service_class_id, size_bytes, checksum_adler32, owner, created_at, updated_at, group_name, mode FROM subrequest_file($1::bigint)"
 	// SubrequestClaimSQL is the statement SubrequestClaim runs.
 	SubrequestClaimSQL = "SELECT id, request_id, path, status, message, wake_url FROM subrequest_claim($1::text, $2::integer)"
 	// SubrequestDecidePutSQL is the statement SubrequestDecidePut runs.
@@ -475,6 +526,267 @@ func SystemCheck(ctx context.Context, db DBTX) ([]SystemCheckRow, error) {
 	return result, nil
 }
 
+// NamespaceModeText calls the SQL function namespace_mode_text (permission.sql).
+//
+// Mode bits as four octal digits (0644, 1777).
+func NamespaceModeText(ctx context.Context, db DBTX, mode int32) (string, error) {
+	var result string
+	if err := db.QueryRow(ctx, NamespaceModeTextSQL, mode).Scan(&result); err != nil {
+		return "", fmt.Errorf("namespace_mode_text: %w", err)
+	}
+	return result, nil
+}
+
+// NamespaceModeParse calls the SQL function namespace_mode_parse (permission.sql).
+//
+// Octal mode bits from text (0755); raises invalid_argument for anything else.
+func NamespaceModeParse(ctx context.Context, db DBTX, mode string) (int32, error) {
+	var result int32
+	if err := db.QueryRow(ctx, NamespaceModeParseSQL, mode).Scan(&result); err != nil {
+		return 0, fmt.Errorf("namespace_mode_parse: %w", err)
+	}
+	return result, nil
+}
+
+// NamespaceAncestors calls the SQL function namespace_ancestors (permission.sql).
+//
+// Every directory above a path, from the root down.
+func NamespaceAncestors(ctx context.Context, db DBTX, path string) ([]string, error) {
+	var result []string
+	if err := db.QueryRow(ctx, NamespaceAncestorsSQL, path).Scan(&result); err != nil {
+		return nil, fmt.Errorf("namespace_ancestors: %w", err)
+	}
+	return result, nil
+}
+
+// NamespaceMay calls the SQL function namespace_may (permission.sql).
+//
+// Whether a user may do p_want (4 read, 2 write, 1 search, or a sum) to an entry with
+// this owner, group and mode.
+func NamespaceMay(ctx context.Context, db DBTX, user string, owner string, group string, mode int32, want int32) (bool, error) {
+	var result bool
+	if err := db.QueryRow(ctx, NamespaceMaySQL, user, owner, group, mode, want).Scan(&result); err != nil {
+		return false, fmt.Errorf("namespace_may: %w", err)
+	}
+	return result, nil
+}
+
+// NamespaceDenial calls the SQL function namespace_denial (permission.sql).
+//
+// Words a refusal (permission denied, path, owner, mode, user).
+func NamespaceDenial(ctx context.Context, db DBTX, what string, path string, owner string, group string, mode int32, user string) (string, error) {
+	var result string
+	if err := db.QueryRow(ctx, NamespaceDenialSQL, what, path, owner, group, mode, user).Scan(&result); err != nil {
+		return "", fmt.Errorf("namespace_denial: %w", err)
+	}
+	return result, nil
+}
+
+// NamespaceAccessProblem calls the SQL function namespace_access_problem
+// (permission.sql).
+//
+// Why a user may not do an action (read, write, create, remove) to a path by the mode
+// bits alone, or NULL.
+func NamespaceAccessProblem(ctx context.Context, db DBTX, user string, path string, action string) (*string, error) {
+	var result *string
+	if err := db.QueryRow(ctx, NamespaceAccessProblemSQL, user, path, action).Scan(&result); err != nil {
+		return nil, fmt.Errorf("namespace_access_problem: %w", err)
+	}
+	return result, nil
+}
+
+// NamespaceAuthorise calls the SQL function namespace_authorise (permission.sql).
+//
+// NULL when a user may do an action to a path (administrators always, journaled when the
+// bits refuse), else the refusal.
+func NamespaceAuthorise(ctx context.Context, db DBTX, user string, path string, action string) (*string, error) {
+	var result *string
+	if err := db.QueryRow(ctx, NamespaceAuthoriseSQL, user, path, action).Scan(&result); err != nil {
+		return nil, fmt.Errorf("namespace_authorise: %w", err)
+	}
+	return result, nil
+}
+
+// NamespaceMkdirs calls the SQL function namespace_mkdirs (permission.sql).
+//
+// Creates the missing directories above a path for a user; false (nothing created) when
+// another request created one meanwhile.
+func NamespaceMkdirs(ctx context.Context, db DBTX, path string, user string) (bool, error) {
+	var result bool
+	if err := db.QueryRow(ctx, NamespaceMkdirsSQL, path, user).Scan(&result); err != nil {
+		return false, fmt.Errorf("namespace_mkdirs: %w", err)
+	}
+	return result, nil
+}
+
+// NamespaceFileCreateRow is a row returned by namespace_file_create.
+type NamespaceFileCreateRow struct {
+	FileID  *int64  `json:"file_id"`
+	Problem *string `json:"problem"`
+}
+
+// NamespaceFileCreate calls the SQL function namespace_file_create (permission.sql).
+//
+// Creates a put's new file entry and its directories when the user may, returning it
+// locked, or the refusal.
+func NamespaceFileCreate(ctx context.Context, db DBTX, path string, serviceClassID int64, user string) ([]NamespaceFileCreateRow, error) {
+	rows, err := db.Query(ctx, NamespaceFileCreateSQL, path, serviceClassID, user)
+	if err != nil {
+		return nil, fmt.Errorf("namespace_file_create: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (NamespaceFileCreateRow, error) {
+		var r NamespaceFileCreateRow
+		err := row.Scan(&r.FileID, &r.Problem)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("namespace_file_create: %w", err)
+	}
+	return result, nil
+}
+
+// NamespaceUserProblem calls the SQL function namespace_user_problem (permission.sql).
+//
+// What is wrong with a user or group name, or NULL.
+func NamespaceUserProblem(ctx context.Context, db DBTX, what string, name string) (*string, error) {
+	var result *string
+	if err := db.QueryRow(ctx, NamespaceUserProblemSQL, what, name).Scan(&result); err != nil {
+		return nil, fmt.Errorf("namespace_user_problem: %w", err)
+	}
+	return result, nil
+}
+
+// NamespaceMkhome calls the SQL function namespace_mkhome (permission.sql).
+//
+// Creates a user's home (/pollux/u/USER) owned by the user; harmless when it is the
+// user's already; returns its path.
+func NamespaceMkhome(ctx context.Context, db DBTX, user string, group string, by string) (string, error) {
+	var result string
+	if err := db.QueryRow(ctx, NamespaceMkhomeSQL, user, group, by).Scan(&result); err != nil {
+		return "", fmt.Errorf("namespace_mkhome: %w", err)
+	}
+	return result, nil
+}
+
+// NamespaceEntrySetRow is a row returned by namespace_entry_set.
+type NamespaceEntrySetRow struct {
+	// dir or file.
+	Kind      string `json:"kind"`
+	Path      string `json:"path"`
+	Owner     string `json:"owner"`
+	GroupName string `json:"group_name"`
+	// Four octal digits.
+	Mode      string    `json:"mode"`
+	SizeBytes *int64    `json:"size_bytes"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// NamespaceEntrySet calls the SQL function namespace_entry_set (permission.sql).
+//
+// Changes the owner, group and/or mode (NULL keeps each) of a directory or file,
+// journaled; returns the entry.
+func NamespaceEntrySet(ctx context.Context, db DBTX, path string, owner *string, group *string, mode *int32, by string) ([]NamespaceEntrySetRow, error) {
+	rows, err := db.Query(ctx, NamespaceEntrySetSQL, path, owner, group, mode, by)
+	if err != nil {
+		return nil, fmt.Errorf("namespace_entry_set: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (NamespaceEntrySetRow, error) {
+		var r NamespaceEntrySetRow
+		err := row.Scan(&r.Kind, &r.Path, &r.Owner, &r.GroupName, &r.Mode, &r.SizeBytes, &r.UpdatedAt)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("namespace_entry_set: %w", err)
+	}
+	return result, nil
+}
+
+// NamespaceListRow is a row returned by namespace_list.
+type NamespaceListRow struct {
+	// dir or file.
+	Kind      string `json:"kind"`
+	Path      string `json:"path"`
+	Owner     string `json:"owner"`
+	GroupName string `json:"group_name"`
+	// Four octal digits.
+	Mode      string    `json:"mode"`
+	SizeBytes *int64    `json:"size_bytes"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// NamespaceList calls the SQL function namespace_list (permission.sql).
+//
+// A directory's own entry and its entries one level down, or a file's entry; raises
+// not_found when nothing is there.
+func NamespaceList(ctx context.Context, db DBTX, path string) ([]NamespaceListRow, error) {
+	rows, err := db.Query(ctx, NamespaceListSQL, path)
+	if err != nil {
+		return nil, fmt.Errorf("namespace_list: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (NamespaceListRow, error) {
+		var r NamespaceListRow
+		err := row.Scan(&r.Kind, &r.Path, &r.Owner, &r.GroupName, &r.Mode, &r.SizeBytes, &r.UpdatedAt)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("namespace_list: %w", err)
+	}
+	return result, nil
+}
+
+// UserGroupSet calls the SQL function user_group_set (permission.sql).
+//
+// Adds a user to a group or takes it out, journaled; returns whether anything changed.
+func UserGroupSet(ctx context.Context, db DBTX, user string, group string, member bool, by string) (bool, error) {
+	var result bool
+	if err := db.QueryRow(ctx, UserGroupSetSQL, user, group, member, by).Scan(&result); err != nil {
+		return false, fmt.Errorf("user_group_set: %w", err)
+	}
+	return result, nil
+}
+
+// UserGroupList calls the SQL function user_group_list (permission.sql).
+//
+// Every group membership.
+func UserGroupList(ctx context.Context, db DBTX) ([]UserGroup, error) {
+	rows, err := db.Query(ctx, UserGroupListSQL)
+	if err != nil {
+		return nil, fmt.Errorf("user_group_list: %w", err)
+	}
+	result, err := CollectUserGroups(rows)
+	if err != nil {
+		return nil, fmt.Errorf("user_group_list: %w", err)
+	}
+	return result, nil
+}
+
+// AdminUserSet calls the SQL function admin_user_set (permission.sql).
+//
+// Makes a user an administrator or takes the role away, journaled; returns whether
+// anything changed.
+func AdminUserSet(ctx context.Context, db DBTX, user string, admin bool, by string) (bool, error) {
+	var result bool
+	if err := db.QueryRow(ctx, AdminUserSetSQL, user, admin, by).Scan(&result); err != nil {
+		return false, fmt.Errorf("admin_user_set: %w", err)
+	}
+	return result, nil
+}
+
+// AdminUserList calls the SQL function admin_user_list (permission.sql).
+//
+// Every administrator.
+func AdminUserList(ctx context.Context, db DBTX) ([]AdminUser, error) {
+	rows, err := db.Query(ctx, AdminUserListSQL)
+	if err != nil {
+		return nil, fmt.Errorf("admin_user_list: %w", err)
+	}
+	result, err := CollectAdminUsers(rows)
+	if err != nil {
+		return nil, fmt.Errorf("admin_user_list: %w", err)
+	}
+	return result, nil
+}
+
 // NamespaceRoot calls the SQL function namespace_root (namespace.sql).
 //
 // The directory every path must lie under.
@@ -514,10 +826,11 @@ type FileQueryRow struct {
 
 // FileQuery calls the SQL function file_query (namespace.sql).
 //
-// Answers stager_qry for one path; raises not_found for a missing file and
-// invalid_argument for a bad path.
-func FileQuery(ctx context.Context, db DBTX, path string) ([]FileQueryRow, error) {
-	rows, err := db.Query(ctx, FileQuerySQL, path)
+// Answers stager_qry for one path as p_user may see it; raises not_found for a missing
+// file, invalid_argument for a bad path and permission_denied when p_user may not read
+// it.
+func FileQuery(ctx context.Context, db DBTX, path string, user string) ([]FileQueryRow, error) {
+	rows, err := db.Query(ctx, FileQuerySQL, path, user)
 	if err != nil {
 		return nil, fmt.Errorf("file_query: %w", err)
 	}
@@ -705,8 +1018,9 @@ func SubrequestWaitTransfer(ctx context.Context, db DBTX, id int64, fileID int64
 
 // SubrequestFile calls the SQL function subrequest_file (stager.sql).
 //
-// The locked file row of a subrequest's path; fails the subrequest with not_found when
-// there is none.
+// The locked file row of a subrequest's path when its user may do what the subrequest's
+// type needs (read, write, remove); else fails the subrequest with permission_denied or
+// not_found and returns no row.
 func SubrequestFile(ctx context.Context, db DBTX, id int64) ([]File, error) {
 	rows, err := db.Query(ctx, SubrequestFileSQL, id)
 	if err != nil {

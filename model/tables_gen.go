@@ -138,22 +138,28 @@ type File struct {
 	// Set when a copy is staged.
 	SizeBytes *int64 `json:"size_bytes"`
 	// Eight lowercase hex digits, set when a copy is staged.
-	ChecksumAdler32 *string   `json:"checksum_adler32"`
-	Owner           string    `json:"owner"`
-	CreatedAt       time.Time `json:"created_at"`
-	UpdatedAt       time.Time `json:"updated_at"`
+	ChecksumAdler32 *string `json:"checksum_adler32"`
+	// The user who created it (or was given it: pollux-admin ns chown).
+	Owner     string    `json:"owner"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Its group, from its directory when created; '' for none.
+	GroupName string `json:"group_name"`
+	// POSIX mode bits (rw for owner, group, other), 0666 minus policy namespace_umask when
+	// created.
+	Mode int32 `json:"mode"`
 }
 
 // FileTable is the name of the table file.
 const FileTable = "file"
 
 // FileColumns are the columns of file in the order ScanFile expects them.
-var FileColumns = []string{"id", "path", "service_class_id", "size_bytes", "checksum_adler32", "owner", "created_at", "updated_at"}
+var FileColumns = []string{"id", "path", "service_class_id", "size_bytes", "checksum_adler32", "owner", "created_at", "updated_at", "group_name", "mode"}
 
 // ScanFile scans a row holding FileColumns in order.
 func ScanFile(row pgx.Row) (File, error) {
 	var r File
-	if err := row.Scan(&r.ID, &r.Path, &r.ServiceClassID, &r.SizeBytes, &r.ChecksumAdler32, &r.Owner, &r.CreatedAt, &r.UpdatedAt); err != nil {
+	if err := row.Scan(&r.ID, &r.Path, &r.ServiceClassID, &r.SizeBytes, &r.ChecksumAdler32, &r.Owner, &r.CreatedAt, &r.UpdatedAt, &r.GroupName, &r.Mode); err != nil {
 		return File{}, fmt.Errorf("scan file: %w", err)
 	}
 	return r, nil
@@ -163,6 +169,109 @@ func ScanFile(row pgx.Row) (File, error) {
 func CollectFiles(rows pgx.Rows) ([]File, error) {
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (File, error) {
 		return ScanFile(row)
+	})
+}
+
+// Directory is a row of the table directory.
+//
+// A directory of the namespace, with the owner, group and mode its entries are checked
+// against (schema/logic/permission.sql).
+type Directory struct {
+	ID int64 `json:"id"`
+	// Absolute path, /pollux or below it.
+	Path  string `json:"path"`
+	Owner string `json:"owner"`
+	// '' for none; new entries below take it.
+	GroupName string `json:"group_name"`
+	// POSIX mode bits: rwx for owner, group, other; 01000 sticky (only an entry's owner or
+	// the directory's removes it).
+	Mode      int32     `json:"mode"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// DirectoryTable is the name of the table directory.
+const DirectoryTable = "directory"
+
+// DirectoryColumns are the columns of directory in the order ScanDirectory expects them.
+var DirectoryColumns = []string{"id", "path", "owner", "group_name", "mode", "created_at", "updated_at"}
+
+// ScanDirectory scans a row holding DirectoryColumns in order.
+func ScanDirectory(row pgx.Row) (Directory, error) {
+	var r Directory
+	if err := row.Scan(&r.ID, &r.Path, &r.Owner, &r.GroupName, &r.Mode, &r.CreatedAt, &r.UpdatedAt); err != nil {
+		return Directory{}, fmt.Errorf("scan directory: %w", err)
+	}
+	return r, nil
+}
+
+// CollectDirectories scans every row of rows with ScanDirectory and closes rows.
+func CollectDirectories(rows pgx.Rows) ([]Directory, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Directory, error) {
+		return ScanDirectory(row)
+	})
+}
+
+// UserGroup is a row of the table user_group.
+//
+// Which groups a user is in, for the group bits of the namespace (pollux-admin ns group).
+type UserGroup struct {
+	UserName  string    `json:"user_name"`
+	GroupName string    `json:"group_name"`
+	AddedAt   time.Time `json:"added_at"`
+}
+
+// UserGroupTable is the name of the table user_group.
+const UserGroupTable = "user_group"
+
+// UserGroupColumns are the columns of user_group in the order ScanUserGroup expects them.
+var UserGroupColumns = []string{"user_name", "group_name", "added_at"}
+
+// ScanUserGroup scans a row holding UserGroupColumns in order.
+func ScanUserGroup(row pgx.Row) (UserGroup, error) {
+	var r UserGroup
+	if err := row.Scan(&r.UserName, &r.GroupName, &r.AddedAt); err != nil {
+		return UserGroup{}, fmt.Errorf("scan user_group: %w", err)
+	}
+	return r, nil
+}
+
+// CollectUserGroups scans every row of rows with ScanUserGroup and closes rows.
+func CollectUserGroups(rows pgx.Rows) ([]UserGroup, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (UserGroup, error) {
+		return ScanUserGroup(row)
+	})
+}
+
+// AdminUser is a row of the table admin_user.
+//
+// The administrators, who may do anything in the namespace; each time the role lets
+// through what the mode bits would refuse, system_event gets a namespace_admin entry.
+type AdminUser struct {
+	UserName string    `json:"user_name"`
+	AddedBy  string    `json:"added_by"`
+	AddedAt  time.Time `json:"added_at"`
+}
+
+// AdminUserTable is the name of the table admin_user.
+const AdminUserTable = "admin_user"
+
+// AdminUserColumns are the columns of admin_user in the order ScanAdminUser expects them.
+var AdminUserColumns = []string{"user_name", "added_by", "added_at"}
+
+// ScanAdminUser scans a row holding AdminUserColumns in order.
+func ScanAdminUser(row pgx.Row) (AdminUser, error) {
+	var r AdminUser
+	if err := row.Scan(&r.UserName, &r.AddedBy, &r.AddedAt); err != nil {
+		return AdminUser{}, fmt.Errorf("scan admin_user: %w", err)
+	}
+	return r, nil
+}
+
+// CollectAdminUsers scans every row of rows with ScanAdminUser and closes rows.
+func CollectAdminUsers(rows pgx.Rows) ([]AdminUser, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (AdminUser, error) {
+		return ScanAdminUser(row)
 	})
 }
 

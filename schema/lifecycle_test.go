@@ -122,7 +122,7 @@ func (l *life) transfer(s model.Subrequest) model.TransferClaimRow {
 }
 
 func (l *life) query(path string) (model.FileQueryRow, error) {
-	rows, err := model.FileQuery(l.ctx, l.db.Pool(), path)
+	rows, err := model.FileQuery(l.ctx, l.db.Pool(), path, "alice")
 	if err != nil {
 		return model.FileQueryRow{}, err
 	}

@@ -252,3 +252,76 @@ func TestDiskServersShowAvailability(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Contains(t, out, `"availability": "SILENT"`)
 }
+
+// The namespace's permissions from the command line: a home, owner, group and mode, group
+// membership and administrators, each journaled; bad input is refused and changes nothing.
+func TestNamespacePermissions(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	code, _, stderr := b.admin(t, "migrate")
+	require.Equal(t, 0, code, stderr)
+
+	code, out, stderr := b.admin(t, "ns", "mkhome", "alice", "--group", "physics")
+	require.Equal(t, 0, code, stderr)
+	require.Regexp(t, `dir\s+0755\s+alice\s+physics\s+-\s+\S+ \S+\s+/pollux/u/alice\n`, out)
+	code, _, stderr = b.admin(t, "ns", "mkhome", "alice")
+	require.Equal(t, 0, code, "a second mkhome of the user's own home is harmless: %s", stderr)
+
+	code, out, stderr = b.admin(t, "ns", "chmod", "/pollux/u/alice", "0750")
+	require.Equal(t, 0, code, stderr)
+	require.Regexp(t, `dir\s+0750\s+alice\s+physics\s`, out)
+	code, out, stderr = b.admin(t, "ns", "chown", "/pollux/u/alice", "bob:cms")
+	require.Equal(t, 0, code, stderr)
+	require.Regexp(t, `dir\s+0750\s+bob\s+cms\s`, out)
+	code, out, stderr = b.admin(t, "ns", "chown", "/pollux/u/alice", ":physics")
+	require.Equal(t, 0, code, stderr)
+	require.Regexp(t, `dir\s+0750\s+bob\s+physics\s`, out)
+
+	code, out, stderr = b.admin(t, "ns", "ls", "/pollux/u")
+	require.Equal(t, 0, code, stderr)
+	require.Regexp(t, `dir\s+0755\s+root\s+-\s.*/pollux/u\n`, out)
+	require.Regexp(t, `dir\s+0750\s+bob\s+physics\s.*/pollux/u/alice\n`, out)
+
+	code, _, stderr = b.admin(t, "ns", "chmod", "/pollux/u/alice", "rwx")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, `"rwx" is not octal mode bits`)
+	code, _, stderr = b.admin(t, "ns", "chown", "/pollux/nothing", "bob")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "no such file or directory: /pollux/nothing")
+	code, _, stderr = b.admin(t, "ns", "mkhome", "al/ice")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, `user name "al/ice" is not valid`)
+	code, _, stderr = b.admin(t, "ns", "frobnicate")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "unknown action")
+	code, out, _ = b.admin(t, "ns", "ls", "/pollux/u/alice")
+	require.Equal(t, 0, code)
+	require.Regexp(t, `dir\s+0750\s+bob\s+physics\s`, out, "refused changes change nothing")
+
+	code, out, stderr = b.admin(t, "ns", "group", "add", "carol", "physics")
+	require.Equal(t, 0, code, stderr)
+	require.Equal(t, "carol in group physics\n", out)
+	code, out, _ = b.admin(t, "ns", "group", "add", "carol", "physics")
+	require.Equal(t, 0, code)
+	require.Equal(t, "carol in group physics (already)\n", out)
+	code, out, _ = b.admin(t, "ns", "group", "list")
+	require.Equal(t, 0, code)
+	require.Regexp(t, `carol\s+physics\s`, out)
+	code, out, stderr = b.admin(t, "ns", "admin", "add", "ops")
+	require.Equal(t, 0, code, stderr)
+	require.Equal(t, "ops is an administrator\n", out)
+	code, out, _ = b.admin(t, "ns", "admin", "list", "--json")
+	require.Equal(t, 0, code)
+	var admins []model.AdminUser
+	require.NoError(t, json.Unmarshal([]byte(out), &admins))
+	require.Len(t, admins, 1)
+	require.Equal(t, "ops", admins[0].UserName)
+	require.Contains(t, admins[0].AddedBy, "pollux-admin (")
+
+	code, out, _ = b.admin(t, "events")
+	require.Equal(t, 0, code)
+	for _, want := range []string{"home /pollux/u/alice created for alice", "/pollux/u/alice: owner bob, group cms, mode 0750",
+		"carol joined group physics", "ops is now an administrator"} {
+		require.Contains(t, out, want)
+	}
+}

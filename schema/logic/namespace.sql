@@ -42,12 +42,15 @@ $$;
 -- corrupt is not counted and does not make the file STAGED: it cannot be read. info says
 -- what keeps a STAGED file from being read now, when none of its copies is on a disk server
 -- that can serve it ("only copy is on disk2, unavailable since 2026-12-02 05:40:12 UTC (it
--- stopped answering)"), and is NULL otherwise.
--- Reads only. Raises: not_found (PX001) for a path with no namespace entry.
-CREATE OR REPLACE FUNCTION file_query(p_path text)
+-- stopped answering)"), and is NULL otherwise. p_user must be allowed to read the file
+-- (namespace_authorise): its size and checksum tell about its content.
+-- Reads only, but for the journal entry of an administrator's override. Raises:
+-- invalid_argument (PX002) for a bad path, permission_denied (PX004) when p_user may not
+-- read it, not_found (PX001) for a path with no namespace entry.
+CREATE OR REPLACE FUNCTION file_query(p_path text, p_user text)
 RETURNS TABLE (path text, service_class text, status text, size_bytes bigint, checksum_adler32 text,
                owner text, updated_at timestamptz, disk_copies integer, info text)
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql
 SET search_path = public, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
@@ -56,6 +59,10 @@ DECLARE
 BEGIN
     IF v_problem IS NOT NULL THEN
         RAISE EXCEPTION '%', v_problem USING ERRCODE = 'PX002';
+    END IF;
+    v_problem := namespace_authorise(p_user, p_path, 'read');
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem USING ERRCODE = 'PX004';
     END IF;
     RETURN QUERY
     SELECT f.path, sc.name,

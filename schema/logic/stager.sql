@@ -61,9 +61,13 @@ BEGIN
 END;
 $$;
 
--- subrequest_file returns the file row of a subrequest's path, locked; when there is no
--- such file it fails the subrequest with not_found (PX001) and returns no row.
--- Locks: the file row.
+-- subrequest_file returns the file row of a subrequest's path, locked, when its requester
+-- may do to it what the subrequest's type needs (namespace_authorise: read for GET and
+-- PREPARE_TO_GET, write for PUTDONE, remove for RM). Otherwise it fails the subrequest, with
+-- permission_denied (PX004) naming path, owner, mode and user, or with not_found (PX001)
+-- when there is no such file, and returns no row.
+-- Locks: the file row. Raises: invalid_argument (PX002) for a PUT (its decision creates
+-- the file: namespace_file_create).
 CREATE OR REPLACE FUNCTION subrequest_file(p_id bigint)
 RETURNS SETOF file
 LANGUAGE plpgsql
@@ -71,13 +75,23 @@ SET search_path = public, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-    v_path text;
+    v_sr subrequest;
+    v_user text;
     v_file file;
+    v_problem text;
 BEGIN
-    SELECT path INTO v_path FROM subrequest WHERE id = p_id;
-    SELECT * INTO v_file FROM file_lock(v_path, NULL, NULL, false);
-    IF v_file.id IS NULL THEN
-        PERFORM subrequest_fail(p_id, 'PX001', format('no such file: %s', v_path));
+    SELECT * INTO v_sr FROM subrequest WHERE id = p_id;
+    SELECT r.user_name INTO v_user FROM request r WHERE r.id = v_sr.request_id;
+    SELECT * INTO v_file FROM file_lock(v_sr.path, NULL, NULL, false);
+    -- Before not_found: a user who may not search a directory learns nothing of its files.
+    v_problem := namespace_authorise(v_user, v_sr.path, CASE v_sr.type
+        WHEN 'GET' THEN 'read' WHEN 'PREPARE_TO_GET' THEN 'read' WHEN 'PUTDONE' THEN 'write' WHEN 'RM' THEN 'remove'
+        ELSE 'none' END);
+    IF v_problem IS NOT NULL THEN
+        PERFORM subrequest_fail(p_id, 'PX004', v_problem);
+        RETURN;
+    ELSIF v_file.id IS NULL THEN
+        PERFORM subrequest_fail(p_id, 'PX001', format('no such file: %s', v_sr.path));
         RETURN;
     END IF;
     RETURN NEXT v_file;
@@ -171,11 +185,14 @@ BEGIN
 END;
 $$;
 
--- subrequest_decide_put decides a PUT: a new STAGEOUT disk copy handed to the scheduler
--- plugin (SCHEDULED or WAITSCHED), or FAILED with conflict (PX003) while another write of
--- the file is unclosed (the second writer fails at once rather than waiting behind a write
--- that may never be closed; see docs/statuses.md). Returns the disk server's URL when the
--- write was placed at once. Locks: the file row.
+-- subrequest_decide_put decides a PUT: FAILED with permission_denied (PX004) when its user
+-- may not create the file (a new one: namespace_file_create makes it and its directories)
+-- or write it (an existing one), changing nothing; FAILED with conflict (PX003) while
+-- another write of the file is unclosed (the second writer fails at once rather than
+-- waiting behind a write that may never be closed; see docs/statuses.md); else a new
+-- STAGEOUT disk copy handed to the scheduler plugin (SCHEDULED or WAITSCHED). Returns the
+-- disk server's URL when the write was placed at once. Locks: the file row, and the
+-- directories it creates.
 CREATE OR REPLACE FUNCTION subrequest_decide_put(p_id bigint)
 RETURNS text
 LANGUAGE plpgsql
@@ -188,10 +205,23 @@ DECLARE
     v_file file;
     v_writer bigint;
     v_copy bigint;
+    v_problem text;
+    v_new bigint;
 BEGIN
     SELECT * INTO v_sr FROM subrequest WHERE id = p_id;
     SELECT * INTO v_req FROM request WHERE id = v_sr.request_id;
-    SELECT * INTO v_file FROM file_lock(v_sr.path, v_req.service_class_id, v_req.user_name, true);
+    SELECT * INTO v_file FROM file_lock(v_sr.path, NULL, NULL, false);
+    IF v_file.id IS NULL THEN
+        SELECT c.file_id, c.problem INTO v_new, v_problem
+        FROM namespace_file_create(v_sr.path, v_req.service_class_id, v_req.user_name) c;
+        SELECT * INTO v_file FROM file WHERE id = v_new;
+    ELSE
+        v_problem := namespace_authorise(v_req.user_name, v_sr.path, 'write');
+    END IF;
+    IF v_problem IS NOT NULL THEN
+        PERFORM subrequest_fail(p_id, 'PX004', v_problem);
+        RETURN NULL;
+    END IF;
     v_writer := file_unclosed_writer(v_file.id, p_id);
     IF v_writer IS NOT NULL THEN
         PERFORM subrequest_fail(p_id, 'PX003', format(
@@ -207,7 +237,8 @@ BEGIN
 END;
 $$;
 
--- subrequest_decide_get decides a GET or PREPARE_TO_GET: FAILED with not_found (PX001)
+-- subrequest_decide_get decides a GET or PREPARE_TO_GET: FAILED with permission_denied
+-- (PX004) when its user may not read the file, with not_found (PX001)
 -- when there is no file or no valid copy, or with transfer_failed (PX007) when its copy was
 -- found corrupt (transfer_get_corrupt: a marked copy is never read again); WAITSUBREQ while a
 -- write of the file is unclosed (the reader then gets the new content); otherwise the STAGED
@@ -264,7 +295,8 @@ END;
 $$;
 
 -- subrequest_decide_putdone closes a finished write: its STAGEOUT copy becomes STAGED (see
--- file_close_copy). Fails with not_found (PX001) for an unknown file and conflict (PX003)
+-- file_close_copy). Fails with permission_denied (PX004) when its user may not write the
+-- file, not_found (PX001) for an unknown file and conflict (PX003)
 -- when nothing is being written or the upload has not ended.
 -- Locks: the file row and its copy.
 CREATE OR REPLACE FUNCTION subrequest_decide_putdone(p_id bigint)
@@ -300,7 +332,8 @@ $$;
 -- subrequest_decide_rm removes a file: writes in progress fail ("removed while being
 -- written"), subrequests waiting on the file or not yet transferring fail with not_found,
 -- reads already transferring finish (their copy is kept until they end), every copy becomes
--- INVALID for its disk server to delete, and the namespace entry goes.
+-- INVALID for its disk server to delete, and the namespace entry goes. Fails with
+-- permission_denied (PX004) when its user may not remove the file (subrequest_file).
 -- Locks: the file row, the other subrequests on the file.
 CREATE OR REPLACE FUNCTION subrequest_decide_rm(p_id bigint)
 RETURNS text

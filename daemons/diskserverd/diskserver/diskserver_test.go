@@ -397,7 +397,7 @@ func TestPutThenGet(t *testing.T) {
 	s = e.wait(req, model.SubrequestStatusFinished)
 	require.EqualValues(t, len(data), *s.SizeBytes)
 	require.Equal(t, adler(data), *s.ChecksumAdler32)
-	q, err := model.FileQuery(e.ctx, e.db.Pool(), "/pollux/u/alice/f")
+	q, err := model.FileQuery(e.ctx, e.db.Pool(), "/pollux/u/alice/f", "alice")
 	require.NoError(t, err)
 	require.Equal(t, "STAGED", q[0].Status)
 	require.Equal(t, adler(data), *q[0].ChecksumAdler32)
@@ -456,7 +456,7 @@ func TestTruncatedUploadLeavesNothing(t *testing.T) {
 
 	e.failed(req, model.SQLStateBadData, "upload truncated: got 1000 of 1000000 bytes")
 	require.Empty(t, files(t, d.dir), "no partial file and no copy")
-	_, err := model.FileQuery(e.ctx, e.db.Pool(), "/pollux/truncated")
+	_, err := model.FileQuery(e.ctx, e.db.Pool(), "/pollux/truncated", "alice")
 	require.Equal(t, model.SQLStateNotFound, pg.SQLState(err), "a file that never had content is gone")
 }
 

@@ -54,7 +54,7 @@ func TestPutWhoseEndReplyIsLostEndsStaged(t *testing.T) {
 
 	s = e.wait(req, model.SubrequestStatusFinished)
 	require.EqualValues(t, len(data), *s.SizeBytes)
-	q, err := model.FileQuery(e.ctx, e.db.Pool(), "/pollux/u/alice/cut")
+	q, err := model.FileQuery(e.ctx, e.db.Pool(), "/pollux/u/alice/cut", "alice")
 	require.NoError(t, err)
 	require.Equal(t, "STAGED", q[0].Status)
 	require.Equal(t, adler(data), *q[0].ChecksumAdler32)

@@ -588,7 +588,7 @@ func TestFaultsAreInternalAndLogged(t *testing.T) {
 	c := newCluster(t)
 	a := c.rhd()
 	// A fault the logic does not classify (here a function broken by hand).
-	_, err := c.db.Pool().Exec(c.ctx, `CREATE OR REPLACE FUNCTION file_query(p_path text)
+	_, err := c.db.Pool().Exec(c.ctx, `CREATE OR REPLACE FUNCTION file_query(p_path text, p_user text)
 		RETURNS TABLE (path text, service_class text, status text, size_bytes bigint, checksum_adler32 text,
 		               owner text, updated_at timestamptz, disk_copies integer, info text)
 		LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'secret internals of %', p_path; END $$`)
@@ -603,4 +603,25 @@ func TestFaultsAreInternalAndLogged(t *testing.T) {
 	last := lines[len(lines)-1]
 	require.Equal(t, "error", last["level"])
 	require.Contains(t, last["error"], "secret internals of /pollux/f")
+}
+
+// stager_qry's /v1/files answers only what its caller may read: 403 with the refusal's
+// words for a file another user keeps to themselves (file_query decides).
+func TestFileQueryIsForbiddenToOthers(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a := c.rhd()
+	_, err := c.db.Pool().Exec(c.ctx, `INSERT INTO file (path, service_class_id, owner, mode)
+		VALUES ('/pollux/private', (SELECT id FROM service_class WHERE name = 'default'), 'alice', 384)`)
+	require.NoError(t, err)
+	var f api.File
+	r := do(t, http.MethodGet, a.URL+api.PathFiles+"?path=/pollux/private", aliceToken, nil)
+	require.Equal(t, http.StatusOK, r.status)
+	r.decode(t, &f)
+	require.Equal(t, "alice", f.Owner)
+	r = do(t, http.MethodGet, a.URL+api.PathFiles+"?path=/pollux/private", bobToken, nil)
+	require.Equal(t, http.StatusForbidden, r.status)
+	e := r.errorBody(t)
+	require.Equal(t, "permission", e.Kind)
+	require.Equal(t, "permission denied: /pollux/private is owned by alice, mode 0600; you are bob", e.Message)
 }
