@@ -326,15 +326,33 @@ func TestTokens(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, do(t, http.MethodGet, a.URL+"/v1/files?path=/pollux/f", "", nil).status)
 	require.Zero(t, c.count("select count(*) from request"))
 
-	// The tokens file is read again when it changes; a broken edit keeps the old table.
+	// The tokens file is read again when it changes.
 	require.Equal(t, http.StatusUnauthorized, submit(t, a, "carol-secret", req).status)
 	require.NoError(t, os.WriteFile(c.tokens, []byte("carol-secret carol\nalice-secret alice\n"), 0o600))
 	r := submit(t, a, "carol-secret", req)
 	require.Equal(t, http.StatusCreated, r.status, string(r.body))
 	require.Equal(t, http.StatusUnauthorized, get(t, a, bobToken, req.ID, nil).status, "bob was removed")
-	require.NoError(t, os.WriteFile(c.tokens, []byte("carol-secret carol too many fields\n"), 0o600))
+
+	// A broken edit is refused loudly, and keeps alive none of the tokens it no longer
+	// lists (alice's), nor admits the ones it adds (dave's): only carol, listed before and
+	// still listed well formed, stays.
+	require.NoError(t, os.WriteFile(c.tokens, []byte("carol-secret carol\nthree fields here\ndave-secret dave\n"), 0o600))
 	require.Equal(t, http.StatusOK, get(t, a, "carol-secret", req.ID, nil).status)
-	require.NotEmpty(t, a.Log.Lines("tokens file not reloaded; keeping the tokens loaded before"))
+	require.Equal(t, http.StatusUnauthorized, submit(t, a, aliceToken, api.SubmitRequest{ID: uuid.New(), Type: "GET", Paths: []string{"/pollux/f"}}).status,
+		"alice's token is not listed any more")
+	require.Equal(t, http.StatusUnauthorized, submit(t, a, "dave-secret", api.SubmitRequest{ID: uuid.New(), Type: "GET", Paths: []string{"/pollux/f"}}).status,
+		"a refused reload admits nobody new")
+	lines := a.Log.Lines("tokens file not reloaded: only the tokens loaded before that it still lists are accepted; fix it")
+	require.Len(t, lines, 1, "the broken file is reported once")
+	require.Contains(t, lines[0], "line 2")
+	require.NotContains(t, a.Log.String(), "carol-secret", "a token is never logged")
+	require.NotContains(t, a.Log.String(), "dave-secret", "a token is never logged")
+
+	// Fixed, it is read whole again; emptied, it revokes everyone.
+	require.NoError(t, os.WriteFile(c.tokens, []byte("carol-secret carol\ndave-secret dave\n"), 0o600))
+	require.Equal(t, http.StatusForbidden, get(t, a, "dave-secret", req.ID, nil).status, "dave is admitted once the file is fixed (and sees carol's request is not his)")
+	require.NoError(t, os.WriteFile(c.tokens, []byte("# nobody\n"), 0o600))
+	require.Equal(t, http.StatusUnauthorized, get(t, a, "carol-secret", req.ID, nil).status, "an empty file revokes everyone")
 }
 
 // schedulePut drives a put through the logic up to SCHEDULED on a disk server, as stagerd
