@@ -76,6 +76,9 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 	if in.AutoClose && typ != model.RequestTypePut {
 		return invalid("auto_close applies to PUT requests only, not %s", typ)
 	}
+	if herr := s.checkScopes(r.Context(), c.grant, id, typ, in.Paths); herr != nil {
+		return herr
+	}
 	svc := in.ServiceClass
 	if svc == "" {
 		svc = api.DefaultServiceClass
@@ -356,10 +359,13 @@ func (s *server) pollParams(r *http.Request) (time.Duration, time.Time, *httpErr
 }
 
 // getFile answers stager_qry: GET /v1/files?path=/pollux/...
-func (s *server) getFile(w http.ResponseWriter, r *http.Request, _ *call) *httpError {
+func (s *server) getFile(w http.ResponseWriter, r *http.Request, c *call) *httpError {
 	path := r.URL.Query().Get(api.ParamPath)
 	if path == "" {
 		return invalid("give the file as ?path=/pollux/...")
+	}
+	if !c.grant.allows(opRead, path) {
+		return c.grant.refuse(opRead, path)
 	}
 	ctx, cancel := dbContext(r.Context())
 	defer cancel()

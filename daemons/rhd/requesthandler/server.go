@@ -30,6 +30,8 @@ type server struct {
 	ready  func(context.Context) error
 	log    *zap.Logger
 	tokens *tokens
+	// jwt is nil unless --jwt-issuer is given.
+	jwt *verifier
 	hub    *hub
 	srv    *http.Server
 
@@ -54,12 +56,21 @@ const subscriptionBuffer = 4096
 
 func newServer(cfg Config, env *daemon.Env) (*server, error) {
 	log := env.Log
-	tok, err := loadTokens(cfg.TokensFile, log)
-	if err != nil {
-		return nil, err
+	var tok *tokens
+	if cfg.TokensFile != "" {
+		var err error
+		if tok, err = loadTokens(cfg.TokensFile, log); err != nil {
+			return nil, err
+		}
+	}
+	var jv *verifier
+	if cfg.JWT.Issuer != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		jv = newVerifier(ctx, cfg.JWT, log)
+		cancel()
 	}
 	s := &server{
-		cfg: cfg, db: env.DB, ready: env.Ready, log: log, tokens: tok,
+		cfg: cfg, db: env.DB, ready: env.Ready, log: log, tokens: tok, jwt: jv,
 		hub:      newHub(env.Listener.Subscribe(changedChannel, subscriptionBuffer), uuid.New()),
 		draining: make(chan struct{}),
 		hubDone:  make(chan struct{}),
@@ -179,7 +190,10 @@ func (s *server) Stop(ctx context.Context) error {
 
 // call is what one HTTP request's handling learns for its log line.
 type call struct {
-	user      string
+	user string
+	// grant is what the caller's credential lets it touch (on top of the namespace
+	// permissions, which the logic checks).
+	grant     grant
 	requestID string
 	err       *httpError
 	// patience bounds each piece of the call's database work when the client said how
@@ -231,12 +245,23 @@ func (s *server) authorise(r *http.Request, c *call) *httpError {
 	if !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return unauthenticated("the Authorization header is not \"Bearer TOKEN\"")
 	}
-	user := s.tokens.user(token)
-	if user == "" {
-		return unauthenticated("unknown token: check POLLUX_TOKEN, or ask the operator to add it to rhd's tokens file")
+	// A static token is looked up first: a hash and a map read, where a JWT costs a
+	// signature check.
+	if s.tokens != nil {
+		if user := s.tokens.user(token); user != "" {
+			c.user, c.grant = user, grant{user: user}
+			return nil
+		}
 	}
-	c.user = user
-	return nil
+	if s.jwt != nil && looksLikeJWT(token) {
+		g, herr := s.jwt.verify(r.Context(), token)
+		if herr != nil {
+			return herr
+		}
+		c.user, c.grant = g.user, g
+		return nil
+	}
+	return unauthenticated("unknown token: check POLLUX_TOKEN, or ask the operator to add it to rhd's tokens file")
 }
 
 // readTimeout reads api.HeaderTimeout, when the client sent it.
