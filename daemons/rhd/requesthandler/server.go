@@ -32,8 +32,8 @@ type server struct {
 	tokens *tokens
 	// jwt is nil unless --jwt-issuer is given.
 	jwt *verifier
-	hub    *hub
-	srv    *http.Server
+	hub *hub
+	srv *http.Server
 
 	// draining is closed by Stop: long polls answer at once, so the drain is not held up
 	// by clients that are merely waiting.
