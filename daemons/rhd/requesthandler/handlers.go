@@ -285,13 +285,24 @@ type requestView struct {
 }
 
 // viewFor answers with the view a notification carried, and reads the request when there
-// is none (see readFor).
+// is none (see readFor) or when the view lacks what the answer needs: a notification never
+// carries a READY subrequest's one-time token (request_changed_payload), so the owner's
+// answer reads it from the database; anybody else is refused on the view's owner alone.
 func (s *server) viewFor(ctx context.Context, id, user string, view []byte) (api.Request, *httpError) {
 	if view == nil {
 		return s.readFor(ctx, id, user)
 	}
+	req, herr := decodeView(view, id, user)
+	if herr != nil {
+		return req, herr
+	}
+	for _, sub := range req.Subrequests {
+		if sub.Status == "READY" {
+			return s.readFor(ctx, id, user)
+		}
+	}
 	s.views.WithLabelValues("notification").Inc()
-	return decodeView(view, id, user)
+	return req, nil
 }
 
 // readFor reads a request for the user who asks: "no such request" when there is none,
