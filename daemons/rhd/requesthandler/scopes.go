@@ -73,7 +73,10 @@ func (s *server) fileExists(ctx context.Context, p string) (bool, *httpError) {
 		rows, err = model.FileQuery(ctx, q, p)
 		return err
 	})
-	if err != nil {
+	switch {
+	case pg.SQLState(err) == model.SQLStateNotFound:
+		return false, nil
+	case err != nil:
 		return false, dbError(err)
 	}
 	return len(rows) > 0, nil

@@ -1,0 +1,285 @@
+package requesthandler_test
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/daemons/rhd/rhdtest"
+	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/framework/uuid"
+	"github.com/pollux-storage/pollux/model"
+)
+
+const (
+	testIssuer   = "https://issuer.test/wlcg"
+	testAudience = "https://pollux.test"
+)
+
+// issuer is a token issuer the test plays: its keys are generated here, its JWKS written
+// for rhd to read.
+type issuer struct {
+	t    *testing.T
+	keys map[string]crypto.Signer // by key id
+	algs map[string]jose.SignatureAlgorithm
+}
+
+func newIssuer(t *testing.T) *issuer {
+	t.Helper()
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	return &issuer{t: t,
+		keys: map[string]crypto.Signer{"rsa1": rsaKey, "ec1": ecKey},
+		algs: map[string]jose.SignatureAlgorithm{"rsa1": jose.RS256, "ec1": jose.ES256}}
+}
+
+// jwks is the public half of the issuer's keys.
+func (is *issuer) jwks() []byte {
+	is.t.Helper()
+	var set jose.JSONWebKeySet
+	for kid, k := range is.keys {
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.Public(), KeyID: kid, Algorithm: string(is.algs[kid]), Use: "sig"})
+	}
+	b, err := json.Marshal(set)
+	require.NoError(is.t, err)
+	return b
+}
+
+func (is *issuer) writeJWKS() string {
+	is.t.Helper()
+	p := filepath.Join(is.t.TempDir(), "jwks.json")
+	require.NoError(is.t, os.WriteFile(p, is.jwks(), 0o644))
+	return p
+}
+
+// claims are a token's claims; the zero value of a field leaves it out.
+type claims struct {
+	jwt.Claims
+	Scope string `json:"scope,omitempty"`
+	Ver   string `json:"wlcg.ver,omitempty"`
+}
+
+// good is a valid token's claims for sub with scope.
+func good(sub, scope string) claims {
+	now := time.Now()
+	return claims{Claims: jwt.Claims{Issuer: testIssuer, Subject: sub, Audience: jwt.Audience{testAudience},
+		Expiry: jwt.NewNumericDate(now.Add(20 * time.Minute)), NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)),
+		IssuedAt: jwt.NewNumericDate(now.Add(-time.Minute)), ID: uuid.New()}, Scope: scope, Ver: "1.0"}
+}
+
+// sign signs c with the key kid, naming the key kid in the header.
+func (is *issuer) sign(kid string, c claims) string {
+	is.t.Helper()
+	return signWith(is.t, is.keys[kid], is.algs[kid], kid, c)
+}
+
+func signWith(t *testing.T, key crypto.Signer, alg jose.SignatureAlgorithm, kid string, c claims) string {
+	t.Helper()
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	require.NoError(t, err)
+	tok, err := jwt.Signed(s).Claims(c).Serialize()
+	require.NoError(t, err)
+	return tok
+}
+
+func (c *cluster) rhdWithJWT(keys string) *rhdtest.Instance {
+	c.t.Helper()
+	return c.rhd("--jwt-issuer", testIssuer, "--jwt-audience", testAudience, "--jwt-keys", keys, "--jwt-scope-root", "/pollux")
+}
+
+// A token of the configured issuer, verified with its RSA or EC key, is its sub; every
+// way a token can be wrong is refused with 401 and a reason, and stores nothing.
+func TestJWTAuthentication(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	is := newIssuer(t)
+	a := c.rhdWithJWT(is.writeJWKS())
+	getReq := func() api.SubmitRequest {
+		return api.SubmitRequest{ID: uuid.New(), Type: "GET", Paths: []string{"/pollux/u/alice/f"}}
+	}
+	var sent []string
+	for _, kid := range []string{"rsa1", "ec1"} {
+		tok := is.sign(kid, good("alice", "storage.read:/"))
+		sent = append(sent, tok)
+		req := getReq()
+		r := submit(t, a, tok, req)
+		require.Equal(t, http.StatusCreated, r.status, "%s: %s", kid, r.body)
+		// The static tokens' user alice and the token's sub alice are one user.
+		require.Equal(t, http.StatusOK, get(t, a, aliceToken, req.ID, nil).status, kid)
+	}
+
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	expired := good("alice", "storage.read:/")
+	expired.Expiry = jwt.NewNumericDate(time.Now().Add(-10 * time.Minute))
+	expired.NotBefore = jwt.NewNumericDate(time.Now().Add(-30 * time.Minute))
+	expired.IssuedAt = expired.NotBefore
+	early := good("alice", "storage.read:/")
+	early.NotBefore = jwt.NewNumericDate(time.Now().Add(10 * time.Minute))
+	wrongIss := good("alice", "storage.read:/")
+	wrongIss.Issuer = "https://evil.test"
+	wrongAud := good("alice", "storage.read:/")
+	wrongAud.Audience = jwt.Audience{"https://other-storage.test"}
+	noExp := good("alice", "storage.read:/")
+	noExp.Expiry = nil
+	noVer := good("alice", "storage.read:/")
+	noVer.Ver = ""
+	noPath := good("alice", "storage.read")
+	dotPath := good("alice", "storage.read:/u/../x")
+	noSub := good("", "storage.read:/")
+	for _, tc := range []struct{ name, token, reason string }{
+		{"expired", is.sign("rsa1", expired), "the token expired at "},
+		{"not yet valid", is.sign("ec1", early), "the token is not valid before "},
+		{"wrong issuer", is.sign("rsa1", wrongIss), `issued by "https://evil.test"; this service accepts tokens of "` + testIssuer + `"`},
+		{"wrong audience", is.sign("rsa1", wrongAud), `the token is for audience [https://other-storage.test]; this service is "` + testAudience + `"`},
+		{"bad signature", signWith(t, other, jose.ES256, "ec1", good("alice", "storage.read:/")), "signature does not verify with the keys of issuer " + testIssuer},
+		{"unknown key", signWith(t, other, jose.ES256, "ec9", good("alice", "storage.read:/")), `signed with key "ec9", which issuer ` + testIssuer + " does not publish"},
+		{"no exp", is.sign("rsa1", noExp), "the token has no exp"},
+		{"no wlcg.ver", is.sign("rsa1", noVer), `wlcg.ver is ""`},
+		{"scope without path", is.sign("rsa1", noPath), `scope "storage.read" has no clean absolute path`},
+		{"scope with dots", is.sign("rsa1", dotPath), `scope "storage.read:/u/../x" has no clean absolute path`},
+		{"no sub", is.sign("rsa1", noSub), "sub is empty"},
+		{"not a JWT", "eyJhbGciOiJub25lIn0.e30.", "not a signed JWT"},
+	} {
+		sent = append(sent, tc.token)
+		req := getReq()
+		r := submit(t, a, tc.token, req)
+		require.Equal(t, http.StatusUnauthorized, r.status, "%s: %s", tc.name, r.body)
+		require.Contains(t, r.errorBody(t).Message, tc.reason, tc.name)
+		require.Equal(t, "permission", r.errorBody(t).Kind, tc.name)
+	}
+	// A JWT with its alg switched to HMAC, keyed by the published public key, is the
+	// classic forgery: the algorithm is not accepted at all.
+	hs, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: is.jwks()}, nil)
+	require.NoError(t, err)
+	forged, err := jwt.Signed(hs).Claims(good("alice", "storage.read:/")).Serialize()
+	require.NoError(t, err)
+	r := submit(t, a, forged, getReq())
+	require.Equal(t, http.StatusUnauthorized, r.status, string(r.body))
+	require.Contains(t, r.errorBody(t).Message, "not a signed JWT of an accepted algorithm")
+
+	require.Equal(t, 2, c.count("select count(*) from request"), "only the two good tokens stored a request")
+	for _, tok := range append(sent, forged) {
+		require.NotContains(t, a.Log.String(), tok, "a token is never logged")
+	}
+}
+
+// A token's scopes limit what it may touch: read for get, prepareToGet and qry, create for
+// a new file, modify for an overwrite, putdone and rm, each path below the scope's root
+// (--jwt-scope-root joined with the scope's path); anything else is 403 and stores nothing.
+func TestJWTScopes(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	is := newIssuer(t)
+	a := c.rhdWithJWT(is.writeJWKS())
+
+	// An existing file of alice's, being written (its put placed).
+	old := api.SubmitRequest{ID: uuid.New(), Type: "PUT", Paths: []string{"/pollux/u/alice/old"}}
+	require.Equal(t, http.StatusCreated, submit(t, a, aliceToken, old).status)
+	c.schedulePut(old.ID)
+	rows, err := model.FileQuery(c.ctx, c.db.Pool(), "/pollux/u/alice/old")
+	require.NoError(t, err)
+	require.Len(t, rows, 1, "the placed put made the file")
+
+	reader := is.sign("rsa1", good("alice", "openid storage.read:/u/alice"))
+	creator := is.sign("ec1", good("alice", "storage.read:/u/alice storage.create:/u/alice"))
+	modifier := is.sign("rsa1", good("alice", "storage.modify:/u/alice"))
+	nothing := is.sign("rsa1", good("alice", "openid offline_access"))
+	for _, tc := range []struct {
+		name, token, typ, path string
+		ok                     bool
+		reason                 string
+	}{
+		{"read below the scope", reader, "GET", "/pollux/u/alice/f", true, ""},
+		{"prepareToGet below the scope", reader, "PREPARE_TO_GET", "/pollux/u/alice/f", true, ""},
+		{"read of the scope's root itself", reader, "GET", "/pollux/u/alice", true, ""},
+		{"read elsewhere", reader, "GET", "/pollux/u/bob/f", false, "/pollux/u/bob/f needs a token with storage.read covering it; this token (from " + testIssuer + ") has scopes storage.read:/pollux/u/alice"},
+		{"a sibling sharing the prefix", reader, "GET", "/pollux/u/alicex/f", false, "needs a token with storage.read"},
+		{"read token puts", reader, "PUT", "/pollux/u/alice/new", false, "needs a token with storage.create"},
+		{"read token removes", reader, "RM", "/pollux/u/alice/old", false, "needs a token with storage.modify"},
+		{"create a new file", creator, "PUT", "/pollux/u/alice/new", true, ""},
+		{"create over an existing file", creator, "PUT", "/pollux/u/alice/old", false, "needs a token with storage.modify covering it; this token (from " + testIssuer + ") has scopes storage.read:/pollux/u/alice storage.create:/pollux/u/alice (/pollux/u/alice/old exists: writing it again overwrites it)"},
+		{"create token closes", creator, "PUTDONE", "/pollux/u/alice/old", false, "needs a token with storage.modify"},
+		{"create token removes", creator, "RM", "/pollux/u/alice/old", false, "needs a token with storage.modify"},
+		{"modify overwrites", modifier, "PUT", "/pollux/u/alice/old", true, ""},
+		{"modify creates", modifier, "PUT", "/pollux/u/alice/other", true, ""},
+		{"modify removes", modifier, "RM", "/pollux/u/alice/gone", true, ""},
+		{"modify does not read", modifier, "GET", "/pollux/u/alice/old", false, "needs a token with storage.read"},
+		{"no storage scope", nothing, "GET", "/pollux/u/alice/f", false, "has no storage scope"},
+	} {
+		req := api.SubmitRequest{ID: uuid.New(), Type: tc.typ, Paths: []string{tc.path}}
+		r := submit(t, a, tc.token, req)
+		if tc.ok {
+			require.Equal(t, http.StatusCreated, r.status, "%s: %s", tc.name, r.body)
+			continue
+		}
+		require.Equal(t, http.StatusForbidden, r.status, "%s: %s", tc.name, r.body)
+		require.Contains(t, r.errorBody(t).Message, "permission denied: ", tc.name)
+		require.Contains(t, r.errorBody(t).Message, tc.reason, tc.name)
+		require.Zero(t, c.count("select count(*) from request where id = '"+req.ID+"'"), "%s: a refused request is not stored", tc.name)
+	}
+
+	// A retry of the create-only put finds the file its first submission made: it is the
+	// same request, not an overwrite.
+	first := api.SubmitRequest{ID: uuid.New(), Type: "PUT", Paths: []string{"/pollux/u/alice/retried"}}
+	require.Equal(t, http.StatusCreated, submit(t, a, creator, first).status)
+	c.tx("stage", func(q pg.Querier) error { _, err := model.SubrequestClaim(c.ctx, q, "put", 10); return err })
+	rows, err = model.FileQuery(c.ctx, c.db.Pool(), "/pollux/u/alice/retried")
+	require.NoError(t, err)
+	require.Len(t, rows, 1)
+	r := submit(t, a, creator, first)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+
+	// stager_qry is a read.
+	files := func(tok, p string) response {
+		return do(t, http.MethodGet, a.URL+api.PathFiles+"?"+url.Values{api.ParamPath: {p}}.Encode(), tok, nil)
+	}
+	require.Equal(t, http.StatusOK, files(reader, "/pollux/u/alice/old").status)
+	q := files(modifier, "/pollux/u/alice/old")
+	require.Equal(t, http.StatusForbidden, q.status, string(q.body))
+	require.Contains(t, q.errorBody(t).Message, "needs a token with storage.read")
+	require.Equal(t, http.StatusForbidden, files(reader, "/pollux/u/bob/f").status)
+}
+
+// The issuer's keys may come from a URL; keys that cannot be fetched make tokens wait
+// (503), not pass.
+func TestJWTKeysFromURL(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	is := newIssuer(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(is.jwks())
+	}))
+	t.Cleanup(srv.Close)
+	a := c.rhdWithJWT(srv.URL + "/jwks")
+	r := submit(t, a, is.sign("ec1", good("carol", "storage.read:/")), api.SubmitRequest{ID: uuid.New(), Type: "GET", Paths: []string{"/pollux/f"}})
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+	require.NotEmpty(t, a.Log.Lines("JWKS fetched"))
+
+	gone := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(gone.Close)
+	b := c.rhdWithJWT(gone.URL + "/jwks")
+	require.NotEmpty(t, b.Log.Lines("the JWT issuer's keys cannot be read; tokens of the issuer are refused until they can"))
+	r = submit(t, b, is.sign("ec1", good("carol", "storage.read:/")), api.SubmitRequest{ID: uuid.New(), Type: "GET", Paths: []string{"/pollux/f"}})
+	require.Equal(t, http.StatusServiceUnavailable, r.status, string(r.body))
+	require.Contains(t, r.errorBody(t).Message, "cannot read the token issuer's keys")
+}
