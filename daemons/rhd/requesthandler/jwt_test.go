@@ -283,3 +283,33 @@ func TestJWTKeysFromURL(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, r.status, string(r.body))
 	require.Contains(t, r.errorBody(t).Message, "cannot read the token issuer's keys")
 }
+
+// The JWKS file is read again when it changes: a key the issuer withdrew stops verifying
+// at once, a new key verifies without a restart.
+func TestJWTKeyRotation(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	is := newIssuer(t)
+	ecOnly := &issuer{t: t, keys: map[string]crypto.Signer{"ec1": is.keys["ec1"]}, algs: is.algs}
+	rsaOnly := &issuer{t: t, keys: map[string]crypto.Signer{"rsa1": is.keys["rsa1"]}, algs: is.algs}
+	keys := rsaOnly.writeJWKS()
+	a := c.rhdWithJWT(keys)
+	req := func() api.SubmitRequest {
+		return api.SubmitRequest{ID: uuid.New(), Type: "GET", Paths: []string{"/pollux/f"}}
+	}
+	rsaTok, ecTok := is.sign("rsa1", good("alice", "storage.read:/")), is.sign("ec1", good("alice", "storage.read:/"))
+	require.Equal(t, http.StatusCreated, submit(t, a, rsaTok, req()).status)
+	require.Equal(t, http.StatusUnauthorized, submit(t, a, ecTok, req()).status, "ec1 is not published yet")
+
+	require.NoError(t, os.WriteFile(keys, ecOnly.jwks(), 0o644))
+	r := submit(t, a, rsaTok, req())
+	require.Equal(t, http.StatusUnauthorized, r.status, "rsa1 was withdrawn: %s", r.body)
+	require.Contains(t, r.errorBody(t).Message, `signed with key "rsa1", which issuer `+testIssuer+" does not publish")
+	require.Equal(t, http.StatusCreated, submit(t, a, ecTok, req()).status, "ec1 is published now")
+
+	// A broken file verifies nothing rather than keep a withdrawn key alive.
+	require.NoError(t, os.WriteFile(keys, []byte(`{"keys": [`), 0o644))
+	r = submit(t, a, ecTok, req())
+	require.Equal(t, http.StatusServiceUnavailable, r.status, string(r.body))
+	require.NotEmpty(t, a.Log.Lines("JWKS file unreadable: no JWT verifies until it is fixed"))
+}
