@@ -1,17 +1,13 @@
 package requesthandler_test
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -26,83 +22,9 @@ import (
 	"github.com/pollux-storage/pollux/model"
 )
 
-const (
-	testIssuer   = "https://issuer.test/wlcg"
-	testAudience = "https://pollux.test"
-)
-
-// issuer is a token issuer the test plays: its keys are generated here, its JWKS written
-// for rhd to read.
-type issuer struct {
-	t    *testing.T
-	keys map[string]crypto.Signer // by key id
-	algs map[string]jose.SignatureAlgorithm
-}
-
-func newIssuer(t *testing.T) *issuer {
-	t.Helper()
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	require.NoError(t, err)
-	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	return &issuer{t: t,
-		keys: map[string]crypto.Signer{"rsa1": rsaKey, "ec1": ecKey},
-		algs: map[string]jose.SignatureAlgorithm{"rsa1": jose.RS256, "ec1": jose.ES256}}
-}
-
-// jwks is the public half of the issuer's keys.
-func (is *issuer) jwks() []byte {
-	is.t.Helper()
-	var set jose.JSONWebKeySet
-	for kid, k := range is.keys {
-		set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.Public(), KeyID: kid, Algorithm: string(is.algs[kid]), Use: "sig"})
-	}
-	b, err := json.Marshal(set)
-	require.NoError(is.t, err)
-	return b
-}
-
-func (is *issuer) writeJWKS() string {
-	is.t.Helper()
-	p := filepath.Join(is.t.TempDir(), "jwks.json")
-	require.NoError(is.t, os.WriteFile(p, is.jwks(), 0o644))
-	return p
-}
-
-// claims are a token's claims; the zero value of a field leaves it out.
-type claims struct {
-	jwt.Claims
-	Scope string `json:"scope,omitempty"`
-	Ver   string `json:"wlcg.ver,omitempty"`
-}
-
-// good is a valid token's claims for sub with scope.
-func good(sub, scope string) claims {
-	now := time.Now()
-	return claims{Claims: jwt.Claims{Issuer: testIssuer, Subject: sub, Audience: jwt.Audience{testAudience},
-		Expiry: jwt.NewNumericDate(now.Add(20 * time.Minute)), NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)),
-		IssuedAt: jwt.NewNumericDate(now.Add(-time.Minute)), ID: uuid.New()}, Scope: scope, Ver: "1.0"}
-}
-
-// sign signs c with the key kid, naming the key kid in the header.
-func (is *issuer) sign(kid string, c claims) string {
-	is.t.Helper()
-	return signWith(is.t, is.keys[kid], is.algs[kid], kid, c)
-}
-
-func signWith(t *testing.T, key crypto.Signer, alg jose.SignatureAlgorithm, kid string, c claims) string {
-	t.Helper()
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
-		(&jose.SignerOptions{}).WithType("JWT"))
-	require.NoError(t, err)
-	tok, err := jwt.Signed(s).Claims(c).Serialize()
-	require.NoError(t, err)
-	return tok
-}
-
 func (c *cluster) rhdWithJWT(keys string) *rhdtest.Instance {
 	c.t.Helper()
-	return c.rhd("--jwt-issuer", testIssuer, "--jwt-audience", testAudience, "--jwt-keys", keys, "--jwt-scope-root", "/pollux")
+	return c.rhd(rhdtest.JWTFlags(keys)...)
 }
 
 // A token of the configured issuer, verified with its RSA or EC key, is its sub; every
@@ -110,14 +32,14 @@ func (c *cluster) rhdWithJWT(keys string) *rhdtest.Instance {
 func TestJWTAuthentication(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
-	is := newIssuer(t)
-	a := c.rhdWithJWT(is.writeJWKS())
+	is := rhdtest.NewIssuer(t)
+	a := c.rhdWithJWT(is.WriteJWKS())
 	getReq := func() api.SubmitRequest {
 		return api.SubmitRequest{ID: uuid.New(), Type: "GET", Paths: []string{"/pollux/u/alice/f"}}
 	}
 	var sent []string
 	for _, kid := range []string{"rsa1", "ec1"} {
-		tok := is.sign(kid, good("alice", "storage.read:/"))
+		tok := is.Sign(kid, rhdtest.Good("alice", "storage.read:/"))
 		sent = append(sent, tok)
 		req := getReq()
 		r := submit(t, a, tok, req)
@@ -128,35 +50,35 @@ func TestJWTAuthentication(t *testing.T) {
 
 	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	expired := good("alice", "storage.read:/")
+	expired := rhdtest.Good("alice", "storage.read:/")
 	expired.Expiry = jwt.NewNumericDate(time.Now().Add(-10 * time.Minute))
 	expired.NotBefore = jwt.NewNumericDate(time.Now().Add(-30 * time.Minute))
 	expired.IssuedAt = expired.NotBefore
-	early := good("alice", "storage.read:/")
+	early := rhdtest.Good("alice", "storage.read:/")
 	early.NotBefore = jwt.NewNumericDate(time.Now().Add(10 * time.Minute))
-	wrongIss := good("alice", "storage.read:/")
+	wrongIss := rhdtest.Good("alice", "storage.read:/")
 	wrongIss.Issuer = "https://evil.test"
-	wrongAud := good("alice", "storage.read:/")
+	wrongAud := rhdtest.Good("alice", "storage.read:/")
 	wrongAud.Audience = jwt.Audience{"https://other-storage.test"}
-	noExp := good("alice", "storage.read:/")
+	noExp := rhdtest.Good("alice", "storage.read:/")
 	noExp.Expiry = nil
-	noVer := good("alice", "storage.read:/")
+	noVer := rhdtest.Good("alice", "storage.read:/")
 	noVer.Ver = ""
-	noPath := good("alice", "storage.read")
-	dotPath := good("alice", "storage.read:/u/../x")
-	noSub := good("", "storage.read:/")
+	noPath := rhdtest.Good("alice", "storage.read")
+	dotPath := rhdtest.Good("alice", "storage.read:/u/../x")
+	noSub := rhdtest.Good("", "storage.read:/")
 	for _, tc := range []struct{ name, token, reason string }{
-		{"expired", is.sign("rsa1", expired), "the token expired at "},
-		{"not yet valid", is.sign("ec1", early), "the token is not valid before "},
-		{"wrong issuer", is.sign("rsa1", wrongIss), `issued by "https://evil.test"; this service accepts tokens of "` + testIssuer + `"`},
-		{"wrong audience", is.sign("rsa1", wrongAud), `the token is for audience [https://other-storage.test]; this service is "` + testAudience + `"`},
-		{"bad signature", signWith(t, other, jose.ES256, "ec1", good("alice", "storage.read:/")), "signature does not verify with the keys of issuer " + testIssuer},
-		{"unknown key", signWith(t, other, jose.ES256, "ec9", good("alice", "storage.read:/")), `signed with key "ec9", which issuer ` + testIssuer + " does not publish"},
-		{"no exp", is.sign("rsa1", noExp), "the token has no exp"},
-		{"no wlcg.ver", is.sign("rsa1", noVer), `wlcg.ver is ""`},
-		{"scope without path", is.sign("rsa1", noPath), `scope "storage.read" has no clean absolute path`},
-		{"scope with dots", is.sign("rsa1", dotPath), `scope "storage.read:/u/../x" has no clean absolute path`},
-		{"no sub", is.sign("rsa1", noSub), "sub is empty"},
+		{"expired", is.Sign("rsa1", expired), "the token expired at "},
+		{"not yet valid", is.Sign("ec1", early), "the token is not valid before "},
+		{"wrong issuer", is.Sign("rsa1", wrongIss), `issued by "https://evil.test"; this service accepts tokens of "` + rhdtest.TestIssuer + `"`},
+		{"wrong audience", is.Sign("rsa1", wrongAud), `the token is for audience [https://other-storage.test]; this service is "` + rhdtest.TestAudience + `"`},
+		{"bad signature", rhdtest.SignWith(t, other, jose.ES256, "ec1", rhdtest.Good("alice", "storage.read:/")), "signature does not verify with the keys of issuer " + rhdtest.TestIssuer},
+		{"unknown key", rhdtest.SignWith(t, other, jose.ES256, "ec9", rhdtest.Good("alice", "storage.read:/")), `signed with key "ec9", which issuer ` + rhdtest.TestIssuer + " does not publish"},
+		{"no exp", is.Sign("rsa1", noExp), "the token has no exp"},
+		{"no wlcg.ver", is.Sign("rsa1", noVer), `wlcg.ver is ""`},
+		{"scope without path", is.Sign("rsa1", noPath), `scope "storage.read" has no clean absolute path`},
+		{"scope with dots", is.Sign("rsa1", dotPath), `scope "storage.read:/u/../x" has no clean absolute path`},
+		{"no sub", is.Sign("rsa1", noSub), "sub is empty"},
 		{"not a JWT", "eyJhbGciOiJub25lIn0.e30.", "not a signed JWT"},
 	} {
 		sent = append(sent, tc.token)
@@ -168,9 +90,9 @@ func TestJWTAuthentication(t *testing.T) {
 	}
 	// A JWT with its alg switched to HMAC, keyed by the published public key, is the
 	// classic forgery: the algorithm is not accepted at all.
-	hs, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: is.jwks()}, nil)
+	hs, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: is.JWKS()}, nil)
 	require.NoError(t, err)
-	forged, err := jwt.Signed(hs).Claims(good("alice", "storage.read:/")).Serialize()
+	forged, err := jwt.Signed(hs).Claims(rhdtest.Good("alice", "storage.read:/")).Serialize()
 	require.NoError(t, err)
 	r := submit(t, a, forged, getReq())
 	require.Equal(t, http.StatusUnauthorized, r.status, string(r.body))
@@ -188,8 +110,8 @@ func TestJWTAuthentication(t *testing.T) {
 func TestJWTScopes(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
-	is := newIssuer(t)
-	a := c.rhdWithJWT(is.writeJWKS())
+	is := rhdtest.NewIssuer(t)
+	a := c.rhdWithJWT(is.WriteJWKS())
 
 	// An existing file of alice's, being written (its put placed).
 	old := api.SubmitRequest{ID: uuid.New(), Type: "PUT", Paths: []string{"/pollux/u/alice/old"}}
@@ -199,10 +121,10 @@ func TestJWTScopes(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, rows, 1, "the placed put made the file")
 
-	reader := is.sign("rsa1", good("alice", "openid storage.read:/u/alice"))
-	creator := is.sign("ec1", good("alice", "storage.read:/u/alice storage.create:/u/alice"))
-	modifier := is.sign("rsa1", good("alice", "storage.modify:/u/alice"))
-	nothing := is.sign("rsa1", good("alice", "openid offline_access"))
+	reader := is.Sign("rsa1", rhdtest.Good("alice", "openid storage.read:/u/alice"))
+	creator := is.Sign("ec1", rhdtest.Good("alice", "storage.read:/u/alice storage.create:/u/alice"))
+	modifier := is.Sign("rsa1", rhdtest.Good("alice", "storage.modify:/u/alice"))
+	nothing := is.Sign("rsa1", rhdtest.Good("alice", "openid offline_access"))
 	for _, tc := range []struct {
 		name, token, typ, path string
 		ok                     bool
@@ -211,12 +133,12 @@ func TestJWTScopes(t *testing.T) {
 		{"read below the scope", reader, "GET", "/pollux/u/alice/f", true, ""},
 		{"prepareToGet below the scope", reader, "PREPARE_TO_GET", "/pollux/u/alice/f", true, ""},
 		{"read of the scope's root itself", reader, "GET", "/pollux/u/alice", true, ""},
-		{"read elsewhere", reader, "GET", "/pollux/u/bob/f", false, "/pollux/u/bob/f needs a token with storage.read covering it; this token (from " + testIssuer + ") has scopes storage.read:/pollux/u/alice"},
+		{"read elsewhere", reader, "GET", "/pollux/u/bob/f", false, "/pollux/u/bob/f needs a token with storage.read covering it; this token (from " + rhdtest.TestIssuer + ") has scopes storage.read:/pollux/u/alice"},
 		{"a sibling sharing the prefix", reader, "GET", "/pollux/u/alicex/f", false, "needs a token with storage.read"},
 		{"read token puts", reader, "PUT", "/pollux/u/alice/new", false, "needs a token with storage.create"},
 		{"read token removes", reader, "RM", "/pollux/u/alice/old", false, "needs a token with storage.modify"},
 		{"create a new file", creator, "PUT", "/pollux/u/alice/new", true, ""},
-		{"create over an existing file", creator, "PUT", "/pollux/u/alice/old", false, "needs a token with storage.modify covering it; this token (from " + testIssuer + ") has scopes storage.read:/pollux/u/alice storage.create:/pollux/u/alice (/pollux/u/alice/old exists: writing it again overwrites it)"},
+		{"create over an existing file", creator, "PUT", "/pollux/u/alice/old", false, "needs a token with storage.modify covering it; this token (from " + rhdtest.TestIssuer + ") has scopes storage.read:/pollux/u/alice storage.create:/pollux/u/alice (/pollux/u/alice/old exists: writing it again overwrites it)"},
 		{"create token closes", creator, "PUTDONE", "/pollux/u/alice/old", false, "needs a token with storage.modify"},
 		{"create token removes", creator, "RM", "/pollux/u/alice/old", false, "needs a token with storage.modify"},
 		{"modify overwrites", modifier, "PUT", "/pollux/u/alice/old", true, ""},
@@ -264,14 +186,14 @@ func TestJWTScopes(t *testing.T) {
 func TestJWTKeysFromURL(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
-	is := newIssuer(t)
+	is := rhdtest.NewIssuer(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(is.jwks())
+		_, _ = w.Write(is.JWKS())
 	}))
 	t.Cleanup(srv.Close)
 	a := c.rhdWithJWT(srv.URL + "/jwks")
-	r := submit(t, a, is.sign("ec1", good("carol", "storage.read:/")), api.SubmitRequest{ID: uuid.New(), Type: "GET", Paths: []string{"/pollux/f"}})
+	r := submit(t, a, is.Sign("ec1", rhdtest.Good("carol", "storage.read:/")), api.SubmitRequest{ID: uuid.New(), Type: "GET", Paths: []string{"/pollux/f"}})
 	require.Equal(t, http.StatusCreated, r.status, string(r.body))
 	require.NotEmpty(t, a.Log.Lines("JWKS fetched"))
 
@@ -279,7 +201,7 @@ func TestJWTKeysFromURL(t *testing.T) {
 	t.Cleanup(gone.Close)
 	b := c.rhdWithJWT(gone.URL + "/jwks")
 	require.NotEmpty(t, b.Log.Lines("the JWT issuer's keys cannot be read; tokens of the issuer are refused until they can"))
-	r = submit(t, b, is.sign("ec1", good("carol", "storage.read:/")), api.SubmitRequest{ID: uuid.New(), Type: "GET", Paths: []string{"/pollux/f"}})
+	r = submit(t, b, is.Sign("ec1", rhdtest.Good("carol", "storage.read:/")), api.SubmitRequest{ID: uuid.New(), Type: "GET", Paths: []string{"/pollux/f"}})
 	require.Equal(t, http.StatusServiceUnavailable, r.status, string(r.body))
 	require.Contains(t, r.errorBody(t).Message, "cannot read the token issuer's keys")
 }
@@ -289,22 +211,21 @@ func TestJWTKeysFromURL(t *testing.T) {
 func TestJWTKeyRotation(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
-	is := newIssuer(t)
-	ecOnly := &issuer{t: t, keys: map[string]crypto.Signer{"ec1": is.keys["ec1"]}, algs: is.algs}
-	rsaOnly := &issuer{t: t, keys: map[string]crypto.Signer{"rsa1": is.keys["rsa1"]}, algs: is.algs}
-	keys := rsaOnly.writeJWKS()
+	is := rhdtest.NewIssuer(t)
+	ecOnly := is.Only("ec1")
+	keys := is.Only("rsa1").WriteJWKS()
 	a := c.rhdWithJWT(keys)
 	req := func() api.SubmitRequest {
 		return api.SubmitRequest{ID: uuid.New(), Type: "GET", Paths: []string{"/pollux/f"}}
 	}
-	rsaTok, ecTok := is.sign("rsa1", good("alice", "storage.read:/")), is.sign("ec1", good("alice", "storage.read:/"))
+	rsaTok, ecTok := is.Sign("rsa1", rhdtest.Good("alice", "storage.read:/")), is.Sign("ec1", rhdtest.Good("alice", "storage.read:/"))
 	require.Equal(t, http.StatusCreated, submit(t, a, rsaTok, req()).status)
 	require.Equal(t, http.StatusUnauthorized, submit(t, a, ecTok, req()).status, "ec1 is not published yet")
 
-	require.NoError(t, os.WriteFile(keys, ecOnly.jwks(), 0o644))
+	require.NoError(t, os.WriteFile(keys, ecOnly.JWKS(), 0o644))
 	r := submit(t, a, rsaTok, req())
 	require.Equal(t, http.StatusUnauthorized, r.status, "rsa1 was withdrawn: %s", r.body)
-	require.Contains(t, r.errorBody(t).Message, `signed with key "rsa1", which issuer `+testIssuer+" does not publish")
+	require.Contains(t, r.errorBody(t).Message, `signed with key "rsa1", which issuer `+rhdtest.TestIssuer+" does not publish")
 	require.Equal(t, http.StatusCreated, submit(t, a, ecTok, req()).status, "ec1 is published now")
 
 	// A broken file verifies nothing rather than keep a withdrawn key alive.
