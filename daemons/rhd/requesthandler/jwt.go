@@ -330,7 +330,7 @@ func (s *keySource) get(ctx context.Context, kid string) ([]jose.JSONWebKey, err
 			return nil, fmt.Errorf("JWKS file: %w", err)
 		}
 		if stampOf(st) != s.stamp {
-			keys, err := s.read()
+			keys, err := s.read(ctx)
 			// A broken file verifies nothing: keeping the old keys could keep a withdrawn
 			// key alive.
 			s.keys, s.stamp = keys, stampOf(st)
@@ -346,7 +346,7 @@ func (s *keySource) get(ctx context.Context, kid string) ([]jose.JSONWebKey, err
 	stale := s.keys == nil || now.Sub(s.fetched) > jwksMaxAge || (kid != "" && !hasKey(s.keys, kid))
 	if stale && now.Sub(s.tried) >= jwksRefetch {
 		s.tried = now
-		keys, err := s.read()
+		keys, err := s.read(ctx)
 		if err != nil {
 			if s.keys == nil || now.Sub(s.fetched) > 2*jwksMaxAge {
 				s.keys = nil
@@ -365,10 +365,14 @@ func (s *keySource) get(ctx context.Context, kid string) ([]jose.JSONWebKey, err
 }
 
 // read loads the set and keeps its public signing keys.
-func (s *keySource) read() ([]jose.JSONWebKey, error) {
+func (s *keySource) read(ctx context.Context) ([]jose.JSONWebKey, error) {
 	var body []byte
 	if s.isURL() {
-		resp, err := s.client.Get(s.location)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.location, nil)
+		if err != nil {
+			return nil, fmt.Errorf("fetch JWKS: %w", err)
+		}
+		resp, err := s.client.Do(req)
 		if err != nil {
 			return nil, fmt.Errorf("fetch JWKS: %w", err)
 		}

@@ -345,6 +345,10 @@ func (s *server) logged(next http.Handler) http.Handler {
 		if c.user != "" {
 			fields = append(fields, zap.String("user", c.user))
 		}
+		if c.grant.issuer != "" {
+			// Which credential spoke: a JWT's issuer (a static token's user has none).
+			fields = append(fields, zap.String("token_issuer", c.grant.issuer))
+		}
 		level := zap.InfoLevel
 		if c.err != nil {
 			fields = append(fields, zap.String("kind", string(c.err.kind)), zap.String("reason", c.err.message))
