@@ -368,7 +368,9 @@ func (s *keySource) get(ctx context.Context, kid string) ([]jose.JSONWebKey, err
 func (s *keySource) read(ctx context.Context) ([]jose.JSONWebKey, error) {
 	var body []byte
 	if s.isURL() {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.location, nil)
+		// Detached from the caller: a client that goes away must not spoil the fetch for
+		// every other caller until the next try (the client's timeout bounds it).
+		req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodGet, s.location, nil)
 		if err != nil {
 			return nil, fmt.Errorf("fetch JWKS: %w", err)
 		}
