@@ -292,16 +292,18 @@ func (s *server) viewFor(ctx context.Context, id, user string, view []byte) (api
 	if view == nil {
 		return s.readFor(ctx, id, user)
 	}
+	s.views.WithLabelValues("notification").Inc()
 	req, herr := decodeView(view, id, user)
 	if herr != nil {
 		return req, herr
 	}
 	for _, sub := range req.Subrequests {
 		if sub.Status == "READY" {
+			// Counted under both sources: the notification woke the poll and said READY,
+			// the read brought the tokens.
 			return s.readFor(ctx, id, user)
 		}
 	}
-	s.views.WithLabelValues("notification").Inc()
 	return req, nil
 }
 
