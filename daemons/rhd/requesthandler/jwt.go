@@ -118,6 +118,8 @@ const (
 	opRead   = "storage.read"
 	opCreate = "storage.create"
 	opModify = "storage.modify"
+	// opStage brings files online without reading them: prepareToGet, besides read.
+	opStage = "storage.stage"
 )
 
 type scope struct {
@@ -265,7 +267,7 @@ func (v *verifier) parseScopes(s string) ([]scope, *httpError) {
 	for _, f := range strings.Fields(s) {
 		op, p, hasPath := strings.Cut(f, ":")
 		switch op {
-		case opRead, opCreate, opModify:
+		case opRead, opCreate, opModify, opStage:
 		default:
 			continue
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/pollux-storage/pollux/framework/pg"
 	"github.com/pollux-storage/pollux/framework/uuid"
 	"github.com/pollux-storage/pollux/model"
+	"github.com/pollux-storage/pollux/schema/schematest"
 )
 
 func (c *cluster) rhdWithJWT(keys string) *rhdtest.Instance {
@@ -125,6 +126,7 @@ func TestJWTScopes(t *testing.T) {
 	creator := is.Sign("ec1", rhdtest.Good("alice", "storage.read:/u/alice storage.create:/u/alice"))
 	modifier := is.Sign("rsa1", rhdtest.Good("alice", "storage.modify:/u/alice"))
 	nothing := is.Sign("rsa1", rhdtest.Good("alice", "openid offline_access"))
+	stager := is.Sign("ec1", rhdtest.Good("alice", "storage.stage:/u/alice"))
 	for _, tc := range []struct {
 		name, token, typ, path string
 		ok                     bool
@@ -145,6 +147,8 @@ func TestJWTScopes(t *testing.T) {
 		{"modify creates", modifier, "PUT", "/pollux/u/alice/other", true, ""},
 		{"modify removes", modifier, "RM", "/pollux/u/alice/gone", true, ""},
 		{"modify does not read", modifier, "GET", "/pollux/u/alice/old", false, "needs a token with storage.read"},
+		{"stage prepares", stager, "PREPARE_TO_GET", "/pollux/u/alice/f", true, ""},
+		{"stage does not read", stager, "GET", "/pollux/u/alice/f", false, "needs a token with storage.read"},
 		{"no storage scope", nothing, "GET", "/pollux/u/alice/f", false, "has no storage scope"},
 	} {
 		req := api.SubmitRequest{ID: uuid.New(), Type: tc.typ, Paths: []string{tc.path}}
@@ -233,4 +237,16 @@ func TestJWTKeyRotation(t *testing.T) {
 	r = submit(t, a, ecTok, req())
 	require.Equal(t, http.StatusServiceUnavailable, r.status, string(r.body))
 	require.NotEmpty(t, a.Log.Lines("JWKS file unreadable: no JWT verifies until it is fixed"))
+}
+
+// With an issuer, the tokens file is optional: JWTs alone are accepted.
+func TestJWTWithoutTokensFile(t *testing.T) {
+	t.Parallel()
+	is := rhdtest.NewIssuer(t)
+	a := rhdtest.Start(t, schematest.DSN(t), "", rhdtest.JWTFlags(is.WriteJWKS())...)
+	req := api.SubmitRequest{ID: uuid.New(), Type: "GET", Paths: []string{"/pollux/f"}}
+	require.Equal(t, http.StatusCreated, submit(t, a, is.Sign("rsa1", rhdtest.Good("dave", "storage.read:/")), req).status)
+	r := get(t, a, aliceToken, req.ID, nil)
+	require.Equal(t, http.StatusUnauthorized, r.status)
+	require.Contains(t, r.errorBody(t).Message, "unknown token")
 }

@@ -10,7 +10,7 @@ import (
 )
 
 // checkScopes refuses (403) a request a JWT's scopes do not reach, before anything is
-// stored: read for GET and PREPARE_TO_GET, modify for PUTDONE and RM, and for PUT create
+// stored: read for GET, read or stage for PREPARE_TO_GET, modify for PUTDONE and RM, and for PUT create
 // when the file is new, modify when it overwrites. A static token passes: it is limited by
 // the namespace permissions alone, which the logic checks for every credential.
 //
@@ -24,7 +24,12 @@ func (s *server) checkScopes(ctx context.Context, g grant, id string, typ model.
 	for _, p := range paths {
 		var op string
 		switch typ {
-		case model.RequestTypeGet, model.RequestTypePrepareToGet:
+		case model.RequestTypeGet:
+			op = opRead
+		case model.RequestTypePrepareToGet:
+			if g.allows(opStage, p) {
+				continue
+			}
 			op = opRead
 		case model.RequestTypePutdone, model.RequestTypeRm:
 			op = opModify
