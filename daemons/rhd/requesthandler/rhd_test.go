@@ -306,6 +306,7 @@ func TestTokens(t *testing.T) {
 		{"no header", "", "no Authorization header"},
 		{"not bearer", "Basic YWxpY2U6cHc=", "not \"Bearer TOKEN\""},
 		{"unknown token", "Bearer guess", "unknown token"},
+		{"a JWT where none is accepted", "Bearer eyJhbGciOiJFUzI1NiJ9.e30.c2ln", "this request handler accepts none"},
 	} {
 		b, _ := json.Marshal(req)
 		hr, err := http.NewRequest(http.MethodPost, a.URL+api.PathRequests, bytes.NewReader(b))

@@ -253,7 +253,10 @@ func (s *server) authorise(r *http.Request, c *call) *httpError {
 			return nil
 		}
 	}
-	if s.jwt != nil && looksLikeJWT(token) {
+	if looksLikeJWT(token) {
+		if s.jwt == nil {
+			return unauthenticated("the token is a JWT, and this request handler accepts none: its operator has configured no token issuer (--jwt-issuer)")
+		}
 		g, herr := s.jwt.verify(r.Context(), token)
 		if herr != nil {
 			return herr
