@@ -354,6 +354,29 @@ func TestTokens(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, get(t, a, "dave-secret", req.ID, nil).status, "dave is admitted once the file is fixed (and sees carol's request is not his)")
 	require.NoError(t, os.WriteFile(c.tokens, []byte("# nobody\n"), 0o600))
 	require.Equal(t, http.StatusUnauthorized, get(t, a, "carol-secret", req.ID, nil).status, "an empty file revokes everyone")
+
+	// An edit the file's stamp cannot show (same size, same modification time) still
+	// revokes, within a second: the content is compared again.
+	require.NoError(t, os.WriteFile(c.tokens, []byte("carol-secret carol\n"), 0o600))
+	require.Equal(t, http.StatusOK, get(t, a, "carol-secret", req.ID, nil).status)
+	st, err := os.Stat(c.tokens)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(c.tokens, []byte("erin-secret   erin\n"), 0o600))
+	require.NoError(t, os.Chtimes(c.tokens, st.ModTime(), st.ModTime()))
+	same, err := os.Stat(c.tokens)
+	require.NoError(t, err)
+	require.Equal(t, st.Size(), same.Size(), "the edit must not change the size")
+	require.Eventually(t, func() bool {
+		r, err := send(http.MethodGet, requestURL(a, req.ID, nil), "carol-secret", nil)
+		return err == nil && r.status == http.StatusUnauthorized
+	}, 10*time.Second, 50*time.Millisecond, "carol's token outlived its line")
+
+	// A file that disappears admits no static token; back, it is read again.
+	require.NoError(t, os.Rename(c.tokens, c.tokens+".away"))
+	require.Equal(t, http.StatusUnauthorized, get(t, a, "erin-secret", req.ID, nil).status)
+	require.Len(t, a.Log.Lines("tokens file unreadable: no static token is accepted until it is readable"), 1)
+	require.NoError(t, os.Rename(c.tokens+".away", c.tokens))
+	require.Equal(t, http.StatusForbidden, get(t, a, "erin-secret", req.ID, nil).status, "erin is admitted again (and the request is carol's)")
 }
 
 // schedulePut drives a put through the logic up to SCHEDULED on a disk server, as stagerd

@@ -2,6 +2,7 @@ package requesthandler
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -32,10 +33,19 @@ type tokens struct {
 
 	mu    sync.Mutex
 	stamp fileStamp
+	// digest and read are the content and time of the last read. An edit that keeps the
+	// size within the file system's mtime granularity leaves the stamp as it was, so the
+	// content is compared again at least every recheck: a revocation never waits for a
+	// luckier edit.
+	digest [32]byte
+	read   time.Time
 	// users is keyed by the token's SHA-256, so that a lookup never compares the secret
 	// itself byte by byte (no timing side channel) and the table holds no token in clear.
 	users map[[32]byte]string
 }
+
+// recheck bounds how long an edit the stamp misses goes unnoticed.
+const recheck = time.Second
 
 type fileStamp struct {
 	mtime time.Time
@@ -50,11 +60,15 @@ func loadTokens(path string, log *zap.Logger) (*tokens, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokens file: %w", err)
 	}
-	users, err := readTokens(path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("tokens file: %w", err)
+	}
+	users, err := parseTokens(path, b)
 	if err != nil {
 		return nil, err
 	}
-	t.users, t.stamp = users, stampOf(st)
+	t.users, t.stamp, t.digest, t.read = users, stampOf(st), sha256.Sum256(b), time.Now()
 	if st.Mode().Perm()&0o077 != 0 {
 		log.Warn("the tokens file is readable by other users: chmod 600 it", zap.String("file", path), zap.Stringer("mode", st.Mode().Perm()))
 	}
@@ -79,19 +93,24 @@ func (t *tokens) user(token string) string {
 func (t *tokens) reloadIfChanged() {
 	st, err := os.Stat(t.path)
 	if err != nil {
-		if t.stamp != (fileStamp{}) {
-			// Failing closed: rhd cannot tell which tokens the operator meant to revoke.
-			t.log.Error("tokens file unreadable: no static token is accepted until it is readable", zap.String("file", t.path), zap.Error(err))
-			t.stamp = fileStamp{}
-			t.users = nil
-		}
+		t.unreadable(err)
 		return
 	}
-	if stampOf(st) == t.stamp {
+	if stampOf(st) == t.stamp && time.Since(t.read) < recheck {
 		return
 	}
-	t.stamp = stampOf(st)
-	users, err := readTokens(t.path)
+	b, err := os.ReadFile(t.path)
+	if err != nil {
+		t.unreadable(err)
+		return
+	}
+	t.stamp, t.read = stampOf(st), time.Now()
+	digest := sha256.Sum256(b)
+	if digest == t.digest {
+		return
+	}
+	t.digest = digest
+	users, err := parseTokens(t.path, b)
 	if err != nil {
 		kept := map[[32]byte]string{}
 		for key, user := range users {
@@ -108,18 +127,24 @@ func (t *tokens) reloadIfChanged() {
 	t.users = users
 }
 
-// readTokens returns the well-formed lines of the file keyed by the token's hash, and an
-// error naming the first malformed line, if any. The error never quotes a line: it may
-// hold a token.
-func readTokens(path string) (map[[32]byte]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("tokens file: %w", err)
+// unreadable revokes every static token, failing closed: rhd cannot tell which tokens the
+// operator meant to revoke. It says so once, until the file is read again.
+func (t *tokens) unreadable(err error) {
+	if t.stamp == (fileStamp{}) && t.users == nil {
+		return
 	}
-	defer f.Close()
+	t.log.Error("tokens file unreadable: no static token is accepted until it is readable", zap.String("file", t.path), zap.Error(err))
+	// Forgetting the digest makes the file's return, even unchanged, a reload.
+	t.stamp, t.digest, t.users = fileStamp{}, [32]byte{}, nil
+}
+
+// parseTokens returns the well-formed lines of the file's content b keyed by the token's
+// hash, and an error naming every malformed line, if any. The error never quotes a line:
+// it may hold a token.
+func parseTokens(path string, b []byte) (map[[32]byte]string, error) {
 	users := map[[32]byte]string{}
 	var bad []error
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
 		line, _, _ := strings.Cut(sc.Text(), "#")
 		fields := strings.Fields(line)
