@@ -51,7 +51,9 @@ const environment = `Environment:
                   (tried in random order, failing over to the next)
   STAGE_PORT      port for STAGE_HOST entries without one (default 9000)
   STAGE_SVCCLASS  service class when -S is not given (default "default")
-  POLLUX_TOKEN    your token (ask the operator for one)
+  POLLUX_TOKEN    your token (ask the operator for one); when unset, a WLCG token is
+                  looked for in BEARER_TOKEN, BEARER_TOKEN_FILE, $XDG_RUNTIME_DIR/bt_u<uid>
+                  and /tmp/bt_u<uid>, where token agents (oidc-agent, htgettoken) put it
   POLLUX_SERVICE_TIMEOUT
                   --service-timeout when the flag is not given
 

@@ -3,6 +3,8 @@ package client
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -22,6 +24,11 @@ const (
 	EnvServiceClass = "STAGE_SVCCLASS"
 	// EnvToken is the bearer token that says who the user is.
 	EnvToken = "POLLUX_TOKEN"
+	// EnvBearerToken and EnvBearerTokenFile are WLCG Bearer Token Discovery's variables,
+	// looked at when EnvToken is not set: a grid user's token agent (oidc-agent,
+	// htgettoken) sets them or writes $XDG_RUNTIME_DIR/bt_u<uid> or /tmp/bt_u<uid>.
+	EnvBearerToken     = "BEARER_TOKEN"
+	EnvBearerTokenFile = "BEARER_TOKEN_FILE"
 )
 
 // Config is what a client needs to reach rhd.
@@ -65,11 +72,50 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if s := strings.TrimSpace(getenv(EnvServiceClass)); s != "" {
 		c.ServiceClass = s
 	}
-	c.Token = strings.TrimSpace(getenv(EnvToken))
-	if c.Token == "" {
-		return c, errorf(wire.ErrorKindInvalid, "%s is not set: export %s=<your token> (ask the operator of Pollux for one)", EnvToken, EnvToken)
+	tok, err := discoverToken(getenv)
+	if err != nil {
+		return c, err
 	}
+	c.Token = tok
 	return c, nil
+}
+
+// discoverToken finds the bearer token: POLLUX_TOKEN, else where WLCG Bearer Token
+// Discovery looks (BEARER_TOKEN, BEARER_TOKEN_FILE, $XDG_RUNTIME_DIR/bt_u<uid>,
+// /tmp/bt_u<uid>), so that a grid user's JWT is found where their token agent put it.
+// Errors never quote a token.
+func discoverToken(getenv func(string) string) (string, error) {
+	if t := strings.TrimSpace(getenv(EnvToken)); t != "" {
+		return t, nil
+	}
+	if t := strings.TrimSpace(getenv(EnvBearerToken)); t != "" {
+		return t, nil
+	}
+	if f := getenv(EnvBearerTokenFile); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", errorf(wire.ErrorKindInvalid, "%s=%s cannot be read: %v", EnvBearerTokenFile, f, err)
+		}
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+		return "", errorf(wire.ErrorKindInvalid, "%s=%s is empty: get a new token from your issuer", EnvBearerTokenFile, f)
+	}
+	name := "bt_u" + strconv.Itoa(os.Getuid())
+	var places []string
+	if d := getenv("XDG_RUNTIME_DIR"); d != "" {
+		places = append(places, filepath.Join(d, name))
+	}
+	places = append(places, filepath.Join("/tmp", name))
+	for _, p := range places {
+		if b, err := os.ReadFile(p); err == nil {
+			if t := strings.TrimSpace(string(b)); t != "" {
+				return t, nil
+			}
+		}
+	}
+	return "", errorf(wire.ErrorKindInvalid, "%s is not set and no WLCG bearer token was found (%s, %s, %s): export %s=<your token> (ask the operator of Pollux for one)",
+		EnvToken, EnvBearerToken, EnvBearerTokenFile, strings.Join(places, ", "), EnvToken)
 }
 
 // resolve turns the STAGE_HOST entries into base URLs, one per address: a name that

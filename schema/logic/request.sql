@@ -127,7 +127,10 @@ $$;
 -- request_changed_payload is what NOTIFY pollux_request_changed carries: the request id, then
 -- a space and request_view when the request is small enough for a notification (PostgreSQL
 -- takes at most 8000 bytes), so that the rhd answering a long poll need not read it again.
--- A large request carries its id alone and is read by the rhd. Reads only.
+-- A large request carries its id alone and is read by the rhd. The view never carries a
+-- subrequest's one-time mover token: any session that may LISTEN would read it. rhd reads
+-- a view with a READY subrequest from the database instead, for the request's own user.
+-- Reads only.
 CREATE OR REPLACE FUNCTION request_changed_payload(p_request_id uuid, p_subrequests integer)
 RETURNS text
 LANGUAGE plpgsql STABLE
@@ -135,12 +138,20 @@ SET search_path = public, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
+    v_view jsonb;
     v_payload text;
 BEGIN
     -- Building the view of a thousand-file request at each of its changes would cost more
     -- than the read it saves.
     IF p_subrequests <= 16 THEN
-        v_payload := p_request_id::text || ' ' || request_view(p_request_id)::text;
+        v_view := request_view(p_request_id);
+        IF v_view IS NULL THEN
+            RETURN p_request_id::text;
+        END IF;
+        v_view := jsonb_set(v_view, '{subrequests}',
+            (SELECT coalesce(jsonb_agg(e - 'token' ORDER BY n), '[]'::jsonb)
+             FROM jsonb_array_elements(v_view -> 'subrequests') WITH ORDINALITY AS s(e, n)));
+        v_payload := p_request_id::text || ' ' || v_view::text;
         IF octet_length(v_payload) < 7900 THEN
             RETURN v_payload;
         END IF;

@@ -76,6 +76,9 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 	if in.AutoClose && typ != model.RequestTypePut {
 		return invalid("auto_close applies to PUT requests only, not %s", typ)
 	}
+	if herr := s.checkScopes(r.Context(), c.grant, id, typ, in.Paths); herr != nil {
+		return herr
+	}
 	svc := in.ServiceClass
 	if svc == "" {
 		svc = api.DefaultServiceClass
@@ -282,13 +285,26 @@ type requestView struct {
 }
 
 // viewFor answers with the view a notification carried, and reads the request when there
-// is none (see readFor).
+// is none (see readFor) or when the view lacks what the answer needs: a notification never
+// carries a READY subrequest's one-time token (request_changed_payload), so the owner's
+// answer reads it from the database; anybody else is refused on the view's owner alone.
 func (s *server) viewFor(ctx context.Context, id, user string, view []byte) (api.Request, *httpError) {
 	if view == nil {
 		return s.readFor(ctx, id, user)
 	}
 	s.views.WithLabelValues("notification").Inc()
-	return decodeView(view, id, user)
+	req, herr := decodeView(view, id, user)
+	if herr != nil {
+		return req, herr
+	}
+	for _, sub := range req.Subrequests {
+		if sub.Status == "READY" {
+			// Counted under both sources: the notification woke the poll and said READY,
+			// the read brought the tokens.
+			return s.readFor(ctx, id, user)
+		}
+	}
+	return req, nil
 }
 
 // readFor reads a request for the user who asks: "no such request" when there is none,
@@ -362,6 +378,9 @@ func (s *server) getFile(w http.ResponseWriter, r *http.Request, c *call) *httpE
 	path := r.URL.Query().Get(api.ParamPath)
 	if path == "" {
 		return invalid("give the file as ?path=/pollux/...")
+	}
+	if !c.grant.allows(opRead, path) {
+		return c.grant.refuse(opRead, path)
 	}
 	ctx, cancel := dbContext(r.Context())
 	defer cancel()

@@ -306,6 +306,7 @@ func TestTokens(t *testing.T) {
 		{"no header", "", "no Authorization header"},
 		{"not bearer", "Basic YWxpY2U6cHc=", "not \"Bearer TOKEN\""},
 		{"unknown token", "Bearer guess", "unknown token"},
+		{"a JWT where none is accepted", "Bearer eyJhbGciOiJFUzI1NiJ9.e30.c2ln", "this request handler accepts none"},
 	} {
 		b, _ := json.Marshal(req)
 		hr, err := http.NewRequest(http.MethodPost, a.URL+api.PathRequests, bytes.NewReader(b))
@@ -326,15 +327,56 @@ func TestTokens(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, do(t, http.MethodGet, a.URL+"/v1/files?path=/pollux/f", "", nil).status)
 	require.Zero(t, c.count("select count(*) from request"))
 
-	// The tokens file is read again when it changes; a broken edit keeps the old table.
+	// The tokens file is read again when it changes.
 	require.Equal(t, http.StatusUnauthorized, submit(t, a, "carol-secret", req).status)
 	require.NoError(t, os.WriteFile(c.tokens, []byte("carol-secret carol\nalice-secret alice\n"), 0o600))
 	r := submit(t, a, "carol-secret", req)
 	require.Equal(t, http.StatusCreated, r.status, string(r.body))
 	require.Equal(t, http.StatusUnauthorized, get(t, a, bobToken, req.ID, nil).status, "bob was removed")
-	require.NoError(t, os.WriteFile(c.tokens, []byte("carol-secret carol too many fields\n"), 0o600))
+
+	// A broken edit is refused loudly, and keeps alive none of the tokens it no longer
+	// lists (alice's), nor admits the ones it adds (dave's): only carol, listed before and
+	// still listed well formed, stays.
+	require.NoError(t, os.WriteFile(c.tokens, []byte("carol-secret carol\nthree fields here\ndave-secret dave\n"), 0o600))
 	require.Equal(t, http.StatusOK, get(t, a, "carol-secret", req.ID, nil).status)
-	require.NotEmpty(t, a.Log.Lines("tokens file not reloaded; keeping the tokens loaded before"))
+	require.Equal(t, http.StatusUnauthorized, submit(t, a, aliceToken, api.SubmitRequest{ID: uuid.New(), Type: "GET", Paths: []string{"/pollux/f"}}).status,
+		"alice's token is not listed any more")
+	require.Equal(t, http.StatusUnauthorized, submit(t, a, "dave-secret", api.SubmitRequest{ID: uuid.New(), Type: "GET", Paths: []string{"/pollux/f"}}).status,
+		"a refused reload admits nobody new")
+	lines := a.Log.Lines("tokens file not reloaded: only the tokens loaded before that it still lists are accepted; fix it")
+	require.Len(t, lines, 1, "the broken file is reported once")
+	require.Contains(t, lines[0]["error"], "line 2: want \"TOKEN USER\", got 3 fields")
+	require.NotContains(t, a.Log.String(), "carol-secret", "a token is never logged")
+	require.NotContains(t, a.Log.String(), "dave-secret", "a token is never logged")
+
+	// Fixed, it is read whole again; emptied, it revokes everyone.
+	require.NoError(t, os.WriteFile(c.tokens, []byte("carol-secret carol\ndave-secret dave\n"), 0o600))
+	require.Equal(t, http.StatusForbidden, get(t, a, "dave-secret", req.ID, nil).status, "dave is admitted once the file is fixed (and sees carol's request is not his)")
+	require.NoError(t, os.WriteFile(c.tokens, []byte("# nobody\n"), 0o600))
+	require.Equal(t, http.StatusUnauthorized, get(t, a, "carol-secret", req.ID, nil).status, "an empty file revokes everyone")
+
+	// An edit the file's stamp cannot show (same size, same modification time) still
+	// revokes, within a second: the content is compared again.
+	require.NoError(t, os.WriteFile(c.tokens, []byte("carol-secret carol\n"), 0o600))
+	require.Equal(t, http.StatusOK, get(t, a, "carol-secret", req.ID, nil).status)
+	st, err := os.Stat(c.tokens)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(c.tokens, []byte("erin-secret   erin\n"), 0o600))
+	require.NoError(t, os.Chtimes(c.tokens, st.ModTime(), st.ModTime()))
+	same, err := os.Stat(c.tokens)
+	require.NoError(t, err)
+	require.Equal(t, st.Size(), same.Size(), "the edit must not change the size")
+	require.Eventually(t, func() bool {
+		r, err := send(http.MethodGet, requestURL(a, req.ID, nil), "carol-secret", nil)
+		return err == nil && r.status == http.StatusUnauthorized
+	}, 10*time.Second, 50*time.Millisecond, "carol's token outlived its line")
+
+	// A file that disappears admits no static token; back, it is read again.
+	require.NoError(t, os.Rename(c.tokens, c.tokens+".away"))
+	require.Equal(t, http.StatusUnauthorized, get(t, a, "erin-secret", req.ID, nil).status)
+	require.Len(t, a.Log.Lines("tokens file unreadable: no static token is accepted until it is readable"), 1)
+	require.NoError(t, os.Rename(c.tokens+".away", c.tokens))
+	require.Equal(t, http.StatusForbidden, get(t, a, "erin-secret", req.ID, nil).status, "erin is admitted again (and the request is carol's)")
 }
 
 // schedulePut drives a put through the logic up to SCHEDULED on a disk server, as stagerd
@@ -475,9 +517,10 @@ func TestSubmitWaitsForTheFirstChange(t *testing.T) {
 	require.Equal(t, "READY", out.Request.Subrequests[0].Status)
 	require.Equal(t, "one-time", out.Request.Subrequests[0].Token)
 	require.Equal(t, "default", out.Request.ServiceClass)
-	// The change's notification carried the request: the answer read nothing.
+	// The change's notification carried the request but not its one-time token (anyone
+	// who may LISTEN reads notifications): the answer read it from the database.
 	require.Contains(t, string(fetchMetrics(t, a)), `pollux_rhd_request_views_total{source="notification"} 1`)
-	require.NotContains(t, string(fetchMetrics(t, a)), `source="database"`)
+	require.Contains(t, string(fetchMetrics(t, a)), `pollux_rhd_request_views_total{source="database"} 1`)
 	// And what it carried is what a read shows.
 	got := get(t, a, aliceToken, id, nil)
 	var read api.Request

@@ -30,8 +30,10 @@ type server struct {
 	ready  func(context.Context) error
 	log    *zap.Logger
 	tokens *tokens
-	hub    *hub
-	srv    *http.Server
+	// jwt is nil unless --jwt-issuer is given.
+	jwt *verifier
+	hub *hub
+	srv *http.Server
 
 	// draining is closed by Stop: long polls answer at once, so the drain is not held up
 	// by clients that are merely waiting.
@@ -54,12 +56,21 @@ const subscriptionBuffer = 4096
 
 func newServer(cfg Config, env *daemon.Env) (*server, error) {
 	log := env.Log
-	tok, err := loadTokens(cfg.TokensFile, log)
-	if err != nil {
-		return nil, err
+	var tok *tokens
+	if cfg.TokensFile != "" {
+		var err error
+		if tok, err = loadTokens(cfg.TokensFile, log); err != nil {
+			return nil, err
+		}
+	}
+	var jv *verifier
+	if cfg.JWT.Issuer != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		jv = newVerifier(ctx, cfg.JWT, log)
+		cancel()
 	}
 	s := &server{
-		cfg: cfg, db: env.DB, ready: env.Ready, log: log, tokens: tok,
+		cfg: cfg, db: env.DB, ready: env.Ready, log: log, tokens: tok, jwt: jv,
 		hub:      newHub(env.Listener.Subscribe(changedChannel, subscriptionBuffer), uuid.New()),
 		draining: make(chan struct{}),
 		hubDone:  make(chan struct{}),
@@ -74,7 +85,7 @@ func newServer(cfg Config, env *daemon.Env) (*server, error) {
 		}, []string{"route"}),
 		views: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pollux_rhd_request_views_total",
-			Help: "Requests shown to clients, by source: read from the database, or carried by the change's notification.",
+			Help: "Requests shown to clients, by source: read from the database, or carried by the change's notification (an answer showing a READY transfer takes both: its token is read).",
 		}, []string{"source"}),
 	}
 	waiting := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -179,7 +190,10 @@ func (s *server) Stop(ctx context.Context) error {
 
 // call is what one HTTP request's handling learns for its log line.
 type call struct {
-	user      string
+	user string
+	// grant is what the caller's credential lets it touch (on top of the namespace
+	// permissions, which the logic checks).
+	grant     grant
 	requestID string
 	err       *httpError
 	// patience bounds each piece of the call's database work when the client said how
@@ -231,12 +245,26 @@ func (s *server) authorise(r *http.Request, c *call) *httpError {
 	if !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return unauthenticated("the Authorization header is not \"Bearer TOKEN\"")
 	}
-	user := s.tokens.user(token)
-	if user == "" {
-		return unauthenticated("unknown token: check POLLUX_TOKEN, or ask the operator to add it to rhd's tokens file")
+	// A static token is looked up first: a hash and a map read, where a JWT costs a
+	// signature check.
+	if s.tokens != nil {
+		if user := s.tokens.user(token); user != "" {
+			c.user, c.grant = user, grant{user: user}
+			return nil
+		}
 	}
-	c.user = user
-	return nil
+	if looksLikeJWT(token) {
+		if s.jwt == nil {
+			return unauthenticated("the token is a JWT, and this request handler accepts none: its operator has configured no token issuer (--jwt-issuer)")
+		}
+		g, herr := s.jwt.verify(r.Context(), token)
+		if herr != nil {
+			return herr
+		}
+		c.user, c.grant = g.user, g
+		return nil
+	}
+	return unauthenticated("unknown token: check POLLUX_TOKEN, or ask the operator to add it to rhd's tokens file")
 }
 
 // readTimeout reads api.HeaderTimeout, when the client sent it.
@@ -319,6 +347,10 @@ func (s *server) logged(next http.Handler) http.Handler {
 		}
 		if c.user != "" {
 			fields = append(fields, zap.String("user", c.user))
+		}
+		if c.grant.issuer != "" {
+			// Which credential spoke: a JWT's issuer (a static token's user has none).
+			fields = append(fields, zap.String("token_issuer", c.grant.issuer))
 		}
 		level := zap.InfoLevel
 		if c.err != nil {

@@ -25,6 +25,8 @@ type Config struct {
 	Listen string
 	// TokensFile holds "TOKEN USER" lines.
 	TokensFile string
+	// JWT says which issuer's WLCG-profile tokens are accepted besides the static ones.
+	JWT JWTConfig
 	// MaxWait caps the wait a client may ask of a long poll.
 	MaxWait time.Duration
 	// MaxBodyBytes caps a submission's body.
@@ -39,8 +41,10 @@ stager_get, stager_qry, ..., pollux cp):
                                              changes after T, for at most --max-wait
   GET  /v1/files?path=/pollux/...            what stager_qry shows of a file
 
-Clients authenticate with "Authorization: Bearer TOKEN"; --tokens-file maps tokens to users
-and is read again whenever it changes. Run any number of rhd behind a DNS alias or list them
+Clients authenticate with "Authorization: Bearer TOKEN"; --tokens-file maps static tokens to
+users and is read again whenever it changes. With --jwt-issuer, rhd also accepts WLCG-profile
+JWTs of that issuer (signature checked against --jwt-keys, iss, aud, exp, nbf), whose sub is
+the user and whose storage.read/create/modify scopes limit what they may touch. Run any number of rhd behind a DNS alias or list them
 in the clients' STAGE_HOST: they share nothing but the database. The admin listener serves
 /readyz for load balancers.`
 
@@ -54,7 +58,11 @@ func Spec(version string) daemon.Spec {
 		Version:     version,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&cfg.Listen, "listen", fmt.Sprintf("127.0.0.1:%d", api.DefaultPort), "Address of the clients' HTTP listener (host:port; :9000 for every interface).")
-			fs.StringVar(&cfg.TokensFile, "tokens-file", "", `File of "TOKEN USER" lines ('#' starts a comment) saying who a bearer token is; re-read when it changes. Required.`)
+			fs.StringVar(&cfg.TokensFile, "tokens-file", "", `File of "TOKEN USER" lines ('#' starts a comment) saying who a static bearer token is; re-read when it changes. Required unless --jwt-issuer is given.`)
+			fs.StringVar(&cfg.JWT.Issuer, "jwt-issuer", "", "Issuer (iss claim, exactly) whose WLCG-profile JWT bearer tokens are accepted; empty accepts none.")
+			fs.StringVar(&cfg.JWT.Audience, "jwt-audience", "", "Audience (aud claim) a JWT must name to be accepted here, e.g. https://pollux.example.org; the profile's https://wlcg.cern.ch/jwt/v1/any is accepted too.")
+			fs.StringVar(&cfg.JWT.Keys, "jwt-keys", "", "The issuer's public keys (JWKS): a file, re-read when it changes, or an https:// URL, re-fetched every 10 minutes and when a token names a key it lacks.")
+			fs.StringVar(&cfg.JWT.ScopeRoot, "jwt-scope-root", "/", "Pollux path the paths of a token's storage.* scopes are relative to (storage.read:/u/alice with /pollux means /pollux/u/alice).")
 			fs.DurationVar(&cfg.MaxWait, "max-wait", 60*time.Second, "Longest a long poll (GET /v1/requests/{id}?wait=...) may wait for a change.")
 			fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 1<<20, "Largest request body accepted; larger ones get 413.")
 		},
@@ -80,12 +88,12 @@ func Spec(version string) daemon.Spec {
 
 func (c Config) check() error {
 	switch {
-	case c.TokensFile == "":
-		return errors.New("--tokens-file (or POLLUX_TOKENS_FILE) is required: a file of \"TOKEN USER\" lines")
+	case c.TokensFile == "" && c.JWT.Issuer == "":
+		return errors.New("--tokens-file (or POLLUX_TOKENS_FILE) is required, unless --jwt-issuer is given: a file of \"TOKEN USER\" lines")
 	case c.MaxWait <= 0:
 		return errors.New("--max-wait must be positive")
 	case c.MaxBodyBytes <= 0:
 		return errors.New("--max-body-bytes must be positive")
 	}
-	return nil
+	return c.JWT.check()
 }
