@@ -118,7 +118,7 @@ func TestJWTScopes(t *testing.T) {
 	old := api.SubmitRequest{ID: uuid.New(), Type: "PUT", Paths: []string{"/pollux/u/alice/old"}}
 	require.Equal(t, http.StatusCreated, submit(t, a, aliceToken, old).status)
 	c.schedulePut(old.ID)
-	rows, err := model.FileQuery(c.ctx, c.db.Pool(), "/pollux/u/alice/old")
+	rows, err := model.FileQuery(c.ctx, c.db.Pool(), "/pollux/u/alice/old", "alice")
 	require.NoError(t, err)
 	require.Len(t, rows, 1, "the placed put made the file")
 
@@ -168,7 +168,7 @@ func TestJWTScopes(t *testing.T) {
 	first := api.SubmitRequest{ID: uuid.New(), Type: "PUT", Paths: []string{"/pollux/u/alice/retried"}}
 	require.Equal(t, http.StatusCreated, submit(t, a, creator, first).status)
 	c.tx("stage", func(q pg.Querier) error { _, err := model.SubrequestClaim(c.ctx, q, "put", 10); return err })
-	rows, err = model.FileQuery(c.ctx, c.db.Pool(), "/pollux/u/alice/retried")
+	rows, err = model.FileQuery(c.ctx, c.db.Pool(), "/pollux/u/alice/retried", "alice")
 	require.NoError(t, err)
 	require.Len(t, rows, 1)
 	r := submit(t, a, creator, first)
