@@ -500,6 +500,40 @@ func CollectSystemEvents(rows pgx.Rows) ([]SystemEvent, error) {
 	})
 }
 
+// SweepClock is a row of the table sweep_clock.
+//
+// One row: when the liveness sweep (disk_server_expire) last ran and since when it has
+// run without a gap; silence is judged only after a whole window of availability, so a
+// database outage does not make every disk server look silent.
+type SweepClock struct {
+	ID             int32      `json:"id"`
+	LastSweepAt    *time.Time `json:"last_sweep_at"`
+	AvailableSince *time.Time `json:"available_since"`
+}
+
+// SweepClockTable is the name of the table sweep_clock.
+const SweepClockTable = "sweep_clock"
+
+// SweepClockColumns are the columns of sweep_clock in the order ScanSweepClock expects
+// them.
+var SweepClockColumns = []string{"id", "last_sweep_at", "available_since"}
+
+// ScanSweepClock scans a row holding SweepClockColumns in order.
+func ScanSweepClock(row pgx.Row) (SweepClock, error) {
+	var r SweepClock
+	if err := row.Scan(&r.ID, &r.LastSweepAt, &r.AvailableSince); err != nil {
+		return SweepClock{}, fmt.Errorf("scan sweep_clock: %w", err)
+	}
+	return r, nil
+}
+
+// CollectSweepClocks scans every row of rows with ScanSweepClock and closes rows.
+func CollectSweepClocks(rows pgx.Rows) ([]SweepClock, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (SweepClock, error) {
+		return ScanSweepClock(row)
+	})
+}
+
 // LeaderLease is a row of the table leader_lease.
 //
 // The lease of one singleton role (framework/leader): who leads it and until when; epoch

@@ -31,11 +31,51 @@ func (l *life) setStatus(ds int64, status model.DiskServerStatus) {
 	require.NoError(l.t, err)
 }
 
+// expire runs the liveness sweep as a job manager that has swept without a gap for an hour
+// (its clock says so), so that silence is judged at once.
 func (l *life) expire() []model.DiskServerExpireRow {
+	l.t.Helper()
+	_, err := l.db.Pool().Exec(l.ctx, "update sweep_clock set last_sweep_at = now(), available_since = now() - interval '1 hour'")
+	require.NoError(l.t, err)
+	return l.sweep()
+}
+
+// sweep runs the liveness sweep as it comes, on the clock it finds.
+func (l *life) sweep() []model.DiskServerExpireRow {
 	l.t.Helper()
 	rows, err := model.DiskServerExpire(l.ctx, l.db.Pool(), 100)
 	require.NoError(l.t, err)
 	return rows
+}
+
+// After the database was away (no sweep for longer than half the window), every server's
+// heartbeat is stale, through no fault of its own: none is judged silent, and nothing it
+// moves fails, until the database has been available for a whole window.
+func TestNoServerIsSilentRightAfterTheDatabaseWasAway(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	ds, _ := l.diskServer("ds1")
+	req := l.submit(model.RequestTypePut, false, "/pollux/moving")
+	l.stage()
+	l.transfer(l.sub(req))
+	_, err := l.db.Pool().Exec(l.ctx, "update disk_server set heartbeat_at = now() - interval '20 seconds' where id = $1", ds)
+	require.NoError(t, err)
+	// The last sweep ran before a 20 s outage.
+	_, err = l.db.Pool().Exec(l.ctx, "update sweep_clock set last_sweep_at = now() - interval '20 seconds', available_since = now() - interval '1 hour'")
+	require.NoError(t, err)
+
+	require.Empty(t, l.sweep(), "the first sweep after the outage judges nobody")
+	require.Equal(t, model.DiskServerAvailabilityAvailable, l.serverRow(ds).Availability)
+	require.Equal(t, model.SubrequestStatusReady, l.sub(req).Status, "its transfer goes on")
+	require.Empty(t, l.sweep(), "nor does the next, within the window")
+
+	// A window of availability later, a server that still has not heartbeated is silent.
+	_, err = l.db.Pool().Exec(l.ctx, "update sweep_clock set available_since = now() - interval '7 seconds'")
+	require.NoError(t, err)
+	rows := l.sweep()
+	require.NotEmpty(t, rows)
+	require.Equal(t, model.DiskServerAvailabilitySilent, l.serverRow(ds).Availability)
+	require.Equal(t, model.SubrequestStatusFailed, l.sub(req).Status)
 }
 
 func (l *life) serverRow(ds int64) model.DiskServerListRow {

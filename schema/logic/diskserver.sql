@@ -316,12 +316,28 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_live interval := make_interval(secs => policy_value('disk_server_live_seconds'));
+    v_clock sweep_clock;
+    v_judge boolean;
     v_ds record;
     v_sr record;
 BEGIN
+    -- The sweep's clock: a gap of more than half the window since the last sweep means the
+    -- database (or the sweep's leader) was away, and heartbeats could not be written
+    -- meanwhile. Silence is judged only once the database has been available, with sweeps
+    -- running, for a whole window since: a live server has had the same window to
+    -- heartbeat again as it always has. (--expire-interval must stay under half of
+    -- disk_server_live_seconds, as its defaults, 2 s and 6 s, are.)
+    SELECT * INTO v_clock FROM sweep_clock WHERE id = 1 FOR UPDATE;
+    IF v_clock.last_sweep_at IS NULL OR v_clock.last_sweep_at < now() - v_live / 2 THEN
+        UPDATE sweep_clock SET last_sweep_at = now(), available_since = now() WHERE id = 1;
+        v_judge := false;
+    ELSE
+        UPDATE sweep_clock SET last_sweep_at = now() WHERE id = 1;
+        v_judge := v_clock.available_since <= now() - v_live;
+    END IF;
     FOR v_ds IN
         UPDATE disk_server d SET availability = 'SILENT', unavailable_since = d.heartbeat_at
-        WHERE d.availability = 'AVAILABLE' AND d.heartbeat_at < now() - v_live
+        WHERE v_judge AND d.availability = 'AVAILABLE' AND d.heartbeat_at < now() - v_live
         RETURNING d.id, d.name, d.heartbeat_at
     LOOP
         disk_server := v_ds.name; subrequest_id := NULL; request_id := NULL; status := NULL; wake_url := NULL;
@@ -339,9 +355,9 @@ BEGIN
         CROSS JOIN LATERAL (
             SELECT s.id, s.request_id, s.status FROM subrequest s
             WHERE s.disk_server_id = ds.id AND s.status IN ('SCHEDULED', 'READY')
-              AND (s.status = 'SCHEDULED' OR ds.heartbeat_at < now() - v_live)
+              AND (s.status = 'SCHEDULED' OR (v_judge AND ds.heartbeat_at < now() - v_live))
             ORDER BY s.id LIMIT p_batch FOR UPDATE SKIP LOCKED) t
-        WHERE ds.availability <> 'AVAILABLE' OR ds.heartbeat_at < now() - v_live
+        WHERE ds.availability <> 'AVAILABLE' OR (v_judge AND ds.heartbeat_at < now() - v_live)
         LIMIT p_batch
     LOOP
         disk_server := v_sr.name; subrequest_id := v_sr.id; request_id := v_sr.request_id; wake_url := NULL;
