@@ -76,6 +76,15 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 	if in.AutoClose && typ != model.RequestTypePut {
 		return invalid("auto_close applies to PUT requests only, not %s", typ)
 	}
+	paths, herr := cleanPaths(in.Paths)
+	if herr != nil {
+		return herr
+	}
+	for _, f := range []struct{ name, value string }{{"service_class", in.ServiceClass}, {"user_tag", in.UserTag}} {
+		if p := textProblem(f.name, f.value); p != "" {
+			return invalid("%s", p)
+		}
+	}
 	svc := in.ServiceClass
 	if svc == "" {
 		svc = api.DefaultServiceClass
@@ -106,7 +115,7 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 	// after a lost commit reply finds the request stored (created = false, answered at
 	// once with the request as it stands).
 	err = s.db.DoIdempotent(ctx, "submit request", func(q pg.Querier) (err error) {
-		rows, err = model.RequestSubmit(ctx, q, id, typ, svc, c.user, in.UserTag, clientHost, in.Paths, in.AutoClose)
+		rows, err = model.RequestSubmit(ctx, q, id, typ, svc, c.user, in.UserTag, clientHost, paths, in.AutoClose)
 		return err
 	})
 	if err != nil {
@@ -360,6 +369,10 @@ func (s *server) getFile(w http.ResponseWriter, r *http.Request, _ *call) *httpE
 	path := r.URL.Query().Get(api.ParamPath)
 	if path == "" {
 		return invalid("give the file as ?path=/pollux/...")
+	}
+	path, herr := cleanPath("path", path)
+	if herr != nil {
+		return herr
 	}
 	ctx, cancel := dbContext(r.Context())
 	defer cancel()
