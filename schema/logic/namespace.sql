@@ -58,7 +58,7 @@ BEGIN
         RETURN format('path contains the invisible formatting character U+%s at character %s: names may not hide characters',
                       v_code, strpos(p_path, v_bad));
     ELSIF strpos(p_path, U&'\FFFD') > 0 THEN
-        RETURN format('path contains U+FFFD, the replacement character, at character %s: the name was not valid UTF-8 where it came from',
+        RETURN format('path contains the replacement character U+FFFD at character %s: the name was not valid UTF-8 where it came from',
                       strpos(p_path, U&'\FFFD'));
     ELSIF p_path IS NOT NFC NORMALIZED THEN
         RETURN 'path is not in Unicode normal form NFC: write each accented letter as one character (rhd does this for its clients)';
