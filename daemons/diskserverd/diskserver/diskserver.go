@@ -131,7 +131,9 @@ func (c *config) mountPoints() ([]string, error) {
 			continue
 		}
 		seen[abs] = true
-		if err := os.MkdirAll(abs, 0o755); err != nil {
+		// 0700, as the directories the movers create under it: only this daemon's account
+		// reads the data (an existing directory keeps the mode its operator gave it).
+		if err := os.MkdirAll(abs, 0o700); err != nil {
 			return nil, fmt.Errorf("data directory: %w", err)
 		}
 		out = append(out, abs)

@@ -299,6 +299,14 @@ func files(t require.TestingT, dir string) []string {
 	return out
 }
 
+// fileMode is the permission bits of path.
+func fileMode(t *testing.T, path string) fs.FileMode {
+	t.Helper()
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	return st.Mode().Perm()
+}
+
 // put uploads data to a READY subrequest's mover.
 func (e *env) put(path string, data []byte) (string, model.Subrequest) {
 	e.t.Helper()
@@ -406,6 +414,14 @@ func TestPutThenGet(t *testing.T) {
 	onDisk, err := os.ReadFile(stored[0])
 	require.NoError(t, err)
 	require.True(t, bytes.Equal(data, onDisk), "the bytes on disk are the bytes sent")
+	// Nobody but the disk server's account reads the data or lists its directories.
+	require.Equal(t, fs.FileMode(0o600), fileMode(t, stored[0]), "mode of the copy %s", stored[0])
+	require.NoError(t, filepath.WalkDir(d.dir, func(p string, de fs.DirEntry, err error) error {
+		if err == nil && de.IsDir() {
+			require.Equal(t, fs.FileMode(0o700), fileMode(t, p), "mode of the directory %s", p)
+		}
+		return err
+	}))
 
 	// The token was for one transfer.
 	resp, body = call(t, http.MethodPut, *s.MoverURL, token, bytes.NewReader(data), nil)

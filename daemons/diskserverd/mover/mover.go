@@ -341,6 +341,12 @@ func (x *transfer) discardRefused(final string) {
 	}
 }
 
+// The modes of what a mover writes: copies 0600, directories 0700 (see put).
+const (
+	fileMode os.FileMode = 0o600
+	dirMode  os.FileMode = 0o700
+)
+
 // put receives an upload into <disk path>.part, checks it, makes it durable, renames it
 // into place and records it. An upload without a Content-Length (chunked: the client
 // streams what it produces) is taken as well; its end is the final chunk, and its checksum
@@ -370,12 +376,20 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 	}
 	dir := filepath.Dir(final)
 	part := final + ".part"
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// Only the disk server's own account reads its data: users reach their bytes through a
+	// mover and its one-time token, never through the file system, so nobody else on the
+	// host needs to read a copy or list a directory of them.
+	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("creating %s: %v", dir, err))
 	}
-	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fileMode)
 	if err != nil {
 		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("creating %s: %v", part, err))
+	}
+	// A partial file left by a crash keeps the mode it was created with: set it.
+	if err := f.Chmod(fileMode); err != nil {
+		_ = f.Close()
+		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("restricting %s: %v", part, err))
 	}
 	open := true
 	// The partial file is no copy of the catalogue's (the bytes take the copy's name only
