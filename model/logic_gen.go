@@ -90,7 +90,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "transfer_claim", File: "transfer.sql", IdentityArgs: "p_disk_server_id bigint, p_mover_base text, p_tokens text[]", Result: "TABLE(subrequest_id bigint, request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, checksum_adler32 text, max_size_bytes bigint, token text, open_seconds bigint, transfer_seconds bigint)"},
 	{Name: "subrequest_abandon_write", File: "transfer.sql", IdentityArgs: "p_id bigint", Result: "void"},
 	{Name: "subrequest_fail_transfer", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_code text, p_message text", Result: "void"},
-	{Name: "transfer_put_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text", Result: "void"},
+	{Name: "transfer_put_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text, p_client_adler32 text", Result: "void"},
 	{Name: "transfer_get_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_size_bytes bigint", Result: "void"},
 	{Name: "transfer_get_corrupt", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text", Result: "text"},
 	{Name: "transfer_fail", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_code text, p_message text", Result: "void"},
@@ -235,7 +235,7 @@ const (
 	// SubrequestFailTransferSQL is the statement SubrequestFailTransfer runs.
 	SubrequestFailTransferSQL = "SELECT subrequest_fail_transfer($1::bigint, $2::text, $3::text)"
 	// TransferPutEndedSQL is the statement TransferPutEnded runs.
-	TransferPutEndedSQL = "SELECT transfer_put_ended($1::bigint, $2::text, $3::bigint, $4::text)"
+	TransferPutEndedSQL = "SELECT transfer_put_ended($1::bigint, $2::text, $3::bigint, $4::text, $5::text)"
 	// TransferGetEndedSQL is the statement TransferGetEnded runs.
 	TransferGetEndedSQL = "SELECT transfer_get_ended($1::bigint, $2::text, $3::bigint)"
 	// TransferGetCorruptSQL is the statement TransferGetCorrupt runs.
@@ -1307,10 +1307,11 @@ func SubrequestFailTransfer(ctx context.Context, db DBTX, subrequestID int64, co
 
 // TransferPutEnded calls the SQL function transfer_put_ended (transfer.sql).
 //
-// Records a finished write (size, adler32) and closes it when the request asked for it;
-// the same report again succeeds and changes nothing.
-func TransferPutEnded(ctx context.Context, db DBTX, subrequestID int64, token string, sizeBytes int64, checksumAdler32 string) error {
-	if _, err := db.Exec(ctx, TransferPutEndedSQL, subrequestID, token, sizeBytes, checksumAdler32); err != nil {
+// Records a finished write (size, adler32) and closes it when the request asked for it
+// and the client's adler32 vouched for the bytes; the same report again succeeds and
+// changes nothing.
+func TransferPutEnded(ctx context.Context, db DBTX, subrequestID int64, token string, sizeBytes int64, checksumAdler32 string, clientAdler32 *string) error {
+	if _, err := db.Exec(ctx, TransferPutEndedSQL, subrequestID, token, sizeBytes, checksumAdler32, clientAdler32); err != nil {
 		return fmt.Errorf("transfer_put_ended: %w", err)
 	}
 	return nil

@@ -113,8 +113,9 @@ END;
 $$;
 
 -- transfer_put_ended records a finished write: the copy's size and checksum; the copy is
--- closed at once (STAGED) when the request asked for it (`pollux cp`), otherwise it stays
--- STAGEOUT until stager_putdone. The report carries the token the disk server was given
+-- closed at once (STAGED) when the request asked for it (`pollux cp`) and the client sent
+-- its own adler32 (p_client_adler32, which the mover found equal to p_checksum_adler32),
+-- otherwise it stays STAGEOUT until stager_putdone. The report carries the token the disk server was given
 -- for this transfer (transfer_claim): only the transfer the subrequest is READY under may
 -- end it, so a disk server that was cut off, and whose transfer was taken back and placed
 -- elsewhere, cannot record its bytes on the new placement's copy. Idempotent: the same
@@ -126,7 +127,8 @@ $$;
 -- its disk server's absence or a time limit). Either way the mover then keeps the data
 -- unless disk_copy_discardable says the catalogue has no copy there.
 -- Locks: the subrequest, the file, the copy.
-CREATE OR REPLACE FUNCTION transfer_put_ended(p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text)
+CREATE OR REPLACE FUNCTION transfer_put_ended(p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text,
+                                               p_client_adler32 text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
@@ -164,7 +166,16 @@ BEGIN
     END IF;
     UPDATE subrequest SET size_bytes = p_size_bytes, checksum_adler32 = p_checksum_adler32 WHERE id = p_subrequest_id;
     SELECT auto_close INTO v_close FROM request WHERE id = v_sr.request_id;
-    IF v_close THEN
+    IF v_close AND p_client_adler32 IS NULL THEN
+        -- Closing publishes the bytes as the file's content, and only the client's own sum
+        -- says they are what it had: without one, corruption on the way (a proxy, a bad
+        -- NIC, a client bug) would become the file. The write is kept (it may be right,
+        -- and refusing it would throw away a whole upload) but left STAGEOUT, as a
+        -- stager_put's is: whoever checks it closes it with stager_putdone.
+        PERFORM subrequest_finish(p_subrequest_id,
+            'written but not closed: the upload carried no X-Pollux-Adler32 to verify it against; '
+            || format('check its adler32 (%s) and run stager_putdone to close it', p_checksum_adler32));
+    ELSIF v_close THEN
         PERFORM file_close_copy(v_sr.file_id, v_sr.disk_copy_id);
         PERFORM subrequest_finish(p_subrequest_id, 'written and closed');
     ELSE

@@ -529,11 +529,19 @@ func TestChunkedUpload(t *testing.T) {
 	onDisk, err := os.ReadFile(stored[0])
 	require.NoError(t, err)
 	require.True(t, bytes.Equal(data, onDisk))
+	q, err := model.FileQuery(e.ctx, e.db.Pool(), "/pollux/streamed")
+	require.NoError(t, err)
+	require.Equal(t, "STAGED", q[0].Status, "closed: the trailer's checksum vouched for the bytes")
 
 	req, s = e.ready(model.RequestTypePut, "/pollux/unsummed")
 	resp, body = chunkedPut(t, *s.MoverURL, *s.Token, data[:1000], "")
 	require.Equal(t, http.StatusCreated, resp.StatusCode, "the checksum is optional, as with a Content-Length: %s", body)
-	e.wait(req, model.SubrequestStatusFinished)
+	// ... but then nothing vouches for the bytes, and the write is not closed on its own.
+	s = e.wait(req, model.SubrequestStatusFinished)
+	require.Contains(t, s.Info, "not closed: the upload carried no X-Pollux-Adler32")
+	q, err = model.FileQuery(e.ctx, e.db.Pool(), "/pollux/unsummed")
+	require.NoError(t, err)
+	require.Equal(t, "STAGEOUT", q[0].Status, "left for stager_putdone")
 
 	req, s = e.ready(model.RequestTypePut, "/pollux/badsum")
 	resp, body = chunkedPut(t, *s.MoverURL, *s.Token, data, "00000001")

@@ -451,6 +451,12 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 		return failed(http.StatusBadRequest, model.SQLStateBadData,
 			fmt.Sprintf("checksum mismatch: client says %s, received data has %s", wantSum, sum))
 	}
+	// The client's sum, checked equal to the bytes', goes to the catalogue: an upload that
+	// came with none is not closed on its own (transfer_put_ended decides).
+	var clientSum *string
+	if wantSum != "" {
+		clientSum = &wantSum
+	}
 	if err := f.Sync(); err != nil {
 		return failed(http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("flushing %s: %v", part, err))
 	}
@@ -470,7 +476,7 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	err = x.record("end upload", func(ctx context.Context, q pg.Querier) error {
-		return model.TransferPutEnded(ctx, q, x.id, x.t.Token(), n, sum)
+		return model.TransferPutEnded(ctx, q, x.id, x.t.Token(), n, sum, clientSum)
 	})
 	switch code := pg.SQLState(err); code {
 	case model.SQLStateConflict, model.SQLStateUnavailable:
