@@ -9,7 +9,8 @@
 //	    Authorization: Bearer <token>      (401 without it, 403 when it does not check)
 //	    Content-Length: <bytes>            (or Transfer-Encoding: chunked)
 //	    X-Pollux-Adler32: <8 hex digits>   (optional, as a header or, chunked, as a
-//	                                        trailer: the upload is refused when it differs)
+//	                                        trailer: the upload is refused when it differs;
+//	                                        without it an auto_close upload is not closed)
 //	    → 201 {"size_bytes":N,"checksum_adler32":"0123abcd"}
 //	GET /v1/transfers/{subrequest id}
 //	    Authorization: Bearer <token>
