@@ -151,6 +151,7 @@ type options struct {
 	leaseTTL          time.Duration
 	leaseRenew        time.Duration
 	leasePreferred    bool
+	debugEndpoints    bool
 }
 
 // Main runs the daemon with the process's arguments and signals and returns the exit code:
@@ -178,7 +179,8 @@ func Run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 	fs.SetOutput(io.Discard)
 	var o options
 	fs.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL connection string (libpq URL or key=value; several hosts with target_session_attrs=read-write for failover). Required.")
-	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:0", "Address of the admin HTTP listener serving /healthz, /readyz and /metrics (port 0: any free port, published in the instance registry); it also serves Go's profiler under /debug/pprof/.")
+	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:0", "Address of the admin HTTP listener serving /healthz, /readyz and /metrics (port 0: any free port, published in the instance registry); with --debug-endpoints also Go's profiler under /debug/pprof/.")
+	fs.BoolVar(&o.debugEndpoints, "debug-endpoints", false, "Serve Go's profiler under /debug/pprof/ on the admin listener. Off by default: a profile shows the daemon's command line and memory (connection strings, tokens in flight), and a CPU profile or trace costs it time, to anyone who reaches the listener.")
 	fs.StringVar(&o.logFormat, "log-format", "auto", "Log encoding: json, console, or auto (console on a terminal, json otherwise).")
 	fs.StringVar(&o.logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "On SIGTERM, how long work in flight may take to finish before it is aborted (its transactions roll back).")
@@ -330,13 +332,17 @@ func (d *run) main(ctx context.Context, unknownEnv []string) error {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("/metrics", metrics.Handler(reg))
-	// Go's profiler, for an operator asking where a daemon's CPU goes; the admin listener
-	// is local unless --admin-addr says otherwise.
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if d.o.debugEndpoints {
+		// Go's profiler, for an operator asking where a daemon's CPU goes, only when asked
+		// for: it hands out the command line (pprof.Cmdline) and heap contents, and lets
+		// its caller make the daemon spend time profiling.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		d.log.Warn("debug endpoints on", zap.String("url", inst.AdminURL+"/debug/pprof/"))
+	}
 
 	// The listener and heartbeat outlive the services: they stop after the drain.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
