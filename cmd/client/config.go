@@ -2,11 +2,13 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"strconv"
 	"strings"
 
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/framework/certs"
 	"github.com/pollux-storage/pollux/model/wire"
 )
 
@@ -22,6 +24,10 @@ const (
 	EnvServiceClass = "STAGE_SVCCLASS"
 	// EnvToken is the bearer token that says who the user is.
 	EnvToken = "POLLUX_TOKEN"
+	// EnvCAFile is a PEM file of the certificate authorities that sign the request
+	// handlers' and movers' certificates (https:// entries in STAGE_HOST, movers serving
+	// TLS); without it the system's pool is trusted.
+	EnvCAFile = "POLLUX_CA_FILE"
 )
 
 // Config is what a client needs to reach rhd.
@@ -36,6 +42,9 @@ type Config struct {
 	ServiceClass string
 	// Resolver looks up the addresses of a STAGE_HOST name; nil means the system's.
 	Resolver Resolver
+	// TLS is how https:// request handlers and movers are verified; nil means against
+	// the system's pool.
+	TLS *tls.Config
 }
 
 // Resolver looks up host names, as *net.Resolver does: a name of many request handlers
@@ -64,6 +73,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	if s := strings.TrimSpace(getenv(EnvServiceClass)); s != "" {
 		c.ServiceClass = s
+	}
+	if f := strings.TrimSpace(getenv(EnvCAFile)); f != "" {
+		t, err := certs.Client(f)
+		if err != nil {
+			return c, errorf(wire.ErrorKindInvalid, "%s: %v", EnvCAFile, err)
+		}
+		c.TLS = t
 	}
 	c.Token = strings.TrimSpace(getenv(EnvToken))
 	if c.Token == "" {

@@ -29,6 +29,9 @@ type Config struct {
 	MaxWait time.Duration
 	// MaxBodyBytes caps a submission's body.
 	MaxBodyBytes int64
+	// TLSCertFile and TLSKeyFile, when given, make the listener serve HTTPS with this
+	// certificate (PEM, with its chain) and key.
+	TLSCertFile, TLSKeyFile string
 }
 
 const description = `rhd serves Pollux's HTTP/JSON API under /v1 to the client commands (stager_put,
@@ -57,6 +60,8 @@ func Spec(version string) daemon.Spec {
 			fs.StringVar(&cfg.TokensFile, "tokens-file", "", `File of "TOKEN USER" lines ('#' starts a comment) saying who a bearer token is; re-read when it changes. Required.`)
 			fs.DurationVar(&cfg.MaxWait, "max-wait", 60*time.Second, "Longest a long poll (GET /v1/requests/{id}?wait=...) may wait for a change.")
 			fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 1<<20, "Largest request body accepted; larger ones get 413.")
+			fs.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "PEM certificate (with its chain) of the clients' listener: with --tls-key-file it serves HTTPS. Without both it serves plain HTTP, where tokens travel in clear: keep that to loopback.")
+			fs.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file.")
 		},
 		Registry: instance.Registry{},
 		// Requests are served outside pools: leave room for concurrent submits and reads.
