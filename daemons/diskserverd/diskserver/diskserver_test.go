@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,13 +52,20 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvTrusting(t, nil)
+}
+
+// newEnvTrusting is newEnv whose wake-up hints verify movers serving HTTPS with
+// tlsConfig.
+func newEnvTrusting(t *testing.T, tlsConfig *tls.Config) *env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	dsn := schematest.DSN(t)
 	db, err := pg.Open(ctx, pg.Config{DSN: dsn})
 	require.NoError(t, err)
 	t.Cleanup(db.Close)
-	hints := wake.New(nil, nil)
+	hints := wake.New(nil, nil, tlsConfig)
 	t.Cleanup(func() { _ = hints.Stop(context.Background()) })
 	return &env{t: t, ctx: ctx, dsn: dsn, db: db, hints: hints}
 }
