@@ -103,6 +103,11 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 	// carries the request, so a put that becomes READY reads nothing more.
 	var changed *waiter
 	if wait > 0 {
+		release, herr := s.polls.acquire(c.user)
+		if herr != nil {
+			return herr
+		}
+		defer release()
 		w, done := s.hub.wait(id)
 		defer done()
 		changed = w
@@ -251,6 +256,11 @@ func (s *server) getRequest(w http.ResponseWriter, r *http.Request, c *call) *ht
 	ctx := r.Context()
 	var changed *waiter
 	if wait > 0 && !since.IsZero() {
+		release, herr := s.polls.acquire(c.user)
+		if herr != nil {
+			return herr
+		}
+		defer release()
 		w, done := s.hub.wait(id)
 		defer done()
 		changed = w

@@ -32,6 +32,7 @@ type server struct {
 	log    *zap.Logger
 	tokens *tokens
 	hub    *hub
+	polls  *pollLimit
 	srv    *http.Server
 
 	// draining is closed by Stop: long polls answer at once, so the drain is not held up
@@ -62,6 +63,7 @@ func newServer(cfg Config, env *daemon.Env) (*server, error) {
 	s := &server{
 		cfg: cfg, db: env.DB, ready: env.Ready, log: log, tokens: tok,
 		hub:      newHub(env.Listener.Subscribe(changedChannel, subscriptionBuffer), uuid.New()),
+		polls:    newPollLimit(cfg.MaxPollsPerUser),
 		draining: make(chan struct{}),
 		hubDone:  make(chan struct{}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -236,8 +238,11 @@ func (s *server) endpoint(method string, h handler) http.Handler {
 		}
 		if err != nil {
 			c.err = err
-			if err.status == http.StatusUnauthorized {
+			switch err.status {
+			case http.StatusUnauthorized:
 				w.Header().Set("WWW-Authenticate", `Bearer realm="pollux"`)
+			case http.StatusTooManyRequests:
+				w.Header().Set("Retry-After", "1")
 			}
 			writeJSON(w, err.status, err.body())
 		}

@@ -29,6 +29,9 @@ type Config struct {
 	MaxWait time.Duration
 	// MaxBodyBytes caps a submission's body.
 	MaxBodyBytes int64
+	// MaxPollsPerUser bounds the long polls one user may have waiting on this instance
+	// (0: no bound).
+	MaxPollsPerUser int
 	// TLSCertFile and TLSKeyFile, when given, make the listener serve HTTPS with this
 	// certificate (PEM, with its chain) and key.
 	TLSCertFile, TLSKeyFile string
@@ -60,6 +63,7 @@ func Spec(version string) daemon.Spec {
 			fs.StringVar(&cfg.TokensFile, "tokens-file", "", `File of "TOKEN USER" lines ('#' starts a comment) saying who a bearer token is; re-read when it changes. Required.`)
 			fs.DurationVar(&cfg.MaxWait, "max-wait", 60*time.Second, "Longest a long poll (GET /v1/requests/{id}?wait=...) may wait for a change.")
 			fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 1<<20, "Largest request body accepted; larger ones get 413.")
+			fs.IntVar(&cfg.MaxPollsPerUser, "max-long-polls-per-user", 100, "Most long polls one user may have waiting on this rhd at once; one more is refused with 429 (0: no limit). Each holds a connection for up to --max-wait.")
 			fs.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "PEM certificate (with its chain) of the clients' listener: with --tls-key-file it serves HTTPS. Without both it serves plain HTTP, where tokens travel in clear: keep that to loopback.")
 			fs.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file.")
 		},
@@ -91,6 +95,8 @@ func (c Config) check() error {
 		return errors.New("--max-wait must be positive")
 	case c.MaxBodyBytes <= 0:
 		return errors.New("--max-body-bytes must be positive")
+	case c.MaxPollsPerUser < 0:
+		return errors.New("--max-long-polls-per-user must be 0 (no limit) or more")
 	}
 	return nil
 }
