@@ -35,7 +35,8 @@ $$;
 -- and the next of the one-time tokens the server made, and its request refreshed (NOTIFY
 -- pollux_request_changed: the client's long poll returns with the endpoint). Returns what
 -- each mover needs, with the time limits of policy transfer_open_seconds and
--- transfer_seconds. A transfer without a copy to move fails at once, and so does a read
+-- transfer_seconds and the minimum rate (transfer_min_bytes_per_second averaged over
+-- transfer_min_rate_seconds) below which the mover drops the transfer. A transfer without a copy to move fails at once, and so does a read
 -- whose copy was found corrupt after the read was placed (transfer_get_corrupt).
 -- Idempotent: a claim is keyed by its tokens, which the server makes afresh for each claim.
 -- Transfers READY on this server with one of them were claimed by an earlier run of this
@@ -49,7 +50,7 @@ $$;
 CREATE OR REPLACE FUNCTION transfer_claim(p_disk_server_id bigint, p_mover_base text, p_tokens text[])
 RETURNS TABLE (subrequest_id bigint, request_id uuid, type request_type, path text, mount_point text, disk_path text,
                size_bytes bigint, checksum_adler32 text, max_size_bytes bigint, token text,
-               open_seconds bigint, transfer_seconds bigint)
+               open_seconds bigint, transfer_seconds bigint, min_bytes_per_second bigint, min_rate_seconds bigint)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 SET plan_cache_mode = force_generic_plan
@@ -65,6 +66,8 @@ DECLARE
     v_i integer := 0;
     v_open bigint := policy_value('transfer_open_seconds');
     v_limit bigint := policy_value('transfer_seconds');
+    v_min_rate bigint := policy_value('transfer_min_bytes_per_second');
+    v_rate_window bigint := policy_value('transfer_min_rate_seconds');
 BEGIN
     FOR v_sr IN
         SELECT s.id, s.request_id, s.token FROM subrequest s
@@ -78,6 +81,7 @@ BEGIN
         mount_point := v_loc.mount_point; disk_path := v_loc.disk_path; size_bytes := v_loc.size_bytes;
         checksum_adler32 := v_loc.checksum_adler32; max_size_bytes := v_loc.max_size_bytes; token := v_sr.token;
         open_seconds := v_open; transfer_seconds := v_limit;
+        min_bytes_per_second := v_min_rate; min_rate_seconds := v_rate_window;
         RETURN NEXT;
     END LOOP;
     v_free := ARRAY(SELECT t FROM unnest(v_tokens) WITH ORDINALITY AS u(t, n) WHERE t <> ALL (v_used) ORDER BY n);
@@ -107,6 +111,7 @@ BEGIN
         mount_point := v_loc.mount_point; disk_path := v_loc.disk_path; size_bytes := v_loc.size_bytes;
         checksum_adler32 := v_loc.checksum_adler32; max_size_bytes := v_loc.max_size_bytes; token := v_free[v_i];
         open_seconds := v_open; transfer_seconds := v_limit;
+        min_bytes_per_second := v_min_rate; min_rate_seconds := v_rate_window;
         RETURN NEXT;
     END LOOP;
 END;

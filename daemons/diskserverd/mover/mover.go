@@ -49,6 +49,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -366,11 +367,13 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 		return x.fail(w, http.StatusRequestEntityTooLarge, model.SQLStateBadData,
 			fmt.Sprintf("the upload of %d bytes is larger than its service class allows (%d bytes)", size, limit))
 	}
-	body := r.Body
+	var in io.Reader = r.Body
 	if limit > 0 && size < 0 {
 		// The size is learnt only by reading: stop at the first byte over the limit.
-		body = http.MaxBytesReader(w, r.Body, limit)
+		in = http.MaxBytesReader(w, r.Body, limit)
 	}
+	// Counted for the job's minimum-rate check (daemons/diskserverd/diskserver/transfer.go).
+	body := counting{r: in, moved: &x.t.moved}
 	final, err := x.location()
 	if err != nil {
 		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, err.Error())
