@@ -167,7 +167,12 @@ func (c *claimer) watch(t *mover.Transfer, r model.TransferClaimRow) {
 			}
 			log.Info("client connected")
 		case <-rateCheck:
-			moved := t.Moved()
+			moved, receiving := t.Moved()
+			if !receiving {
+				// The bytes are in; a long fsync is not the client's slowness.
+				rateCheck = nil
+				continue
+			}
 			if got, want := moved-movedBefore, r.MinBytesPerSecond*r.MinRateSeconds; got < want {
 				slow := fmt.Errorf("the upload received %d bytes in the last %s, below the minimum of %d bytes per second (policy transfer_min_bytes_per_second)",
 					got, window, r.MinBytesPerSecond)

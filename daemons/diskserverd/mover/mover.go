@@ -418,6 +418,7 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	n, sum, readErr, writeErr := x.h.pump(f, body, size, x.unblockRead)
+	x.t.received.Store(true)
 	if x.abortedBy() != nil {
 		discard()
 		_, outcome := x.aborted(w)

@@ -80,11 +80,15 @@ type Transfer struct {
 	// moved counts the bytes an upload has received so far, for the job's minimum-rate
 	// check (Moved).
 	moved atomic.Int64
+	// received is set once the upload's body has been read to its end (or failed): what
+	// follows (checks, fsync, the report) moves no bytes and is no slow client's doing.
+	received atomic.Bool
 }
 
-// Moved is how many bytes the transfer's upload has received so far. Downloads are not
-// counted: their bytes go out a segment at a time by sendfile.
-func (t *Transfer) Moved() int64 { return t.moved.Load() }
+// Moved is how many bytes the transfer's upload has received so far, and whether it is
+// still receiving. Downloads are not counted: their bytes go out a segment at a time by
+// sendfile.
+func (t *Transfer) Moved() (n int64, receiving bool) { return t.moved.Load(), !t.received.Load() }
 
 // counting counts what is read through it into a transfer's moved bytes.
 type counting struct {
