@@ -114,6 +114,20 @@ test: pg/install test/deps verify ## Every test, against a real PostgreSQL (the 
 	$(GO) test $(TEST_FLAGS) $(OTHER_PKGS)
 	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
 
+# Fuzzing: every `func FuzzXxx` in a _test.go file, each for FUZZTIME. `make test` (plain
+# go test) already runs each target over its seeds and its committed corpus
+# (<package>/testdata/fuzz/FuzzXxx/); what the fuzzer finds interesting stays in Go's cache,
+# and an input that fails is written to that corpus directory: commit it with the fix.
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz: pg/install ## Run each fuzz target (rhd's request decoding and path cleaning, the SQL path check through request_submit) for FUZZTIME (default 30s) each.
+	@set -e; git ls-files '*_test.go' | xargs grep -Ho '^func Fuzz[A-Za-z0-9_]*' | while IFS=: read -r file fn; do \
+		name=$${fn#func }; pkg=./$$(dirname "$$file"); \
+		echo "fuzz: $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -count=1 -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+	done
+
 # Rounds of the long host suite (a disk server's host killed or cut off under load, each round).
 HOSTS_ROUNDS ?= 6
 

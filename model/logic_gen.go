@@ -104,10 +104,10 @@ var LogicFunctions = []LogicFunction{
 	{Name: "disk_copy_deleted", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "void"},
 	{Name: "disk_copy_discardable", File: "diskserver.sql", IdentityArgs: "p_disk_server_id bigint, p_mount_point text, p_disk_path text", Result: "boolean"},
 	{Name: "transfer_location", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint", Result: "TABLE(request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, checksum_adler32 text, max_size_bytes bigint)"},
-	{Name: "transfer_claim", File: "transfer.sql", IdentityArgs: "p_disk_server_id bigint, p_mover_base text, p_tokens text[]", Result: "TABLE(subrequest_id bigint, request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, checksum_adler32 text, max_size_bytes bigint, token text, open_seconds bigint, transfer_seconds bigint)"},
+	{Name: "transfer_claim", File: "transfer.sql", IdentityArgs: "p_disk_server_id bigint, p_mover_base text, p_tokens text[]", Result: "TABLE(subrequest_id bigint, request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, checksum_adler32 text, max_size_bytes bigint, token text, open_seconds bigint, transfer_seconds bigint, min_bytes_per_second bigint, min_rate_seconds bigint)"},
 	{Name: "subrequest_abandon_write", File: "transfer.sql", IdentityArgs: "p_id bigint", Result: "void"},
 	{Name: "subrequest_fail_transfer", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_code text, p_message text", Result: "void"},
-	{Name: "transfer_put_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text", Result: "void"},
+	{Name: "transfer_put_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text, p_client_adler32 text", Result: "void"},
 	{Name: "transfer_get_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_size_bytes bigint", Result: "void"},
 	{Name: "transfer_get_corrupt", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text", Result: "text"},
 	{Name: "transfer_fail", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_code text, p_message text", Result: "void"},
@@ -280,13 +280,13 @@ const (
 	// TransferLocationSQL is the statement TransferLocation runs.
 	TransferLocationSQL = "SELECT request_id, type, path, mount_point, disk_path, size_bytes, checksum_adler32, max_size_bytes FROM transfer_location($1::bigint)"
 	// TransferClaimSQL is the statement TransferClaim runs.
-	TransferClaimSQL = "SELECT subrequest_id, request_id, type, path, mount_point, disk_path, size_bytes, checksum_adler32, max_size_bytes, token, open_seconds, transfer_seconds FROM transfer_claim($1::bigint, $2::text, $3::text[])"
+	TransferClaimSQL = "SELECT subrequest_id, request_id, type, path, mount_point, disk_path, size_bytes, checksum_adler32, max_size_bytes, token, open_seconds, transfer_seconds, min_bytes_per_second, min_rate_seconds FROM transfer_claim($1::bigint, $2::text, $3::text[])"
 	// SubrequestAbandonWriteSQL is the statement SubrequestAbandonWrite runs.
 	SubrequestAbandonWriteSQL = "SELECT subrequest_abandon_write($1::bigint)"
 	// SubrequestFailTransferSQL is the statement SubrequestFailTransfer runs.
 	SubrequestFailTransferSQL = "SELECT subrequest_fail_transfer($1::bigint, $2::text, $3::text)"
 	// TransferPutEndedSQL is the statement TransferPutEnded runs.
-	TransferPutEndedSQL = "SELECT transfer_put_ended($1::bigint, $2::text, $3::bigint, $4::text)"
+	TransferPutEndedSQL = "SELECT transfer_put_ended($1::bigint, $2::text, $3::bigint, $4::text, $5::text)"
 	// TransferGetEndedSQL is the statement TransferGetEnded runs.
 	TransferGetEndedSQL = "SELECT transfer_get_ended($1::bigint, $2::text, $3::bigint)"
 	// TransferGetCorruptSQL is the statement TransferGetCorrupt runs.
@@ -1572,6 +1572,11 @@ type TransferClaimRow struct {
 	Token           string      `json:"token"`
 	OpenSeconds     int64       `json:"open_seconds"`
 	TransferSeconds int64       `json:"transfer_seconds"`
+	// Policy transfer_min_bytes_per_second: the mover drops a transfer slower than this over
+	// min_rate_seconds (0: never).
+	MinBytesPerSecond int64 `json:"min_bytes_per_second"`
+	// Policy transfer_min_rate_seconds.
+	MinRateSeconds int64 `json:"min_rate_seconds"`
 }
 
 // TransferClaim calls the SQL function transfer_claim (transfer.sql).
@@ -1587,7 +1592,7 @@ func TransferClaim(ctx context.Context, db DBTX, diskServerID int64, moverBase s
 	}
 	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TransferClaimRow, error) {
 		var r TransferClaimRow
-		err := row.Scan(&r.SubrequestID, &r.RequestID, &r.Type, &r.Path, &r.MountPoint, &r.DiskPath, &r.SizeBytes, &r.ChecksumAdler32, &r.MaxSizeBytes, &r.Token, &r.OpenSeconds, &r.TransferSeconds)
+		err := row.Scan(&r.SubrequestID, &r.RequestID, &r.Type, &r.Path, &r.MountPoint, &r.DiskPath, &r.SizeBytes, &r.ChecksumAdler32, &r.MaxSizeBytes, &r.Token, &r.OpenSeconds, &r.TransferSeconds, &r.MinBytesPerSecond, &r.MinRateSeconds)
 		return r, err
 	})
 	if err != nil {
@@ -1621,10 +1626,11 @@ func SubrequestFailTransfer(ctx context.Context, db DBTX, subrequestID int64, co
 
 // TransferPutEnded calls the SQL function transfer_put_ended (transfer.sql).
 //
-// Records a finished write (size, adler32) and closes it when the request asked for it;
-// the same report again succeeds and changes nothing.
-func TransferPutEnded(ctx context.Context, db DBTX, subrequestID int64, token string, sizeBytes int64, checksumAdler32 string) error {
-	if _, err := db.Exec(ctx, TransferPutEndedSQL, subrequestID, token, sizeBytes, checksumAdler32); err != nil {
+// Records a finished write (size, adler32) and closes it when the request asked for it
+// and the client's adler32 vouched for the bytes; the same report again succeeds and
+// changes nothing.
+func TransferPutEnded(ctx context.Context, db DBTX, subrequestID int64, token string, sizeBytes int64, checksumAdler32 string, clientAdler32 *string) error {
+	if _, err := db.Exec(ctx, TransferPutEndedSQL, subrequestID, token, sizeBytes, checksumAdler32, clientAdler32); err != nil {
 		return fmt.Errorf("transfer_put_ended: %w", err)
 	}
 	return nil

@@ -155,7 +155,7 @@ func TestSilentDiskServerIsMarkedAndItsWorkMovesOn(t *testing.T) {
 	require.Equal(t, model.SubrequestStatusFailed, m.Status)
 	require.Equal(t, model.SQLStateUnavailable, *m.ErrorCode)
 	require.Contains(t, *m.ErrorMessage, "disk server ds1 stopped answering during the transfer")
-	require.Equal(t, model.SQLStateUnavailable, sqlstate(model.TransferPutEnded(l.ctx, l.db.Pool(), open.SubrequestID, open.Token, 3, "00000003")),
+	require.Equal(t, model.SQLStateUnavailable, sqlstate(model.TransferPutEnded(l.ctx, l.db.Pool(), open.SubrequestID, open.Token, 3, "00000003", new("00000003"))),
 		"given up by the service: the client is told to run it again (exit 2), not that it erred")
 	_, err := l.query("/pollux/moving")
 	require.Equal(t, model.SQLStateNotFound, sqlstate(err), "a write that never got content leaves no entry")
@@ -247,7 +247,7 @@ func TestStoppedDiskServerLeavesPlacementAtOnce(t *testing.T) {
 	require.Equal(t, ds2, *l.sub(next).DiskServerID)
 	// Its transfer moving data finishes there: the sweep leaves a draining server alone.
 	require.Empty(t, l.expire())
-	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), open.SubrequestID, open.Token, 7, "00000007"))
+	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), open.SubrequestID, open.Token, 7, "00000007", new("00000007")))
 	require.Equal(t, model.SubrequestStatusFinished, l.sub(moving).Status)
 	// Stopping again changes nothing; a new process registers it available.
 	rows, err = model.DiskServerStop(l.ctx, l.db.Pool(), ds1)

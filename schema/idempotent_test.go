@@ -53,11 +53,11 @@ func TestPutEndedTwiceOverAnExistingFile(t *testing.T) {
 	l.stage()
 	s := l.sub(req)
 	l.transfer(s)
-	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), 20, "00000002"))
+	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), 20, "00000002", new("00000002")))
 	after := l.copies("/pollux/f")
 	finished := l.sub(req)
 
-	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), 20, "00000002"), "the same report again")
+	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), 20, "00000002", new("00000002")), "the same report again")
 	require.Equal(t, after, l.copies("/pollux/f"), "the second report changed no copy")
 	require.Equal(t, finished, l.sub(req), "nor the subrequest")
 	q, err := l.query("/pollux/f")
@@ -70,7 +70,7 @@ func TestPutEndedTwiceOverAnExistingFile(t *testing.T) {
 	}
 
 	// Another outcome for the ended write is a conflict, and changes nothing either.
-	err = model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), 21, "00000002")
+	err = model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), 21, "00000002", new("00000002"))
 	require.Equal(t, model.SQLStateConflict, sqlstate(err))
 	err = model.TransferFail(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), model.SQLStateTransferFailed, "the disk server could not record the end")
 	require.Equal(t, model.SQLStateConflict, sqlstate(err), "a finished write is not failed afterwards")
@@ -109,7 +109,7 @@ func TestFailAndCorruptReportedTwice(t *testing.T) {
 	require.NoError(t, model.TransferFail(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), model.SQLStateBadData, "upload truncated"), "the same report again")
 	require.NoError(t, model.TransferFail(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), model.SQLStateTransferFailed, "the watcher's reason"), "failed is failed")
 	require.Equal(t, failed, l.sub(req), "the first reason stays")
-	err := model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), 1, "00000001")
+	err := model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, l.token(s.ID), 1, "00000001", new("00000001"))
 	require.Equal(t, model.SQLStateConflict, sqlstate(err), "a failed write cannot end well afterwards")
 
 	l.put("/pollux/f", 10, "00000001")
@@ -264,14 +264,14 @@ func TestLateReportsOfATakenBackTransfer(t *testing.T) {
 	// ds1 comes back and reports late, with the token it was given.
 	require.NoError(t, model.TransferFail(l.ctx, l.db.Pool(), s.ID, old, model.SQLStateTransferFailed, "the client went away"))
 	require.Equal(t, placed, l.sub(req), "a late failure changes nothing")
-	err = model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, old, 7, "00000007")
+	err = model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, old, 7, "00000007", new("00000007"))
 	require.Equal(t, model.SQLStateUnavailable, sqlstate(err), "the service's doing, not the user's: run it again")
 	require.ErrorContains(t, err, "no longer this transfer's")
 	require.Equal(t, placed, l.sub(req), "a late end changes nothing")
 	_, err = model.TransferGetCorrupt(l.ctx, l.db.Pool(), s.ID, old, 7, nil)
 	require.Equal(t, model.SQLStateConflict, sqlstate(err))
 
-	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, fresh, 9, "00000009"))
+	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), s.ID, fresh, 9, "00000009", new("00000009")))
 	q, err := l.query("/pollux/f")
 	require.NoError(t, err)
 	require.Equal(t, "STAGED", q.Status)

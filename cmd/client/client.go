@@ -69,6 +69,7 @@ func New(cfg Config) *Client {
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         dialer.DialContext,
 		TLSHandshakeTimeout: 5 * time.Second,
+		TLSClientConfig:     cfg.TLS,
 		MaxIdleConnsPerHost: 2,
 		IdleConnTimeout:     90 * time.Second,
 	}
@@ -77,6 +78,7 @@ func New(cfg Config) *Client {
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         dataDialer.DialContext,
 		TLSHandshakeTimeout: 10 * time.Second,
+		TLSClientConfig:     cfg.TLS,
 		// The mover checks the token before the body is sent: a refused upload costs no
 		// bytes.
 		ExpectContinueTimeout: 2 * time.Second,

@@ -212,7 +212,7 @@ func (c *cluster) upload(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	c.files[t.DiskPath] = data
 	c.mu.Unlock()
-	if err := model.TransferPutEnded(r.Context(), c.db.Pool(), id, t.Token, int64(len(data)), sum); err != nil {
+	if err := model.TransferPutEnded(r.Context(), c.db.Pool(), id, t.Token, int64(len(data)), sum, new(sum)); err != nil {
 		moverError(w, 409, model.ErrorKindConflict, pg.ServerMessage(err))
 		return
 	}

@@ -48,12 +48,15 @@ func Main(run func(context.Context, Env) int) int {
 
 const environment = `Environment:
   STAGE_HOST      the request handlers: host:port, a comma list of them, or a DNS alias
-                  (tried in random order, failing over to the next)
+                  (tried in random order, failing over to the next); https://host:port
+                  for request handlers serving TLS
   STAGE_PORT      port for STAGE_HOST entries without one (default 9000)
   STAGE_SVCCLASS  service class when -S is not given (default "default")
   POLLUX_TOKEN    your token (ask the operator for one); when unset, a WLCG token is
                   looked for in BEARER_TOKEN, BEARER_TOKEN_FILE, $XDG_RUNTIME_DIR/bt_u<uid>
                   and /tmp/bt_u<uid>, where token agents (oidc-agent, htgettoken) put it
+  POLLUX_CA_FILE  PEM certificate authorities to verify https request handlers and
+                  movers against (default: the system's)
   POLLUX_SERVICE_TIMEOUT
                   --service-timeout when the flag is not given
 

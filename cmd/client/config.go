@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/framework/certs"
 	"github.com/pollux-storage/pollux/model/wire"
 )
 
@@ -29,6 +31,10 @@ const (
 	// htgettoken) sets them or writes $XDG_RUNTIME_DIR/bt_u<uid> or /tmp/bt_u<uid>.
 	EnvBearerToken     = "BEARER_TOKEN"
 	EnvBearerTokenFile = "BEARER_TOKEN_FILE"
+	// EnvCAFile is a PEM file of the certificate authorities that sign the request
+	// handlers' and movers' certificates (https:// entries in STAGE_HOST, movers serving
+	// TLS); without it the system's pool is trusted.
+	EnvCAFile = "POLLUX_CA_FILE"
 )
 
 // Config is what a client needs to reach rhd.
@@ -43,6 +49,9 @@ type Config struct {
 	ServiceClass string
 	// Resolver looks up the addresses of a STAGE_HOST name; nil means the system's.
 	Resolver Resolver
+	// TLS is how https:// request handlers and movers are verified; nil means against
+	// the system's pool.
+	TLS *tls.Config
 }
 
 // Resolver looks up host names, as *net.Resolver does: a name of many request handlers
@@ -71,6 +80,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	if s := strings.TrimSpace(getenv(EnvServiceClass)); s != "" {
 		c.ServiceClass = s
+	}
+	if f := strings.TrimSpace(getenv(EnvCAFile)); f != "" {
+		t, err := certs.Client(f)
+		if err != nil {
+			return c, errorf(wire.ErrorKindInvalid, "%s: %v", EnvCAFile, err)
+		}
+		c.TLS = t
 	}
 	tok, err := discoverToken(getenv)
 	if err != nil {

@@ -120,7 +120,9 @@ func startLocal(ctx context.Context, dir string, base int, ps []process, c *cli)
 		fmt.Fprintf(c.stdout, "%-12s ready   pid %-7d admin http://127.0.0.1:%d  log %s\n", p.name, pid, p.admin, filepath.Join(dir, "log", p.name+".log"))
 	}
 	fmt.Fprintf(c.stdout, `
-Pollux is running. For the clients:
+Pollux is running, on plain HTTP on loopback only: tokens and data do not leave this
+machine. An instance other machines reach serves TLS (rhd and diskserverd
+--tls-cert-file/--tls-key-file; docs/security.md). For the clients:
 
   export PATH=%s:$PATH
   export STAGE_HOST=127.0.0.1:%d

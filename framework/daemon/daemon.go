@@ -9,6 +9,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/pollux-storage/pollux/framework/certs"
 	"github.com/pollux-storage/pollux/framework/claim"
 	"github.com/pollux-storage/pollux/framework/flagenv"
 	"github.com/pollux-storage/pollux/framework/leader"
@@ -109,7 +111,10 @@ type Env struct {
 	Mux *http.ServeMux
 	// Ready answers what /readyz answers (nil when ready), for a daemon that also serves
 	// it elsewhere: a load balancer checks a front end on the port it balances.
-	Ready    func(ctx context.Context) error
+	Ready func(ctx context.Context) error
+	// TLS is how the daemon verifies the Pollux services it calls over HTTPS (a placing
+	// daemon's wake-up hints to movers): the CAs of --ca-file, or the system's pool.
+	TLS      *tls.Config
 	pools    map[string]*poolFlags
 	electors map[string]*leader.Elector
 }
@@ -151,6 +156,8 @@ type options struct {
 	leaseTTL          time.Duration
 	leaseRenew        time.Duration
 	leasePreferred    bool
+	debugEndpoints    bool
+	caFile            string
 }
 
 // Main runs the daemon with the process's arguments and signals and returns the exit code:
@@ -178,7 +185,9 @@ func Run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 	fs.SetOutput(io.Discard)
 	var o options
 	fs.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL connection string (libpq URL or key=value; several hosts with target_session_attrs=read-write for failover). Required.")
-	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:0", "Address of the admin HTTP listener serving /healthz, /readyz and /metrics (port 0: any free port, published in the instance registry); it also serves Go's profiler under /debug/pprof/.")
+	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:0", "Address of the admin HTTP listener serving /healthz, /readyz and /metrics (port 0: any free port, published in the instance registry); with --debug-endpoints also Go's profiler under /debug/pprof/.")
+	fs.StringVar(&o.caFile, "ca-file", "", "PEM file of the certificate authorities that sign the certificates of the Pollux services this daemon calls over HTTPS (movers serving TLS, for wake-up hints); default: the system's pool.")
+	fs.BoolVar(&o.debugEndpoints, "debug-endpoints", false, "Serve Go's profiler under /debug/pprof/ on the admin listener. Off by default: a profile shows the daemon's command line and memory (connection strings, tokens in flight), and a CPU profile or trace costs it time, to anyone who reaches the listener.")
 	fs.StringVar(&o.logFormat, "log-format", "auto", "Log encoding: json, console, or auto (console on a terminal, json otherwise).")
 	fs.StringVar(&o.logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "On SIGTERM, how long work in flight may take to finish before it is aborted (its transactions roll back).")
@@ -330,13 +339,17 @@ func (d *run) main(ctx context.Context, unknownEnv []string) error {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("/metrics", metrics.Handler(reg))
-	// Go's profiler, for an operator asking where a daemon's CPU goes; the admin listener
-	// is local unless --admin-addr says otherwise.
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if d.o.debugEndpoints {
+		// Go's profiler, for an operator asking where a daemon's CPU goes, only when asked
+		// for: it hands out the command line (pprof.Cmdline) and heap contents, and lets
+		// its caller make the daemon spend time profiling.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		d.log.Warn("debug endpoints on", zap.String("url", inst.AdminURL+"/debug/pprof/"))
+	}
 
 	// The listener and heartbeat outlive the services: they stop after the drain.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
@@ -363,8 +376,12 @@ func (d *run) main(ctx context.Context, unknownEnv []string) error {
 		go func() { defer bgDone.Done(); d.heartbeat(bg, db, inst) }()
 	}
 
+	clientTLS, err := certs.Client(d.o.caFile)
+	if err != nil {
+		return fmt.Errorf("--ca-file: %w", err)
+	}
 	env := &Env{DB: db, Listener: listener, Log: d.log, Metrics: reg, ClaimMetrics: claim.NewMetrics(reg),
-		Instance: inst, Mux: mux, pools: d.pools, electors: map[string]*leader.Elector{},
+		Instance: inst, Mux: mux, pools: d.pools, electors: map[string]*leader.Elector{}, TLS: clientTLS,
 		Ready: func(ctx context.Context) error { return d.readiness(ctx, db) }}
 	var electors []*leader.Elector
 	leaderMetrics := leader.NewMetrics(reg)

@@ -212,6 +212,8 @@ func TestInProcessAdminEndpointsAndEnvironment(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	code, _ = get("/readyz")
 	require.Equal(t, http.StatusOK, code)
+	code, _ = get("/debug/pprof/")
+	require.Equal(t, http.StatusNotFound, code, "the profiler only with --debug-endpoints")
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.Equal(c, 3, b.count(c, "select count(*) from job where done"))
 	}, 30*time.Second, 10*time.Millisecond, "every job done")
@@ -222,6 +224,39 @@ func TestInProcessAdminEndpointsAndEnvironment(t *testing.T) {
 		require.Contains(t, body, m)
 	}
 
+	stop()
+	select {
+	case code := <-exited:
+		require.Equal(t, 0, code, out.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+// TestDebugEndpointsOnlyWhenAsked: --debug-endpoints (POLLUX_DEBUG_ENDPOINTS) puts Go's
+// profiler on the admin listener, and says so in the log.
+func TestDebugEndpointsOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	ctx, stop := context.WithCancel(b.ctx)
+	var out syncBuffer
+	exited := make(chan int, 1)
+	go func() {
+		exited <- daemon.Run(ctx, []string{"--log-format", "json", "--heartbeat-interval", "50ms"},
+			[]string{"POLLUX_DATABASE_URL=" + b.dsn, "POLLUX_DEBUG_ENDPOINTS=true"}, io.Discard, &out, testdaemon.Spec())
+	}()
+	var adminURL string
+	require.Eventually(t, func() bool {
+		return b.db.Pool().QueryRow(b.ctx, "select admin_url from instance where heartbeats > 0").Scan(&adminURL) == nil
+	}, 30*time.Second, 10*time.Millisecond, "the instance registers and heartbeats")
+	resp, err := http.Get(adminURL + "/debug/pprof/goroutine?debug=1")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, string(body), "goroutine profile")
+	require.Contains(t, out.String(), `"msg":"debug endpoints on"`)
 	stop()
 	select {
 	case code := <-exited:

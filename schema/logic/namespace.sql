@@ -11,22 +11,59 @@ AS $$ SELECT '/pollux' $$;
 
 -- namespace_path_problem says what is wrong with a path, or returns NULL when it is valid:
 -- absolute, under namespace_root(), no empty, "." or ".." component, no trailing slash, no
--- control character, at most 1023 bytes. Reads nothing.
+-- control character, at most 1023 bytes, and no name that looks like another:
+--   * no invisible formatting character (Unicode category Cf: zero-width spaces and
+--     joiners, bidirectional overrides that show "fdp.exe" for "exe.pdf", the byte-order
+--     mark, tag characters), nor the line and paragraph separators U+2028/U+2029;
+--   * no U+FFFD: it is what a decoder puts in place of bytes that were not UTF-8, so two
+--     different names would become one;
+--   * the path is in Unicode NFC, so one name has one spelling ("é" as U+00E9, never as
+--     "e" + U+0301); rhd normalises what clients send, this refuses what skipped it.
+-- The characters are checked before anything that echoes the path in its message: a
+-- problem with a character names it by code point and position and does not echo the
+-- path, which may hold what a terminal would act on. Confusable scripts (Latin "a" beside
+-- Cyrillic "а") are allowed: they are different names in every file system, and refusing
+-- them would refuse whole languages. Reads nothing.
 CREATE OR REPLACE FUNCTION namespace_path_problem(p_path text)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = public, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
+DECLARE
+    -- Unicode 15's category Cf (what Go's unicode.Cf holds; TestPathCharacters checks the
+    -- two agree) and U+2028/U+2029.
+    v_invisible constant text := '[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e'
+        '\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb'
+        '\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a'
+        '\U000e0001\U000e0020-\U000e007f]';
+    v_bad text;
+    v_code text;
 BEGIN
     IF p_path IS NULL OR p_path = '' THEN
         RETURN 'path is empty';
-    ELSIF left(p_path, 1) <> '/' THEN
-        RETURN format('path %s is relative: give an absolute path under %s/', p_path, namespace_root());
     ELSIF octet_length(p_path) > 1023 THEN
         RETURN format('path is %s bytes long: at most 1023', octet_length(p_path));
     ELSIF p_path ~ '[[:cntrl:]]' THEN
-        RETURN 'path contains a control character';
+        v_bad := substring(p_path FROM '[[:cntrl:]]');
+        v_code := upper(to_hex(ascii(v_bad)));
+        -- lpad cuts a longer string: pad to four digits, never cut a fifth.
+        v_code := lpad(v_code, greatest(4, length(v_code)), '0');
+        RETURN format('path contains the control character U+%s at character %s: names may not contain control characters',
+                      v_code, strpos(p_path, v_bad));
+    ELSIF p_path ~ v_invisible THEN
+        v_bad := substring(p_path FROM v_invisible);
+        v_code := upper(to_hex(ascii(v_bad)));
+        v_code := lpad(v_code, greatest(4, length(v_code)), '0');
+        RETURN format('path contains the invisible formatting character U+%s at character %s: names may not hide characters',
+                      v_code, strpos(p_path, v_bad));
+    ELSIF strpos(p_path, U&'\FFFD') > 0 THEN
+        RETURN format('path contains the replacement character U+FFFD at character %s: the name was not valid UTF-8 where it came from',
+                      strpos(p_path, U&'\FFFD'));
+    ELSIF p_path IS NOT NFC NORMALIZED THEN
+        RETURN 'path is not in Unicode normal form NFC: write each accented letter as one character (rhd does this for its clients)';
+    ELSIF left(p_path, 1) <> '/' THEN
+        RETURN format('path %s is relative: give an absolute path under %s/', p_path, namespace_root());
     ELSIF p_path ~ '(^|/)\.\.?(/|$)' THEN
         RETURN format('path %s has a "." or ".." component', p_path);
     ELSIF p_path ~ '//' OR right(p_path, 1) = '/' THEN

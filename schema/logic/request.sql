@@ -7,7 +7,9 @@
 -- Locks: inserts; the request id's unique index serialises two submissions of one id.
 -- Raises: invalid_argument (PX002) for a bad path, a duplicate path, no path or too many;
 -- not_found (PX001) for an unknown service class; conflict (PX003) when the id is taken by a
--- different request.
+-- different request; unavailable (PX005) when the user has policy
+-- user_max_pending_requests requests pending already (a retry of a stored request is
+-- answered before the count, so it is never refused by it).
 CREATE OR REPLACE FUNCTION request_submit(
     p_id uuid, p_type request_type, p_service_class text, p_user text, p_user_tag text,
     p_client_host text, p_paths text[], p_auto_close boolean)
@@ -22,6 +24,8 @@ DECLARE
     v_existing request;
     v_problem text;
     v_n integer := coalesce(cardinality(p_paths), 0);
+    v_max_pending bigint;
+    v_pending bigint;
 BEGIN
     IF EXISTS (SELECT 1 FROM request_archive a WHERE a.id = p_id) THEN
         -- Stored, ended and archived: a retry that comes this late changes nothing.
@@ -57,6 +61,19 @@ BEGIN
     SELECT id INTO v_sc_id FROM service_class WHERE name = p_service_class;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown service class "%" (see the service_class table for the valid ones)', p_service_class USING ERRCODE = 'PX001';
+    END IF;
+    -- A bound on the user's pending requests, against one user filling the queues all
+    -- share. Counted without a lock: submissions racing at the bound may pass it by as many
+    -- as race, which a guard against floods can afford, while a per-user lock would make
+    -- every user's submissions one at a time. (Quotas, which must not over-commit, are
+    -- another matter.)
+    v_max_pending := policy_value('user_max_pending_requests');
+    IF v_max_pending > 0 THEN
+        SELECT count(*) INTO v_pending FROM request r WHERE r.user_name = p_user AND r.status = 'PENDING';
+        IF v_pending >= v_max_pending THEN
+            RAISE EXCEPTION 'user % has % requests pending, the limit (policy user_max_pending_requests): wait for some to end, then submit again',
+                p_user, v_pending USING ERRCODE = 'PX005';
+        END IF;
     END IF;
     BEGIN
         INSERT INTO request (id, type, service_class_id, user_name, user_tag, client_host, auto_close)

@@ -35,7 +35,8 @@ $$;
 -- and the next of the one-time tokens the server made, and its request refreshed (NOTIFY
 -- pollux_request_changed: the client's long poll returns with the endpoint). Returns what
 -- each mover needs, with the time limits of policy transfer_open_seconds and
--- transfer_seconds. A transfer without a copy to move fails at once, and so does a read
+-- transfer_seconds and the minimum rate (transfer_min_bytes_per_second averaged over
+-- transfer_min_rate_seconds) below which the mover drops the transfer. A transfer without a copy to move fails at once, and so does a read
 -- whose copy was found corrupt after the read was placed (transfer_get_corrupt).
 -- Idempotent: a claim is keyed by its tokens, which the server makes afresh for each claim.
 -- Transfers READY on this server with one of them were claimed by an earlier run of this
@@ -49,7 +50,7 @@ $$;
 CREATE OR REPLACE FUNCTION transfer_claim(p_disk_server_id bigint, p_mover_base text, p_tokens text[])
 RETURNS TABLE (subrequest_id bigint, request_id uuid, type request_type, path text, mount_point text, disk_path text,
                size_bytes bigint, checksum_adler32 text, max_size_bytes bigint, token text,
-               open_seconds bigint, transfer_seconds bigint)
+               open_seconds bigint, transfer_seconds bigint, min_bytes_per_second bigint, min_rate_seconds bigint)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 SET plan_cache_mode = force_generic_plan
@@ -65,6 +66,8 @@ DECLARE
     v_i integer := 0;
     v_open bigint := policy_value('transfer_open_seconds');
     v_limit bigint := policy_value('transfer_seconds');
+    v_min_rate bigint := policy_value('transfer_min_bytes_per_second');
+    v_rate_window bigint := policy_value('transfer_min_rate_seconds');
 BEGIN
     FOR v_sr IN
         SELECT s.id, s.request_id, s.token FROM subrequest s
@@ -78,6 +81,7 @@ BEGIN
         mount_point := v_loc.mount_point; disk_path := v_loc.disk_path; size_bytes := v_loc.size_bytes;
         checksum_adler32 := v_loc.checksum_adler32; max_size_bytes := v_loc.max_size_bytes; token := v_sr.token;
         open_seconds := v_open; transfer_seconds := v_limit;
+        min_bytes_per_second := v_min_rate; min_rate_seconds := v_rate_window;
         RETURN NEXT;
     END LOOP;
     v_free := ARRAY(SELECT t FROM unnest(v_tokens) WITH ORDINALITY AS u(t, n) WHERE t <> ALL (v_used) ORDER BY n);
@@ -107,14 +111,16 @@ BEGIN
         mount_point := v_loc.mount_point; disk_path := v_loc.disk_path; size_bytes := v_loc.size_bytes;
         checksum_adler32 := v_loc.checksum_adler32; max_size_bytes := v_loc.max_size_bytes; token := v_free[v_i];
         open_seconds := v_open; transfer_seconds := v_limit;
+        min_bytes_per_second := v_min_rate; min_rate_seconds := v_rate_window;
         RETURN NEXT;
     END LOOP;
 END;
 $$;
 
 -- transfer_put_ended records a finished write: the copy's size and checksum; the copy is
--- closed at once (STAGED) when the request asked for it (`pollux cp`), otherwise it stays
--- STAGEOUT until stager_putdone. The report carries the token the disk server was given
+-- closed at once (STAGED) when the request asked for it (`pollux cp`) and the client sent
+-- its own adler32 (p_client_adler32, which the mover found equal to p_checksum_adler32),
+-- otherwise it stays STAGEOUT until stager_putdone. The report carries the token the disk server was given
 -- for this transfer (transfer_claim): only the transfer the subrequest is READY under may
 -- end it, so a disk server that was cut off, and whose transfer was taken back and placed
 -- elsewhere, cannot record its bytes on the new placement's copy. Idempotent: the same
@@ -126,7 +132,8 @@ $$;
 -- its disk server's absence or a time limit). Either way the mover then keeps the data
 -- unless disk_copy_discardable says the catalogue has no copy there.
 -- Locks: the subrequest, the file, the copy.
-CREATE OR REPLACE FUNCTION transfer_put_ended(p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text)
+CREATE OR REPLACE FUNCTION transfer_put_ended(p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text,
+                                               p_client_adler32 text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
@@ -164,7 +171,16 @@ BEGIN
     END IF;
     UPDATE subrequest SET size_bytes = p_size_bytes, checksum_adler32 = p_checksum_adler32 WHERE id = p_subrequest_id;
     SELECT auto_close INTO v_close FROM request WHERE id = v_sr.request_id;
-    IF v_close THEN
+    IF v_close AND p_client_adler32 IS NULL THEN
+        -- Closing publishes the bytes as the file's content, and only the client's own sum
+        -- says they are what it had: without one, corruption on the way (a proxy, a bad
+        -- NIC, a client bug) would become the file. The write is kept (it may be right,
+        -- and refusing it would throw away a whole upload) but left STAGEOUT, as a
+        -- stager_put's is: whoever checks it closes it with stager_putdone.
+        PERFORM subrequest_finish(p_subrequest_id,
+            'written but not closed: the upload carried no X-Pollux-Adler32 to verify it against; '
+            || format('check its adler32 (%s) and run stager_putdone to close it', p_checksum_adler32));
+    ELSIF v_close THEN
         PERFORM file_close_copy(v_sr.file_id, v_sr.disk_copy_id);
         PERFORM subrequest_finish(p_subrequest_id, 'written and closed');
     ELSE

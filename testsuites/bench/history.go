@@ -113,7 +113,7 @@ func MakeHistoryFixture(ctx context.Context, db *pg.DB) (HistoryFixture, error) 
 		return f, err
 	}
 	for _, r := range rows {
-		if err := model.TransferPutEnded(ctx, p, r.SubrequestID, r.Token, 1, "00020002"); err != nil {
+		if err := model.TransferPutEnded(ctx, p, r.SubrequestID, r.Token, 1, "00020002", new("00020002")); err != nil {
 			return f, err
 		}
 	}

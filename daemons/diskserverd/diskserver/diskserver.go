@@ -21,6 +21,7 @@ package diskserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,6 +37,7 @@ import (
 	"github.com/pollux-storage/pollux/daemons/diskserverd/mover"
 	"github.com/pollux-storage/pollux/daemons/internal/instance"
 	"github.com/pollux-storage/pollux/daemons/internal/wake"
+	"github.com/pollux-storage/pollux/framework/certs"
 	"github.com/pollux-storage/pollux/framework/claim"
 	"github.com/pollux-storage/pollux/framework/daemon"
 	"github.com/pollux-storage/pollux/framework/service"
@@ -54,6 +56,8 @@ type config struct {
 	transferWorkers int
 	claimPoll       time.Duration
 	gcInterval      time.Duration
+	tlsCert         string
+	tlsKey          string
 }
 
 // dirList is a repeatable flag that also takes comma-separated lists (the form an
@@ -90,7 +94,9 @@ func Spec() daemon.Spec {
 		Version: instance.Version(),
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&cfg.name, "name", host, "Name of the disk server, unique in the instance.")
-			fs.StringVar(&cfg.url, "url", "", "Public base URL of the movers, as clients reach them (default: http://<listen address>).")
+			fs.StringVar(&cfg.url, "url", "", "Public base URL of the movers, as clients reach them (default: http://<listen address>, https:// with --tls-cert-file).")
+			fs.StringVar(&cfg.tlsCert, "tls-cert-file", "", "PEM certificate (with its chain) of the movers' listener: with --tls-key-file the movers serve HTTPS. Without both they serve plain HTTP, where transfer tokens and data travel in clear: keep that to loopback or a trusted network.")
+			fs.StringVar(&cfg.tlsKey, "tls-key-file", "", "PEM private key of --tls-cert-file.")
 			fs.StringVar(&cfg.listen, "listen", "127.0.0.1:9100", "Address the mover HTTP listener binds.")
 			fs.Var(&cfg.dataDirs, "data-dir", "A data directory (file system) of the server; repeat it or give a comma-separated list. Created if missing. Required.")
 			fs.StringVar(&cfg.serviceClass, "service-class", "default", "Service class the data directories serve.")
@@ -131,7 +137,9 @@ func (c *config) mountPoints() ([]string, error) {
 			continue
 		}
 		seen[abs] = true
-		if err := os.MkdirAll(abs, 0o755); err != nil {
+		// 0700, as the directories the movers create under it: only this daemon's account
+		// reads the data (an existing directory keeps the mode its operator gave it).
+		if err := os.MkdirAll(abs, 0o700); err != nil {
 			return nil, fmt.Errorf("data directory: %w", err)
 		}
 		out = append(out, abs)
@@ -139,13 +147,18 @@ func (c *config) mountPoints() ([]string, error) {
 	return out, nil
 }
 
-// publicURL is --url, or http:// and the address the listener got (with the host name
-// when it listens on every interface).
-func publicURL(flagURL string, addr net.Addr) (string, error) {
+// publicURL is --url, or scheme:// and the address the listener got (with the host name
+// when it listens on every interface). A --url of http:// for movers that serve TLS is
+// refused: no client could reach them. (https:// for plain movers may name a proxy that
+// terminates TLS in front of them.)
+func publicURL(flagURL, scheme string, addr net.Addr) (string, error) {
 	if flagURL != "" {
 		u, err := url.Parse(flagURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return "", fmt.Errorf("--url %q is not an http(s) URL with a host", flagURL)
+		}
+		if scheme == "https" && u.Scheme == "http" {
+			return "", fmt.Errorf("--url %q is plain http, but the movers serve TLS (--tls-cert-file): give https://", flagURL)
 		}
 		return strings.TrimRight(flagURL, "/"), nil
 	}
@@ -158,7 +171,7 @@ func publicURL(flagURL string, addr net.Addr) (string, error) {
 			return "", fmt.Errorf("listening on every interface, and the host name is unknown: give --url: %w", err)
 		}
 	}
-	return "http://" + net.JoinHostPort(host, port), nil
+	return scheme + "://" + net.JoinHostPort(host, port), nil
 }
 
 func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Service, err error) {
@@ -166,6 +179,10 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 		return nil, err
 	}
 	mounts, err := cfg.mountPoints()
+	if err != nil {
+		return nil, err
+	}
+	tlsConfig, err := certs.Server(cfg.tlsCert, cfg.tlsKey)
 	if err != nil {
 		return nil, err
 	}
@@ -178,9 +195,23 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 			_ = ln.Close()
 		}
 	}()
-	base, err := publicURL(cfg.url, ln.Addr())
+	scheme := "http"
+	switch {
+	case tlsConfig != nil:
+		scheme = "https"
+	case certs.Loopback(ln.Addr()):
+		env.Log.Info("movers on plain HTTP on loopback: transfer tokens and data are readable by this machine's users only; give --tls-cert-file and --tls-key-file to serve HTTPS")
+	default:
+		env.Log.Warn("movers on plain HTTP on a network address: transfer tokens and data travel in clear; give --tls-cert-file and --tls-key-file to serve HTTPS",
+			zap.String("addr", ln.Addr().String()))
+	}
+	base, err := publicURL(cfg.url, scheme, ln.Addr())
 	if err != nil {
 		return nil, err
+	}
+	if tlsConfig != nil {
+		// Handshakes happen in the server's connection goroutines, not in Accept.
+		ln = tls.NewListener(ln, tlsConfig)
 	}
 
 	srv := &server{db: env.DB, log: env.Logger("server"), name: cfg.name, url: base,
@@ -211,7 +242,7 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 		abort()
 		return nil, err
 	}
-	hints := wake.New(env.Logger("wake"), env.Metrics)
+	hints := wake.New(env.Logger("wake"), env.Metrics, env.TLS)
 	started := time.Now()
 	srv.log.Info("disk server ready", zap.Int64("disk_server_id", srv.id()), zap.String("name", srv.name),
 		zap.String("url", base), zap.Strings("data_dirs", mounts),

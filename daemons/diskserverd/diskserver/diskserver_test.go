@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,13 +52,20 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvTrusting(t, nil)
+}
+
+// newEnvTrusting is newEnv whose wake-up hints verify movers serving HTTPS with
+// tlsConfig.
+func newEnvTrusting(t *testing.T, tlsConfig *tls.Config) *env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	dsn := schematest.DSN(t)
 	db, err := pg.Open(ctx, pg.Config{DSN: dsn})
 	require.NoError(t, err)
 	t.Cleanup(db.Close)
-	hints := wake.New(nil, nil)
+	hints := wake.New(nil, nil, tlsConfig)
 	t.Cleanup(func() { _ = hints.Stop(context.Background()) })
 	return &env{t: t, ctx: ctx, dsn: dsn, db: db, hints: hints}
 }
@@ -299,6 +307,14 @@ func files(t require.TestingT, dir string) []string {
 	return out
 }
 
+// fileMode is the permission bits of path.
+func fileMode(t *testing.T, path string) fs.FileMode {
+	t.Helper()
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	return st.Mode().Perm()
+}
+
 // put uploads data to a READY subrequest's mover.
 func (e *env) put(path string, data []byte) (string, model.Subrequest) {
 	e.t.Helper()
@@ -406,6 +422,14 @@ func TestPutThenGet(t *testing.T) {
 	onDisk, err := os.ReadFile(stored[0])
 	require.NoError(t, err)
 	require.True(t, bytes.Equal(data, onDisk), "the bytes on disk are the bytes sent")
+	// Nobody but the disk server's account reads the data or lists its directories.
+	require.Equal(t, fs.FileMode(0o600), fileMode(t, stored[0]), "mode of the copy %s", stored[0])
+	require.NoError(t, filepath.WalkDir(d.dir, func(p string, de fs.DirEntry, err error) error {
+		if err == nil && de.IsDir() {
+			require.Equal(t, fs.FileMode(0o700), fileMode(t, p), "mode of the directory %s", p)
+		}
+		return err
+	}))
 
 	// The token was for one transfer.
 	resp, body = call(t, http.MethodPut, *s.MoverURL, token, bytes.NewReader(data), nil)
@@ -513,11 +537,19 @@ func TestChunkedUpload(t *testing.T) {
 	onDisk, err := os.ReadFile(stored[0])
 	require.NoError(t, err)
 	require.True(t, bytes.Equal(data, onDisk))
+	q, err := model.FileQuery(e.ctx, e.db.Pool(), "/pollux/streamed", "alice")
+	require.NoError(t, err)
+	require.Equal(t, "STAGED", q[0].Status, "closed: the trailer's checksum vouched for the bytes")
 
 	req, s = e.ready(model.RequestTypePut, "/pollux/unsummed")
 	resp, body = chunkedPut(t, *s.MoverURL, *s.Token, data[:1000], "")
 	require.Equal(t, http.StatusCreated, resp.StatusCode, "the checksum is optional, as with a Content-Length: %s", body)
-	e.wait(req, model.SubrequestStatusFinished)
+	// ... but then nothing vouches for the bytes, and the write is not closed on its own.
+	s = e.wait(req, model.SubrequestStatusFinished)
+	require.Contains(t, s.Info, "not closed: the upload carried no X-Pollux-Adler32")
+	q, err = model.FileQuery(e.ctx, e.db.Pool(), "/pollux/unsummed", "alice")
+	require.NoError(t, err)
+	require.Equal(t, "STAGEOUT", q[0].Status, "left for stager_putdone")
 
 	req, s = e.ready(model.RequestTypePut, "/pollux/badsum")
 	resp, body = chunkedPut(t, *s.MoverURL, *s.Token, data, "00000001")

@@ -9,7 +9,8 @@
 //	    Authorization: Bearer <token>      (401 without it, 403 when it does not check)
 //	    Content-Length: <bytes>            (or Transfer-Encoding: chunked)
 //	    X-Pollux-Adler32: <8 hex digits>   (optional, as a header or, chunked, as a
-//	                                        trailer: the upload is refused when it differs)
+//	                                        trailer: the upload is refused when it differs;
+//	                                        without it an auto_close upload is not closed)
 //	    → 201 {"size_bytes":N,"checksum_adler32":"0123abcd"}
 //	GET /v1/transfers/{subrequest id}
 //	    Authorization: Bearer <token>
@@ -48,6 +49,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -341,6 +343,12 @@ func (x *transfer) discardRefused(final string) {
 	}
 }
 
+// The modes of what a mover writes: copies 0600, directories 0700 (see put).
+const (
+	fileMode os.FileMode = 0o600
+	dirMode  os.FileMode = 0o700
+)
+
 // put receives an upload into <disk path>.part, checks it, makes it durable, renames it
 // into place and records it. An upload without a Content-Length (chunked: the client
 // streams what it produces) is taken as well; its end is the final chunk, and its checksum
@@ -359,23 +367,33 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 		return x.fail(w, http.StatusRequestEntityTooLarge, model.SQLStateBadData,
 			fmt.Sprintf("the upload of %d bytes is larger than its service class allows (%d bytes)", size, limit))
 	}
-	body := r.Body
+	var in io.Reader = r.Body
 	if limit > 0 && size < 0 {
 		// The size is learnt only by reading: stop at the first byte over the limit.
-		body = http.MaxBytesReader(w, r.Body, limit)
+		in = http.MaxBytesReader(w, r.Body, limit)
 	}
+	// Counted for the job's minimum-rate check (daemons/diskserverd/diskserver/transfer.go).
+	body := counting{r: in, moved: &x.t.moved}
 	final, err := x.location()
 	if err != nil {
 		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, err.Error())
 	}
 	dir := filepath.Dir(final)
 	part := final + ".part"
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// Only the disk server's own account reads its data: users reach their bytes through a
+	// mover and its one-time token, never through the file system, so nobody else on the
+	// host needs to read a copy or list a directory of them.
+	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("creating %s: %v", dir, err))
 	}
-	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fileMode)
 	if err != nil {
 		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("creating %s: %v", part, err))
+	}
+	// A partial file left by a crash keeps the mode it was created with: set it.
+	if err := f.Chmod(fileMode); err != nil {
+		_ = f.Close()
+		return x.fail(w, http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("restricting %s: %v", part, err))
 	}
 	open := true
 	// The partial file is no copy of the catalogue's (the bytes take the copy's name only
@@ -400,6 +418,7 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	n, sum, readErr, writeErr := x.h.pump(f, body, size, x.unblockRead)
+	x.t.received.Store(true)
 	if x.abortedBy() != nil {
 		discard()
 		_, outcome := x.aborted(w)
@@ -437,6 +456,12 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 		return failed(http.StatusBadRequest, model.SQLStateBadData,
 			fmt.Sprintf("checksum mismatch: client says %s, received data has %s", wantSum, sum))
 	}
+	// The client's sum, checked equal to the bytes', goes to the catalogue: an upload that
+	// came with none is not closed on its own (transfer_put_ended decides).
+	var clientSum *string
+	if wantSum != "" {
+		clientSum = &wantSum
+	}
 	if err := f.Sync(); err != nil {
 		return failed(http.StatusServiceUnavailable, model.SQLStateTransferFailed, fmt.Sprintf("flushing %s: %v", part, err))
 	}
@@ -456,7 +481,7 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	err = x.record("end upload", func(ctx context.Context, q pg.Querier) error {
-		return model.TransferPutEnded(ctx, q, x.id, x.t.Token(), n, sum)
+		return model.TransferPutEnded(ctx, q, x.id, x.t.Token(), n, sum, clientSum)
 	})
 	switch code := pg.SQLState(err); code {
 	case model.SQLStateConflict, model.SQLStateUnavailable:

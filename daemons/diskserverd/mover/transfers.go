@@ -4,7 +4,9 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pollux-storage/pollux/model"
 )
@@ -75,6 +77,29 @@ type Transfer struct {
 	outcome error
 	started chan struct{}
 	ended   chan struct{}
+	// moved counts the bytes an upload has received so far, for the job's minimum-rate
+	// check (Moved).
+	moved atomic.Int64
+	// received is set once the upload's body has been read to its end (or failed): what
+	// follows (checks, fsync, the report) moves no bytes and is no slow client's doing.
+	received atomic.Bool
+}
+
+// Moved is how many bytes the transfer's upload has received so far, and whether it is
+// still receiving. Downloads are not counted: their bytes go out a segment at a time by
+// sendfile.
+func (t *Transfer) Moved() (n int64, receiving bool) { return t.moved.Load(), !t.received.Load() }
+
+// counting counts what is read through it into a transfer's moved bytes.
+type counting struct {
+	r     io.Reader
+	moved *atomic.Int64
+}
+
+func (c counting) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.moved.Add(int64(n))
+	return n, err
 }
 
 // Describe records what transfer_claim said, with the token it published. The claimer

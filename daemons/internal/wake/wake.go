@@ -10,6 +10,7 @@ package wake
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http"
 	"strings"
 	"sync"
@@ -38,14 +39,15 @@ type Hinter struct {
 	results *prometheus.CounterVec
 }
 
-// New returns a Hinter; reg may be nil.
-func New(log *zap.Logger, reg prometheus.Registerer) *Hinter {
+// New returns a Hinter; reg may be nil. tlsConfig verifies movers that serve HTTPS (nil:
+// against the system's pool).
+func New(log *zap.Logger, reg prometheus.Registerer, tlsConfig *tls.Config) *Hinter {
 	if log == nil {
 		log = zap.NewNop()
 	}
 	h := &Hinter{
 		client: &http.Client{Timeout: timeout, Transport: &http.Transport{
-			MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, DisableCompression: true,
+			MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, DisableCompression: true, TLSClientConfig: tlsConfig,
 		}},
 		log:   log,
 		slots: make(chan struct{}, inFlight),

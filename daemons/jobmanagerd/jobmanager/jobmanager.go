@@ -49,7 +49,7 @@ func Spec() daemon.Spec {
 		Leases:   instance.Leases{},
 		Ready:    instance.Ready,
 		Setup: func(ctx context.Context, env *daemon.Env) ([]service.Service, error) {
-			hints := wake.New(env.Logger("wake"), env.Metrics)
+			hints := wake.New(env.Logger("wake"), env.Metrics, env.TLS)
 			expire, err := expirePool(env, expireInterval, hints)
 			if err != nil {
 				return nil, err

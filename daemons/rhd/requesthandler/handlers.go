@@ -76,7 +76,16 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 	if in.AutoClose && typ != model.RequestTypePut {
 		return invalid("auto_close applies to PUT requests only, not %s", typ)
 	}
-	if herr := s.checkScopes(r.Context(), c.grant, id, typ, in.Paths); herr != nil {
+	paths, herr := cleanPaths(in.Paths)
+	if herr != nil {
+		return herr
+	}
+	for _, f := range []struct{ name, value string }{{"service_class", in.ServiceClass}, {"user_tag", in.UserTag}} {
+		if p := textProblem(f.name, f.value); p != "" {
+			return invalid("%s", p)
+		}
+	}
+	if herr := s.checkScopes(r.Context(), c.grant, id, typ, paths); herr != nil {
 		return herr
 	}
 	svc := in.ServiceClass
@@ -97,6 +106,11 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 	// carries the request, so a put that becomes READY reads nothing more.
 	var changed *waiter
 	if wait > 0 {
+		release, herr := s.polls.acquire(c.user)
+		if herr != nil {
+			return herr
+		}
+		defer release()
 		w, done := s.hub.wait(id)
 		defer done()
 		changed = w
@@ -109,7 +123,7 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 	// after a lost commit reply finds the request stored (created = false, answered at
 	// once with the request as it stands).
 	err = s.db.DoIdempotent(ctx, "submit request", func(q pg.Querier) (err error) {
-		rows, err = model.RequestSubmit(ctx, q, id, typ, svc, c.user, in.UserTag, clientHost, in.Paths, in.AutoClose)
+		rows, err = model.RequestSubmit(ctx, q, id, typ, svc, c.user, in.UserTag, clientHost, paths, in.AutoClose)
 		return err
 	})
 	if err != nil {
@@ -245,6 +259,11 @@ func (s *server) getRequest(w http.ResponseWriter, r *http.Request, c *call) *ht
 	ctx := r.Context()
 	var changed *waiter
 	if wait > 0 && !since.IsZero() {
+		release, herr := s.polls.acquire(c.user)
+		if herr != nil {
+			return herr
+		}
+		defer release()
 		w, done := s.hub.wait(id)
 		defer done()
 		changed = w
@@ -378,6 +397,10 @@ func (s *server) getFile(w http.ResponseWriter, r *http.Request, c *call) *httpE
 	path := r.URL.Query().Get(api.ParamPath)
 	if path == "" {
 		return invalid("give the file as ?path=/pollux/...")
+	}
+	path, herr := cleanPath("path", path)
+	if herr != nil {
+		return herr
 	}
 	if !c.grant.allows(opRead, path) {
 		return c.grant.refuse(opRead, path)

@@ -607,7 +607,7 @@ func TestFiles(t *testing.T) {
 	require.NoError(t, err)
 	_, err = model.TransferClaim(c.ctx, c.db.Pool(), ds, "http://ds1:9100", []string{"tok"})
 	require.NoError(t, err)
-	require.NoError(t, model.TransferPutEnded(c.ctx, c.db.Pool(), subs[0].ID, "tok", 11, "1a2b3c4d"))
+	require.NoError(t, model.TransferPutEnded(c.ctx, c.db.Pool(), subs[0].ID, "tok", 11, "1a2b3c4d", new("1a2b3c4d")))
 
 	r = files("/pollux/u/alice/f")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))

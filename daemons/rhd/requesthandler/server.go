@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/framework/certs"
 	"github.com/pollux-storage/pollux/framework/daemon"
 	"github.com/pollux-storage/pollux/framework/logging"
 	"github.com/pollux-storage/pollux/framework/pg"
@@ -31,9 +32,10 @@ type server struct {
 	log    *zap.Logger
 	tokens *tokens
 	// jwt is nil unless --jwt-issuer is given.
-	jwt *verifier
-	hub *hub
-	srv *http.Server
+	jwt   *verifier
+	hub   *hub
+	polls *pollLimit
+	srv   *http.Server
 
 	// draining is closed by Stop: long polls answer at once, so the drain is not held up
 	// by clients that are merely waiting.
@@ -72,6 +74,7 @@ func newServer(cfg Config, env *daemon.Env) (*server, error) {
 	s := &server{
 		cfg: cfg, db: env.DB, ready: env.Ready, log: log, tokens: tok, jwt: jv,
 		hub:      newHub(env.Listener.Subscribe(changedChannel, subscriptionBuffer), uuid.New()),
+		polls:    newPollLimit(cfg.MaxPollsPerUser),
 		draining: make(chan struct{}),
 		hubDone:  make(chan struct{}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -97,6 +100,10 @@ func newServer(cfg Config, env *daemon.Env) (*server, error) {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
+	tlsConfig, err := certs.Server(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/requests", s.endpoint(http.MethodPost, s.submit))
 	mux.Handle("/v1/requests/{id}", s.endpoint(http.MethodGet, s.getRequest))
@@ -114,6 +121,7 @@ func newServer(cfg Config, env *daemon.Env) (*server, error) {
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       errorLog(log),
+		TLSConfig:      tlsConfig,
 	}
 	return s, nil
 }
@@ -137,10 +145,27 @@ func (s *server) Start(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
 	}
 	s.srv.BaseContext = func(net.Listener) context.Context { return ctx }
-	s.log.Info("request handler listening", zap.String("addr", ln.Addr().String()),
+	scheme := "https"
+	if s.srv.TLSConfig == nil {
+		scheme = "http"
+	}
+	s.log.Info("request handler listening", zap.String("addr", ln.Addr().String()), zap.String("scheme", scheme),
 		zap.Duration("max_wait", s.cfg.MaxWait), zap.Int64("max_body_bytes", s.cfg.MaxBodyBytes))
+	switch {
+	case scheme == "https":
+	case certs.Loopback(ln.Addr()):
+		s.log.Info("plain HTTP on loopback: tokens are readable by this machine's users only; give --tls-cert-file and --tls-key-file to serve HTTPS")
+	default:
+		s.log.Warn("plain HTTP on a network address: bearer tokens and data travel in clear; give --tls-cert-file and --tls-key-file to serve HTTPS",
+			zap.String("addr", ln.Addr().String()))
+	}
 	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := s.srv.Serve
+		if scheme == "https" {
+			// The certificate is in TLSConfig already.
+			serve = func(ln net.Listener) error { return s.srv.ServeTLS(ln, "", "") }
+		}
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http server stopped", zap.Error(err))
 		}
 	}()
@@ -227,8 +252,11 @@ func (s *server) endpoint(method string, h handler) http.Handler {
 		}
 		if err != nil {
 			c.err = err
-			if err.status == http.StatusUnauthorized {
+			switch err.status {
+			case http.StatusUnauthorized:
 				w.Header().Set("WWW-Authenticate", `Bearer realm="pollux"`)
+			case http.StatusTooManyRequests:
+				w.Header().Set("Retry-After", "1")
 			}
 			writeJSON(w, err.status, err.body())
 		}

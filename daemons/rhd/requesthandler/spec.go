@@ -31,6 +31,12 @@ type Config struct {
 	MaxWait time.Duration
 	// MaxBodyBytes caps a submission's body.
 	MaxBodyBytes int64
+	// MaxPollsPerUser bounds the long polls one user may have waiting on this instance
+	// (0: no bound).
+	MaxPollsPerUser int
+	// TLSCertFile and TLSKeyFile, when given, make the listener serve HTTPS with this
+	// certificate (PEM, with its chain) and key.
+	TLSCertFile, TLSKeyFile string
 }
 
 const description = `rhd serves Pollux's HTTP/JSON API under /v1 to the client commands (stager_put,
@@ -65,6 +71,9 @@ func Spec(version string) daemon.Spec {
 			fs.StringVar(&cfg.JWT.ScopeRoot, "jwt-scope-root", "/", "Pollux path the paths of a token's storage.* scopes are relative to (storage.read:/u/alice with /pollux means /pollux/u/alice).")
 			fs.DurationVar(&cfg.MaxWait, "max-wait", 60*time.Second, "Longest a long poll (GET /v1/requests/{id}?wait=...) may wait for a change.")
 			fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 1<<20, "Largest request body accepted; larger ones get 413.")
+			fs.IntVar(&cfg.MaxPollsPerUser, "max-long-polls-per-user", 100, "Most long polls one user may have waiting on this rhd at once; one more is refused with 429 (0: no limit). Each holds a connection for up to --max-wait.")
+			fs.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "PEM certificate (with its chain) of the clients' listener: with --tls-key-file it serves HTTPS. Without both it serves plain HTTP, where tokens travel in clear: keep that to loopback.")
+			fs.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file.")
 		},
 		Registry: instance.Registry{},
 		// Requests are served outside pools: leave room for concurrent submits and reads.
@@ -94,6 +103,8 @@ func (c Config) check() error {
 		return errors.New("--max-wait must be positive")
 	case c.MaxBodyBytes <= 0:
 		return errors.New("--max-body-bytes must be positive")
+	case c.MaxPollsPerUser < 0:
+		return errors.New("--max-long-polls-per-user must be 0 (no limit) or more")
 	}
 	return c.JWT.check()
 }

@@ -63,7 +63,7 @@ func TestRequestViewMatchesTheAPI(t *testing.T) {
 			tok = r.Token
 		}
 	}
-	require.NoError(t, model.TransferPutEnded(ctx, p, subs[1].ID, tok, 10, "0000000a"))
+	require.NoError(t, model.TransferPutEnded(ctx, p, subs[1].ID, tok, 10, "0000000a", new("0000000a")))
 
 	seen := map[string]bool{} // "request.<key>" and "subrequest.<key>" of the real views
 	for _, id := range []string{put, get} {

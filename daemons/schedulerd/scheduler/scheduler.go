@@ -87,7 +87,7 @@ func Spec() daemon.Spec {
 }
 
 func setup(env *daemon.Env, sched Scheduler, poll time.Duration) ([]service.Service, error) {
-	hints := wake.New(env.Logger("wake"), env.Metrics)
+	hints := wake.New(env.Logger("wake"), env.Metrics, env.TLS)
 	workers, batch := env.Pool("place")
 	log := env.Logger("place")
 	pool, err := claim.New(claim.Config{

@@ -40,7 +40,7 @@ func Spec() daemon.Spec {
 		Registry: instance.Registry{},
 		Ready:    instance.Ready,
 		Setup: func(ctx context.Context, env *daemon.Env) ([]service.Service, error) {
-			hints := wake.New(env.Logger("wake"), env.Metrics)
+			hints := wake.New(env.Logger("wake"), env.Metrics, env.TLS)
 			// Stopped last: the pools' last hints are sent before the daemon exits.
 			out := []service.Service{hints}
 			for _, f := range pools {
