@@ -241,39 +241,102 @@ func (p *Patcher) apply(ctx context.Context, q pg.Querier, b Bundle, by, note st
 
 // execFile runs one file inside a savepoint. PostgreSQL refuses CREATE OR REPLACE when the
 // result type or an argument name changes (42P13); then the file's functions are dropped
-// and the file runs again.
+// and the file runs again. A change of argument types is no refusal: CREATE OR REPLACE then
+// makes a second function of the same name beside the old one, which callers of the old
+// signature would go on reaching and a later patch could not drop by name. A bundle defines
+// one function per name, so once the file ran, an overload that existed before it and that
+// it did not create or replace is the old signature, and goes.
 func execFile(ctx context.Context, q pg.Querier, name, sql string) ([]string, error) {
+	fns := Functions(sql)
+	before, err := overloads(ctx, q, fns)
+	if err != nil {
+		return nil, fmt.Errorf("logic file %s: %w", name, err)
+	}
 	if _, err := q.Exec(ctx, "savepoint logic_file"); err != nil {
 		return nil, fmt.Errorf("savepoint: %w", err)
 	}
-	_, err := q.Exec(ctx, sql)
-	if err == nil {
-		_, err = q.Exec(ctx, "release savepoint logic_file")
-		return nil, err
-	}
-	if pg.SQLState(err) != pgerrcode.InvalidFunctionDefinition {
+	var recreated []string
+	_, err = q.Exec(ctx, sql)
+	switch {
+	case err == nil:
+		if _, err := q.Exec(ctx, "release savepoint logic_file"); err != nil {
+			return nil, err
+		}
+	case pg.SQLState(err) != pgerrcode.InvalidFunctionDefinition:
 		return nil, fileError(name, sql, err)
+	default:
+		if _, err := q.Exec(ctx, "rollback to savepoint logic_file"); err != nil {
+			return nil, fmt.Errorf("rollback to savepoint: %w", err)
+		}
+		// The file's own triggers may use the functions about to be dropped; the file creates
+		// them again.
+		for _, t := range Triggers(sql) {
+			if err := dropTrigger(ctx, q, t); err != nil {
+				return nil, fmt.Errorf("logic file %s: drop trigger %s to change a function's signature: %w", name, t, err)
+			}
+		}
+		for _, sigs := range before {
+			for _, sig := range sigs {
+				if _, err := q.Exec(ctx, "drop function if exists "+sig); err != nil {
+					return nil, fmt.Errorf("logic file %s: drop function %s to change its signature: %w", name, sig, err)
+				}
+			}
+		}
+		before = nil
+		if _, err := q.Exec(ctx, sql); err != nil {
+			return nil, fileError(name, sql, err)
+		}
+		recreated = fns
 	}
-	if _, err := q.Exec(ctx, "rollback to savepoint logic_file"); err != nil {
-		return nil, fmt.Errorf("rollback to savepoint: %w", err)
+	after, err := overloads(ctx, q, fns)
+	if err != nil {
+		return nil, fmt.Errorf("logic file %s: %w", name, err)
 	}
-	// The file's own triggers may use the functions about to be dropped; the file creates
-	// them again.
-	for _, t := range Triggers(sql) {
-		if err := dropTrigger(ctx, q, t); err != nil {
-			return nil, fmt.Errorf("logic file %s: drop trigger %s to change a function's signature: %w", name, t, err)
+	for fn, sigs := range after {
+		var added, old []string
+		for oid, sig := range sigs {
+			if _, existed := before[fn][oid]; existed {
+				old = append(old, sig)
+			} else {
+				added = append(added, sig)
+			}
+		}
+		if len(added) == 0 {
+			continue // replaced in place, or untouched
+		}
+		for _, sig := range old {
+			if _, err := q.Exec(ctx, "drop function "+sig); err != nil {
+				return nil, fmt.Errorf("logic file %s: drop %s, the old signature of %s: %w", name, sig, fn, err)
+			}
+			recreated = append(recreated, fn)
 		}
 	}
-	fns := Functions(sql)
-	for _, f := range fns {
-		if _, err := q.Exec(ctx, "drop function if exists "+pgx.Identifier{f}.Sanitize()); err != nil {
-			return nil, fmt.Errorf("logic file %s: drop function %s to change its signature: %w", name, f, err)
+	return recreated, nil
+}
+
+// overloads returns, by function name, the functions of those names in the search path:
+// oid → signature (regprocedure, ready for DROP FUNCTION).
+func overloads(ctx context.Context, q pg.Querier, names []string) (map[string]map[uint32]string, error) {
+	rows, err := q.Query(ctx, `select p.proname, p.oid, p.oid::regprocedure::text from pg_proc p
+		where p.proname = any($1)
+		  and p.pronamespace in (select oid from pg_namespace where nspname = any(current_schemas(false)))`, names)
+	if err != nil {
+		return nil, fmt.Errorf("list functions: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]map[uint32]string{}
+	for rows.Next() {
+		var name, sig string
+		var oid uint32
+		if err := rows.Scan(&name, &oid, &sig); err != nil {
+			return nil, err
 		}
+		if out[name] == nil {
+			out[name] = map[uint32]string{}
+		}
+		out[name][oid] = sig
 	}
-	if _, err := q.Exec(ctx, sql); err != nil {
-		return nil, fileError(name, sql, err)
-	}
-	return fns, nil
+	return out, rows.Err()
 }
 
 // dropTrigger drops t if it and its table exist: a table taken down by a migration has

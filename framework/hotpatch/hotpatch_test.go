@@ -322,3 +322,41 @@ func TestTriggersApplyStatusRollback(t *testing.T) {
 	require.Contains(t, dropped, "item_guard")
 	require.NoError(t, mark("x"))
 }
+
+// A function whose argument types change is not refused by CREATE OR REPLACE: it would make a
+// second function beside the first, which callers of the old signature would go on using
+// and a later patch could not drop by name. The apply leaves one function of each name, the
+// file's; an overload an earlier version left behind goes too.
+func TestArgumentTypeChangeLeavesNoOldSignature(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	fn := func(args string) map[string]string {
+		return map[string]string{"f.sql": "CREATE OR REPLACE FUNCTION pick(" + args + ") RETURNS integer LANGUAGE sql AS 'SELECT 1';"}
+	}
+	signatures := func() []string {
+		t.Helper()
+		rows, err := b.db.Pool().Query(b.ctx, "select oid::regprocedure::text from pg_proc where proname = 'pick' order by 1")
+		require.NoError(t, err)
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var s string
+			require.NoError(t, rows.Scan(&s))
+			out = append(out, s)
+		}
+		return out
+	}
+	b.apply(t, fn("p_a integer"))
+	require.Equal(t, []string{"pick(integer)"}, signatures())
+	r := b.apply(t, fn("p_a integer, p_b text"))
+	require.Equal(t, []string{"pick(integer,text)"}, signatures(), "the old signature went")
+	require.Contains(t, r.Recreated, "pick")
+
+	// A stray overload, as an earlier apply without this rule left: the next change of the
+	// file removes it, and a change that needs the drop-and-recreate path (a result type)
+	// is not stopped by it.
+	_, err := b.db.Pool().Exec(b.ctx, "CREATE FUNCTION pick(p_a bigint) RETURNS integer LANGUAGE sql AS 'SELECT 2'")
+	require.NoError(t, err)
+	b.apply(t, map[string]string{"f.sql": "CREATE OR REPLACE FUNCTION pick(p_a integer, p_b text) RETURNS bigint LANGUAGE sql AS 'SELECT 3::bigint';"})
+	require.Equal(t, []string{"pick(integer,text)"}, signatures())
+}
