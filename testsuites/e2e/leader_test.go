@@ -147,7 +147,9 @@ func TestSingletonLeaderFencingAndFailover(t *testing.T) {
 
 	// --- 3. A clean stop resigns at once: the takeover waits for one renew interval, not
 	// for the lease to expire.
-	leader5, epoch5 := leaderOf(expire)
+	// The leader of expire may still be the instance killed above, its lease not yet run
+	// out: wait for a live one.
+	leader5, epoch5 := waitNewLeader(expire, leader3, 0, 30*time.Second)
 	stopAt := time.Now()
 	in.Kill(leader5, syscall.SIGTERM)
 	leader6, _ := waitNewLeader(expire, leader5, epoch5, 30*time.Second)
