@@ -211,6 +211,8 @@ func TestGivingUpAfterALostCommitReplyReportsOutcomeUnknown(t *testing.T) {
 	requireCut(t, cut)
 	require.ErrorIs(t, err, pg.ErrOutcomeUnknown)
 	require.ErrorContains(t, err, "gave up after")
-	require.Greater(t, attempts, 2)
+	// At least one re-run after the lost reply; how many more fit in the 100 ms budget
+	// depends on how busy the machine is.
+	require.GreaterOrEqual(t, attempts, 2)
 	require.Equal(t, 1, p.rows(t, 6), "it had committed")
 }
