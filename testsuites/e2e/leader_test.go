@@ -31,43 +31,17 @@ func TestSingletonLeaderFencingAndFailover(t *testing.T) {
 	t.Cleanup(db.Close)
 
 	const expire, archive = "jobmanagerd.expire", "jobmanagerd.archive"
-	leaderOf := func(lease string) (host string, epoch int64) {
+	leaderOf := func(lease string) (string, int64) {
 		t.Helper()
-		var found bool
-		require.Eventually(t, func() bool {
-			list, err := model.LeaderLeaseList(ctx, db.Pool(), 30)
-			if err != nil {
-				return false
-			}
-			for _, l := range list {
-				if l.Name == lease && l.HolderID != nil && l.ExpiresInSeconds > 0 {
-					host, epoch, found = l.HolderHost, l.Epoch, true
-					return true
-				}
-			}
-			return false
-		}, 30*time.Second, 20*time.Millisecond, "no leader for %s", lease)
-		require.True(t, found)
+		host, epoch, err := e2e.WaitLeader(ctx, db, lease, "", 0, 30*time.Second)
+		require.NoError(t, err)
 		return host, epoch
 	}
 	// waitNewLeader waits until someone other than old leads the lease at a higher epoch.
 	waitNewLeader := func(lease, old string, oldEpoch int64, within time.Duration) (string, int64) {
 		t.Helper()
-		var host string
-		var epoch int64
-		require.Eventually(t, func() bool {
-			list, err := model.LeaderLeaseList(ctx, db.Pool(), 30)
-			if err != nil {
-				return false
-			}
-			for _, l := range list {
-				if l.Name == lease && l.HolderID != nil && l.HolderHost != old && l.Epoch > oldEpoch && l.ExpiresInSeconds > 0 {
-					host, epoch = l.HolderHost, l.Epoch
-					return true
-				}
-			}
-			return false
-		}, within, 10*time.Millisecond, "no new leader for %s after %s left", lease, old)
+		host, epoch, err := e2e.WaitLeader(ctx, db, lease, old, oldEpoch, within)
+		require.NoError(t, err)
 		return host, epoch
 	}
 	instanceOf := func(host string) string {

@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/model"
 )
 
 // SingletonWorkRanTwice reads the singleton work journal (leader_work) of an instance's
@@ -39,4 +41,29 @@ func SingletonWorkRanTwice(ctx context.Context, db *pg.DB) ([]string, error) {
 		return nil, fmt.Errorf("read the singleton work journal: %w", err)
 	}
 	return bad, nil
+}
+
+// WaitLeader waits, at most within, until lease has a live leader other than the instance
+// registered as host not ("" for any) at an epoch above after, and returns its host (the
+// daemon's name in the harness) and epoch.
+func WaitLeader(ctx context.Context, db *pg.DB, lease, not string, after int64, within time.Duration) (string, int64, error) {
+	deadline := time.Now().Add(within)
+	for {
+		list, err := model.LeaderLeaseList(ctx, db.Pool(), 30)
+		if err == nil {
+			for _, l := range list {
+				if l.Name == lease && l.HolderID != nil && l.ExpiresInSeconds > 0 && l.HolderHost != not && l.Epoch > after {
+					return l.HolderHost, l.Epoch, nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", 0, fmt.Errorf("no leader of %s but %q above epoch %d within %s (last error: %v)", lease, not, after, within, err)
+		}
+		select {
+		case <-ctx.Done():
+			return "", 0, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }

@@ -216,21 +216,8 @@ func pick(rnd *rand.Rand, names []string, n int) []string {
 // after, and returns it (its host is the daemon's name in the harness).
 func leaseHolder(ctx context.Context, t *testing.T, db *pg.DB, lease, not string, after int64) (string, int64) {
 	t.Helper()
-	var host string
-	var epoch int64
-	require.Eventually(t, func() bool {
-		list, err := model.LeaderLeaseList(ctx, db.Pool(), 30)
-		if err != nil {
-			return false
-		}
-		for _, l := range list {
-			if l.Name == lease && l.HolderID != nil && l.ExpiresInSeconds > 0 && l.HolderHost != not && l.Epoch > after {
-				host, epoch = l.HolderHost, l.Epoch
-				return true
-			}
-		}
-		return false
-	}, time.Minute, 10*time.Millisecond, "no leader for %s but %q", lease, not)
+	host, epoch, err := e2e.WaitLeader(ctx, db, lease, not, after, time.Minute)
+	require.NoError(t, err)
 	return host, epoch
 }
 
