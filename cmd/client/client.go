@@ -14,9 +14,11 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -175,13 +177,18 @@ func (c *Client) call(ctx context.Context, ac apiCall, out any) (int, error) {
 	final := make([]*Error, len(addrs))
 	finals, failures := 0, 0
 	var lastAnswer *Error
+	// pause is the wait before the next round: RoundPause, or what a busy request handler
+	// asked for (Retry-After), spread by up to half again so that the clients a burst
+	// turned away do not all come back in the same instant.
+	pause := c.RoundPause
 	for round := 0; ; round++ {
 		if round > 0 {
 			select {
 			case <-ctx.Done():
 				return 0, ctx.Err()
-			case <-time.After(min(c.RoundPause, time.Until(unserved.Add(bound)))):
+			case <-time.After(min(pause, time.Until(unserved.Add(bound)))):
 			}
+			pause = c.RoundPause
 		}
 		for k := range addrs {
 			i := (start + k) % len(addrs)
@@ -197,7 +204,7 @@ func (c *Client) call(ctx context.Context, ac apiCall, out any) (int, error) {
 				wait = 0
 			}
 			timeout := min(wait+share, left)
-			status, b, err := c.once(ctx, addrs[i], ac, wait, timeout, unserved.Add(bound), n)
+			status, b, retryAfter, err := c.once(ctx, addrs[i], ac, wait, timeout, unserved.Add(bound), n)
 			// When the call stopped being served. A try that ended in an answer or a
 			// timeout was not served for at most its share (rhd answers within it beyond
 			// the wait, api.HeaderTimeout); a connection that broke may have broken a wait
@@ -211,9 +218,12 @@ func (c *Client) call(ctx context.Context, ac apiCall, out any) (int, error) {
 			case err != nil:
 				stopped = time.Now()
 				last[i] = connError(err)
-			case status >= 500:
+			case status >= 500 || status == http.StatusTooManyRequests:
 				lastAnswer = fromBody(status, b, addrs[i])
 				last[i] = fmt.Sprintf("answered %d: %s", status, lastAnswer.Message)
+				if retryAfter > 0 {
+					pause = max(pause, jitter(min(retryAfter, maxRetryAfter)))
+				}
 				if status == http.StatusInternalServerError {
 					// A fault, not an outage: worth another address, not the same one again.
 					final[i] = lastAnswer
@@ -241,7 +251,7 @@ func (c *Client) call(ctx context.Context, ac apiCall, out any) (int, error) {
 				// Every request handler answered with a fault: its own words say most.
 				return 0, lastAnswer
 			}
-			n.failed(addrs[i], last[i], c.next(addrs, final, i, k, time.Until(unserved.Add(bound))))
+			n.failed(addrs[i], last[i], c.next(addrs, final, i, k, pause, time.Until(unserved.Add(bound))))
 		}
 	}
 }
@@ -255,7 +265,7 @@ func maxTime(a, b time.Time) time.Time {
 
 // next says what the call does after a failure at address i, the k-th of this round,
 // with left until it gives up.
-func (c *Client) next(addrs []string, final []*Error, i, k int, left time.Duration) string {
+func (c *Client) next(addrs []string, final []*Error, i, k int, pause, left time.Duration) string {
 	giving := "giving up in " + seconds(left)
 	for j := k + 1; j < len(addrs); j++ {
 		if a := (i + j - k) % len(addrs); final[a] == nil && left > minShare/10 {
@@ -263,13 +273,37 @@ func (c *Client) next(addrs []string, final []*Error, i, k int, left time.Durati
 		}
 	}
 	switch {
-	case left <= c.RoundPause+minShare/10:
+	case left <= pause+minShare/10:
 		return giving
 	case len(addrs) == 1:
-		return fmt.Sprintf("trying again in %s, %s", c.RoundPause, giving)
+		return fmt.Sprintf("trying again in %s, %s", seconds(pause), giving)
 	default:
-		return fmt.Sprintf("trying every address again in %s, %s", c.RoundPause, giving)
+		return fmt.Sprintf("trying every address again in %s, %s", seconds(pause), giving)
 	}
+}
+
+// maxRetryAfter caps the wait a Retry-After may ask for: a request handler that asks for
+// minutes is better left for the next address and the service timeout to judge.
+const maxRetryAfter = 30 * time.Second
+
+// jitter spreads d over [d, 1.5 d).
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration(mrand.Int64N(int64(d/2)+1))
+}
+
+// parseRetryAfter reads a Retry-After header: whole seconds, or an HTTP date; 0 when
+// absent or unreadable.
+func parseRetryAfter(h string) time.Duration {
+	if h == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(h); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
 }
 
 // notices tells the user, through Client.Notices, what a call waits for: a line when an
@@ -340,7 +374,7 @@ func gaveUp(addrs, last []string, lastAnswer *Error, bound, took time.Duration) 
 
 // once is one try of ac at base; deadline is when the call gives up, for the notice of a
 // try without an answer.
-func (c *Client) once(ctx context.Context, base string, ac apiCall, wait, timeout time.Duration, deadline time.Time, n *notices) (int, []byte, error) {
+func (c *Client) once(ctx context.Context, base string, ac apiCall, wait, timeout time.Duration, deadline time.Time, n *notices) (int, []byte, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	u := base + ac.path
@@ -360,7 +394,7 @@ func (c *Client) once(ctx context.Context, base string, ac apiCall, wait, timeou
 	}
 	req, err := http.NewRequestWithContext(ctx, ac.method, u, r)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, 0, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
 	req.Header.Set("Accept", "application/json")
@@ -383,14 +417,14 @@ func (c *Client) once(ctx context.Context, base string, ac apiCall, wait, timeou
 	}
 	resp, err := c.api.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, 0, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, 0, err
 	}
-	return resp.StatusCode, b, nil
+	return resp.StatusCode, b, parseRetryAfter(resp.Header.Get("Retry-After")), nil
 }
 
 // connError shortens what net/http says about a failed connection to its cause.

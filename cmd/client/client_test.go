@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -357,4 +358,54 @@ func TestDownloadIsVerified(t *testing.T) {
 		require.ErrorContains(t, err, tc.err, tc.name)
 		require.Empty(t, entries, "%s: nothing is left behind", tc.name)
 	}
+}
+
+// A request handler that is busy answers 503 (or 429) with Retry-After: the client waits
+// at least that long, not its own short RoundPause, tells the user what it waits for,
+// and goes on once it is served; the one request is stored once.
+func TestBusyRequestHandlerIsRetriedAfterRetryAfter(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, true)
+	var calls atomic.Int32
+	var times []time.Time
+	var mu sync.Mutex
+	target, _ := url.Parse(c.rhd.URL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		times = append(times, time.Now())
+		mu.Unlock()
+		switch calls.Add(1) {
+		case 1:
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, `{"error":{"kind":"unavailable","message":"the request handler is busy"}}`)
+		case 2:
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			fmt.Fprint(w, `{"error":{"kind":"unavailable","message":"too many long polls"}}`)
+		default:
+			proxy.ServeHTTP(w, r)
+		}
+	}))
+	defer busy.Close()
+	var notices bytes.Buffer
+	cl := client.New(client.Config{Hosts: []string{busy.URL}, Token: token})
+	cl.RoundPause = 10 * time.Millisecond
+	cl.Notices = &notices
+	defer cl.Close()
+	before := c.count("select count(*) from request")
+	_, err := cl.Submit(context.Background(), api.SubmitRequest{ID: client.NewRequestID(), Type: "GET", Paths: []string{"/pollux/f0"}}, 0)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, calls.Load())
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(times); i++ {
+		require.GreaterOrEqual(t, times[i].Sub(times[i-1]), time.Second, "try %d came before the Retry-After", i+1)
+	}
+	require.Contains(t, notices.String(), "answered 503: the request handler is busy — trying again in 1")
+	require.Contains(t, notices.String(), "answered 429: too many long polls")
+	require.Equal(t, before+1, c.count("select count(*) from request"))
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -565,17 +566,27 @@ func fetchMetrics(t require.TestingT, in *rhdtest.Instance) []byte {
 	if h, ok := t.(interface{ Helper() }); ok {
 		h.Helper()
 	}
+	b, err := scrape(in)
+	require.NoError(t, err)
+	return b
+}
+
+// scrape reads the instance's /metrics; it returns its error, so that a condition polled
+// by Eventually fails the test instead of stopping the goroutine that polls.
+func scrape(in *rhdtest.Instance) ([]byte, error) {
 	var admin string
 	for _, m := range in.Log.Lines("admin listener up") {
 		admin, _ = m["url"].(string)
 	}
-	require.NotEmpty(t, admin)
+	if admin == "" {
+		return nil, errors.New("the instance logged no admin listener")
+	}
 	resp, err := http.Get(admin + "/metrics")
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return b
+	return io.ReadAll(resp.Body)
 }
 
 func TestFiles(t *testing.T) {

@@ -74,7 +74,10 @@ func (s *server) checkScopes(ctx context.Context, g grant, id string, typ model.
 // counts as one: a create-only token must not overwrite what it cannot even see (the
 // namespace's own check refuses the write anyway unless user may make it).
 func (s *server) fileExists(ctx context.Context, p, user string) (bool, *httpError) {
-	ctx, cancel := dbContext(ctx)
+	ctx, cancel, herr := s.dbContext(ctx)
+	if herr != nil {
+		return false, herr
+	}
 	defer cancel()
 	var rows []model.FileQueryRow
 	err := s.db.DoIdempotent(ctx, "query file", func(q pg.Querier) (err error) {
@@ -94,7 +97,10 @@ func (s *server) fileExists(ctx context.Context, p, user string) (bool, *httpErr
 
 // ownRequest says whether request id is stored already, for user.
 func (s *server) ownRequest(ctx context.Context, id, user string) (bool, *httpError) {
-	ctx, cancel := dbContext(ctx)
+	ctx, cancel, herr := s.dbContext(ctx)
+	if herr != nil {
+		return false, herr
+	}
 	defer cancel()
 	var view []byte
 	err := s.db.DoIdempotent(ctx, "read request", func(q pg.Querier) (err error) {
