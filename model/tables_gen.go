@@ -335,18 +335,21 @@ type Request struct {
 	UpdatedAt      time.Time     `json:"updated_at"`
 	// Close each written copy when its upload ends (pollux cp), without stager_putdone.
 	AutoClose bool `json:"auto_close"`
+	// SHA-256 (hex) of the client's transfer secret; a mover's token opens a transfer only
+	// with the secret.
+	TransferKeyHash *string `json:"transfer_key_hash"`
 }
 
 // RequestTable is the name of the table request.
 const RequestTable = "request"
 
 // RequestColumns are the columns of request in the order ScanRequest expects them.
-var RequestColumns = []string{"id", "type", "status", "service_class_id", "user_name", "user_tag", "client_host", "created_at", "updated_at", "auto_close"}
+var RequestColumns = []string{"id", "type", "status", "service_class_id", "user_name", "user_tag", "client_host", "created_at", "updated_at", "auto_close", "transfer_key_hash"}
 
 // ScanRequest scans a row holding RequestColumns in order.
 func ScanRequest(row pgx.Row) (Request, error) {
 	var r Request
-	if err := row.Scan(&r.ID, &r.Type, &r.Status, &r.ServiceClassID, &r.UserName, &r.UserTag, &r.ClientHost, &r.CreatedAt, &r.UpdatedAt, &r.AutoClose); err != nil {
+	if err := row.Scan(&r.ID, &r.Type, &r.Status, &r.ServiceClassID, &r.UserName, &r.UserTag, &r.ClientHost, &r.CreatedAt, &r.UpdatedAt, &r.AutoClose, &r.TransferKeyHash); err != nil {
 		return Request{}, fmt.Errorf("scan request: %w", err)
 	}
 	return r, nil

@@ -58,7 +58,7 @@ func newPerm(t *testing.T, dirMode, fileMode int32) *perm {
 func (p *perm) decide(typ model.RequestType, user, path string) model.Subrequest {
 	p.t.Helper()
 	id := uuid.New()
-	_, err := model.RequestSubmit(p.ctx, p.db.Pool(), id, typ, "default", user, "", "test", []string{path}, false)
+	_, err := model.RequestSubmit(p.ctx, p.db.Pool(), id, typ, "default", user, "", "test", []string{path}, false, nil)
 	require.NoError(p.t, err)
 	for _, family := range model.Families() {
 		require.NoError(p.t, p.db.Tx(p.ctx, "stage", func(q pg.Querier) error {
@@ -323,7 +323,7 @@ func TestPermissionRaceForANewDirectory(t *testing.T) {
 	pool := p.db.Pool()
 	submit := func(user, path string) string {
 		id := uuid.New()
-		_, err := model.RequestSubmit(p.ctx, pool, id, model.RequestTypePut, "default", user, "", "test", []string{path}, false)
+		_, err := model.RequestSubmit(p.ctx, pool, id, model.RequestTypePut, "default", user, "", "test", []string{path}, false, nil)
 		require.NoError(t, err)
 		return id
 	}

@@ -57,6 +57,9 @@ type Client struct {
 	mu    sync.Mutex
 	addrs []string // shuffled base URLs; nil until resolved
 	cur   int      // the address that answered last: calls start there
+	// secrets are the transfer secrets of the requests this client submitted, by request
+	// id (see api.TransferKeyHash): they never leave the process but to a mover.
+	secrets map[string]string
 }
 
 // DefaultServiceTimeout is ServiceTimeout unless told otherwise: long enough to ride out a
@@ -473,14 +476,61 @@ func decodeJSON(b []byte, v any) error {
 
 // Submit stores a request. A request the service already had with this id (an earlier try
 // that got through) is not an error: Created is false.
+// A request that moves data gets a transfer secret of this client's (the same one for a
+// retry of the same id), whose hash goes with it; the views of the request this client
+// reads carry the whole mover credential in Token.
 func (c *Client) Submit(ctx context.Context, req api.SubmitRequest, wait time.Duration) (api.SubmitResponse, error) {
+	if api.NeedsTransferKey(req.Type) && req.TransferKeyHash == "" {
+		secret, err := c.transferSecret(req.ID)
+		if err != nil {
+			return api.SubmitResponse{}, errorf(wire.ErrorKindInternal, "%v", err)
+		}
+		req.TransferKeyHash = api.TransferKeyHash(secret)
+	}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return api.SubmitResponse{}, fmt.Errorf("encode request: %w", err)
 	}
 	var out api.SubmitResponse
 	_, err = c.call(ctx, apiCall{method: http.MethodPost, path: api.PathRequests, body: body, wait: wait}, &out)
+	if out.Request != nil {
+		c.credentials(out.Request)
+	}
 	return out, err
+}
+
+// transferSecret is the secret of request id, made on first use.
+func (c *Client) transferSecret(id string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.secrets[id]; ok {
+		return s, nil
+	}
+	s, err := api.NewTransferSecret()
+	if err != nil {
+		return "", err
+	}
+	if c.secrets == nil {
+		c.secrets = map[string]string{}
+	}
+	c.secrets[id] = s
+	return s, nil
+}
+
+// credentials completes the mover tokens of a request this client submitted with its
+// secret. A request submitted elsewhere keeps the bare token, which a mover refuses.
+func (c *Client) credentials(r *api.Request) {
+	c.mu.Lock()
+	secret, ok := c.secrets[r.ID]
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	for i := range r.Subrequests {
+		if t := r.Subrequests[i].Token; t != "" && !strings.Contains(t, ".") {
+			r.Subrequests[i].Token = api.TransferCredential(t, secret)
+		}
+	}
 }
 
 // Request reads a request. With a non-zero since it waits up to wait for a change after
@@ -492,6 +542,7 @@ func (c *Client) Request(ctx context.Context, id string, since time.Time, wait t
 	}
 	var out api.Request
 	_, err := c.call(ctx, ac, &out)
+	c.credentials(&out)
 	return out, err
 }
 

@@ -124,10 +124,11 @@ func TestStagerCommands(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(q.stdout), &files))
 	require.Equal(t, "STAGED", files[0].File.Status)
 
-	// stager_get without --file prints the endpoint and its one-time token.
+	// stager_get without --file prints the endpoint and its one-time credential: the
+	// mover's token with the secret only this command held.
 	get := c.run(client.Get, nil, "-M", p)
 	require.Equal(t, 0, get.code, get.stderr)
-	require.Regexp(t, `^/pollux/u/alice/data READY http://127\.0\.0\.1:\d+/v1/transfers/\d+ token=[0-9a-f]{32}\n$`, get.stdout)
+	require.Regexp(t, `^/pollux/u/alice/data READY http://127\.0\.0\.1:\d+/v1/transfers/\d+ token=[0-9a-f]{32}\.[0-9a-f]{64}\n$`, get.stdout)
 	require.NotContains(t, get.stderr, "ready: transfer", "a file done is reported on stdout only")
 
 	target := filepath.Join(t.TempDir(), "copy")

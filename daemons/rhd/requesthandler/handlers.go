@@ -83,6 +83,17 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 	if in.AutoClose && typ != model.RequestTypePut {
 		return invalid("auto_close applies to PUT requests only, not %s", typ)
 	}
+	var keyHash *string
+	switch {
+	case in.TransferKeyHash != "" && !api.NeedsTransferKey(string(typ)):
+		return invalid("transfer_key_hash applies to PUT and GET requests only, not %s", typ)
+	case in.TransferKeyHash != "" && !api.ValidTransferKeyHash(in.TransferKeyHash):
+		return invalid("transfer_key_hash is not 64 lowercase hex digits: send the SHA-256 of a secret the client keeps")
+	case in.TransferKeyHash != "":
+		keyHash = &in.TransferKeyHash
+	case api.NeedsTransferKey(string(typ)):
+		return invalid("a %s request needs transfer_key_hash (the SHA-256 of a secret the client keeps, which its movers will ask for): this client is too old for this service, upgrade it", typ)
+	}
 	paths, herr := cleanPaths(in.Paths)
 	if herr != nil {
 		return herr
@@ -132,7 +143,7 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 	// after a lost commit reply finds the request stored (created = false, answered at
 	// once with the request as it stands).
 	err = s.db.DoIdempotent(ctx, "submit request", func(q pg.Querier) (err error) {
-		rows, err = model.RequestSubmit(ctx, q, id, typ, svc, c.user, in.UserTag, clientHost, paths, in.AutoClose)
+		rows, err = model.RequestSubmit(ctx, q, id, typ, svc, c.user, in.UserTag, clientHost, paths, in.AutoClose, keyHash)
 		return err
 	})
 	cancel() // the slot is the database's: a long poll's wait below holds none

@@ -106,7 +106,7 @@ func TestBurstBeyondTheSlotsIsRefusedWith503(t *testing.T) {
 		}
 	}
 	body := func(id string) string {
-		return fmt.Sprintf(`{"id":%q,"type":"PUT","paths":["/pollux/burst/%s"]}`, id, id)
+		return fmt.Sprintf(`{"id":%q,"type":"PUT","paths":["/pollux/burst/%s"],"transfer_key_hash":%q}`, id, id, testKeyHash)
 	}
 
 	conn, err := c.db.Pool().Acquire(c.ctx)
