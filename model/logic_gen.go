@@ -62,7 +62,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "namespace_path_problem", File: "namespace.sql", IdentityArgs: "p_path text", Result: "text"},
 	{Name: "file_query", File: "namespace.sql", IdentityArgs: "p_path text, p_user text", Result: "TABLE(path text, service_class text, status text, size_bytes bigint, checksum_adler32 text, owner text, updated_at timestamp with time zone, disk_copies integer, info text)"},
 	{Name: "file_close_copy", File: "namespace.sql", IdentityArgs: "p_file_id bigint, p_disk_copy_id bigint", Result: "void"},
-	{Name: "request_submit", File: "request.sql", IdentityArgs: "p_id uuid, p_type request_type, p_service_class text, p_user text, p_user_tag text, p_client_host text, p_paths text[], p_auto_close boolean, p_transfer_key_hash text", Result: "TABLE(created boolean, subrequests integer)"},
+	{Name: "request_submit", File: "request.sql", IdentityArgs: "p_id uuid, p_type request_type, p_service_class text, p_user text, p_user_tag text, p_client_host text, p_paths text[], p_auto_close boolean, p_transfer_key_hash text, p_create_only_paths text[]", Result: "TABLE(created boolean, subrequests integer)"},
 	{Name: "request_get", File: "request.sql", IdentityArgs: "p_id uuid", Result: "SETOF request"},
 	{Name: "subrequest_list", File: "request.sql", IdentityArgs: "p_request_id uuid", Result: "SETOF subrequest"},
 	{Name: "request_view", File: "request.sql", IdentityArgs: "p_id uuid", Result: "jsonb"},
@@ -196,11 +196,11 @@ const (
 	// FileCloseCopySQL is the statement FileCloseCopy runs.
 	FileCloseCopySQL = "SELECT file_close_copy($1::bigint, $2::bigint)"
 	// RequestSubmitSQL is the statement RequestSubmit runs.
-	RequestSubmitSQL = "SELECT created, subrequests FROM request_submit($1::uuid, $2::request_type, $3::text, $4::text, $5::text, $6::text, $7::text[], $8::boolean, $9::text)"
+	RequestSubmitSQL = "SELECT created, subrequests FROM request_submit($1::uuid, $2::request_type, $3::text, $4::text, $5::text, $6::text, $7::text[], $8::boolean, $9::text, $10::text[])"
 	// RequestGetSQL is the statement RequestGet runs.
 	RequestGetSQL = "SELECT id, type, status, service_class_id, user_name, user_tag, client_host, created_at, updated_at, auto_close, transfer_key_hash FROM request_get($1::uuid)"
 	// SubrequestListSQL is the statement SubrequestList runs.
-	SubrequestListSQL = "SELECT id, request_id, path, status, file_id, disk_copy_id, parent_id, retries, error_code, error_message, created_at, updated_at, type, disk_server_id, file_system_id, mover_url, token, size_bytes, checksum_adler32, info, placement_epoch FROM subrequest_list($1::uuid)"
+	SubrequestListSQL = "SELECT id, request_id, path, status, file_id, disk_copy_id, parent_id, retries, error_code, error_message, created_at, updated_at, type, disk_server_id, file_system_id, mover_url, token, size_bytes, checksum_adler32, info, placement_epoch, create_only FROM subrequest_list($1::uuid)"
 	// RequestViewSQL is the statement RequestView runs.
 	RequestViewSQL = "SELECT request_view($1::uuid)"
 	// RequestChangedPayloadSQL is the statement RequestChangedPayload runs.
@@ -866,8 +866,8 @@ type RequestSubmitRow struct {
 //
 // Stores a request and its subrequests in one transaction; idempotent for a retry with
 // the same id.
-func RequestSubmit(ctx context.Context, db DBTX, id string, typeArg RequestType, serviceClass string, user string, userTag string, clientHost string, paths []string, autoClose bool, transferKeyHash *string) ([]RequestSubmitRow, error) {
-	rows, err := db.Query(ctx, RequestSubmitSQL, id, typeArg, serviceClass, user, userTag, clientHost, paths, autoClose, transferKeyHash)
+func RequestSubmit(ctx context.Context, db DBTX, id string, typeArg RequestType, serviceClass string, user string, userTag string, clientHost string, paths []string, autoClose bool, transferKeyHash *string, createOnlyPaths []string) ([]RequestSubmitRow, error) {
+	rows, err := db.Query(ctx, RequestSubmitSQL, id, typeArg, serviceClass, user, userTag, clientHost, paths, autoClose, transferKeyHash, createOnlyPaths)
 	if err != nil {
 		return nil, fmt.Errorf("request_submit: %w", err)
 	}

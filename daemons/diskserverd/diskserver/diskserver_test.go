@@ -171,7 +171,7 @@ func (d *diskServer) stopAndWait() (int, error) {
 func (e *env) submit(typ model.RequestType, autoClose bool, path string) string {
 	e.t.Helper()
 	id := uuid.New()
-	_, err := model.RequestSubmit(e.ctx, e.db.Pool(), id, typ, "default", "alice", "", "test", []string{path}, autoClose, nil)
+	_, err := model.RequestSubmit(e.ctx, e.db.Pool(), id, typ, "default", "alice", "", "test", []string{path}, autoClose, nil, nil)
 	require.NoError(e.t, err)
 	return id
 }
@@ -999,7 +999,7 @@ func TestTransferNeedsTheClientsSecret(t *testing.T) {
 	require.NoError(t, err)
 	hash := api.TransferKeyHash(secret)
 	id := uuid.New()
-	_, err = model.RequestSubmit(e.ctx, e.db.Pool(), id, model.RequestTypePut, "default", "alice", "", "test", []string{"/pollux/keyed"}, true, &hash)
+	_, err = model.RequestSubmit(e.ctx, e.db.Pool(), id, model.RequestTypePut, "default", "alice", "", "test", []string{"/pollux/keyed"}, true, &hash, nil)
 	require.NoError(t, err)
 	e.stage()
 	s := e.wait(id, model.SubrequestStatusReady)

@@ -103,7 +103,8 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 			return invalid("%s", p)
 		}
 	}
-	if herr := s.checkScopes(r.Context(), c.grant, id, typ, paths); herr != nil {
+	createOnly, herr := s.checkScopes(r.Context(), c.grant, id, typ, paths)
+	if herr != nil {
 		return herr
 	}
 	svc := in.ServiceClass
@@ -143,7 +144,7 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 	// after a lost commit reply finds the request stored (created = false, answered at
 	// once with the request as it stands).
 	err = s.db.DoIdempotent(ctx, "submit request", func(q pg.Querier) (err error) {
-		rows, err = model.RequestSubmit(ctx, q, id, typ, svc, c.user, in.UserTag, clientHost, paths, in.AutoClose, keyHash)
+		rows, err = model.RequestSubmit(ctx, q, id, typ, svc, c.user, in.UserTag, clientHost, paths, in.AutoClose, keyHash, createOnly)
 		return err
 	})
 	cancel() // the slot is the database's: a long poll's wait below holds none
