@@ -127,9 +127,9 @@ $$;
 
 -- file_close_copy makes a written copy the file's content: the copy becomes STAGED, every
 -- older STAGED copy INVALID (its disk server deletes it), the file takes the copy's size and
--- checksum, and subrequests waiting on the file start again.
--- Locks: the caller holds the file row. Raises: conflict (PX003) when the copy is not a
--- finished STAGEOUT copy of the file.
+-- checksum, subrequests waiting on the file start again, and the older copies' bytes
+-- leave the owner's quota. Locks: the caller holds the file row; the owner's usage row.
+-- Raises: conflict (PX003) when the copy is not a finished STAGEOUT copy of the file.
 CREATE OR REPLACE FUNCTION file_close_copy(p_file_id bigint, p_disk_copy_id bigint)
 RETURNS void
 LANGUAGE plpgsql
@@ -138,13 +138,19 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_copy disk_copy;
+    v_freed bigint;
 BEGIN
     SELECT * INTO v_copy FROM disk_copy WHERE id = p_disk_copy_id AND file_id = p_file_id FOR UPDATE;
     IF NOT FOUND OR v_copy.status <> 'STAGEOUT' OR v_copy.size_bytes IS NULL THEN
         RAISE EXCEPTION 'disk copy % is not a finished write of file %', p_disk_copy_id, p_file_id USING ERRCODE = 'PX003';
     END IF;
-    UPDATE disk_copy SET status = 'INVALID', updated_at = now()
-    WHERE file_id = p_file_id AND status = 'STAGED';
+    WITH superseded AS (
+        UPDATE disk_copy SET status = 'INVALID', updated_at = now()
+        WHERE file_id = p_file_id AND status = 'STAGED' RETURNING size_bytes)
+    SELECT coalesce(sum(size_bytes), 0) INTO v_freed FROM superseded;
+    -- The old content's bytes leave the owner's quota; the new copy's were counted when
+    -- its upload ended (transfer_put_ended).
+    PERFORM file_quota_add(p_file_id, -v_freed, 0);
     UPDATE disk_copy SET status = 'STAGED', updated_at = now() WHERE id = p_disk_copy_id;
     UPDATE file SET size_bytes = v_copy.size_bytes, checksum_adler32 = v_copy.checksum_adler32, updated_at = now()
     WHERE id = p_file_id;

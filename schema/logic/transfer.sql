@@ -130,8 +130,11 @@ $$;
 -- a user's doing (removed while written) or ended with another size or checksum;
 -- unavailable (PX005) when the service gave it up (taken back, placed again, failed by
 -- its disk server's absence or a time limit). Either way the mover then keeps the data
--- unless disk_copy_discardable says the catalogue has no copy there.
--- Locks: the subrequest, the file, the copy.
+-- unless disk_copy_discardable says the catalogue has no copy there. Raises
+-- quota_exceeded (PX010), changing nothing, when the write's bytes would pass its file
+-- owner's bytes quota (quota_room): the mover then fails the transfer with that reason
+-- (transfer_fail), which gives the write up. The bytes count in the quota from here.
+-- Locks: the subrequest, the file, the owner's usage row, the copy.
 CREATE OR REPLACE FUNCTION transfer_put_ended(p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text,
                                                p_client_adler32 text)
 RETURNS void
@@ -141,6 +144,8 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_sr subrequest;
+    v_file file;
+    v_quota text;
     v_close boolean;
 BEGIN
     SELECT * INTO v_sr FROM subrequest s WHERE s.id = p_subrequest_id FOR UPDATE;
@@ -163,12 +168,19 @@ BEGIN
         RAISE EXCEPTION 'the write of subrequest % is no longer this transfer''s: it was taken back and placed again (%)',
             p_subrequest_id, v_sr.info USING ERRCODE = 'PX005';
     END IF;
-    PERFORM 1 FROM file WHERE id = v_sr.file_id FOR UPDATE;
+    SELECT * INTO v_file FROM file WHERE id = v_sr.file_id FOR UPDATE;
+    -- The write's bytes are known only now: the owner's quota takes them here or refuses
+    -- them, under the usage row's lock, so ends racing at the limit cannot both pass it.
+    v_quota := quota_room(v_file.owner, v_file.service_class_id, p_size_bytes, 0);
+    IF v_quota IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_quota USING ERRCODE = 'PX010';
+    END IF;
     UPDATE disk_copy SET size_bytes = p_size_bytes, checksum_adler32 = p_checksum_adler32, updated_at = now()
     WHERE id = v_sr.disk_copy_id AND status = 'STAGEOUT';
     IF NOT FOUND THEN
         RAISE EXCEPTION 'the copy written by subrequest % is no longer being written', p_subrequest_id USING ERRCODE = 'PX003';
     END IF;
+    PERFORM quota_usage_add(v_file.owner, v_file.service_class_id, p_size_bytes, 0);
     UPDATE subrequest SET size_bytes = p_size_bytes, checksum_adler32 = p_checksum_adler32 WHERE id = p_subrequest_id;
     SELECT auto_close INTO v_close FROM request WHERE id = v_sr.request_id;
     IF v_close AND p_client_adler32 IS NULL THEN
@@ -278,10 +290,9 @@ END;
 $$;
 
 -- subrequest_abandon_write gives up a write for good (the one place that does, whoever gives
--- up: a failed upload, a write out of retries): its copy becomes INVALID, readers waiting on
--- the file start again (they get the previous content, or "no such file"), and a namespace
--- entry that never got content goes. A subrequest that is not a write is left alone.
--- Locks: the caller holds the subrequest; the file, the copy.
+-- up: a failed upload, a write out of retries, an expired lease): its copy is given up
+-- (disk_copy_abandon). A subrequest that is not a write is left alone.
+-- Locks: the caller holds the subrequest; the file, the copy, the owner's usage row.
 CREATE OR REPLACE FUNCTION subrequest_abandon_write(p_id bigint)
 RETURNS void
 LANGUAGE plpgsql
@@ -295,12 +306,34 @@ BEGIN
     IF v_sr.type <> 'PUT' OR v_sr.file_id IS NULL THEN
         RETURN;
     END IF;
-    PERFORM 1 FROM file WHERE id = v_sr.file_id FOR UPDATE;
-    UPDATE disk_copy SET status = 'INVALID', updated_at = now() WHERE id = v_sr.disk_copy_id AND status = 'STAGEOUT';
+    PERFORM disk_copy_abandon(v_sr.file_id, v_sr.disk_copy_id);
+END;
+$$;
+
+-- disk_copy_abandon gives up the unclosed write p_disk_copy_id of file p_file_id: the copy
+-- becomes INVALID and its bytes, if its upload had ended, leave the owner's quota; readers
+-- waiting on the file start again (they get the previous content, or "no such file"); and
+-- a namespace entry that never got content goes, with its place in the file quota.
+-- Locks: the file, the copy, the owner's usage row.
+CREATE OR REPLACE FUNCTION disk_copy_abandon(p_file_id bigint, p_disk_copy_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    v_bytes bigint;
+BEGIN
+    PERFORM 1 FROM file WHERE id = p_file_id FOR UPDATE;
+    UPDATE disk_copy SET status = 'INVALID', updated_at = now() WHERE id = p_disk_copy_id AND status = 'STAGEOUT'
+    RETURNING coalesce(size_bytes, 0) INTO v_bytes;
+    PERFORM file_quota_add(p_file_id, -coalesce(v_bytes, 0), 0);
     -- Wake the waiters before the entry may go: deleting it clears their file_id.
-    PERFORM subrequest_wake_waiters(v_sr.file_id);
-    DELETE FROM file f WHERE f.id = v_sr.file_id
-      AND NOT EXISTS (SELECT 1 FROM disk_copy dc WHERE dc.file_id = f.id AND dc.status IN ('STAGED', 'STAGEOUT'));
+    PERFORM subrequest_wake_waiters(p_file_id);
+    IF NOT EXISTS (SELECT 1 FROM disk_copy dc WHERE dc.file_id = p_file_id AND dc.status IN ('STAGED', 'STAGEOUT')) THEN
+        PERFORM file_quota_add(p_file_id, 0, -1);
+        DELETE FROM file f WHERE f.id = p_file_id;
+    END IF;
 END;
 $$;
 
