@@ -484,6 +484,11 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 		return model.TransferPutEnded(ctx, q, x.id, x.t.Token(), n, sum, clientSum)
 	})
 	switch code := pg.SQLState(err); code {
+	case model.SQLStateQuotaExceeded:
+		// The owner's quota has no room for these bytes (known only now): the write
+		// fails with that reason and gives its copy up, which its garbage collector
+		// unlinks; the client is told which quota and by how much.
+		return x.fail(w, model.ErrorKindQuota.HTTPStatus(), code, pg.ServerMessage(err))
 	case model.SQLStateConflict, model.SQLStateUnavailable:
 		// Removed while being written (conflict: the user's doing), or given up by the
 		// service (unavailable: run it again): the catalogue wants none of it.
