@@ -178,7 +178,7 @@ const RequestStatusInitial = RequestStatusPending
 // there.
 func (s RequestStatus) Final() bool {
 	switch s {
-	case RequestStatusFailed:
+	case RequestStatusFinished, RequestStatusFailed:
 		return true
 	}
 	return false
@@ -190,8 +190,6 @@ func (s RequestStatus) CanBecome(next RequestStatus) bool {
 	switch s {
 	case RequestStatusPending:
 		return next == RequestStatusFinished || next == RequestStatusFailed
-	case RequestStatusFinished:
-		return next == RequestStatusFailed
 	}
 	return false
 }
@@ -202,7 +200,6 @@ func RequestStatusTransitions() []Transition {
 	return []Transition{
 		{From: "PENDING", To: "FINISHED", By: "stagerd or diskserverd or jobmanagerd", Doc: "the last subrequest finished and none failed"},
 		{From: "PENDING", To: "FAILED", By: "stagerd or diskserverd or jobmanagerd", Doc: "the last subrequest ended and at least one failed"},
-		{From: "FINISHED", To: "FAILED", By: "jobmanagerd", Doc: "a write it finished was never closed and its lease (policy put_lease_seconds) expired"},
 	}
 }
 
@@ -325,7 +322,7 @@ const SubrequestStatusInitial = SubrequestStatusStart
 // there.
 func (s SubrequestStatus) Final() bool {
 	switch s {
-	case SubrequestStatusFailed:
+	case SubrequestStatusFinished, SubrequestStatusFailed:
 		return true
 	}
 	return false
@@ -349,8 +346,6 @@ func (s SubrequestStatus) CanBecome(next SubrequestStatus) bool {
 		return next == SubrequestStatusReady || next == SubrequestStatusWaitsched || next == SubrequestStatusRestart || next == SubrequestStatusFailed
 	case SubrequestStatusReady:
 		return next == SubrequestStatusFinished || next == SubrequestStatusFailed || next == SubrequestStatusRetry
-	case SubrequestStatusFinished:
-		return next == SubrequestStatusFailed
 	}
 	return false
 }
@@ -386,7 +381,6 @@ func SubrequestStatusTransitions() []Transition {
 		{From: "READY", To: "FINISHED", By: "diskserverd", Doc: "the transfer ended and checked out"},
 		{From: "READY", To: "FAILED", By: "diskserverd or jobmanagerd or stagerd", Doc: "the transfer failed, was truncated or timed out; its disk server stopped answering mid-transfer; it outlived every time limit; the file was removed while being written; retried too often"},
 		{From: "READY", To: "RETRY", By: "diskserverd", Doc: "its disk server restarted and lost its movers, or stopped before its client came"},
-		{From: "FINISHED", To: "FAILED", By: "jobmanagerd", Doc: "a put whose upload ended was never closed (putdone) and its lease (policy put_lease_seconds) expired: its write was given up"},
 	}
 }
 

@@ -847,7 +847,8 @@ type FileQueryRow struct {
 	UpdatedAt       time.Time `json:"updated_at"`
 	DiskCopies      int32     `json:"disk_copies"`
 	// What keeps a STAGED file from being read now (only copy is on disk2, unavailable since
-	// ...), NULL when nothing does.
+	// ...), or that its last write expired unclosed and it keeps its previous content; NULL
+	// when neither.
 	Info *string `json:"info"`
 }
 

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pollux-storage/pollux/cmd/client"
 	"github.com/pollux-storage/pollux/framework/pg"
 	"github.com/pollux-storage/pollux/model"
 )
@@ -164,26 +165,12 @@ func parseSize(s string) (int64, error) {
 	return int64(math.Round(f * factor)), nil
 }
 
-// sizeText prints a number of bytes in decimal units, as the logic's messages do:
-// 9.8 GB, 512 B.
+// sizeText prints a number of bytes as the clients and the logic's messages do.
 func sizeText(n *int64) string {
 	if n == nil {
 		return "unlimited"
 	}
-	v := float64(*n)
-	for _, u := range []struct {
-		unit  string
-		above float64
-	}{{"PB", 1e15}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"kB", 1e3}} {
-		if v >= u.above {
-			x, digits := v/u.above, 1
-			if x >= 100 {
-				digits = 0
-			}
-			return strings.TrimSuffix(strconv.FormatFloat(x, 'f', digits, 64), ".0") + " " + u.unit
-		}
-	}
-	return strconv.FormatInt(*n, 10) + " B"
+	return client.SizeText(*n)
 }
 
 func limitText(n *int64) string {

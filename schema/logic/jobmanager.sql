@@ -141,9 +141,12 @@ $$;
 -- its bytes and, for a file that never had content, its namespace entry out of the
 -- owner's quota, waiting readers started again). Its put's subrequest says why, in
 -- stager_qry: one still queued or transferring fails (unavailable, PX005, when the service
--- never got it to a mover; conflict, PX003, when its client did not upload in time), and
--- one whose upload ended but was never closed goes from FINISHED to FAILED (conflict):
--- the write it reported done is undone. Readers of the file's previous content were never
+-- never got it to a mover; conflict, PX003, when its client did not upload in time); one
+-- whose upload ended but was never closed stays FINISHED (a final status: its client has
+-- gone, and a status that could still change would keep waiters waiting) with the reason
+-- as its info, and its request is refreshed. Every reason starts with "expired:", which
+-- file_query shows for a file that keeps its previous content. Each expiry is journaled
+-- (system_event write_expired). Readers of the file's previous content were never
 -- held up by the write (subrequest_decide_get) and keep reading it. Returns what it
 -- failed. A re-run after its commit's reply was lost sweeps what is left (idempotent).
 -- Locks: each write's subrequest (SKIP LOCKED), then its file (SKIP LOCKED: one being
@@ -177,7 +180,7 @@ BEGIN
         SELECT f.path INTO v_path FROM file f WHERE f.id = v_copy.file_id FOR UPDATE SKIP LOCKED;
         CONTINUE WHEN NOT FOUND;
         CONTINUE WHEN NOT EXISTS (SELECT 1 FROM disk_copy dc WHERE dc.id = v_copy.id AND dc.status = 'STAGEOUT');
-        reason := format('the write of %s was not closed within policy put_lease_seconds (%s s) of its put at %s: it expired and was given up; write it again',
+        reason := format('expired: the write of %s was not closed within policy put_lease_seconds (%s s) of its put at %s and was given up; write it again',
             v_path, v_lease, to_char(v_copy.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'));
         subrequest_id := v_sr.id; request_id := v_sr.request_id; path := v_path;
         IF v_sr.id IS NULL OR v_sr.status = 'FAILED' THEN
@@ -185,10 +188,13 @@ BEGIN
             PERFORM disk_copy_abandon(v_copy.file_id, v_copy.id);
         ELSIF v_sr.status = 'FINISHED' THEN
             PERFORM disk_copy_abandon(v_copy.file_id, v_copy.id);
-            PERFORM subrequest_fail(v_sr.id, 'PX003', reason);
+            UPDATE subrequest s SET info = reason, updated_at = now() WHERE s.id = v_sr.id;
+            PERFORM request_refresh(v_sr.request_id);
         ELSE
             PERFORM subrequest_fail_transfer(v_sr.id, CASE WHEN v_sr.status = 'READY' THEN 'PX003' ELSE 'PX005' END, reason);
         END IF;
+        PERFORM system_event_record('write_expired', 'jobmanagerd', NULL, reason,
+            jsonb_build_object('path', v_path, 'disk_copy_id', v_copy.id, 'subrequest_id', v_sr.id, 'lease_seconds', v_lease));
         RETURN NEXT;
     END LOOP;
 END;

@@ -79,7 +79,9 @@ $$;
 -- corrupt is not counted and does not make the file STAGED: it cannot be read. info says
 -- what keeps a STAGED file from being read now, when none of its copies is on a disk server
 -- that can serve it ("only copy is on disk2, unavailable since 2026-12-02 05:40:12 UTC (it
--- stopped answering)"), and is NULL otherwise. p_user must be allowed to read the file
+-- stopped answering)"), or that the file's last write expired unclosed (policy
+-- put_lease_seconds) and it keeps its previous content, and is NULL otherwise. p_user
+-- must be allowed to read the file
 -- (namespace_authorise): its size and checksum tell about its content.
 -- Reads only, but for the journal entry of an administrator's override. Raises:
 -- invalid_argument (PX002) for a bad path, permission_denied (PX004) when p_user may not
@@ -108,12 +110,19 @@ BEGIN
                 ELSE 'INVALID' END,
            f.size_bytes, f.checksum_adler32, f.owner, f.updated_at,
            count(dc.id) FILTER (WHERE dc.status IN ('STAGED', 'STAGEOUT') AND dc.corrupt_at IS NULL)::integer,
+           coalesce(
            (SELECT CASE WHEN count(*) = 0 OR bool_or(u.why IS NULL) THEN NULL
                         WHEN count(*) = 1 THEN format('only copy is on %s, %s', min(u.name), min(u.why))
                         ELSE format('no copy can be read now: %s', string_agg(u.name || ' ' || u.why, '; ' ORDER BY u.name)) END
             FROM (SELECT ds.name, disk_copy_unavailability(c.id) AS why
                   FROM disk_copy c JOIN file_system fs ON fs.id = c.file_system_id JOIN disk_server ds ON ds.id = fs.disk_server_id
-                  WHERE c.file_id = f.id AND c.status = 'STAGED' AND c.corrupt_at IS NULL) u)
+                  WHERE c.file_id = f.id AND c.status = 'STAGED' AND c.corrupt_at IS NULL) u),
+           -- The file's last write expired unclosed (disk_copy_expire_unclosed): say so while
+           -- no write follows it, so that its writer learns why the content is the old one.
+           (SELECT coalesce(w.error_message, w.info) || '; the file keeps its previous content' FROM (
+                SELECT s.error_message, s.info FROM subrequest s WHERE s.file_id = f.id AND s.type = 'PUT'
+                ORDER BY s.id DESC LIMIT 1) w
+            WHERE coalesce(w.error_message, w.info) LIKE 'expired: %'))
     FROM file f
     JOIN service_class sc ON sc.id = f.service_class_id
     LEFT JOIN disk_copy dc ON dc.file_id = f.id

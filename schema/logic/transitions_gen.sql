@@ -116,7 +116,7 @@ BEGIN
         USING ERRCODE = 'PX008',
               DETAIL = format('%s may become %s', OLD.status, CASE OLD.status
                   WHEN 'PENDING' THEN 'FINISHED, FAILED'
-                  WHEN 'FINISHED' THEN 'FAILED'
+                  WHEN 'FINISHED' THEN 'nothing: it is final'
                   WHEN 'FAILED' THEN 'nothing: it is final'
               END),
               HINT = 'the state machine of request_status is declared in schema/pollux.yaml';
@@ -133,8 +133,7 @@ CREATE OR REPLACE TRIGGER request_status_transition
     BEFORE UPDATE OF status ON request
     FOR EACH ROW
     WHEN (OLD.status IS DISTINCT FROM NEW.status AND NOT (
-           (OLD.status = 'PENDING' AND NEW.status IN ('FINISHED', 'FAILED'))
-        OR (OLD.status = 'FINISHED' AND NEW.status IN ('FAILED'))))
+           (OLD.status = 'PENDING' AND NEW.status IN ('FINISHED', 'FAILED'))))
     EXECUTE FUNCTION request_status_transition_refuse();
 
 -- subrequest_status_transition_refuse refuses what the state machine of subrequest_status
@@ -163,7 +162,7 @@ BEGIN
                   WHEN 'WAITSCHED' THEN 'SCHEDULED, RESTART, FAILED'
                   WHEN 'SCHEDULED' THEN 'READY, WAITSCHED, RESTART, FAILED'
                   WHEN 'READY' THEN 'FINISHED, FAILED, RETRY'
-                  WHEN 'FINISHED' THEN 'FAILED'
+                  WHEN 'FINISHED' THEN 'nothing: it is final'
                   WHEN 'FAILED' THEN 'nothing: it is final'
               END),
               HINT = 'the state machine of subrequest_status is declared in schema/pollux.yaml';
@@ -186,6 +185,5 @@ CREATE OR REPLACE TRIGGER subrequest_status_transition
         OR (OLD.status = 'WAITSUBREQ' AND NEW.status IN ('RESTART', 'FAILED'))
         OR (OLD.status = 'WAITSCHED' AND NEW.status IN ('SCHEDULED', 'RESTART', 'FAILED'))
         OR (OLD.status = 'SCHEDULED' AND NEW.status IN ('READY', 'WAITSCHED', 'RESTART', 'FAILED'))
-        OR (OLD.status = 'READY' AND NEW.status IN ('FINISHED', 'FAILED', 'RETRY'))
-        OR (OLD.status = 'FINISHED' AND NEW.status IN ('FAILED'))))
+        OR (OLD.status = 'READY' AND NEW.status IN ('FINISHED', 'FAILED', 'RETRY'))))
     EXECUTE FUNCTION subrequest_status_transition_refuse();
