@@ -36,8 +36,14 @@ $$;
 -- pollux_request_changed: the client's long poll returns with the endpoint). Returns what
 -- each mover needs, with the time limits of policy transfer_open_seconds and
 -- transfer_seconds and the minimum rate (transfer_min_bytes_per_second averaged over
--- transfer_min_rate_seconds) below which the mover drops the transfer. A transfer without a copy to move fails at once, and so does a read
--- whose copy was found corrupt after the read was placed (transfer_get_corrupt).
+-- transfer_min_rate_seconds) below which the mover drops the transfer. A transfer without
+-- a copy to move fails at once, and so does a read whose copy was found corrupt after the
+-- read was placed (transfer_get_corrupt). A transfer whose user has policy
+-- user_max_transfers transfers READY already (on any server; 0: no limit) is left
+-- SCHEDULED, its info saying why, for a later claim: a mover held by one user is a mover
+-- others wait for. The count takes no lock: claims of several servers racing for one user
+-- may pass the limit by as many as race, which a guard against one user holding every
+-- mover can afford (a quota, which must not over-commit, locks).
 -- Idempotent: a claim is keyed by its tokens, which the server makes afresh for each claim.
 -- Transfers READY on this server with one of them were claimed by an earlier run of this
 -- same claim whose commit's reply was lost (framework/pg runs it again; the server passes
@@ -68,6 +74,8 @@ DECLARE
     v_limit bigint := policy_value('transfer_seconds');
     v_min_rate bigint := policy_value('transfer_min_bytes_per_second');
     v_rate_window bigint := policy_value('transfer_min_rate_seconds');
+    v_max_transfers bigint := policy_value('user_max_transfers');
+    v_in_flight jsonb := '{}'; -- user name -> transfers READY, counted once per claim
 BEGIN
     FOR v_sr IN
         SELECT s.id, s.request_id, s.token FROM subrequest s
@@ -85,11 +93,36 @@ BEGIN
         RETURN NEXT;
     END LOOP;
     v_free := ARRAY(SELECT t FROM unnest(v_tokens) WITH ORDINALITY AS u(t, n) WHERE t <> ALL (v_used) ORDER BY n);
+    -- No LIMIT: a transfer held back by its user's limit must not take the place of
+    -- another user's; the loop ends once every free token is used. (A FOR loop fetches,
+    -- and so locks, a few rows ahead; they are this server's alone.)
+    IF cardinality(v_free) = 0 THEN
+        RETURN;
+    END IF;
     FOR v_sr IN
-        SELECT s.id, s.request_id FROM subrequest s
+        SELECT s.id, s.request_id, r.user_name FROM subrequest s JOIN request r ON r.id = s.request_id
         WHERE s.disk_server_id = p_disk_server_id AND s.status = 'SCHEDULED'
-        ORDER BY s.disk_server_id, s.id LIMIT cardinality(v_free) FOR UPDATE SKIP LOCKED
+        ORDER BY s.disk_server_id, s.id FOR UPDATE OF s SKIP LOCKED
     LOOP
+        EXIT WHEN v_i >= cardinality(v_free);
+        IF v_max_transfers > 0 THEN
+            IF NOT v_in_flight ? v_sr.user_name THEN
+                v_in_flight := v_in_flight || jsonb_build_object(v_sr.user_name, (
+                    SELECT count(*) FROM subrequest x JOIN request xr ON xr.id = x.request_id
+                    WHERE x.status = 'READY' AND xr.user_name = v_sr.user_name));
+            END IF;
+            IF (v_in_flight ->> v_sr.user_name)::bigint >= v_max_transfers THEN
+                -- Left SCHEDULED, for this server's next claim (each transfer's end wakes
+                -- it; its poll is the safety net); the client is told why it waits.
+                UPDATE subrequest s SET info = format('queued: user %s has %s transfers in flight, the limit (policy user_max_transfers)',
+                        v_sr.user_name, v_in_flight ->> v_sr.user_name), updated_at = now()
+                WHERE s.id = v_sr.id AND s.info NOT LIKE 'queued: user % transfers in flight%';
+                IF FOUND THEN
+                    PERFORM request_refresh(v_sr.request_id);
+                END IF;
+                CONTINUE;
+            END IF;
+        END IF;
         SELECT * INTO v_loc FROM transfer_location(v_sr.id);
         IF NOT FOUND THEN
             PERFORM subrequest_fail_transfer(v_sr.id, 'PX007', 'the subrequest has no disk copy to transfer');
@@ -103,6 +136,9 @@ BEGIN
             CONTINUE;
         END IF;
         v_i := v_i + 1;
+        IF v_max_transfers > 0 THEN
+            v_in_flight := v_in_flight || jsonb_build_object(v_sr.user_name, (v_in_flight ->> v_sr.user_name)::bigint + 1);
+        END IF;
         UPDATE subrequest s SET status = 'READY', mover_url = rtrim(p_mover_base, '/') || '/v1/transfers/' || v_sr.id,
                token = v_free[v_i], info = 'ready: transfer the data to or from the mover', updated_at = now()
         WHERE s.id = v_sr.id;

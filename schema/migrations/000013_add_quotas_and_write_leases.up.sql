@@ -11,6 +11,8 @@
 --   * policy put_lease_seconds: how long a write may stay unclosed (not uploaded, or
 --     uploaded and never closed by putdone) before the job manager fails it and releases
 --     what it holds.
+--   * policy user_max_transfers: how many transfers one user may have READY (a mover open
+--     for it) at once; transfer_claim holds back more.
 CREATE TABLE quota (
     user_name        text NOT NULL CHECK (user_name <> ''),
     service_class_id bigint NOT NULL REFERENCES service_class (id) ON DELETE CASCADE,
@@ -42,3 +44,5 @@ CREATE INDEX disk_copy_stageout_idx ON disk_copy (created_at) WHERE status = 'ST
 
 INSERT INTO policy (name, value, doc) VALUES
     ('put_lease_seconds', 86400, 'How long a write may stay unclosed (never uploaded, or uploaded and never closed by putdone) before the job manager fails it and releases its quota (0: for ever).');
+INSERT INTO policy (name, value, doc) VALUES
+    ('user_max_transfers', 100, 'Most transfers one user may have in flight (READY, a mover open) at once; a disk server''s claim leaves more SCHEDULED until one ends (0: no limit).');
