@@ -572,7 +572,12 @@ func (x *transfer) get(w http.ResponseWriter) error {
 		return outcome
 	}
 
-	n, sum, readErr, writeErr := x.h.send(w, f, size, want, start)
+	var window time.Duration
+	if x.row.MinBytesPerSecond > 0 {
+		window = time.Duration(x.row.MinRateSeconds) * time.Second
+	}
+	n, sum, readErr, writeErr := x.h.send(w, f, size, want, start, &x.t.moved, window)
+	x.t.received.Store(true) // sent: what follows is no slow client's doing
 	if aborted, outcome := x.aborted(replyTo()); aborted {
 		return cut(outcome)
 	}
