@@ -314,3 +314,29 @@ func TestQuotaBytesUnderConcurrentUploadEnds(t *testing.T) {
 	require.EqualValues(t, limit/size*size, l.usage("alice").Bytes)
 	l.recount()
 }
+
+// A first write taken back from its disk server (RETRY) and refused by the quota when it
+// is decided again leaves no entry behind: its file is released with it.
+func TestQuotaRefusalOfARetriedFirstWrite(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	ds, _ := l.diskServer("ds1")
+	req := l.submit(model.RequestTypePut, false, "/pollux/retried")
+	l.stage()
+	l.transfer(l.sub(req))
+	n, err := model.DiskServerRecover(l.ctx, l.db.Pool(), ds)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+	require.Equal(t, model.SubrequestStatusRetry, l.sub(req).Status)
+	require.EqualValues(t, 1, l.usage("alice").Files, "the entry waits for its write")
+
+	l.setQuota("alice", new(int64(0)), nil)
+	l.stage()
+	s := l.sub(req)
+	require.Equal(t, model.SubrequestStatusFailed, s.Status)
+	require.Equal(t, model.SQLStateQuotaExceeded, *s.ErrorCode)
+	_, err = l.query("/pollux/retried")
+	require.Equal(t, model.SQLStateNotFound, sqlstate(err), "no entry without content is left")
+	require.Zero(t, l.usage("alice").Files)
+	l.recount()
+}

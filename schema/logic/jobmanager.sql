@@ -172,6 +172,12 @@ BEGIN
         WHERE dc.status = 'STAGEOUT' AND dc.created_at < now() - make_interval(secs => v_lease)
         ORDER BY dc.created_at LIMIT p_batch
     LOOP
+        IF v_copy.file_id IS NULL THEN
+            -- Its file is gone (every way of removing one gives its copies up first):
+            -- nothing to tell anyone, and it must not hold the head of the sweep.
+            UPDATE disk_copy dc SET status = 'INVALID', updated_at = now() WHERE dc.id = v_copy.id AND dc.status = 'STAGEOUT';
+            CONTINUE;
+        END IF;
         -- Subrequest, then file, as a decision and a transfer's end lock them.
         v_sr := NULL;
         SELECT s.* INTO v_sr FROM subrequest s

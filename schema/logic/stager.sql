@@ -244,6 +244,9 @@ BEGIN
     -- file another request created meanwhile is a rewrite too, and is checked again here.
     v_quota := quota_room(v_file.owner, v_file.service_class_id, NULL, 0);
     IF v_quota IS NOT NULL THEN
+        -- A file with no content yet (its first write was taken back and is decided
+        -- again) is given up with it, as a failed first write's is.
+        PERFORM disk_copy_abandon(v_file.id, NULL);
         PERFORM subrequest_fail(p_id, 'PX010', v_quota);
         RETURN NULL;
     END IF;
