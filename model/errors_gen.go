@@ -29,6 +29,10 @@ const (
 	// ErrorKindInternal is internal (HTTP 500, exit 2). A fault inside the service; the
 	// operator should look at the logs.
 	ErrorKindInternal = wire.ErrorKindInternal
+	// ErrorKindQuota is quota (HTTP 507, exit 1). The user's quota in the service class
+	// leaves no room for this: remove files, or ask the operator for more (pollux-admin
+	// quota).
+	ErrorKindQuota = wire.ErrorKindQuota
 )
 
 // The SQLSTATEs the logic raises with RAISE ... USING ERRCODE for user-facing failures.
@@ -63,6 +67,10 @@ const (
 	// lease epoch that is no longer current, or its lease expired (leader_lease_fence): the
 	// instance no longer leads and must stand by; its transaction changed nothing.
 	SQLStateFenced = wire.SQLStateFenced
+	// SQLStateQuotaExceeded is the error quota_exceeded (kind quota). A put would pass its
+	// user's quota of files or bytes in the service class (schema/logic/quota.sql); the
+	// message names the quota, what the user has and how much more the put needs.
+	SQLStateQuotaExceeded = wire.SQLStateQuotaExceeded
 )
 
 // KindOfSQLState returns the kind of a SQLSTATE raised by the logic, and false for any

@@ -111,6 +111,15 @@ var LogicFunctions = []LogicFunction{
 	{Name: "transfer_get_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_size_bytes bigint", Result: "void"},
 	{Name: "transfer_get_corrupt", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text", Result: "text"},
 	{Name: "transfer_fail", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_code text, p_message text", Result: "void"},
+	{Name: "quota_usage_add", File: "quota.sql", IdentityArgs: "p_user text, p_service_class_id bigint, p_bytes bigint, p_files bigint", Result: "void"},
+	{Name: "file_quota_add", File: "quota.sql", IdentityArgs: "p_file_id bigint, p_bytes bigint, p_files bigint", Result: "void"},
+	{Name: "quota_room", File: "quota.sql", IdentityArgs: "p_user text, p_service_class_id bigint, p_bytes bigint, p_files bigint", Result: "text"},
+	{Name: "quota_size_text", File: "quota.sql", IdentityArgs: "p_bytes bigint", Result: "text"},
+	{Name: "quota_set", File: "quota.sql", IdentityArgs: "p_user text, p_service_class text, p_max_bytes bigint, p_max_files bigint, p_by text", Result: "TABLE(user_name text, service_class text, bytes bigint, files bigint, max_bytes bigint, max_files bigint)"},
+	{Name: "quota_remove", File: "quota.sql", IdentityArgs: "p_user text, p_service_class text, p_by text", Result: "void"},
+	{Name: "quota_list", File: "quota.sql", IdentityArgs: "p_user text", Result: "TABLE(user_name text, service_class text, bytes bigint, files bigint, max_bytes bigint, max_files bigint)"},
+	{Name: "disk_copy_abandon", File: "transfer.sql", IdentityArgs: "p_file_id bigint, p_disk_copy_id bigint", Result: "void"},
+	{Name: "disk_copy_expire_unclosed", File: "jobmanager.sql", IdentityArgs: "p_batch integer", Result: "TABLE(subrequest_id bigint, request_id uuid, path text, reason text)"},
 	{Name: "disk_server_availability_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "disk_copy_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "request_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
@@ -293,6 +302,24 @@ const (
 	TransferGetCorruptSQL = "SELECT transfer_get_corrupt($1::bigint, $2::text, $3::bigint, $4::text)"
 	// TransferFailSQL is the statement TransferFail runs.
 	TransferFailSQL = "SELECT transfer_fail($1::bigint, $2::text, $3::text, $4::text)"
+	// QuotaUsageAddSQL is the statement QuotaUsageAdd runs.
+	QuotaUsageAddSQL = "SELECT quota_usage_add($1::text, $2::bigint, $3::bigint, $4::bigint)"
+	// FileQuotaAddSQL is the statement FileQuotaAdd runs.
+	FileQuotaAddSQL = "SELECT file_quota_add($1::bigint, $2::bigint, $3::bigint)"
+	// QuotaRoomSQL is the statement QuotaRoom runs.
+	QuotaRoomSQL = "SELECT quota_room($1::text, $2::bigint, $3::bigint, $4::bigint)"
+	// QuotaSizeTextSQL is the statement QuotaSizeText runs.
+	QuotaSizeTextSQL = "SELECT quota_size_text($1::bigint)"
+	// QuotaSetSQL is the statement QuotaSet runs.
+	QuotaSetSQL = "SELECT user_name, service_class, bytes, files, max_bytes, max_files FROM quota_set($1::text, $2::text, $3::bigint, $4::bigint, $5::text)"
+	// QuotaRemoveSQL is the statement QuotaRemove runs.
+	QuotaRemoveSQL = "SELECT quota_remove($1::text, $2::text, $3::text)"
+	// QuotaListSQL is the statement QuotaList runs.
+	QuotaListSQL = "SELECT user_name, service_class, bytes, files, max_bytes, max_files FROM quota_list($1::text)"
+	// DiskCopyAbandonSQL is the statement DiskCopyAbandon runs.
+	DiskCopyAbandonSQL = "SELECT disk_copy_abandon($1::bigint, $2::bigint)"
+	// DiskCopyExpireUnclosedSQL is the statement DiskCopyExpireUnclosed runs.
+	DiskCopyExpireUnclosedSQL = "SELECT subrequest_id, request_id, path, reason FROM disk_copy_expire_unclosed($1::integer)"
 )
 
 // DaemonInstanceRegister calls the SQL function daemon_instance_register
@@ -820,7 +847,8 @@ type FileQueryRow struct {
 	UpdatedAt       time.Time `json:"updated_at"`
 	DiskCopies      int32     `json:"disk_copies"`
 	// What keeps a STAGED file from being read now (only copy is on disk2, unavailable since
-	// ...), NULL when nothing does.
+	// ...), or that its last write expired unclosed and it keeps its previous content; NULL
+	// when neither.
 	Info *string `json:"info"`
 }
 
@@ -1672,4 +1700,164 @@ func TransferFail(ctx context.Context, db DBTX, subrequestID int64, token string
 		return fmt.Errorf("transfer_fail: %w", err)
 	}
 	return nil
+}
+
+// QuotaUsageAdd calls the SQL function quota_usage_add (quota.sql).
+//
+// Adds bytes and files (negative to release) to what a user holds in a service class.
+func QuotaUsageAdd(ctx context.Context, db DBTX, user string, serviceClassID int64, bytes int64, files int64) error {
+	if _, err := db.Exec(ctx, QuotaUsageAddSQL, user, serviceClassID, bytes, files); err != nil {
+		return fmt.Errorf("quota_usage_add: %w", err)
+	}
+	return nil
+}
+
+// FileQuotaAdd calls the SQL function file_quota_add (quota.sql).
+//
+// Charges (or releases) bytes and files to a file's owner in the file's service class.
+func FileQuotaAdd(ctx context.Context, db DBTX, fileID int64, bytes int64, files int64) error {
+	if _, err := db.Exec(ctx, FileQuotaAddSQL, fileID, bytes, files); err != nil {
+		return fmt.Errorf("file_quota_add: %w", err)
+	}
+	return nil
+}
+
+// QuotaRoom calls the SQL function quota_room (quota.sql).
+//
+// NULL when a user's quota allows p_bytes (NULL: a write of unknown size, which needs
+// room left at all) and p_files more in a service class, else the refusal; locks the
+// usage row until the transaction ends.
+func QuotaRoom(ctx context.Context, db DBTX, user string, serviceClassID int64, bytes *int64, files int64) (*string, error) {
+	var result *string
+	if err := db.QueryRow(ctx, QuotaRoomSQL, user, serviceClassID, bytes, files).Scan(&result); err != nil {
+		return nil, fmt.Errorf("quota_room: %w", err)
+	}
+	return result, nil
+}
+
+// QuotaSizeText calls the SQL function quota_size_text (quota.sql).
+//
+// A number of bytes for people (9.8 GB; unlimited for NULL).
+func QuotaSizeText(ctx context.Context, db DBTX, bytes *int64) (string, error) {
+	var result string
+	if err := db.QueryRow(ctx, QuotaSizeTextSQL, bytes).Scan(&result); err != nil {
+		return "", fmt.Errorf("quota_size_text: %w", err)
+	}
+	return result, nil
+}
+
+// QuotaSetRow is a row returned by quota_set.
+type QuotaSetRow struct {
+	UserName     string `json:"user_name"`
+	ServiceClass string `json:"service_class"`
+	Bytes        int64  `json:"bytes"`
+	Files        int64  `json:"files"`
+	// NULL: no limit.
+	MaxBytes *int64 `json:"max_bytes"`
+	// NULL: no limit.
+	MaxFiles *int64 `json:"max_files"`
+}
+
+// QuotaSet calls the SQL function quota_set (quota.sql).
+//
+// Sets a user's limits in a service class (NULL, no limit of that kind), journaled;
+// returns the quota with the usage.
+func QuotaSet(ctx context.Context, db DBTX, user string, serviceClass string, maxBytes *int64, maxFiles *int64, by string) ([]QuotaSetRow, error) {
+	rows, err := db.Query(ctx, QuotaSetSQL, user, serviceClass, maxBytes, maxFiles, by)
+	if err != nil {
+		return nil, fmt.Errorf("quota_set: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (QuotaSetRow, error) {
+		var r QuotaSetRow
+		err := row.Scan(&r.UserName, &r.ServiceClass, &r.Bytes, &r.Files, &r.MaxBytes, &r.MaxFiles)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("quota_set: %w", err)
+	}
+	return result, nil
+}
+
+// QuotaRemove calls the SQL function quota_remove (quota.sql).
+//
+// Removes a user's limits in a service class (unlimited from then), journaled; raises
+// not_found when there are none.
+func QuotaRemove(ctx context.Context, db DBTX, user string, serviceClass string, by string) error {
+	if _, err := db.Exec(ctx, QuotaRemoveSQL, user, serviceClass, by); err != nil {
+		return fmt.Errorf("quota_remove: %w", err)
+	}
+	return nil
+}
+
+// QuotaListRow is a row returned by quota_list.
+type QuotaListRow struct {
+	UserName     string `json:"user_name"`
+	ServiceClass string `json:"service_class"`
+	Bytes        int64  `json:"bytes"`
+	Files        int64  `json:"files"`
+	// NULL: no limit.
+	MaxBytes *int64 `json:"max_bytes"`
+	// NULL: no limit.
+	MaxFiles *int64 `json:"max_files"`
+}
+
+// QuotaList calls the SQL function quota_list (quota.sql).
+//
+// Per user and service class, what the user holds and its limits, for every user with a
+// quota or holding something; one user's only when p_user is not NULL.
+func QuotaList(ctx context.Context, db DBTX, user *string) ([]QuotaListRow, error) {
+	rows, err := db.Query(ctx, QuotaListSQL, user)
+	if err != nil {
+		return nil, fmt.Errorf("quota_list: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (QuotaListRow, error) {
+		var r QuotaListRow
+		err := row.Scan(&r.UserName, &r.ServiceClass, &r.Bytes, &r.Files, &r.MaxBytes, &r.MaxFiles)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("quota_list: %w", err)
+	}
+	return result, nil
+}
+
+// DiskCopyAbandon calls the SQL function disk_copy_abandon (transfer.sql).
+//
+// Gives up an unclosed write's copy (INVALID, its bytes out of the quota), wakes the
+// file's waiting readers and removes an entry that never had content.
+func DiskCopyAbandon(ctx context.Context, db DBTX, fileID int64, diskCopyID int64) error {
+	if _, err := db.Exec(ctx, DiskCopyAbandonSQL, fileID, diskCopyID); err != nil {
+		return fmt.Errorf("disk_copy_abandon: %w", err)
+	}
+	return nil
+}
+
+// DiskCopyExpireUnclosedRow is a row returned by disk_copy_expire_unclosed.
+type DiskCopyExpireUnclosedRow struct {
+	// NULL when the put was archived already.
+	SubrequestID *int64  `json:"subrequest_id"`
+	RequestID    *string `json:"request_id"`
+	Path         string  `json:"path"`
+	Reason       string  `json:"reason"`
+}
+
+// DiskCopyExpireUnclosed calls the SQL function disk_copy_expire_unclosed
+// (jobmanager.sql).
+//
+// Fails and gives up up to p_batch writes left unclosed for longer than policy
+// put_lease_seconds; returns them, with the reason their puts now carry.
+func DiskCopyExpireUnclosed(ctx context.Context, db DBTX, batch int32) ([]DiskCopyExpireUnclosedRow, error) {
+	rows, err := db.Query(ctx, DiskCopyExpireUnclosedSQL, batch)
+	if err != nil {
+		return nil, fmt.Errorf("disk_copy_expire_unclosed: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DiskCopyExpireUnclosedRow, error) {
+		var r DiskCopyExpireUnclosedRow
+		err := row.Scan(&r.SubrequestID, &r.RequestID, &r.Path, &r.Reason)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("disk_copy_expire_unclosed: %w", err)
+	}
+	return result, nil
 }

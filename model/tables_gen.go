@@ -797,3 +797,75 @@ func CollectRequestArchives(rows pgx.Rows) ([]RequestArchive, error) {
 		return ScanRequestArchive(row)
 	})
 }
+
+// Quota is a row of the table quota.
+//
+// An operator's limits for one user in one service class (pollux-admin quota); NULL is no
+// limit, and no row no limit at all.
+type Quota struct {
+	UserName       string `json:"user_name"`
+	ServiceClassID int64  `json:"service_class_id"`
+	// Most bytes the user's copies may hold in the service class.
+	MaxBytes *int64 `json:"max_bytes"`
+	// Most files the user may own in the service class.
+	MaxFiles  *int64    `json:"max_files"`
+	SetBy     string    `json:"set_by"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// QuotaTable is the name of the table quota.
+const QuotaTable = "quota"
+
+// QuotaColumns are the columns of quota in the order ScanQuota expects them.
+var QuotaColumns = []string{"user_name", "service_class_id", "max_bytes", "max_files", "set_by", "updated_at"}
+
+// ScanQuota scans a row holding QuotaColumns in order.
+func ScanQuota(row pgx.Row) (Quota, error) {
+	var r Quota
+	if err := row.Scan(&r.UserName, &r.ServiceClassID, &r.MaxBytes, &r.MaxFiles, &r.SetBy, &r.UpdatedAt); err != nil {
+		return Quota{}, fmt.Errorf("scan quota: %w", err)
+	}
+	return r, nil
+}
+
+// CollectQuotas scans every row of rows with ScanQuota and closes rows.
+func CollectQuotas(rows pgx.Rows) ([]Quota, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Quota, error) {
+		return ScanQuota(row)
+	})
+}
+
+// QuotaUsage is a row of the table quota_usage.
+//
+// What one user holds in one service class, kept by the logic in the transactions that
+// change it (schema/logic/quota.sql): the files it owns (from its put's decision) and the
+// bytes of their copies (from each upload's end).
+type QuotaUsage struct {
+	UserName       string `json:"user_name"`
+	ServiceClassID int64  `json:"service_class_id"`
+	Bytes          int64  `json:"bytes"`
+	Files          int64  `json:"files"`
+}
+
+// QuotaUsageTable is the name of the table quota_usage.
+const QuotaUsageTable = "quota_usage"
+
+// QuotaUsageColumns are the columns of quota_usage in the order ScanQuotaUsage expects
+// them.
+var QuotaUsageColumns = []string{"user_name", "service_class_id", "bytes", "files"}
+
+// ScanQuotaUsage scans a row holding QuotaUsageColumns in order.
+func ScanQuotaUsage(row pgx.Row) (QuotaUsage, error) {
+	var r QuotaUsage
+	if err := row.Scan(&r.UserName, &r.ServiceClassID, &r.Bytes, &r.Files); err != nil {
+		return QuotaUsage{}, fmt.Errorf("scan quota_usage: %w", err)
+	}
+	return r, nil
+}
+
+// CollectQuotaUsages scans every row of rows with ScanQuotaUsage and closes rows.
+func CollectQuotaUsages(rows pgx.Rows) ([]QuotaUsage, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (QuotaUsage, error) {
+		return ScanQuotaUsage(row)
+	})
+}

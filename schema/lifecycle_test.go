@@ -433,7 +433,11 @@ func TestPolicyIsCheckedAndJournaled(t *testing.T) {
 	require.Equal(t, "policy transfer_open_seconds: 300 -> 60", events[0].Message)
 }
 
-func TestGetWaitsForPutInFlightThenServesNewContent(t *testing.T) {
+// A rewrite in progress does not hold up readers: a get decided while the new copy is
+// unclosed reads the previous content at once (the write may stay unclosed until its
+// lease ends), and a get decided after the close reads the new one. Only a file's first
+// write is waited for (TestFailedUploadLeavesNoValidCopy).
+func TestGetDuringRewriteReadsPreviousContent(t *testing.T) {
 	t.Parallel()
 	l := newLife(t)
 	l.diskServer("ds1")
@@ -449,18 +453,28 @@ func TestGetWaitsForPutInFlightThenServesNewContent(t *testing.T) {
 	get := l.submit(model.RequestTypeGet, false, "/pollux/f")
 	l.stage()
 	g := l.sub(get)
-	require.Equal(t, model.SubrequestStatusWaitsubreq, g.Status)
-	require.Equal(t, w.ID, *g.ParentID)
+	require.Equal(t, model.SubrequestStatusScheduled, g.Status, "not held up by the unclosed rewrite: %s", g.Info)
+	require.NotEqual(t, w.DiskCopyID, g.DiskCopyID, "it reads the previous copy")
+	l.transfer(w) // placed first, claimed first
+	open := l.transfer(g)
+	require.EqualValues(t, 10, *open.SizeBytes, "the previous content's size")
+	require.Equal(t, "00000010", *open.ChecksumAdler32, "and its checksum")
 
-	l.transfer(w)
 	require.NoError(t, model.TransferPutEnded(l.ctx, l.db.Pool(), w.ID, l.token(w.ID), 20, "00000020", new("00000020")))
-	require.Equal(t, model.SubrequestStatusWaitsubreq, l.sub(get).Status, "written but not closed: still waiting")
-	done := l.submit(model.RequestTypePutdone, false, "/pollux/f")
-	l.stage() // putdone closes, which restarts the get; the get pool then decides it
+	// Written, not closed: a read now still gets the previous content.
+	again := l.submit(model.RequestTypeGet, false, "/pollux/f")
 	l.stage()
-	g = l.sub(get)
-	require.Equal(t, model.SubrequestStatusScheduled, g.Status, l.sub(done).Info)
-	require.Equal(t, w.DiskCopyID, g.DiskCopyID, "the get reads the new copy")
+	require.NotEqual(t, w.DiskCopyID, l.sub(again).DiskCopyID, "written but not closed: the previous copy is read")
+	require.NoError(t, model.TransferGetEnded(l.ctx, l.db.Pool(), g.ID, l.token(g.ID), 10))
+	require.Equal(t, model.RequestStatusFinished, l.requestStatus(get), "the read of the previous content ended well")
+
+	l.submit(model.RequestTypePutdone, false, "/pollux/f")
+	l.stage()
+	after := l.submit(model.RequestTypeGet, false, "/pollux/f")
+	l.stage()
+	a := l.sub(after)
+	require.Equal(t, model.SubrequestStatusScheduled, a.Status, a.Info)
+	require.Equal(t, w.DiskCopyID, a.DiskCopyID, "after the close, a get reads the new copy")
 	var invalid int
 	require.NoError(t, l.db.Pool().QueryRow(l.ctx, "select count(*) from disk_copy where status = 'INVALID'").Scan(&invalid))
 	require.Equal(t, 1, invalid, "the old copy is invalidated")

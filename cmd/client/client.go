@@ -597,6 +597,13 @@ func (c *Client) Query(ctx context.Context, path string) (api.File, error) {
 	return out, err
 }
 
+// Quotas returns the caller's usage and limits in each service class (stager_qry --quota).
+func (c *Client) Quotas(ctx context.Context) (api.Quotas, error) {
+	var out api.Quotas
+	_, err := c.call(ctx, apiCall{method: http.MethodGet, path: api.PathQuotas}, &out)
+	return out, err
+}
+
 // Statuses a wait may end on.
 var (
 	// Ready: a mover waits for the data (PUT, GET), or the subrequest is over.

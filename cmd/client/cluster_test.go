@@ -220,6 +220,12 @@ func (c *cluster) upload(w http.ResponseWriter, r *http.Request) {
 	c.files[t.DiskPath] = data
 	c.mu.Unlock()
 	if err := model.TransferPutEnded(r.Context(), c.db.Pool(), id, t.Token, int64(len(data)), sum, new(sum)); err != nil {
+		if pg.SQLState(err) == model.SQLStateQuotaExceeded {
+			// As diskserverd's mover: the write fails with the quota's reason.
+			_ = model.TransferFail(r.Context(), c.db.Pool(), id, t.Token, model.SQLStateQuotaExceeded, pg.ServerMessage(err))
+			moverError(w, model.ErrorKindQuota.HTTPStatus(), model.ErrorKindQuota, pg.ServerMessage(err))
+			return
+		}
 		moverError(w, 409, model.ErrorKindConflict, pg.ServerMessage(err))
 		return
 	}

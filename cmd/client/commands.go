@@ -432,24 +432,29 @@ func transfer(ctx context.Context, e Env, cl *Client, direction string, s api.Su
 // Qry is stager_qry: what the namespace knows of each file.
 func Qry(ctx context.Context, e Env) int {
 	const name = "stager_qry"
-	fs := newFlagSet(e, name, name+" -M /pollux/path [-M ...] [--json]", "show files: status (STAGED, STAGEOUT, INVALID), size and adler32")
+	fs := newFlagSet(e, name, name+" -M /pollux/path [-M ...] [--quota] [--json]",
+		"show files: status (STAGED, STAGEOUT, INVALID), size and adler32; and your quotas")
 	var o options
+	var quota bool
 	fs.Var(pathsFlag{&o.paths}, "M", "the `PATH` of a file, /pollux/...; repeat for several")
-	fs.BoolVar(&o.json, "json", false, "print the result as a JSON array on stdout")
-	fs.StringVar(&o.svc, "S", "", "a `SVCCLASS`, accepted for CASTOR compatibility: a file is found whatever its service class")
+	fs.BoolVar(&o.json, "json", false, "print the result as a JSON array on stdout (with --quota: an object of files and quota)")
+	fs.StringVar(&o.svc, "S", "", "a `SVCCLASS`, accepted for CASTOR compatibility: a file is found whatever its service class; with --quota, the quota of this class only")
+	fs.BoolVar(&quota, "quota", false, "show what you hold and your limits in each service class, one line each after the files")
 	o.clientFlags(fs)
 	pos, code, done := parse(fs, e.Args)
 	if done {
 		return code
 	}
+	// The class asked for on the command line; fromEnv fills in the default one.
+	quotaClass := o.svc
 	if err := o.fromEnv(fs, e); err != nil {
 		return fail(e, name, o.json, err)
 	}
 	switch {
 	case len(pos) > 0:
 		return fail(e, name, o.json, errorf(wire.ErrorKindInvalid, "unexpected argument %q: name files with -M /pollux/...", pos[0]))
-	case len(o.paths) == 0:
-		return fail(e, name, o.json, errorf(wire.ErrorKindInvalid, "no file given: name at least one with -M /pollux/..."))
+	case len(o.paths) == 0 && !quota:
+		return fail(e, name, o.json, errorf(wire.ErrorKindInvalid, "no file given: name at least one with -M /pollux/..., or ask for --quota"))
 	}
 	cl, err := o.connect(e)
 	if err != nil {
@@ -487,8 +492,41 @@ func Qry(ctx context.Context, e Env) int {
 			fmt.Fprintln(e.Stdout, line)
 		}
 	}
+	if !quota {
+		if o.json {
+			printJSON(e.Stdout, results)
+		}
+		return worst
+	}
+	qs, err := cl.Quotas(ctx)
+	if err != nil {
+		return fail(e, name, o.json, err)
+	}
+	if quotaClass != "" {
+		var only []api.Quota
+		for _, q := range qs.Quotas {
+			if q.ServiceClass == quotaClass {
+				only = append(only, q)
+			}
+		}
+		qs.Quotas = only
+	}
 	if o.json {
-		printJSON(e.Stdout, results)
+		printJSON(e.Stdout, struct {
+			Files []result    `json:"files,omitempty"`
+			Quota *api.Quotas `json:"quota"`
+		}{results, &qs})
+		return worst
+	}
+	for _, q := range qs.Quotas {
+		fmt.Fprintln(e.Stdout, quotaLine(qs.User, q))
+	}
+	if len(qs.Quotas) == 0 {
+		where := ""
+		if quotaClass != "" {
+			where = " in " + quotaClass
+		}
+		fmt.Fprintf(e.Stdout, "quota %s: nothing held and no quota%s\n", qs.User, where)
 	}
 	return worst
 }

@@ -24,6 +24,10 @@ const (
 	// ErrorKindInternal is internal (HTTP 500, exit 2). A fault inside the service; the
 	// operator should look at the logs.
 	ErrorKindInternal ErrorKind = "internal"
+	// ErrorKindQuota is quota (HTTP 507, exit 1). The user's quota in the service class
+	// leaves no room for this: remove files, or ask the operator for more (pollux-admin
+	// quota).
+	ErrorKindQuota ErrorKind = "quota"
 )
 
 // String returns the kind's name.
@@ -32,7 +36,7 @@ func (k ErrorKind) String() string { return string(k) }
 // Valid reports whether k is a kind of the description.
 func (k ErrorKind) Valid() bool {
 	switch k {
-	case ErrorKindNotFound, ErrorKindInvalid, ErrorKindConflict, ErrorKindPermission, ErrorKindUnavailable, ErrorKindInternal:
+	case ErrorKindNotFound, ErrorKindInvalid, ErrorKindConflict, ErrorKindPermission, ErrorKindUnavailable, ErrorKindInternal, ErrorKindQuota:
 		return true
 	}
 	return false
@@ -54,6 +58,8 @@ func (k ErrorKind) HTTPStatus() int {
 		return 503
 	case ErrorKindInternal:
 		return 500
+	case ErrorKindQuota:
+		return 507
 	}
 	return 500
 }
@@ -74,6 +80,8 @@ func (k ErrorKind) ExitCode() int {
 		return 2
 	case ErrorKindInternal:
 		return 2
+	case ErrorKindQuota:
+		return 1
 	}
 	return 2
 }
@@ -93,6 +101,8 @@ func (k ErrorKind) Doc() string {
 		return "The service cannot serve this now; retry later."
 	case ErrorKindInternal:
 		return "A fault inside the service; the operator should look at the logs."
+	case ErrorKindQuota:
+		return "The user's quota in the service class leaves no room for this: remove files, or ask the operator for more (pollux-admin quota)."
 	}
 	return ""
 }
@@ -129,6 +139,10 @@ const (
 	// lease epoch that is no longer current, or its lease expired (leader_lease_fence): the
 	// instance no longer leads and must stand by; its transaction changed nothing.
 	SQLStateFenced = "PX009"
+	// SQLStateQuotaExceeded is the error quota_exceeded (kind quota). A put would pass its
+	// user's quota of files or bytes in the service class (schema/logic/quota.sql); the
+	// message names the quota, what the user has and how much more the put needs.
+	SQLStateQuotaExceeded = "PX010"
 )
 
 // KindOfSQLState returns the kind of a SQLSTATE raised by the logic, and false for any
@@ -153,6 +167,8 @@ func KindOfSQLState(code string) (ErrorKind, bool) {
 		return ErrorKindInternal, true
 	case SQLStateFenced:
 		return ErrorKindUnavailable, true
+	case SQLStateQuotaExceeded:
+		return ErrorKindQuota, true
 	}
 	return "", false
 }

@@ -19,6 +19,7 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_sr subrequest;
+    v_bytes bigint;
 BEGIN
     SELECT * INTO v_sr FROM subrequest WHERE id = p_id;
     IF v_sr.retries >= policy_value('transfer_max_retries') THEN
@@ -28,7 +29,12 @@ BEGIN
         RETURN 'FAILED';
     END IF;
     IF v_sr.type = 'PUT' THEN
-        UPDATE disk_copy SET status = 'INVALID', updated_at = now() WHERE id = v_sr.disk_copy_id AND status = 'STAGEOUT';
+        WITH dropped AS (
+            UPDATE disk_copy SET status = 'INVALID', updated_at = now() WHERE id = v_sr.disk_copy_id AND status = 'STAGEOUT'
+            RETURNING size_bytes)
+        SELECT coalesce(sum(size_bytes), 0) INTO v_bytes FROM dropped;
+        -- Its bytes, had its end been recorded, leave the owner's quota.
+        PERFORM file_quota_add(v_sr.file_id, -v_bytes, 0);
     END IF;
     UPDATE subrequest s SET status = 'RETRY', retries = s.retries + 1, disk_server_id = NULL, file_system_id = NULL,
            mover_url = NULL, token = NULL,
@@ -126,5 +132,76 @@ BEGIN
         ORDER BY x.archived_at LIMIT p_batch FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
+END;
+$$;
+
+-- disk_copy_expire_unclosed is the job manager's sweep over unclosed writes, at most
+-- p_batch of them: a write whose copy has been STAGEOUT for longer than policy
+-- put_lease_seconds (0: never) fails and is given up (disk_copy_abandon: its copy INVALID,
+-- its bytes and, for a file that never had content, its namespace entry out of the
+-- owner's quota, waiting readers started again). Its put's subrequest says why, in
+-- stager_qry: one still queued or transferring fails (unavailable, PX005, when the service
+-- never got it to a mover; conflict, PX003, when its client did not upload in time); one
+-- whose upload ended but was never closed stays FINISHED (a final status: its client has
+-- gone, and a status that could still change would keep waiters waiting) with the reason
+-- as its info, and its request is refreshed. Every reason starts with "expired:", which
+-- file_query shows for a file that keeps its previous content. Each expiry is journaled
+-- (system_event write_expired). Readers of the file's previous content were never
+-- held up by the write (subrequest_decide_get) and keep reading it. Returns what it
+-- failed. A re-run after its commit's reply was lost sweeps what is left (idempotent).
+-- Locks: each write's subrequest (SKIP LOCKED), then its file (SKIP LOCKED: one being
+-- decided now is swept next time), its copy, the owner's usage row.
+CREATE OR REPLACE FUNCTION disk_copy_expire_unclosed(p_batch integer)
+RETURNS TABLE (subrequest_id bigint, request_id uuid, path text, reason text)
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_lease bigint := policy_value('put_lease_seconds');
+    v_copy record;
+    v_sr subrequest;
+    v_path text;
+BEGIN
+    IF v_lease = 0 THEN
+        RETURN;
+    END IF;
+    FOR v_copy IN
+        SELECT dc.id, dc.file_id, dc.created_at FROM disk_copy dc
+        WHERE dc.status = 'STAGEOUT' AND dc.created_at < now() - make_interval(secs => v_lease)
+        ORDER BY dc.created_at LIMIT p_batch
+    LOOP
+        IF v_copy.file_id IS NULL THEN
+            -- Its file is gone (every way of removing one gives its copies up first):
+            -- nothing to tell anyone, and it must not hold the head of the sweep.
+            UPDATE disk_copy dc SET status = 'INVALID', updated_at = now() WHERE dc.id = v_copy.id AND dc.status = 'STAGEOUT';
+            CONTINUE;
+        END IF;
+        -- Subrequest, then file, as a decision and a transfer's end lock them.
+        v_sr := NULL;
+        SELECT s.* INTO v_sr FROM subrequest s
+        WHERE s.disk_copy_id = v_copy.id AND s.type = 'PUT' ORDER BY s.id DESC LIMIT 1 FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND AND EXISTS (SELECT 1 FROM subrequest s WHERE s.disk_copy_id = v_copy.id AND s.type = 'PUT');
+        SELECT f.path INTO v_path FROM file f WHERE f.id = v_copy.file_id FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM disk_copy dc WHERE dc.id = v_copy.id AND dc.status = 'STAGEOUT');
+        reason := format('expired: the write of %s was not closed within policy put_lease_seconds (%s s) of its put at %s and was given up; write it again',
+            v_path, v_lease, to_char(v_copy.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'));
+        subrequest_id := v_sr.id; request_id := v_sr.request_id; path := v_path;
+        IF v_sr.id IS NULL OR v_sr.status = 'FAILED' THEN
+            -- Its put was archived (or failed without giving the copy up): nobody to tell.
+            PERFORM disk_copy_abandon(v_copy.file_id, v_copy.id);
+        ELSIF v_sr.status = 'FINISHED' THEN
+            PERFORM disk_copy_abandon(v_copy.file_id, v_copy.id);
+            UPDATE subrequest s SET info = reason, updated_at = now() WHERE s.id = v_sr.id;
+            PERFORM request_refresh(v_sr.request_id);
+        ELSE
+            PERFORM subrequest_fail_transfer(v_sr.id, CASE WHEN v_sr.status = 'READY' THEN 'PX003' ELSE 'PX005' END, reason);
+        END IF;
+        PERFORM system_event_record('write_expired', 'jobmanagerd', NULL, reason,
+            jsonb_build_object('path', v_path, 'disk_copy_id', v_copy.id, 'subrequest_id', v_sr.id, 'lease_seconds', v_lease));
+        RETURN NEXT;
+    END LOOP;
 END;
 $$;

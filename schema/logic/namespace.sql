@@ -79,7 +79,9 @@ $$;
 -- corrupt is not counted and does not make the file STAGED: it cannot be read. info says
 -- what keeps a STAGED file from being read now, when none of its copies is on a disk server
 -- that can serve it ("only copy is on disk2, unavailable since 2026-12-02 05:40:12 UTC (it
--- stopped answering)"), and is NULL otherwise. p_user must be allowed to read the file
+-- stopped answering)"), or that the file's last write expired unclosed (policy
+-- put_lease_seconds) and it keeps its previous content, and is NULL otherwise. p_user
+-- must be allowed to read the file
 -- (namespace_authorise): its size and checksum tell about its content.
 -- Reads only, but for the journal entry of an administrator's override. Raises:
 -- invalid_argument (PX002) for a bad path, permission_denied (PX004) when p_user may not
@@ -108,12 +110,19 @@ BEGIN
                 ELSE 'INVALID' END,
            f.size_bytes, f.checksum_adler32, f.owner, f.updated_at,
            count(dc.id) FILTER (WHERE dc.status IN ('STAGED', 'STAGEOUT') AND dc.corrupt_at IS NULL)::integer,
+           coalesce(
            (SELECT CASE WHEN count(*) = 0 OR bool_or(u.why IS NULL) THEN NULL
                         WHEN count(*) = 1 THEN format('only copy is on %s, %s', min(u.name), min(u.why))
                         ELSE format('no copy can be read now: %s', string_agg(u.name || ' ' || u.why, '; ' ORDER BY u.name)) END
             FROM (SELECT ds.name, disk_copy_unavailability(c.id) AS why
                   FROM disk_copy c JOIN file_system fs ON fs.id = c.file_system_id JOIN disk_server ds ON ds.id = fs.disk_server_id
-                  WHERE c.file_id = f.id AND c.status = 'STAGED' AND c.corrupt_at IS NULL) u)
+                  WHERE c.file_id = f.id AND c.status = 'STAGED' AND c.corrupt_at IS NULL) u),
+           -- The file's last write expired unclosed (disk_copy_expire_unclosed): say so while
+           -- no write follows it, so that its writer learns why the content is the old one.
+           (SELECT coalesce(w.error_message, w.info) || '; the file keeps its previous content' FROM (
+                SELECT s.error_message, s.info FROM subrequest s WHERE s.file_id = f.id AND s.type = 'PUT'
+                ORDER BY s.id DESC LIMIT 1) w
+            WHERE coalesce(w.error_message, w.info) LIKE 'expired: %'))
     FROM file f
     JOIN service_class sc ON sc.id = f.service_class_id
     LEFT JOIN disk_copy dc ON dc.file_id = f.id
@@ -127,9 +136,9 @@ $$;
 
 -- file_close_copy makes a written copy the file's content: the copy becomes STAGED, every
 -- older STAGED copy INVALID (its disk server deletes it), the file takes the copy's size and
--- checksum, and subrequests waiting on the file start again.
--- Locks: the caller holds the file row. Raises: conflict (PX003) when the copy is not a
--- finished STAGEOUT copy of the file.
+-- checksum, subrequests waiting on the file start again, and the older copies' bytes
+-- leave the owner's quota. Locks: the caller holds the file row; the owner's usage row.
+-- Raises: conflict (PX003) when the copy is not a finished STAGEOUT copy of the file.
 CREATE OR REPLACE FUNCTION file_close_copy(p_file_id bigint, p_disk_copy_id bigint)
 RETURNS void
 LANGUAGE plpgsql
@@ -138,13 +147,19 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_copy disk_copy;
+    v_freed bigint;
 BEGIN
     SELECT * INTO v_copy FROM disk_copy WHERE id = p_disk_copy_id AND file_id = p_file_id FOR UPDATE;
     IF NOT FOUND OR v_copy.status <> 'STAGEOUT' OR v_copy.size_bytes IS NULL THEN
         RAISE EXCEPTION 'disk copy % is not a finished write of file %', p_disk_copy_id, p_file_id USING ERRCODE = 'PX003';
     END IF;
-    UPDATE disk_copy SET status = 'INVALID', updated_at = now()
-    WHERE file_id = p_file_id AND status = 'STAGED';
+    WITH superseded AS (
+        UPDATE disk_copy SET status = 'INVALID', updated_at = now()
+        WHERE file_id = p_file_id AND status = 'STAGED' RETURNING size_bytes)
+    SELECT coalesce(sum(size_bytes), 0) INTO v_freed FROM superseded;
+    -- The old content's bytes leave the owner's quota; the new copy's were counted when
+    -- its upload ended (transfer_put_ended).
+    PERFORM file_quota_add(p_file_id, -v_freed, 0);
     UPDATE disk_copy SET status = 'STAGED', updated_at = now() WHERE id = p_disk_copy_id;
     UPDATE file SET size_bytes = v_copy.size_bytes, checksum_adler32 = v_copy.checksum_adler32, updated_at = now()
     WHERE id = p_file_id;

@@ -207,7 +207,8 @@ $$;
 -- directories, and returns it locked: owned by the writer, with its directory's group and
 -- 0666 minus policy namespace_umask. Returns no file_id but the refusal when p_user may not
 -- create it, or may not write it when another request created it meanwhile; nothing is
--- changed then. Locks: the directories it creates, the file row.
+-- changed then. A file it creates counts in p_user's file quota (quota_usage_add).
+-- Locks: the directories it creates, the file row, p_user's usage row.
 CREATE OR REPLACE FUNCTION namespace_file_create(p_path text, p_service_class_id bigint, p_user text)
 RETURNS TABLE (file_id bigint, problem text)
 LANGUAGE plpgsql
@@ -233,7 +234,10 @@ BEGIN
            coalesce((SELECT d.group_name FROM directory d WHERE d.path = ANY (namespace_ancestors(p_path)) ORDER BY length(d.path) DESC LIMIT 1), ''),
            438 & ~policy_value('namespace_umask')::integer
     ON CONFLICT (path) DO NOTHING RETURNING id INTO v_id;
-    IF v_id IS NULL THEN
+    IF v_id IS NOT NULL THEN
+        -- Its owner's quota counts it from now (schema/logic/quota.sql).
+        PERFORM quota_usage_add(p_user, p_service_class_id, 0, 1);
+    ELSE
         -- Another request created it first: it is an overwrite now, decided by its bits.
         SELECT f.id INTO v_id FROM file f WHERE f.path = p_path FOR UPDATE;
         v_problem := namespace_authorise(p_user, p_path, 'write');
@@ -303,8 +307,10 @@ $$;
 
 -- namespace_entry_set changes the owner, group and/or mode (each left as it is when NULL)
 -- of the directory or file at p_path, journals the change and returns the entry as it is
--- now. Locks: the entry's row. Raises: invalid_argument (PX002) for a bad path, name or
--- mode; not_found (PX001) when there is no entry at p_path.
+-- now. A file given to another owner takes what it holds of the quota with it (from the
+-- old owner's usage to the new one's). Locks: the entry's row, those usage rows. Raises:
+-- invalid_argument (PX002) for a bad path, name or mode; not_found (PX001) when there is
+-- no entry at p_path.
 CREATE OR REPLACE FUNCTION namespace_entry_set(p_path text, p_owner text, p_group text, p_mode integer, p_by text)
 RETURNS TABLE (kind text, path text, owner text, group_name text, mode text, size_bytes bigint, updated_at timestamptz)
 LANGUAGE plpgsql
@@ -319,6 +325,7 @@ DECLARE
         CASE WHEN coalesce(p_group, '') <> '' THEN namespace_user_problem('group', p_group) END,
         CASE WHEN p_mode IS NOT NULL AND (p_mode < 0 OR p_mode > 4095) THEN format('mode %s is out of range: 0 to 07777', p_mode) END);
     v_old jsonb;
+    v_bytes bigint;
 BEGIN
     IF v_problem IS NOT NULL THEN
         RAISE EXCEPTION '%', v_problem USING ERRCODE = 'PX002';
@@ -332,6 +339,14 @@ BEGIN
         SELECT to_jsonb(f) INTO v_old FROM file f WHERE f.path = p_path FOR UPDATE;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'no such file or directory: %', p_path USING ERRCODE = 'PX001';
+        END IF;
+        IF p_owner IS NOT NULL AND p_owner <> v_old->>'owner' THEN
+            -- What the file holds moves to its new owner's quota (not checked against it:
+            -- the operator gives the file on purpose, and quota ls shows the result).
+            SELECT coalesce(sum(dc.size_bytes), 0) INTO v_bytes FROM disk_copy dc
+            WHERE dc.file_id = (v_old->>'id')::bigint AND dc.status IN ('STAGED', 'STAGEOUT');
+            PERFORM quota_usage_add(v_old->>'owner', (v_old->>'service_class_id')::bigint, -v_bytes, -1);
+            PERFORM quota_usage_add(p_owner, (v_old->>'service_class_id')::bigint, v_bytes, 1);
         END IF;
         UPDATE file f SET owner = coalesce(p_owner, f.owner), group_name = coalesce(p_group, f.group_name),
                           mode = coalesce(p_mode, f.mode), updated_at = now()

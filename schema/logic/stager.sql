@@ -188,12 +188,15 @@ $$;
 -- subrequest_decide_put decides a PUT: FAILED with permission_denied (PX004) when its user
 -- may not create the file (a new one: namespace_file_create makes it and its directories)
 -- or write it (an existing one), or when the file exists and the put may only create it
--- (create_only: its token's scope), changing nothing; FAILED with conflict (PX003) while
+-- (create_only: its token's scope), changing nothing; FAILED with quota_exceeded (PX010) when
+-- a new file would pass the writer's file quota in the request's service class, or the
+-- file's owner has no room left in its bytes quota (quota_room; the bytes of the write are
+-- counted when its upload ends), changing nothing; FAILED with conflict (PX003) while
 -- another write of the file is unclosed (the second writer fails at once rather than
 -- waiting behind a write that may never be closed; see docs/statuses.md); else a new
 -- STAGEOUT disk copy handed to the scheduler plugin (SCHEDULED or WAITSCHED). Returns the
--- disk server's URL when the write was placed at once. Locks: the file row, and the
--- directories it creates.
+-- disk server's URL when the write was placed at once. Locks: the file row, the
+-- directories it creates, the usage rows of the writer and of the file's owner (quota_room).
 CREATE OR REPLACE FUNCTION subrequest_decide_put(p_id bigint)
 RETURNS text
 LANGUAGE plpgsql
@@ -207,12 +210,27 @@ DECLARE
     v_writer bigint;
     v_copy bigint;
     v_problem text;
+    v_quota text;
     v_new bigint;
 BEGIN
     SELECT * INTO v_sr FROM subrequest WHERE id = p_id;
     SELECT * INTO v_req FROM request WHERE id = v_sr.request_id;
     SELECT * INTO v_file FROM file_lock(v_sr.path, NULL, NULL, false);
     IF v_file.id IS NULL THEN
+        -- The quota before anything is created, so that a refused put leaves no
+        -- directory behind; but not for a user the bits refuse (namespace_file_create
+        -- says so), whom a quota refusal would tell that the file does not exist. The
+        -- bits alone, read twice: an administrator's override is journaled once, there.
+        -- The new file is the writer's, in the request's service class: it needs one
+        -- file and some room there.
+        IF namespace_access_problem(v_req.user_name, v_sr.path, 'create') IS NULL
+           OR EXISTS (SELECT 1 FROM admin_user a WHERE a.user_name = v_req.user_name) THEN
+            v_quota := quota_room(v_req.user_name, v_req.service_class_id, NULL, 1);
+            IF v_quota IS NOT NULL THEN
+                PERFORM subrequest_fail(p_id, 'PX010', v_quota);
+                RETURN NULL;
+            END IF;
+        END IF;
         SELECT c.file_id, c.problem INTO v_new, v_problem
         FROM namespace_file_create(v_sr.path, v_req.service_class_id, v_req.user_name) c;
         SELECT * INTO v_file FROM file WHERE id = v_new;
@@ -228,6 +246,16 @@ BEGIN
     END IF;
     IF v_problem IS NOT NULL THEN
         PERFORM subrequest_fail(p_id, 'PX004', v_problem);
+        RETURN NULL;
+    END IF;
+    -- A rewrite is charged to the file's owner, in the file's service class; a put whose
+    -- file another request created meanwhile is a rewrite too, and is checked again here.
+    v_quota := quota_room(v_file.owner, v_file.service_class_id, NULL, 0);
+    IF v_quota IS NOT NULL THEN
+        -- A file with no content yet (its first write was taken back and is decided
+        -- again) is given up with it, as a failed first write's is.
+        PERFORM disk_copy_abandon(v_file.id, NULL);
+        PERFORM subrequest_fail(p_id, 'PX010', v_quota);
         RETURN NULL;
     END IF;
     v_writer := file_unclosed_writer(v_file.id, p_id);
@@ -248,8 +276,9 @@ $$;
 -- subrequest_decide_get decides a GET or PREPARE_TO_GET: FAILED with permission_denied
 -- (PX004) when its user may not read the file, with not_found (PX001)
 -- when there is no file or no valid copy, or with transfer_failed (PX007) when its copy was
--- found corrupt (transfer_get_corrupt: a marked copy is never read again); WAITSUBREQ while a
--- write of the file is unclosed (the reader then gets the new content); otherwise the STAGED
+-- found corrupt (transfer_get_corrupt: a marked copy is never read again); WAITSUBREQ while
+-- the first write of the file is unclosed (the reader then gets its content; during a
+-- rewrite the reader gets the previous content at once); otherwise the STAGED
 -- copy is handed to the scheduler plugin (GET: SCHEDULED on the server holding it, or
 -- WAITSCHED while that server is down) or FINISHED (PREPARE_TO_GET: the file is on disk
 -- already). Returns the disk server's URL when the read was placed at once.
@@ -272,16 +301,20 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT * INTO v_sr FROM subrequest WHERE id = p_id;
+    SELECT dc.id INTO v_staged FROM disk_copy dc
+    WHERE dc.file_id = v_file.id AND dc.status = 'STAGED' AND dc.corrupt_at IS NULL ORDER BY dc.id DESC LIMIT 1;
+    -- A rewrite in progress does not hold up a reader of the content it will replace: the
+    -- write may stay unclosed until its lease ends (policy put_lease_seconds), and the
+    -- previous content is the file's until then. Only a file with no readable content
+    -- yet (its first write) is waited for.
     v_writer := file_unclosed_writer(v_file.id, p_id);
-    IF v_writer IS NOT NULL THEN
+    IF v_writer IS NOT NULL AND v_staged IS NULL THEN
         UPDATE subrequest SET status = 'WAITSUBREQ', file_id = v_file.id, parent_id = nullif(v_writer, 0),
                info = format('waiting for the write of %s to be closed', v_sr.path), updated_at = now()
         WHERE id = p_id;
         PERFORM request_refresh(v_sr.request_id);
         RETURN NULL;
     END IF;
-    SELECT dc.id INTO v_staged FROM disk_copy dc
-    WHERE dc.file_id = v_file.id AND dc.status = 'STAGED' AND dc.corrupt_at IS NULL ORDER BY dc.id DESC LIMIT 1;
     IF v_staged IS NULL THEN
         SELECT dc.id INTO v_corrupt FROM disk_copy dc
         WHERE dc.file_id = v_file.id AND dc.status = 'STAGED' ORDER BY dc.id DESC LIMIT 1;
@@ -340,9 +373,10 @@ $$;
 -- subrequest_decide_rm removes a file: writes in progress fail ("removed while being
 -- written"), subrequests waiting on the file or not yet transferring fail with not_found,
 -- reads already transferring finish (their copy is kept until they end), every copy becomes
--- INVALID for its disk server to delete, and the namespace entry goes. Fails with
+-- INVALID for its disk server to delete, and the namespace entry goes, with what it held
+-- of its owner's quota (the file and its copies' bytes). Fails with
 -- permission_denied (PX004) when its user may not remove the file (subrequest_file).
--- Locks: the file row, the other subrequests on the file.
+-- Locks: the file row, the other subrequests on the file, its owner's usage row.
 CREATE OR REPLACE FUNCTION subrequest_decide_rm(p_id bigint)
 RETURNS text
 LANGUAGE plpgsql
@@ -352,6 +386,7 @@ AS $$
 DECLARE
     v_file file;
     v_other subrequest;
+    v_freed bigint;
 BEGIN
     SELECT * INTO v_file FROM subrequest_file(p_id);
     IF v_file.id IS NULL THEN
@@ -369,8 +404,11 @@ BEGIN
             PERFORM subrequest_fail(v_other.id, 'PX001', format('no such file: %s was removed (stager_rm)', v_file.path));
         END IF;
     END LOOP;
-    UPDATE disk_copy SET status = 'INVALID', updated_at = now()
-    WHERE file_id = v_file.id AND status IN ('STAGED', 'STAGEOUT');
+    WITH gone AS (
+        UPDATE disk_copy SET status = 'INVALID', updated_at = now()
+        WHERE file_id = v_file.id AND status IN ('STAGED', 'STAGEOUT') RETURNING size_bytes)
+    SELECT coalesce(sum(size_bytes), 0) INTO v_freed FROM gone;
+    PERFORM file_quota_add(v_file.id, -v_freed, -1);
     DELETE FROM file WHERE id = v_file.id;
     PERFORM subrequest_finish(p_id, 'removed');
     RETURN '';

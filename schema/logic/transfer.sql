@@ -36,8 +36,14 @@ $$;
 -- pollux_request_changed: the client's long poll returns with the endpoint). Returns what
 -- each mover needs, with the time limits of policy transfer_open_seconds and
 -- transfer_seconds and the minimum rate (transfer_min_bytes_per_second averaged over
--- transfer_min_rate_seconds) below which the mover drops the transfer. A transfer without a copy to move fails at once, and so does a read
--- whose copy was found corrupt after the read was placed (transfer_get_corrupt).
+-- transfer_min_rate_seconds) below which the mover drops the transfer. A transfer without
+-- a copy to move fails at once, and so does a read whose copy was found corrupt after the
+-- read was placed (transfer_get_corrupt). A transfer whose user has policy
+-- user_max_transfers transfers READY already (on any server; 0: no limit) is left
+-- SCHEDULED, its info saying why, for a later claim: a mover held by one user is a mover
+-- others wait for. The count takes no lock: claims of several servers racing for one user
+-- may pass the limit by as many as race, which a guard against one user holding every
+-- mover can afford (a quota, which must not over-commit, locks).
 -- Idempotent: a claim is keyed by its tokens, which the server makes afresh for each claim.
 -- Transfers READY on this server with one of them were claimed by an earlier run of this
 -- same claim whose commit's reply was lost (framework/pg runs it again; the server passes
@@ -69,6 +75,8 @@ DECLARE
     v_limit bigint := policy_value('transfer_seconds');
     v_min_rate bigint := policy_value('transfer_min_bytes_per_second');
     v_rate_window bigint := policy_value('transfer_min_rate_seconds');
+    v_max_transfers bigint := policy_value('user_max_transfers');
+    v_in_flight jsonb := '{}'; -- user name -> transfers READY, counted once per claim
 BEGIN
     FOR v_sr IN
         SELECT s.id, s.request_id, s.token, r.transfer_key_hash FROM subrequest s JOIN request r ON r.id = s.request_id
@@ -86,12 +94,36 @@ BEGIN
         RETURN NEXT;
     END LOOP;
     v_free := ARRAY(SELECT t FROM unnest(v_tokens) WITH ORDINALITY AS u(t, n) WHERE t <> ALL (v_used) ORDER BY n);
+    -- No LIMIT: a transfer held back by its user's limit must not take the place of
+    -- another user's; the loop ends once every free token is used. (A FOR loop fetches,
+    -- and so locks, a few rows ahead; they are this server's alone.)
+    IF cardinality(v_free) = 0 THEN
+        RETURN;
+    END IF;
     FOR v_sr IN
-        SELECT s.id, s.request_id, (SELECT r.transfer_key_hash FROM request r WHERE r.id = s.request_id) AS transfer_key_hash
-        FROM subrequest s
+        SELECT s.id, s.request_id, r.user_name, r.transfer_key_hash FROM subrequest s JOIN request r ON r.id = s.request_id
         WHERE s.disk_server_id = p_disk_server_id AND s.status = 'SCHEDULED'
-        ORDER BY s.disk_server_id, s.id LIMIT cardinality(v_free) FOR UPDATE SKIP LOCKED
+        ORDER BY s.disk_server_id, s.id FOR UPDATE OF s SKIP LOCKED
     LOOP
+        EXIT WHEN v_i >= cardinality(v_free);
+        IF v_max_transfers > 0 THEN
+            IF NOT v_in_flight ? v_sr.user_name THEN
+                v_in_flight := v_in_flight || jsonb_build_object(v_sr.user_name, (
+                    SELECT count(*) FROM subrequest x JOIN request xr ON xr.id = x.request_id
+                    WHERE x.status = 'READY' AND xr.user_name = v_sr.user_name));
+            END IF;
+            IF (v_in_flight ->> v_sr.user_name)::bigint >= v_max_transfers THEN
+                -- Left SCHEDULED, for this server's next claim (each transfer's end wakes
+                -- it; its poll is the safety net); the client is told why it waits.
+                UPDATE subrequest s SET info = format('queued: user %s has %s transfers in flight, the limit (policy user_max_transfers)',
+                        v_sr.user_name, v_in_flight ->> v_sr.user_name), updated_at = now()
+                WHERE s.id = v_sr.id AND s.info NOT LIKE 'queued: user % transfers in flight%';
+                IF FOUND THEN
+                    PERFORM request_refresh(v_sr.request_id);
+                END IF;
+                CONTINUE;
+            END IF;
+        END IF;
         SELECT * INTO v_loc FROM transfer_location(v_sr.id);
         IF NOT FOUND THEN
             PERFORM subrequest_fail_transfer(v_sr.id, 'PX007', 'the subrequest has no disk copy to transfer');
@@ -105,6 +137,9 @@ BEGIN
             CONTINUE;
         END IF;
         v_i := v_i + 1;
+        IF v_max_transfers > 0 THEN
+            v_in_flight := v_in_flight || jsonb_build_object(v_sr.user_name, (v_in_flight ->> v_sr.user_name)::bigint + 1);
+        END IF;
         UPDATE subrequest s SET status = 'READY', mover_url = rtrim(p_mover_base, '/') || '/v1/transfers/' || v_sr.id,
                token = v_free[v_i], info = 'ready: transfer the data to or from the mover', updated_at = now()
         WHERE s.id = v_sr.id;
@@ -132,8 +167,11 @@ $$;
 -- a user's doing (removed while written) or ended with another size or checksum;
 -- unavailable (PX005) when the service gave it up (taken back, placed again, failed by
 -- its disk server's absence or a time limit). Either way the mover then keeps the data
--- unless disk_copy_discardable says the catalogue has no copy there.
--- Locks: the subrequest, the file, the copy.
+-- unless disk_copy_discardable says the catalogue has no copy there. Raises
+-- quota_exceeded (PX010), changing nothing, when the write's bytes would pass its file
+-- owner's bytes quota (quota_room): the mover then fails the transfer with that reason
+-- (transfer_fail), which gives the write up. The bytes count in the quota from here.
+-- Locks: the subrequest, the file, the owner's usage row, the copy.
 CREATE OR REPLACE FUNCTION transfer_put_ended(p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text,
                                                p_client_adler32 text)
 RETURNS void
@@ -143,6 +181,8 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_sr subrequest;
+    v_file file;
+    v_quota text;
     v_close boolean;
 BEGIN
     SELECT * INTO v_sr FROM subrequest s WHERE s.id = p_subrequest_id FOR UPDATE;
@@ -165,12 +205,19 @@ BEGIN
         RAISE EXCEPTION 'the write of subrequest % is no longer this transfer''s: it was taken back and placed again (%)',
             p_subrequest_id, v_sr.info USING ERRCODE = 'PX005';
     END IF;
-    PERFORM 1 FROM file WHERE id = v_sr.file_id FOR UPDATE;
+    SELECT * INTO v_file FROM file WHERE id = v_sr.file_id FOR UPDATE;
+    -- The write's bytes are known only now: the owner's quota takes them here or refuses
+    -- them, under the usage row's lock, so ends racing at the limit cannot both pass it.
+    v_quota := quota_room(v_file.owner, v_file.service_class_id, p_size_bytes, 0);
+    IF v_quota IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_quota USING ERRCODE = 'PX010';
+    END IF;
     UPDATE disk_copy SET size_bytes = p_size_bytes, checksum_adler32 = p_checksum_adler32, updated_at = now()
     WHERE id = v_sr.disk_copy_id AND status = 'STAGEOUT';
     IF NOT FOUND THEN
         RAISE EXCEPTION 'the copy written by subrequest % is no longer being written', p_subrequest_id USING ERRCODE = 'PX003';
     END IF;
+    PERFORM quota_usage_add(v_file.owner, v_file.service_class_id, p_size_bytes, 0);
     UPDATE subrequest SET size_bytes = p_size_bytes, checksum_adler32 = p_checksum_adler32 WHERE id = p_subrequest_id;
     SELECT auto_close INTO v_close FROM request WHERE id = v_sr.request_id;
     IF v_close AND p_client_adler32 IS NULL THEN
@@ -280,10 +327,9 @@ END;
 $$;
 
 -- subrequest_abandon_write gives up a write for good (the one place that does, whoever gives
--- up: a failed upload, a write out of retries): its copy becomes INVALID, readers waiting on
--- the file start again (they get the previous content, or "no such file"), and a namespace
--- entry that never got content goes. A subrequest that is not a write is left alone.
--- Locks: the caller holds the subrequest; the file, the copy.
+-- up: a failed upload, a write out of retries, an expired lease): its copy is given up
+-- (disk_copy_abandon). A subrequest that is not a write is left alone.
+-- Locks: the caller holds the subrequest; the file, the copy, the owner's usage row.
 CREATE OR REPLACE FUNCTION subrequest_abandon_write(p_id bigint)
 RETURNS void
 LANGUAGE plpgsql
@@ -297,12 +343,34 @@ BEGIN
     IF v_sr.type <> 'PUT' OR v_sr.file_id IS NULL THEN
         RETURN;
     END IF;
-    PERFORM 1 FROM file WHERE id = v_sr.file_id FOR UPDATE;
-    UPDATE disk_copy SET status = 'INVALID', updated_at = now() WHERE id = v_sr.disk_copy_id AND status = 'STAGEOUT';
+    PERFORM disk_copy_abandon(v_sr.file_id, v_sr.disk_copy_id);
+END;
+$$;
+
+-- disk_copy_abandon gives up the unclosed write p_disk_copy_id of file p_file_id: the copy
+-- becomes INVALID and its bytes, if its upload had ended, leave the owner's quota; readers
+-- waiting on the file start again (they get the previous content, or "no such file"); and
+-- a namespace entry that never got content goes, with its place in the file quota.
+-- Locks: the file, the copy, the owner's usage row.
+CREATE OR REPLACE FUNCTION disk_copy_abandon(p_file_id bigint, p_disk_copy_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    v_bytes bigint;
+BEGIN
+    PERFORM 1 FROM file WHERE id = p_file_id FOR UPDATE;
+    UPDATE disk_copy SET status = 'INVALID', updated_at = now() WHERE id = p_disk_copy_id AND status = 'STAGEOUT'
+    RETURNING coalesce(size_bytes, 0) INTO v_bytes;
+    PERFORM file_quota_add(p_file_id, -coalesce(v_bytes, 0), 0);
     -- Wake the waiters before the entry may go: deleting it clears their file_id.
-    PERFORM subrequest_wake_waiters(v_sr.file_id);
-    DELETE FROM file f WHERE f.id = v_sr.file_id
-      AND NOT EXISTS (SELECT 1 FROM disk_copy dc WHERE dc.file_id = f.id AND dc.status IN ('STAGED', 'STAGEOUT'));
+    PERFORM subrequest_wake_waiters(p_file_id);
+    IF NOT EXISTS (SELECT 1 FROM disk_copy dc WHERE dc.file_id = p_file_id AND dc.status IN ('STAGED', 'STAGEOUT')) THEN
+        PERFORM file_quota_add(p_file_id, 0, -1);
+        DELETE FROM file f WHERE f.id = p_file_id;
+    END IF;
 END;
 $$;
 

@@ -135,9 +135,10 @@ func (c *claimer) watch(t *mover.Transfer, r model.TransferClaimRow) {
 	defer open.Stop()
 	overdue := fmt.Errorf("the transfer did not end within %s", transferLimit)
 	var deadline <-chan time.Time
-	// The minimum rate (policy, read at claim): an upload that received fewer than
-	// minRate × window bytes in the last window is dropped, so that a stalled or trickling
-	// client does not hold a mover, its space and a connection until transfer_seconds.
+	// The minimum rate (policy, read at claim): an upload that received, or a download that
+	// sent, fewer than minRate × window bytes in the last window is dropped, so that a
+	// stalled or trickling client does not hold a mover, its space and a connection until
+	// transfer_seconds.
 	window := time.Duration(r.MinRateSeconds) * time.Second
 	var rateCheck <-chan time.Time
 	var movedBefore int64
@@ -160,22 +161,26 @@ func (c *claimer) watch(t *mover.Transfer, r model.TransferClaimRow) {
 			timer := time.NewTimer(transferLimit)
 			defer timer.Stop()
 			deadline = timer.C
-			if r.Type == model.RequestTypePut && r.MinBytesPerSecond > 0 && window > 0 {
+			if r.MinBytesPerSecond > 0 && window > 0 {
 				ticker := time.NewTicker(window)
 				defer ticker.Stop()
 				rateCheck = ticker.C
 			}
 			log.Info("client connected")
 		case <-rateCheck:
-			moved, receiving := t.Moved()
-			if !receiving {
-				// The bytes are in; a long fsync is not the client's slowness.
+			moved, moving := t.Moved()
+			if !moving {
+				// The bytes are in (or out); a long fsync is not the client's slowness.
 				rateCheck = nil
 				continue
 			}
 			if got, want := moved-movedBefore, r.MinBytesPerSecond*r.MinRateSeconds; got < want {
-				slow := fmt.Errorf("the upload received %d bytes in the last %s, below the minimum of %d bytes per second (policy transfer_min_bytes_per_second)",
-					got, window, r.MinBytesPerSecond)
+				what := "the upload received"
+				if r.Type == model.RequestTypeGet {
+					what = "the download sent"
+				}
+				slow := fmt.Errorf("%s %d bytes in the last %s, below the minimum of %d bytes per second (policy transfer_min_bytes_per_second)",
+					what, got, window, r.MinBytesPerSecond)
 				t.Abort(slow)
 				c.fail(log, id, r.Token, slow.Error())
 				return

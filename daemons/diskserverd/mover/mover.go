@@ -484,6 +484,11 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 		return model.TransferPutEnded(ctx, q, x.id, x.t.Token(), n, sum, clientSum)
 	})
 	switch code := pg.SQLState(err); code {
+	case model.SQLStateQuotaExceeded:
+		// The owner's quota has no room for these bytes (known only now): the write
+		// fails with that reason and gives its copy up, which its garbage collector
+		// unlinks; the client is told which quota and by how much.
+		return x.fail(w, model.ErrorKindQuota.HTTPStatus(), code, pg.ServerMessage(err))
 	case model.SQLStateConflict, model.SQLStateUnavailable:
 		// Removed while being written (conflict: the user's doing), or given up by the
 		// service (unavailable: run it again): the catalogue wants none of it.
@@ -567,7 +572,12 @@ func (x *transfer) get(w http.ResponseWriter) error {
 		return outcome
 	}
 
-	n, sum, readErr, writeErr := x.h.send(w, f, size, want, start)
+	var window time.Duration
+	if x.row.MinBytesPerSecond > 0 {
+		window = time.Duration(x.row.MinRateSeconds) * time.Second
+	}
+	n, sum, readErr, writeErr := x.h.send(w, f, size, want, start, &x.t.moved, window)
+	x.t.received.Store(true) // sent: what follows is no slow client's doing
 	if aborted, outcome := x.aborted(replyTo()); aborted {
 		return cut(outcome)
 	}

@@ -10,8 +10,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -175,23 +177,36 @@ func TestSendVerifies(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
-	overTCP := func(t *testing.T, f *os.File, size int64, want string, start func()) (got []byte, n int64, sum string, readErr, writeErr error) {
-		conn, err := net.Dial("tcp", ln.Addr().String())
-		require.NoError(t, err)
-		peer, err := ln.Accept()
-		require.NoError(t, err)
-		received := make(chan []byte)
-		go func() { b, _ := io.ReadAll(peer); peer.Close(); received <- b }()
-		n, sum, readErr, writeErr = h.send(conn, f, size, want, start)
-		conn.Close()
-		return <-received, n, sum, readErr, writeErr
+	// window > 0 sends in steps, as for a download under a minimum rate: a minute lets the
+	// steps grow, a nanosecond keeps them at their smallest. Either way every byte sent is
+	// counted in moved.
+	type sendFunc func(*testing.T, *os.File, int64, string, func()) ([]byte, int64, string, error, error)
+	overTCP := func(window time.Duration) sendFunc {
+		return func(t *testing.T, f *os.File, size int64, want string, start func()) (got []byte, n int64, sum string, readErr, writeErr error) {
+			conn, err := net.Dial("tcp", ln.Addr().String())
+			require.NoError(t, err)
+			peer, err := ln.Accept()
+			require.NoError(t, err)
+			received := make(chan []byte)
+			go func() { b, _ := io.ReadAll(peer); peer.Close(); received <- b }()
+			var moved atomic.Int64
+			n, sum, readErr, writeErr = h.send(conn, f, size, want, start, &moved, window)
+			conn.Close()
+			require.Equal(t, n, moved.Load(), "every byte sent is counted")
+			return <-received, n, sum, readErr, writeErr
+		}
 	}
-	inBuffer := func(t *testing.T, f *os.File, size int64, want string, start func()) (got []byte, n int64, sum string, readErr, writeErr error) {
-		var out bytes.Buffer
-		n, sum, readErr, writeErr = h.send(&out, f, size, want, start)
-		return out.Bytes(), n, sum, readErr, writeErr
+	inBuffer := func(window time.Duration) sendFunc {
+		return func(t *testing.T, f *os.File, size int64, want string, start func()) (got []byte, n int64, sum string, readErr, writeErr error) {
+			var out bytes.Buffer
+			var moved atomic.Int64
+			n, sum, readErr, writeErr = h.send(&out, f, size, want, start, &moved, window)
+			require.Equal(t, n, moved.Load(), "every byte sent is counted")
+			return out.Bytes(), n, sum, readErr, writeErr
+		}
 	}
-	for name, send := range map[string]func(*testing.T, *os.File, int64, string, func()) ([]byte, int64, string, error, error){"tcp": overTCP, "buffer": inBuffer} {
+	for name, send := range map[string]sendFunc{"tcp": overTCP(0), "buffer": inBuffer(0),
+		"tcp stepped": overTCP(time.Minute), "buffer stepped": inBuffer(time.Minute), "buffer smallest steps": inBuffer(time.Nanosecond)} {
 		for _, size := range []int{0, 1, segmentSize, 2*segmentSize + 3} {
 			data := randomBytes(t, size)
 			sum := fmt.Sprintf("%08x", adler32.Checksum(data))
@@ -229,7 +244,7 @@ func TestSendShrunkCopy(t *testing.T) {
 	data := randomBytes(t, 1000)
 	var out bytes.Buffer
 	started := false
-	n, sum, readErr, _ := h.send(&out, copyFile(t, data), 64<<10, "00000000", func() { started = true })
+	n, sum, readErr, _ := h.send(&out, copyFile(t, data), 64<<10, "00000000", func() { started = true }, new(atomic.Int64), 0)
 	require.ErrorContains(t, readErr, "reading bytes 0 to 65536 of the copy")
 	require.Empty(t, sum)
 	require.Zero(t, n)

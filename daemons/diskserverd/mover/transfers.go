@@ -77,18 +77,19 @@ type Transfer struct {
 	outcome error
 	started chan struct{}
 	ended   chan struct{}
-	// moved counts the bytes an upload has received so far, for the job's minimum-rate
-	// check (Moved).
+	// moved counts the bytes an upload has received, or a download has handed to its
+	// connection, so far, for the job's minimum-rate check (Moved).
 	moved atomic.Int64
-	// received is set once the upload's body has been read to its end (or failed): what
-	// follows (checks, fsync, the report) moves no bytes and is no slow client's doing.
+	// received is set once the upload's body has been read, or the download's sent, to
+	// its end (or failed): what follows (checks, fsync, the report) moves no bytes and is
+	// no slow client's doing.
 	received atomic.Bool
 }
 
-// Moved is how many bytes the transfer's upload has received so far, and whether it is
-// still receiving. Downloads are not counted: their bytes go out a segment at a time by
-// sendfile.
-func (t *Transfer) Moved() (n int64, receiving bool) { return t.moved.Load(), !t.received.Load() }
+// Moved is how many bytes the transfer has moved so far (an upload received, a download
+// sent: counted per sendfile call, see firstSendStep), and whether it is still moving
+// them.
+func (t *Transfer) Moved() (n int64, moving bool) { return t.moved.Load(), !t.received.Load() }
 
 // counting counts what is read through it into a transfer's moved bytes.
 type counting struct {

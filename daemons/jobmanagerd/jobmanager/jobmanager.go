@@ -2,7 +2,8 @@
 // of transfers once they leave the fast path. It finds disk servers that stopped
 // heartbeating and moves their transfers on (queued ones placed elsewhere, those in flight
 // failed with the reason), ends transfers that outlived every time limit because their
-// disk server could not record the end, and moves finished requests out of the hot tables
+// disk server could not record the end, gives up writes left unclosed past their lease
+// (releasing their quota), and moves finished requests out of the hot tables
 // after the operator's retention. A request that goes well never waits on it.
 //
 // Every sweep is a singleton pool (framework/leader): any number of job managers run, one
@@ -102,8 +103,10 @@ func sweep(env *daemon.Env, name string, every time.Duration,
 
 // expirePool is the expire sweep, a singleton: disk servers fallen silent and the
 // transfers of servers that are out (disk_server_expire), then transfers past every time
-// limit (subrequest_expire), in one fenced transaction on the leader; transfers placed again
-// elsewhere get a wake-up hint to their new server after the commit.
+// limit (subrequest_expire), then writes left unclosed past their lease
+// (disk_copy_expire_unclosed, policy put_lease_seconds), in one fenced transaction on the
+// leader; transfers placed again elsewhere get a wake-up hint to their new server after
+// the commit.
 func expirePool(env *daemon.Env, every time.Duration, hints *wake.Hinter) (*claim.Pool, error) {
 	workers, batch := env.Pool("expire")
 	log := env.Logger("expire")
@@ -113,7 +116,8 @@ func expirePool(env *daemon.Env, every time.Duration, hints *wake.Hinter) (*clai
 		Step: func(ctx context.Context) (int, error) {
 			var servers []model.DiskServerExpireRow
 			var rows []model.SubrequestExpireRow
-			// Both sweeps take what is left, so a re-run after a lost commit reply is safe;
+			var unclosed []model.DiskCopyExpireUnclosedRow
+			// The sweeps take what is left, so a re-run after a lost commit reply is safe;
 			// what the last run returned is what committed.
 			_, err := el.Tx(ctx, func(q pg.Querier) (n int, err error) {
 				if servers, err = model.DiskServerExpire(ctx, q, int32(batch)); err != nil {
@@ -122,7 +126,10 @@ func expirePool(env *daemon.Env, every time.Duration, hints *wake.Hinter) (*clai
 				if rows, err = model.SubrequestExpire(ctx, q, int32(batch)); err != nil {
 					return 0, err
 				}
-				return len(servers) + len(rows), nil
+				if unclosed, err = model.DiskCopyExpireUnclosed(ctx, q, int32(batch)); err != nil {
+					return 0, err
+				}
+				return len(servers) + len(rows) + len(unclosed), nil
 			})
 			if err != nil {
 				return 0, err
@@ -144,8 +151,12 @@ func expirePool(env *daemon.Env, every time.Duration, hints *wake.Hinter) (*clai
 				log.Warn("transfer ended", zap.String(logging.KeyRequestID, e.RequestID),
 					zap.Int64("subrequest", e.ID), zap.Stringer("status", e.Status), zap.String("reason", e.Reason))
 			}
+			for _, e := range unclosed {
+				log.Info("unclosed write expired", zap.String(logging.KeyRequestID, deref(e.RequestID)),
+					zap.Int64("subrequest", deref(e.SubrequestID)), zap.String("path", e.Path), zap.String("reason", e.Reason))
+			}
 			hints.Hint(wakes...)
-			return max(len(servers), len(rows)), nil
+			return max(len(servers), len(rows), len(unclosed)), nil
 		},
 	}, nil, env.ClaimMetrics, env.Log)
 	if err != nil {

@@ -22,6 +22,8 @@ const (
 	PathRequests = "/v1/requests"
 	// PathFiles answers GET ?path=/pollux/... with a File (stager_qry).
 	PathFiles = "/v1/files"
+	// PathQuotas answers GET with the caller's Quotas (stager_qry --quota).
+	PathQuotas = "/v1/quotas"
 	// ParamWait is the longest time (a Go duration such as "30s", or seconds) a GET of a
 	// request waits for it to change, or a POST waits for the new request's first change;
 	// rhd caps it at its --max-wait.
@@ -142,6 +144,27 @@ type File struct {
 	// Info says what keeps a STAGED file from being read now ("only copy is on disk2,
 	// unavailable since 2026-12-02 05:40:12 UTC (it stopped answering)"); empty when nothing does.
 	Info string `json:"info,omitempty"`
+}
+
+// Quotas answers a GET of PathQuotas: what the caller holds in each service class where
+// it holds something or has a quota, and its limits there.
+type Quotas struct {
+	User   string  `json:"user"`
+	Quotas []Quota `json:"quotas"`
+}
+
+// Quota is one user's usage and limits in one service class. A put past a limit fails
+// with the error kind quota (wire.ErrorKindQuota).
+type Quota struct {
+	ServiceClass string `json:"service_class"`
+	// Bytes is what the user's copies hold: closed content, and writes whose upload ended
+	// but that are not closed yet.
+	Bytes int64 `json:"bytes"`
+	// Files is how many files the user owns, counting those being written.
+	Files int64 `json:"files"`
+	// MaxBytes and MaxFiles are the limits; absent when there is none.
+	MaxBytes *int64 `json:"max_bytes,omitempty"`
+	MaxFiles *int64 `json:"max_files,omitempty"`
 }
 
 // UploadResponse is what a mover answers (201) to a completed upload: what it wrote.

@@ -455,3 +455,30 @@ func (s *server) getFile(w http.ResponseWriter, r *http.Request, c *call) *httpE
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
+
+// getQuotas answers stager_qry --quota: GET /v1/quotas, the caller's own usage and limits
+// per service class (quota_list), never another user's. It only reads: repeating it is
+// safe. A token's storage scopes do not limit it: it names no path, and tells the user
+// only about itself.
+func (s *server) getQuotas(w http.ResponseWriter, r *http.Request, c *call) *httpError {
+	ctx, cancel, herr := s.dbContext(r.Context())
+	if herr != nil {
+		return herr
+	}
+	defer cancel()
+	var rows []model.QuotaListRow
+	err := s.db.DoIdempotent(ctx, "list quotas", func(q pg.Querier) (err error) {
+		rows, err = model.QuotaList(ctx, q, &c.user)
+		return err
+	})
+	if err != nil {
+		return dbError(err)
+	}
+	out := api.Quotas{User: c.user, Quotas: []api.Quota{}}
+	for _, q := range rows {
+		out.Quotas = append(out.Quotas, api.Quota{ServiceClass: q.ServiceClass, Bytes: q.Bytes, Files: q.Files,
+			MaxBytes: q.MaxBytes, MaxFiles: q.MaxFiles})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

@@ -115,9 +115,10 @@ func newServer(cfg Config, env *daemon.Env) (*server, error) {
 	mux.Handle("/v1/requests", s.endpoint(http.MethodPost, s.submit))
 	mux.Handle("/v1/requests/{id}", s.endpoint(http.MethodGet, s.getRequest))
 	mux.Handle("/v1/files", s.endpoint(http.MethodGet, s.getFile))
+	mux.Handle("/v1/quotas", s.endpoint(http.MethodGet, s.getQuotas))
 	mux.HandleFunc(readyRoute, s.readyz)
 	mux.Handle("/", s.endpoint("", func(http.ResponseWriter, *http.Request, *call) *httpError {
-		return userError(model.ErrorKindNotFound, "no such endpoint: the API is POST /v1/requests, GET /v1/requests/{id}, GET /v1/files?path=...")
+		return userError(model.ErrorKindNotFound, "no such endpoint: the API is POST /v1/requests, GET /v1/requests/{id}, GET /v1/files?path=..., GET /v1/quotas")
 	}))
 	s.srv = &http.Server{
 		Handler:           s.logged(mux),
