@@ -72,9 +72,11 @@ type RequestReport struct {
 	PlainCopy, Upload, Download  time.Duration
 	// Load is the one-minute load average when each figure was taken, by figure.
 	Load map[string]string
-	// CPUPerCp is the CPU time of every process on the machine per pollux cp, less what the
-	// idle instance used in as long.
-	CPUPerCp time.Duration
+	// CPUPerCp is the CPU time per pollux cp of every process of the system under test (the
+	// client, the daemons, the database server's processes), less what the idle instance
+	// used in as long; MachineCPUPerCp the same from the whole machine's counters, which
+	// count whatever else runs there too.
+	CPUPerCp, MachineCPUPerCp time.Duration
 	// PgbenchTPS is pgbench -N -c 16 on the same server in the same run (0: not run).
 	PgbenchTPS float64
 	// FewServers and ManyServers are cp round trips with 2 and with ManyDiskServers disk
@@ -153,8 +155,17 @@ func RunRequests(ctx context.Context, o RequestOptions, progress io.Writer) (Req
 	}
 	fmt.Fprintf(progress, "pollux-bench: %d × pollux cp up (put + 1 KiB upload, closed at the end), with the machine's CPU time\n", o.RoundTrip)
 	idleFrom, idleAt := busyCPU(), time.Now()
+	idleOwn, err := sampleCPU(ctx, db, in)
+	if err != nil {
+		return rep, err
+	}
 	time.Sleep(5 * time.Second) // the idle instance's own rate (heartbeats, polls), to subtract
 	idleRate := (busyCPU() - idleFrom).Seconds() / time.Since(idleAt).Seconds()
+	ownAt, err := sampleCPU(ctx, db, in)
+	if err != nil {
+		return rep, err
+	}
+	ownIdleRate := ownAt.since(idleOwn).Seconds() / time.Since(idleAt).Seconds()
 	cpuFrom, cpuAt := busyCPU(), time.Now()
 	for i := range o.RoundTrip {
 		d, err := b.put(ctx, small, fmt.Sprintf("/pollux/bench/c%d", i), true)
@@ -164,7 +175,13 @@ func RunRequests(ctx context.Context, o RequestOptions, progress io.Writer) (Req
 		cps = append(cps, d.total)
 	}
 	busy := (busyCPU() - cpuFrom).Seconds() - idleRate*time.Since(cpuAt).Seconds()
-	rep.CPUPerCp = time.Duration(busy / float64(o.RoundTrip) * float64(time.Second))
+	rep.MachineCPUPerCp = time.Duration(busy / float64(o.RoundTrip) * float64(time.Second))
+	ownEnd, err := sampleCPU(ctx, db, in)
+	if err != nil {
+		return rep, err
+	}
+	own := ownEnd.since(ownAt).Seconds() - ownIdleRate*time.Since(cpuAt).Seconds()
+	rep.CPUPerCp = time.Duration(own / float64(o.RoundTrip) * float64(time.Second))
 	rep.CpRoundTrip = latency(cps)
 	rep.Load["cp"] = loadAverage()
 	fmt.Fprintf(progress, "pollux-bench: %d × stager_get + 1 KiB download\n", o.RoundTrip)
@@ -586,7 +603,8 @@ round trips, one client at a time:
 		row("           the 1 KiB upload", r.PutPhases[1], "put")+row("           stager_putdone", r.PutPhases[2], "put"),
 		row("pollux cp up: put + 1 KiB upload, closed", r.CpRoundTrip, "cp"),
 		row("stager_get + 1 KiB download", r.GetRoundTrip, "get"))
-	fmt.Fprintf(&b, "  CPU per pollux cp, every process, less the idle rate       %s   %s\n", ms(r.CPUPerCp), load("cp"))
+	fmt.Fprintf(&b, "  CPU per pollux cp: client, daemons and database server, less the idle rate   %s   (the whole machine's counters: %s)   %s\n",
+		ms(r.CPUPerCp), ms(r.MachineCPUPerCp), load("cp"))
 	fmt.Fprintf(&b, `
 database transactions the server counted (pg_stat_database commits and rollbacks, less the idle
 instance's rate; these include each listening session's reading of the NOTIFY queue):

@@ -7,10 +7,14 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/testsuites/e2e"
 )
 
 // statementLog has the server log every statement with its session and virtual
@@ -101,4 +105,76 @@ func (l *statementLog) Transactions(db string, from, to int64) (map[string]int, 
 		out[program]++
 	}
 	return out, sc.Err()
+}
+
+// cpuSample is the CPU time (user and system) each process of the system under test has
+// used since it started: the benchmark itself, the instance's daemons and every process of
+// the database server (pg_stat_activity lists its backends and its auxiliary processes).
+// Unlike busyCPU it does not count what else runs on the machine, so it holds on a machine
+// others share.
+type cpuSample map[int]time.Duration
+
+func sampleCPU(ctx context.Context, db *pg.DB, in *e2e.Instance) (cpuSample, error) {
+	pids := []int{os.Getpid()}
+	for _, p := range in.Procs() {
+		if pid := p.Pid(); pid > 0 {
+			pids = append(pids, pid)
+		}
+	}
+	rows, err := db.Pool().Query(ctx, "select pid from pg_stat_activity")
+	if err != nil {
+		return nil, fmt.Errorf("list the server's processes: %w", err)
+	}
+	for rows.Next() {
+		var pid int
+		if err := rows.Scan(&pid); err != nil {
+			return nil, err
+		}
+		pids = append(pids, pid)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	s := cpuSample{}
+	for _, pid := range pids {
+		if d, ok := processCPU(pid); ok {
+			s[pid] = d
+		}
+	}
+	return s, nil
+}
+
+// since is the CPU the processes of s used after earlier: a process that started since
+// counts whole; one that ended in between is lost (the daemons and their pooled database
+// sessions live through a measurement).
+func (s cpuSample) since(earlier cpuSample) time.Duration {
+	var d time.Duration
+	for pid, t := range s {
+		d += t - earlier[pid]
+	}
+	return d
+}
+
+// processCPU reads utime + stime of pid from /proc/<pid>/stat.
+func processCPU(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name (field 2) may hold spaces: the fields that follow come after its ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// Fields 14 and 15 of the line (utime, stime) are 12 and 13 after the name.
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	k, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(u+k) * 10 * time.Millisecond, true // USER_HZ is 100 on Linux
 }

@@ -259,6 +259,17 @@ func (in *Instance) start(p *Proc) error {
 	return nil
 }
 
+// Pid is the process id of the daemon's current run (0 before its first start). A daemon
+// placed on a host runs inside that host's namespace, still a child of the test.
+func (p *Proc) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Procs returns the daemons, by name.
 func (in *Instance) Procs() map[string]*Proc {
 	m := map[string]*Proc{}
