@@ -41,6 +41,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "leader_work_purge", File: "leader.sql", IdentityArgs: "p_batch integer", Result: "integer"},
 	{Name: "leader_lease_list", File: "leader.sql", IdentityArgs: "p_window_seconds integer", Result: "TABLE(name text, epoch bigint, holder_id uuid, holder_host text, holder_preferred boolean, acquired_at timestamp with time zone, lease_age_seconds double precision, expires_in_seconds double precision, backups text[])"},
 	{Name: "system_check", File: "check.sql", IdentityArgs: "", Result: "TABLE(area text, item text, state text, detail text)"},
+	{Name: "subrequest_queue_stats", File: "metrics.sql", IdentityArgs: "", Result: "TABLE(status text, type text, subrequests bigint, oldest_seconds double precision)"},
 	{Name: "namespace_mode_text", File: "permission.sql", IdentityArgs: "p_mode integer", Result: "text"},
 	{Name: "namespace_mode_parse", File: "permission.sql", IdentityArgs: "p_mode text", Result: "integer"},
 	{Name: "namespace_ancestors", File: "permission.sql", IdentityArgs: "p_path text", Result: "text[]"},
@@ -153,6 +154,8 @@ const (
 	LeaderLeaseListSQL = "SELECT name, epoch, holder_id, holder_host, holder_preferred, acquired_at, lease_age_seconds, expires_in_seconds, backups FROM leader_lease_list($1::integer)"
 	// SystemCheckSQL is the statement SystemCheck runs.
 	SystemCheckSQL = "SELECT area, item, state, detail FROM system_check()"
+	// SubrequestQueueStatsSQL is the statement SubrequestQueueStats runs.
+	SubrequestQueueStatsSQL = "SELECT status, type, subrequests, oldest_seconds FROM subrequest_queue_stats()"
 	// NamespaceModeTextSQL is the statement NamespaceModeText runs.
 	NamespaceModeTextSQL = "SELECT namespace_mode_text($1::integer)"
 	// NamespaceModeParseSQL is the statement NamespaceModeParse runs.
@@ -522,6 +525,34 @@ func SystemCheck(ctx context.Context, db DBTX) ([]SystemCheckRow, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("system_check: %w", err)
+	}
+	return result, nil
+}
+
+// SubrequestQueueStatsRow is a row returned by subrequest_queue_stats.
+type SubrequestQueueStatsRow struct {
+	Status        string  `json:"status"`
+	Type          string  `json:"type"`
+	Subrequests   int64   `json:"subrequests"`
+	OldestSeconds float64 `json:"oldest_seconds"`
+}
+
+// SubrequestQueueStats calls the SQL function subrequest_queue_stats (metrics.sql).
+//
+// Subrequests in each non-final status, by request type, with the age in seconds of the
+// one waiting longest in it; a row at 0 for every empty queue.
+func SubrequestQueueStats(ctx context.Context, db DBTX) ([]SubrequestQueueStatsRow, error) {
+	rows, err := db.Query(ctx, SubrequestQueueStatsSQL)
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_queue_stats: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestQueueStatsRow, error) {
+		var r SubrequestQueueStatsRow
+		err := row.Scan(&r.Status, &r.Type, &r.Subrequests, &r.OldestSeconds)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_queue_stats: %w", err)
 	}
 	return result, nil
 }

@@ -179,6 +179,9 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
+	if err := instance.RegisterMetrics(env); err != nil {
+		return nil, err
+	}
 	mounts, err := cfg.mountPoints()
 	if err != nil {
 		return nil, err
@@ -240,6 +243,9 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 			Name: "pollux_diskserver_transfers_running",
 			Help: "Transfers this disk server's jobs watch now: placed and waiting for their client, or moving data.",
 		}, func() float64 { return float64(transfers.Len()) }))
+	}
+	if err == nil {
+		err = env.Metrics.Register(fsCollector{name: cfg.name, mounts: mounts})
 	}
 	if err != nil {
 		abort()
