@@ -48,7 +48,7 @@ ha/install: pg/install ## Install pg_auto_failover (postgresql-<major>-auto-fail
 	fi
 
 .PHONY: test/deps
-test/deps: pg/install ## Install what the tests run besides PostgreSQL, with one apt-get update when anything is missing: haproxy, keepalived, curl, pg_auto_failover, iproute2, util-linux (nsenter) and prometheus (promtool).
+test/deps: pg/install ## Install what the tests run besides PostgreSQL, with one apt-get update when anything is missing: haproxy, keepalived, curl, pg_auto_failover, iproute2, util-linux (nsenter), prometheus (promtool) and man-db (the package test reads a page).
 	@major=$$(ls /usr/lib/postgresql | sort -n | tail -1); missing=; \
 	command -v haproxy >/dev/null 2>&1 || missing="$$missing haproxy"; \
 	command -v keepalived >/dev/null 2>&1 || missing="$$missing keepalived"; \
@@ -57,6 +57,7 @@ test/deps: pg/install ## Install what the tests run besides PostgreSQL, with one
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	command -v nsenter >/dev/null 2>&1 || missing="$$missing util-linux"; \
 	{ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing="$$missing prometheus"; \
+	command -v man >/dev/null 2>&1 || missing="$$missing man-db"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing the test tools:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -193,6 +194,13 @@ failover: ha/install netns/install build ## From scratch: HA formation under ./v
 build: ## Build every command and daemon into ./var/bin.
 	@mkdir -p var/bin
 	$(GO) build -o var/bin/ ./cmd/... ./daemons/...
+
+# The Debian package: every program, a systemd unit and an /etc/pollux/<daemon>.env per
+# daemon, man pages made from each program's --help, the example configuration
+# (codegen/deb; its test installs the package into a scratch root).
+.PHONY: deb
+deb: build ## Build var/deb/pollux_<version>_<arch>.deb with dpkg-deb: binaries, systemd units, settings files, man pages, example configuration.
+	@$(GO) run ./codegen/deb -bin var/bin -out var/deb
 
 .PHONY: run
 run: pg/install build ## Start a local instance: PostgreSQL under ./var, migrations, every daemon, two disk servers.
