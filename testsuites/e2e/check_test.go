@@ -32,7 +32,9 @@ func findings(t *testing.T, r e2e.Result) map[[2]string]finding {
 func TestCheckSeesHostsAndFileSystems(t *testing.T) {
 	t.Parallel()
 	in, ctx := start(t, e2e.Options{})
-	run := func() e2e.Result { return in.Run(ctx, nil, "pollux-admin", "check", "--json", "--database-url", in.DSN()) }
+	run := func() e2e.Result {
+		return in.Run(ctx, nil, "pollux-admin", "check", "--json", "--database-url", in.DSN())
+	}
 
 	r := run()
 	require.Equal(t, 0, r.Code, "stdout: %s\nstderr: %s", r.Stdout, r.Stderr)
