@@ -48,7 +48,7 @@ ha/install: pg/install ## Install pg_auto_failover (postgresql-<major>-auto-fail
 	fi
 
 .PHONY: test/deps
-test/deps: pg/install ## Install what the tests run besides PostgreSQL, with one apt-get update when anything is missing: haproxy, keepalived, curl, pg_auto_failover, iproute2 and util-linux (nsenter).
+test/deps: pg/install ## Install what the tests run besides PostgreSQL, with one apt-get update when anything is missing: haproxy, keepalived, curl, pg_auto_failover, iproute2, util-linux (nsenter), prometheus (promtool) and man-db (the package test reads a page).
 	@major=$$(ls /usr/lib/postgresql | sort -n | tail -1); missing=; \
 	command -v haproxy >/dev/null 2>&1 || missing="$$missing haproxy"; \
 	command -v keepalived >/dev/null 2>&1 || missing="$$missing keepalived"; \
@@ -56,6 +56,8 @@ test/deps: pg/install ## Install what the tests run besides PostgreSQL, with one
 	{ command -v pg_autoctl >/dev/null 2>&1 && ls /usr/share/postgresql/*/extension/pgautofailover.control >/dev/null 2>&1; } || missing="$$missing postgresql-$$major-auto-failover"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	command -v nsenter >/dev/null 2>&1 || missing="$$missing util-linux"; \
+	{ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing="$$missing prometheus"; \
+	command -v man >/dev/null 2>&1 || missing="$$missing man-db"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing the test tools:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -102,6 +104,23 @@ lint: verify/fmt verify/vet ## gofmt and go vet.
 .PHONY: verify
 verify: lint verify/generate ## Everything checked before the tests run.
 
+# The Prometheus configuration and alerting rules shipped in docs/prometheus: promtool (Debian's
+# prometheus package) checks the configuration and the rules, and runs the rules' unit tests.
+.PHONY: prometheus/install
+prometheus/install: ## Install Prometheus and promtool if missing (Debian/Ubuntu): the rules' checks and the scrape test run them.
+	@if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then :; \
+	else \
+		echo "prometheus or promtool not found: installing the prometheus package"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		if ! apt-cache show prometheus >/dev/null 2>&1; then $$SUDO apt-get update -qq; fi; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
+
+.PHONY: verify/prometheus
+verify/prometheus: prometheus/install ## promtool check config, check rules and test rules on docs/prometheus.
+	@cd docs/prometheus && promtool check config prometheus.yml && promtool check rules pollux.rules.yml \
+		&& promtool test rules pollux.rules.test.yml
+
 # The race detector runs over the framework and the daemons, where the goroutines are;
 # every other package runs once, without it (the race build of the whole tree would double
 # the time for little more).
@@ -110,7 +129,7 @@ RACE_PKGS := ./framework/... ./daemons/...
 OTHER_PKGS = $$($(GO) list ./... | grep -v -e '^$(MODULE)/framework\(/\|$$\)' -e '^$(MODULE)/daemons\(/\|$$\)')
 
 .PHONY: test
-test: pg/install test/deps verify ## Every test, against a real PostgreSQL (the private cluster, or POLLUX_TEST_DATABASE_URL); the framework and daemons under the race detector.
+test: pg/install test/deps verify verify/prometheus ## Every test, against a real PostgreSQL (the private cluster, or POLLUX_TEST_DATABASE_URL); the framework and daemons under the race detector.
 	$(GO) test $(TEST_FLAGS) $(OTHER_PKGS)
 	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
 
@@ -176,6 +195,13 @@ failover: ha/install netns/install build ## From scratch: HA formation under ./v
 build: ## Build every command and daemon into ./var/bin.
 	@mkdir -p var/bin
 	$(GO) build -o var/bin/ ./cmd/... ./daemons/...
+
+# The Debian package: every program, a systemd unit and an /etc/pollux/<daemon>.env per
+# daemon, man pages made from each program's --help, the example configuration
+# (codegen/deb; its test installs the package into a scratch root).
+.PHONY: deb
+deb: build ## Build var/deb/pollux_<version>_<arch>.deb with dpkg-deb: binaries, systemd units, settings files, man pages, example configuration.
+	@$(GO) run ./codegen/deb -bin var/bin -out var/deb
 
 .PHONY: run
 run: pg/install build ## Start a local instance: PostgreSQL under ./var, migrations, every daemon, two disk servers.

@@ -41,6 +41,9 @@ var LogicFunctions = []LogicFunction{
 	{Name: "leader_work_purge", File: "leader.sql", IdentityArgs: "p_batch integer", Result: "integer"},
 	{Name: "leader_lease_list", File: "leader.sql", IdentityArgs: "p_window_seconds integer", Result: "TABLE(name text, epoch bigint, holder_id uuid, holder_host text, holder_preferred boolean, acquired_at timestamp with time zone, lease_age_seconds double precision, expires_in_seconds double precision, backups text[])"},
 	{Name: "system_check", File: "check.sql", IdentityArgs: "", Result: "TABLE(area text, item text, state text, detail text)"},
+	{Name: "file_system_check_list", File: "check.sql", IdentityArgs: "", Result: "TABLE(disk_server text, mount_point text, status text, capacity_bytes bigint, free_bytes bigint, heartbeat_age_seconds double precision, available boolean)"},
+	{Name: "system_check_clock", File: "check.sql", IdentityArgs: "", Result: "timestamp with time zone"},
+	{Name: "subrequest_queue_stats", File: "metrics.sql", IdentityArgs: "", Result: "TABLE(status text, type text, subrequests bigint, oldest_seconds double precision)"},
 	{Name: "namespace_mode_text", File: "permission.sql", IdentityArgs: "p_mode integer", Result: "text"},
 	{Name: "namespace_mode_parse", File: "permission.sql", IdentityArgs: "p_mode text", Result: "integer"},
 	{Name: "namespace_ancestors", File: "permission.sql", IdentityArgs: "p_path text", Result: "text[]"},
@@ -162,6 +165,12 @@ const (
 	LeaderLeaseListSQL = "SELECT name, epoch, holder_id, holder_host, holder_preferred, acquired_at, lease_age_seconds, expires_in_seconds, backups FROM leader_lease_list($1::integer)"
 	// SystemCheckSQL is the statement SystemCheck runs.
 	SystemCheckSQL = "SELECT area, item, state, detail FROM system_check()"
+	// FileSystemCheckListSQL is the statement FileSystemCheckList runs.
+	FileSystemCheckListSQL = "SELECT disk_server, mount_point, status, capacity_bytes, free_bytes, heartbeat_age_seconds, available FROM file_system_check_list()"
+	// SystemCheckClockSQL is the statement SystemCheckClock runs.
+	SystemCheckClockSQL = "SELECT system_check_clock()"
+	// SubrequestQueueStatsSQL is the statement SubrequestQueueStats runs.
+	SubrequestQueueStatsSQL = "SELECT status, type, subrequests, oldest_seconds FROM subrequest_queue_stats()"
 	// NamespaceModeTextSQL is the statement NamespaceModeText runs.
 	NamespaceModeTextSQL = "SELECT namespace_mode_text($1::integer)"
 	// NamespaceModeParseSQL is the statement NamespaceModeParse runs.
@@ -549,6 +558,78 @@ func SystemCheck(ctx context.Context, db DBTX) ([]SystemCheckRow, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("system_check: %w", err)
+	}
+	return result, nil
+}
+
+// FileSystemCheckListRow is a row returned by file_system_check_list.
+type FileSystemCheckListRow struct {
+	DiskServer          string  `json:"disk_server"`
+	MountPoint          string  `json:"mount_point"`
+	Status              string  `json:"status"`
+	CapacityBytes       int64   `json:"capacity_bytes"`
+	FreeBytes           int64   `json:"free_bytes"`
+	HeartbeatAgeSeconds float64 `json:"heartbeat_age_seconds"`
+	Available           bool    `json:"available"`
+}
+
+// FileSystemCheckList calls the SQL function file_system_check_list (check.sql).
+//
+// Every file system with what its disk server last reported (status, capacity, free
+// space, heartbeat age) and whether the server is available, for the sanity check to
+// compare with the server's own view.
+func FileSystemCheckList(ctx context.Context, db DBTX) ([]FileSystemCheckListRow, error) {
+	rows, err := db.Query(ctx, FileSystemCheckListSQL)
+	if err != nil {
+		return nil, fmt.Errorf("file_system_check_list: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (FileSystemCheckListRow, error) {
+		var r FileSystemCheckListRow
+		err := row.Scan(&r.DiskServer, &r.MountPoint, &r.Status, &r.CapacityBytes, &r.FreeBytes, &r.HeartbeatAgeSeconds, &r.Available)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("file_system_check_list: %w", err)
+	}
+	return result, nil
+}
+
+// SystemCheckClock calls the SQL function system_check_clock (check.sql).
+//
+// The database's clock now (clock_timestamp), against which the sanity check measures
+// each host's clock skew.
+func SystemCheckClock(ctx context.Context, db DBTX) (time.Time, error) {
+	var result time.Time
+	if err := db.QueryRow(ctx, SystemCheckClockSQL).Scan(&result); err != nil {
+		return time.Time{}, fmt.Errorf("system_check_clock: %w", err)
+	}
+	return result, nil
+}
+
+// SubrequestQueueStatsRow is a row returned by subrequest_queue_stats.
+type SubrequestQueueStatsRow struct {
+	Status        string  `json:"status"`
+	Type          string  `json:"type"`
+	Subrequests   int64   `json:"subrequests"`
+	OldestSeconds float64 `json:"oldest_seconds"`
+}
+
+// SubrequestQueueStats calls the SQL function subrequest_queue_stats (metrics.sql).
+//
+// Subrequests in each non-final status, by request type, with the age in seconds of the
+// one waiting longest in it; a row at 0 for every empty queue.
+func SubrequestQueueStats(ctx context.Context, db DBTX) ([]SubrequestQueueStatsRow, error) {
+	rows, err := db.Query(ctx, SubrequestQueueStatsSQL)
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_queue_stats: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestQueueStatsRow, error) {
+		var r SubrequestQueueStatsRow
+		err := row.Scan(&r.Status, &r.Type, &r.Subrequests, &r.OldestSeconds)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subrequest_queue_stats: %w", err)
 	}
 	return result, nil
 }

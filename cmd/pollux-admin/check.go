@@ -27,9 +27,11 @@ type finding struct {
 
 // cmdCheck is the operator's sanity check (HTCondor's HA sanity-check script): the
 // database's findings (system_check), then what only the daemons themselves can tell:
-// whether each one answers on its admin listener, believes what the leases say, and runs
-// with the same lease settings as its peers. Exit 1 when something failed (or, with
-// --strict, only warned).
+// whether each one answers on its admin listener, believes what the leases say, runs
+// with the same lease settings and flags as its peers, is built for the database's schema
+// and logic and is ready, how far its host's clock is from the database's, and what each
+// disk server sees of its file systems. Exit 1 when something failed (or, with --strict,
+// only warned).
 func cmdCheck(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("check", true)
 	strict := fs.Bool("strict", false, "Exit 1 on warnings too, not only on failures.")
@@ -72,6 +74,14 @@ func cmdCheck(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	found = append(found, judgeDaemons(scraped, leases, after)...)
+	view, err := readDatabaseView(ctx, db)
+	if err != nil {
+		return err
+	}
+	found = append(found, judgeVersions(scraped, view)...)
+	found = append(found, judgeClocks(scraped, view)...)
+	found = append(found, judgeFileSystems(scraped, view)...)
+	found = append(found, judgeSettings(scraped)...)
 
 	if c.jsonOut {
 		if err := c.printJSON(found); err != nil {
@@ -102,14 +112,18 @@ func cmdCheck(ctx context.Context, c *cli, args []string) error {
 	return nil
 }
 
-// scraped is what one running instance's /metrics said.
+// scraped is what one running instance's /metrics and /readyz said.
 type scraped struct {
 	d       model.DaemonInstanceListRow
 	metrics map[string][]sample
 	err     error
+	// clock is the instance's host's clock as its answer's Date header gave it.
+	clock hostClock
+	// notReady is why /readyz refused (nil: ready, or not asked because /metrics failed).
+	notReady error
 }
 
-// scrapeDaemons reads every running instance's /metrics.
+// scrapeDaemons reads every running instance's /metrics and /readyz.
 func scrapeDaemons(ctx context.Context, daemons []model.DaemonInstanceListRow, timeout time.Duration) []scraped {
 	client := &http.Client{Timeout: timeout}
 	var out []scraped
@@ -117,8 +131,12 @@ func scrapeDaemons(ctx context.Context, daemons []model.DaemonInstanceListRow, t
 		if d.StoppedAt != nil || d.HeartbeatAgeSeconds > 30 || d.AdminURL == "" {
 			continue
 		}
-		m, err := scrapeMetrics(ctx, client, d.AdminURL+"/metrics")
-		out = append(out, scraped{d: d, metrics: m, err: err})
+		s := scraped{d: d}
+		s.metrics, s.clock, s.err = scrapeMetrics(ctx, client, d.AdminURL+"/metrics")
+		if s.err == nil {
+			s.notReady = readyz(ctx, client, d.AdminURL+"/readyz")
+		}
+		out = append(out, s)
 	}
 	return out
 }
@@ -201,28 +219,35 @@ type sample struct {
 
 func (s sample) label(name string) string { return s.labels[name] }
 
-// scrapeMetrics reads gauges and counters from a Prometheus text endpoint.
-func scrapeMetrics(ctx context.Context, client *http.Client, url string) (map[string][]sample, error) {
+// scrapeMetrics reads gauges and counters from a Prometheus text endpoint, and the
+// serving host's clock from the answer's Date header.
+func scrapeMetrics(ctx context.Context, client *http.Client, url string) (map[string][]sample, hostClock, error) {
+	var clock hostClock
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, err
+		return nil, clock, err
 	}
+	clock.sent = time.Now()
 	resp, err := client.Do(req)
+	clock.received = time.Now()
 	if err != nil {
-		return nil, err
+		return nil, clock, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s answered %s", url, resp.Status)
+		return nil, clock, fmt.Errorf("%s answered %s", url, resp.Status)
+	}
+	if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+		clock.date = d
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
-		return nil, err
+		return nil, clock, err
 	}
 	parser := expfmt.NewTextParser(pmodel.UTF8Validation)
 	fams, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("parse %s: %w", url, err)
+		return nil, clock, fmt.Errorf("parse %s: %w", url, err)
 	}
 	out := map[string][]sample{}
 	for name, f := range fams {
@@ -242,5 +267,5 @@ func scrapeMetrics(ctx context.Context, client *http.Client, url string) (map[st
 			out[name] = append(out[name], s)
 		}
 	}
-	return out, nil
+	return out, clock, nil
 }

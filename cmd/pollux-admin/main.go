@@ -29,7 +29,7 @@ var commands = map[string]command{
 	"logic":   {"hot-patch the SQL logic: apply, status, rollback, history", "logic apply|status|rollback|history [--dir DIR]", cmdLogic},
 	"daemons": {"list running and recently seen daemon instances with their heartbeat age", "daemons [--window 10m] [--json]", cmdDaemons},
 	"leaders": {"show who leads each singleton role, since when, the lease's age and the backups", "leaders [--window 30s] [--json]", cmdLeaders},
-	"check":   {"the sanity check: database role and standbys, daemons and their backups, leaders, disk servers, stuck requests", "check [--strict] [--json]", cmdCheck},
+	"check":   {"the sanity check: database and standbys, daemons and backups, leaders, versions, clocks, file systems, settings, River, stuck requests", "check [--strict] [--json]", cmdCheck},
 	"events":  {"show the newest entries of the system event journal", "events [--limit 50] [--json]", cmdEvents},
 	"policy":  {"show or change the policy the logic decides with (liveness, retries, time limits, retention)", "policy [list] | policy set NAME VALUE [--json]", cmdPolicy},
 	"ha":      {"start, stop or look at a highly available PostgreSQL under ./var/ha (pg_auto_failover: monitor, primary, synchronous standby)", "ha start|stop|status|dsn|kill NODE|primary [--dir var/ha] [--remove]", cmdHA},

@@ -252,7 +252,7 @@ func Run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 		}
 	}
 
-	d := &run{spec: spec, o: o, pools: pools, stderr: stderr}
+	d := &run{spec: spec, o: o, pools: pools, stderr: stderr, flags: fs}
 	if err := d.main(ctx, unknownEnv); err != nil {
 		if d.log != nil {
 			d.log.Error("daemon failed", zap.Error(err))
@@ -271,6 +271,7 @@ type run struct {
 	pools  map[string]*poolFlags
 	stderr io.Writer
 	log    *zap.Logger
+	flags  *flag.FlagSet
 
 	mu       sync.Mutex
 	draining bool
@@ -302,6 +303,9 @@ func (d *run) main(ctx context.Context, unknownEnv []string) error {
 	}
 
 	reg := metrics.NewRegistry(d.spec.Name, d.spec.Version)
+	if err := reg.Register(settingsGauge(d.flags)); err != nil {
+		return fmt.Errorf("register settings: %w", err)
+	}
 	mux := http.NewServeMux()
 	ln, err := net.Listen("tcp", d.o.adminAddr)
 	if err != nil {
@@ -525,4 +529,24 @@ func (d *run) readiness(ctx context.Context, db *pg.DB) error {
 	}
 	d.ready = readiness{at: time.Now(), err: err}
 	return err
+}
+
+// unexportedFlags are the flags whose values the settings gauge leaves out: a connection
+// string may carry a password, and help and version are not settings.
+var unexportedFlags = map[string]bool{"database-url": true, "help": true, "version": true}
+
+// settingsGauge exports the value of every flag but those in unexportedFlags as
+// pollux_daemon_flag_info{flag, value} (always 1), so that an operator's sanity check
+// (pollux-admin check) sees instances of one role that run with different settings.
+func settingsGauge(fs *flag.FlagSet) prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "pollux_daemon_flag_info",
+		Help: "Always 1; its labels are one flag of this process and its value (every flag but --database-url, which may carry a password).",
+	}, []string{"flag", "value"})
+	fs.VisitAll(func(f *flag.Flag) {
+		if !unexportedFlags[f.Name] {
+			g.WithLabelValues(f.Name, f.Value.String()).Set(1)
+		}
+	})
+	return g
 }

@@ -220,9 +220,14 @@ func TestInProcessAdminEndpointsAndEnvironment(t *testing.T) {
 	code, body := get("/metrics")
 	require.Equal(t, http.StatusOK, code)
 	for _, m := range []string{`pollux_claim_rows_total{pool="work"} 3`, "pollux_claim_duration_seconds_bucket", `pollux_pool_workers{pool="work"} 3`,
-		"pollux_pool_busy_workers", "pollux_db_pool_total_connections", `pollux_build_info{daemon="testd",version="test"} 1`} {
+		"pollux_pool_busy_workers", "pollux_db_pool_total_connections", `pollux_build_info{daemon="testd",version="test"} 1`,
+		// The settings, from the command line and the environment alike, for the sanity check
+		// to compare between instances.
+		`pollux_daemon_flag_info{flag="work-workers",value="3"} 1`, `pollux_daemon_flag_info{flag="step-sleep",value="1ms"} 1`} {
 		require.Contains(t, body, m)
 	}
+	require.NotContains(t, body, `flag="database-url"`, "a connection string may carry a password")
+	require.NotContains(t, body, b.dsn)
 
 	stop()
 	select {

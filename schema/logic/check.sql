@@ -120,5 +120,71 @@ BEGIN
         CASE WHEN v_n > 0 THEN 'warn' ELSE 'ok' END,
         CASE WHEN v_n > 0 THEN format('%s copies found corrupt by a read (docs/operations.md, "Corrupt copies")', v_n)
              ELSE 'none' END;
+
+    -- River: work queued for a disk server that no longer exists never runs. A River queue
+    -- that belongs to a disk server is named 'disk_server.<name>' (the convention any use of
+    -- River for a disk server's work must keep, so that this check finds it). No Pollux
+    -- daemon runs a River client today (docs/architecture.md, "River's election"), so any
+    -- job left unfinished in River's tables waits for nobody.
+    IF to_regclass('river_job') IS NULL THEN
+        RETURN QUERY SELECT 'river', 'queues', 'ok', 'River''s tables are not installed: nothing can be queued there';
+    ELSE
+        SELECT count(*) FILTER (WHERE j.queue LIKE 'disk\_server.%'
+                                  AND NOT EXISTS (SELECT 1 FROM disk_server ds WHERE j.queue = 'disk_server.' || ds.name)) AS orphaned,
+               string_agg(DISTINCT j.queue, ', ') FILTER (WHERE j.queue LIKE 'disk\_server.%'
+                                  AND NOT EXISTS (SELECT 1 FROM disk_server ds WHERE j.queue = 'disk_server.' || ds.name)) AS orphan_queues,
+               count(*) AS waiting
+        INTO r FROM river_job j
+        WHERE j.state NOT IN ('completed', 'cancelled', 'discarded');
+        RETURN QUERY SELECT 'river', 'queues',
+            CASE WHEN r.orphaned > 0 OR r.waiting > 0 THEN 'warn' ELSE 'ok' END,
+            CASE WHEN r.orphaned > 0
+                 THEN format('%s job(s) queued for disk servers that no longer exist (%s): they never run; cancel them (river_job) or register the server again', r.orphaned, r.orphan_queues)
+                 WHEN r.waiting > 0
+                 THEN format('%s unfinished River job(s), and no Pollux daemon runs a River client: see river_job', r.waiting)
+                 ELSE 'no River job waiting, none for a disk server that no longer exists' END;
+        IF to_regclass('river_queue') IS NOT NULL THEN
+            SELECT string_agg(q.name, ', ' ORDER BY q.name) AS names INTO r FROM river_queue q
+            WHERE q.name LIKE 'disk\_server.%'
+              AND NOT EXISTS (SELECT 1 FROM disk_server ds WHERE q.name = 'disk_server.' || ds.name);
+            IF r.names IS NOT NULL THEN
+                RETURN QUERY SELECT 'river', 'stale queues', 'warn',
+                    format('River queues of disk servers that no longer exist: %s (delete them from river_queue)', r.names);
+            END IF;
+        END IF;
+    END IF;
+
+    -- Roles and grants (issue 9): the least-privilege database roles are checked here once
+    -- they exist; see the hook role_check() below.
+    IF to_regprocedure('role_check()') IS NOT NULL THEN
+        RETURN QUERY EXECUTE 'SELECT area, item, state, detail FROM role_check()';
+    END IF;
 END;
+$$;
+
+-- file_system_check_list lists every file system with what the database was last told of
+-- it, for pollux-admin check to compare with what its disk server sees now (its /metrics).
+-- Reads only; locks nothing, raises nothing.
+CREATE OR REPLACE FUNCTION file_system_check_list()
+RETURNS TABLE (disk_server text, mount_point text, status text, capacity_bytes bigint, free_bytes bigint,
+               heartbeat_age_seconds double precision, available boolean)
+LANGUAGE sql STABLE
+SET search_path = public, pg_temp
+AS $$
+    SELECT ds.name, fs.mount_point, fs.status::text, fs.capacity_bytes, fs.free_bytes,
+           extract(epoch FROM now() - fs.heartbeat_at)::double precision,
+           ds.availability = 'AVAILABLE'
+    FROM file_system fs JOIN disk_server ds ON ds.id = fs.disk_server_id
+    ORDER BY ds.name, fs.mount_point;
+$$;
+
+-- system_check_clock is the database's clock now (clock_timestamp, not the transaction's
+-- start), for pollux-admin check to measure each host's skew against it: leases and
+-- heartbeats are judged by this clock, tokens and logs by the hosts'. Reads nothing.
+CREATE OR REPLACE FUNCTION system_check_clock()
+RETURNS timestamptz
+LANGUAGE sql VOLATILE
+SET search_path = public, pg_temp
+AS $$
+    SELECT clock_timestamp();
 $$;

@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/pollux-storage/pollux/daemons/diskserverd/mover"
@@ -178,6 +179,9 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
+	if err := instance.RegisterMetrics(env); err != nil {
+		return nil, err
+	}
 	mounts, err := cfg.mountPoints()
 	if err != nil {
 		return nil, err
@@ -233,8 +237,22 @@ func setup(ctx context.Context, env *daemon.Env, cfg *config) (_ []service.Servi
 		abort()
 		return nil, err
 	}
+	moverMetrics, err := mover.NewMetrics(env.Metrics)
+	if err == nil {
+		err = env.Metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pollux_diskserver_transfers_running",
+			Help: "Transfers this disk server's jobs watch now: placed and waiting for their client, or moving data.",
+		}, func() float64 { return float64(transfers.Len()) }))
+	}
+	if err == nil {
+		err = env.Metrics.Register(fsCollector{name: cfg.name, mounts: mounts})
+	}
+	if err != nil {
+		abort()
+		return nil, err
+	}
 	handler := mover.NewHandler(mover.Config{DB: env.DB, Transfers: transfers, DiskServerID: srv.id, MountPoints: mounts, Log: env.Logger("mover"),
-		Wake: claims.pool.Wake})
+		Wake: claims.pool.Wake, Metrics: moverMetrics})
 	gc := &collector{db: env.DB, server: srv, log: env.Logger("gc")}
 	gcPool, err := claim.New(claim.Config{Name: "gc", Workers: 1, Batch: gcBatch, PollInterval: cfg.gcInterval, Step: gc.step},
 		nil, env.ClaimMetrics, env.Log)

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -497,6 +498,28 @@ func TestChecksumMismatch(t *testing.T) {
 	e.failed(req, model.SQLStateBadData, msg)
 	require.Empty(t, files(t, d.dir))
 
+	// The scrape counts it: a failed upload, a checksum failure, the bytes received.
+	m := d.metrics(t)
+	require.Contains(t, m, `pollux_diskserver_checksum_failures_total{direction="upload"} 1`+"\n")
+	require.Contains(t, m, `pollux_diskserver_checksum_failures_total{direction="download"} 0`+"\n")
+	require.Contains(t, m, `pollux_diskserver_transfers_total{direction="upload",outcome="failed"} 1`+"\n")
+	require.Contains(t, m, `pollux_diskserver_transfers_total{direction="upload",outcome="ok"} 0`+"\n")
+	require.Contains(t, m, fmt.Sprintf("pollux_diskserver_transfer_bytes_total{direction=\"upload\"} %d\n", len(data)))
+	require.Contains(t, m, `pollux_diskserver_file_system_writable{disk_server="ds-1",mount_point="`+d.dir+`"} 1`+"\n")
+	require.Empty(t, files(t, d.dir), "the write probe leaves nothing behind")
+}
+
+// metrics is what the disk server's admin listener serves on /metrics now.
+func (d *diskServer) metrics(t *testing.T) string {
+	t.Helper()
+	m := regexp.MustCompile(`"msg":"admin listener up".*?"url":"([^"]+)"`).FindStringSubmatch(d.log.String())
+	require.NotNil(t, m, "no admin listener in the log:\n%s", d.log.String())
+	resp, err := http.Get(m[1] + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b)
 }
 
 // chunkedPut uploads data without a Content-Length, its checksum (if any) in a trailer.

@@ -101,6 +101,8 @@ type Config struct {
 	Log         *zap.Logger
 	// Wake is called for each wake-up hint (PathWake); nil ignores them.
 	Wake func()
+	// Metrics counts the transfers; nil counts nothing.
+	Metrics *Metrics
 }
 
 // Handler serves the transfer endpoints.
@@ -134,6 +136,10 @@ type transfer struct {
 	begin time.Time
 	// unblockRead makes a read of the request's body in progress return.
 	unblockRead func()
+	// outcome is what the metrics count the call as, once something decided it ("" until
+	// then: the call's error decides, see outcomeOf); bytes is what it moved.
+	outcome string
+	bytes   int64
 }
 
 // ServeHTTP checks the caller's token, spends it, then moves the data or refuses the call.
@@ -191,6 +197,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x.row = row
+	direction := DirectionDownload
+	if string(x.row.Type) == http.MethodPut {
+		direction = DirectionUpload
+	}
 
 	// From here the token is spent: the transfer ends recorded, one way or another.
 	ctx, cancel := context.WithCancelCause(r.Context())
@@ -225,6 +235,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.unblockRead = func() { expire(true, false) }
 	var outcome error
 	defer func() { x.t.end(outcome) }()
+	// Counted also when a download is cut off by a panic (http.ErrAbortHandler): the
+	// outcome was set on the way.
+	defer func() {
+		o := x.outcome
+		if o == "" {
+			o = outcomeOf(outcome)
+		}
+		h.cfg.Metrics.observe(direction, o, x.bytes, time.Since(x.begin))
+	}()
 	if cause := x.t.start(abort); cause != nil {
 		abort(cause)
 	}
@@ -291,6 +310,9 @@ func (x *transfer) aborted(w http.ResponseWriter) (aborted bool, outcome error) 
 // response has begun, nothing more can be said). It returns nil once the failure is
 // recorded.
 func (x *transfer) fail(w http.ResponseWriter, status int, code, message string) error {
+	if x.outcome == "" {
+		x.outcome = OutcomeFailed
+	}
 	x.log.Warn("transfer failed", zap.String("code", code), zap.String("reason", message),
 		zap.Duration("after", time.Since(x.begin)))
 	err := x.record("fail transfer", func(ctx context.Context, q pg.Querier) error {
@@ -418,6 +440,7 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	n, sum, readErr, writeErr := x.h.pump(f, body, size, x.unblockRead)
+	x.bytes = n
 	x.t.received.Store(true)
 	if x.abortedBy() != nil {
 		discard()
@@ -447,12 +470,14 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 		case err != nil:
 			return failed(http.StatusBadRequest, model.SQLStateInvalidArgument, "trailer "+err.Error())
 		case wantSum != "" && trailerSum != wantSum:
+			x.h.cfg.Metrics.checksumFailed(DirectionUpload)
 			return failed(http.StatusBadRequest, model.SQLStateBadData,
 				fmt.Sprintf("checksum mismatch: the client's header says %s and its trailer %s", wantSum, trailerSum))
 		}
 		wantSum = trailerSum
 	}
 	if wantSum != "" && wantSum != sum {
+		x.h.cfg.Metrics.checksumFailed(DirectionUpload)
 		return failed(http.StatusBadRequest, model.SQLStateBadData,
 			fmt.Sprintf("checksum mismatch: client says %s, received data has %s", wantSum, sum))
 	}
@@ -493,6 +518,7 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 		// Removed while being written (conflict: the user's doing), or given up by the
 		// service (unavailable: run it again): the catalogue wants none of it.
 		x.log.Warn("upload refused", zap.String("reason", pg.ServerMessage(err)))
+		x.outcome = OutcomeRefused
 		x.discardRefused(final)
 		status := http.StatusConflict
 		if code == model.SQLStateUnavailable {
@@ -578,6 +604,7 @@ func (x *transfer) get(w http.ResponseWriter) error {
 	}
 	n, sum, readErr, writeErr := x.h.send(w, f, size, want, start, &x.t.moved, window)
 	x.t.received.Store(true) // sent: what follows is no slow client's doing
+	x.bytes = n
 	if aborted, outcome := x.aborted(replyTo()); aborted {
 		return cut(outcome)
 	}
@@ -596,6 +623,7 @@ func (x *transfer) get(w http.ResponseWriter) error {
 	switch {
 	case pg.SQLState(err) == model.SQLStateConflict:
 		x.log.Warn("download ended after its transfer was over", zap.String("reason", pg.ServerMessage(err)))
+		x.outcome = OutcomeRefused
 		return nil
 	case err != nil:
 		x.log.Error("recording the download", zap.Error(err))
@@ -613,6 +641,8 @@ func (x *transfer) get(w http.ResponseWriter) error {
 // a reason naming the copy and both checksums, which the client gets when w is not nil.
 // It returns nil once that is recorded.
 func (x *transfer) corrupt(w http.ResponseWriter, path string, size int64, sum *string) error {
+	x.outcome = OutcomeCorrupt
+	x.h.cfg.Metrics.checksumFailed(DirectionDownload)
 	var message string
 	err := x.record("copy corrupt", func(ctx context.Context, q pg.Querier) error {
 		var err error

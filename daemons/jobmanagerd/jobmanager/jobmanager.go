@@ -50,6 +50,12 @@ func Spec() daemon.Spec {
 		Leases:   instance.Leases{},
 		Ready:    instance.Ready,
 		Setup: func(ctx context.Context, env *daemon.Env) ([]service.Service, error) {
+			if err := instance.RegisterMetrics(env); err != nil {
+				return nil, err
+			}
+			if err := registerQueueMetrics(env); err != nil {
+				return nil, err
+			}
 			hints := wake.New(env.Logger("wake"), env.Metrics, env.TLS)
 			expire, err := expirePool(env, expireInterval, hints)
 			if err != nil {

@@ -91,6 +91,9 @@ func Spec(version string) daemon.Spec {
 		// of one of rhd's flags.
 		IgnoreEnv: []string{"POLLUX_TOKEN"},
 		Setup: func(ctx context.Context, env *daemon.Env) ([]service.Service, error) {
+			if err := instance.RegisterMetrics(env); err != nil {
+				return nil, err
+			}
 			if err := cfg.check(); err != nil {
 				return nil, err
 			}

@@ -81,6 +81,9 @@ func Spec() daemon.Spec {
 		Registry: instance.Registry{},
 		Ready:    instance.Ready,
 		Setup: func(ctx context.Context, env *daemon.Env) ([]service.Service, error) {
+			if err := instance.RegisterMetrics(env); err != nil {
+				return nil, err
+			}
 			return setup(env, sqlScheduler{db: env.DB}, poll)
 		},
 	}

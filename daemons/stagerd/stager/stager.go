@@ -40,6 +40,9 @@ func Spec() daemon.Spec {
 		Registry: instance.Registry{},
 		Ready:    instance.Ready,
 		Setup: func(ctx context.Context, env *daemon.Env) ([]service.Service, error) {
+			if err := instance.RegisterMetrics(env); err != nil {
+				return nil, err
+			}
 			hints := wake.New(env.Logger("wake"), env.Metrics, env.TLS)
 			// Stopped last: the pools' last hints are sent before the daemon exits.
 			out := []service.Service{hints}
