@@ -111,10 +111,14 @@ var LogicFunctions = []LogicFunction{
 	{Name: "transfer_get_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_size_bytes bigint", Result: "void"},
 	{Name: "transfer_get_corrupt", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text", Result: "text"},
 	{Name: "transfer_fail", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_code text, p_message text", Result: "void"},
+	{Name: "request_history", File: "history.sql", IdentityArgs: "p_request_id uuid", Result: "TABLE(subrequest_id bigint, path text, at timestamp with time zone, from_status text, to_status text, daemon text, instance_id uuid, host text, reason text)"},
+	{Name: "request_history_json", File: "history.sql", IdentityArgs: "p_request_id uuid", Result: "jsonb"},
+	{Name: "request_waits", File: "history.sql", IdentityArgs: "p_request_id uuid", Result: "TABLE(subrequest_id bigint, path text, status text, since timestamp with time zone, waiting_for text, queue_position bigint, behind text)"},
 	{Name: "disk_server_availability_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "disk_copy_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "request_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "subrequest_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
+	{Name: "subrequest_status_history_record", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "pollux_family", File: "names_gen.sql", IdentityArgs: "p_type request_type", Result: "text"},
 	{Name: "pollux_families", File: "names_gen.sql", IdentityArgs: "", Result: "text[]"},
 	{Name: "pollux_channel_subrequest_new", File: "names_gen.sql", IdentityArgs: "p_type request_type", Result: "text"},
@@ -293,6 +297,12 @@ const (
 	TransferGetCorruptSQL = "SELECT transfer_get_corrupt($1::bigint, $2::text, $3::bigint, $4::text)"
 	// TransferFailSQL is the statement TransferFail runs.
 	TransferFailSQL = "SELECT transfer_fail($1::bigint, $2::text, $3::text, $4::text)"
+	// RequestHistorySQL is the statement RequestHistory runs.
+	RequestHistorySQL = "SELECT subrequest_id, path, at, from_status, to_status, daemon, instance_id, host, reason FROM request_history($1::uuid)"
+	// RequestHistoryJSONSQL is the statement RequestHistoryJSON runs.
+	RequestHistoryJSONSQL = "SELECT request_history_json($1::uuid)"
+	// RequestWaitsSQL is the statement RequestWaits runs.
+	RequestWaitsSQL = "SELECT subrequest_id, path, status, since, waiting_for, queue_position, behind FROM request_waits($1::uuid)"
 )
 
 // DaemonInstanceRegister calls the SQL function daemon_instance_register
@@ -1669,4 +1679,81 @@ func TransferFail(ctx context.Context, db DBTX, subrequestID int64, token string
 		return fmt.Errorf("transfer_fail: %w", err)
 	}
 	return nil
+}
+
+// RequestHistoryRow is a row returned by request_history.
+type RequestHistoryRow struct {
+	SubrequestID int64     `json:"subrequest_id"`
+	Path         string    `json:"path"`
+	At           time.Time `json:"at"`
+	// NULL for the subrequest's creation.
+	FromStatus *string `json:"from_status"`
+	ToStatus   string  `json:"to_status"`
+	Daemon     string  `json:"daemon"`
+	InstanceID *string `json:"instance_id"`
+	Host       string  `json:"host"`
+	Reason     string  `json:"reason"`
+}
+
+// RequestHistory calls the SQL function request_history (history.sql).
+//
+// Every transition of every subrequest of a request, oldest first, from the hot table or,
+// once archived, from request_archive.history; no rows for no such request.
+func RequestHistory(ctx context.Context, db DBTX, requestID string) ([]RequestHistoryRow, error) {
+	rows, err := db.Query(ctx, RequestHistorySQL, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("request_history: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RequestHistoryRow, error) {
+		var r RequestHistoryRow
+		err := row.Scan(&r.SubrequestID, &r.Path, &r.At, &r.FromStatus, &r.ToStatus, &r.Daemon, &r.InstanceID, &r.Host, &r.Reason)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("request_history: %w", err)
+	}
+	return result, nil
+}
+
+// RequestHistoryJSON calls the SQL function request_history_json (history.sql).
+//
+// request_history as one JSON array (what request_archive.history keeps).
+func RequestHistoryJSON(ctx context.Context, db DBTX, requestID string) (json.RawMessage, error) {
+	var result json.RawMessage
+	if err := db.QueryRow(ctx, RequestHistoryJSONSQL, requestID).Scan(&result); err != nil {
+		return nil, fmt.Errorf("request_history_json: %w", err)
+	}
+	return result, nil
+}
+
+// RequestWaitsRow is a row returned by request_waits.
+type RequestWaitsRow struct {
+	SubrequestID int64     `json:"subrequest_id"`
+	Path         string    `json:"path"`
+	Status       string    `json:"status"`
+	Since        time.Time `json:"since"`
+	WaitingFor   string    `json:"waiting_for"`
+	// 1 is next; NULL when it is in no queue.
+	QueuePosition *int64 `json:"queue_position"`
+	Behind        string `json:"behind"`
+}
+
+// RequestWaits calls the SQL function request_waits (history.sql).
+//
+// For each subrequest of a request: what it waits for (” once over), since when, its
+// place in the queue that serves it, and behind whom.
+func RequestWaits(ctx context.Context, db DBTX, requestID string) ([]RequestWaitsRow, error) {
+	rows, err := db.Query(ctx, RequestWaitsSQL, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("request_waits: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RequestWaitsRow, error) {
+		var r RequestWaitsRow
+		err := row.Scan(&r.SubrequestID, &r.Path, &r.Status, &r.Since, &r.WaitingFor, &r.QueuePosition, &r.Behind)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("request_waits: %w", err)
+	}
+	return result, nil
 }
