@@ -21,3 +21,7 @@ CREATE TABLE subrequest_transition (
 CREATE INDEX subrequest_transition_request_id_idx ON subrequest_transition (request_id, id);
 
 ALTER TABLE request_archive ADD COLUMN history jsonb NOT NULL DEFAULT '[]';
+-- The monitor's claim rates read the last minutes of changes. BRIN, because rows arrive in
+-- time order: it costs next to nothing on the INSERT of each change, where a btree on at
+-- would add a second index write to the hot path.
+CREATE INDEX subrequest_transition_at_idx ON subrequest_transition USING brin (at);
