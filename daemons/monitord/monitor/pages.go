@@ -347,7 +347,7 @@ var funcs = template.FuncMap{
 		return (time.Duration(seconds * float64(time.Second))).Round(100 * time.Millisecond).String()
 	},
 	"since": func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
-	"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000") },
+	"when":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000") },
 	"whenp": func(t *time.Time) string {
 		if t == nil {
 			return ""

@@ -43,7 +43,7 @@ type page struct {
 	RefreshMS int64
 	// RefreshSeconds is RefreshMS for the reload without JavaScript (at least 1).
 	RefreshSeconds int64
-	Data      any
+	Data           any
 }
 
 var pageNames = []string{"overview", "queues", "diskservers", "logic", "events", "requests", "request"}
