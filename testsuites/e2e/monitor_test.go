@@ -1,0 +1,177 @@
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"hash/adler32"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/framework/pgcluster"
+	"github.com/pollux-storage/pollux/testsuites/e2e"
+)
+
+var updateScreenshots = flag.Bool("update-screenshots", false, "write the monitor's screenshots into docs/monitor/ (else into the test's temporary directory)")
+
+// chromium is Debian's package's browser (make test/deps installs it).
+const chromium = "/usr/bin/chromium"
+
+// browser starts a headless Chromium with a fresh profile and returns a context driving
+// one tab of it, cancelled (the browser stopped) when the test ends.
+func browser(t *testing.T, ctx context.Context) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("%s: %v: the browser test needs Debian's chromium (make test/deps, or apt-get install chromium)", chromium, err)
+	}
+	// The defaults keep timers running in a background tab, which the page's refresh needs.
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true), // root in a container has no user namespace for the sandbox
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1400, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	bctx, cancelTab := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelTab(); cancelAlloc() })
+	require.NoError(t, chromedp.Do(bctx), "start chromium")
+	return bctx
+}
+
+// waitPage waits, at most within, until the JavaScript expression cond holds in the page
+// as it is: without a reload, so that what changes is what the page's own refresh brought.
+func waitPage(t *testing.T, ctx context.Context, cond string, within time.Duration, what string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var last string
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("!!("+cond+")"))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			last, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("live") ? document.getElementById("live").innerText : document.body.innerText`))
+			t.Fatalf("the page did not show %s within %s (last error: %v); it shows:\n%s", what, within, err, last)
+		}
+		time.Sleep(50 * time.Millisecond) // the browser is polled: there is no event to wait on
+	}
+}
+
+// screenshot saves the page as docs/monitor/NAME.png with -update-screenshots, else in dir.
+func screenshot(t *testing.T, ctx context.Context, dir, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	require.NoError(t, err)
+	if *updateScreenshots {
+		root, err := pgcluster.RepoRoot()
+		require.NoError(t, err)
+		dir = filepath.Join(root, "docs", "monitor")
+		require.NoError(t, os.MkdirAll(dir, 0o755))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644))
+}
+
+// The monitor in a real browser against a real instance: a put's request moves to
+// FINISHED on its page, a killed job manager's heartbeat goes stale, and its lease passes
+// to the other, each seen by the page's own refresh, without a reload.
+func TestMonitorInABrowser(t *testing.T) {
+	t.Parallel()
+	fast := []string{"--heartbeat-interval", "300ms"}
+	extra := map[string][]string{"monitord": append([]string{"--refresh", "250ms", "--stale-after", "1500ms"}, fast...)}
+	for _, d := range []string{"rhd", "stagerd", "jobmanagerd", "schedulerd", "diskserverd"} {
+		extra[d] = fast
+	}
+	in, ctx := start(t, e2e.Options{JobManagers: 2, DiskServers: 1, Monitors: 1, ExtraArgs: extra})
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	shots := t.TempDir()
+	base := "http://" + in.Procs()["monitord1"].Addr()
+	tab := browser(t, ctx)
+
+	// A put waits for its client; its page follows it to FINISHED.
+	const remote = "/pollux/u/alice/monitored"
+	put := ok(t, in.Run(ctx, in.Env(), "stager_put", "-M", remote, "--no-wait"))
+	id := strings.TrimSpace(put.Stdout)
+	require.NoError(t, chromedp.Do(tab, chromedp.Navigate(base+"/requests/"+id)))
+	waitPage(t, tab, `document.querySelector('[data-wait]') && document.querySelector('[data-wait]').innerText.includes("waiting for the client")`, 20*time.Second, "the put waiting for its client")
+	screenshot(t, tab, shots, "request-waiting")
+
+	q := ok(t, in.Run(ctx, in.Env(), "stager_qry", "-r", id, "--json"))
+	var req api.Request
+	require.NoError(t, json.Unmarshal([]byte(q.Stdout), &req))
+	require.Equal(t, "READY", req.Subrequests[0].Status)
+	data := []byte("bytes the monitor saw arrive\n")
+	up, err := http.NewRequestWithContext(ctx, http.MethodPut, req.Subrequests[0].MoverURL, bytes.NewReader(data))
+	require.NoError(t, err)
+	up.Header.Set("Authorization", "Bearer "+req.Subrequests[0].Token)
+	up.Header.Set(api.HeaderAdler32, fmt.Sprintf("%08x", adler32.Checksum(data)))
+	resp, err := http.DefaultClient.Do(up)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	waitPage(t, tab, `document.getElementById("request-status").innerText === "FINISHED"`, 20*time.Second, "the request FINISHED")
+	waitPage(t, tab, `document.querySelector('.story').innerText.includes("READY\tFINISHED")`, 5*time.Second, "the transition READY to FINISHED in the story")
+	screenshot(t, tab, shots, "request")
+
+	// The job manager leading the expire sweep is killed: its heartbeat goes stale and
+	// the other takes the lease, on the page as it refreshes itself.
+	db, err := pg.Open(ctx, pg.Config{DSN: in.DSN()})
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	const lease = "jobmanagerd.expire"
+	leader, epoch, err := e2e.WaitLeader(ctx, db, lease, "", 0, 20*time.Second)
+	require.NoError(t, err)
+	require.NoError(t, chromedp.Do(tab, chromedp.Navigate(base+"/")))
+	master := fmt.Sprintf(`document.querySelector('tr[data-lease="%s"] td.master') && document.querySelector('tr[data-lease="%s"] td.master').innerText.startsWith(%q)`, lease, lease, "%s")
+	waitPage(t, tab, fmt.Sprintf(master, leader), 10*time.Second, leader+" as master of "+lease)
+	waitPage(t, tab, `[...document.querySelectorAll('tr[data-role="jobmanagerd"]')].some(r => r.innerText.includes("reliable: backup"))`, 10*time.Second, "the other job manager as backup")
+	screenshot(t, tab, shots, "overview")
+
+	in.Kill(leader, syscall.SIGKILL)
+	waitPage(t, tab, fmt.Sprintf(`document.querySelector('tr[data-host="%s"][data-state="stale"]')`, leader), 15*time.Second, leader+"'s heartbeat stale")
+	other, _, err := e2e.WaitLeader(ctx, db, lease, leader, epoch, 15*time.Second)
+	require.NoError(t, err)
+	waitPage(t, tab, fmt.Sprintf(master, other), 10*time.Second, other+" as the new master of "+lease)
+	screenshot(t, tab, shots, "overview-after-kill")
+
+	// Every other page renders in the browser.
+	for _, p := range []struct{ path, name, sel string }{
+		{"/queues", "queues", "#rates"},
+		{"/diskservers", "diskservers", `tr[data-disk-server="disk1"]`},
+		{"/logic", "logic", "#drift .ok"},
+		{"/events", "events", "#events"},
+		{"/requests", "requests", `tr[data-request="` + id + `"]`},
+	} {
+		require.NoError(t, chromedp.Do(tab, chromedp.Navigate(base+p.path)))
+		waitPage(t, tab, fmt.Sprintf("document.querySelector(%q)", p.sel), 10*time.Second, p.sel+" on "+p.path)
+		screenshot(t, tab, shots, p.name)
+	}
+
+	// And in a terminal browser's terms: the same pages are plain HTML without scripts.
+	if lynx, err := exec.LookPath("lynx"); err == nil {
+		out, err := exec.CommandContext(ctx, lynx, "-dump", base+"/").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.Contains(t, string(out), "reliable: master")
+	}
+}
