@@ -132,3 +132,45 @@ func TestHistoryGoesWithItsRequestIntoTheArchive(t *testing.T) {
 	require.Empty(t, story(t, l.db.Pool(), id), "purged with its request")
 	require.Empty(t, story(t, l.db.Pool(), uuid.New()), "no such request: no story")
 }
+
+func TestWaitsSayForWhatAndBehindWhom(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	waits := func(id string) model.RequestWaitsRow {
+		t.Helper()
+		w, err := model.RequestWaits(l.ctx, l.db.Pool(), id)
+		require.NoError(t, err)
+		require.Len(t, w, 1)
+		return w[0]
+	}
+	// No disk server: both puts wait for one, the second behind the first.
+	first := l.submit(model.RequestTypePut, false, "/pollux/w1")
+	second := l.submit(model.RequestTypePut, false, "/pollux/w2")
+	w := waits(second)
+	require.Equal(t, "START", w.Status)
+	require.Equal(t, "a stager of the put family to decide it", w.WaitingFor)
+	require.EqualValues(t, 2, *w.QueuePosition)
+	l.stage()
+	w = waits(first)
+	require.Equal(t, "WAITSCHED", w.Status)
+	require.Contains(t, w.WaitingFor, "a disk server and file system to take it (")
+	require.EqualValues(t, 1, *w.QueuePosition)
+	require.Empty(t, w.Behind)
+	w = waits(second)
+	require.EqualValues(t, 2, *w.QueuePosition)
+	require.Equal(t, "1 other", w.Behind)
+	require.False(t, w.Since.IsZero())
+
+	// A read of a file being written waits behind the write.
+	l.diskServer("ds1")
+	l.put("/pollux/f", 10, "00000010")
+	rewrite := l.submit(model.RequestTypePut, false, "/pollux/f")
+	l.stage()
+	get := l.submit(model.RequestTypeGet, false, "/pollux/f")
+	l.stage()
+	w = waits(get)
+	require.Equal(t, "WAITSUBREQ", w.Status)
+	require.Nil(t, w.QueuePosition)
+	require.Equal(t, "another subrequest on the same file to end", w.WaitingFor)
+	require.Contains(t, w.Behind, "of request "+rewrite+" (SCHEDULED)")
+}

@@ -88,7 +88,8 @@ BEGIN
             behind := CASE WHEN v_sr.parent_id IS NULL THEN 'a subrequest that has ended (it is decided again soon)'
                       ELSE format('subrequest %s of request %s (%s)', v_sr.parent_id, v_sr.parent_request, v_sr.parent_status) END;
         WHEN 'WAITSCHED' THEN
-            waiting_for := coalesce(nullif(v_sr.info, ''), 'a disk server and file system to take it');
+            waiting_for := 'a disk server and file system to take it'
+                || coalesce(' (' || nullif(v_sr.info, '') || ')', '');
             SELECT count(*) + 1 INTO queue_position FROM subrequest q
             WHERE q.status = 'WAITSCHED' AND q.id < v_sr.id;
         WHEN 'SCHEDULED' THEN
@@ -101,7 +102,7 @@ BEGIN
             waiting_for := '';
         END CASE;
         IF queue_position IS NOT NULL AND queue_position > 1 THEN
-            behind := format('%s ahead in the queue', queue_position - 1);
+            behind := CASE WHEN queue_position = 2 THEN '1 other' ELSE format('%s others', queue_position - 1) END;
         END IF;
         RETURN NEXT;
     END LOOP;
