@@ -75,7 +75,8 @@ func TestPagesShowTheInstance(t *testing.T) {
 	db, err := pg.Open(ctx, pg.Config{DSN: dsn})
 	require.NoError(t, err)
 	t.Cleanup(db.Close)
-	base := startMonitor(t, dsn)
+	// A generous probe: the first /readyz checks the catalogue, slow under the race detector.
+	base := startMonitor(t, dsn, "--probe-timeout", "20s")
 
 	ds, err := model.DiskServerRegister(ctx, db.Pool(), "ds1", "http://ds1:9100", 0.25)
 	require.NoError(t, err)
