@@ -71,7 +71,11 @@ func waitPage(t *testing.T, ctx context.Context, cond string, within time.Durati
 			return
 		}
 		if time.Now().After(deadline) {
-			last, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("live") ? document.getElementById("live").innerText : document.body.innerText`))
+			var lerr error
+			last, lerr = chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerHTML`))
+			if lerr != nil {
+				last = lerr.Error()
+			}
 			t.Fatalf("the page did not show %s within %s (last error: %v); it shows:\n%s", what, within, err, last)
 		}
 		time.Sleep(50 * time.Millisecond) // the browser is polled: there is no event to wait on
@@ -145,13 +149,19 @@ func TestMonitorInABrowser(t *testing.T) {
 	require.NoError(t, chromedp.Do(tab, chromedp.Navigate(base+"/")))
 	master := fmt.Sprintf(`document.querySelector('tr[data-lease="%s"] td.master') && document.querySelector('tr[data-lease="%s"] td.master').innerText.startsWith(%q)`, lease, lease, "%s")
 	waitPage(t, tab, fmt.Sprintf(master, leader), 10*time.Second, leader+" as master of "+lease)
-	waitPage(t, tab, `[...document.querySelectorAll('tr[data-role="jobmanagerd"]')].some(r => r.innerText.includes("reliable: backup"))`, 10*time.Second, "the other job manager as backup")
+	standby := "jobmanagerd1"
+	if leader == standby {
+		standby = "jobmanagerd2"
+	}
+	waitPage(t, tab, fmt.Sprintf(`document.querySelector('tr[data-lease="%s"]').innerText.includes("reliable: backup %s")`, lease, standby), 10*time.Second, standby+" as backup of "+lease)
+	waitPage(t, tab, fmt.Sprintf(`/reliable: backup \([^)]*%s/.test(document.querySelector('tr[data-host="%s"]').innerText)`, strings.ReplaceAll(lease, ".", `\.`), standby), 10*time.Second, standby+"'s row naming it backup")
 	screenshot(t, tab, shots, "overview")
 
 	in.Kill(leader, syscall.SIGKILL)
 	waitPage(t, tab, fmt.Sprintf(`document.querySelector('tr[data-host="%s"][data-state="stale"]')`, leader), 15*time.Second, leader+"'s heartbeat stale")
 	other, _, err := e2e.WaitLeader(ctx, db, lease, leader, epoch, 15*time.Second)
 	require.NoError(t, err)
+	require.Equal(t, standby, other)
 	waitPage(t, tab, fmt.Sprintf(master, other), 10*time.Second, other+" as the new master of "+lease)
 	screenshot(t, tab, shots, "overview-after-kill")
 

@@ -30,10 +30,10 @@ type Instance struct {
 	// Ready is what its /readyz answered: "ready", the reason it is not, or "" when it
 	// was not asked (stale or stopped).
 	Ready string
-	// Reliable is DUCC's word for a singleton role: "master" of the leases it holds,
-	// "backup" of those it stands by for; Leases names them.
-	Reliable string
-	Leases   []string
+	// MasterOf and BackupOf are the leases it holds and those it stands by for: DUCC's
+	// "reliable: master" and "reliable: backup". One instance may be both, of two roles.
+	MasterOf []string
+	BackupOf []string
 }
 
 // Lease is one singleton role with its master and backups.
@@ -92,8 +92,7 @@ func (s *server) overview(ctx context.Context, _ *http.Request) (any, string, er
 		if l.HolderID != nil {
 			if i, ok := byID[*l.HolderID]; ok && lease.Led {
 				in := &d.Instances[i]
-				in.Reliable = "master"
-				in.Leases = append(in.Leases, l.Name)
+				in.MasterOf = append(in.MasterOf, l.Name)
 				lease.Master = in
 			}
 		}
@@ -105,9 +104,8 @@ func (s *server) overview(ctx context.Context, _ *http.Request) (any, string, er
 			}
 			for i := range d.Instances {
 				in := &d.Instances[i]
-				if in.Host == f[0] && strings.HasPrefix(in.ID, f[1]) && in.Reliable != "master" {
-					in.Reliable = "backup"
-					in.Leases = append(in.Leases, l.Name)
+				if in.Host == f[0] && strings.HasPrefix(in.ID, f[1]) {
+					in.BackupOf = append(in.BackupOf, l.Name)
 				}
 			}
 		}
