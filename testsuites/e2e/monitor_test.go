@@ -120,6 +120,12 @@ func TestMonitorInABrowser(t *testing.T) {
 	require.NoError(t, chromedp.Do(tab, chromedp.Navigate(base+"/requests/"+id)))
 	waitPage(t, tab, `document.querySelector('[data-wait]') && document.querySelector('[data-wait]').innerText.includes("waiting for the client")`, 20*time.Second, "the put waiting for its client")
 	screenshot(t, tab, shots, "request-waiting")
+	// While it waits, the queues page counts it.
+	require.NoError(t, chromedp.Do(tab, chromedp.Navigate(base+"/queues")))
+	waitPage(t, tab, `document.querySelector('tr[data-status="READY"]')`, 10*time.Second, "the READY subrequest in the queues")
+	screenshot(t, tab, shots, "queues")
+	require.NoError(t, chromedp.Do(tab, chromedp.Navigate(base+"/requests/"+id)))
+	waitPage(t, tab, `document.getElementById("request-status")`, 10*time.Second, "the request page again")
 
 	q := ok(t, in.Run(ctx, in.Env(), "stager_qry", "-r", id, "--json"))
 	var req api.Request
@@ -167,7 +173,6 @@ func TestMonitorInABrowser(t *testing.T) {
 
 	// Every other page renders in the browser.
 	for _, p := range []struct{ path, name, sel string }{
-		{"/queues", "queues", "#rates"},
 		{"/diskservers", "diskservers", `tr[data-disk-server="disk1"]`},
 		{"/logic", "logic", "#drift .ok"},
 		{"/events", "events", "#events"},
