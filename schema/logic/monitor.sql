@@ -50,7 +50,8 @@ BEGIN
                (count(*) * 60.0 / p_window_seconds)::double precision, count(*),
                array_agg(DISTINCT t.daemon ORDER BY t.daemon)
         FROM subrequest_transition t
-        WHERE t.at > clock_timestamp() - make_interval(secs => p_window_seconds)
+        -- now(), not clock_timestamp(): a volatile bound could not use the index.
+        WHERE t.at > now() - make_interval(secs => p_window_seconds)
         GROUP BY t.from_status, t.to_status
         ORDER BY count(*) DESC, 1, 2;
 END;

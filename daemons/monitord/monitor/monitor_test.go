@@ -129,6 +129,10 @@ func TestPagesShowTheInstance(t *testing.T) {
 	require.Contains(t, body, "waiting for a stager of the put family to decide it, position 1 in its queue")
 	require.Contains(t, body, "<td>(new)</td><td class=\"START\">START</td>")
 
+	code, body = fetch(t, base+"/requests?id=+"+id+"+", false)
+	require.Equal(t, http.StatusOK, code, "the search box without JavaScript leads to the request")
+	require.Contains(t, body, `<span id="request-status" class="PENDING">PENDING</span>`)
+
 	code, body = fetch(t, base+"/requests/"+strings.ToUpper(uuid.New()), false)
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "No request")

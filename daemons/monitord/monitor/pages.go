@@ -140,7 +140,8 @@ func (s *server) readyOf(ctx context.Context, adminURL string) string {
 	}
 	resp, err := s.probe.Do(req)
 	if err != nil {
-		return "no answer"
+		// Also what an admin listener on another host's loopback looks like from here.
+		return "no answer from " + adminURL
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusOK {
@@ -244,11 +245,7 @@ func (s *server) events(ctx context.Context, _ *http.Request) (any, string, erro
 	return ev, "", err
 }
 
-func (s *server) requests(ctx context.Context, r *http.Request) (any, string, error) {
-	if id := strings.TrimSpace(r.URL.Query().Get("id")); id != "" {
-		// The search form: on to the request's own page.
-		return nil, "", &userError{status: http.StatusBadRequest, msg: "open /requests/" + id}
-	}
+func (s *server) requests(ctx context.Context, _ *http.Request) (any, string, error) {
 	var rows []model.MonitorRecentRequestsRow
 	err := s.db.DoIdempotent(ctx, "read recent requests", func(q pg.Querier) (err error) {
 		rows, err = model.MonitorRecentRequests(ctx, q, 50)
@@ -391,6 +388,7 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%.0f%%", 100*float64(*free)/float64(*capacity))
 	},
-	"rate": func(f float64) string { return fmt.Sprintf("%.1f", f) },
-	"join": strings.Join,
+	"rate":      func(f float64) string { return fmt.Sprintf("%.1f", f) },
+	"join":      strings.Join,
+	"hasPrefix": strings.HasPrefix,
 }

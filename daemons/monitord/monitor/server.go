@@ -9,6 +9,8 @@ import (
 	"html/template"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -64,7 +66,15 @@ func newServer(cfg Config, env *daemon.Env) (*server, error) {
 	mux.HandleFunc("GET /diskservers", s.handle("diskservers", "Disk servers", s.diskServers))
 	mux.HandleFunc("GET /logic", s.handle("logic", "SQL logic", s.logic))
 	mux.HandleFunc("GET /events", s.handle("events", "Events", s.events))
-	mux.HandleFunc("GET /requests", s.handle("requests", "Requests", s.requests))
+	recent := s.handle("requests", "Requests", s.requests)
+	mux.HandleFunc("GET /requests", func(w http.ResponseWriter, r *http.Request) {
+		// The search box without JavaScript: on to the request's own page.
+		if id := strings.TrimSpace(r.URL.Query().Get("id")); id != "" {
+			http.Redirect(w, r, "/requests/"+url.PathEscape(id), http.StatusSeeOther)
+			return
+		}
+		recent(w, r)
+	})
 	mux.HandleFunc("GET /requests/{id}", s.handle("request", "Request", s.request))
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(s.log)}
 	return s, nil
