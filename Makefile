@@ -158,9 +158,10 @@ test/short: ## The tests without the slow process-level suites.
 test/race: pg/install ## Every test with the race detector.
 	$(GO) test -race $(TEST_FLAGS) ./...
 
+BENCH_FLAGS ?=
 .PHONY: bench
-bench: pg/install ## Claim throughput at 1/4/16 workers × batch 1/10/100 beside pgbench -N and River's bench shape, on the private cluster.
-	$(GO) run ./testsuites/bench/cmd/pollux-bench
+bench: pg/install ## Every benchmark on the private cluster, ending with one table of every target (BENCH_FLAGS=--record=docs/benchmarks.md keeps it).
+	$(GO) run ./testsuites/bench/cmd/pollux-bench $(BENCH_FLAGS)
 
 # The failure suite: one pg_auto_failover formation made from scratch under HA_DIR, a
 # Pollux database migrated on it, then every package of FAILOVER_PKGS against it (they

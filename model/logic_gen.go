@@ -62,7 +62,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "namespace_path_problem", File: "namespace.sql", IdentityArgs: "p_path text", Result: "text"},
 	{Name: "file_query", File: "namespace.sql", IdentityArgs: "p_path text, p_user text", Result: "TABLE(path text, service_class text, status text, size_bytes bigint, checksum_adler32 text, owner text, updated_at timestamp with time zone, disk_copies integer, info text)"},
 	{Name: "file_close_copy", File: "namespace.sql", IdentityArgs: "p_file_id bigint, p_disk_copy_id bigint", Result: "void"},
-	{Name: "request_submit", File: "request.sql", IdentityArgs: "p_id uuid, p_type request_type, p_service_class text, p_user text, p_user_tag text, p_client_host text, p_paths text[], p_auto_close boolean", Result: "TABLE(created boolean, subrequests integer)"},
+	{Name: "request_submit", File: "request.sql", IdentityArgs: "p_id uuid, p_type request_type, p_service_class text, p_user text, p_user_tag text, p_client_host text, p_paths text[], p_auto_close boolean, p_transfer_key_hash text, p_create_only_paths text[]", Result: "TABLE(created boolean, subrequests integer)"},
 	{Name: "request_get", File: "request.sql", IdentityArgs: "p_id uuid", Result: "SETOF request"},
 	{Name: "subrequest_list", File: "request.sql", IdentityArgs: "p_request_id uuid", Result: "SETOF subrequest"},
 	{Name: "request_view", File: "request.sql", IdentityArgs: "p_id uuid", Result: "jsonb"},
@@ -104,7 +104,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "disk_copy_deleted", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "void"},
 	{Name: "disk_copy_discardable", File: "diskserver.sql", IdentityArgs: "p_disk_server_id bigint, p_mount_point text, p_disk_path text", Result: "boolean"},
 	{Name: "transfer_location", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint", Result: "TABLE(request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, checksum_adler32 text, max_size_bytes bigint)"},
-	{Name: "transfer_claim", File: "transfer.sql", IdentityArgs: "p_disk_server_id bigint, p_mover_base text, p_tokens text[]", Result: "TABLE(subrequest_id bigint, request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, checksum_adler32 text, max_size_bytes bigint, token text, open_seconds bigint, transfer_seconds bigint, min_bytes_per_second bigint, min_rate_seconds bigint)"},
+	{Name: "transfer_claim", File: "transfer.sql", IdentityArgs: "p_disk_server_id bigint, p_mover_base text, p_tokens text[]", Result: "TABLE(subrequest_id bigint, request_id uuid, type request_type, path text, mount_point text, disk_path text, size_bytes bigint, checksum_adler32 text, max_size_bytes bigint, token text, open_seconds bigint, transfer_seconds bigint, min_bytes_per_second bigint, min_rate_seconds bigint, transfer_key_hash text)"},
 	{Name: "subrequest_abandon_write", File: "transfer.sql", IdentityArgs: "p_id bigint", Result: "void"},
 	{Name: "subrequest_fail_transfer", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_code text, p_message text", Result: "void"},
 	{Name: "transfer_put_ended", File: "transfer.sql", IdentityArgs: "p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text, p_client_adler32 text", Result: "void"},
@@ -204,11 +204,11 @@ const (
 	// FileCloseCopySQL is the statement FileCloseCopy runs.
 	FileCloseCopySQL = "SELECT file_close_copy($1::bigint, $2::bigint)"
 	// RequestSubmitSQL is the statement RequestSubmit runs.
-	RequestSubmitSQL = "SELECT created, subrequests FROM request_submit($1::uuid, $2::request_type, $3::text, $4::text, $5::text, $6::text, $7::text[], $8::boolean)"
+	RequestSubmitSQL = "SELECT created, subrequests FROM request_submit($1::uuid, $2::request_type, $3::text, $4::text, $5::text, $6::text, $7::text[], $8::boolean, $9::text, $10::text[])"
 	// RequestGetSQL is the statement RequestGet runs.
-	RequestGetSQL = "SELECT id, type, status, service_class_id, user_name, user_tag, client_host, created_at, updated_at, auto_close FROM request_get($1::uuid)"
+	RequestGetSQL = "SELECT id, type, status, service_class_id, user_name, user_tag, client_host, created_at, updated_at, auto_close, transfer_key_hash FROM request_get($1::uuid)"
 	// SubrequestListSQL is the statement SubrequestList runs.
-	SubrequestListSQL = "SELECT id, request_id, path, status, file_id, disk_copy_id, parent_id, retries, error_code, error_message, created_at, updated_at, type, disk_server_id, file_system_id, mover_url, token, size_bytes, checksum_adler32, info, placement_epoch FROM subrequest_list($1::uuid)"
+	SubrequestListSQL = "SELECT id, request_id, path, status, file_id, disk_copy_id, parent_id, retries, error_code, error_message, created_at, updated_at, type, disk_server_id, file_system_id, mover_url, token, size_bytes, checksum_adler32, info, placement_epoch, create_only FROM subrequest_list($1::uuid)"
 	// RequestViewSQL is the statement RequestView runs.
 	RequestViewSQL = "SELECT request_view($1::uuid)"
 	// RequestChangedPayloadSQL is the statement RequestChangedPayload runs.
@@ -288,7 +288,7 @@ const (
 	// TransferLocationSQL is the statement TransferLocation runs.
 	TransferLocationSQL = "SELECT request_id, type, path, mount_point, disk_path, size_bytes, checksum_adler32, max_size_bytes FROM transfer_location($1::bigint)"
 	// TransferClaimSQL is the statement TransferClaim runs.
-	TransferClaimSQL = "SELECT subrequest_id, request_id, type, path, mount_point, disk_path, size_bytes, checksum_adler32, max_size_bytes, token, open_seconds, transfer_seconds, min_bytes_per_second, min_rate_seconds FROM transfer_claim($1::bigint, $2::text, $3::text[])"
+	TransferClaimSQL = "SELECT subrequest_id, request_id, type, path, mount_point, disk_path, size_bytes, checksum_adler32, max_size_bytes, token, open_seconds, transfer_seconds, min_bytes_per_second, min_rate_seconds, transfer_key_hash FROM transfer_claim($1::bigint, $2::text, $3::text[])"
 	// SubrequestAbandonWriteSQL is the statement SubrequestAbandonWrite runs.
 	SubrequestAbandonWriteSQL = "SELECT subrequest_abandon_write($1::bigint)"
 	// SubrequestFailTransferSQL is the statement SubrequestFailTransfer runs.
@@ -888,8 +888,8 @@ type RequestSubmitRow struct {
 //
 // Stores a request and its subrequests in one transaction; idempotent for a retry with
 // the same id.
-func RequestSubmit(ctx context.Context, db DBTX, id string, typeArg RequestType, serviceClass string, user string, userTag string, clientHost string, paths []string, autoClose bool) ([]RequestSubmitRow, error) {
-	rows, err := db.Query(ctx, RequestSubmitSQL, id, typeArg, serviceClass, user, userTag, clientHost, paths, autoClose)
+func RequestSubmit(ctx context.Context, db DBTX, id string, typeArg RequestType, serviceClass string, user string, userTag string, clientHost string, paths []string, autoClose bool, transferKeyHash *string, createOnlyPaths []string) ([]RequestSubmitRow, error) {
+	rows, err := db.Query(ctx, RequestSubmitSQL, id, typeArg, serviceClass, user, userTag, clientHost, paths, autoClose, transferKeyHash, createOnlyPaths)
 	if err != nil {
 		return nil, fmt.Errorf("request_submit: %w", err)
 	}
@@ -1599,6 +1599,9 @@ type TransferClaimRow struct {
 	MinBytesPerSecond int64 `json:"min_bytes_per_second"`
 	// Policy transfer_min_rate_seconds.
 	MinRateSeconds int64 `json:"min_rate_seconds"`
+	// SHA-256 (hex) of the client's transfer secret: the mover serves only a caller
+	// presenting the token and that secret (NULL: the token alone).
+	TransferKeyHash *string `json:"transfer_key_hash"`
 }
 
 // TransferClaim calls the SQL function transfer_claim (transfer.sql).
@@ -1614,7 +1617,7 @@ func TransferClaim(ctx context.Context, db DBTX, diskServerID int64, moverBase s
 	}
 	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TransferClaimRow, error) {
 		var r TransferClaimRow
-		err := row.Scan(&r.SubrequestID, &r.RequestID, &r.Type, &r.Path, &r.MountPoint, &r.DiskPath, &r.SizeBytes, &r.ChecksumAdler32, &r.MaxSizeBytes, &r.Token, &r.OpenSeconds, &r.TransferSeconds, &r.MinBytesPerSecond, &r.MinRateSeconds)
+		err := row.Scan(&r.SubrequestID, &r.RequestID, &r.Type, &r.Path, &r.MountPoint, &r.DiskPath, &r.SizeBytes, &r.ChecksumAdler32, &r.MaxSizeBytes, &r.Token, &r.OpenSeconds, &r.TransferSeconds, &r.MinBytesPerSecond, &r.MinRateSeconds, &r.TransferKeyHash)
 		return r, err
 	})
 	if err != nil {

@@ -335,18 +335,21 @@ type Request struct {
 	UpdatedAt      time.Time     `json:"updated_at"`
 	// Close each written copy when its upload ends (pollux cp), without stager_putdone.
 	AutoClose bool `json:"auto_close"`
+	// SHA-256 (hex) of the client's transfer secret; a mover's token opens a transfer only
+	// with the secret.
+	TransferKeyHash *string `json:"transfer_key_hash"`
 }
 
 // RequestTable is the name of the table request.
 const RequestTable = "request"
 
 // RequestColumns are the columns of request in the order ScanRequest expects them.
-var RequestColumns = []string{"id", "type", "status", "service_class_id", "user_name", "user_tag", "client_host", "created_at", "updated_at", "auto_close"}
+var RequestColumns = []string{"id", "type", "status", "service_class_id", "user_name", "user_tag", "client_host", "created_at", "updated_at", "auto_close", "transfer_key_hash"}
 
 // ScanRequest scans a row holding RequestColumns in order.
 func ScanRequest(row pgx.Row) (Request, error) {
 	var r Request
-	if err := row.Scan(&r.ID, &r.Type, &r.Status, &r.ServiceClassID, &r.UserName, &r.UserTag, &r.ClientHost, &r.CreatedAt, &r.UpdatedAt, &r.AutoClose); err != nil {
+	if err := row.Scan(&r.ID, &r.Type, &r.Status, &r.ServiceClassID, &r.UserName, &r.UserTag, &r.ClientHost, &r.CreatedAt, &r.UpdatedAt, &r.AutoClose, &r.TransferKeyHash); err != nil {
 		return Request{}, fmt.Errorf("scan request: %w", err)
 	}
 	return r, nil
@@ -396,6 +399,9 @@ type Subrequest struct {
 	// The capacity epoch at which a waiting subrequest was last tried (WAITSCHED); schedulerd
 	// tries it again once the epoch moved on.
 	PlacementEpoch int64 `json:"placement_epoch"`
+	// A PUT whose credential may create the file but not overwrite it: the put decision
+	// refuses an existing file.
+	CreateOnly bool `json:"create_only"`
 }
 
 // SubrequestTable is the name of the table subrequest.
@@ -403,12 +409,12 @@ const SubrequestTable = "subrequest"
 
 // SubrequestColumns are the columns of subrequest in the order ScanSubrequest expects
 // them.
-var SubrequestColumns = []string{"id", "request_id", "path", "status", "file_id", "disk_copy_id", "parent_id", "retries", "error_code", "error_message", "created_at", "updated_at", "type", "disk_server_id", "file_system_id", "mover_url", "token", "size_bytes", "checksum_adler32", "info", "placement_epoch"}
+var SubrequestColumns = []string{"id", "request_id", "path", "status", "file_id", "disk_copy_id", "parent_id", "retries", "error_code", "error_message", "created_at", "updated_at", "type", "disk_server_id", "file_system_id", "mover_url", "token", "size_bytes", "checksum_adler32", "info", "placement_epoch", "create_only"}
 
 // ScanSubrequest scans a row holding SubrequestColumns in order.
 func ScanSubrequest(row pgx.Row) (Subrequest, error) {
 	var r Subrequest
-	if err := row.Scan(&r.ID, &r.RequestID, &r.Path, &r.Status, &r.FileID, &r.DiskCopyID, &r.ParentID, &r.Retries, &r.ErrorCode, &r.ErrorMessage, &r.CreatedAt, &r.UpdatedAt, &r.Type, &r.DiskServerID, &r.FileSystemID, &r.MoverURL, &r.Token, &r.SizeBytes, &r.ChecksumAdler32, &r.Info, &r.PlacementEpoch); err != nil {
+	if err := row.Scan(&r.ID, &r.RequestID, &r.Path, &r.Status, &r.FileID, &r.DiskCopyID, &r.ParentID, &r.Retries, &r.ErrorCode, &r.ErrorMessage, &r.CreatedAt, &r.UpdatedAt, &r.Type, &r.DiskServerID, &r.FileSystemID, &r.MoverURL, &r.Token, &r.SizeBytes, &r.ChecksumAdler32, &r.Info, &r.PlacementEpoch, &r.CreateOnly); err != nil {
 		return Subrequest{}, fmt.Errorf("scan subrequest: %w", err)
 	}
 	return r, nil

@@ -56,7 +56,7 @@ func TestEveryTransitionIsLoggedWithWhoMadeItAndWhy(t *testing.T) {
 	dsID, _ := l.diskServer("ds1")
 
 	id := uuid.New()
-	_, err := model.RequestSubmit(ctx, rhd.Pool(), id, model.RequestTypePut, "default", "alice", "", "test", []string{"/pollux/h"}, false)
+	_, err := model.RequestSubmit(ctx, rhd.Pool(), id, model.RequestTypePut, "default", "alice", "", "test", []string{"/pollux/h"}, false, nil, nil)
 	require.NoError(t, err)
 	l.stage()
 	waits, err := model.RequestWaits(ctx, stager.Pool(), id)
@@ -93,7 +93,7 @@ func TestEveryTransitionIsLoggedWithWhoMadeItAndWhy(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(plain.Close)
 	other := uuid.New()
-	_, err = model.RequestSubmit(ctx, plain.Pool(), other, model.RequestTypeGet, "default", "alice", "", "test", []string{"/pollux/none"}, false)
+	_, err = model.RequestSubmit(ctx, plain.Pool(), other, model.RequestTypeGet, "default", "alice", "", "test", []string{"/pollux/none"}, false, nil, nil)
 	require.NoError(t, err)
 	l.db = stager
 	l.stage()

@@ -37,7 +37,7 @@ func newLife(t *testing.T) *life {
 func (l *life) submit(typ model.RequestType, autoClose bool, paths ...string) string {
 	l.t.Helper()
 	id := uuid.New()
-	rows, err := model.RequestSubmit(l.ctx, l.db.Pool(), id, typ, "default", "alice", "", "test", paths, autoClose)
+	rows, err := model.RequestSubmit(l.ctx, l.db.Pool(), id, typ, "default", "alice", "", "test", paths, autoClose, nil, nil)
 	require.NoError(l.t, err)
 	require.True(l.t, rows[0].Created)
 	return id
@@ -392,10 +392,10 @@ func TestFinishedRequestsAreArchived(t *testing.T) {
 	after, err := model.RequestView(l.ctx, l.db.Pool(), finished[0])
 	require.NoError(t, err)
 	require.JSONEq(t, string(before), string(after), "the archive answers as the request did")
-	retry, err := model.RequestSubmit(l.ctx, l.db.Pool(), finished[0], model.RequestTypePut, "default", "alice", "", "", []string{"/pollux/kept"}, false)
+	retry, err := model.RequestSubmit(l.ctx, l.db.Pool(), finished[0], model.RequestTypePut, "default", "alice", "", "", []string{"/pollux/kept"}, false, nil, nil)
 	if err != nil {
 		// The first of the two finished requests may be the putdone.
-		retry, err = model.RequestSubmit(l.ctx, l.db.Pool(), finished[0], model.RequestTypePutdone, "default", "alice", "", "", []string{"/pollux/kept"}, false)
+		retry, err = model.RequestSubmit(l.ctx, l.db.Pool(), finished[0], model.RequestTypePutdone, "default", "alice", "", "", []string{"/pollux/kept"}, false, nil, nil)
 	}
 	require.NoError(t, err)
 	require.False(t, retry[0].Created, "a late retry of an archived request stores nothing")
@@ -570,7 +570,7 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		{"duplicate", "default", []string{"/pollux/a", "/pollux/a"}, model.SQLStateInvalidArgument, "more than once"},
 		{"unknown service class", "tape", []string{"/pollux/a"}, model.SQLStateNotFound, `unknown service class "tape"`},
 	} {
-		_, err := model.RequestSubmit(l.ctx, l.db.Pool(), uuid.New(), model.RequestTypePut, tc.svc, "alice", "", "", tc.paths, false)
+		_, err := model.RequestSubmit(l.ctx, l.db.Pool(), uuid.New(), model.RequestTypePut, tc.svc, "alice", "", "", tc.paths, false, nil, nil)
 		require.Equal(t, tc.code, sqlstate(err), tc.name)
 		require.ErrorContains(t, err, tc.msg, tc.name)
 	}
@@ -583,14 +583,14 @@ func TestRequestIDMakesRetriesIdempotent(t *testing.T) {
 	t.Parallel()
 	l := newLife(t)
 	id := uuid.New()
-	rows, err := model.RequestSubmit(l.ctx, l.db.Pool(), id, model.RequestTypePut, "default", "alice", "", "", []string{"/pollux/a"}, false)
+	rows, err := model.RequestSubmit(l.ctx, l.db.Pool(), id, model.RequestTypePut, "default", "alice", "", "", []string{"/pollux/a"}, false, nil, nil)
 	require.NoError(t, err)
 	require.True(t, rows[0].Created)
-	rows, err = model.RequestSubmit(l.ctx, l.db.Pool(), id, model.RequestTypePut, "default", "alice", "", "", []string{"/pollux/a"}, false)
+	rows, err = model.RequestSubmit(l.ctx, l.db.Pool(), id, model.RequestTypePut, "default", "alice", "", "", []string{"/pollux/a"}, false, nil, nil)
 	require.NoError(t, err)
 	require.False(t, rows[0].Created, "the same request again is recognised, not stored twice")
 	require.Len(t, l.subs(id), 1)
-	_, err = model.RequestSubmit(l.ctx, l.db.Pool(), id, model.RequestTypePut, "default", "alice", "", "", []string{"/pollux/b"}, false)
+	_, err = model.RequestSubmit(l.ctx, l.db.Pool(), id, model.RequestTypePut, "default", "alice", "", "", []string{"/pollux/b"}, false, nil, nil)
 	require.Equal(t, model.SQLStateConflict, sqlstate(err))
 }
 

@@ -20,7 +20,7 @@ func TestPendingRequestsPerUserAreBounded(t *testing.T) {
 	_, err := model.PolicySet(l.ctx, l.db.Pool(), "user_max_pending_requests", 2, "test")
 	require.NoError(t, err)
 	submit := func(user, id string) error {
-		_, err := model.RequestSubmit(l.ctx, l.db.Pool(), id, model.RequestTypeGet, "default", user, "", "test", []string{"/pollux/none/" + id}, false)
+		_, err := model.RequestSubmit(l.ctx, l.db.Pool(), id, model.RequestTypeGet, "default", user, "", "test", []string{"/pollux/none/" + id}, false, nil, nil)
 		return err
 	}
 	first, second := uuid.New(), uuid.New()

@@ -90,7 +90,7 @@ func TestPathNormalForm(t *testing.T) {
 	require.Contains(t, got[2], "not in Unicode normal form NFC", "conjoining jamo compose to a syllable in NFC")
 
 	ctx := context.Background()
-	_, err := model.RequestSubmit(ctx, db.Pool(), uuid.New(), model.RequestTypePut, "default", "alice", "", "test", []string{nfc, nfd}, false)
+	_, err := model.RequestSubmit(ctx, db.Pool(), uuid.New(), model.RequestTypePut, "default", "alice", "", "test", []string{nfc, nfd}, false, nil, nil)
 	require.Error(t, err)
 	require.Equal(t, "PX002", pg.SQLState(err))
 	require.Contains(t, pg.ServerMessage(err), "not in Unicode normal form NFC")
@@ -123,7 +123,7 @@ func FuzzPathProblem(f *testing.F) {
 			if err := tx.QueryRow(ctx, `select coalesce(namespace_path_problem($1), '')`, path).Scan(&problem); err != nil {
 				return err
 			}
-			_, submitErr = model.RequestSubmit(ctx, tx, uuid.New(), model.RequestTypePut, "default", "alice", "", "test", []string{path}, false)
+			_, submitErr = model.RequestSubmit(ctx, tx, uuid.New(), model.RequestTypePut, "default", "alice", "", "test", []string{path}, false, nil, nil)
 			return errRollback
 		})
 		require.ErrorIs(t, err, errRollback)

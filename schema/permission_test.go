@@ -58,7 +58,7 @@ func newPerm(t *testing.T, dirMode, fileMode int32) *perm {
 func (p *perm) decide(typ model.RequestType, user, path string) model.Subrequest {
 	p.t.Helper()
 	id := uuid.New()
-	_, err := model.RequestSubmit(p.ctx, p.db.Pool(), id, typ, "default", user, "", "test", []string{path}, false)
+	_, err := model.RequestSubmit(p.ctx, p.db.Pool(), id, typ, "default", user, "", "test", []string{path}, false, nil, nil)
 	require.NoError(p.t, err)
 	for _, family := range model.Families() {
 		require.NoError(p.t, p.db.Tx(p.ctx, "stage", func(q pg.Querier) error {
@@ -323,7 +323,7 @@ func TestPermissionRaceForANewDirectory(t *testing.T) {
 	pool := p.db.Pool()
 	submit := func(user, path string) string {
 		id := uuid.New()
-		_, err := model.RequestSubmit(p.ctx, pool, id, model.RequestTypePut, "default", user, "", "test", []string{path}, false)
+		_, err := model.RequestSubmit(p.ctx, pool, id, model.RequestTypePut, "default", user, "", "test", []string{path}, false, nil, nil)
 		require.NoError(t, err)
 		return id
 	}
@@ -363,4 +363,40 @@ func TestPermissionRaceForANewDirectory(t *testing.T) {
 	require.Len(t, rows, 2, "the directory and alice's file, nothing of bob's")
 	require.Equal(t, "alice", rows[0].Owner)
 	require.Equal(t, "/pollux/new/a", rows[1].Path)
+}
+
+// A put whose token may create but not modify a path (rhd passes its create-only paths)
+// is refused by the put decision when the file exists by then, however late it appeared
+// (after rhd looked), with a permission error naming the scope, changing nothing; a
+// create-only put of a new file is decided as any put, and the file it created is its own,
+// so taking the write back and deciding it again does not refuse it.
+func TestCreateOnlyPutNeverOverwrites(t *testing.T) {
+	t.Parallel()
+	p := newPerm(t, 0o755, 0o644)
+	decide := func(path string) model.Subrequest {
+		t.Helper()
+		id := uuid.New()
+		_, err := model.RequestSubmit(p.ctx, p.db.Pool(), id, model.RequestTypePut, "default", "alice", "", "test", []string{path}, false, nil, []string{path})
+		require.NoError(t, err)
+		require.NoError(t, p.db.Tx(p.ctx, "stage", func(q pg.Querier) error {
+			_, err := model.SubrequestClaim(p.ctx, q, "put", 10)
+			return err
+		}))
+		subs, err := model.SubrequestList(p.ctx, p.db.Pool(), id)
+		require.NoError(t, err)
+		require.Len(t, subs, 1)
+		return subs[0]
+	}
+	before := p.namespace()
+	over := decide(permFile)
+	require.Equal(t, model.SubrequestStatusFailed, over.Status)
+	require.Equal(t, model.SQLStatePermissionDenied, *over.ErrorCode)
+	require.Equal(t, "permission denied: "+permFile+" exists, and the token this put came with may only create files there (storage.create): overwriting it needs storage.modify", *over.ErrorMessage)
+	require.Equal(t, before, p.namespace(), "the refusal changed nothing")
+
+	fresh := decide(permHome + "/new")
+	require.NotEqual(t, model.SubrequestStatusFailed, fresh.Status, "%+v", fresh)
+	var createOnly bool
+	require.NoError(t, p.db.Pool().QueryRow(p.ctx, "select create_only from subrequest where id = $1", fresh.ID).Scan(&createOnly))
+	require.False(t, createOnly, "the file it created is its own")
 }

@@ -14,9 +14,11 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -55,6 +57,9 @@ type Client struct {
 	mu    sync.Mutex
 	addrs []string // shuffled base URLs; nil until resolved
 	cur   int      // the address that answered last: calls start there
+	// secrets are the transfer secrets of the requests this client submitted, by request
+	// id (see api.TransferKeyHash): they never leave the process but to a mover.
+	secrets map[string]string
 }
 
 // DefaultServiceTimeout is ServiceTimeout unless told otherwise: long enough to ride out a
@@ -175,13 +180,18 @@ func (c *Client) call(ctx context.Context, ac apiCall, out any) (int, error) {
 	final := make([]*Error, len(addrs))
 	finals, failures := 0, 0
 	var lastAnswer *Error
+	// pause is the wait before the next round: RoundPause, or what a busy request handler
+	// asked for (Retry-After), spread by up to half again so that the clients a burst
+	// turned away do not all come back in the same instant.
+	pause := c.RoundPause
 	for round := 0; ; round++ {
 		if round > 0 {
 			select {
 			case <-ctx.Done():
 				return 0, ctx.Err()
-			case <-time.After(min(c.RoundPause, time.Until(unserved.Add(bound)))):
+			case <-time.After(min(pause, time.Until(unserved.Add(bound)))):
 			}
+			pause = c.RoundPause
 		}
 		for k := range addrs {
 			i := (start + k) % len(addrs)
@@ -197,7 +207,7 @@ func (c *Client) call(ctx context.Context, ac apiCall, out any) (int, error) {
 				wait = 0
 			}
 			timeout := min(wait+share, left)
-			status, b, err := c.once(ctx, addrs[i], ac, wait, timeout, unserved.Add(bound), n)
+			status, b, retryAfter, err := c.once(ctx, addrs[i], ac, wait, timeout, unserved.Add(bound), n)
 			// When the call stopped being served. A try that ended in an answer or a
 			// timeout was not served for at most its share (rhd answers within it beyond
 			// the wait, api.HeaderTimeout); a connection that broke may have broken a wait
@@ -211,9 +221,12 @@ func (c *Client) call(ctx context.Context, ac apiCall, out any) (int, error) {
 			case err != nil:
 				stopped = time.Now()
 				last[i] = connError(err)
-			case status >= 500:
+			case status >= 500 || status == http.StatusTooManyRequests:
 				lastAnswer = fromBody(status, b, addrs[i])
 				last[i] = fmt.Sprintf("answered %d: %s", status, lastAnswer.Message)
+				if retryAfter > 0 {
+					pause = max(pause, jitter(min(retryAfter, maxRetryAfter)))
+				}
 				if status == http.StatusInternalServerError {
 					// A fault, not an outage: worth another address, not the same one again.
 					final[i] = lastAnswer
@@ -241,7 +254,7 @@ func (c *Client) call(ctx context.Context, ac apiCall, out any) (int, error) {
 				// Every request handler answered with a fault: its own words say most.
 				return 0, lastAnswer
 			}
-			n.failed(addrs[i], last[i], c.next(addrs, final, i, k, time.Until(unserved.Add(bound))))
+			n.failed(addrs[i], last[i], c.next(addrs, final, i, k, pause, time.Until(unserved.Add(bound))))
 		}
 	}
 }
@@ -255,7 +268,7 @@ func maxTime(a, b time.Time) time.Time {
 
 // next says what the call does after a failure at address i, the k-th of this round,
 // with left until it gives up.
-func (c *Client) next(addrs []string, final []*Error, i, k int, left time.Duration) string {
+func (c *Client) next(addrs []string, final []*Error, i, k int, pause, left time.Duration) string {
 	giving := "giving up in " + seconds(left)
 	for j := k + 1; j < len(addrs); j++ {
 		if a := (i + j - k) % len(addrs); final[a] == nil && left > minShare/10 {
@@ -263,13 +276,37 @@ func (c *Client) next(addrs []string, final []*Error, i, k int, left time.Durati
 		}
 	}
 	switch {
-	case left <= c.RoundPause+minShare/10:
+	case left <= pause+minShare/10:
 		return giving
 	case len(addrs) == 1:
-		return fmt.Sprintf("trying again in %s, %s", c.RoundPause, giving)
+		return fmt.Sprintf("trying again in %s, %s", seconds(pause), giving)
 	default:
-		return fmt.Sprintf("trying every address again in %s, %s", c.RoundPause, giving)
+		return fmt.Sprintf("trying every address again in %s, %s", seconds(pause), giving)
 	}
+}
+
+// maxRetryAfter caps the wait a Retry-After may ask for: a request handler that asks for
+// minutes is better left for the next address and the service timeout to judge.
+const maxRetryAfter = 30 * time.Second
+
+// jitter spreads d over [d, 1.5 d).
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration(mrand.Int64N(int64(d/2)+1))
+}
+
+// parseRetryAfter reads a Retry-After header: whole seconds, or an HTTP date; 0 when
+// absent or unreadable.
+func parseRetryAfter(h string) time.Duration {
+	if h == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(h); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
 }
 
 // notices tells the user, through Client.Notices, what a call waits for: a line when an
@@ -340,7 +377,7 @@ func gaveUp(addrs, last []string, lastAnswer *Error, bound, took time.Duration) 
 
 // once is one try of ac at base; deadline is when the call gives up, for the notice of a
 // try without an answer.
-func (c *Client) once(ctx context.Context, base string, ac apiCall, wait, timeout time.Duration, deadline time.Time, n *notices) (int, []byte, error) {
+func (c *Client) once(ctx context.Context, base string, ac apiCall, wait, timeout time.Duration, deadline time.Time, n *notices) (int, []byte, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	u := base + ac.path
@@ -360,7 +397,7 @@ func (c *Client) once(ctx context.Context, base string, ac apiCall, wait, timeou
 	}
 	req, err := http.NewRequestWithContext(ctx, ac.method, u, r)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, 0, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
 	req.Header.Set("Accept", "application/json")
@@ -383,14 +420,14 @@ func (c *Client) once(ctx context.Context, base string, ac apiCall, wait, timeou
 	}
 	resp, err := c.api.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, 0, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, 0, err
 	}
-	return resp.StatusCode, b, nil
+	return resp.StatusCode, b, parseRetryAfter(resp.Header.Get("Retry-After")), nil
 }
 
 // connError shortens what net/http says about a failed connection to its cause.
@@ -439,14 +476,61 @@ func decodeJSON(b []byte, v any) error {
 
 // Submit stores a request. A request the service already had with this id (an earlier try
 // that got through) is not an error: Created is false.
+// A request that moves data gets a transfer secret of this client's (the same one for a
+// retry of the same id), whose hash goes with it; the views of the request this client
+// reads carry the whole mover credential in Token.
 func (c *Client) Submit(ctx context.Context, req api.SubmitRequest, wait time.Duration) (api.SubmitResponse, error) {
+	if api.NeedsTransferKey(req.Type) && req.TransferKeyHash == "" {
+		secret, err := c.transferSecret(req.ID)
+		if err != nil {
+			return api.SubmitResponse{}, errorf(wire.ErrorKindInternal, "%v", err)
+		}
+		req.TransferKeyHash = api.TransferKeyHash(secret)
+	}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return api.SubmitResponse{}, fmt.Errorf("encode request: %w", err)
 	}
 	var out api.SubmitResponse
 	_, err = c.call(ctx, apiCall{method: http.MethodPost, path: api.PathRequests, body: body, wait: wait}, &out)
+	if out.Request != nil {
+		c.credentials(out.Request)
+	}
 	return out, err
+}
+
+// transferSecret is the secret of request id, made on first use.
+func (c *Client) transferSecret(id string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.secrets[id]; ok {
+		return s, nil
+	}
+	s, err := api.NewTransferSecret()
+	if err != nil {
+		return "", err
+	}
+	if c.secrets == nil {
+		c.secrets = map[string]string{}
+	}
+	c.secrets[id] = s
+	return s, nil
+}
+
+// credentials completes the mover tokens of a request this client submitted with its
+// secret. A request submitted elsewhere keeps the bare token, which a mover refuses.
+func (c *Client) credentials(r *api.Request) {
+	c.mu.Lock()
+	secret, ok := c.secrets[r.ID]
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	for i := range r.Subrequests {
+		if t := r.Subrequests[i].Token; t != "" && !strings.Contains(t, ".") {
+			r.Subrequests[i].Token = api.TransferCredential(t, secret)
+		}
+	}
 }
 
 // Request reads a request. With a non-zero since it waits up to wait for a change after
@@ -458,6 +542,7 @@ func (c *Client) Request(ctx context.Context, id string, since time.Time, wait t
 	}
 	var out api.Request
 	_, err := c.call(ctx, ac, &out)
+	c.credentials(&out)
 	return out, err
 }
 

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -123,10 +124,11 @@ func TestStagerCommands(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(q.stdout), &files))
 	require.Equal(t, "STAGED", files[0].File.Status)
 
-	// stager_get without --file prints the endpoint and its one-time token.
+	// stager_get without --file prints the endpoint and its one-time credential: the
+	// mover's token with the secret only this command held.
 	get := c.run(client.Get, nil, "-M", p)
 	require.Equal(t, 0, get.code, get.stderr)
-	require.Regexp(t, `^/pollux/u/alice/data READY http://127\.0\.0\.1:\d+/v1/transfers/\d+ token=[0-9a-f]{32}\n$`, get.stdout)
+	require.Regexp(t, `^/pollux/u/alice/data READY http://127\.0\.0\.1:\d+/v1/transfers/\d+ token=[0-9a-f]{32}\.[0-9a-f]{64}\n$`, get.stdout)
 	require.NotContains(t, get.stderr, "ready: transfer", "a file done is reported on stdout only")
 
 	target := filepath.Join(t.TempDir(), "copy")
@@ -404,4 +406,54 @@ func TestQryTellsARequestsStory(t *testing.T) {
 	q = c.run(client.Qry, nil, "-r", "00000000-0000-4000-8000-000000000000", "--history")
 	require.Equal(t, 1, q.code)
 	require.Contains(t, q.stderr, "no such request")
+}
+
+// A request handler that is busy answers 503 (or 429) with Retry-After: the client waits
+// at least that long, not its own short RoundPause, tells the user what it waits for,
+// and goes on once it is served; the one request is stored once.
+func TestBusyRequestHandlerIsRetriedAfterRetryAfter(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, true)
+	var calls atomic.Int32
+	var times []time.Time
+	var mu sync.Mutex
+	target, _ := url.Parse(c.rhd.URL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		times = append(times, time.Now())
+		mu.Unlock()
+		switch calls.Add(1) {
+		case 1:
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, `{"error":{"kind":"unavailable","message":"the request handler is busy"}}`)
+		case 2:
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			fmt.Fprint(w, `{"error":{"kind":"unavailable","message":"too many long polls"}}`)
+		default:
+			proxy.ServeHTTP(w, r)
+		}
+	}))
+	defer busy.Close()
+	var notices bytes.Buffer
+	cl := client.New(client.Config{Hosts: []string{busy.URL}, Token: token})
+	cl.RoundPause = 10 * time.Millisecond
+	cl.Notices = &notices
+	defer cl.Close()
+	before := c.count("select count(*) from request")
+	_, err := cl.Submit(context.Background(), api.SubmitRequest{ID: client.NewRequestID(), Type: "GET", Paths: []string{"/pollux/f0"}}, 0)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, calls.Load())
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(times); i++ {
+		require.GreaterOrEqual(t, times[i].Sub(times[i-1]), time.Second, "try %d came before the Retry-After", i+1)
+	}
+	require.Contains(t, notices.String(), "answered 503: the request handler is busy — trying again in 1")
+	require.Contains(t, notices.String(), "answered 429: too many long polls")
+	require.Equal(t, before+1, c.count("select count(*) from request"))
 }

@@ -186,12 +186,19 @@ func (c *cluster) open(w http.ResponseWriter, r *http.Request) (int64, model.Tra
 	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	c.mu.Lock()
 	st, ok := c.started[id]
-	if ok && st.token == tok {
-		delete(c.started, id)
+	var bad error
+	if ok {
+		key := ""
+		if st.loc.TransferKeyHash != nil {
+			key = *st.loc.TransferKeyHash
+		}
+		if bad = api.CheckTransferCredential(tok, st.token, key); bad == nil {
+			delete(c.started, id)
+		}
 	}
 	c.mu.Unlock()
-	if !ok || st.token != tok {
-		moverError(w, http.StatusForbidden, model.ErrorKindPermission, fmt.Sprintf("the transfer token for subrequest %d does not check", id))
+	if !ok || bad != nil {
+		moverError(w, http.StatusForbidden, model.ErrorKindPermission, fmt.Sprintf("the transfer token for subrequest %d does not check: %v", id, bad))
 		return 0, model.TransferClaimRow{}, false
 	}
 	return id, st.loc, true

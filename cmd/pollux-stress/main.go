@@ -40,6 +40,8 @@ type options struct {
 	stageHost, token, svcClass, prefix, bin, databaseURL, mix, work string
 	clients, requests, minSize, maxSize                             int
 	duration, every, pause, settle, opTimeout                       time.Duration
+	rate, burstFactor                                               float64
+	burstEvery, burstFor                                            time.Duration
 }
 
 // run is the command without the process: exit 0 when nothing acknowledged was lost, 1
@@ -60,6 +62,10 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	fs.IntVar(&o.requests, "requests", 0, "Stop after this many operations (0: run for --duration).")
 	fs.IntVar(&o.minSize, "min-size", 1<<10, "Smallest file, in bytes.")
 	fs.IntVar(&o.maxSize, "max-size", 1<<20, "Largest file, in bytes.")
+	fs.Float64Var(&o.rate, "rate", 0, "Operations a second for the whole run, on an open schedule (a slow service builds a backlog and shows it as latency); 0: every client as fast as it goes (see --pause). --clients bounds the operations in flight.")
+	fs.Float64Var(&o.burstFactor, "burst-factor", 10, "With --rate and --burst-every: the rate is this many times --rate during each burst.")
+	fs.DurationVar(&o.burstEvery, "burst-every", 0, "With --rate: a burst at the end of every such period (e.g. 30s; 0: no bursts); the report says how each drained.")
+	fs.DurationVar(&o.burstFor, "burst-for", 3*time.Second, "Length of each burst.")
 	fs.DurationVar(&o.duration, "duration", time.Minute, "How long the load runs (when --requests is 0).")
 	fs.DurationVar(&o.every, "report-every", 5*time.Second, "How often to print the figures of the last window.")
 	fs.DurationVar(&o.pause, "pause", 0, "Pause of each client between two operations (0: as fast as it goes).")
@@ -100,6 +106,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return 2
 	case o.stageHost == "":
 		fmt.Fprintln(stderr, "pollux-stress: --stage-host (or STAGE_HOST) is required")
+		return 2
+	case o.rate < 0, o.burstEvery < 0, o.burstEvery > 0 && (o.rate == 0 || o.burstFactor <= 1 || o.burstFor <= 0 || o.burstFor >= o.burstEvery):
+		fmt.Fprintln(stderr, "pollux-stress: --rate must be 0 or more; --burst-every needs --rate, a --burst-factor above 1 and a --burst-for shorter than itself")
 		return 2
 	case o.clients < 1, o.requests < 0, o.minSize < 0, o.maxSize < o.minSize, o.duration <= 0, o.every <= 0:
 		fmt.Fprintln(stderr, "pollux-stress: --clients must be at least 1, --requests and --min-size at least 0, --max-size at least --min-size, --duration and --report-every above 0")
@@ -144,7 +153,11 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 
 	cfg := load.Config{Run: runClient, Dir: filepath.Join(work, "files"), Prefix: o.prefix, Clients: o.clients,
 		MinSize: o.minSize, MaxSize: o.maxSize, Put: weights["put"], Get: weights["get"], Rm: weights["rm"],
-		Pause: o.pause, OpTimeout: o.opTimeout, Limit: o.requests, LogPath: filepath.Join(work, "clients.jsonl")}
+		Pause: o.pause, OpTimeout: o.opTimeout, Limit: o.requests, LogPath: filepath.Join(work, "clients.jsonl"),
+		Rate: o.rate}
+	if o.burstEvery > 0 {
+		cfg.Burst = load.Burst{Factor: o.burstFactor, Every: o.burstEvery, For: o.burstFor}
+	}
 	if cfg.Pause == 0 {
 		cfg.Pause = time.Nanosecond // as fast as it goes; load's default would pause
 	}
@@ -185,6 +198,11 @@ loop:
 	took := time.Since(start)
 	fmt.Fprintf(stdout, "whole run, %s (load average %s):\n%s", took.Round(time.Millisecond), loadAverage(),
 		load.FormatStats(load.Stats(ops, start, time.Now())))
+	issued := took // the bursts the clients ran: those that began before the load stopped
+	if o.requests == 0 {
+		issued = min(took, o.duration)
+	}
+	fmt.Fprint(stdout, load.BurstReport(ops, cfg.Burst.Windows(start, start.Add(issued))))
 
 	judgeCtx := context.WithoutCancel(ctx)
 	var db *pg.DB
@@ -232,10 +250,17 @@ func parseMix(s string) (map[string]int, error) {
 }
 
 func limitText(o options) string {
+	s := "for " + o.duration.String()
 	if o.requests > 0 {
-		return fmt.Sprintf("%d operations", o.requests)
+		s = fmt.Sprintf("%d operations", o.requests)
 	}
-	return "for " + o.duration.String()
+	if o.rate > 0 {
+		s += fmt.Sprintf(" at %g/s", o.rate)
+	}
+	if o.burstEvery > 0 {
+		s += fmt.Sprintf(", bursts of %g× for %s every %s", o.burstFactor, o.burstFor, o.burstEvery)
+	}
+	return s
 }
 
 // clientDir finds the client commands.

@@ -87,7 +87,8 @@ func TestProcess(t *testing.T) {
 		return resp.StatusCode, b
 	}
 	id := "6a0e1d44-2c1b-4f7e-8a55-0d9c3b7e2f10"
-	status, b := call(http.MethodPost, api.PathRequests, api.SubmitRequest{ID: id, Type: "PUT", Paths: []string{"/pollux/u/alice/f"}})
+	status, b := call(http.MethodPost, api.PathRequests, api.SubmitRequest{ID: id, Type: "PUT", Paths: []string{"/pollux/u/alice/f"},
+		TransferKeyHash: api.TransferKeyHash("secret")})
 	require.Equal(t, http.StatusCreated, status, string(b))
 	status, b = call(http.MethodGet, api.RequestPath(id)+"?wait=100ms", nil)
 	require.Equal(t, http.StatusOK, status, string(b))

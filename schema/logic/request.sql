@@ -10,9 +10,16 @@
 -- different request; unavailable (PX005) when the user has policy
 -- user_max_pending_requests requests pending already (a retry of a stored request is
 -- answered before the count, so it is never refused by it).
+-- p_transfer_key_hash is the SHA-256 (hex) of the client's transfer secret: a mover serves
+-- the request's transfers only to a caller presenting the token and that secret. rhd
+-- requires it for requests that move data; NULL (left to fixtures that call the logic
+-- directly) makes the token alone the credential. p_create_only_paths are the paths of a
+-- PUT whose credential may create them but not overwrite them: the put decision refuses to
+-- overwrite what exists by then (rhd's own look happened before the request was stored).
 CREATE OR REPLACE FUNCTION request_submit(
     p_id uuid, p_type request_type, p_service_class text, p_user text, p_user_tag text,
-    p_client_host text, p_paths text[], p_auto_close boolean)
+    p_client_host text, p_paths text[], p_auto_close boolean, p_transfer_key_hash text,
+    p_create_only_paths text[])
 RETURNS TABLE (created boolean, subrequests integer)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
@@ -43,6 +50,9 @@ BEGIN
         END IF;
         RETURN QUERY SELECT false, v_n;
         RETURN;
+    END IF;
+    IF p_transfer_key_hash !~ '^[0-9a-f]{64}$' THEN
+        RAISE EXCEPTION 'the transfer key hash is not 64 lowercase hex digits (the SHA-256 of the client''s transfer secret)' USING ERRCODE = 'PX002';
     END IF;
     IF v_n = 0 THEN
         RAISE EXCEPTION 'the request names no file' USING ERRCODE = 'PX002';
@@ -76,14 +86,16 @@ BEGIN
         END IF;
     END IF;
     BEGIN
-        INSERT INTO request (id, type, service_class_id, user_name, user_tag, client_host, auto_close)
-        VALUES (p_id, p_type, v_sc_id, p_user, coalesce(p_user_tag, ''), coalesce(p_client_host, ''), coalesce(p_auto_close, false));
+        INSERT INTO request (id, type, service_class_id, user_name, user_tag, client_host, auto_close, transfer_key_hash)
+        VALUES (p_id, p_type, v_sc_id, p_user, coalesce(p_user_tag, ''), coalesce(p_client_host, ''), coalesce(p_auto_close, false),
+                p_transfer_key_hash);
     EXCEPTION WHEN unique_violation THEN
         -- The same id submitted concurrently through another rhd: let the retry decide.
         RAISE EXCEPTION 'request % is being submitted concurrently; retry', p_id USING ERRCODE = '40001';
     END;
-    INSERT INTO subrequest (request_id, type, path)
-    SELECT p_id, p_type, x.path FROM unnest(p_paths) WITH ORDINALITY AS x(path, n) ORDER BY x.n;
+    INSERT INTO subrequest (request_id, type, path, create_only)
+    SELECT p_id, p_type, x.path, p_type = 'PUT' AND x.path = ANY (coalesce(p_create_only_paths, '{}'))
+    FROM unnest(p_paths) WITH ORDINALITY AS x(path, n) ORDER BY x.n;
     PERFORM pg_notify(pollux_channel_subrequest_new(p_type), '');
     RETURN QUERY SELECT true, v_n;
 END;

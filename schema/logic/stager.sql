@@ -187,7 +187,8 @@ $$;
 
 -- subrequest_decide_put decides a PUT: FAILED with permission_denied (PX004) when its user
 -- may not create the file (a new one: namespace_file_create makes it and its directories)
--- or write it (an existing one), changing nothing; FAILED with conflict (PX003) while
+-- or write it (an existing one), or when the file exists and the put may only create it
+-- (create_only: its token's scope), changing nothing; FAILED with conflict (PX003) while
 -- another write of the file is unclosed (the second writer fails at once rather than
 -- waiting behind a write that may never be closed; see docs/statuses.md); else a new
 -- STAGEOUT disk copy handed to the scheduler plugin (SCHEDULED or WAITSCHED). Returns the
@@ -215,6 +216,13 @@ BEGIN
         SELECT c.file_id, c.problem INTO v_new, v_problem
         FROM namespace_file_create(v_sr.path, v_req.service_class_id, v_req.user_name) c;
         SELECT * INTO v_file FROM file WHERE id = v_new;
+        IF v_sr.create_only AND v_problem IS NULL THEN
+            -- The file is this put's own now: a retry of the write may reuse it.
+            UPDATE subrequest SET create_only = false WHERE id = p_id;
+        END IF;
+    ELSIF v_sr.create_only THEN
+        v_problem := format('permission denied: %s exists, and the token this put came with may only create files there (storage.create): '
+            || 'overwriting it needs storage.modify', v_sr.path);
     ELSE
         v_problem := namespace_authorise(v_req.user_name, v_sr.path, 'write');
     END IF;

@@ -50,7 +50,8 @@ $$;
 CREATE OR REPLACE FUNCTION transfer_claim(p_disk_server_id bigint, p_mover_base text, p_tokens text[])
 RETURNS TABLE (subrequest_id bigint, request_id uuid, type request_type, path text, mount_point text, disk_path text,
                size_bytes bigint, checksum_adler32 text, max_size_bytes bigint, token text,
-               open_seconds bigint, transfer_seconds bigint, min_bytes_per_second bigint, min_rate_seconds bigint)
+               open_seconds bigint, transfer_seconds bigint, min_bytes_per_second bigint, min_rate_seconds bigint,
+               transfer_key_hash text)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 SET plan_cache_mode = force_generic_plan
@@ -70,9 +71,9 @@ DECLARE
     v_rate_window bigint := policy_value('transfer_min_rate_seconds');
 BEGIN
     FOR v_sr IN
-        SELECT s.id, s.request_id, s.token FROM subrequest s
+        SELECT s.id, s.request_id, s.token, r.transfer_key_hash FROM subrequest s JOIN request r ON r.id = s.request_id
         WHERE s.disk_server_id = p_disk_server_id AND s.status = 'READY' AND s.token = ANY (v_tokens)
-        ORDER BY s.id FOR UPDATE
+        ORDER BY s.id FOR UPDATE OF s
     LOOP
         v_used := v_used || v_sr.token;
         SELECT * INTO v_loc FROM transfer_location(v_sr.id);
@@ -81,12 +82,13 @@ BEGIN
         mount_point := v_loc.mount_point; disk_path := v_loc.disk_path; size_bytes := v_loc.size_bytes;
         checksum_adler32 := v_loc.checksum_adler32; max_size_bytes := v_loc.max_size_bytes; token := v_sr.token;
         open_seconds := v_open; transfer_seconds := v_limit;
-        min_bytes_per_second := v_min_rate; min_rate_seconds := v_rate_window;
+        min_bytes_per_second := v_min_rate; min_rate_seconds := v_rate_window; transfer_key_hash := v_sr.transfer_key_hash;
         RETURN NEXT;
     END LOOP;
     v_free := ARRAY(SELECT t FROM unnest(v_tokens) WITH ORDINALITY AS u(t, n) WHERE t <> ALL (v_used) ORDER BY n);
     FOR v_sr IN
-        SELECT s.id, s.request_id FROM subrequest s
+        SELECT s.id, s.request_id, (SELECT r.transfer_key_hash FROM request r WHERE r.id = s.request_id) AS transfer_key_hash
+        FROM subrequest s
         WHERE s.disk_server_id = p_disk_server_id AND s.status = 'SCHEDULED'
         ORDER BY s.disk_server_id, s.id LIMIT cardinality(v_free) FOR UPDATE SKIP LOCKED
     LOOP
@@ -111,7 +113,7 @@ BEGIN
         mount_point := v_loc.mount_point; disk_path := v_loc.disk_path; size_bytes := v_loc.size_bytes;
         checksum_adler32 := v_loc.checksum_adler32; max_size_bytes := v_loc.max_size_bytes; token := v_free[v_i];
         open_seconds := v_open; transfer_seconds := v_limit;
-        min_bytes_per_second := v_min_rate; min_rate_seconds := v_rate_window;
+        min_bytes_per_second := v_min_rate; min_rate_seconds := v_rate_window; transfer_key_hash := v_sr.transfer_key_hash;
         RETURN NEXT;
     END LOOP;
 END;

@@ -91,7 +91,7 @@ func MakeHistoryFixture(ctx context.Context, db *pg.DB) (HistoryFixture, error) 
 		return nil
 	}
 	submit := func(typ model.RequestType, class string, autoClose bool, paths []string) error {
-		_, err := model.RequestSubmit(ctx, p, uuid.New(), typ, class, "probe", "", "", paths, autoClose)
+		_, err := model.RequestSubmit(ctx, p, uuid.New(), typ, class, "probe", "", "", paths, autoClose, nil, nil)
 		return err
 	}
 	paths := func(prefix string) []string {
@@ -465,8 +465,6 @@ func (r HistoryReport) Print(w io.Writer) error {
 		fmt.Fprintf(&b, " %12s", l)
 	}
 	b.WriteString("\n")
-	worst := 0.0
-	worstName := ""
 	for _, p := range r.Probes {
 		lat := r.Latency[p.Name]
 		fmt.Fprintf(&b, "  %-40s", p.Name)
@@ -482,15 +480,8 @@ func (r HistoryReport) Print(w io.Writer) error {
 			continue
 		}
 		fmt.Fprintf(&b, "   %.2f×\n", ratio)
-		if ratio > worst {
-			worst, worstName = ratio, p.Name
-		}
 	}
-	verdict := "MET"
-	if worst > 2 {
-		verdict = "MISSED"
-	}
-	fmt.Fprintf(&b, "target: every claim and sweep within 2× of its latency with no history: worst %.2f× (%s) → %s\n", worst, worstName, verdict)
+	printVerdicts(&b, r.Verdicts())
 	for _, p := range r.Probes {
 		if plan, ok := r.Slow[p.Name]; ok {
 			fmt.Fprintf(&b, "  where the time of %s goes behind %d finished subrequests (its slowest statements, analysed):\n%s", p.Name, r.Sizes[len(r.Sizes)-1], plan)

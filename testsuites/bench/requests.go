@@ -576,12 +576,6 @@ func (r RequestReport) Print(w io.Writer) error {
 		return fmt.Sprintf("  %-48s p50 %9s   p99 %9s   max %9s   (n=%d)   %s\n", name, ms(l.P50), ms(l.P99), ms(l.Max), l.N, load(k))
 	}
 	mibs := func(d time.Duration) float64 { return float64(r.BigBytes) / (1 << 20) / d.Seconds() }
-	verdict := func(ok bool) string {
-		if ok {
-			return "MET"
-		}
-		return "MISSED"
-	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `
 Requests through a local instance (rhd, stagerd, jobmanagerd, schedulerd, 2 disk servers, real processes)
@@ -613,7 +607,6 @@ mover bandwidth, %d MiB file:
 			row("with 2 disk servers", r.FewServers, "scale"), row(fmt.Sprintf("with %d disk servers", r.ManyDiskServers), r.ManyServers, "scale"))
 	}
 
-	stmt := 0.0
 	if r.StatementTx != nil {
 		fmt.Fprintf(&b, "\ntransactions that ran a statement, by daemon (server statement log, less the idle rate):\n")
 		fmt.Fprintf(&b, "  %-14s %8s %8s\n", "", "cp up", "get")
@@ -632,34 +625,10 @@ mover bandwidth, %d MiB file:
 			fmt.Fprintf(&b, "  %-14s %8.2f %8.2f\n", p, cp, get)
 		}
 		fmt.Fprintf(&b, "  %-14s %8.2f %8.2f\n", "total", total[0], total[1])
-		stmt = total[0]
 	}
 
 	b.WriteString("\ntargets (issue 12):\n")
-	fmt.Fprintf(&b, "  put + 1 KiB + putdone p50 ≤ 10 ms, p99 ≤ 25 ms: %s / %s → %s\n", ms(r.PutRoundTrip.P50), ms(r.PutRoundTrip.P99),
-		verdict(r.PutRoundTrip.P50 <= 10*time.Millisecond && r.PutRoundTrip.P99 <= 25*time.Millisecond))
-	fmt.Fprintf(&b, "  pollux cp up p50 ≤ 7 ms: %s → %s\n", ms(r.CpRoundTrip.P50), verdict(r.CpRoundTrip.P50 <= 7*time.Millisecond))
-	fmt.Fprintf(&b, "  get + 1 KiB p50 ≤ 7 ms: %s → %s\n", ms(r.GetRoundTrip.P50), verdict(r.GetRoundTrip.P50 <= 7*time.Millisecond))
-	fmt.Fprintf(&b, "  CPU per PUT ≤ 10 ms: %s → %s\n", ms(r.CPUPerCp), verdict(r.CPUPerCp <= 10*time.Millisecond))
-	if r.StatementTx != nil {
-		fmt.Fprintf(&b, "  transactions per pollux cp ≤ 6 by statement, ≤ 12 as the server counts: %.2f / %.1f → %s\n", stmt, r.TxPerCp,
-			verdict(stmt <= 6 && r.TxPerCp <= 12))
-	} else {
-		fmt.Fprintf(&b, "  transactions per pollux cp ≤ 12 as the server counts: %.1f → %s (by statement: not counted, needs the private cluster's log)\n",
-			r.TxPerCp, verdict(r.TxPerCp <= 12))
-	}
-	if r.PgbenchTPS > 0 {
-		share := r.PutsPerSecond * r.TxPerCp / r.PgbenchTPS
-		fmt.Fprintf(&b, "  %d clients: puts/s × transactions per PUT ≥ 50 %% of pgbench -N -c 16 (%.0f TPS): %.1f × %.1f = %.0f %% → %s\n",
-			r.Clients, r.PgbenchTPS, r.PutsPerSecond, r.TxPerCp, 100*share, verdict(share >= 0.5))
-	}
-	if r.ManyDiskServers > 0 {
-		ratio := float64(r.ManyServers.P50) / float64(r.FewServers.P50)
-		fmt.Fprintf(&b, "  %d disk servers: cp p50 ≤ 1.5× the 2-server p50: %s / %s = %.2f× → %s\n", r.ManyDiskServers,
-			ms(r.ManyServers.P50), ms(r.FewServers.P50), ratio, verdict(ratio <= 1.5))
-	}
-	up, down := r.PlainCopy.Seconds()/r.Upload.Seconds(), r.PlainCopy.Seconds()/r.Download.Seconds()
-	fmt.Fprintf(&b, "  mover ≥ 90 %% of a plain fsynced copy: up %.0f %%, down %.0f %% → %s\n", 100*up, 100*down, verdict(up >= 0.9 && down >= 0.9))
+	printVerdicts(&b, r.Verdicts())
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -280,9 +280,16 @@ func MeasureRiver(ctx context.Context, dsn string, r River) (RiverResult, error)
 		}
 	}()
 
-	// The warm-up is a deliberate wait, not synchronisation.
+	// The warm-up is a deliberate wait, and then as long as River takes to work its first
+	// job: on a loaded machine its start (elections, the first fetch) can outlast the
+	// warm-up, and a window that opened before River worked would measure its start.
 	if err := wait(ctx, r.Warmup); err != nil {
 		return RiverResult{}, err
+	}
+	for worked.Load() == 0 {
+		if err := wait(ctx, 5*time.Millisecond); err != nil {
+			return RiverResult{}, fmt.Errorf("river worked no job: %w", err)
+		}
 	}
 	t0 := time.Now()
 	inWindow.Store(true)

@@ -22,6 +22,7 @@ import (
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
 	"github.com/pollux-storage/pollux/framework/pg"
 	"github.com/pollux-storage/pollux/framework/pgcluster"
+	"github.com/pollux-storage/pollux/framework/uuid"
 	"github.com/pollux-storage/pollux/testsuites/e2e"
 )
 
@@ -113,10 +114,23 @@ func TestMonitorInABrowser(t *testing.T) {
 	base := "http://" + in.Procs()["monitord1"].Addr()
 	tab := browser(t, ctx)
 
-	// A put waits for its client; its page follows it to FINISHED.
+	// A put waits for its client; its page follows it to FINISHED. The test is the client:
+	// it submits with a transfer secret of its own, so that it can upload later.
 	const remote = "/pollux/u/alice/monitored"
-	put := ok(t, in.Run(ctx, in.Env(), "stager_put", "-M", remote, "--no-wait"))
-	id := strings.TrimSpace(put.Stdout)
+	secret, err := api.NewTransferSecret()
+	require.NoError(t, err)
+	id := uuid.New()
+	rhd := "http://" + strings.Split(in.StageHost(), ",")[0]
+	sub := api.SubmitRequest{ID: id, Type: "PUT", Paths: []string{remote}, TransferKeyHash: api.TransferKeyHash(secret)}
+	body, err := json.Marshal(sub)
+	require.NoError(t, err)
+	post, err := http.NewRequestWithContext(ctx, http.MethodPost, rhd+api.PathRequests, bytes.NewReader(body))
+	require.NoError(t, err)
+	post.Header.Set("Authorization", "Bearer "+in.Token)
+	resp, err := http.DefaultClient.Do(post)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
 	require.NoError(t, chromedp.Do(tab, chromedp.Navigate(base+"/requests/"+id)))
 	waitPage(t, tab, `document.querySelector('[data-wait]') && document.querySelector('[data-wait]').innerText.includes("waiting for the client")`, 20*time.Second, "the put waiting for its client")
 	screenshot(t, tab, shots, "request-waiting")
@@ -131,12 +145,13 @@ func TestMonitorInABrowser(t *testing.T) {
 	var req api.Request
 	require.NoError(t, json.Unmarshal([]byte(q.Stdout), &req))
 	require.Equal(t, "READY", req.Subrequests[0].Status)
+	// stager_qry printed the bare token: the credential is the token with the secret.
 	data := []byte("bytes the monitor saw arrive\n")
 	up, err := http.NewRequestWithContext(ctx, http.MethodPut, req.Subrequests[0].MoverURL, bytes.NewReader(data))
 	require.NoError(t, err)
-	up.Header.Set("Authorization", "Bearer "+req.Subrequests[0].Token)
+	up.Header.Set("Authorization", "Bearer "+api.TransferCredential(req.Subrequests[0].Token, secret))
 	up.Header.Set(api.HeaderAdler32, fmt.Sprintf("%08x", adler32.Checksum(data)))
-	resp, err := http.DefaultClient.Do(up)
+	resp, err = http.DefaultClient.Do(up)
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusCreated, resp.StatusCode)

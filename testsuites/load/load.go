@@ -64,6 +64,12 @@ type Config struct {
 	// Limit, when above 0, is how many operations the load issues in all; the clients
 	// stop once it is reached (Done says when they have).
 	Limit int
+	// Rate, when above 0, paces the whole load at this many operations a second on an
+	// open schedule (see pace): each client takes the next permit instead of pausing, so
+	// Clients bounds the operations in flight. 0 runs each client as fast as Pause lets it.
+	Rate float64
+	// Burst raises Rate by its Factor for its For at the end of every Every (with Rate).
+	Burst Burst
 	// LogPath, when set, receives every operation as a JSON line as soon as it ends, so
 	// that the clients' log outlives a run that is cut short (ReadJournal reads it back).
 	LogPath string
@@ -100,6 +106,8 @@ type Load struct {
 	journal  *os.File
 	enc      *json.Encoder
 	finished chan struct{}
+	// permits is the pacer's schedule, when Rate is set.
+	permits chan struct{}
 }
 
 type file struct {
@@ -163,6 +171,14 @@ func Start(ctx context.Context, cfg Config) (*Load, error) {
 		}
 		l.journal, l.enc = f, json.NewEncoder(f)
 	}
+	if cfg.Rate < 0 {
+		cancel()
+		return nil, fmt.Errorf("load: Rate %g must not be negative", cfg.Rate)
+	}
+	if cfg.Rate > 0 {
+		l.permits = make(chan struct{})
+		go l.pace(ctx, l.permits)
+	}
 	l.finished = make(chan struct{})
 	for c := range cfg.Clients {
 		l.done.Add(1)
@@ -199,12 +215,22 @@ func (l *Load) Ops() []Op {
 func (l *Load) client(ctx context.Context, c int) {
 	rnd := mrand.New(mrand.NewPCG(uint64(c)+1, uint64(time.Now().UnixNano())))
 	for ctx.Err() == nil {
+		if l.permits != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.permits:
+			}
+		}
 		op, ok := l.pick(rnd, c)
 		if !ok {
 			return
 		}
 		l.do(ctx, &op)
 		l.finish(op)
+		if l.permits != nil {
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -169,10 +169,29 @@ func TestPolluxStressCommand(t *testing.T) {
 	q := in.Run(ctx, nil, "stager_qry", "-M", "/pollux/stress/test/f000000")
 	require.Equal(t, 1, q.Code, "the run's files are gone: %s", q.Stdout)
 
+	// Paced, with a burst of 8× the rate: the report says how the burst went and drained,
+	// and every operation of it was acknowledged (the service never dropped one silently).
+	burst := exec.CommandContext(ctx, filepath.Join(bin, "pollux-stress"), "--stage-host", in.StageHost(), "--token", in.Token,
+		"--rate", "4", "--burst-every", "2s", "--burst-for", "1s", "--burst-factor", "8", "--duration", "2500ms", "--clients", "12",
+		"--mix", "put=3,get=1", "--max-size", "4096", "--report-every", "1s",
+		"--database-url", in.DSN(), "--bin", bin, "--prefix", "/pollux/stress/burst", "--work-dir", filepath.Join(dir, "burst"))
+	out, err = burst.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	s = string(out)
+	t.Logf("pollux-stress with a burst:\n%s", s)
+	require.Contains(t, s, "at 4/s, bursts of 8× for 1s every 2s")
+	require.Regexp(t, `(?m)^  burst 1 at \S+ for 1s: \d+ operations started \([0-9.]+/s\), \d+ acknowledged.*the last of them ended \S+ after the burst$`, s)
+	require.Regexp(t, `not acknowledged 0, lost 0, corrupt 0, stuck 0`, s)
+
 	bad := exec.CommandContext(ctx, filepath.Join(bin, "pollux-stress"), "--stage-host", in.StageHost(), "--mix", "get=1")
 	out, err = bad.CombinedOutput()
 	var exit *exec.ExitError
 	require.ErrorAs(t, err, &exit)
 	require.Equal(t, 2, exit.ExitCode())
 	require.Contains(t, string(out), "put must have a weight above 0")
+	bad = exec.CommandContext(ctx, filepath.Join(bin, "pollux-stress"), "--stage-host", in.StageHost(), "--burst-every", "10s")
+	out, err = bad.CombinedOutput()
+	require.ErrorAs(t, err, &exit)
+	require.Equal(t, 2, exit.ExitCode())
+	require.Contains(t, string(out), "--burst-every needs --rate")
 }

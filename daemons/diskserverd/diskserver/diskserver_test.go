@@ -171,7 +171,7 @@ func (d *diskServer) stopAndWait() (int, error) {
 func (e *env) submit(typ model.RequestType, autoClose bool, path string) string {
 	e.t.Helper()
 	id := uuid.New()
-	_, err := model.RequestSubmit(e.ctx, e.db.Pool(), id, typ, "default", "alice", "", "test", []string{path}, autoClose)
+	_, err := model.RequestSubmit(e.ctx, e.db.Pool(), id, typ, "default", "alice", "", "test", []string{path}, autoClose, nil, nil)
 	require.NoError(e.t, err)
 	return id
 }
@@ -985,4 +985,39 @@ func TestHeartbeatPaceAndReturn(t *testing.T) {
 	}, 10*time.Second, 50*time.Millisecond)
 	beats := strings.Count(d.log.String(), "disk server heartbeat") // none fails
 	require.Zero(t, beats)
+}
+
+// A request submitted with a transfer key (as every client does through rhd) is served
+// only to a caller presenting the token with the secret whose hash the request carries:
+// the token alone, which the database holds, and the token with another secret are
+// refused with 403 and spend nothing; the whole credential moves the data, once.
+func TestTransferNeedsTheClientsSecret(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.start("ds-key", "")
+	secret, err := api.NewTransferSecret()
+	require.NoError(t, err)
+	hash := api.TransferKeyHash(secret)
+	id := uuid.New()
+	_, err = model.RequestSubmit(e.ctx, e.db.Pool(), id, model.RequestTypePut, "default", "alice", "", "test", []string{"/pollux/keyed"}, true, &hash, nil)
+	require.NoError(t, err)
+	e.stage()
+	s := e.wait(id, model.SubrequestStatusReady)
+	data := []byte("keyed content")
+	hdr := map[string]string{api.HeaderAdler32: adler(data)}
+	for _, tc := range []struct{ name, credential, msg string }{
+		{"the token alone", *s.Token, "the transfer token comes without its secret"},
+		{"another secret", api.TransferCredential(*s.Token, "not-the-secret"), "the transfer secret does not check"},
+		{"the secret with another token", api.TransferCredential(strings.Repeat("0", 64), secret), "the transfer token does not check"},
+	} {
+		resp, body := call(t, http.MethodPut, *s.MoverURL, tc.credential, bytes.NewReader(data), hdr)
+		require.Equal(t, http.StatusForbidden, resp.StatusCode, "%s: %s", tc.name, body)
+		require.Contains(t, errorBody(t, body).Message, tc.msg, tc.name)
+		require.Equal(t, model.SubrequestStatusReady, e.sub(id).Status, "%s: refused, and nothing spent", tc.name)
+	}
+	resp, body := call(t, http.MethodPut, *s.MoverURL, api.TransferCredential(*s.Token, secret), bytes.NewReader(data), hdr)
+	require.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
+	e.wait(id, model.SubrequestStatusFinished)
+	resp, body = call(t, http.MethodPut, *s.MoverURL, api.TransferCredential(*s.Token, secret), bytes.NewReader(data), hdr)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "spent: %s", body)
 }

@@ -1,13 +1,13 @@
 package mover
 
 import (
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
 
+	"github.com/pollux-storage/pollux/daemons/rhd/api"
 	"github.com/pollux-storage/pollux/model"
 )
 
@@ -179,8 +179,17 @@ func (t *Transfer) open(token string) (model.TransferClaimRow, error) {
 	switch {
 	case t.refused != nil:
 		return model.TransferClaimRow{}, fmt.Errorf("the transfer of subrequest %d is over: %w", t.ID, t.refused)
-	case t.token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(t.token)) != 1:
+	case t.token == "":
 		return model.TransferClaimRow{}, fmt.Errorf("the transfer token for subrequest %d does not check: it is wrong", t.ID)
+	}
+	keyHash := ""
+	if t.loc.TransferKeyHash != nil {
+		keyHash = *t.loc.TransferKeyHash
+	}
+	if err := api.CheckTransferCredential(token, t.token, keyHash); err != nil {
+		return model.TransferClaimRow{}, fmt.Errorf("subrequest %d: %w", t.ID, err)
+	}
+	switch {
 	case t.claimed:
 		return model.TransferClaimRow{}, fmt.Errorf("the transfer token for subrequest %d was used already", t.ID)
 	}

@@ -85,7 +85,7 @@ func TestPagesShowTheInstance(t *testing.T) {
 	_, err = model.DiskServerRegister(ctx, db.Pool(), "ds2", "http://ds2:9100", 0)
 	require.NoError(t, err)
 	id := uuid.New()
-	_, err = model.RequestSubmit(ctx, db.Pool(), id, model.RequestTypePut, "default", "alice", "", "test", []string{"/pollux/m"}, false)
+	_, err = model.RequestSubmit(ctx, db.Pool(), id, model.RequestTypePut, "default", "alice", "", "test", []string{"/pollux/m"}, false, nil, nil)
 	require.NoError(t, err)
 
 	code, body := fetch(t, base+"/", false)

@@ -79,6 +79,9 @@ type SubmitRequest struct {
 	// AutoClose closes each written file when its upload ends (pollux cp), so no
 	// stager_putdone is needed. PUT only.
 	AutoClose bool `json:"auto_close,omitempty"`
+	// TransferKeyHash is the SHA-256 (hex, TransferKeyHash) of the client's transfer
+	// secret; required for PUT and GET, whose movers serve only "<token>.<secret>".
+	TransferKeyHash string `json:"transfer_key_hash,omitempty"`
 }
 
 // SubmitResponse answers a POST to PathRequests: 201 when the request was stored now, 200
@@ -120,7 +123,9 @@ type Subrequest struct {
 	ErrorCode    string `json:"error_code,omitempty"`
 	ErrorMessage string `json:"error_message,omitempty"`
 	// MoverURL is where the data goes (PUT) or comes from (GET) once the subrequest is
-	// READY, authorised by Token, which is good for one transfer.
+	// READY, authorised by Token with the client's transfer secret (TransferCredential),
+	// good for one transfer. The client library adds the secret to Token for the requests
+	// it submitted, so that Token is then the whole credential.
 	MoverURL        string `json:"mover_url,omitempty"`
 	Token           string `json:"token,omitempty"`
 	SizeBytes       *int64 `json:"size_bytes,omitempty"`

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
 	"github.com/pollux-storage/pollux/framework/pg"
@@ -19,6 +20,8 @@ type httpError struct {
 	code    string
 	message string
 	cause   error
+	// retryAfter, when set, is sent as Retry-After: when the client should try again.
+	retryAfter time.Duration
 }
 
 func (e *httpError) body() api.ErrorBody {

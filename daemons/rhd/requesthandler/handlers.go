@@ -27,12 +27,19 @@ const dbTimeout = 30 * time.Second
 // dbContext bounds one piece of database work of the call ctx belongs to: dbTimeout, or
 // less when the client said it stops listening sooner (api.HeaderTimeout), so that the
 // client hears why it is not served rather than nothing.
-func dbContext(ctx context.Context) (context.Context, context.CancelFunc) {
+// It first takes one of the instance's database slots (admission); done gives it back.
+func (s *server) dbContext(ctx context.Context) (_ context.Context, done func(), _ *httpError) {
 	d := dbTimeout
 	if c, _ := ctx.Value(callKey{}).(*call); c != nil && c.patience > 0 {
 		d = min(d, c.patience)
 	}
-	return context.WithTimeout(ctx, d)
+	ctx, cancel := context.WithTimeout(ctx, d)
+	release, herr := s.admit.enter(ctx)
+	if herr != nil {
+		cancel()
+		return nil, nil, herr
+	}
+	return ctx, func() { release(); cancel() }, nil
 }
 
 // patience is the time for database work that a client waiting timeout leaves: a tenth of
@@ -76,6 +83,17 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 	if in.AutoClose && typ != model.RequestTypePut {
 		return invalid("auto_close applies to PUT requests only, not %s", typ)
 	}
+	var keyHash *string
+	switch {
+	case in.TransferKeyHash != "" && !api.NeedsTransferKey(string(typ)):
+		return invalid("transfer_key_hash applies to PUT and GET requests only, not %s", typ)
+	case in.TransferKeyHash != "" && !api.ValidTransferKeyHash(in.TransferKeyHash):
+		return invalid("transfer_key_hash is not 64 lowercase hex digits: send the SHA-256 of a secret the client keeps")
+	case in.TransferKeyHash != "":
+		keyHash = &in.TransferKeyHash
+	case api.NeedsTransferKey(string(typ)):
+		return invalid("a %s request needs transfer_key_hash (the SHA-256 of a secret the client keeps, which its movers will ask for): this client is too old for this service, upgrade it", typ)
+	}
 	paths, herr := cleanPaths(in.Paths)
 	if herr != nil {
 		return herr
@@ -85,7 +103,8 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 			return invalid("%s", p)
 		}
 	}
-	if herr := s.checkScopes(r.Context(), c.grant, id, typ, paths); herr != nil {
+	createOnly, herr := s.checkScopes(r.Context(), c.grant, id, typ, paths)
+	if herr != nil {
 		return herr
 	}
 	svc := in.ServiceClass
@@ -115,17 +134,20 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request, c *call) *httpEr
 		defer done()
 		changed = w
 	}
-	ctx, cancel := dbContext(r.Context())
-	defer cancel()
+	ctx, cancel, herr := s.dbContext(r.Context())
+	if herr != nil {
+		return herr
+	}
 	var rows []model.RequestSubmitRow
 	// One statement is its own transaction: an explicit BEGIN and COMMIT would cost two
 	// more round trips on every request. The client chose the request's id, so a re-run
 	// after a lost commit reply finds the request stored (created = false, answered at
 	// once with the request as it stands).
 	err = s.db.DoIdempotent(ctx, "submit request", func(q pg.Querier) (err error) {
-		rows, err = model.RequestSubmit(ctx, q, id, typ, svc, c.user, in.UserTag, clientHost, paths, in.AutoClose)
+		rows, err = model.RequestSubmit(ctx, q, id, typ, svc, c.user, in.UserTag, clientHost, paths, in.AutoClose, keyHash, createOnly)
 		return err
 	})
+	cancel() // the slot is the database's: a long poll's wait below holds none
 	if err != nil {
 		return requestError(err, id)
 	}
@@ -306,7 +328,10 @@ func (s *server) getHistory(w http.ResponseWriter, r *http.Request, c *call) *ht
 		return herr
 	}
 	c.requestID = id
-	ctx, cancel := dbContext(r.Context())
+	ctx, cancel, herr := s.dbContext(r.Context())
+	if herr != nil {
+		return herr
+	}
 	defer cancel()
 	var (
 		view  []byte
@@ -382,7 +407,10 @@ func (s *server) viewFor(ctx context.Context, id, user string, view []byte) (api
 // readFor reads a request for the user who asks: "no such request" when there is none,
 // permission denied when it is somebody else's.
 func (s *server) readFor(ctx context.Context, id, user string) (api.Request, *httpError) {
-	ctx, cancel := dbContext(ctx)
+	ctx, cancel, herr := s.dbContext(ctx)
+	if herr != nil {
+		return api.Request{}, herr
+	}
 	defer cancel()
 	var view []byte
 	// One statement: request_view reads the request and its subrequests in one snapshot,
@@ -458,7 +486,10 @@ func (s *server) getFile(w http.ResponseWriter, r *http.Request, c *call) *httpE
 	if !c.grant.allows(opRead, path) {
 		return c.grant.refuse(opRead, path)
 	}
-	ctx, cancel := dbContext(r.Context())
+	ctx, cancel, herr := s.dbContext(r.Context())
+	if herr != nil {
+		return herr
+	}
 	defer cancel()
 	var rows []model.FileQueryRow
 	err := s.db.DoIdempotent(ctx, "query file", func(q pg.Querier) (err error) {

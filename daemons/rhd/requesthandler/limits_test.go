@@ -2,6 +2,7 @@ package requesthandler_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -87,4 +88,66 @@ func TestLongPollsPerUserAreBounded(t *testing.T) {
 		got := await(t, p)
 		require.Equal(t, http.StatusOK, got.r.status, string(got.r.body))
 	}
+}
+
+// TestBurstBeyondTheSlotsIsRefusedWith503: with --max-db-calls 1, a submission that finds
+// the one slot held (by a submission the test keeps waiting on a table lock) waits
+// --admission-wait and is refused at once with 503, kind unavailable and the Retry-After
+// the operator set, naming the limit; nothing of it is stored. The held submission goes
+// on once the lock goes, and its slot serves the next call.
+func TestBurstBeyondTheSlotsIsRefusedWith503(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a := c.rhd("--max-db-calls", "1", "--admission-wait", "200ms", "--retry-after", "2s")
+	metric := func(line string) func() bool {
+		return func() bool {
+			b, err := scrape(a)
+			return err == nil && strings.Contains(string(b), line+"\n")
+		}
+	}
+	body := func(id string) string {
+		return fmt.Sprintf(`{"id":%q,"type":"PUT","paths":["/pollux/burst/%s"],"transfer_key_hash":%q}`, id, id, testKeyHash)
+	}
+
+	conn, err := c.db.Pool().Acquire(c.ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	lock, err := conn.Begin(c.ctx)
+	require.NoError(t, err)
+	defer lock.Rollback(c.ctx)
+	_, err = lock.Exec(c.ctx, "lock table request in exclusive mode")
+	require.NoError(t, err)
+
+	held := uuid.New()
+	first := goSend(http.MethodPost, a.URL+api.PathRequests, aliceToken, strings.NewReader(body(held)))
+	require.Eventually(t, metric("pollux_rhd_db_calls_in_flight 1"), 30*time.Second, 10*time.Millisecond, "the first submission holds the slot")
+
+	refusedID := uuid.New()
+	req, err := http.NewRequest(http.MethodPost, a.URL+api.PathRequests, strings.NewReader(body(refusedID)))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+aliceToken)
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	took := time.Since(start)
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, string(raw))
+	require.Equal(t, "2", resp.Header.Get("Retry-After"))
+	r := response{resp.StatusCode, raw}
+	e := r.errorBody(t)
+	require.Equal(t, "unavailable", e.Kind)
+	require.Contains(t, e.Message, "the request handler is busy: all 1 of its database slots stayed taken for 200ms (--max-db-calls); retry after 2s")
+	require.GreaterOrEqual(t, took, 200*time.Millisecond, "refused before the admission wait")
+	require.Eventually(t, metric("pollux_rhd_admission_refused_total 1"), 30*time.Second, 10*time.Millisecond)
+
+	require.NoError(t, lock.Rollback(c.ctx))
+	got := <-first
+	require.NoError(t, got.err)
+	require.Equal(t, http.StatusCreated, got.r.status, string(got.r.body))
+	require.Equal(t, 0, c.count(fmt.Sprintf("select count(*) from request where id = '%s'", refusedID)), "a refused submission stored nothing")
+	// The slot is free again: the refused request, sent again, is stored.
+	again := do(t, http.MethodPost, a.URL+api.PathRequests, aliceToken, strings.NewReader(body(refusedID)))
+	require.Equal(t, http.StatusCreated, again.status, string(again.body))
 }

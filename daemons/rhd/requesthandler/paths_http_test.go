@@ -24,7 +24,7 @@ func TestPathsAreCheckedAndNormalised(t *testing.T) {
 	a := c.rhd()
 	const nfc, nfd = "/pollux/u/alice/caf\u00e9", "/pollux/u/alice/cafe\u0301"
 	body := func(extra, paths string) string {
-		return `{"id":"` + uuid.New() + `","type":"PUT"` + extra + `,"paths":[` + paths + `]}`
+		return `{"id":"` + uuid.New() + `","type":"PUT","transfer_key_hash":"` + testKeyHash + `"` + extra + `,"paths":[` + paths + `]}`
 	}
 	for _, tc := range []struct {
 		name   string

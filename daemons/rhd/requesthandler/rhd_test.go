@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -147,8 +148,14 @@ func await(t *testing.T, ch <-chan reply) reply {
 	return a
 }
 
+// testKeyHash is a transfer key hash for requests the tests send as raw JSON.
+var testKeyHash = api.TransferKeyHash("a test's transfer secret")
+
 func submit(t *testing.T, in *rhdtest.Instance, token string, req api.SubmitRequest) response {
 	t.Helper()
+	if api.NeedsTransferKey(req.Type) && req.TransferKeyHash == "" {
+		req.TransferKeyHash = api.TransferKeyHash("secret of " + req.ID) // as a client would send one
+	}
 	b, err := json.Marshal(req)
 	require.NoError(t, err)
 	return do(t, http.MethodPost, in.URL+api.PathRequests, token, bytes.NewReader(b))
@@ -235,7 +242,7 @@ func TestBadSubmissionsAreRefusedAndWriteNothing(t *testing.T) {
 		return string(b)
 	}
 	ok := func(paths ...string) map[string]any {
-		return map[string]any{"id": uuid.New(), "type": "PUT", "service_class": "default", "paths": paths}
+		return map[string]any{"id": uuid.New(), "type": "PUT", "service_class": "default", "paths": paths, "transfer_key_hash": testKeyHash}
 	}
 	with := func(m map[string]any, k string, v any) map[string]any { m[k] = v; return m }
 	many := make([]string, 1001)
@@ -273,6 +280,9 @@ func TestBadSubmissionsAreRefusedAndWriteNothing(t *testing.T) {
 		{"1001 paths", body(ok(many...)), 400, "invalid", "at most 1000", "PX002"},
 		{"unknown service class", body(with(ok("/pollux/a"), "service_class", "tape")), 404, "not_found", `unknown service class "tape"`, "PX001"},
 		{"oversize body", body(ok(huge...)), 413, "invalid", "larger than 1048576 bytes", ""},
+		{"put without a transfer key", body(with(ok("/pollux/a"), "transfer_key_hash", "")), 400, "invalid", "a PUT request needs transfer_key_hash", ""},
+		{"transfer key not a sha-256", body(with(ok("/pollux/a"), "transfer_key_hash", "ABCD")), 400, "invalid", "transfer_key_hash is not 64 lowercase hex digits", ""},
+		{"transfer key on an rm", body(with(ok("/pollux/a"), "type", "RM")), 400, "invalid", "transfer_key_hash applies to PUT and GET requests only, not RM", ""},
 	} {
 		r := do(t, http.MethodPost, a.URL+api.PathRequests, aliceToken, strings.NewReader(tc.body))
 		require.Equal(t, tc.status, r.status, "%s: %s", tc.name, r.body)
@@ -475,7 +485,7 @@ func TestSubmitWaitsForTheFirstChange(t *testing.T) {
 	c := newCluster(t)
 	a := c.rhd()
 	id := uuid.New()
-	body, err := json.Marshal(api.SubmitRequest{ID: id, Type: "PUT", Paths: []string{"/pollux/w"}})
+	body, err := json.Marshal(api.SubmitRequest{ID: id, Type: "PUT", Paths: []string{"/pollux/w"}, TransferKeyHash: testKeyHash})
 	require.NoError(t, err)
 	post := func(wait string) <-chan reply {
 		return goSend(http.MethodPost, a.URL+api.PathRequests+"?"+url.Values{api.ParamWait: {wait}}.Encode(), aliceToken, bytes.NewReader(body))
@@ -565,17 +575,27 @@ func fetchMetrics(t require.TestingT, in *rhdtest.Instance) []byte {
 	if h, ok := t.(interface{ Helper() }); ok {
 		h.Helper()
 	}
+	b, err := scrape(in)
+	require.NoError(t, err)
+	return b
+}
+
+// scrape reads the instance's /metrics; it returns its error, so that a condition polled
+// by Eventually fails the test instead of stopping the goroutine that polls.
+func scrape(in *rhdtest.Instance) ([]byte, error) {
 	var admin string
 	for _, m := range in.Log.Lines("admin listener up") {
 		admin, _ = m["url"].(string)
 	}
-	require.NotEmpty(t, admin)
+	if admin == "" {
+		return nil, errors.New("the instance logged no admin listener")
+	}
 	resp, err := http.Get(admin + "/metrics")
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return b
+	return io.ReadAll(resp.Body)
 }
 
 func TestFiles(t *testing.T) {

@@ -14,12 +14,13 @@ import (
 // when the file is new, modify when it overwrites. A static token passes: it is limited by
 // the namespace permissions alone, which the logic checks for every credential.
 //
-// Whether a PUT overwrites is read here, before the request is stored, so a file created
-// between this read and the stager's decision may be overwritten under a create-only
-// token. Closing that gap belongs in the put decision itself (see docs/security.md).
-func (s *server) checkScopes(ctx context.Context, g grant, id string, typ model.RequestType, paths []string) *httpError {
+// Whether a PUT overwrites is read here, before the request is stored, so that the usual
+// refusal is at once; a file created between this read and the stager's decision is caught
+// by the decision itself: the PUT's paths the token may create but not modify are returned
+// (createOnly), stored with the request, and the put decision refuses to overwrite them.
+func (s *server) checkScopes(ctx context.Context, g grant, id string, typ model.RequestType, paths []string) (createOnly []string, _ *httpError) {
 	if !g.scoped {
-		return nil
+		return nil, nil
 	}
 	for _, p := range paths {
 		var op string
@@ -37,16 +38,17 @@ func (s *server) checkScopes(ctx context.Context, g grant, id string, typ model.
 			if g.allows(opModify, p) {
 				continue
 			}
+			createOnly = append(createOnly, p)
 			exists, herr := s.fileExists(ctx, p, g.user)
 			if herr != nil {
-				return herr
+				return nil, herr
 			}
 			op = opCreate
 			if exists {
 				op = opModify
 			}
 		default:
-			return invalid("type %s has no scope rule", typ)
+			return nil, invalid("type %s has no scope rule", typ)
 		}
 		if g.allows(op, p) {
 			continue
@@ -56,25 +58,28 @@ func (s *server) checkScopes(ctx context.Context, g grant, id string, typ model.
 			// the stored request, not an overwrite.
 			mine, herr := s.ownRequest(ctx, id, g.user)
 			if herr != nil {
-				return herr
+				return nil, herr
 			}
 			if mine {
 				continue
 			}
 			herr = g.refuse(op, p)
 			herr.message += fmt.Sprintf(" (%s exists: writing it again overwrites it)", p)
-			return herr
+			return nil, herr
 		}
-		return g.refuse(op, p)
+		return nil, g.refuse(op, p)
 	}
-	return nil
+	return createOnly, nil
 }
 
 // fileExists says whether p names a file, as user may see it. A file user may not read
 // counts as one: a create-only token must not overwrite what it cannot even see (the
 // namespace's own check refuses the write anyway unless user may make it).
 func (s *server) fileExists(ctx context.Context, p, user string) (bool, *httpError) {
-	ctx, cancel := dbContext(ctx)
+	ctx, cancel, herr := s.dbContext(ctx)
+	if herr != nil {
+		return false, herr
+	}
 	defer cancel()
 	var rows []model.FileQueryRow
 	err := s.db.DoIdempotent(ctx, "query file", func(q pg.Querier) (err error) {
@@ -94,7 +99,10 @@ func (s *server) fileExists(ctx context.Context, p, user string) (bool, *httpErr
 
 // ownRequest says whether request id is stored already, for user.
 func (s *server) ownRequest(ctx context.Context, id, user string) (bool, *httpError) {
-	ctx, cancel := dbContext(ctx)
+	ctx, cancel, herr := s.dbContext(ctx)
+	if herr != nil {
+		return false, herr
+	}
 	defer cancel()
 	var view []byte
 	err := s.db.DoIdempotent(ctx, "read request", func(q pg.Querier) (err error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	stdlog "log"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -35,6 +36,7 @@ type server struct {
 	jwt   *verifier
 	hub   *hub
 	polls *pollLimit
+	admit *admission
 	srv   *http.Server
 
 	// draining is closed by Stop: long polls answer at once, so the drain is not held up
@@ -75,6 +77,7 @@ func newServer(cfg Config, env *daemon.Env) (*server, error) {
 		cfg: cfg, db: env.DB, ready: env.Ready, log: log, tokens: tok, jwt: jv,
 		hub:      newHub(env.Listener.Subscribe(changedChannel, subscriptionBuffer), uuid.New()),
 		polls:    newPollLimit(cfg.MaxPollsPerUser),
+		admit:    newAdmission(cfg.MaxDBCalls, cfg.AdmissionWait, cfg.RetryAfter),
 		draining: make(chan struct{}),
 		hubDone:  make(chan struct{}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -95,7 +98,11 @@ func newServer(cfg Config, env *daemon.Env) (*server, error) {
 		Name: "pollux_rhd_long_polls",
 		Help: "Long polls waiting for a request to change.",
 	}, func() float64 { return float64(s.hub.count()) })
-	for _, c := range []prometheus.Collector{s.requests, s.duration, s.views, waiting} {
+	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pollux_rhd_db_calls_in_flight",
+		Help: "Calls holding one of the --max-db-calls database slots.",
+	}, func() float64 { return float64(s.admit.inFlight()) })
+	for _, c := range []prometheus.Collector{s.requests, s.duration, s.views, waiting, inFlight, s.admit.refused} {
 		if err := env.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
@@ -253,11 +260,11 @@ func (s *server) endpoint(method string, h handler) http.Handler {
 		}
 		if err != nil {
 			c.err = err
-			switch err.status {
-			case http.StatusUnauthorized:
+			if err.status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="pollux"`)
-			case http.StatusTooManyRequests:
-				w.Header().Set("Retry-After", "1")
+			}
+			if err.retryAfter > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(err.retryAfter.Seconds()))))
 			}
 			writeJSON(w, err.status, err.body())
 		}

@@ -37,6 +37,11 @@ type Config struct {
 	// TLSCertFile and TLSKeyFile, when given, make the listener serve HTTPS with this
 	// certificate (PEM, with its chain) and key.
 	TLSCertFile, TLSKeyFile string
+	// MaxDBCalls bounds the calls doing database work at once; AdmissionWait is how long
+	// one more waits for a slot before it is refused with 503 and RetryAfter.
+	MaxDBCalls    int
+	AdmissionWait time.Duration
+	RetryAfter    time.Duration
 }
 
 const description = `rhd serves Pollux's HTTP/JSON API under /v1 to the client commands (stager_put,
@@ -72,6 +77,9 @@ func Spec(version string) daemon.Spec {
 			fs.DurationVar(&cfg.MaxWait, "max-wait", 60*time.Second, "Longest a long poll (GET /v1/requests/{id}?wait=...) may wait for a change.")
 			fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 1<<20, "Largest request body accepted; larger ones get 413.")
 			fs.IntVar(&cfg.MaxPollsPerUser, "max-long-polls-per-user", 100, "Most long polls one user may have waiting on this rhd at once; one more is refused with 429 (0: no limit). Each holds a connection for up to --max-wait.")
+			fs.IntVar(&cfg.MaxDBCalls, "max-db-calls", 64, "Most calls doing database work at once on this rhd (submissions, reads); one more waits --admission-wait for a slot, then gets 503 with Retry-After, so that a burst is refused at once rather than left to time out.")
+			fs.DurationVar(&cfg.AdmissionWait, "admission-wait", time.Second, "How long a call waits for one of the --max-db-calls slots before it is refused with 503.")
+			fs.DurationVar(&cfg.RetryAfter, "retry-after", time.Second, "The Retry-After a call refused for lack of a slot is sent: the clients wait about this long (with jitter) before they try again.")
 			fs.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "PEM certificate (with its chain) of the clients' listener: with --tls-key-file it serves HTTPS. Without both it serves plain HTTP, where tokens travel in clear: keep that to loopback.")
 			fs.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file.")
 		},
@@ -105,6 +113,12 @@ func (c Config) check() error {
 		return errors.New("--max-body-bytes must be positive")
 	case c.MaxPollsPerUser < 0:
 		return errors.New("--max-long-polls-per-user must be 0 (no limit) or more")
+	case c.MaxDBCalls < 1:
+		return fmt.Errorf("--max-db-calls must be at least 1, not %d", c.MaxDBCalls)
+	case c.AdmissionWait < 0:
+		return errors.New("--admission-wait must not be negative")
+	case c.RetryAfter < time.Second:
+		return fmt.Errorf("--retry-after must be at least 1s (Retry-After is in whole seconds), not %s", c.RetryAfter)
 	}
 	return c.JWT.check()
 }

@@ -39,9 +39,9 @@ func TestRequestViewMatchesTheAPI(t *testing.T) {
 	_, err = model.FileSystemRegister(ctx, p, ds, "/data/ds1", "default", 1<<40, 1<<39)
 	require.NoError(t, err)
 	put, get := uuid.New(), uuid.New()
-	_, err = model.RequestSubmit(ctx, p, put, model.RequestTypePut, "default", "alice", "my tag", "test", []string{"/pollux/v/ready", "/pollux/v/written"}, false)
+	_, err = model.RequestSubmit(ctx, p, put, model.RequestTypePut, "default", "alice", "my tag", "test", []string{"/pollux/v/ready", "/pollux/v/written"}, false, nil, nil)
 	require.NoError(t, err)
-	_, err = model.RequestSubmit(ctx, p, get, model.RequestTypeGet, "default", "alice", "", "test", []string{"/pollux/v/missing"}, false)
+	_, err = model.RequestSubmit(ctx, p, get, model.RequestTypeGet, "default", "alice", "", "test", []string{"/pollux/v/missing"}, false, nil, nil)
 	require.NoError(t, err)
 	require.NoError(t, db.Tx(ctx, "stage", func(q pg.Querier) error {
 		for _, f := range model.Families() {

@@ -63,7 +63,7 @@ func TestClaimChain(t *testing.T) {
 
 	submit := func(id string, paths ...string) {
 		t.Helper()
-		_, err := model.RequestSubmit(ctx, db.Pool(), id, model.RequestTypePut, "default", "alice", "", "", paths, false)
+		_, err := model.RequestSubmit(ctx, db.Pool(), id, model.RequestTypePut, "default", "alice", "", "", paths, false, nil, nil)
 		require.NoError(t, err)
 	}
 	subs := func(id string) []model.Subrequest {

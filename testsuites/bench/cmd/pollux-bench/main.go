@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,8 +39,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	workers := fs.String("workers", "1,4,16", "Comma-separated worker counts.")
 	batches := fs.String("batches", "1,10,100", "Comma-separated batch sizes.")
 	pgbenchDuration := fs.Duration("pgbench-duration", 10*time.Second, "Length of each pgbench -N run.")
-	suites := fs.String("suites", "claim,requests,history", "Which benchmarks: claim (claim pools beside pgbench and River's bench shape), requests (a whole instance),\n"+
-		"history (every claim and sweep behind finished history).")
+	suites := fs.String("suites", "claim,requests,history,queue", "Which benchmarks: claim (claim pools beside pgbench and River's bench shape), requests (a whole instance),\n"+
+		"history (every claim and sweep behind finished history), queue (claims and the PUT round trip with a long queue).")
+	queueSizes := fs.String("queue", "1000,1000000", "Queue: the queue lengths (waiting subrequests of each kind) to time the claims and the PUT round trip with.")
+	record := fs.String("record", "", "Add this run's summary table to the history section of this markdown file (docs/benchmarks.md), newest first.")
+	queueRoundTrips := fs.Int("queue-round-trips", 300, "Queue: pollux cp round trips at each queue length (0: claims only).")
 	historySizes := fs.String("history", "1000000,10000000", "History: the sizes of finished history (subrequests) to time the claims and sweeps behind.")
 	roundTrips := fs.Int("round-trips", 1000, "Requests: round trips measured for each of put and get.")
 	txPuts := fs.Int("tx-puts", 200, "Requests: puts whose database transactions are counted.")
@@ -67,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pollux-bench: --batches: %v\n", err)
 		return 2
 	}
+	started := time.Now()
+	var verdicts []bench.Verdict
 	var serverLog string
 	if opts.AdminDSN == "" {
 		if opts.AdminDSN, opts.PgbenchPath, serverLog, err = privateCluster(ctx, stderr); err != nil {
@@ -84,6 +91,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "pollux-bench: print report: %v\n", err)
 			return 1
 		}
+		verdicts = append(verdicts, rep.Verdicts()...)
 	}
 	if strings.Contains(*suites, "requests") {
 		root, err := pgcluster.RepoRoot()
@@ -108,6 +116,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "pollux-bench: print report: %v\n", err)
 			return 1
 		}
+		verdicts = append(verdicts, rep.Verdicts()...)
 	}
 	if strings.Contains(*suites, "history") {
 		sizes, err := parseList(*historySizes)
@@ -124,8 +133,59 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "pollux-bench: print report: %v\n", err)
 			return 1
 		}
+		verdicts = append(verdicts, rep.Verdicts()...)
+	}
+	if strings.Contains(*suites, "queue") {
+		sizes, err := parseList(*queueSizes)
+		if err != nil {
+			fmt.Fprintf(stderr, "pollux-bench: --queue: %v\n", err)
+			return 2
+		}
+		root, err := pgcluster.RepoRoot()
+		if err != nil {
+			fmt.Fprintf(stderr, "pollux-bench: %v\n", err)
+			return 1
+		}
+		dir, err := os.MkdirTemp("", "pollux-bench-queue")
+		if err != nil {
+			fmt.Fprintf(stderr, "pollux-bench: %v\n", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		rep, err := bench.RunQueue(ctx, bench.RequestOptions{Root: root, AdminDSN: opts.AdminDSN, Dir: dir}, sizes, *queueRoundTrips,
+			schematest.Install, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "pollux-bench: queue: %v\n", err)
+			return 1
+		}
+		if err := rep.Print(stdout); err != nil {
+			fmt.Fprintf(stderr, "pollux-bench: print report: %v\n", err)
+			return 1
+		}
+		verdicts = append(verdicts, rep.Verdicts()...)
+	}
+	run := bench.RunID{At: started, Commit: commit(), NProc: runtime.NumCPU()}
+	if err := bench.PrintSummary(stdout, run, verdicts); err != nil {
+		fmt.Fprintf(stderr, "pollux-bench: print summary: %v\n", err)
+		return 1
+	}
+	if *record != "" {
+		if err := bench.RecordHistory(*record, run, verdicts); err != nil {
+			fmt.Fprintf(stderr, "pollux-bench: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stderr, "pollux-bench: recorded this run in %s\n", *record)
 	}
 	return 0
+}
+
+// commit names the checkout the run measured, "-dirty" when it had changes.
+func commit() string {
+	out, err := exec.Command("git", "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // privateCluster starts the repository's cluster if needed and returns the DSN of its
