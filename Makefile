@@ -48,7 +48,7 @@ ha/install: pg/install ## Install pg_auto_failover (postgresql-<major>-auto-fail
 	fi
 
 .PHONY: test/deps
-test/deps: pg/install ## Install what the tests run besides PostgreSQL, with one apt-get update when anything is missing: haproxy, keepalived, curl, pg_auto_failover, iproute2, util-linux (nsenter), prometheus (promtool) and man-db (the package test reads a page).
+test/deps: pg/install ## Install what the tests run besides PostgreSQL, with one apt-get update when anything is missing: haproxy, keepalived, curl, pg_auto_failover, iproute2, util-linux (nsenter), prometheus (promtool), man-db (the package test reads a page) and chromium (the monitor's browser test).
 	@major=$$(ls /usr/lib/postgresql | sort -n | tail -1); missing=; \
 	command -v haproxy >/dev/null 2>&1 || missing="$$missing haproxy"; \
 	command -v keepalived >/dev/null 2>&1 || missing="$$missing keepalived"; \
@@ -58,11 +58,25 @@ test/deps: pg/install ## Install what the tests run besides PostgreSQL, with one
 	command -v nsenter >/dev/null 2>&1 || missing="$$missing util-linux"; \
 	{ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing="$$missing prometheus"; \
 	command -v man >/dev/null 2>&1 || missing="$$missing man-db"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing the test tools:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+.PHONY: browser/install
+browser/install: ## Install Debian's chromium if missing: the monitor's browser test (testsuites/e2e TestMonitorInABrowser) drives it headless.
+	@if [ -x /usr/bin/chromium ]; then :; \
+	else \
+		echo "chromium not found: installing Debian's chromium package"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	fi
+
+.PHONY: monitor/screenshots
+monitor/screenshots: pg/install browser/install ## Regenerate docs/monitor/*.png: the monitor's browser test against a real instance, with -update-screenshots.
+	$(GO) test -count=1 -run '^TestMonitorInABrowser$$' ./testsuites/e2e/ -args -update-screenshots
 
 .PHONY: netns/install
 netns/install: ## Install iproute2 (ip) and util-linux (nsenter) if missing: the host harness (testsuites/netns) runs hosts as network namespaces.

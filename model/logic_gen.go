@@ -123,10 +123,18 @@ var LogicFunctions = []LogicFunction{
 	{Name: "quota_list", File: "quota.sql", IdentityArgs: "p_user text", Result: "TABLE(user_name text, service_class text, bytes bigint, files bigint, max_bytes bigint, max_files bigint)"},
 	{Name: "disk_copy_abandon", File: "transfer.sql", IdentityArgs: "p_file_id bigint, p_disk_copy_id bigint", Result: "void"},
 	{Name: "disk_copy_expire_unclosed", File: "jobmanager.sql", IdentityArgs: "p_batch integer", Result: "TABLE(subrequest_id bigint, request_id uuid, path text, reason text)"},
+	{Name: "request_history", File: "history.sql", IdentityArgs: "p_request_id uuid", Result: "TABLE(subrequest_id bigint, path text, at timestamp with time zone, from_status text, to_status text, daemon text, instance_id uuid, host text, reason text)"},
+	{Name: "request_history_json", File: "history.sql", IdentityArgs: "p_request_id uuid", Result: "jsonb"},
+	{Name: "request_waits", File: "history.sql", IdentityArgs: "p_request_id uuid", Result: "TABLE(subrequest_id bigint, path text, status text, since timestamp with time zone, waiting_for text, queue_position bigint, behind text)"},
+	{Name: "monitor_queues", File: "monitor.sql", IdentityArgs: "", Result: "TABLE(status text, service_class text, subrequests bigint, oldest_id bigint, oldest_request_id uuid, oldest_age_seconds double precision)"},
+	{Name: "monitor_claim_rates", File: "monitor.sql", IdentityArgs: "p_window_seconds integer", Result: "TABLE(from_status text, to_status text, per_minute double precision, changes bigint, daemons text[])"},
+	{Name: "monitor_disk_servers", File: "monitor.sql", IdentityArgs: "", Result: "TABLE(disk_server text, url text, status text, availability text, unavailable_since timestamp with time zone, heartbeat_age_seconds double precision, load double precision, scheduled bigint, running bigint, mount_point text, service_class text, fs_status text, capacity_bytes bigint, free_bytes bigint, fs_transfers bigint)"},
+	{Name: "monitor_recent_requests", File: "monitor.sql", IdentityArgs: "p_limit integer", Result: "TABLE(id uuid, type text, status text, user_name text, subrequests bigint, created_at timestamp with time zone, updated_at timestamp with time zone)"},
 	{Name: "disk_server_availability_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "disk_copy_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "request_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "subrequest_status_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
+	{Name: "subrequest_status_history_record", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "pollux_family", File: "names_gen.sql", IdentityArgs: "p_type request_type", Result: "text"},
 	{Name: "pollux_families", File: "names_gen.sql", IdentityArgs: "", Result: "text[]"},
 	{Name: "pollux_channel_subrequest_new", File: "names_gen.sql", IdentityArgs: "p_type request_type", Result: "text"},
@@ -329,6 +337,20 @@ const (
 	DiskCopyAbandonSQL = "SELECT disk_copy_abandon($1::bigint, $2::bigint)"
 	// DiskCopyExpireUnclosedSQL is the statement DiskCopyExpireUnclosed runs.
 	DiskCopyExpireUnclosedSQL = "SELECT subrequest_id, request_id, path, reason FROM disk_copy_expire_unclosed($1::integer)"
+	// RequestHistorySQL is the statement RequestHistory runs.
+	RequestHistorySQL = "SELECT subrequest_id, path, at, from_status, to_status, daemon, instance_id, host, reason FROM request_history($1::uuid)"
+	// RequestHistoryJSONSQL is the statement RequestHistoryJSON runs.
+	RequestHistoryJSONSQL = "SELECT request_history_json($1::uuid)"
+	// RequestWaitsSQL is the statement RequestWaits runs.
+	RequestWaitsSQL = "SELECT subrequest_id, path, status, since, waiting_for, queue_position, behind FROM request_waits($1::uuid)"
+	// MonitorQueuesSQL is the statement MonitorQueues runs.
+	MonitorQueuesSQL = "SELECT status, service_class, subrequests, oldest_id, oldest_request_id, oldest_age_seconds FROM monitor_queues()"
+	// MonitorClaimRatesSQL is the statement MonitorClaimRates runs.
+	MonitorClaimRatesSQL = "SELECT from_status, to_status, per_minute, changes, daemons FROM monitor_claim_rates($1::integer)"
+	// MonitorDiskServersSQL is the statement MonitorDiskServers runs.
+	MonitorDiskServersSQL = "SELECT disk_server, url, status, availability, unavailable_since, heartbeat_age_seconds, load, scheduled, running, mount_point, service_class, fs_status, capacity_bytes, free_bytes, fs_transfers FROM monitor_disk_servers()"
+	// MonitorRecentRequestsSQL is the statement MonitorRecentRequests runs.
+	MonitorRecentRequestsSQL = "SELECT id, type, status, user_name, subrequests, created_at, updated_at FROM monitor_recent_requests($1::integer)"
 )
 
 // DaemonInstanceRegister calls the SQL function daemon_instance_register
@@ -1939,6 +1961,212 @@ func DiskCopyExpireUnclosed(ctx context.Context, db DBTX, batch int32) ([]DiskCo
 	})
 	if err != nil {
 		return nil, fmt.Errorf("disk_copy_expire_unclosed: %w", err)
+	}
+	return result, nil
+}
+
+// RequestHistoryRow is a row returned by request_history.
+type RequestHistoryRow struct {
+	SubrequestID int64     `json:"subrequest_id"`
+	Path         string    `json:"path"`
+	At           time.Time `json:"at"`
+	// NULL for the subrequest's creation.
+	FromStatus *string `json:"from_status"`
+	ToStatus   string  `json:"to_status"`
+	Daemon     string  `json:"daemon"`
+	InstanceID *string `json:"instance_id"`
+	Host       string  `json:"host"`
+	Reason     string  `json:"reason"`
+}
+
+// RequestHistory calls the SQL function request_history (history.sql).
+//
+// Every transition of every subrequest of a request, oldest first, from the hot table or,
+// once archived, from request_archive.history; no rows for no such request.
+func RequestHistory(ctx context.Context, db DBTX, requestID string) ([]RequestHistoryRow, error) {
+	rows, err := db.Query(ctx, RequestHistorySQL, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("request_history: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RequestHistoryRow, error) {
+		var r RequestHistoryRow
+		err := row.Scan(&r.SubrequestID, &r.Path, &r.At, &r.FromStatus, &r.ToStatus, &r.Daemon, &r.InstanceID, &r.Host, &r.Reason)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("request_history: %w", err)
+	}
+	return result, nil
+}
+
+// RequestHistoryJSON calls the SQL function request_history_json (history.sql).
+//
+// request_history as one JSON array (what request_archive.history keeps).
+func RequestHistoryJSON(ctx context.Context, db DBTX, requestID string) (json.RawMessage, error) {
+	var result json.RawMessage
+	if err := db.QueryRow(ctx, RequestHistoryJSONSQL, requestID).Scan(&result); err != nil {
+		return nil, fmt.Errorf("request_history_json: %w", err)
+	}
+	return result, nil
+}
+
+// RequestWaitsRow is a row returned by request_waits.
+type RequestWaitsRow struct {
+	SubrequestID int64     `json:"subrequest_id"`
+	Path         string    `json:"path"`
+	Status       string    `json:"status"`
+	Since        time.Time `json:"since"`
+	WaitingFor   string    `json:"waiting_for"`
+	// 1 is next; NULL when it is in no queue.
+	QueuePosition *int64 `json:"queue_position"`
+	Behind        string `json:"behind"`
+}
+
+// RequestWaits calls the SQL function request_waits (history.sql).
+//
+// For each subrequest of a request: what it waits for (” once over), since when, its
+// place in the queue that serves it, and behind whom.
+func RequestWaits(ctx context.Context, db DBTX, requestID string) ([]RequestWaitsRow, error) {
+	rows, err := db.Query(ctx, RequestWaitsSQL, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("request_waits: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RequestWaitsRow, error) {
+		var r RequestWaitsRow
+		err := row.Scan(&r.SubrequestID, &r.Path, &r.Status, &r.Since, &r.WaitingFor, &r.QueuePosition, &r.Behind)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("request_waits: %w", err)
+	}
+	return result, nil
+}
+
+// MonitorQueuesRow is a row returned by monitor_queues.
+type MonitorQueuesRow struct {
+	Status           string  `json:"status"`
+	ServiceClass     string  `json:"service_class"`
+	Subrequests      int64   `json:"subrequests"`
+	OldestID         int64   `json:"oldest_id"`
+	OldestRequestID  string  `json:"oldest_request_id"`
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+}
+
+// MonitorQueues calls the SQL function monitor_queues (monitor.sql).
+//
+// Subrequests that are not over, by status and service class, with the oldest one (least
+// recently changed) and its age.
+func MonitorQueues(ctx context.Context, db DBTX) ([]MonitorQueuesRow, error) {
+	rows, err := db.Query(ctx, MonitorQueuesSQL)
+	if err != nil {
+		return nil, fmt.Errorf("monitor_queues: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (MonitorQueuesRow, error) {
+		var r MonitorQueuesRow
+		err := row.Scan(&r.Status, &r.ServiceClass, &r.Subrequests, &r.OldestID, &r.OldestRequestID, &r.OldestAgeSeconds)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("monitor_queues: %w", err)
+	}
+	return result, nil
+}
+
+// MonitorClaimRatesRow is a row returned by monitor_claim_rates.
+type MonitorClaimRatesRow struct {
+	// '' for new subrequests.
+	FromStatus string   `json:"from_status"`
+	ToStatus   string   `json:"to_status"`
+	PerMinute  float64  `json:"per_minute"`
+	Changes    int64    `json:"changes"`
+	Daemons    []string `json:"daemons"`
+}
+
+// MonitorClaimRates calls the SQL function monitor_claim_rates (monitor.sql).
+//
+// For each change of status made in the last p_window_seconds, how many per minute and by
+// which daemons.
+func MonitorClaimRates(ctx context.Context, db DBTX, windowSeconds int32) ([]MonitorClaimRatesRow, error) {
+	rows, err := db.Query(ctx, MonitorClaimRatesSQL, windowSeconds)
+	if err != nil {
+		return nil, fmt.Errorf("monitor_claim_rates: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (MonitorClaimRatesRow, error) {
+		var r MonitorClaimRatesRow
+		err := row.Scan(&r.FromStatus, &r.ToStatus, &r.PerMinute, &r.Changes, &r.Daemons)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("monitor_claim_rates: %w", err)
+	}
+	return result, nil
+}
+
+// MonitorDiskServersRow is a row returned by monitor_disk_servers.
+type MonitorDiskServersRow struct {
+	DiskServer          string     `json:"disk_server"`
+	URL                 string     `json:"url"`
+	Status              string     `json:"status"`
+	Availability        string     `json:"availability"`
+	UnavailableSince    *time.Time `json:"unavailable_since"`
+	HeartbeatAgeSeconds float64    `json:"heartbeat_age_seconds"`
+	Load                float64    `json:"load"`
+	Scheduled           int64      `json:"scheduled"`
+	Running             int64      `json:"running"`
+	MountPoint          *string    `json:"mount_point"`
+	ServiceClass        *string    `json:"service_class"`
+	FsStatus            *string    `json:"fs_status"`
+	CapacityBytes       *int64     `json:"capacity_bytes"`
+	FreeBytes           *int64     `json:"free_bytes"`
+	FsTransfers         *int64     `json:"fs_transfers"`
+}
+
+// MonitorDiskServers calls the SQL function monitor_disk_servers (monitor.sql).
+//
+// Every disk server (state, heartbeat age, load, transfers placed and running) with one
+// row per file system (state, space, transfers).
+func MonitorDiskServers(ctx context.Context, db DBTX) ([]MonitorDiskServersRow, error) {
+	rows, err := db.Query(ctx, MonitorDiskServersSQL)
+	if err != nil {
+		return nil, fmt.Errorf("monitor_disk_servers: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (MonitorDiskServersRow, error) {
+		var r MonitorDiskServersRow
+		err := row.Scan(&r.DiskServer, &r.URL, &r.Status, &r.Availability, &r.UnavailableSince, &r.HeartbeatAgeSeconds, &r.Load, &r.Scheduled, &r.Running, &r.MountPoint, &r.ServiceClass, &r.FsStatus, &r.CapacityBytes, &r.FreeBytes, &r.FsTransfers)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("monitor_disk_servers: %w", err)
+	}
+	return result, nil
+}
+
+// MonitorRecentRequestsRow is a row returned by monitor_recent_requests.
+type MonitorRecentRequestsRow struct {
+	ID          string    `json:"id"`
+	Type        string    `json:"type"`
+	Status      string    `json:"status"`
+	UserName    string    `json:"user_name"`
+	Subrequests int64     `json:"subrequests"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// MonitorRecentRequests calls the SQL function monitor_recent_requests (monitor.sql).
+//
+// The p_limit requests changed last, newest first.
+func MonitorRecentRequests(ctx context.Context, db DBTX, limit int32) ([]MonitorRecentRequestsRow, error) {
+	rows, err := db.Query(ctx, MonitorRecentRequestsSQL, limit)
+	if err != nil {
+		return nil, fmt.Errorf("monitor_recent_requests: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (MonitorRecentRequestsRow, error) {
+		var r MonitorRecentRequestsRow
+		err := row.Scan(&r.ID, &r.Type, &r.Status, &r.UserName, &r.Subrequests, &r.CreatedAt, &r.UpdatedAt)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("monitor_recent_requests: %w", err)
 	}
 	return result, nil
 }

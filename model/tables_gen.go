@@ -427,6 +427,58 @@ func CollectSubrequests(rows pgx.Rows) ([]Subrequest, error) {
 	})
 }
 
+// SubrequestTransition is a row of the table subrequest_transition.
+//
+// A subrequest's story: one row for its creation and one for every change of its status,
+// written by the generated trigger of schema/logic/transitions_gen.sql in the transaction
+// that made the change, with who made it and why. Rows go with their request when the
+// archive sweep moves it (request_archive.history keeps them) and are read by
+// request_history.
+type SubrequestTransition struct {
+	// Order of the changes (within one transaction too).
+	ID           int64  `json:"id"`
+	SubrequestID int64  `json:"subrequest_id"`
+	RequestID    string `json:"request_id"`
+	// NULL for the subrequest's creation.
+	FromStatus *SubrequestStatus `json:"from_status"`
+	ToStatus   SubrequestStatus  `json:"to_status"`
+	// clock_timestamp() of the change.
+	At time.Time `json:"at"`
+	// The role that made it (the session's pollux.daemon, else its application_name).
+	Daemon string `json:"daemon"`
+	// The daemon_instance that made it (pollux.instance_id), when the session said.
+	InstanceID *string `json:"instance_id"`
+	// The host it ran on (pollux.host); '' when the session did not say.
+	Host string `json:"host"`
+	// Why: the transaction's pollux.reason, else the subrequest's error_message, else its
+	// info.
+	Reason string `json:"reason"`
+}
+
+// SubrequestTransitionTable is the name of the table subrequest_transition.
+const SubrequestTransitionTable = "subrequest_transition"
+
+// SubrequestTransitionColumns are the columns of subrequest_transition in the order
+// ScanSubrequestTransition expects them.
+var SubrequestTransitionColumns = []string{"id", "subrequest_id", "request_id", "from_status", "to_status", "at", "daemon", "instance_id", "host", "reason"}
+
+// ScanSubrequestTransition scans a row holding SubrequestTransitionColumns in order.
+func ScanSubrequestTransition(row pgx.Row) (SubrequestTransition, error) {
+	var r SubrequestTransition
+	if err := row.Scan(&r.ID, &r.SubrequestID, &r.RequestID, &r.FromStatus, &r.ToStatus, &r.At, &r.Daemon, &r.InstanceID, &r.Host, &r.Reason); err != nil {
+		return SubrequestTransition{}, fmt.Errorf("scan subrequest_transition: %w", err)
+	}
+	return r, nil
+}
+
+// CollectSubrequestTransitions scans every row of rows with ScanSubrequestTransition and
+// closes rows.
+func CollectSubrequestTransitions(rows pgx.Rows) ([]SubrequestTransition, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (SubrequestTransition, error) {
+		return ScanSubrequestTransition(row)
+	})
+}
+
 // DaemonInstance is a row of the table daemon_instance.
 //
 // A running (or recently stopped) daemon process; written by the framework on start and
@@ -773,6 +825,9 @@ type RequestArchive struct {
 	ArchivedAt time.Time `json:"archived_at"`
 	// request_view of the request when it was archived.
 	View json.RawMessage `json:"view"`
+	// Its subrequests' transitions (subrequest_transition rows as request_history returns
+	// them) when it was archived.
+	History json.RawMessage `json:"history"`
 }
 
 // RequestArchiveTable is the name of the table request_archive.
@@ -780,12 +835,12 @@ const RequestArchiveTable = "request_archive"
 
 // RequestArchiveColumns are the columns of request_archive in the order
 // ScanRequestArchive expects them.
-var RequestArchiveColumns = []string{"id", "user_name", "status", "finished_at", "archived_at", "view"}
+var RequestArchiveColumns = []string{"id", "user_name", "status", "finished_at", "archived_at", "view", "history"}
 
 // ScanRequestArchive scans a row holding RequestArchiveColumns in order.
 func ScanRequestArchive(row pgx.Row) (RequestArchive, error) {
 	var r RequestArchive
-	if err := row.Scan(&r.ID, &r.UserName, &r.Status, &r.FinishedAt, &r.ArchivedAt, &r.View); err != nil {
+	if err := row.Scan(&r.ID, &r.UserName, &r.Status, &r.FinishedAt, &r.ArchivedAt, &r.View, &r.History); err != nil {
 		return RequestArchive{}, fmt.Errorf("scan request_archive: %w", err)
 	}
 	return r, nil

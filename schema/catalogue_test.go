@@ -109,7 +109,7 @@ func TestCatalogueMatchesDescription(t *testing.T) {
 	})
 
 	t.Run("triggers", func(t *testing.T) {
-		// Exactly the generated guards' triggers, each calling its guard's function: a
+		// Exactly the generated guards' and histories' triggers, each calling its function: a
 		// trigger added by hand to a migration or a logic file belongs in the description.
 		live := query(t, db, `
 			select c.relname || '.' || tg.tgname || ' ' || p.proname
@@ -127,6 +127,11 @@ func TestCatalogueMatchesDescription(t *testing.T) {
 		for _, g := range s.Guards() {
 			for _, tg := range []string{g.InsertTrigger, g.UpdateTrigger} {
 				want = append(want, g.Table+"."+tg+" "+g.Function)
+			}
+		}
+		for _, h := range s.Histories() {
+			for _, tg := range []string{h.InsertTrigger, h.UpdateTrigger} {
+				want = append(want, h.Source+"."+tg+" "+h.Function)
 			}
 		}
 		sort.Strings(want)

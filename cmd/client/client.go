@@ -546,6 +546,14 @@ func (c *Client) Request(ctx context.Context, id string, since time.Time, wait t
 	return out, err
 }
 
+// History reads the whole story of request id (api.HistoryPath): every transition of its
+// subrequests and what each waits for now.
+func (c *Client) History(ctx context.Context, id string) (api.History, error) {
+	var out api.History
+	_, err := c.call(ctx, apiCall{method: http.MethodGet, path: api.HistoryPath(id)}, &out)
+	return out, err
+}
+
 // Wait long-polls a request until done holds for every subrequest, writing each new info
 // of a subrequest still waiting ("queued, no disk server of its service class is available") to info, unless info
 // is nil, and calling each, unless nil, once for every subrequest as soon as done holds for

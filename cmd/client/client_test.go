@@ -361,6 +361,53 @@ func TestDownloadIsVerified(t *testing.T) {
 	}
 }
 
+func TestQryTellsARequestsStory(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, true)
+	const p = "/pollux/u/alice/story"
+	put := c.run(client.Put, nil, "-M", p, "--no-wait")
+	require.Equal(t, 0, put.code, put.stderr)
+	id := strings.TrimSpace(put.stdout)
+
+	// Nobody uploads: the put ends up READY, waiting for its client.
+	var h api.History
+	require.Eventually(t, func() bool {
+		q := c.run(client.Qry, nil, "-r", id, "--history", "--json")
+		if q.code != 0 || json.Unmarshal([]byte(q.stdout), &h) != nil {
+			return false
+		}
+		return len(h.Waits) == 1 && h.Waits[0].Status == "READY"
+	}, 30*time.Second, 20*time.Millisecond)
+	require.Equal(t, id, h.Request.ID)
+	var tos []string
+	for _, tr := range h.Transitions {
+		tos = append(tos, tr.To)
+	}
+	require.Equal(t, []string{"START", "SCHEDULED", "READY"}, tos)
+	// The stager and disk server here are the test's own connection, which names nobody.
+	require.Equal(t, "rhd", h.Transitions[0].Daemon)
+
+	q := c.run(client.Qry, nil, "-r", id, "--history")
+	require.Equal(t, 0, q.code, q.stderr)
+	require.Contains(t, q.stdout, "request "+id+" PUT PENDING")
+	require.Contains(t, q.stdout, "new -> START by rhd")
+	require.Contains(t, q.stdout, "SCHEDULED -> READY by")
+	require.Contains(t, q.stdout, "now READY since")
+	require.Contains(t, q.stdout, "waiting for the client to move the data")
+
+	q = c.run(client.Qry, nil, "-r", id)
+	require.Equal(t, 0, q.code, q.stderr)
+	require.Contains(t, q.stdout, p+" READY")
+
+	for _, bad := range [][]string{{"--history"}, {"-r", id, "-M", p}, {"-r", "nope"}} {
+		q = c.run(client.Qry, nil, bad...)
+		require.Equal(t, 1, q.code, "%v: %s", bad, q.stderr)
+	}
+	q = c.run(client.Qry, nil, "-r", "00000000-0000-4000-8000-000000000000", "--history")
+	require.Equal(t, 1, q.code)
+	require.Contains(t, q.stderr, "no such request")
+}
+
 // A request handler that is busy answers 503 (or 429) with Retry-After: the client waits
 // at least that long, not its own short RoundPause, tells the user what it waits for,
 // and goes on once it is served; the one request is stored once.

@@ -432,11 +432,15 @@ func transfer(ctx context.Context, e Env, cl *Client, direction string, s api.Su
 // Qry is stager_qry: what the namespace knows of each file.
 func Qry(ctx context.Context, e Env) int {
 	const name = "stager_qry"
-	fs := newFlagSet(e, name, name+" -M /pollux/path [-M ...] [--quota] [--json]",
-		"show files: status (STAGED, STAGEOUT, INVALID), size and adler32; and your quotas")
+	fs := newFlagSet(e, name, name+" -M /pollux/path [-M ...] [--quota] [--json]\n  "+name+" -r REQID [--history] [--json]",
+		"show files: status (STAGED, STAGEOUT, INVALID), size and adler32, and your quotas; or a request, and with --history its whole story")
 	var o options
 	var quota bool
+	var reqID string
+	var history bool
 	fs.Var(pathsFlag{&o.paths}, "M", "the `PATH` of a file, /pollux/...; repeat for several")
+	fs.StringVar(&reqID, "r", "", "show the request `REQID` (the id a put, get or rm printed) instead of files")
+	fs.BoolVar(&history, "history", false, "with -r: every transition of each of its files (when, by which daemon on which host, why) and what each waits for now")
 	fs.BoolVar(&o.json, "json", false, "print the result as a JSON array on stdout (with --quota: an object of files and quota)")
 	fs.StringVar(&o.svc, "S", "", "a `SVCCLASS`, accepted for CASTOR compatibility: a file is found whatever its service class; with --quota, the quota of this class only")
 	fs.BoolVar(&quota, "quota", false, "show what you hold and your limits in each service class, one line each after the files")
@@ -453,14 +457,21 @@ func Qry(ctx context.Context, e Env) int {
 	switch {
 	case len(pos) > 0:
 		return fail(e, name, o.json, errorf(wire.ErrorKindInvalid, "unexpected argument %q: name files with -M /pollux/...", pos[0]))
-	case len(o.paths) == 0 && !quota:
-		return fail(e, name, o.json, errorf(wire.ErrorKindInvalid, "no file given: name at least one with -M /pollux/..., or ask for --quota"))
+	case reqID != "" && (len(o.paths) > 0 || quota):
+		return fail(e, name, o.json, errorf(wire.ErrorKindInvalid, "-r with -M or --quota: ask for a request, or for files and quotas, not both"))
+	case history && reqID == "":
+		return fail(e, name, o.json, errorf(wire.ErrorKindInvalid, "--history needs a request: give -r REQID"))
+	case reqID == "" && len(o.paths) == 0 && !quota:
+		return fail(e, name, o.json, errorf(wire.ErrorKindInvalid, "no file given: name at least one with -M /pollux/..., ask for --quota, or a request with -r REQID"))
 	}
 	cl, err := o.connect(e)
 	if err != nil {
 		return fail(e, name, o.json, err)
 	}
 	defer cl.Close()
+	if reqID != "" {
+		return qryRequest(ctx, e, cl, reqID, history, o.json)
+	}
 	type result struct {
 		Path  string     `json:"path"`
 		File  *api.File  `json:"file,omitempty"`
@@ -529,6 +540,101 @@ func Qry(ctx context.Context, e Env) int {
 		fmt.Fprintf(e.Stdout, "quota %s: nothing held and no quota%s\n", qs.User, where)
 	}
 	return worst
+}
+
+// qryRequest is stager_qry -r: a request's files and their status, and with history every
+// transition and what each file waits for.
+func qryRequest(ctx context.Context, e Env, cl *Client, id string, history, asJSON bool) int {
+	const name = "stager_qry"
+	if !history {
+		req, err := cl.Request(ctx, id, time.Time{}, 0)
+		if err != nil {
+			return fail(e, name, asJSON, err)
+		}
+		if asJSON {
+			printJSON(e.Stdout, req)
+			return 0
+		}
+		fmt.Fprintf(e.Stdout, "request %s %s %s\n", req.ID, req.Type, req.Status)
+		for _, s := range req.Subrequests {
+			fmt.Fprintf(e.Stdout, "  %s %s%s\n", s.Path, s.Status, subInfo(s))
+		}
+		return 0
+	}
+	h, err := cl.History(ctx, id)
+	if err != nil {
+		return fail(e, name, asJSON, err)
+	}
+	if asJSON {
+		printJSON(e.Stdout, h)
+		return 0
+	}
+	writeHistory(e.Stdout, h)
+	return 0
+}
+
+func subInfo(s api.Subrequest) string {
+	switch {
+	case s.ErrorMessage != "":
+		return " (" + s.ErrorMessage + ")"
+	case s.Info != "":
+		return " (" + s.Info + ")"
+	}
+	return ""
+}
+
+// writeHistory prints a request's story for people: per file, one line per transition
+// (time, from → to, by whom, why), then what it waits for now.
+func writeHistory(w io.Writer, h api.History) {
+	r := h.Request
+	fmt.Fprintf(w, "request %s %s %s, last change %s\n", r.ID, r.Type, r.Status, r.UpdatedAt.Format(time.RFC3339Nano))
+	waits := map[int64]api.Wait{}
+	for _, wt := range h.Waits {
+		waits[wt.SubrequestID] = wt
+	}
+	var last int64 = -1
+	flush := func(id int64) {
+		wt, ok := waits[id]
+		if !ok || wt.WaitingFor == "" {
+			return
+		}
+		line := fmt.Sprintf("    now %s since %s (%s): waiting for %s", wt.Status, wt.Since.Format(time.RFC3339), time.Since(wt.Since).Round(time.Second), wt.WaitingFor)
+		if wt.QueuePosition != nil {
+			line += fmt.Sprintf(", position %d in its queue", *wt.QueuePosition)
+		}
+		if wt.Behind != "" {
+			line += ", behind " + wt.Behind
+		}
+		fmt.Fprintln(w, line)
+	}
+	for _, t := range h.Transitions {
+		if t.SubrequestID != last {
+			if last >= 0 {
+				flush(last)
+			}
+			fmt.Fprintf(w, "  %s (subrequest %d)\n", t.Path, t.SubrequestID)
+			last = t.SubrequestID
+		}
+		from := "new"
+		if t.From != "" {
+			from = t.From
+		}
+		who := t.Daemon
+		if t.Host != "" {
+			who += "@" + t.Host
+		}
+		if t.InstanceID != "" {
+			who += " " + t.InstanceID[:min(8, len(t.InstanceID))]
+		}
+		line := fmt.Sprintf("    %s %s -> %s by %s", t.At.Format("2006-01-02 15:04:05.000"), from, t.To, who)
+		if t.Reason != "" {
+			line += ": " + t.Reason
+		}
+		fmt.Fprintln(w, line)
+	}
+	if last >= 0 {
+		flush(last)
+	}
 }
 
 func orDash[T any](v *T) string {

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pollux-storage/pollux/framework/daemon"
 	"github.com/pollux-storage/pollux/framework/hotpatch"
 	"github.com/pollux-storage/pollux/framework/migrate"
 	"github.com/pollux-storage/pollux/framework/pg"
@@ -24,7 +25,11 @@ import (
 const logicTable = model.LogicBundleTable
 
 func (c *cli) open(ctx context.Context) (*pg.DB, error) {
-	return pg.Open(ctx, pg.Config{DSN: c.databaseURL, ApplicationName: "pollux-admin", RetryBudget: 20 * time.Second})
+	host, _ := os.Hostname()
+	// What an operator changes is told apart from what the daemons did in a request's story.
+	settings := map[string]string{daemon.SettingDaemon: "pollux-admin", daemon.SettingHost: host}
+	return pg.Open(ctx, pg.Config{DSN: c.databaseURL, ApplicationName: "pollux-admin", RetryBudget: 20 * time.Second,
+		Settings: settings})
 }
 
 func (c *cli) printJSON(v any) error {

@@ -46,17 +46,22 @@ func localLayout(dir string, base int) []process {
 			"--data-dir", filepath.Join(dir, fmt.Sprintf("disk%d", i)),
 		}, admin(3 + i)})
 	}
+	// The web monitor: operators open it in a browser (monitorURL).
+	ps = append(ps, process{"monitord", "monitord", []string{"--listen", fmt.Sprintf("127.0.0.1:%d", monitorPort(base))}, admin(6)})
 	for i := range ps {
 		ps[i].args = append(ps[i].args, "--admin-addr", fmt.Sprintf("127.0.0.1:%d", ps[i].admin), "--log-format", "json", "--host", ps[i].name)
 	}
 	return ps
 }
 
+// monitorPort is where the local instance's monitord serves its pages.
+func monitorPort(base int) int { return base + 90 }
+
 // cmdLocal starts and stops a complete local instance (make run, make stop).
 func cmdLocal(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("local", false)
 	dir := fs.String("dir", "var", "Directory of the local instance (cluster, logs, data, binaries).")
-	base := fs.Int("base-port", 9000, "rhd listens here; disk servers on base+101, base+102; admin listeners from base+180.")
+	base := fs.Int("base-port", 9000, "rhd listens here; monitord on base+90, disk servers on base+101, base+102; admin listeners from base+180.")
 	pos, err := c.parse(fs, args)
 	if err != nil {
 		return err
@@ -133,10 +138,13 @@ machine. An instance other machines reach serves TLS (rhd and diskserverd
   pollux cp ./somefile /pollux/demo/somefile     # put, upload, close
   pollux cp /pollux/demo/somefile ./copy         # get, download
   stager_qry -M /pollux/demo/somefile
+  stager_qry -r REQUEST_ID --history             # a request's whole story
   pollux-admin daemons
 
+The web monitor: http://127.0.0.1:%d/ (docs/monitor.md)
+
 make demo moves real files through it; make stop stops it all.
-`, filepath.Join(dir, "bin"), base, token, dsn)
+`, filepath.Join(dir, "bin"), base, token, dsn, monitorPort(base))
 	return nil
 }
 

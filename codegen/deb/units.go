@@ -9,7 +9,7 @@ import (
 // daemons are the programs that run as services, with the admin port each takes in the
 // shipped settings: the ports `make run` gives them (pollux-admin local start), so that
 // docs/prometheus/prometheus.yml scrapes a host's daemons as it scrapes a local instance.
-var daemons = map[string]int{"rhd": 9180, "stagerd": 9181, "jobmanagerd": 9182, "schedulerd": 9183, "diskserverd": 9184}
+var daemons = map[string]int{"rhd": 9180, "stagerd": 9181, "jobmanagerd": 9182, "schedulerd": 9183, "diskserverd": 9184, "monitord": 9186}
 
 func isDaemon(name string) bool { _, ok := daemons[name]; return ok }
 

@@ -73,6 +73,26 @@ type Table struct {
 	Name    string   `yaml:"name"`
 	Doc     string   `yaml:"doc"`
 	Columns []Column `yaml:"columns"`
+	// History, when set, has the database log every change of one guarded column of this
+	// table into another table (see Histories).
+	History *History `yaml:"history"`
+}
+
+// History declares the log of a state machine: one row per change of Column (and one for
+// each new row), written by a generated trigger into Table, which must have the columns
+// <Column's table>_id, from_<Column> (nullable: NULL for a new row), to_<Column>, at,
+// daemon, instance_id, host and reason, plus every column named in Copy.
+type History struct {
+	// Table is the log table; its own enum columns are records, so it is never guarded.
+	Table string `yaml:"table"`
+	// Column is the guarded column whose changes are logged.
+	Column string `yaml:"column"`
+	// Copy are columns of the row copied into the log under the same name (e.g.
+	// request_id, so that one request's story is read by one index).
+	Copy []string `yaml:"copy"`
+	// Reason are text columns of the row; the first that is not empty is the change's
+	// reason unless the transaction set pollux.reason (SET LOCAL or set_config).
+	Reason []string `yaml:"reason"`
 }
 
 // Column is a column of a table or of a function's result.
@@ -195,6 +215,16 @@ func (s *Schema) Table(name string) (*Table, bool) {
 	for i := range s.Tables {
 		if s.Tables[i].Name == name {
 			return &s.Tables[i], true
+		}
+	}
+	return nil, false
+}
+
+// Column returns the column of t called name.
+func (t *Table) Column(name string) (*Column, bool) {
+	for i := range t.Columns {
+		if t.Columns[i].Name == name {
+			return &t.Columns[i], true
 		}
 	}
 	return nil, false

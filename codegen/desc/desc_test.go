@@ -156,7 +156,7 @@ func TestLoadFileSample(t *testing.T) {
 	require.Len(t, s.Enums, 3)
 	require.Len(t, s.Families, 2)
 	require.Len(t, s.Channels, 2)
-	require.Len(t, s.Tables, 2)
+	require.Len(t, s.Tables, 3)
 	require.Len(t, s.Functions, 4)
 	job, ok := s.Table("job")
 	require.True(t, ok)
@@ -200,6 +200,21 @@ tables:
       - {name: id, type: bigint}
       - {name: state, type: state, nullable: true}
       - {name: phase, type: state}
+      - {name: note, type: text}
+    history: {table: thing_change, column: phase, copy: [note], reason: [note]}
+  - name: thing_change
+    doc: A change of a thing's phase.
+    columns:
+      - {name: id, type: bigint}
+      - {name: thing_id, type: bigint}
+      - {name: from_phase, type: state, nullable: true}
+      - {name: to_phase, type: state}
+      - {name: note, type: text}
+      - {name: at, type: timestamptz}
+      - {name: daemon, type: text}
+      - {name: instance_id, type: uuid, nullable: true}
+      - {name: host, type: text}
+      - {name: reason, type: text}
 functions:
   - name: thing_list
     file: thing.sql
@@ -233,6 +248,29 @@ func TestGuards(t *testing.T) {
 	require.True(t, g.Enum.Final("OLD"))
 }
 
+func TestHistories(t *testing.T) {
+	t.Parallel()
+	s, err := desc.Load([]byte(valid))
+	require.NoError(t, err)
+	for _, g := range s.Guards() {
+		require.NotEqual(t, "thing_change", g.Table, "a log table is never guarded")
+	}
+	hs := s.Histories()
+	require.Len(t, hs, 1)
+	h := hs[0]
+	require.Equal(t, "thing", h.Source)
+	require.Equal(t, "thing_change", h.Table)
+	require.Equal(t, "thing_id", h.KeyColumn)
+	require.Equal(t, "thing_phase_history_record", h.Function)
+	require.Equal(t, "thing_phase_history_insert", h.InsertTrigger)
+	require.Equal(t, "thing_phase_history_update", h.UpdateTrigger)
+	var generated []string
+	for _, sig := range s.GeneratedSignatures() {
+		generated = append(generated, sig.Name)
+	}
+	require.Contains(t, generated, "thing_phase_history_record")
+}
+
 func TestLoadErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -264,6 +302,12 @@ func TestLoadErrors(t *testing.T) {
 		{"generated name too long", "{name: phase, type: state}", "{name: " + strings.Repeat("p", 50) + ", type: state}", "generated name is longer than 63 bytes"},
 		{"function named like a guard", "name: thing_list", "name: thing_phase_transition_refuse", `guard of thing.phase "thing_phase_transition_refuse": a described function has the name`},
 		{"missing doc", "    doc: A thing.\n", "", `tables[0] "thing": doc is empty`},
+		{"history of no table", "history: {table: thing_change,", "history: {table: thing_log,", `tables "thing" history "thing_log": no such table`},
+		{"history of an unguarded column", "column: phase,", "column: state,", `tables "thing" history "state": is not a non-nullable column of an enum with transitions`},
+		{"history without a column", "      - {name: to_phase, type: state}\n", "", "log table lacks column to_phase"},
+		{"history copy", "copy: [note]", "copy: [colour]", `tables "thing" history "colour": copy names no column of thing`},
+		{"history reason", "reason: [note]", "reason: [id]", `tables "thing" history "id": reason names no text column of thing`},
+		{"function named like a history", "name: thing_list", "name: thing_phase_history_record", `a described function has the name of the generated trigger function`},
 		{"unknown error kind", "kind: not_found", "kind: missing", `errors[0] "no_thing": unknown error kind "missing"`},
 		{"bad sqlstate", "sqlstate: PX001", "sqlstate: px01", `errors[0] "no_thing": sqlstate "px01" is not 5 characters of [0-9A-Z]`},
 		{"duplicate sqlstate", `doc: "No such thing."}`, `doc: "No such thing."}` + "\n  - {name: no_other, sqlstate: PX001, kind: not_found, doc: \"Other.\"}", `errors[1] "no_other": sqlstate PX001 is already used by errors[0]`},

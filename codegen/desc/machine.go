@@ -35,7 +35,18 @@ type Guard struct {
 // than holding the state itself.
 func (s *Schema) Guards() []Guard {
 	var out []Guard
+	logs := map[string]bool{}
 	for _, t := range s.Tables {
+		if t.History != nil {
+			logs[t.History.Table] = true
+		}
+	}
+	for _, t := range s.Tables {
+		if logs[t.Name] {
+			// A history records values that were, not the state of a row: its rows are
+			// written once and never change, whatever value they carry.
+			continue
+		}
 		for _, c := range t.Columns {
 			e, ok := s.Enum(string(c.Type))
 			if !ok || len(e.Transitions) == 0 || c.Nullable {
@@ -51,6 +62,104 @@ func (s *Schema) Guards() []Guard {
 		}
 	}
 	return out
+}
+
+// HistoryLog is the database's log of one guarded column's changes (a table's History):
+// a trigger function, run AFTER a new row and AFTER an UPDATE that changes the column,
+// that INSERTs one row into the log table. Names derive from the table and column.
+type HistoryLog struct {
+	History
+	// Source is the table whose column is logged; KeyColumn is the log's column that
+	// holds its id (<Source>_id).
+	Source    string
+	KeyColumn string
+	// Function is the trigger function; InsertTrigger and UpdateTrigger call it.
+	Function      string
+	InsertTrigger string
+	UpdateTrigger string
+}
+
+// Session settings a history reads from the connection that made the change: the
+// framework sets the first three on each connection of a daemon (framework/pg Config
+// Settings), and the logic may set the reason for one transaction (set_config(..., true)).
+const (
+	SettingDaemon   = "pollux.daemon"
+	SettingInstance = "pollux.instance_id"
+	SettingHost     = "pollux.host"
+	SettingReason   = "pollux.reason"
+)
+
+// Histories returns a HistoryLog for every table that declares a History, in table order.
+func (s *Schema) Histories() []HistoryLog {
+	var out []HistoryLog
+	for _, t := range s.Tables {
+		if t.History == nil {
+			continue
+		}
+		base := t.Name + "_" + t.History.Column + "_history"
+		out = append(out, HistoryLog{History: *t.History, Source: t.Name, KeyColumn: t.Name + "_id",
+			Function: base + "_record", InsertTrigger: base + "_insert", UpdateTrigger: base + "_update"})
+	}
+	return out
+}
+
+// historyColumns are the columns every log table has beside its key and copies.
+var historyColumns = []string{"at", "daemon", "instance_id", "host", "reason"}
+
+// histories checks each declared History against the tables it names.
+func (v *validator) histories() {
+	functions := map[string]bool{}
+	for _, f := range v.s.Functions {
+		functions[f.Name] = true
+	}
+	for _, h := range v.s.Histories() {
+		place := fmt.Sprintf("tables %q history", h.Source)
+		src, _ := v.s.Table(h.Source)
+		log, ok := v.s.Table(h.Table)
+		if !ok {
+			v.errorf(place, h.Table, "no such table: describe the log table")
+			continue
+		}
+		if h.Table == h.Source {
+			v.errorf(place, h.Table, "a table cannot be its own history")
+		}
+		col, ok := src.Column(h.Column)
+		if !ok {
+			v.errorf(place, h.Column, "no such column in %s", h.Source)
+			continue
+		}
+		if e, ok := v.s.Enum(string(col.Type)); !ok || len(e.Transitions) == 0 || col.Nullable {
+			v.errorf(place, h.Column, "is not a non-nullable column of an enum with transitions: only a state machine has a history")
+		}
+		if _, ok := src.Column("id"); !ok {
+			v.errorf(place, h.Source, "has no id column for the log to name its rows by")
+		}
+		need := append([]string{h.KeyColumn, "from_" + h.Column, "to_" + h.Column}, historyColumns...)
+		need = append(need, h.Copy...)
+		for _, name := range need {
+			if _, ok := log.Column(name); !ok {
+				v.errorf(place, h.Table, "log table lacks column %s", name)
+			}
+		}
+		for _, name := range h.Copy {
+			if _, ok := src.Column(name); !ok {
+				v.errorf(place, name, "copy names no column of %s", h.Source)
+			}
+		}
+		for _, name := range h.Reason {
+			if c, ok := src.Column(name); !ok || c.Type != "text" {
+				v.errorf(place, name, "reason names no text column of %s", h.Source)
+			}
+		}
+		for _, name := range []string{h.Function, h.InsertTrigger, h.UpdateTrigger} {
+			if len(name) > maxIdentLen {
+				v.errorf(place, name, "generated name is longer than %d bytes: shorten the table or column name", maxIdentLen)
+			}
+		}
+		if functions[h.Function] {
+			v.errorf(place, h.Function, "a described function has the name of the generated trigger function")
+		}
+	}
 }
 
 // Next returns the values e may change to from value, in declaration order of the

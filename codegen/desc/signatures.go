@@ -33,5 +33,8 @@ func (s *Schema) GeneratedSignatures() []Signature {
 	for _, g := range s.Guards() {
 		out = append(out, Signature{Name: g.Function, File: TransitionsFile, Result: "trigger", Generated: true})
 	}
+	for _, h := range s.Histories() {
+		out = append(out, Signature{Name: h.Function, File: TransitionsFile, Result: "trigger", Generated: true})
+	}
 	return append(out, s.nameSignatures()...)
 }

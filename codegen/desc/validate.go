@@ -28,6 +28,7 @@ func (s *Schema) Validate() error {
 	v.errorKinds()
 	v.functions()
 	v.guards()
+	v.histories()
 	v.names()
 	return errors.Join(v.errs...)
 }

@@ -24,6 +24,9 @@ type data struct {
 	// Generated are the logic functions codegen writes (LogicFunctions lists them too).
 	Generated []desc.Signature
 	Guards    []guardData
+	Histories []historyData
+	// The session settings a history reads (desc.Setting*).
+	SettingDaemon, SettingInstance, SettingHost, SettingReason string
 	// InvalidTransition is the SQLSTATE the guards raise.
 	InvalidTransition string
 	TransitionsFile   string
@@ -72,6 +75,14 @@ type guardData struct {
 	Allowed []string
 	// Next is, per value, what it may become in words, for the refusal's DETAIL.
 	Next []nextData
+}
+
+// historyData is one state machine's log (desc.HistoryLog), with its SQL worked out.
+type historyData struct {
+	desc.HistoryLog
+	// Columns and Values are the INSERT's column list and VALUES expressions, in order.
+	Columns string
+	Values  []string
 }
 
 type nextData struct {
@@ -182,6 +193,7 @@ type argData struct {
 
 func newData(s *desc.Schema, source string) *data {
 	d := &data{Source: source, TransitionsFile: desc.TransitionsFile, NamesFile: desc.NamesFile,
+		SettingDaemon: desc.SettingDaemon, SettingInstance: desc.SettingInstance, SettingHost: desc.SettingHost, SettingReason: desc.SettingReason,
 		FamilyEnum: desc.GoName(desc.FamilyEnum), FamilyEnumPG: desc.FamilyEnum}
 	for i := range s.Enums {
 		e := &s.Enums[i]
@@ -232,7 +244,40 @@ func newData(s *desc.Schema, source string) *data {
 			}
 		}
 	}
+	for _, h := range s.Histories() {
+		d.Histories = append(d.Histories, newHistory(h))
+	}
 	return d
+}
+
+// newHistory works out the INSERT of one history: the key, the change, the copies, and
+// who made it and why from the session (desc.Setting*), each setting read with
+// missing_ok so that a connection without them (psql, a test) still records the change.
+func newHistory(h desc.HistoryLog) historyData {
+	setting := func(name string) string {
+		return fmt.Sprintf("NULLIF(current_setting('%s', true), '')", name)
+	}
+	cols := []string{h.KeyColumn, "from_" + h.Column, "to_" + h.Column}
+	vals := []string{"NEW.id", fmt.Sprintf("CASE WHEN TG_OP = 'UPDATE' THEN OLD.%s END", h.Column), "NEW." + h.Column}
+	for _, c := range h.Copy {
+		cols = append(cols, c)
+		vals = append(vals, "NEW."+c)
+	}
+	reason := []string{setting(desc.SettingReason)}
+	for _, c := range h.Reason {
+		reason = append(reason, fmt.Sprintf("NULLIF(NEW.%s, '')", c))
+	}
+	reason = append(reason, "''")
+	cols = append(cols, "daemon", "instance_id", "host", "reason")
+	vals = append(vals,
+		// Without the framework's setting, the session's application_name (psql, pollux-admin).
+		fmt.Sprintf("COALESCE(%s, current_setting('application_name'), '')", setting(desc.SettingDaemon)),
+		// Checked before the cast: a malformed setting must never fail the change it records.
+		fmt.Sprintf("CASE WHEN %s ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN current_setting('%s')::uuid END",
+			setting(desc.SettingInstance), desc.SettingInstance),
+		fmt.Sprintf("COALESCE(%s, '')", setting(desc.SettingHost)),
+		"COALESCE("+strings.Join(reason, ", ")+")")
+	return historyData{HistoryLog: h, Columns: strings.Join(cols, ", "), Values: vals}
 }
 
 func newNames(s *desc.Schema, d *data) {

@@ -451,12 +451,27 @@ func (d *run) main(ctx context.Context, unknownEnv []string) error {
 	return nil
 }
 
+// Session settings every connection of a daemon carries, so that the database's logic
+// knows which process made a change (Pollux's subrequest_transition reads them).
+const (
+	SettingDaemon   = "pollux.daemon"
+	SettingInstance = "pollux.instance_id"
+	SettingHost     = "pollux.host"
+)
+
+// SessionSettings are the settings (SettingDaemon, SettingInstance, SettingHost) of the
+// connections of inst.
+func SessionSettings(inst Instance) map[string]string {
+	return map[string]string{SettingDaemon: inst.Role, SettingInstance: inst.ID, SettingHost: inst.Host}
+}
+
 // connect opens the pool, waiting for the database while it is unreachable (a daemon may
 // start before PostgreSQL, or during a failover).
 func (d *run) connect(ctx context.Context, maxConns int32, reg prometheus.Registerer, inst Instance) (*pg.DB, error) {
 	for attempt := 0; ; attempt++ {
 		db, err := pg.Open(ctx, pg.Config{DSN: d.o.databaseURL, MaxConns: maxConns, Logger: d.log,
-			ApplicationName: fmt.Sprintf("%s %s", d.spec.Name, inst.ID[:8]), Registerer: reg})
+			ApplicationName: fmt.Sprintf("%s %s", d.spec.Name, inst.ID[:8]), Registerer: reg,
+			Settings: SessionSettings(inst)})
 		if err == nil {
 			return db, nil
 		}

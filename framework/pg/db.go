@@ -32,6 +32,10 @@ type Config struct {
 	MaxConns int32
 	// ApplicationName is shown in pg_stat_activity (daemon and instance).
 	ApplicationName string
+	// Settings are run-time parameters every connection starts with, sent in the startup
+	// packet so they cost no round trip: e.g. custom settings ("app.instance") that the
+	// database's logic reads with current_setting to know which process made a change.
+	Settings map[string]string
 	// RetryBudget bounds how long one transaction is retried for; 0 means 60 s, long enough
 	// to ride out a PostgreSQL restart or a replica promotion.
 	RetryBudget time.Duration
@@ -67,6 +71,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	if cfg.ApplicationName != "" {
 		pcfg.ConnConfig.RuntimeParams["application_name"] = cfg.ApplicationName
+	}
+	for k, v := range cfg.Settings {
+		pcfg.ConnConfig.RuntimeParams[k] = v
 	}
 	// A connection that died with the server must not be handed out again.
 	pcfg.HealthCheckPeriod = 5 * time.Second

@@ -322,3 +322,26 @@ func TestSnapshotSeesOneInstant(t *testing.T) {
 	})
 	require.NoError(t, err)
 }
+
+func TestSettingsReachEveryConnection(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := pg.Open(ctx, pg.Config{DSN: pgtest.NewDatabase(t, flakyDB), MaxConns: 3, ApplicationName: "app 1",
+		Settings: map[string]string{"app.instance": "0d5e", "app.host": "h1"}})
+	require.NoError(t, err)
+	defer db.Close()
+	// Several connections at once, so that not only the first one is asked.
+	conns := make([]*pgxpool.Conn, 3)
+	for i := range conns {
+		conns[i], err = db.Pool().Acquire(ctx)
+		require.NoError(t, err)
+	}
+	for _, c := range conns {
+		var instance, host, app string
+		require.NoError(t, c.QueryRow(ctx, "select current_setting('app.instance'), current_setting('app.host'), current_setting('application_name')").
+			Scan(&instance, &host, &app))
+		require.Equal(t, []string{"0d5e", "h1", "app 1"}, []string{instance, host, app})
+		c.Release()
+	}
+}

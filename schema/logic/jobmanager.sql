@@ -80,10 +80,11 @@ $$;
 
 -- request_archive_finished moves up to p_batch requests that ended longer ago than policy
 -- request_retention_seconds out of the hot tables: each is kept as its request_view in
--- request_archive (request look-ups still answer from there) and its rows are deleted, so
--- that the history never grows the tables every claim reads. Returns how many it moved;
+-- request_archive (request look-ups still answer from there), with its story
+-- (request_history), and its rows are deleted, so that the history never grows the tables
+-- every claim reads. Returns how many it moved;
 -- a re-run moves what is left (idempotent). Locks: those requests (SKIP LOCKED), their
--- subrequests.
+-- subrequests and transitions.
 CREATE OR REPLACE FUNCTION request_archive_finished(p_batch integer)
 RETURNS integer
 LANGUAGE plpgsql
@@ -102,9 +103,13 @@ BEGIN
           AND r.updated_at < now() - make_interval(secs => policy_value('request_retention_seconds'))
         ORDER BY r.updated_at LIMIT p_batch FOR UPDATE SKIP LOCKED
     LOOP
-        INSERT INTO request_archive (id, user_name, status, finished_at, view)
-        VALUES (v_r.id, v_r.user_name, v_r.status::text, v_r.updated_at, request_view(v_r.id))
+        INSERT INTO request_archive (id, user_name, status, finished_at, view, history)
+        VALUES (v_r.id, v_r.user_name, v_r.status::text, v_r.updated_at, request_view(v_r.id),
+                request_history_json(v_r.id))
         ON CONFLICT (id) DO NOTHING;
+        -- Its story goes with it: kept in the archive row, out of the table every change
+        -- of a subrequest writes to.
+        DELETE FROM subrequest_transition WHERE request_id = v_r.id;
         -- Its subrequests go with it (ON DELETE CASCADE); a waiter's link to one of them is
         -- cleared by the foreign key (ON DELETE SET NULL).
         DELETE FROM request WHERE id = v_r.id;

@@ -1,7 +1,6 @@
 package bench_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,8 +9,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/pollux-storage/pollux/framework/pg"
-	"github.com/pollux-storage/pollux/schema/schematest"
 	"github.com/pollux-storage/pollux/testsuites/bench"
 )
 
@@ -19,27 +16,11 @@ import (
 // queue through an index condition: no sequential scan and no walk of an index that holds
 // other rows than its queue. The timing is make bench's; this is the shape that keeps it.
 func TestNoClaimReadsPastTheFrontOfItsQueue(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	dsn := schematest.DSN(t)
-	db, err := pg.Open(ctx, pg.Config{DSN: dsn})
+	x := newPlanFixture(t)
+	_, err := x.db.Pool().Exec(x.ctx, "insert into service_class (name) values ('bench-waiting') on conflict do nothing")
 	require.NoError(t, err)
-	defer db.Close()
-	_, err = bench.MakeHistoryFixture(ctx, db)
-	require.NoError(t, err)
-	_, err = db.Pool().Exec(ctx, "insert into service_class (name) values ('bench-waiting') on conflict do nothing")
-	require.NoError(t, err)
-	require.NoError(t, bench.FillQueue(ctx, db, 100_000, true))
-	live, err := bench.LiveIndexes(ctx, db)
-	require.NoError(t, err)
-	for _, p := range bench.QueueProbes() {
-		plans, err := bench.Plans(ctx, dsn, p)
-		require.NoError(t, err, p.Name)
-		require.NotEmpty(t, plans, "%s: auto_explain showed no plan", p.Name)
-		for _, pl := range plans {
-			require.Empty(t, pl.Root.WalksHistory(live), "%s: %s", p.Name, strings.Join(strings.Fields(pl.Query), " "))
-		}
-	}
+	require.NoError(t, bench.FillQueue(x.ctx, x.db, 100_000, true))
+	x.requireIndexedReads(t, bench.QueueProbes())
 }
 
 // A recorded run goes on top of the history, under its heading, above the runs before it,

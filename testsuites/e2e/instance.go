@@ -44,6 +44,9 @@ type Options struct {
 	// RHDs, Stagers, JobManagers, Schedulers and DiskServers count the processes of each
 	// daemon (default 1, 1, 1, 1, 2; a negative count starts none).
 	RHDs, Stagers, JobManagers, Schedulers, DiskServers int
+	// Monitors counts the web monitors (monitord1 ...; default none: most tests do not
+	// look at pages). Proc.Addr of one is where its pages are.
+	Monitors int
 	// RHDListen are the rhd's --listen addresses, the i-th rhd's i-th (default port 0 on
 	// 127.0.0.1): a load balancer's configuration names them, and a restarted rhd keeps
 	// its address.
@@ -178,6 +181,9 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 	for i := range o.DiskServers {
 		name := fmt.Sprintf("disk%d", i+1)
 		in.add(name, "diskserverd", "--name", name, "--listen", anyPort, "--data-dir", filepath.Join(o.Dir, name))
+	}
+	for i := range max(o.Monitors, 0) {
+		in.add(fmt.Sprintf("monitord%d", i+1), "monitord", "--listen", anyPort)
 	}
 	if err := in.launch(ctx, in.list()); err != nil {
 		return nil, err
@@ -509,6 +515,7 @@ func (in *Instance) Stop() {
 var announcements = map[string]struct{ msg, field string }{
 	"rhd":         {"request handler listening", "addr"},
 	"diskserverd": {"disk server ready", "url"},
+	"monitord":    {"monitor listening", "url"},
 }
 
 // startedMsg is what the framework logs once every service of a daemon has started; the

@@ -64,6 +64,10 @@ const PathReady = "/readyz"
 // RequestPath is the path of one request, for GET.
 func RequestPath(id string) string { return PathRequests + "/" + url.PathEscape(id) }
 
+// HistoryPath is the path of one request's story, for GET (stager_qry -r ID --history):
+// answered with a History to the request's owner.
+func HistoryPath(id string) string { return RequestPath(id) + "/history" }
+
 // SubmitRequest is the body of a POST to PathRequests.
 type SubmitRequest struct {
 	// ID is a UUID chosen by the client, so that a retry through another rhd stores
@@ -128,6 +132,47 @@ type Subrequest struct {
 	Token           string `json:"token,omitempty"`
 	SizeBytes       *int64 `json:"size_bytes,omitempty"`
 	ChecksumAdler32 string `json:"checksum_adler32,omitempty"`
+}
+
+// History answers a GET of HistoryPath: the request as it is, every transition of each of
+// its subrequests (oldest first, by subrequest), and what each subrequest that is not over
+// waits for.
+type History struct {
+	Request     Request      `json:"request"`
+	Transitions []Transition `json:"transitions"`
+	Waits       []Wait       `json:"waits"`
+}
+
+// Transition is one change of a subrequest's status, as the database recorded it in the
+// transaction that made it.
+type Transition struct {
+	SubrequestID int64     `json:"subrequest_id"`
+	Path         string    `json:"path"`
+	At           time.Time `json:"at"`
+	// From is empty for the subrequest's creation.
+	From string `json:"from,omitempty"`
+	To   string `json:"to"`
+	// Daemon, InstanceID and Host say which process made the change (InstanceID is
+	// empty when the session did not say, e.g. an operator's psql).
+	Daemon     string `json:"daemon"`
+	InstanceID string `json:"instance_id,omitempty"`
+	Host       string `json:"host,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+// Wait is what one subrequest waits for now.
+type Wait struct {
+	SubrequestID int64  `json:"subrequest_id"`
+	Path         string `json:"path"`
+	Status       string `json:"status"`
+	// Since is when it took its status.
+	Since time.Time `json:"since"`
+	// WaitingFor is empty once the subrequest is over.
+	WaitingFor string `json:"waiting_for,omitempty"`
+	// QueuePosition is its place in the queue that serves it (1 is next), when it is in one.
+	QueuePosition *int64 `json:"queue_position,omitempty"`
+	// Behind names what is ahead of it: the subrequest it waits on, or how many are ahead.
+	Behind string `json:"behind,omitempty"`
 }
 
 // File answers a GET of PathFiles.

@@ -319,6 +319,62 @@ func (s *server) getRequest(w http.ResponseWriter, r *http.Request, c *call) *ht
 	}
 }
 
+// getHistory answers GET /v1/requests/{id}/history: the request's whole story for its owner
+// (request_history, request_waits), read in one snapshot so that the story and the waits
+// agree with the request. It only reads: safe to repeat.
+func (s *server) getHistory(w http.ResponseWriter, r *http.Request, c *call) *httpError {
+	id, herr := parseID("request id", r.PathValue("id"))
+	if herr != nil {
+		return herr
+	}
+	c.requestID = id
+	ctx, cancel, herr := s.dbContext(r.Context())
+	if herr != nil {
+		return herr
+	}
+	defer cancel()
+	var (
+		view  []byte
+		hist  []model.RequestHistoryRow
+		waits []model.RequestWaitsRow
+	)
+	err := s.db.Snapshot(ctx, "read request history", func(q pg.Querier) (err error) {
+		if view, err = model.RequestView(ctx, q, id); err != nil || view == nil {
+			return err
+		}
+		if hist, err = model.RequestHistory(ctx, q, id); err != nil {
+			return err
+		}
+		waits, err = model.RequestWaits(ctx, q, id)
+		return err
+	})
+	if err != nil {
+		return requestError(err, id)
+	}
+	req, herr := decodeView(view, id, c.user)
+	if herr != nil {
+		return herr
+	}
+	out := api.History{Request: req, Transitions: []api.Transition{}, Waits: []api.Wait{}}
+	for _, h := range hist {
+		t := api.Transition{SubrequestID: h.SubrequestID, Path: h.Path, At: h.At.UTC(), To: h.ToStatus,
+			Daemon: h.Daemon, Host: h.Host, Reason: h.Reason}
+		if h.FromStatus != nil {
+			t.From = *h.FromStatus
+		}
+		if h.InstanceID != nil {
+			t.InstanceID = *h.InstanceID
+		}
+		out.Transitions = append(out.Transitions, t)
+	}
+	for _, wt := range waits {
+		out.Waits = append(out.Waits, api.Wait{SubrequestID: wt.SubrequestID, Path: wt.Path, Status: wt.Status,
+			Since: wt.Since.UTC(), WaitingFor: wt.WaitingFor, QueuePosition: wt.QueuePosition, Behind: wt.Behind})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
 // requestView is request_view's JSON: the API's request and who owns it.
 type requestView struct {
 	api.Request

@@ -114,6 +114,7 @@ func newServer(cfg Config, env *daemon.Env) (*server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/requests", s.endpoint(http.MethodPost, s.submit))
 	mux.Handle("/v1/requests/{id}", s.endpoint(http.MethodGet, s.getRequest))
+	mux.Handle("/v1/requests/{id}/history", s.endpoint(http.MethodGet, s.getHistory))
 	mux.Handle("/v1/files", s.endpoint(http.MethodGet, s.getFile))
 	mux.Handle("/v1/quotas", s.endpoint(http.MethodGet, s.getQuotas))
 	mux.HandleFunc(readyRoute, s.readyz)

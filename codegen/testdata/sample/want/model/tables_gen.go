@@ -55,6 +55,44 @@ func CollectJobs(rows pgx.Rows) ([]Job, error) {
 	})
 }
 
+// JobChange is a row of the table job_change.
+//
+// Every change of a job's state (its history).
+type JobChange struct {
+	ID         int64     `json:"id"`
+	JobID      int64     `json:"job_id"`
+	Kind       JobKind   `json:"kind"`
+	FromState  *JobState `json:"from_state"`
+	ToState    JobState  `json:"to_state"`
+	At         time.Time `json:"at"`
+	Daemon     string    `json:"daemon"`
+	InstanceID *string   `json:"instance_id"`
+	Host       string    `json:"host"`
+	Reason     string    `json:"reason"`
+}
+
+// JobChangeTable is the name of the table job_change.
+const JobChangeTable = "job_change"
+
+// JobChangeColumns are the columns of job_change in the order ScanJobChange expects them.
+var JobChangeColumns = []string{"id", "job_id", "kind", "from_state", "to_state", "at", "daemon", "instance_id", "host", "reason"}
+
+// ScanJobChange scans a row holding JobChangeColumns in order.
+func ScanJobChange(row pgx.Row) (JobChange, error) {
+	var r JobChange
+	if err := row.Scan(&r.ID, &r.JobID, &r.Kind, &r.FromState, &r.ToState, &r.At, &r.Daemon, &r.InstanceID, &r.Host, &r.Reason); err != nil {
+		return JobChange{}, fmt.Errorf("scan job_change: %w", err)
+	}
+	return r, nil
+}
+
+// CollectJobChanges scans every row of rows with ScanJobChange and closes rows.
+func CollectJobChanges(rows pgx.Rows) ([]JobChange, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (JobChange, error) {
+		return ScanJobChange(row)
+	})
+}
+
 // WorkerHeartbeat is a row of the table worker_heartbeat.
 //
 // The last sign of life of each worker.
