@@ -49,17 +49,24 @@ func init() {
 				t.Check(strings.Contains(o.Stdout, p) && strings.Contains(o.Stdout, fmt.Sprint(len(data))), "pollux-admin ns ls %s:\n%s", t.Dir(), o.Stdout)
 				t.Evidence("pollux-admin ns ls lists %s with its %d bytes", p, len(data))
 			}},
-		Case{ID: "admin/logic-syntax-error-refused", Purpose: "a hot patch with a syntax error is refused whole, naming the file: the installed version is unchanged", Needs: []Need{NeedAdmin},
+		Case{ID: "admin/logic-syntax-error-refused", Purpose: "a hot patch with a syntax error is refused whole, naming the file and the line: the installed version is unchanged", Needs: []Need{NeedAdmin},
 			Run: func(t *T) {
 				before := logicVersion(t)
+				// The error stands on a line of its own after the file's last: the refusal
+				// must name the file and that line.
+				line := 0
 				dir := t.logicCopy(func(name string, b []byte) []byte {
 					if name != "system_event.sql" {
 						return b
 					}
-					return append(b, []byte("\nCREATE OR REPLACE FUNCTION certify_broken() RETURNS int LANGUAGE sql AS $$ SELEC 1 $$;\n")...)
+					if len(b) > 0 && b[len(b)-1] != '\n' {
+						b = append(b, '\n')
+					}
+					line = strings.Count(string(b), "\n") + 2
+					return append(b, []byte("\nCREATE OR REPLACE FUNCTION certify_broken( RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\n")...)
 				})
 				o := t.Admin("logic", "apply", "--dir", dir, "--note", "certify: deliberate syntax error")
-				t.Fails(o, 1, "system_event.sql")
+				t.Fails(o, 1, "system_event.sql", fmt.Sprintf("line %d", line))
 				after := logicVersion(t)
 				t.Check(after == before, "the installed logic went from version %d to %d", before, after)
 				t.OK(t.Admin("logic", "status"))

@@ -205,8 +205,22 @@ func init() {
 					}
 					t.Evidence("the request handler was brought back")
 				}()
-				h := t.Raw(http.MethodGet, readyz, nil, -1, nil)
-				t.Check(h.Status == http.StatusServiceUnavailable, "GET %s while draining: %s, want 503", readyz, h)
+				// The signal is on its way: the first answer that is not 200 must be a 503,
+				// while the handler still runs (a refused connection would mean it stopped
+				// serving its health check before it said it was unready).
+				var h HTTP
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					h = t.Raw(http.MethodGet, readyz, nil, -1, nil)
+					if h.Err != nil || h.Status != http.StatusOK || time.Now().After(deadline) {
+						break
+					}
+					select {
+					case <-t.Ctx.Done():
+					case <-time.After(20 * time.Millisecond): // the poll's interval
+					}
+				}
+				t.Check(h.Err == nil && h.Status == http.StatusServiceUnavailable, "GET %s after SIGTERM: %s, want 503", readyz, h)
 				t.Evidence("GET %s while draining answered %s", readyz, h)
 			}},
 		Case{ID: "service/usertag-honoured", Purpose: "-U is kept with the request and answered back by the service",

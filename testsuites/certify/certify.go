@@ -41,6 +41,9 @@ const (
 	// NeedDrain is a way to drain one request handler and bring it back
 	// (Config.DrainRHD): only a harness that runs the instance itself has it.
 	NeedDrain Need = "drain hook"
+	// NeedDiskHook is a way to stop the disk server behind a mover and start it again
+	// (Config.StopDiskServer): only a harness that runs the instance itself has it.
+	NeedDiskHook Need = "disk server hook"
 	// NeedDiskDrain is an operator's command that drains a disk server and returns it.
 	NeedDiskDrain Need = "disk drain command"
 	// NeedQuota is the quota feature on the instance (being built: issue 13).
@@ -128,6 +131,9 @@ type Config struct {
 	// DrainRHD, when set, drains one request handler (SIGTERM), returns the URL of its
 	// /readyz on the clients' port, and a function that brings it back.
 	DrainRHD func(ctx context.Context) (readyz string, restore func(context.Context) error, err error)
+	// StopDiskServer, when set, stops (SIGTERM) the disk server whose mover serves
+	// moverURL, and returns a function that starts it again.
+	StopDiskServer func(ctx context.Context, moverURL string) (restore func(context.Context) error, err error)
 	// Progress, when set, hears one line per case as it ends.
 	Progress func(Result)
 }
@@ -296,6 +302,8 @@ func (s *suite) has(n Need) (bool, string) {
 		return s.cfg.Admin, "an operator's case: run with --admin --database-url"
 	case NeedDrain:
 		return s.cfg.DrainRHD != nil, "needs to drain a request handler, which only a harness running the instance can do (the suite's own test does)"
+	case NeedDiskHook:
+		return s.cfg.StopDiskServer != nil, "needs to stop a disk server and start it again, which only a harness running the instance can do (the suite's own test does)"
 	case NeedDiskDrain:
 		return false, "no operator command drains a disk server yet (pollux-admin diskservers only lists them)"
 	case NeedQuota:

@@ -2,14 +2,18 @@ package certify_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"encoding/xml"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -116,7 +120,9 @@ func TestCertifyOwnInstance(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	in, err := e2e.Start(ctx, e2e.Options{Bin: bin, DSN: schematest.DSN(t), Dir: dir})
+	// Two request handlers: one drains in service/readyz-503-while-draining while the
+	// clients fail over to the other.
+	in, err := e2e.Start(ctx, e2e.Options{Bin: bin, DSN: schematest.DSN(t), Dir: dir, RHDs: 2})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -131,20 +137,27 @@ func TestCertifyOwnInstance(t *testing.T) {
 		"--admin-bin", filepath.Join(bin, "pollux-admin"), "--journal", journal, "--junit", junit, "--json"}
 	var stdout, stderr bytes.Buffer
 	start := time.Now()
-	code := certify.Main(ctx, args, nil, &stdout, &stderr)
+	code := certify.MainWith(ctx, args, nil, &stdout, &stderr, func(cfg *certify.Config) {
+		cfg.DrainRHD = drainHook(t, in, "rhd2")
+		cfg.StopDiskServer = diskHook(in)
+	})
 	took := time.Since(start)
 	var rep certify.Report
 	require.NoError(t, json.Unmarshal(stdout.Bytes(), &rep), "--json: %s\n%s", stdout.String(), stderr.String())
 	pass, fail, skip := rep.Counts()
 	t.Logf("%d cases: %d passed, %d failed, %d skipped in %s", len(rep.Results), pass, fail, skip, took.Round(100*time.Millisecond))
+	slow := slices.SortedFunc(slices.Values(rep.Results), func(a, b certify.Result) int { return cmp.Compare(b.Duration, a.Duration) })
+	for _, r := range slow[:5] {
+		t.Logf("slowest: %s %s", r.ID, r.Duration.Round(time.Millisecond))
+	}
 	require.Equal(t, certify.ExitPass, code, "a case failed:\n%s", stderr.String())
 	require.Zero(t, fail)
 	require.Equal(t, len(certify.Cases()), len(rep.Results), "every case ran")
 	for _, r := range rep.Results {
 		if r.Status == certify.Skipped {
-			// Only what this harness cannot offer: the quota feature, a disk server drain
-			// command and an rhd drain hook.
-			require.Regexp(t, `quota not configured|drains a disk server|drain a request handler`, r.Skip, r.ID)
+			// Only what this instance cannot offer: the quota feature and a disk server
+			// drain command.
+			require.Regexp(t, `quota not configured|drains a disk server`, r.Skip, r.ID)
 			continue
 		}
 		require.NotEmpty(t, r.Evidence, "case %s reported no evidence", r.ID)
@@ -163,6 +176,59 @@ func TestCertifyOwnInstance(t *testing.T) {
 	}
 	require.NoError(t, xml.Unmarshal(b, &x))
 	require.Equal(t, []int{len(rep.Results), 0, skip}, []int{x.Tests, x.Failures, x.Skipped})
+}
+
+// drainHook drains rhd name for the suite: it holds one submission in flight (its body
+// half sent), so that the drain lasts, and sends SIGTERM. The suite then reads the admin
+// listener's /readyz, which stays up through the drain (rhd's own port closes at once).
+// restore ends the held submission, waits for the process to exit and starts it again.
+func drainHook(t *testing.T, in *e2e.Instance, name string) func(context.Context) (string, func(context.Context) error, error) {
+	return func(ctx context.Context) (string, func(context.Context) error, error) {
+		p := in.Procs()[name]
+		conn, err := net.Dial("tcp", p.Addr())
+		if err != nil {
+			return "", nil, err
+		}
+		const body = `{"id":"00000000-0000-4000-8000-000000000000","type":"GET","paths":["/pollux/certify/held"]}`
+		fmt.Fprintf(conn, "POST /v1/requests HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+			p.Addr(), in.Token, len(body), body[:10])
+		if err := in.Signal(name, syscall.SIGTERM); err != nil {
+			conn.Close()
+			return "", nil, err
+		}
+		restore := func(ctx context.Context) error {
+			conn.Close()
+			select {
+			case <-p.Exited():
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			return in.Restart(ctx, name)
+		}
+		return "http://" + p.Admin() + "/readyz", restore, nil
+	}
+}
+
+// diskHook stops the disk server whose mover serves a URL (SIGTERM: it leaves placement
+// at once) and starts it again on restore.
+func diskHook(in *e2e.Instance) func(context.Context, string) (func(context.Context) error, error) {
+	return func(ctx context.Context, moverURL string) (func(context.Context) error, error) {
+		for name, p := range in.Procs() {
+			if !strings.HasPrefix(name, "disk") || !strings.Contains(moverURL, "//"+p.Addr()+"/") {
+				continue
+			}
+			if err := in.Signal(name, syscall.SIGTERM); err != nil {
+				return nil, err
+			}
+			select {
+			case <-p.Exited():
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return func(ctx context.Context) error { return in.Restart(ctx, name) }, nil
+		}
+		return nil, fmt.Errorf("no disk server of this instance serves %s", moverURL)
+	}
 }
 
 // A run that was interrupted leaves its journal; the next run removes what it names

@@ -24,6 +24,12 @@ const (
 // Main is the pollux-certify command without the process: cmd/pollux-certify calls it,
 // and the suite's own test runs it in-process.
 func Main(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	return MainWith(ctx, args, environ, stdout, stderr, nil)
+}
+
+// MainWith is Main with a last say on the configuration: a harness that runs the instance
+// itself adds what no command line can give (Config.DrainRHD).
+func MainWith(ctx context.Context, args, environ []string, stdout, stderr io.Writer, adjust func(*Config)) int {
 	fs := flag.NewFlagSet("pollux-certify", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var cfg Config
@@ -115,6 +121,9 @@ func Main(ctx context.Context, args, environ []string, stdout, stderr io.Writer)
 		if verbose || r.Status == Failed {
 			fmt.Fprintf(stderr, "%s %s (%s)\n", strings.ToUpper(string(r.Status)), r.ID, r.Duration.Round(time.Millisecond))
 		}
+	}
+	if adjust != nil {
+		adjust(&cfg)
 	}
 	rep, err := Run(ctx, cfg)
 	if err != nil {
