@@ -266,3 +266,58 @@ func init() {
 			t.Evidence("once the disk server returned the waiting get was served (adler32 %s)", m.ChecksumAdler32)
 		}})
 }
+
+// Names that URLs and shells treat specially, and a few more refusals.
+func init() {
+	register(
+		Case{ID: "put/url-special-characters", Purpose: "a name with %, ?, #, & and + is stored and read back under exactly that name (escaped on the wire, not interpreted)",
+			Run: func(t *T) {
+				p, data := t.Store("100% sure?#1&a+b=c.txt", 777)
+				o := t.OK(t.Cmd("stager_qry", "-M", p))
+				t.Check(strings.HasPrefix(o.Stdout, p+" STAGED 777 "), "stager_qry: %s", o)
+				t.CheckContent(p, data)
+			}},
+		Case{ID: "put/similar-names-distinct", Purpose: "names differing only in case or a trailing space are distinct files",
+			Run: func(t *T) {
+				a, da := t.Store("Name", 11)
+				b, db := t.Store("name", 22)
+				c, dc := t.Store("name ", 33)
+				t.CheckStaged(a, da)
+				t.CheckStaged(b, db)
+				t.CheckStaged(c, dc)
+			}},
+		Case{ID: "args/pollux/cp-unknown-svcclass", Purpose: "pollux cp -S of an unknown service class exits 1 naming it and creates nothing",
+			Run: func(t *T) {
+				local, _ := t.File("f", 10)
+				p := t.Unused("f")
+				t.Fails(t.Cmd("pollux", "cp", "-S", "certify-no-such-class", local, p), 1, `unknown service class "certify-no-such-class"`)
+				t.CheckMissing(p)
+			}},
+		Case{ID: "args/pollux/help", Purpose: "pollux help exits 0 and prints its usage on stdout",
+			Run: func(t *T) {
+				o := t.Cmd("pollux", "help")
+				t.Check(o.Code == 0 && strings.Contains(o.Stdout, "pollux cp"), "pollux help: %s", o)
+				t.Evidence("pollux help exited 0 with its usage on stdout")
+			}},
+		Case{ID: "args/stager-qry/svcclass-accepted", Purpose: "stager_qry accepts -S for CASTOR compatibility and finds the file whatever the class named",
+			Run: func(t *T) {
+				p, data := t.Store("f", 55)
+				o := t.OK(t.Cmd("stager_qry", "-S", "any-class", "-M", p))
+				t.Check(strings.HasPrefix(o.Stdout, fmt.Sprintf("%s STAGED %d %s", p, len(data), Adler(data))), "stager_qry -S: %s", o)
+				t.Evidence("stager_qry -S any-class found %s", p)
+			}},
+		Case{ID: "api/files/relative-path", Purpose: "a file query of a relative path is refused with 400 invalid",
+			Run: func(t *T) {
+				h := t.API(User1, http.MethodGet, api.PathFiles+"?path=relative/f", "")
+				t.Check(h.Status == http.StatusBadRequest && h.Kind() == "invalid", "got %s", h)
+				t.Evidence("GET %s?path=relative/f answered %s", api.PathFiles, h)
+			}},
+		Case{ID: "api/request/bad-wait", Purpose: "a long poll whose wait is not a duration is refused with 400 naming the parameter",
+			Run: func(t *T) {
+				sub := t.Submit(t.Client(User1), "PREPARE_TO_GET", t.Unused("f"))
+				h := t.API(User1, http.MethodGet, api.RequestPath(sub.ID)+"?wait=forever", "")
+				t.Check(h.Status == http.StatusBadRequest && strings.Contains(h.Body, "wait"), "got %s", h)
+				t.Evidence("GET with wait=forever answered %s", h)
+			}},
+	)
+}
