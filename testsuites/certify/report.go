@@ -176,9 +176,11 @@ one failed, 2 for a run that could not start). ` + "`make test`" + ` runs the wh
 included, against an instance of its own (` + "`testsuites/certify`" + `'s ` + "`TestCertifyOwnInstance`" + `).
 
 Cases marked *second user* need two users' tokens; *admin* needs ` + "`--admin`" + `; *drain hook*
-needs a harness that can stop and restart a request handler (the suite's own test has one);
-*quota* cases are skipped ("quota not configured on this instance") until the quota
-feature (issue 13) lands and the instance reports it.
+and *disk server hook* need a harness that can stop and restart a request handler or a disk
+server (the suite's own test has both); *disk drain command* waits for an operator's command
+that drains a disk server (there is none yet); *quota* cases are skipped ("quota not
+configured on this instance") until the quota feature (issue 13) lands and the instance
+reports it.
 
 `)
 	fmt.Fprintf(&b, "## Cases (%d)\n\n| id | purpose | needs |\n|---|---|---|\n", len(cs))
