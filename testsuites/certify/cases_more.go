@@ -321,3 +321,41 @@ func init() {
 			}},
 	)
 }
+
+// A write whose disk server dies and comes back is retried, each time on a fresh
+// transfer, until policy transfer_max_retries; then it fails as unavailable and the
+// file's previous content is as it was.
+func init() {
+	register(Case{ID: "rewrite/retry-limit-fails-unavailable", Purpose: "a rewrite whose disk server is killed and restarted under it is retried on a fresh transfer each time, then fails as unavailable after the retry limit; the old content stays",
+		Needs: []Need{NeedDiskKill}, Timeout: 3 * DefaultCaseTimeout,
+		Run: func(t *T) {
+			p, old := t.Store("f", 10<<10)
+			cl := t.Client(User1)
+			sub := t.Submit(cl, "PUT", p)
+			tokens := map[string]bool{}
+			var s api.Subrequest
+			for kills := 0; ; kills++ {
+				s = t.WaitRequest(cl, sub.ID, "READY on a fresh transfer, or over", func(r api.Request) bool {
+					x := r.Subrequests[0]
+					return (x.Status == "READY" && !tokens[x.Token]) || x.Status == "FAILED" || x.Status == "FINISHED"
+				}).Subrequests[0]
+				if s.Status != "READY" {
+					t.Check(kills > 1, "the write ended %s after %d kills: %s %s", s.Status, kills, s.ErrorCode, s.ErrorMessage)
+					break
+				}
+				tokens[s.Token] = true
+				if kills > 10 {
+					t.Fatalf("the write was retried %d times: no retry limit", kills)
+				}
+				if err := t.s.cfg.KillDiskServer(t.Ctx, s.MoverURL); err != nil {
+					t.Fatalf("kill the disk server of %s: %v", s.MoverURL, err)
+				}
+			}
+			t.Check(s.Status == "FAILED" && s.ErrorCode == "PX005" && strings.Contains(s.ErrorMessage, "gave up after"),
+				"the write ended %s %s %q, want FAILED unavailable (PX005) after the retry limit", s.Status, s.ErrorCode, s.ErrorMessage)
+			t.Evidence("the write got %d transfers, each with a new token, one per disk server restart", len(tokens))
+			t.Evidence("then failed as unavailable: %s %s", s.ErrorCode, s.ErrorMessage)
+			t.CheckStaged(p, old)
+			t.CheckContent(p, old)
+		}})
+}

@@ -44,6 +44,9 @@ const (
 	// NeedDiskHook is a way to stop the disk server behind a mover and start it again
 	// (Config.StopDiskServer): only a harness that runs the instance itself has it.
 	NeedDiskHook Need = "disk server hook"
+	// NeedDiskKill is a way to kill the disk server behind a mover and start it again
+	// (Config.KillDiskServer).
+	NeedDiskKill Need = "disk server kill hook"
 	// NeedDiskDrain is an operator's command that drains a disk server and returns it.
 	NeedDiskDrain Need = "disk drain command"
 	// NeedQuota is the quota feature on the instance (being built: issue 13).
@@ -134,6 +137,9 @@ type Config struct {
 	// StopDiskServer, when set, stops (SIGTERM) the disk server whose mover serves
 	// moverURL, and returns a function that starts it again.
 	StopDiskServer func(ctx context.Context, moverURL string) (restore func(context.Context) error, err error)
+	// KillDiskServer, when set, kills (SIGKILL) the disk server whose mover serves
+	// moverURL and starts it again, returning once it is ready.
+	KillDiskServer func(ctx context.Context, moverURL string) error
 	// Progress, when set, hears one line per case as it ends.
 	Progress func(Result)
 }
@@ -304,6 +310,8 @@ func (s *suite) has(n Need) (bool, string) {
 		return s.cfg.DrainRHD != nil, "needs to drain a request handler, which only a harness running the instance can do (the suite's own test does)"
 	case NeedDiskHook:
 		return s.cfg.StopDiskServer != nil, "needs to stop a disk server and start it again, which only a harness running the instance can do (the suite's own test does)"
+	case NeedDiskKill:
+		return s.cfg.KillDiskServer != nil, "needs to kill a disk server and start it again, which only a harness running the instance can do (the suite's own test does)"
 	case NeedDiskDrain:
 		return false, "no operator command drains a disk server yet (pollux-admin diskservers only lists them)"
 	case NeedQuota:
