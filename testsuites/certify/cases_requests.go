@@ -156,7 +156,7 @@ func init() {
 					if errs[i] != nil {
 						t.Fatalf("submission %d: %v", i, errs[i])
 					}
-					s := t.WaitStatus2(cl, ids[i])
+					s := t.WaitDecided(cl, ids[i])
 					switch {
 					case s.Status == "READY":
 						won++
@@ -181,16 +181,17 @@ func init() {
 				t.CheckStaged(p, data)
 				t.CheckContent(p, data)
 			}},
-		Case{ID: "rewrite/unclosed-keeps-old", Purpose: "while a rewrite is not closed, stager_qry shows STAGEOUT and the old bytes are what a reader of the old copy holds",
+		Case{ID: "rewrite/unclosed-keeps-old", Purpose: "while a rewrite is uploaded but not closed, stager_qry shows STAGEOUT with the old size and adler32: the old content is still the file's",
 			Run: func(t *T) {
 				p, old := t.Store("f", 10<<10)
 				local, _ := t.File("new", 20<<10)
 				t.OK(t.Cmd("stager_put", "-M", p, "--file", local))
 				f := t.MustQry(p)
-				t.Check(f.Status == "STAGEOUT", "during the rewrite: %s", f.Status)
-				t.Evidence("during the unclosed rewrite stager_qry says STAGEOUT")
+				t.Check(f.Status == "STAGEOUT" && f.SizeBytes != nil && *f.SizeBytes == int64(len(old)) &&
+					f.ChecksumAdler32 != nil && *f.ChecksumAdler32 == Adler(old),
+					"during the rewrite stager_qry says %s %v %v, want STAGEOUT with the old %d bytes %s", f.Status, f.SizeBytes, f.ChecksumAdler32, len(old), Adler(old))
+				t.Evidence("during the unclosed rewrite stager_qry says STAGEOUT, %d bytes, adler32 %s (the old content)", len(old), Adler(old))
 				t.OK(t.Cmd("stager_rm", "-M", p))
-				_ = old
 			}},
 		Case{ID: "rewrite/failed-changes-nothing", Purpose: "a rewrite whose upload is corrupt fails and changes nothing: the old content stays STAGED and readable",
 			Run: func(t *T) {

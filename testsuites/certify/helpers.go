@@ -265,9 +265,9 @@ func (t *T) user(u int) string {
 
 var timeZero time.Time
 
-// WaitStatus2 waits until the only subrequest of id is READY or over: the end of a put's
+// WaitDecided waits until the only subrequest of id is READY or over: the end of a put's
 // decision.
-func (t *T) WaitStatus2(cl *client.Client, id string) api.Subrequest {
+func (t *T) WaitDecided(cl *client.Client, id string) api.Subrequest {
 	return t.WaitRequest(cl, id, "READY or over", func(r api.Request) bool {
 		return len(r.Subrequests) == 1 && client.Ready(r.Subrequests[0])
 	}).Subrequests[0]

@@ -181,25 +181,6 @@ func (t *T) CmdEnv(vars map[string]string, name string, args ...string) Out {
 	}, name, args...)
 }
 
-// Running is a client command running in its own goroutine.
-type Running struct {
-	done chan struct{}
-	out  Out
-}
-
-// Go starts a client command as user and returns at once.
-func (t *T) Go(user int, name string, args ...string) *Running {
-	r := &Running{done: make(chan struct{})}
-	go func() {
-		defer close(r.done)
-		r.out = t.s.cmd(t.Ctx, user, nil, name, args...)
-	}()
-	return r
-}
-
-// Wait waits for the command to end.
-func (r *Running) Wait() Out { <-r.done; return r.out }
-
 // OK fails the case unless the command succeeded.
 func (t *T) OK(o Out) Out {
 	if o.Code != 0 {
