@@ -21,6 +21,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -211,6 +212,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}
 	}
 	s := &suite{cfg: cfg}
+	var closeHTTP func()
+	s.http, closeHTTP = newHTTPClient()
+	defer closeHTTP()
 	rep := Report{RunID: cfg.RunID, StageHost: cfg.StageHost, Namespace: cfg.Namespace, Started: time.Now().UTC()}
 	j, leftovers, err := openJournal(cfg.Journal)
 	if err != nil {
@@ -298,6 +302,7 @@ func (cfg *Config) fill() error {
 type suite struct {
 	cfg     Config
 	journal *journal
+	http    *http.Client
 }
 
 func (s *suite) has(n Need) (bool, string) {

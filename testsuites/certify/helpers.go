@@ -152,19 +152,20 @@ func (t *T) FinalOne(cl *client.Client, id string) api.Subrequest {
 }
 
 // httpClient is for the calls the client library does not make (a bad token, a
-// truncated upload): the same trust as the commands (POLLUX_CA_FILE).
-func (t *T) httpClient() *http.Client {
+// truncated upload), with the same trust as the commands (POLLUX_CA_FILE). One for the
+// run, made by Run: cases call it from goroutines of their own.
+func (t *T) httpClient() *http.Client { return t.s.http }
+
+func newHTTPClient() (*http.Client, func()) {
 	tr := &http.Transport{DisableCompression: true, ExpectContinueTimeout: 2 * time.Second}
 	if f := os.Getenv(client.EnvCAFile); f != "" {
-		c, err := certs.Client(f)
-		if err != nil {
-			t.Fatalf("%s: %v", client.EnvCAFile, err)
+		// A bad file is the clients' to report (ConfigFromEnv); the calls made here then
+		// fail their TLS check with an error that says so.
+		if c, err := certs.Client(f); err == nil {
+			tr.TLSClientConfig = c
 		}
-		tr.TLSClientConfig = c
 	}
-	hc := &http.Client{Transport: tr, Timeout: time.Minute}
-	t.Cleanup(tr.CloseIdleConnections)
-	return hc
+	return &http.Client{Transport: tr, Timeout: time.Minute}, tr.CloseIdleConnections
 }
 
 // HTTP is one raw call's outcome.
@@ -190,11 +191,12 @@ func (h HTTP) String() string {
 	return fmt.Sprintf("%d %s", h.Status, firstLine(strings.TrimSpace(h.Body)))
 }
 
-// Raw makes one HTTP call. header may hold Content-Length as "Content-Length".
+// Raw makes one HTTP call; length is the body's announced length (-1: none, or chunked).
+// It never ends the case, so goroutines of a case may use it.
 func (t *T) Raw(method, url string, body io.Reader, length int64, header map[string]string) HTTP {
 	req, err := http.NewRequestWithContext(t.Ctx, method, url, body)
 	if err != nil {
-		t.Fatalf("request %s %s: %v", method, url, err)
+		return HTTP{Err: fmt.Errorf("request %s %s: %w", method, url, err)}
 	}
 	if length >= 0 {
 		req.ContentLength = length
