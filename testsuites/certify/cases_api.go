@@ -56,6 +56,19 @@ func init() {
 				}
 				t.Fails(t.CmdEnv(map[string]string{"POLLUX_TOKEN": "", "BEARER_TOKEN_FILE": f}, "stager_qry", "-M", t.Unused("f")), 1, "is empty")
 			}},
+		Case{ID: "api/submit/empty-body", Purpose: "a submission with an empty body is refused with 400 invalid",
+			Run: func(t *T) {
+				h := t.Raw(http.MethodPost, t.RHD()+api.PathRequests, strings.NewReader(""), 0,
+					map[string]string{"Authorization": "Bearer " + t.s.cfg.Token, "Content-Type": "application/json"})
+				t.Check(h.Err == nil && h.Status == http.StatusBadRequest && h.Kind() == "invalid", "an empty submission: %s", h)
+				t.Evidence("POST %s with no body answered %s", api.PathRequests, h)
+			}},
+		Case{ID: "api/submit/two-json-values", Purpose: "a submission body holding two JSON values is refused with 400 invalid, and neither is stored",
+			Run: func(t *T) {
+				one := `{"id":"` + client.NewRequestID() + `","type":"PUT","paths":["` + t.Unused("f") + `"]}`
+				submit(t, one+one, http.StatusBadRequest, "invalid", "")
+				t.CheckMissing(t.Unused("f"))
+			}},
 		Case{ID: "api/submit/malformed-json", Purpose: "a submission that is not JSON is refused with 400 invalid",
 			Run: func(t *T) { submit(t, `{"id": `, http.StatusBadRequest, "invalid", "") }},
 		Case{ID: "api/submit/unknown-field", Purpose: "a submission with a field rhd does not know is refused with 400 naming the field",
