@@ -225,6 +225,21 @@ run: pg/install build ## Start a local instance: PostgreSQL under ./var, migrati
 demo: ## Put and get a 64 MiB file and five small ones through the running instance (make run first).
 	@var/bin/pollux-admin local demo
 
+# The certification suite against the local instance (make run): every functional case,
+# the operator's too (CERTIFY_FLAGS adds flags, e.g. --run 'put/' or --junit report.xml;
+# CERTIFY_STAGE_HOST for an instance started with pollux-admin local start --base-port).
+# The local tokens file holds one user; the permission cases need a second, so a
+# "certify" user is added to it once (rhd rereads the file when it changes).
+CERTIFY_FLAGS ?=
+CERTIFY_STAGE_HOST ?= 127.0.0.1:9000
+
+.PHONY: certify
+certify: build ## Run the certification suite (pollux-certify, every case with --admin) against the local instance started by make run.
+	@if [ ! -f var/tokens ]; then echo "no local instance: start it with make run"; exit 2; fi
+	@grep -q ' certify$$' var/tokens || echo "$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n') certify" >> var/tokens
+	var/bin/pollux-certify --stage-host $(CERTIFY_STAGE_HOST) --tokens-file var/tokens --admin \
+		--database-url "$$(var/bin/pollux-admin db dsn)" --admin-bin var/bin/pollux-admin $(CERTIFY_FLAGS)
+
 .PHONY: stop
 stop: ## Stop the local instance and its PostgreSQL.
 	@if [ -x var/bin/pollux-admin ]; then var/bin/pollux-admin local stop; fi

@@ -958,8 +958,8 @@ type FileQueryRow struct {
 // FileQuery calls the SQL function file_query (namespace.sql).
 //
 // Answers stager_qry for one path as p_user may see it; raises not_found for a missing
-// file, invalid_argument for a bad path and permission_denied when p_user may not read
-// it.
+// file (saying why when p_user's last write of it failed), invalid_argument for a bad
+// path and permission_denied when p_user may not read it.
 func FileQuery(ctx context.Context, db DBTX, path string, user string) ([]FileQueryRow, error) {
 	rows, err := db.Query(ctx, FileQuerySQL, path, user)
 	if err != nil {

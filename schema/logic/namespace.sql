@@ -85,7 +85,8 @@ $$;
 -- (namespace_authorise): its size and checksum tell about its content.
 -- Reads only, but for the journal entry of an administrator's override. Raises:
 -- invalid_argument (PX002) for a bad path, permission_denied (PX004) when p_user may not
--- read it, not_found (PX001) for a path with no namespace entry.
+-- read it, not_found (PX001) for a path with no namespace entry (with the reason when
+-- p_user's last put or rm of the path was a put that failed).
 CREATE OR REPLACE FUNCTION file_query(p_path text, p_user text)
 RETURNS TABLE (path text, service_class text, status text, size_bytes bigint, checksum_adler32 text,
                owner text, updated_at timestamptz, disk_copies integer, info text)
@@ -95,6 +96,7 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_problem text := namespace_path_problem(p_path);
+    v_fail record;
 BEGIN
     IF v_problem IS NOT NULL THEN
         RAISE EXCEPTION '%', v_problem USING ERRCODE = 'PX002';
@@ -129,6 +131,25 @@ BEGIN
     WHERE f.path = p_path
     GROUP BY f.id, sc.name;
     IF NOT FOUND THEN
+        -- A write of a new file that failed (a corrupt or truncated upload, a disk server
+        -- lost during it, the retry limit) leaves no entry. Its writer is told why, so
+        -- that "no such file" after a put is not a riddle: the reason of p_user's last
+        -- put or rm of the path, when it is a failed put. Only p_user's own requests, as
+        -- they may name what another user may not see. Found by path
+        -- (subrequest_path_idx); finished requests leave the hot tables after policy
+        -- request_retention_seconds, and their reasons with them.
+        SELECT s.request_id, r.type, s.status, s.error_code, s.error_message, s.updated_at
+        INTO v_fail
+        FROM subrequest s JOIN request r ON r.id = s.request_id
+        WHERE s.path = p_path AND r.user_name = p_user AND r.type IN ('PUT', 'RM')
+        ORDER BY s.id DESC
+        LIMIT 1;
+        IF FOUND AND v_fail.type = 'PUT' AND v_fail.status = 'FAILED' THEN
+            RAISE EXCEPTION 'no such file: % (your put of it, request %, failed at % UTC: %)', p_path, v_fail.request_id,
+                to_char(v_fail.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
+                coalesce(v_fail.error_code || ' ', '') || coalesce(v_fail.error_message, 'no reason recorded')
+                USING ERRCODE = 'PX001';
+        END IF;
         RAISE EXCEPTION 'no such file: %', p_path USING ERRCODE = 'PX001';
     END IF;
 END;

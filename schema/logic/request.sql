@@ -215,7 +215,13 @@ BEGIN
     UPDATE request SET status = CASE WHEN v_pending > 0 THEN 'PENDING'::request_status
                                      WHEN v_failed > 0 THEN 'FAILED'::request_status
                                      ELSE 'FINISHED'::request_status END,
-                       updated_at = now()
+                       -- The time of this change, not of this transaction's start (now()):
+                       -- a transaction that began before the last change committed would
+                       -- otherwise stamp an older time, and a long poll given the last
+                       -- change's time as since would take the new change for no change
+                       -- and wait its whole time. The row lock orders the changes; the
+                       -- microsecond keeps two of them apart on a coarse clock.
+                       updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond')
     WHERE id = p_request_id;
     IF NOT FOUND THEN
         -- No such request (rhd's start-up probe of its LISTEN): the id alone.

@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS subrequest_path_idx;
