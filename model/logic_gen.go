@@ -41,6 +41,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "leader_work_purge", File: "leader.sql", IdentityArgs: "p_batch integer", Result: "integer"},
 	{Name: "leader_lease_list", File: "leader.sql", IdentityArgs: "p_window_seconds integer", Result: "TABLE(name text, epoch bigint, holder_id uuid, holder_host text, holder_preferred boolean, acquired_at timestamp with time zone, lease_age_seconds double precision, expires_in_seconds double precision, backups text[])"},
 	{Name: "system_check", File: "check.sql", IdentityArgs: "", Result: "TABLE(area text, item text, state text, detail text)"},
+	{Name: "db_role_list", File: "roles.sql", IdentityArgs: "", Result: "TABLE(kind text, name text, role_exists boolean, can_login boolean, functions text[])"},
 	{Name: "namespace_mode_text", File: "permission.sql", IdentityArgs: "p_mode integer", Result: "text"},
 	{Name: "namespace_mode_parse", File: "permission.sql", IdentityArgs: "p_mode text", Result: "integer"},
 	{Name: "namespace_ancestors", File: "permission.sql", IdentityArgs: "p_path text", Result: "text[]"},
@@ -121,6 +122,16 @@ var LogicFunctions = []LogicFunction{
 	{Name: "pollux_channel_request_changed", File: "names_gen.sql", IdentityArgs: "", Result: "text"},
 }
 
+// LogicFinalFile is the logic file that installs the database roles and grants (SECURITY
+// DEFINER, owner, EXECUTE per daemon role). An apply must run it after every other file
+// whenever it runs any (hotpatch.Final): CREATE OR REPLACE resets SECURITY DEFINER, and a
+// function dropped and created anew loses its grants.
+const LogicFinalFile = "grants_gen.sql"
+
+// DaemonRoles are the daemon roles, by the name after the prefix (the db_role table maps
+// them to the cluster's role names).
+var DaemonRoles = []string{"rhd", "stagerd", "jobmanagerd", "schedulerd", "diskserverd"}
+
 // The SQL each wrapper runs. Every argument is cast to its declared type, so that
 // PostgreSQL resolves the function by its full signature and never guesses a type from
 // the Go value. Functions returning rows are read by naming their columns, never with *:
@@ -153,6 +164,8 @@ const (
 	LeaderLeaseListSQL = "SELECT name, epoch, holder_id, holder_host, holder_preferred, acquired_at, lease_age_seconds, expires_in_seconds, backups FROM leader_lease_list($1::integer)"
 	// SystemCheckSQL is the statement SystemCheck runs.
 	SystemCheckSQL = "SELECT area, item, state, detail FROM system_check()"
+	// DbRoleListSQL is the statement DbRoleList runs.
+	DbRoleListSQL = "SELECT kind, name, role_exists, can_login, functions FROM db_role_list()"
 	// NamespaceModeTextSQL is the statement NamespaceModeText runs.
 	NamespaceModeTextSQL = "SELECT namespace_mode_text($1::integer)"
 	// NamespaceModeParseSQL is the statement NamespaceModeParse runs.
@@ -522,6 +535,35 @@ func SystemCheck(ctx context.Context, db DBTX) ([]SystemCheckRow, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("system_check: %w", err)
+	}
+	return result, nil
+}
+
+// DbRoleListRow is a row returned by db_role_list.
+type DbRoleListRow struct {
+	Kind       string   `json:"kind"`
+	Name       string   `json:"name"`
+	RoleExists bool     `json:"role_exists"`
+	CanLogin   bool     `json:"can_login"`
+	Functions  []string `json:"functions"`
+}
+
+// DbRoleList calls the SQL function db_role_list (roles.sql).
+//
+// The database roles by kind, with whether each exists in the cluster, may log in, and
+// what the daemon roles may call here.
+func DbRoleList(ctx context.Context, db DBTX) ([]DbRoleListRow, error) {
+	rows, err := db.Query(ctx, DbRoleListSQL)
+	if err != nil {
+		return nil, fmt.Errorf("db_role_list: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DbRoleListRow, error) {
+		var r DbRoleListRow
+		err := row.Scan(&r.Kind, &r.Name, &r.RoleExists, &r.CanLogin, &r.Functions)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("db_role_list: %w", err)
 	}
 	return result, nil
 }

@@ -29,6 +29,7 @@ func (s *Schema) Validate() error {
 	v.functions()
 	v.guards()
 	v.names()
+	v.roles()
 	return errors.Join(v.errs...)
 }
 

@@ -163,11 +163,26 @@ type Result struct {
 type Patcher struct {
 	db    *pg.DB
 	table string
+	final string
 }
 
+// Option changes how a Patcher applies bundles.
+type Option func(*Patcher)
+
+// Final names a file of the bundle that runs after every other file, each time an apply
+// runs any file (changed or not itself). It is for SQL that restates what running the
+// other files undoes: CREATE OR REPLACE FUNCTION resets attributes such as SECURITY
+// DEFINER, and a function dropped and created anew to change its signature loses its
+// grants. A bundle without that file applies as if no file were final.
+func Final(name string) Option { return func(p *Patcher) { p.final = name } }
+
 // New returns a patcher keeping its records in table (e.g. "logic_bundle").
-func New(db *pg.DB, table string) *Patcher {
-	return &Patcher{db: db, table: pgx.Identifier{table}.Sanitize()}
+func New(db *pg.DB, table string, opts ...Option) *Patcher {
+	p := &Patcher{db: db, table: pgx.Identifier{table}.Sanitize()}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
 }
 
 // Apply installs b in one transaction unless it is installed already (force re-runs it).
@@ -198,7 +213,7 @@ func (p *Patcher) apply(ctx context.Context, q pg.Querier, b Bundle, by, note st
 		old = Bundle{Files: cur.Files}
 	}
 	for _, name := range sortedKeys(b.Files) {
-		if !force && cur != nil && old.Files[name] == b.Files[name] {
+		if name == p.final || (!force && cur != nil && old.Files[name] == b.Files[name]) {
 			continue
 		}
 		recreated, err := execFile(ctx, q, name, b.Files[name])
@@ -206,6 +221,14 @@ func (p *Patcher) apply(ctx context.Context, q pg.Querier, b Bundle, by, note st
 			return err
 		}
 		res.Files = append(res.Files, name)
+		res.Recreated = append(res.Recreated, recreated...)
+	}
+	if sql, ok := b.Files[p.final]; ok && (len(res.Files) > 0 || force || cur == nil || old.Files[p.final] != sql) {
+		recreated, err := execFile(ctx, q, p.final, sql)
+		if err != nil {
+			return err
+		}
+		res.Files = append(res.Files, p.final)
 		res.Recreated = append(res.Recreated, recreated...)
 	}
 	// Triggers go before functions: a trigger's function cannot be dropped while the
