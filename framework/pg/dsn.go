@@ -38,7 +38,7 @@ func WithUser(dsn, user string) (string, error) {
 		q := u.Query()
 		q.Del("user")
 		q.Del("password")
-		u.RawQuery = q.Encode()
+		u.RawQuery = encodeQuery(q)
 		return u.String(), nil
 	}
 	// In key=value form the last of a repeated key wins; an empty password cancels one
@@ -56,9 +56,7 @@ func WithParam(dsn, key, value string) (string, error) {
 		}
 		q := u.Query()
 		q.Set(key, value)
-		// pgconn reads the query with path unescaping, where + is no space: spell it %20
-		// (a + of the value itself is %2B by then).
-		u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
+		u.RawQuery = encodeQuery(q)
 		return u.String(), nil
 	}
 	return dsn + " " + key + "=" + kvQuote(value), nil
@@ -72,3 +70,8 @@ func isURL(dsn string) bool {
 func kvQuote(v string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
+
+// encodeQuery encodes a URL's parameters for pgconn, which reads them with path
+// unescaping, where + is no space: a space is spelled %20 (a + of a value itself is %2B
+// by then).
+func encodeQuery(q url.Values) string { return strings.ReplaceAll(q.Encode(), "+", "%20") }
