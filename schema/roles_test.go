@@ -220,3 +220,44 @@ func checkRoles(t *testing.T, dsn, prefix string) {
 		})
 	}
 }
+
+// The role that migrates need not be a superuser: one with CREATEROLE that owns the
+// database (what docs/operations.md tells an operator to make) installs the roles and
+// grants, and the daemon roles come out the same.
+func TestRolesInstalledByANonSuperuser(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t, emptyTemplate)
+	admin, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	const migrator = schematest.RolePrefix + "migrator"
+	// Role names are cluster-wide: a parallel run of this test may be creating it too.
+	_, err = admin.Exec(ctx, `DO $$ BEGIN
+		IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '`+migrator+`') THEN
+			CREATE ROLE `+migrator+` LOGIN CREATEROLE;
+		END IF;
+	EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+	END $$`)
+	require.NoError(t, err)
+	_, err = admin.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{admin.Config().Database}.Sanitize()+" OWNER TO "+migrator)
+	require.NoError(t, err)
+	var super bool
+	require.NoError(t, admin.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = $1", migrator).Scan(&super))
+	require.False(t, super)
+
+	mdsn, err := pg.WithUser(dsn, migrator)
+	require.NoError(t, err)
+	mdsn, err = pg.WithParam(mdsn, "options", "-c pollux.role_prefix="+schematest.RolePrefix)
+	require.NoError(t, err)
+	db, err := pg.Open(ctx, pg.Config{DSN: mdsn})
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = migrate.Up(ctx, db, schema.Migrations())
+	require.NoError(t, err)
+	logic, err := hotpatch.Load(schema.Logic())
+	require.NoError(t, err)
+	_, err = hotpatch.New(db, schematest.LogicTable, hotpatch.Final(model.LogicFinalFile)).Apply(ctx, logic, "test", "", false)
+	require.NoError(t, err)
+	checkRoles(t, mdsn, schematest.RolePrefix)
+}
