@@ -177,6 +177,7 @@ type rowData struct {
 }
 
 type funcData struct {
+	Callers      []string // the roles that may EXECUTE it
 	Name         string
 	GoName       string
 	File         string
@@ -413,7 +414,7 @@ func newColumns(cols []desc.Column) []columnData {
 func newFunc(s *desc.Schema, f desc.Function) funcData {
 	fd := funcData{
 		Name: f.Name, GoName: f.GoName(), File: f.File, Doc: f.Doc,
-		IdentityArgs: f.IdentityArgs(), Result: f.Result(),
+		IdentityArgs: f.IdentityArgs(), Result: f.Result(), Callers: f.Callers,
 	}
 	casts := make([]string, len(f.Args))
 	for i, a := range f.Args {
