@@ -159,6 +159,10 @@ BEGIN
                    AND (rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls)) THEN
             EXECUTE format('ALTER ROLE %I NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS', v_role);
         END IF;
+        -- Nobody logs in as the owner: its power is reached through the functions alone.
+        IF v_kind = 'owner' AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = v_role AND rolcanlogin) THEN
+            EXECUTE format('ALTER ROLE %I NOLOGIN', v_role);
+        END IF;
     END LOOP;
     SELECT name INTO v_owner FROM db_role WHERE kind = 'owner';
 
