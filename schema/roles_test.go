@@ -2,6 +2,7 @@ package schema_test
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io/fs"
 	"slices"
@@ -260,4 +261,67 @@ func TestRolesInstalledByANonSuperuser(t *testing.T) {
 	_, err = hotpatch.New(db, schematest.LogicTable, hotpatch.Final(model.LogicFinalFile)).Apply(ctx, logic, "test", "", false)
 	require.NoError(t, err)
 	checkRoles(t, mdsn, schematest.RolePrefix)
+}
+
+// Installs on several databases of one cluster at once, all naming the same new roles (as
+// parallel test packages and a template built beside another do), all succeed: a CREATE
+// ROLE that loses the race to another database's is taken as done.
+func TestRolesInstallConcurrentlyOnOneCluster(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var raw [4]byte
+	_, err := rand.Read(raw[:])
+	require.NoError(t, err)
+	prefix := fmt.Sprintf("pollux_race%x_", raw)
+	grants, err := fs.ReadFile(schema.Logic(), model.LogicFinalFile)
+	require.NoError(t, err)
+
+	// Registered first, so it runs after the databases are dropped: the roles are this
+	// test's alone, and go with it.
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(ctx, pgtest.ServerDSN(t))
+		if err != nil {
+			t.Errorf("drop the test's roles: %v", err)
+			return
+		}
+		defer conn.Close(ctx)
+		for _, kind := range append([]string{"owner"}, model.DaemonRoles...) {
+			if _, err := conn.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{prefix + kind}.Sanitize()); err != nil {
+				t.Errorf("drop role %s%s: %v", prefix, kind, err)
+			}
+		}
+	})
+	const n = 4
+	dbs := make([]*pg.DB, n)
+	for i := range dbs {
+		dsn, err := pg.WithParam(pgtest.NewDatabase(t, emptyTemplate), "options", "-c pollux.role_prefix="+prefix)
+		require.NoError(t, err)
+		dbs[i], err = pg.Open(ctx, pg.Config{DSN: dsn})
+		require.NoError(t, err)
+		defer dbs[i].Close()
+		_, err = migrate.Up(ctx, dbs[i], schema.Migrations())
+		require.NoError(t, err)
+	}
+	start := make(chan struct{})
+	errs := make(chan error, n)
+	for _, db := range dbs {
+		go func() {
+			<-start
+			_, err := db.Pool().Exec(ctx, string(grants))
+			errs <- err
+		}()
+	}
+	close(start)
+	for range n {
+		require.NoError(t, <-errs)
+	}
+	for _, db := range dbs {
+		// The logic is not installed (only the grants file ran): read the table itself.
+		got := query(t, db, `SELECT r.kind, r.name, a.rolcanlogin FROM db_role r JOIN pg_roles a ON a.rolname = r.name ORDER BY r.kind`)
+		require.Len(t, got, 1+len(model.DaemonRoles))
+		for _, r := range got {
+			require.Equal(t, prefix+r[0], r[1])
+			require.Equal(t, fmt.Sprint(r[0] != "owner"), r[2], r[1])
+		}
+	}
 }
