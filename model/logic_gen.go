@@ -41,6 +41,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "leader_work_purge", File: "leader.sql", IdentityArgs: "p_batch integer", Result: "integer"},
 	{Name: "leader_lease_list", File: "leader.sql", IdentityArgs: "p_window_seconds integer", Result: "TABLE(name text, epoch bigint, holder_id uuid, holder_host text, holder_preferred boolean, acquired_at timestamp with time zone, lease_age_seconds double precision, expires_in_seconds double precision, backups text[])"},
 	{Name: "system_check", File: "check.sql", IdentityArgs: "", Result: "TABLE(area text, item text, state text, detail text)"},
+	{Name: "readiness_versions", File: "readiness.sql", IdentityArgs: "", Result: "TABLE(schema_version bigint, schema_dirty boolean, river_version bigint, logic_version bigint, logic_checksum text, logic_catalog_checksum text, logic_files jsonb)"},
 	{Name: "db_role_list", File: "roles.sql", IdentityArgs: "", Result: "TABLE(kind text, name text, role_exists boolean, can_login boolean, functions text[])"},
 	{Name: "namespace_mode_text", File: "permission.sql", IdentityArgs: "p_mode integer", Result: "text"},
 	{Name: "namespace_mode_parse", File: "permission.sql", IdentityArgs: "p_mode text", Result: "integer"},
@@ -164,6 +165,8 @@ const (
 	LeaderLeaseListSQL = "SELECT name, epoch, holder_id, holder_host, holder_preferred, acquired_at, lease_age_seconds, expires_in_seconds, backups FROM leader_lease_list($1::integer)"
 	// SystemCheckSQL is the statement SystemCheck runs.
 	SystemCheckSQL = "SELECT area, item, state, detail FROM system_check()"
+	// ReadinessVersionsSQL is the statement ReadinessVersions runs.
+	ReadinessVersionsSQL = "SELECT schema_version, schema_dirty, river_version, logic_version, logic_checksum, logic_catalog_checksum, logic_files FROM readiness_versions()"
 	// DbRoleListSQL is the statement DbRoleList runs.
 	DbRoleListSQL = "SELECT kind, name, role_exists, can_login, functions FROM db_role_list()"
 	// NamespaceModeTextSQL is the statement NamespaceModeText runs.
@@ -535,6 +538,38 @@ func SystemCheck(ctx context.Context, db DBTX) ([]SystemCheckRow, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("system_check: %w", err)
+	}
+	return result, nil
+}
+
+// ReadinessVersionsRow is a row returned by readiness_versions.
+type ReadinessVersionsRow struct {
+	SchemaVersion        int64           `json:"schema_version"`
+	SchemaDirty          bool            `json:"schema_dirty"`
+	RiverVersion         int64           `json:"river_version"`
+	LogicVersion         *int64          `json:"logic_version"`
+	LogicChecksum        *string         `json:"logic_checksum"`
+	LogicCatalogChecksum *string         `json:"logic_catalog_checksum"`
+	LogicFiles           json.RawMessage `json:"logic_files"`
+}
+
+// ReadinessVersions calls the SQL function readiness_versions (readiness.sql).
+//
+// What a daemon's /readyz compares with its binary: the schema version and dirty flag,
+// River's version, and the installed logic (version, checksums, files; NULL before any),
+// since daemon roles read no table.
+func ReadinessVersions(ctx context.Context, db DBTX) ([]ReadinessVersionsRow, error) {
+	rows, err := db.Query(ctx, ReadinessVersionsSQL)
+	if err != nil {
+		return nil, fmt.Errorf("readiness_versions: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ReadinessVersionsRow, error) {
+		var r ReadinessVersionsRow
+		err := row.Scan(&r.SchemaVersion, &r.SchemaDirty, &r.RiverVersion, &r.LogicVersion, &r.LogicChecksum, &r.LogicCatalogChecksum, &r.LogicFiles)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("readiness_versions: %w", err)
 	}
 	return result, nil
 }

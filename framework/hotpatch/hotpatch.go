@@ -498,6 +498,19 @@ func (p *Patcher) Status(ctx context.Context, b Bundle) (Status, error) {
 	return st, err
 }
 
+// HandEdited reports whether the functions and triggers of an installed version (its
+// files) differ from what apply recorded of them (its catalogue checksum): someone changed
+// them outside apply. It reads only the catalogue, so that a caller without access to the
+// bookkeeping table (a daemon's role, given the version by a function) can check.
+func HandEdited(ctx context.Context, q pg.Querier, in Installed) (bool, error) {
+	b := Bundle{Files: in.Files}
+	catalog, err := catalogChecksum(ctx, q, b.Functions(), b.Triggers())
+	if err != nil {
+		return false, err
+	}
+	return catalog != in.CatalogChecksum, nil
+}
+
 // Rollback re-installs the version that preceded the current one, as a new version.
 func (p *Patcher) Rollback(ctx context.Context, by string) (Result, error) {
 	var res Result

@@ -2,11 +2,10 @@
 
 -- Least privilege, declared once in schema/pollux.yaml (database_roles, and callers on
 -- every function): the roles and grants. Who may do what in the database. A daemon's role
--- may only EXECUTE the functions whose callers name it (and read the migration and logic
--- bookkeeping its readiness check compares); it owns nothing, reads and writes no table
--- directly and creates nothing. The decisions run as the owner role (SECURITY DEFINER),
--- which owns them and holds the table privileges. pollux-admin connects as the role that
--- migrates (a member of the owner role), never as a daemon's.
+-- may only EXECUTE the functions whose callers name it; it owns nothing, reads and writes
+-- no table directly and creates nothing. The decisions run as the owner role (SECURITY
+-- DEFINER), which owns them and holds the table privileges. pollux-admin connects as the
+-- role that migrates (a member of the owner role), never as a daemon's.
 --
 -- Roles: owner (owns every logic function; nobody logs in as it) and one login role per
 -- daemon kind, each named with a prefix: the setting pollux.role_prefix of the session
@@ -17,12 +16,12 @@
 -- created (duplicate_object, unique_violation).
 --
 -- Grants: PUBLIC loses EXECUTE on every function and CREATE on schema public; each daemon
--- role loses every privilege here and gets back USAGE on the schema, SELECT on the
--- bookkeeping tables its readiness check reads, and EXECUTE on exactly its functions.
--- Every logic function becomes owned by the owner role, SECURITY DEFINER, with
--- search_path pinned to public, pg_temp, so that a daemon role reaches tables only
--- through the decisions. The owner role gets every privilege on the tables and sequences,
--- now and for those the installing role creates later.
+-- role loses every privilege here and gets back USAGE on the schema, SELECT on the tables
+-- database_roles.readable names (if any), and EXECUTE on exactly its functions. Every
+-- logic function becomes owned by the owner role, SECURITY DEFINER, with search_path
+-- pinned to public, pg_temp, so that a daemon role reaches tables only through the
+-- decisions. The owner role gets every privilege on the tables and sequences, now and for
+-- those the installing role creates later.
 --
 -- Runs last in every apply (LogicFinalFile), inside the apply's transaction: nobody sees
 -- a function with its grants half made. Locks the rows of pg_proc it alters. Raises
@@ -47,6 +46,7 @@ DECLARE
         'leader_work_purge',
         'leader_lease_list',
         'system_check',
+        'readiness_versions',
         'db_role_list',
         'namespace_mode_text',
         'namespace_mode_parse',
@@ -127,7 +127,7 @@ DECLARE
         'pollux_channel_subrequest_new',
         'pollux_channel_request_changed'
     ];
-    v_readable text[] := ARRAY['schema_migrations', 'river_migration', 'logic_bundle']::text[];
+    v_readable text[] := ARRAY[]::text[];
     v_owner text;
     v_role text;
     v_kind text;
@@ -215,11 +215,11 @@ BEGIN
     FOR v_grant IN
         SELECT r.name AS role_name, p.oid::regprocedure AS sig
         FROM (VALUES
-            ('rhd', ARRAY['daemon_instance_register', 'daemon_instance_heartbeat', 'daemon_instance_stop', 'file_query', 'request_submit', 'request_view', 'request_refresh']::text[]),
-            ('stagerd', ARRAY['daemon_instance_register', 'daemon_instance_heartbeat', 'daemon_instance_stop', 'subrequest_claim']::text[]),
-            ('jobmanagerd', ARRAY['daemon_instance_register', 'daemon_instance_heartbeat', 'daemon_instance_stop', 'leader_lease_acquire', 'leader_lease_resign', 'leader_lease_fence', 'leader_work_record', 'leader_work_purge', 'subrequest_expire', 'request_archive_finished', 'request_archive_purge', 'disk_server_expire']::text[]),
-            ('schedulerd', ARRAY['daemon_instance_register', 'daemon_instance_heartbeat', 'daemon_instance_stop', 'subrequest_claim_waitsched']::text[]),
-            ('diskserverd', ARRAY['daemon_instance_register', 'daemon_instance_heartbeat', 'daemon_instance_stop', 'disk_server_register', 'file_system_register', 'disk_server_heartbeat', 'file_system_heartbeat', 'disk_server_recover', 'disk_server_stop', 'disk_copy_claim_gc', 'disk_copy_deleted', 'disk_copy_discardable', 'transfer_claim', 'transfer_put_ended', 'transfer_get_ended', 'transfer_get_corrupt', 'transfer_fail']::text[])
+            ('rhd', ARRAY['daemon_instance_register', 'daemon_instance_heartbeat', 'daemon_instance_stop', 'readiness_versions', 'file_query', 'request_submit', 'request_view', 'request_refresh']::text[]),
+            ('stagerd', ARRAY['daemon_instance_register', 'daemon_instance_heartbeat', 'daemon_instance_stop', 'readiness_versions', 'subrequest_claim']::text[]),
+            ('jobmanagerd', ARRAY['daemon_instance_register', 'daemon_instance_heartbeat', 'daemon_instance_stop', 'leader_lease_acquire', 'leader_lease_resign', 'leader_lease_fence', 'leader_work_record', 'leader_work_purge', 'readiness_versions', 'subrequest_expire', 'request_archive_finished', 'request_archive_purge', 'disk_server_expire']::text[]),
+            ('schedulerd', ARRAY['daemon_instance_register', 'daemon_instance_heartbeat', 'daemon_instance_stop', 'readiness_versions', 'subrequest_claim_waitsched']::text[]),
+            ('diskserverd', ARRAY['daemon_instance_register', 'daemon_instance_heartbeat', 'daemon_instance_stop', 'readiness_versions', 'disk_server_register', 'file_system_register', 'disk_server_heartbeat', 'file_system_heartbeat', 'disk_server_recover', 'disk_server_stop', 'disk_copy_claim_gc', 'disk_copy_deleted', 'disk_copy_discardable', 'transfer_claim', 'transfer_put_ended', 'transfer_get_ended', 'transfer_get_corrupt', 'transfer_fail']::text[])
         ) AS g(kind, functions)
         JOIN db_role r ON r.kind = g.kind
         JOIN pg_catalog.pg_proc p ON p.proname = ANY (g.functions) AND p.pronamespace = 'public'::regnamespace

@@ -13,12 +13,12 @@
 -- created (duplicate_object, unique_violation).
 --
 -- Grants: PUBLIC loses EXECUTE on every function and CREATE on schema public; each daemon
--- role loses every privilege here and gets back USAGE on the schema, SELECT on the
--- bookkeeping tables its readiness check reads, and EXECUTE on exactly its functions.
--- Every logic function becomes owned by the owner role, SECURITY DEFINER, with
--- search_path pinned to public, pg_temp, so that a daemon role reaches tables only
--- through the decisions. The owner role gets every privilege on the tables and sequences,
--- now and for those the installing role creates later.
+-- role loses every privilege here and gets back USAGE on the schema, SELECT on the tables
+-- database_roles.readable names (if any), and EXECUTE on exactly its functions. Every
+-- logic function becomes owned by the owner role, SECURITY DEFINER, with search_path
+-- pinned to public, pg_temp, so that a daemon role reaches tables only through the
+-- decisions. The owner role gets every privilege on the tables and sequences, now and for
+-- those the installing role creates later.
 --
 -- Runs last in every apply (LogicFinalFile), inside the apply's transaction: nobody sees
 -- a function with its grants half made. Locks the rows of pg_proc it alters. Raises
