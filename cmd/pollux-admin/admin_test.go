@@ -188,7 +188,7 @@ func TestCheckNamesWhatIsMissing(t *testing.T) {
 	require.Regexp(t, `WARN\s+database\s+standby\s+no streaming standby`, out)
 	require.Regexp(t, `FAIL\s+disk servers\s+available\s+0 of 0`, out)
 	for _, role := range []string{"rhd", "stagerd", "schedulerd", "jobmanagerd", "diskserverd"} {
-		require.Regexp(t, `OK\s+database roles\s+pollux_`+role+`\s+may call \d+ function\(s\), all as the owner role; writes no table`, out)
+		require.Regexp(t, `OK\s+database roles\s+pollux_`+role+`\s+may call \d+ function\(s\), all as the owner role, and no table`, out)
 	}
 
 	// A lease whose leader died with nobody standing by is a failure of its own.
@@ -203,7 +203,7 @@ func TestCheckNamesWhatIsMissing(t *testing.T) {
 	_, err = db.Pool().Exec(b.ctx, "grant insert on file to pollux_rhd")
 	require.NoError(t, err)
 	_, out, _ = b.admin(t, "check")
-	require.Regexp(t, `FAIL\s+database roles\s+pollux_rhd\s+may write tables directly: file`, out)
+	require.Regexp(t, `FAIL\s+database roles\s+pollux_rhd\s+may use tables directly: file`, out)
 
 	code, out, _ = b.admin(t, "check", "--json")
 	require.Equal(t, 1, code)

@@ -122,13 +122,14 @@ BEGIN
              ELSE 'none' END;
 
     -- Database roles (grants_gen.sql): each daemon role exists and logs in, with no power
-    -- of its own, writes no table, and every function it may call runs as the owner role.
+    -- of its own, no privilege on any table, and every function it may call runs as the
+    -- owner role.
     FOR r IN
         SELECT k.name, a.oid IS NOT NULL AS present, coalesce(a.rolcanlogin, false) AS login,
                coalesce(a.rolsuper OR a.rolcreaterole OR a.rolcreatedb OR a.rolreplication OR a.rolbypassrls, false) AS powerful,
                (SELECT string_agg(c.relname, ', ' ORDER BY c.relname) FROM pg_catalog.pg_class c
                 WHERE a.oid IS NOT NULL AND c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
-                  AND has_table_privilege(a.oid, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')) AS writable,
+                  AND has_table_privilege(a.oid, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')) AS tables,
                (SELECT string_agg(p.proname, ', ' ORDER BY p.proname) FROM pg_catalog.pg_proc p
                 WHERE a.oid IS NOT NULL AND p.pronamespace = 'public'::regnamespace
                   AND has_function_privilege(a.oid, p.oid, 'EXECUTE')
@@ -142,15 +143,15 @@ BEGIN
         ORDER BY k.kind
     LOOP
         RETURN QUERY SELECT 'database roles', r.name,
-            CASE WHEN NOT r.present OR NOT r.login OR r.powerful OR r.writable IS NOT NULL OR r.invoker IS NOT NULL THEN 'fail' ELSE 'ok' END,
+            CASE WHEN NOT r.present OR NOT r.login OR r.powerful OR r.tables IS NOT NULL OR r.invoker IS NOT NULL THEN 'fail' ELSE 'ok' END,
             CASE WHEN NOT r.present THEN 'missing: run pollux-admin migrate'
                  WHEN NOT r.login THEN 'may not log in: run pollux-admin migrate'
                  ELSE concat_ws('; ',
                     CASE WHEN r.powerful THEN 'has role attributes a daemon must not have (superuser, createrole, createdb, replication or bypassrls)' END,
-                    CASE WHEN r.writable IS NOT NULL THEN 'may write tables directly: ' || r.writable END,
+                    CASE WHEN r.tables IS NOT NULL THEN 'may use tables directly: ' || r.tables END,
                     CASE WHEN r.invoker IS NOT NULL THEN 'may call functions that do not run as the owner role: ' || r.invoker END,
-                    CASE WHEN NOT r.powerful AND r.writable IS NULL AND r.invoker IS NULL
-                         THEN format('may call %s function(s), all as the owner role; writes no table', r.callable) END) END;
+                    CASE WHEN NOT r.powerful AND r.tables IS NULL AND r.invoker IS NULL
+                         THEN format('may call %s function(s), all as the owner role, and no table', r.callable) END) END;
     END LOOP;
 END;
 $$;
