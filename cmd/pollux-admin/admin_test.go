@@ -199,6 +199,13 @@ func TestCheckNamesWhatIsMissing(t *testing.T) {
 	require.NoError(t, err)
 	_, err = db.Pool().Exec(b.ctx, "update leader_lease set expires_at = clock_timestamp() - interval '5 seconds'")
 	require.NoError(t, err)
+	// roles shows each role and what it may call, as PostgreSQL has granted it.
+	code, out, stderr = b.admin(t, "roles")
+	require.Equal(t, 0, code, stderr)
+	require.Regexp(t, `owner\s+pollux_owner\s+true\s+false\s+\(owns every logic function`, out)
+	require.Regexp(t, `rhd\s+pollux_rhd\s+true\s+true\s+.*request_submit`, out)
+	require.NotRegexp(t, `rhd\s+pollux_rhd\s+.*policy_set`, out)
+
 	// A grant made by hand around the generated ones is a failure.
 	_, err = db.Pool().Exec(b.ctx, "grant insert on file to pollux_rhd")
 	require.NoError(t, err)
