@@ -44,6 +44,9 @@ var LogicFunctions = []LogicFunction{
 	{Name: "file_system_check_list", File: "check.sql", IdentityArgs: "", Result: "TABLE(disk_server text, mount_point text, status text, capacity_bytes bigint, free_bytes bigint, heartbeat_age_seconds double precision, available boolean)"},
 	{Name: "system_check_clock", File: "check.sql", IdentityArgs: "", Result: "timestamp with time zone"},
 	{Name: "subrequest_queue_stats", File: "metrics.sql", IdentityArgs: "", Result: "TABLE(status text, type text, subrequests bigint, oldest_seconds double precision)"},
+	{Name: "readiness_versions", File: "readiness.sql", IdentityArgs: "", Result: "TABLE(schema_version bigint, schema_dirty boolean, river_version bigint, logic_version bigint, logic_checksum text, logic_catalog_checksum text, logic_files jsonb)"},
+	{Name: "logic_history", File: "readiness.sql", IdentityArgs: "p_limit integer", Result: "TABLE(version bigint, checksum text, applied_at timestamp with time zone, applied_by text, note text)"},
+	{Name: "db_role_list", File: "roles.sql", IdentityArgs: "", Result: "TABLE(kind text, name text, role_exists boolean, can_login boolean, functions text[])"},
 	{Name: "namespace_mode_text", File: "permission.sql", IdentityArgs: "p_mode integer", Result: "text"},
 	{Name: "namespace_mode_parse", File: "permission.sql", IdentityArgs: "p_mode text", Result: "integer"},
 	{Name: "namespace_ancestors", File: "permission.sql", IdentityArgs: "p_path text", Result: "text[]"},
@@ -141,6 +144,16 @@ var LogicFunctions = []LogicFunction{
 	{Name: "pollux_channel_request_changed", File: "names_gen.sql", IdentityArgs: "", Result: "text"},
 }
 
+// LogicFinalFile is the logic file that installs the database roles and grants (SECURITY
+// DEFINER, owner, EXECUTE per daemon role). An apply must run it after every other file
+// whenever it runs any (hotpatch.Final): CREATE OR REPLACE resets SECURITY DEFINER, and a
+// function dropped and created anew loses its grants.
+const LogicFinalFile = "grants_gen.sql"
+
+// DaemonRoles are the daemon roles, by the name after the prefix (the db_role table maps
+// them to the cluster's role names).
+var DaemonRoles = []string{"rhd", "stagerd", "jobmanagerd", "schedulerd", "diskserverd", "monitord"}
+
 // The SQL each wrapper runs. Every argument is cast to its declared type, so that
 // PostgreSQL resolves the function by its full signature and never guesses a type from
 // the Go value. Functions returning rows are read by naming their columns, never with *:
@@ -179,6 +192,12 @@ const (
 	SystemCheckClockSQL = "SELECT system_check_clock()"
 	// SubrequestQueueStatsSQL is the statement SubrequestQueueStats runs.
 	SubrequestQueueStatsSQL = "SELECT status, type, subrequests, oldest_seconds FROM subrequest_queue_stats()"
+	// ReadinessVersionsSQL is the statement ReadinessVersions runs.
+	ReadinessVersionsSQL = "SELECT schema_version, schema_dirty, river_version, logic_version, logic_checksum, logic_catalog_checksum, logic_files FROM readiness_versions()"
+	// LogicHistorySQL is the statement LogicHistory runs.
+	LogicHistorySQL = "SELECT version, checksum, applied_at, applied_by, note FROM logic_history($1::integer)"
+	// DbRoleListSQL is the statement DbRoleList runs.
+	DbRoleListSQL = "SELECT kind, name, role_exists, can_login, functions FROM db_role_list()"
 	// NamespaceModeTextSQL is the statement NamespaceModeText runs.
 	NamespaceModeTextSQL = "SELECT namespace_mode_text($1::integer)"
 	// NamespaceModeParseSQL is the statement NamespaceModeParse runs.
@@ -652,6 +671,96 @@ func SubrequestQueueStats(ctx context.Context, db DBTX) ([]SubrequestQueueStatsR
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subrequest_queue_stats: %w", err)
+	}
+	return result, nil
+}
+
+// ReadinessVersionsRow is a row returned by readiness_versions.
+type ReadinessVersionsRow struct {
+	SchemaVersion        int64           `json:"schema_version"`
+	SchemaDirty          bool            `json:"schema_dirty"`
+	RiverVersion         int64           `json:"river_version"`
+	LogicVersion         *int64          `json:"logic_version"`
+	LogicChecksum        *string         `json:"logic_checksum"`
+	LogicCatalogChecksum *string         `json:"logic_catalog_checksum"`
+	LogicFiles           json.RawMessage `json:"logic_files"`
+}
+
+// ReadinessVersions calls the SQL function readiness_versions (readiness.sql).
+//
+// What a daemon's /readyz compares with its binary: the schema version and dirty flag,
+// River's version, and the installed logic (version, checksums, files; NULL before any),
+// since daemon roles read no table.
+func ReadinessVersions(ctx context.Context, db DBTX) ([]ReadinessVersionsRow, error) {
+	rows, err := db.Query(ctx, ReadinessVersionsSQL)
+	if err != nil {
+		return nil, fmt.Errorf("readiness_versions: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ReadinessVersionsRow, error) {
+		var r ReadinessVersionsRow
+		err := row.Scan(&r.SchemaVersion, &r.SchemaDirty, &r.RiverVersion, &r.LogicVersion, &r.LogicChecksum, &r.LogicCatalogChecksum, &r.LogicFiles)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("readiness_versions: %w", err)
+	}
+	return result, nil
+}
+
+// LogicHistoryRow is a row returned by logic_history.
+type LogicHistoryRow struct {
+	Version   int64     `json:"version"`
+	Checksum  string    `json:"checksum"`
+	AppliedAt time.Time `json:"applied_at"`
+	AppliedBy string    `json:"applied_by"`
+	Note      string    `json:"note"`
+}
+
+// LogicHistory calls the SQL function logic_history (readiness.sql).
+//
+// The logic versions installed, newest first, with who applied each when and why (the
+// monitor's logic page reads it without any table privilege).
+func LogicHistory(ctx context.Context, db DBTX, limit int32) ([]LogicHistoryRow, error) {
+	rows, err := db.Query(ctx, LogicHistorySQL, limit)
+	if err != nil {
+		return nil, fmt.Errorf("logic_history: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (LogicHistoryRow, error) {
+		var r LogicHistoryRow
+		err := row.Scan(&r.Version, &r.Checksum, &r.AppliedAt, &r.AppliedBy, &r.Note)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("logic_history: %w", err)
+	}
+	return result, nil
+}
+
+// DbRoleListRow is a row returned by db_role_list.
+type DbRoleListRow struct {
+	Kind       string   `json:"kind"`
+	Name       string   `json:"name"`
+	RoleExists bool     `json:"role_exists"`
+	CanLogin   bool     `json:"can_login"`
+	Functions  []string `json:"functions"`
+}
+
+// DbRoleList calls the SQL function db_role_list (roles.sql).
+//
+// The database roles by kind, with whether each exists in the cluster, may log in, and
+// what the daemon roles may call here.
+func DbRoleList(ctx context.Context, db DBTX) ([]DbRoleListRow, error) {
+	rows, err := db.Query(ctx, DbRoleListSQL)
+	if err != nil {
+		return nil, fmt.Errorf("db_role_list: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DbRoleListRow, error) {
+		var r DbRoleListRow
+		err := row.Scan(&r.Kind, &r.Name, &r.RoleExists, &r.CanLogin, &r.Functions)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("db_role_list: %w", err)
 	}
 	return result, nil
 }

@@ -748,6 +748,40 @@ func CollectLogicBundles(rows pgx.Rows) ([]LogicBundle, error) {
 	})
 }
 
+// DbRole is a row of the table db_role.
+//
+// The database role of each kind (owner, and one per daemon), named at the first install
+// of the grants (schema/logic/grants_gen.sql) with the prefix then in force.
+type DbRole struct {
+	// owner, or a daemon role of database_roles.
+	Kind string `json:"kind"`
+	// The role's name in the cluster (role names are cluster-wide).
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// DbRoleTable is the name of the table db_role.
+const DbRoleTable = "db_role"
+
+// DbRoleColumns are the columns of db_role in the order ScanDbRole expects them.
+var DbRoleColumns = []string{"kind", "name", "created_at"}
+
+// ScanDbRole scans a row holding DbRoleColumns in order.
+func ScanDbRole(row pgx.Row) (DbRole, error) {
+	var r DbRole
+	if err := row.Scan(&r.Kind, &r.Name, &r.CreatedAt); err != nil {
+		return DbRole{}, fmt.Errorf("scan db_role: %w", err)
+	}
+	return r, nil
+}
+
+// CollectDbRoles scans every row of rows with ScanDbRole and closes rows.
+func CollectDbRoles(rows pgx.Rows) ([]DbRole, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (DbRole, error) {
+		return ScanDbRole(row)
+	})
+}
+
 // Policy is a row of the table policy.
 //
 // The operator's settings that the logic decides with: liveness, retries, time limits,

@@ -10,6 +10,7 @@ import (
 	"github.com/pollux-storage/pollux/framework/migrate"
 	"github.com/pollux-storage/pollux/framework/pg"
 	"github.com/pollux-storage/pollux/framework/pgtest"
+	"github.com/pollux-storage/pollux/model"
 	"github.com/pollux-storage/pollux/schema"
 	"github.com/pollux-storage/pollux/schema/schematest"
 )
@@ -34,7 +35,7 @@ func TestMigrationsUpDownUp(t *testing.T) {
 	require.Equal(t, head, v)
 	logic, err := hotpatch.Load(schema.Logic())
 	require.NoError(t, err)
-	patcher := hotpatch.New(db, schematest.LogicTable)
+	patcher := hotpatch.New(db, schematest.LogicTable, hotpatch.Final(model.LogicFinalFile))
 	_, err = patcher.Apply(ctx, logic, "test", "", false)
 	require.NoError(t, err)
 

@@ -75,7 +75,8 @@ func TestMigrateLogicDaemonsEvents(t *testing.T) {
 	}
 	code, out, stderr = b.admin(t, "logic", "apply", "--dir", dir, "--note", "test patch")
 	require.Equal(t, 0, code, stderr)
-	require.Contains(t, out, "installed version 2 (files run: system_event.sql)")
+	// The grants run again after it: its CREATE OR REPLACE reset SECURITY DEFINER.
+	require.Contains(t, out, "installed version 2 (files run: system_event.sql, grants_gen.sql)")
 
 	code, out, _ = b.admin(t, "logic", "status")
 	require.Equal(t, 1, code, "the database no longer matches the embedded files")
@@ -186,6 +187,9 @@ func TestCheckNamesWhatIsMissing(t *testing.T) {
 	require.Regexp(t, `OK\s+database\s+role\s+primary`, out)
 	require.Regexp(t, `WARN\s+database\s+standby\s+no streaming standby`, out)
 	require.Regexp(t, `FAIL\s+disk servers\s+available\s+0 of 0`, out)
+	for _, role := range []string{"rhd", "stagerd", "schedulerd", "jobmanagerd", "diskserverd"} {
+		require.Regexp(t, `OK\s+database roles\s+pollux_`+role+`\s+may call \d+ function\(s\), all as the owner role, and no table`, out)
+	}
 
 	// A lease whose leader died with nobody standing by is a failure of its own.
 	db, err := pg.Open(b.ctx, pg.Config{DSN: b.dsn})
@@ -195,6 +199,19 @@ func TestCheckNamesWhatIsMissing(t *testing.T) {
 	require.NoError(t, err)
 	_, err = db.Pool().Exec(b.ctx, "update leader_lease set expires_at = clock_timestamp() - interval '5 seconds'")
 	require.NoError(t, err)
+	// roles shows each role and what it may call, as PostgreSQL has granted it.
+	code, out, stderr = b.admin(t, "roles")
+	require.Equal(t, 0, code, stderr)
+	require.Regexp(t, `owner\s+pollux_owner\s+true\s+false\s+\(owns every logic function`, out)
+	require.Regexp(t, `rhd\s+pollux_rhd\s+true\s+true\s+.*request_submit`, out)
+	require.NotRegexp(t, `rhd\s+pollux_rhd\s+.*policy_set`, out)
+
+	// A grant made by hand around the generated ones is a failure.
+	_, err = db.Pool().Exec(b.ctx, "grant insert on file to pollux_rhd")
+	require.NoError(t, err)
+	_, out, _ = b.admin(t, "check")
+	require.Regexp(t, `FAIL\s+database roles\s+pollux_rhd\s+may use tables directly: file`, out)
+
 	code, out, _ = b.admin(t, "check", "--json")
 	require.Equal(t, 1, code)
 	var found []finding

@@ -229,7 +229,7 @@ func applyLogic(ctx context.Context, db *pg.DB, source, note string, force bool)
 	if err != nil {
 		return hotpatch.Result{}, err
 	}
-	res, err := hotpatch.New(db, logicTable).Apply(ctx, b, operator(), note, force)
+	res, err := hotpatch.New(db, logicTable, hotpatch.Final(model.LogicFinalFile)).Apply(ctx, b, operator(), note, force)
 	if err != nil || res.Unchanged {
 		return res, err
 	}
@@ -274,7 +274,7 @@ func cmdLogic(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer db.Close()
-	p := hotpatch.New(db, logicTable)
+	p := hotpatch.New(db, logicTable, hotpatch.Final(model.LogicFinalFile))
 	switch pos[0] {
 	case "apply":
 		res, err := applyLogic(ctx, db, *dir, *note, *force)

@@ -98,6 +98,12 @@ func startLocal(ctx context.Context, dir string, base int, ps []process, c *cli)
 	if err := cmdMigrate(ctx, mc, nil); err != nil {
 		return err
 	}
+	// Each daemon logs in as its own role, with a password: a daemon's credential then
+	// reaches only the functions its daemon calls (docs/security.md).
+	daemonDSNs, err := localDaemonDSNs(ctx, cl, dsn, dir)
+	if err != nil {
+		return err
+	}
 	token, err := ensureToken(filepath.Join(dir, "tokens"))
 	if err != nil {
 		return err
@@ -112,7 +118,10 @@ func startLocal(ctx context.Context, dir string, base int, ps []process, c *cli)
 			fmt.Fprintf(c.stdout, "%-12s already running (pid %d)\n", p.name, pid)
 			continue
 		}
-		if err := startProcess(dir, p, dsn); err != nil {
+		if daemonDSNs[p.bin] == "" {
+			return fmt.Errorf("%s: no database role for %s", p.name, p.bin)
+		}
+		if err := startProcess(dir, p, daemonDSNs[p.bin]); err != nil {
 			return err
 		}
 	}
@@ -127,7 +136,9 @@ func startLocal(ctx context.Context, dir string, base int, ps []process, c *cli)
 	fmt.Fprintf(c.stdout, `
 Pollux is running, on plain HTTP on loopback only: tokens and data do not leave this
 machine. An instance other machines reach serves TLS (rhd and diskserverd
---tls-cert-file/--tls-key-file; docs/security.md). For the clients:
+--tls-cert-file/--tls-key-file; docs/security.md). Each daemon logs in to the
+database as its own role with a password (%s); pollux-admin uses the superuser.
+For the clients:
 
   export PATH=%s:$PATH
   export STAGE_HOST=127.0.0.1:%d
@@ -144,7 +155,7 @@ machine. An instance other machines reach serves TLS (rhd and diskserverd
 The web monitor: http://127.0.0.1:%d/ (docs/monitor.md)
 
 make demo moves real files through it; make stop stops it all.
-`, filepath.Join(dir, "bin"), base, token, dsn, monitorPort(base))
+`, localPassfile(dir), filepath.Join(dir, "bin"), base, token, dsn, monitorPort(base))
 	return nil
 }
 

@@ -23,6 +23,9 @@ type Schema struct {
 	// Families and Channels are names SQL and Go must spell alike, declared once here.
 	Families []Family  `yaml:"families"`
 	Channels []Channel `yaml:"channels"`
+	// Roles are the database roles the functions' callers connect as; with them, every
+	// function says who may call it (Function.Callers) and codegen writes the grants.
+	Roles *Roles `yaml:"database_roles"`
 }
 
 // Enum is a PostgreSQL enum type, with an optional state machine over its values.
@@ -117,6 +120,8 @@ type Function struct {
 	Doc     string   `yaml:"doc"`
 	Args    []Arg    `yaml:"args"`
 	Returns *Returns `yaml:"returns"`
+	// Callers are the roles (Roles.Daemons, or Roles.Owner alone) that may EXECUTE it.
+	Callers []string `yaml:"callers"`
 }
 
 // Returns is what a function returns; Validate checks that exactly one of its forms is used.

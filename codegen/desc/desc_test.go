@@ -1,6 +1,7 @@
 package desc_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -354,4 +355,32 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	err = s.Validate()
 	require.ErrorContains(t, err, `tables[0].columns[0] "id": unknown type "strin"`)
 	require.ErrorContains(t, err, `errors[0] "no_thing": unknown error kind "missing"`)
+}
+
+// With database_roles, every function names its callers: one without says exactly what
+// to add, and a caller must be a declared role, the owner alone.
+func TestValidateCallers(t *testing.T) {
+	t.Parallel()
+	s, err := desc.Load([]byte(valid))
+	require.NoError(t, err)
+	require.NotEmpty(t, s.Functions)
+	s.Roles = &desc.Roles{Doc: "roles", PrefixSetting: "app.role_prefix", DefaultPrefix: "app_", Owner: "owner",
+		Daemons: []desc.Role{{Name: "worker", Doc: "works"}, {Name: "web", Doc: "serves"}}}
+	for i := range s.Functions {
+		s.Functions[i].Callers = []string{"worker"}
+	}
+	require.NoError(t, s.Validate())
+
+	name := s.Functions[0].Name
+	s.Functions[0].Callers = nil
+	require.ErrorContains(t, s.Validate(), fmt.Sprintf("functions[0] %q: no callers: add `callers: [ROLE, ...]` to this function, naming each daemon role whose daemon calls it (worker, web), or `callers: [owner]` when only pollux-admin or other logic functions call it", name))
+	s.Functions[0].Callers = []string{"wrker"}
+	require.ErrorContains(t, s.Validate(), `functions[0].callers[0] "wrker": unknown role: say one of worker, web, or owner`)
+	s.Functions[0].Callers = []string{"worker", "owner"}
+	require.ErrorContains(t, s.Validate(), `functions[0].callers[1] "owner": owner may call every function: list it alone`)
+	s.Functions[0].Callers = []string{"owner"}
+	require.NoError(t, s.Validate())
+
+	s.Roles = nil
+	require.ErrorContains(t, s.Validate(), "callers without database_roles")
 }

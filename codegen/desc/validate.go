@@ -30,6 +30,7 @@ func (s *Schema) Validate() error {
 	v.guards()
 	v.histories()
 	v.names()
+	v.roles()
 	return errors.Join(v.errs...)
 }
 

@@ -36,6 +36,27 @@ type data struct {
 	FamilyEnumPG string
 	Families     []familyData
 	Channels     []channelData
+	// Roles are the database roles and who may call what; nil without database_roles.
+	Roles      *rolesData
+	GrantsFile string
+}
+
+type rolesData struct {
+	Doc           string
+	PrefixSetting string
+	DefaultPrefix string
+	Owner         string
+	Readable      []string
+	Daemons       []roleData
+	// Functions are every logic function, described and generated: each is owned by the
+	// owner role and runs as it (SECURITY DEFINER).
+	Functions []string
+}
+
+type roleData struct {
+	Name      string
+	Doc       string
+	Functions []string // what it may EXECUTE, in declaration order
 }
 
 type familyData struct {
@@ -167,6 +188,7 @@ type rowData struct {
 }
 
 type funcData struct {
+	Callers      []string // the roles that may EXECUTE it
 	Name         string
 	GoName       string
 	File         string
@@ -230,6 +252,18 @@ func newData(s *desc.Schema, source string) *data {
 		d.Functions = append(d.Functions, newFunc(s, f))
 	}
 	d.Generated = s.GeneratedSignatures()
+	d.GrantsFile = desc.GrantsFile
+	if r := s.Roles; r != nil {
+		rd := &rolesData{Doc: r.Doc, PrefixSetting: r.PrefixSetting, DefaultPrefix: r.DefaultPrefix, Owner: r.Owner, Readable: r.Readable}
+		callable := s.Callable()
+		for _, role := range r.Daemons {
+			rd.Daemons = append(rd.Daemons, roleData{Name: role.Name, Doc: role.Doc, Functions: callable[role.Name]})
+		}
+		for _, sig := range s.Signatures() {
+			rd.Functions = append(rd.Functions, sig.Name)
+		}
+		d.Roles = rd
+	}
 	for _, e := range s.Errors {
 		if e.Name == desc.InvalidTransitionError {
 			d.InvalidTransition = e.SQLState
@@ -425,7 +459,7 @@ func newColumns(cols []desc.Column) []columnData {
 func newFunc(s *desc.Schema, f desc.Function) funcData {
 	fd := funcData{
 		Name: f.Name, GoName: f.GoName(), File: f.File, Doc: f.Doc,
-		IdentityArgs: f.IdentityArgs(), Result: f.Result(),
+		IdentityArgs: f.IdentityArgs(), Result: f.Result(), Callers: f.Callers,
 	}
 	casts := make([]string, len(f.Args))
 	for i, a := range f.Args {

@@ -26,6 +26,8 @@ type output struct {
 	path     string
 	template string
 	imports  func(*data) imports
+	// when, if set, says whether the description asks for this file at all.
+	when func(*data) bool
 }
 
 var outputs = []output{
@@ -43,6 +45,7 @@ var outputs = []output{
 	{path: "docs/statuses.md", template: "statuses.md.tmpl"},
 	{path: "schema/logic/" + desc.TransitionsFile, template: "transitions.sql.tmpl"},
 	{path: "schema/logic/" + desc.NamesFile, template: "names.sql.tmpl"},
+	{path: "schema/logic/" + desc.GrantsFile, template: "grants.sql.tmpl", when: func(d *data) bool { return d.Roles != nil }},
 }
 
 // Render renders every generated file of s, keyed by its slash-separated path relative
@@ -61,6 +64,9 @@ func Render(s *desc.Schema, source string) (map[string][]byte, error) {
 	}
 	files := make(map[string][]byte, len(outputs))
 	for _, o := range outputs {
+		if o.when != nil && !o.when(d) {
+			continue
+		}
 		fd := *d
 		if o.imports != nil {
 			fd.Imports = o.imports(d)

@@ -8,11 +8,12 @@
 //	files on disk ──Load──▶ Bundle{files, checksum}
 //	                            │
 //	                   Apply (one transaction, serialised by a table lock)
-//	                            │   for each changed file:
+//	                            │   for each changed file (the Final one aside):
 //	                            │     SAVEPOINT; execute
 //	                            │     result type or argument names changed (42P13)?
 //	                            │       ROLLBACK TO SAVEPOINT; DROP its triggers and functions;
 //	                            │       execute again
+//	                            │   the Final file, if any file ran (grants, SECURITY DEFINER)
 //	                            │   DROP triggers, then functions, no file defines any more
 //	                            ▼   INSERT bookkeeping row (version, checksum, catalogue checksum)
 //	                      installed vN ──Rollback──▶ vN+1 = content of vN-1
@@ -34,6 +35,12 @@
 // replaced or disabled by hand shows as hand-edited. Rollback restores the trigger
 // functions and triggers of the earlier version like any other file's content, and drops
 // the triggers that version did not have before the functions they call.
+//
+// A Final file (New's option) restates what running the other files undoes: CREATE OR
+// REPLACE FUNCTION resets SECURITY DEFINER and other attributes to their defaults (grants
+// and owner stay), and a function dropped and created anew has neither. It runs last, in
+// the same transaction, whenever any file runs, so no caller ever sees a function without
+// them.
 //
 // The bookkeeping table belongs to the application's migrations and needs the columns
 // version (identity), checksum, catalog_checksum, files (jsonb: name → content),

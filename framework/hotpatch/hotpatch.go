@@ -163,11 +163,26 @@ type Result struct {
 type Patcher struct {
 	db    *pg.DB
 	table string
+	final string
 }
 
+// Option changes how a Patcher applies bundles.
+type Option func(*Patcher)
+
+// Final names a file of the bundle that runs after every other file, each time an apply
+// runs any file (changed or not itself). It is for SQL that restates what running the
+// other files undoes: CREATE OR REPLACE FUNCTION resets attributes such as SECURITY
+// DEFINER, and a function dropped and created anew to change its signature loses its
+// grants. A bundle without that file applies as if no file were final.
+func Final(name string) Option { return func(p *Patcher) { p.final = name } }
+
 // New returns a patcher keeping its records in table (e.g. "logic_bundle").
-func New(db *pg.DB, table string) *Patcher {
-	return &Patcher{db: db, table: pgx.Identifier{table}.Sanitize()}
+func New(db *pg.DB, table string, opts ...Option) *Patcher {
+	p := &Patcher{db: db, table: pgx.Identifier{table}.Sanitize()}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
 }
 
 // Apply installs b in one transaction unless it is installed already (force re-runs it).
@@ -198,7 +213,7 @@ func (p *Patcher) apply(ctx context.Context, q pg.Querier, b Bundle, by, note st
 		old = Bundle{Files: cur.Files}
 	}
 	for _, name := range sortedKeys(b.Files) {
-		if !force && cur != nil && old.Files[name] == b.Files[name] {
+		if name == p.final || (!force && cur != nil && old.Files[name] == b.Files[name]) {
 			continue
 		}
 		recreated, err := execFile(ctx, q, name, b.Files[name])
@@ -206,6 +221,14 @@ func (p *Patcher) apply(ctx context.Context, q pg.Querier, b Bundle, by, note st
 			return err
 		}
 		res.Files = append(res.Files, name)
+		res.Recreated = append(res.Recreated, recreated...)
+	}
+	if sql, ok := b.Files[p.final]; ok && (len(res.Files) > 0 || force || cur == nil || old.Files[p.final] != sql) {
+		recreated, err := execFile(ctx, q, p.final, sql)
+		if err != nil {
+			return err
+		}
+		res.Files = append(res.Files, p.final)
 		res.Recreated = append(res.Recreated, recreated...)
 	}
 	// Triggers go before functions: a trigger's function cannot be dropped while the
@@ -448,31 +471,51 @@ func (p *Patcher) Status(ctx context.Context, b Bundle) (Status, error) {
 			st.Added = sortedKeys(b.Files)
 			return err
 		}
-		st.Installed = cur
 		installed := Bundle{Files: cur.Files}
 		catalog, err := catalogChecksum(ctx, q, installed.Functions(), installed.Triggers())
 		if err != nil {
 			return err
 		}
-		st.HandEdited = catalog != cur.CatalogChecksum
-		for _, n := range sortedKeys(b.Files) {
-			old, ok := cur.Files[n]
-			switch {
-			case !ok:
-				st.Added = append(st.Added, n)
-			case old != b.Files[n]:
-				st.Changed = append(st.Changed, n)
-			}
-		}
-		for _, n := range sortedKeys(cur.Files) {
-			if _, ok := b.Files[n]; !ok {
-				st.Removed = append(st.Removed, n)
-			}
-		}
-		st.Matches = cur.Checksum == b.Checksum && !st.HandEdited
+		st = Compare(cur, catalog != cur.CatalogChecksum, b)
 		return nil
 	})
 	return st, err
+}
+
+// Compare is Status from what is installed (cur, with its files), whether its functions
+// were changed by hand (HandEdited), and the bundle: for a caller that read the installed
+// version through a function rather than the bookkeeping table.
+func Compare(cur *Installed, handEdited bool, b Bundle) Status {
+	st := Status{Installed: cur, HandEdited: handEdited}
+	for _, n := range sortedKeys(b.Files) {
+		old, ok := cur.Files[n]
+		switch {
+		case !ok:
+			st.Added = append(st.Added, n)
+		case old != b.Files[n]:
+			st.Changed = append(st.Changed, n)
+		}
+	}
+	for _, n := range sortedKeys(cur.Files) {
+		if _, ok := b.Files[n]; !ok {
+			st.Removed = append(st.Removed, n)
+		}
+	}
+	st.Matches = cur.Checksum == b.Checksum && !handEdited
+	return st
+}
+
+// HandEdited reports whether the functions and triggers of an installed version (its
+// files) differ from what apply recorded of them (its catalogue checksum): someone changed
+// them outside apply. It reads only the catalogue, so that a caller without access to the
+// bookkeeping table (a daemon's role, given the version by a function) can check.
+func HandEdited(ctx context.Context, q pg.Querier, in Installed) (bool, error) {
+	b := Bundle{Files: in.Files}
+	catalog, err := catalogChecksum(ctx, q, b.Functions(), b.Triggers())
+	if err != nil {
+		return false, err
+	}
+	return catalog != in.CatalogChecksum, nil
 }
 
 // Rollback re-installs the version that preceded the current one, as a new version.
@@ -537,3 +580,6 @@ func (p *Patcher) Uninstall(ctx context.Context) ([]string, error) {
 	})
 	return dropped, err
 }
+
+// Names are the bundle's file names, sorted.
+func (b Bundle) Names() []string { return sortedKeys(b.Files) }

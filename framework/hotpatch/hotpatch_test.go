@@ -360,3 +360,45 @@ func TestArgumentTypeChangeLeavesNoOldSignature(t *testing.T) {
 	b.apply(t, map[string]string{"f.sql": "CREATE OR REPLACE FUNCTION pick(p_a integer, p_b text) RETURNS bigint LANGUAGE sql AS 'SELECT 3::bigint';"})
 	require.Equal(t, []string{"pick(integer,text)"}, signatures())
 }
+
+// A Final file runs after every other file each time an apply runs any, even when it is
+// unchanged itself, and so restates what CREATE OR REPLACE resets (here SECURITY
+// DEFINER); an apply that runs nothing does not run it either.
+func TestFinalFileRunsLastWheneverAnyFileRuns(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// Named to sort first, yet run last: it needs item_claim to exist.
+	p := hotpatch.New(b.db, "logic_bundle", hotpatch.Final("aa_final.sql"))
+	files := claimLogic("v1", "integer")
+	files["aa_final.sql"] = "ALTER FUNCTION item_claim(integer) SECURITY DEFINER;"
+	definer := func() bool {
+		var d bool
+		require.NoError(t, b.db.Pool().QueryRow(b.ctx, "SELECT prosecdef FROM pg_proc WHERE proname = 'item_claim'").Scan(&d))
+		return d
+	}
+
+	res, err := p.Apply(b.ctx, hotpatch.NewBundle(files), "test", "", false)
+	require.NoError(t, err)
+	require.Equal(t, []string{"helpers.sql", "item.sql", "aa_final.sql"}, res.Files)
+	require.True(t, definer())
+
+	// Only item.sql changed; its CREATE OR REPLACE makes item_claim SECURITY INVOKER again,
+	// and the final file, unchanged, runs after it.
+	files["item.sql"] = claimLogic("v2", "integer")["item.sql"]
+	res, err = p.Apply(b.ctx, hotpatch.NewBundle(files), "test", "", false)
+	require.NoError(t, err)
+	require.Equal(t, []string{"item.sql", "aa_final.sql"}, res.Files)
+	require.True(t, definer())
+
+	res, err = p.Apply(b.ctx, hotpatch.NewBundle(files), "test", "", false)
+	require.NoError(t, err)
+	require.True(t, res.Unchanged)
+	require.Empty(t, res.Files)
+
+	// Without the option the same bundle leaves the function as the last file made it.
+	files["item.sql"] = claimLogic("v3", "integer")["item.sql"]
+	res, err = hotpatch.New(b.db, "logic_bundle").Apply(b.ctx, hotpatch.NewBundle(files), "test", "", false)
+	require.NoError(t, err)
+	require.Equal(t, []string{"item.sql"}, res.Files)
+	require.False(t, definer())
+}

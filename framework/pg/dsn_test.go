@@ -47,3 +47,28 @@ func TestWithDatabaseKeepsEveryHost(t *testing.T) {
 }
 
 func hostPort(h string, p uint16) string { return net.JoinHostPort(h, strconv.Itoa(int(p))) }
+
+// WithUser and WithParam change one thing of a DSN in either form: the user (dropping a
+// password the DSN had, which belongs to the other role) and a connection parameter
+// (options reaches the server as its startup setting).
+func TestWithUserAndParam(t *testing.T) {
+	t.Parallel()
+	for _, dsn := range []string{
+		"postgres://pollux:secret@127.1.2.2:5432/pollux?sslmode=disable&password=also",
+		"host=127.1.2.2 port=5432 user=pollux password=secret dbname=pollux sslmode=disable",
+	} {
+		t.Run(dsn[:8], func(t *testing.T) {
+			t.Parallel()
+			got, err := pg.WithUser(dsn, "pollux_rhd")
+			require.NoError(t, err)
+			got, err = pg.WithParam(got, "options", "-c pollux.role_prefix=x_")
+			require.NoError(t, err)
+			cfg, err := pgconn.ParseConfig(got)
+			require.NoError(t, err, got)
+			require.Equal(t, "pollux_rhd", cfg.User, got)
+			require.Empty(t, cfg.Password, got)
+			require.Equal(t, "pollux", cfg.Database, got)
+			require.Equal(t, "-c pollux.role_prefix=x_", cfg.RuntimeParams["options"], got)
+		})
+	}
+}

@@ -29,6 +29,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // SuperUser is the database superuser initdb creates; local connections are trusted.
@@ -432,4 +434,89 @@ func tailFile(path string, n int) (string, error) {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n"), nil
+}
+
+// The block of pg_hba.conf that RequirePassword manages.
+const (
+	hbaBegin = "# BEGIN pollux pgcluster: roles that must give a password"
+	hbaEnd   = "# END pollux pgcluster"
+)
+
+// RequirePassword makes the roles authenticate with a password (scram-sha-256) over the
+// socket and TCP, whatever the trust lines after them say, and reloads the server's
+// configuration. pg_hba.conf is read top down and the first line that matches decides,
+// so the lines go in a block at the top, which a later call replaces. Other roles (the
+// superuser, the tests' roles) keep the cluster's trust.
+func (c *Cluster) RequirePassword(ctx context.Context, roles []string) error {
+	for _, r := range roles {
+		if r == "" || strings.ContainsAny(r, " \t\n,\"#@+") {
+			return fmt.Errorf("pgcluster: role name %q cannot be written into pg_hba.conf", r)
+		}
+	}
+	p := filepath.Join(c.dataDir(), "pg_hba.conf")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", p, err)
+	}
+	rest := string(b)
+	if i := strings.Index(rest, hbaBegin); i >= 0 {
+		if j := strings.Index(rest[i:], hbaEnd+"\n"); j >= 0 {
+			rest = rest[:i] + rest[i+j+len(hbaEnd)+1:]
+		}
+	}
+	var hba strings.Builder
+	if len(roles) > 0 {
+		list := strings.Join(roles, ",")
+		fmt.Fprintf(&hba, "%s\nlocal all %s scram-sha-256\nhost all %s all scram-sha-256\n%s\n", hbaBegin, list, list, hbaEnd)
+	}
+	hba.WriteString(rest)
+	if hba.String() == string(b) {
+		return nil
+	}
+	if err := c.writeConf("pg_hba.conf", hba.String(), false); err != nil {
+		return err
+	}
+	return c.reload(ctx)
+}
+
+// reload makes the server re-read its configuration files and returns once it has: the
+// signal pg_ctl sends is acted on later, and a connection made before then would still be
+// judged by the old pg_hba.conf. A new session's pg_conf_load_time() is the server's
+// last load.
+func (c *Cluster) reload(ctx context.Context) error {
+	loaded := func() (time.Time, error) {
+		conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+		if err != nil {
+			return time.Time{}, err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		var at time.Time
+		err = conn.QueryRow(ctx, "SELECT pg_conf_load_time()").Scan(&at)
+		return at, err
+	}
+	before, err := loaded()
+	if err != nil {
+		return fmt.Errorf("reload server configuration: %w", err)
+	}
+	if err := c.run(ctx, "pg_ctl", "reload", "-D", c.dataDir()); err != nil {
+		return fmt.Errorf("reload server configuration: %w", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		at, err := loaded()
+		if err != nil {
+			return fmt.Errorf("reload server configuration: %w", err)
+		}
+		if at.After(before) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("reload server configuration: the server did not re-read it within 30s (see its log)")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

@@ -85,3 +85,50 @@ func TestListenOnTCPForTrustedNetworks(t *testing.T) {
 	_, err = plain.TCPDSN("postgres")
 	require.ErrorContains(t, err, "listens on no TCP address")
 }
+
+// RequirePassword makes the named roles give a password, leaving every other role on the
+// cluster's trust, and can be undone.
+func TestRequirePassword(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("a second cluster takes seconds to create; -short leaves it out")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "pg")
+	c, err := pgcluster.EnsureWith(ctx, dir, pgcluster.Options{Settings: map[string]string{"shared_buffers": "32MB"}}, io.Discard)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Stop(context.Background()) })
+	admin, err := pgx.Connect(ctx, c.DSN("postgres"))
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	_, err = admin.Exec(ctx, "CREATE ROLE probe LOGIN PASSWORD 'probe-secret'")
+	require.NoError(t, err)
+
+	connect := func(password string) error {
+		cfg, err := pgx.ParseConfig(c.DSN("postgres"))
+		require.NoError(t, err)
+		cfg.User, cfg.Password = "probe", password
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err == nil {
+			conn.Close(ctx)
+		}
+		return err
+	}
+	require.NoError(t, connect(""), "trusted before")
+
+	require.NoError(t, c.RequirePassword(ctx, []string{"probe"}))
+	require.NoError(t, c.RequirePassword(ctx, []string{"probe"}), "a second call replaces the block")
+	require.Error(t, connect(""), "no password")
+	require.Error(t, connect("wrong"))
+	require.NoError(t, connect("probe-secret"))
+	var one int
+	require.NoError(t, admin.QueryRow(ctx, "SELECT 1").Scan(&one), "the superuser stays trusted")
+	fresh, err := pgx.Connect(ctx, c.DSN("postgres"))
+	require.NoError(t, err, "a new superuser session is trusted too")
+	fresh.Close(ctx)
+
+	require.NoError(t, c.RequirePassword(ctx, nil))
+	require.NoError(t, connect(""), "trusted again once no role must give a password")
+	require.Error(t, c.RequirePassword(ctx, []string{"a,b"}))
+}

@@ -154,11 +154,38 @@ BEGIN
         END IF;
     END IF;
 
-    -- Roles and grants (issue 9): the least-privilege database roles are checked here once
-    -- they exist; see the hook role_check() below.
-    IF to_regprocedure('role_check()') IS NOT NULL THEN
-        RETURN QUERY EXECUTE 'SELECT area, item, state, detail FROM role_check()';
-    END IF;
+    -- Database roles (grants_gen.sql): each daemon role exists and logs in, with no power
+    -- of its own, no privilege on any table, and every function it may call runs as the
+    -- owner role.
+    FOR r IN
+        SELECT k.name, a.oid IS NOT NULL AS present, coalesce(a.rolcanlogin, false) AS login,
+               coalesce(a.rolsuper OR a.rolcreaterole OR a.rolcreatedb OR a.rolreplication OR a.rolbypassrls, false) AS powerful,
+               (SELECT string_agg(c.relname, ', ' ORDER BY c.relname) FROM pg_catalog.pg_class c
+                WHERE a.oid IS NOT NULL AND c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
+                  AND has_table_privilege(a.oid, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')) AS tables,
+               (SELECT string_agg(p.proname, ', ' ORDER BY p.proname) FROM pg_catalog.pg_proc p
+                WHERE a.oid IS NOT NULL AND p.pronamespace = 'public'::regnamespace
+                  AND has_function_privilege(a.oid, p.oid, 'EXECUTE')
+                  AND (NOT p.prosecdef OR p.proowner IS DISTINCT FROM (
+                        SELECT o.oid FROM pg_catalog.pg_roles o JOIN db_role ko ON ko.name = o.rolname AND ko.kind = 'owner'))) AS invoker,
+               (SELECT count(*) FROM pg_catalog.pg_proc p
+                WHERE a.oid IS NOT NULL AND p.pronamespace = 'public'::regnamespace
+                  AND has_function_privilege(a.oid, p.oid, 'EXECUTE')) AS callable
+        FROM db_role k LEFT JOIN pg_catalog.pg_roles a ON a.rolname = k.name
+        WHERE k.kind <> 'owner'
+        ORDER BY k.kind
+    LOOP
+        RETURN QUERY SELECT 'database roles', r.name,
+            CASE WHEN NOT r.present OR NOT r.login OR r.powerful OR r.tables IS NOT NULL OR r.invoker IS NOT NULL THEN 'fail' ELSE 'ok' END,
+            CASE WHEN NOT r.present THEN 'missing: run pollux-admin migrate'
+                 WHEN NOT r.login THEN 'may not log in: run pollux-admin migrate'
+                 ELSE concat_ws('; ',
+                    CASE WHEN r.powerful THEN 'has role attributes a daemon must not have (superuser, createrole, createdb, replication or bypassrls)' END,
+                    CASE WHEN r.tables IS NOT NULL THEN 'may use tables directly: ' || r.tables END,
+                    CASE WHEN r.invoker IS NOT NULL THEN 'may call functions that do not run as the owner role: ' || r.invoker END,
+                    CASE WHEN NOT r.powerful AND r.tables IS NULL AND r.invoker IS NULL
+                         THEN format('may call %s function(s), all as the owner role, and no table', r.callable) END) END;
+    END LOOP;
 END;
 $$;
 

@@ -27,8 +27,19 @@ const LogicTable = model.LogicBundleTable
 // Template is the migrated-and-logic-installed template.
 var Template = pgtest.Template{Key: contentKey(), Setup: Install}
 
-// Install migrates the database at dsn to head and installs the embedded logic.
+// RolePrefix prefixes the database roles of the test databases (schematest's template and
+// its clones), so that tests never use the roles of the local instance (`make run`, prefix
+// pollux_), which log in with passwords on the same development cluster. Every test
+// database shares these roles: grants are per database, roles per cluster.
+const RolePrefix = "pollux_test_"
+
+// Install migrates the database at dsn to head and installs the embedded logic, with the
+// database roles named by RolePrefix.
 func Install(ctx context.Context, dsn string) error {
+	dsn, err := pg.WithParam(dsn, "options", "-c pollux.role_prefix="+RolePrefix)
+	if err != nil {
+		return err
+	}
 	db, err := pg.Open(ctx, pg.Config{DSN: dsn})
 	if err != nil {
 		return err
@@ -41,7 +52,7 @@ func Install(ctx context.Context, dsn string) error {
 	if err != nil {
 		return err
 	}
-	_, err = hotpatch.New(db, LogicTable).Apply(ctx, b, "schematest", "test template", false)
+	_, err = hotpatch.New(db, LogicTable, hotpatch.Final(model.LogicFinalFile)).Apply(ctx, b, "schematest", "test template", false)
 	return err
 }
 

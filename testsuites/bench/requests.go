@@ -101,6 +101,12 @@ func RunRequests(ctx context.Context, o RequestOptions, progress io.Writer) (Req
 	if err != nil {
 		return rep, err
 	}
+	// The tests' database roles (schematest.RolePrefix), which the development cluster
+	// trusts; the local instance's (pollux_) must give a password there once `make run`
+	// has run, and the daemons run as their roles (e2e.Start).
+	if dsn, err = pg.WithParam(dsn, "options", "-c pollux.role_prefix=pollux_test_"); err != nil {
+		return rep, err
+	}
 	defer dropDatabase(context.WithoutCancel(ctx), o.AdminDSN, RequestDatabase)
 	if out, err := exec.CommandContext(ctx, filepath.Join(bin, "pollux-admin"), "migrate", "--database-url", dsn).CombinedOutput(); err != nil {
 		return rep, fmt.Errorf("migrate: %w\n%s", err, out)

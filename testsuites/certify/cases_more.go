@@ -200,16 +200,98 @@ func init() {
 			}},
 	)
 
-	// Quotas (issue 13) are being built; until the instance reports the feature these are
-	// skipped, saying so.
-	for _, q := range []struct{ id, purpose string }{
-		{"quota/put-over-limit-refused", "a put that would take a user over their quota is refused with its reason and changes nothing"},
-		{"quota/rm-frees-quota", "removing a file gives its bytes back to its owner's quota"},
-		{"quota/rewrite-counts-once", "a rewrite is counted once its new copy is closed, the old copy's bytes given back"},
-		{"quota/other-user-unaffected", "one user at their quota does not stop another user's puts"},
-	} {
-		register(Case{ID: q.id, Purpose: q.purpose, Needs: []Need{NeedQuota}, Run: func(t *T) {}})
+	// Quotas: the operator sets the limits (--admin), the put decision and the upload's end
+	// check them. Each case sets the first user's quota in the run's service class from its
+	// usage of the moment and puts back what was there before (the cases run one at a time).
+	register(
+		Case{ID: "quota/put-over-limit-refused", Purpose: "a put that would take a user over their file quota is refused with its reason (exit 1) and changes nothing", Needs: []Need{NeedAdmin, NeedQuota},
+			Run: func(t *T) {
+				q := t.quota(User1)
+				t.setQuota(q, "none", fmt.Sprint(q.Files))
+				p := t.Unused("over")
+				local, _ := t.File("over", 2000)
+				t.Fails(t.Cmd("pollux", "cp", local, p), 1, "quota exceeded")
+				t.CheckMissing(p)
+				after := t.quota(User1)
+				t.Check(after.Files == q.Files && after.Bytes == q.Bytes, "the refused put changed the usage: %+v, was %+v", after, q)
+				t.Evidence("at %d files of %d the put was refused, and the usage stayed %d files, %d bytes", q.Files, q.Files, after.Files, after.Bytes)
+			}},
+		Case{ID: "quota/rm-frees-quota", Purpose: "removing a file gives its bytes and its file back to its owner's quota", Needs: []Need{NeedAdmin, NeedQuota},
+			Run: func(t *T) {
+				p, data := t.Store("f", 5000)
+				held := t.quota(User1)
+				t.OK(t.Cmd("stager_rm", "-M", p))
+				after := t.quota(User1)
+				t.Check(after.Files == held.Files-1 && after.Bytes == held.Bytes-int64(len(data)),
+					"after rm the usage is %d files, %d bytes; want %d, %d", after.Files, after.Bytes, held.Files-1, held.Bytes-int64(len(data)))
+				t.Evidence("rm gave back 1 file and %d bytes (%d files, %d bytes → %d, %d)", len(data), held.Files, held.Bytes, after.Files, after.Bytes)
+			}},
+		Case{ID: "quota/rewrite-counts-once", Purpose: "a rewrite is counted once its new copy is closed, the old copy's bytes given back", Needs: []Need{NeedAdmin, NeedQuota},
+			Run: func(t *T) {
+				p, old := t.Store("f", 4000)
+				held := t.quota(User1)
+				local, data := t.File("new", 6000)
+				t.OK(t.Cmd("pollux", "cp", local, p))
+				after := t.quota(User1)
+				want := held.Bytes - int64(len(old)) + int64(len(data))
+				t.Check(after.Files == held.Files && after.Bytes == want, "after the rewrite the usage is %d files, %d bytes; want %d, %d", after.Files, after.Bytes, held.Files, want)
+				t.Evidence("the rewrite of %d bytes by %d left %d files and %d bytes", len(old), len(data), after.Files, after.Bytes)
+			}},
+		Case{ID: "quota/other-user-unaffected", Purpose: "one user at their quota does not stop another user's puts", Needs: []Need{NeedAdmin, NeedQuota, NeedUser2},
+			Run: func(t *T) {
+				// The case's directory, the first user's, open to the second (sticky, as /tmp).
+				t.Store("seed", 100)
+				t.OK(t.Admin("ns", "chmod", t.Dir(), "1777"))
+				q := t.quota(User1)
+				t.setQuota(q, "none", fmt.Sprint(q.Files))
+				local, _ := t.File("f", 1500)
+				t.Fails(t.Cmd("pollux", "cp", local, t.Unused("refused")), 1, "quota exceeded")
+				p2 := t.PathAs(User2, "f")
+				t.OK(t.CmdAs(User2, "pollux", "cp", local, p2))
+				t.Evidence("the first user at %d of %d files was refused; the second user's put of %s went through", q.Files, q.Files, p2)
+			}},
+	)
+}
+
+// quota is user's usage and limits in the run's service class (stager_qry --quota's call).
+func (t *T) quota(user int) quotaState {
+	qs, err := t.Client(user).Quotas(t.Ctx)
+	if err != nil {
+		t.Fatalf("read the quota: %v", err)
 	}
+	st := quotaState{User: qs.User, ServiceClass: t.s.cfg.ServiceClass}
+	for _, q := range qs.Quotas {
+		if q.ServiceClass == st.ServiceClass {
+			st.Quota = q
+		}
+	}
+	return st
+}
+
+type quotaState struct {
+	User, ServiceClass string
+	api.Quota
+}
+
+// setQuota sets the limits of q's user (--bytes, --files: a number or none) and puts back,
+// at the case's end, the limits q had.
+func (t *T) setQuota(q quotaState, bytes, files string) {
+	t.OK(t.Admin("quota", "set", q.User, "--service-class", q.ServiceClass, "--bytes", bytes, "--files", files))
+	t.Cleanup(func() {
+		if q.MaxBytes == nil && q.MaxFiles == nil {
+			t.Admin("quota", "rm", q.User, "--service-class", q.ServiceClass)
+			return
+		}
+		limit := func(v *int64) string {
+			if v == nil {
+				return "none"
+			}
+			return fmt.Sprint(*v)
+		}
+		t.Admin("quota", "set", q.User, "--service-class", q.ServiceClass, "--bytes", limit(q.MaxBytes), "--files", limit(q.MaxFiles))
+	})
+	t.Evidence("set the quota of %s in %s to %s bytes, %s files", q.User, q.ServiceClass, bytes, files)
+
 }
 
 // trailerBody calls done when its reader ends, so that a trailer computed from the body

@@ -29,6 +29,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pollux-storage/pollux/cmd/client"
+	"github.com/pollux-storage/pollux/daemons/rhd/api"
 )
 
 // Need is what a case requires of the run beyond one user's token and the client API.
@@ -50,7 +53,7 @@ const (
 	NeedDiskKill Need = "disk server kill hook"
 	// NeedDiskDrain is an operator's command that drains a disk server and returns it.
 	NeedDiskDrain Need = "disk drain command"
-	// NeedQuota is the quota feature on the instance (being built: issue 13).
+	// NeedQuota is the quota feature on the instance (rhd answers GET /v1/quotas).
 	NeedQuota Need = "quota"
 )
 
@@ -222,6 +225,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	s.journal = j
 	defer j.close()
+	s.quotas = s.probeQuotas(ctx)
 	// A previous run that was interrupted left its journal: remove what it created first,
 	// so that a shared instance does not fill with certification files.
 	if len(leftovers) > 0 {
@@ -243,6 +247,20 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	rep.Cleanup = append(rep.Cleanup, s.cleanup(context.WithoutCancel(ctx), j.entries(), "this run")...)
 	rep.Duration = time.Since(rep.Started)
 	return rep, nil
+}
+
+// probeQuotas says whether the instance answers the first user's GET /v1/quotas: a
+// service error means none (an older instance), whatever else it says.
+func (s *suite) probeQuotas(ctx context.Context) bool {
+	cfg, err := client.ConfigFromEnv(s.getenv(User1))
+	if err != nil {
+		return false
+	}
+	cl := client.New(cfg)
+	defer cl.Close()
+	cl.ServiceTimeout = s.cfg.ServiceTimeout
+	_, err = cl.Quotas(ctx)
+	return err == nil
 }
 
 func (cfg *Config) fill() error {
@@ -303,6 +321,8 @@ type suite struct {
 	cfg     Config
 	journal *journal
 	http    *http.Client
+	// quotas says whether the instance has quotas (set at the start of the run).
+	quotas bool
 }
 
 func (s *suite) has(n Need) (bool, string) {
@@ -320,9 +340,9 @@ func (s *suite) has(n Need) (bool, string) {
 	case NeedDiskDrain:
 		return false, "no operator command drains a disk server yet (pollux-admin diskservers only lists them)"
 	case NeedQuota:
-		// The quota feature is being built (issue 13): until the instance reports it,
-		// these cases wait for it.
-		return false, "quota not configured on this instance"
+		// Quotas are checked by every instance of this version; one that answers no
+		// GET /v1/quotas predates them.
+		return s.quotas, "the instance has no quotas (rhd answers no " + api.PathQuotas + ")"
 	}
 	return false, "unknown need " + string(n)
 }

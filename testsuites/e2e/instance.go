@@ -21,6 +21,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/model"
 )
 
 // Build compiles every command and daemon into dir.
@@ -61,6 +64,11 @@ type Options struct {
 	// and listens on 127.0.0.1. DSN must then reach the database from every host, over
 	// TCP (see testsuites/netns).
 	Hosts map[string]Host
+	// AsDSNUser runs every daemon as DSN's user. By default each runs as its database
+	// role (the db_role table of DSN's database; the server must let those roles in
+	// without a password, as the tests' clusters do), so that every end-to-end test
+	// exercises the grants.
+	AsDSNUser bool
 }
 
 // Host is a machine a daemon may run on: a host of a testsuites/netns network.
@@ -117,6 +125,9 @@ type Instance struct {
 	Token string
 	User  string
 
+	// dsns are the daemons' DSNs by binary name (rhd, diskserverd ...).
+	dsns map[string]string
+
 	mu    sync.Mutex
 	procs []*Proc // grows with AddDiskServer
 }
@@ -155,6 +166,11 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 		}
 	}
 	in := &Instance{opts: o, Token: "e2e-token-0123456789abcdef", User: "alice"}
+	dsns, err := daemonDSNs(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	in.dsns = dsns
 	if err := os.MkdirAll(filepath.Join(o.Dir, "log"), 0o755); err != nil {
 		return nil, err
 	}
@@ -189,6 +205,44 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 		return nil, err
 	}
 	return in, nil
+}
+
+// daemonDSNs returns the DSN each daemon binary connects with: its database role's, unless
+// o.AsDSNUser.
+func daemonDSNs(ctx context.Context, o Options) (map[string]string, error) {
+	out := map[string]string{}
+	if o.AsDSNUser {
+		for _, kind := range model.DaemonRoles {
+			out[kind] = o.DSN
+		}
+		return out, nil
+	}
+	db, err := pg.Open(ctx, pg.Config{DSN: o.DSN, MaxConns: 1})
+	if err != nil {
+		return nil, fmt.Errorf("e2e: open the instance's database: %w", err)
+	}
+	defer db.Close()
+	var roles []model.DbRoleListRow
+	if err := db.Do(ctx, "list database roles", func(q pg.Querier) (err error) {
+		roles, err = model.DbRoleList(ctx, q)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("e2e: the daemons' database roles: %w", err)
+	}
+	for _, r := range roles {
+		if !slices.Contains(model.DaemonRoles, r.Kind) {
+			continue
+		}
+		if out[r.Kind], err = pg.WithUser(o.DSN, r.Name); err != nil {
+			return nil, err
+		}
+	}
+	for _, kind := range model.DaemonRoles {
+		if out[kind] == "" {
+			return nil, fmt.Errorf("e2e: the database has no role for %s (migrated before roles?)", kind)
+		}
+	}
+	return out, nil
 }
 
 // anyPort has the kernel choose a free port when the daemon binds. A port chosen by the
@@ -246,7 +300,7 @@ func (in *Instance) start(p *Proc) error {
 	}
 	watch := newLogWatch(f)
 	cmd := exec.Command(filepath.Join(in.opts.Bin, p.bin), p.args...)
-	cmd.Env = append(os.Environ(), "POLLUX_DATABASE_URL="+in.opts.DSN)
+	cmd.Env = append(os.Environ(), "POLLUX_DATABASE_URL="+in.dsns[p.bin])
 	cmd.Stdout, cmd.Stderr = watch, watch
 	start := cmd.Start
 	if p.host != nil {

@@ -12,6 +12,8 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
+
 	"github.com/pollux-storage/pollux/framework/daemon"
 	"github.com/pollux-storage/pollux/framework/hotpatch"
 	"github.com/pollux-storage/pollux/framework/migrate"
@@ -54,16 +56,18 @@ func (Registry) Deregister(ctx context.Context, db *pg.DB, id string) error {
 var Ready = []func(ctx context.Context, db *pg.DB) error{MigrationsAtHead, LogicInstalled}
 
 // MigrationsAtHead fails while the database is behind (or ahead of) this binary's
-// migrations, or dirty.
+// migrations, or dirty. The versions come from readiness_versions: a daemon's role reads
+// no table.
 func MigrationsAtHead(ctx context.Context, db *pg.DB) error {
 	head, err := migrate.Head(schema.Migrations())
 	if err != nil {
 		return err
 	}
-	cur, err := migrate.Current(ctx, db, schema.Migrations())
+	v, err := readiness(ctx, db)
 	if err != nil {
 		return err
 	}
+	cur := migrate.Versions{Schema: uint(v.SchemaVersion), Dirty: v.SchemaDirty, River: int(v.RiverVersion)}
 	if cur != head {
 		return fmt.Errorf("database at %s, this binary needs %s: run `pollux-admin migrate`", cur, head)
 	}
@@ -74,17 +78,71 @@ func MigrationsAtHead(ctx context.Context, db *pg.DB) error {
 // every function this binary calls exists with the signature it was generated for. A hot
 // patch from a directory keeps daemons ready as long as it keeps those signatures.
 func LogicInstalled(ctx context.Context, db *pg.DB) error {
-	st, err := hotpatch.New(db, LogicTable).Status(ctx, hotpatch.Bundle{Files: map[string]string{}})
+	v, err := readiness(ctx, db)
 	if err != nil {
 		return err
 	}
-	if st.Installed == nil {
+	if v.LogicVersion == nil || v.LogicCatalogChecksum == nil {
 		return errors.New("no logic installed: run `pollux-admin migrate` or `pollux-admin logic apply`")
 	}
-	if st.HandEdited {
-		return fmt.Errorf("logic version %d was changed by hand since it was applied: run `pollux-admin logic status` and re-apply", st.Installed.Version)
+	in := hotpatch.Installed{Version: *v.LogicVersion, CatalogChecksum: *v.LogicCatalogChecksum}
+	if err := json.Unmarshal(v.LogicFiles, &in.Files); err != nil {
+		return fmt.Errorf("read installed logic files: %w", err)
+	}
+	var edited bool
+	if err := db.DoIdempotent(ctx, "compare installed logic", func(q pg.Querier) (err error) {
+		edited, err = hotpatch.HandEdited(ctx, q, in)
+		return err
+	}); err != nil {
+		return err
+	}
+	if edited {
+		return fmt.Errorf("logic version %d was changed by hand since it was applied: run `pollux-admin logic status` and re-apply", in.Version)
 	}
 	return CheckSignatures(ctx, db)
+}
+
+// LogicStatus compares the installed logic with bundle, as hotpatch's Status does, from
+// readiness_versions and the catalogue: a daemon's role reads neither bookkeeping table.
+// Its schema version comes with it.
+func LogicStatus(ctx context.Context, db *pg.DB, bundle hotpatch.Bundle) (hotpatch.Status, int64, error) {
+	v, err := readiness(ctx, db)
+	if err != nil {
+		return hotpatch.Status{}, 0, err
+	}
+	if v.LogicVersion == nil || v.LogicCatalogChecksum == nil || v.LogicChecksum == nil {
+		return hotpatch.Status{Added: bundle.Names()}, v.SchemaVersion, nil
+	}
+	in := hotpatch.Installed{Version: *v.LogicVersion, Checksum: *v.LogicChecksum, CatalogChecksum: *v.LogicCatalogChecksum}
+	if err := json.Unmarshal(v.LogicFiles, &in.Files); err != nil {
+		return hotpatch.Status{}, 0, fmt.Errorf("read installed logic files: %w", err)
+	}
+	var edited bool
+	if err := db.DoIdempotent(ctx, "compare installed logic", func(q pg.Querier) (err error) {
+		edited, err = hotpatch.HandEdited(ctx, q, in)
+		return err
+	}); err != nil {
+		return hotpatch.Status{}, 0, err
+	}
+	return hotpatch.Compare(&in, edited, bundle), v.SchemaVersion, nil
+}
+
+func readiness(ctx context.Context, db *pg.DB) (model.ReadinessVersionsRow, error) {
+	var rows []model.ReadinessVersionsRow
+	err := db.DoIdempotent(ctx, "read versions", func(q pg.Querier) (err error) {
+		rows, err = model.ReadinessVersions(ctx, q)
+		return err
+	})
+	if pg.SQLState(err) == pgerrcode.UndefinedFunction {
+		return model.ReadinessVersionsRow{}, fmt.Errorf("the logic is not installed (%w): run `pollux-admin migrate`", err)
+	}
+	if err != nil {
+		return model.ReadinessVersionsRow{}, err
+	}
+	if len(rows) != 1 {
+		return model.ReadinessVersionsRow{}, fmt.Errorf("read versions: %d rows, want 1", len(rows))
+	}
+	return rows[0], nil
 }
 
 // CheckSignatures compares the catalogue with model.LogicFunctions.

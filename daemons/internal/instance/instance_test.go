@@ -4,10 +4,12 @@ import (
 	"context"
 	"testing"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollux-storage/pollux/daemons/internal/instance"
 	"github.com/pollux-storage/pollux/framework/daemon"
+	"github.com/pollux-storage/pollux/framework/pg"
 	"github.com/pollux-storage/pollux/schema/schematest"
 )
 
@@ -42,4 +44,24 @@ func TestRegistryAndReadiness(t *testing.T) {
 	_, err = db.Pool().Exec(ctx, "update schema_migrations set version = 0")
 	require.NoError(t, err)
 	require.ErrorContains(t, instance.MigrationsAtHead(ctx, db), "run `pollux-admin migrate`")
+}
+
+// A daemon's role reads no table, yet its readiness checks pass: they read the versions
+// through readiness_versions and the catalogue; and a role may not read the bookkeeping
+// tables directly.
+func TestReadinessAsADaemonRole(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn, err := pg.WithUser(schematest.DSN(t), schematest.RolePrefix+"stagerd")
+	require.NoError(t, err)
+	db, err := pg.Open(ctx, pg.Config{DSN: dsn})
+	require.NoError(t, err)
+	defer db.Close()
+	for _, check := range instance.Ready {
+		require.NoError(t, check(ctx, db))
+	}
+	for _, table := range []string{"schema_migrations", "river_migration", "logic_bundle"} {
+		_, err := db.Pool().Exec(ctx, "select * from "+table)
+		require.Equal(t, pgerrcode.InsufficientPrivilege, pg.SQLState(err), table)
+	}
 }

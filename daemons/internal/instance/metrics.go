@@ -99,16 +99,12 @@ func (c *versionCollector) refresh() {
 	defer cancel()
 	c.at = time.Now()
 	c.dbVersion, c.installed, c.matches = -1, -1, 1
-	if cur, err := migrate.Current(ctx, c.db, schema.Migrations()); err != nil {
-		c.log.Warn("read schema version for metrics", zap.Error(err))
-	} else {
-		c.dbVersion = float64(cur.Schema)
-	}
-	st, err := hotpatch.New(c.db, LogicTable).Status(ctx, c.bundle)
+	st, schemaVersion, err := LogicStatus(ctx, c.db, c.bundle)
 	if err != nil {
-		c.log.Warn("read logic status for metrics", zap.Error(err))
+		c.log.Warn("read schema and logic versions for metrics", zap.Error(err))
 		return
 	}
+	c.dbVersion = float64(schemaVersion)
 	c.installed, c.matches = 0, 0
 	if st.Installed != nil {
 		c.installed = float64(st.Installed.Version)

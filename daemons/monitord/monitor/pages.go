@@ -221,14 +221,25 @@ func (s *server) logic(ctx context.Context, _ *http.Request) (any, string, error
 	if err != nil {
 		return nil, "", err
 	}
-	p := hotpatch.New(s.db, instance.LogicTable)
 	d := logicData{Files: len(files.Files)}
-	// Drift against the files this binary carries: the same check readiness makes.
-	if d.Status, err = p.Status(ctx, files); err != nil {
+	// Drift against the files this binary carries: the same check readiness makes, through
+	// functions, as monitord's role reads no table.
+	if d.Status, _, err = instance.LogicStatus(ctx, s.db, files); err != nil {
 		return nil, "", err
 	}
-	if d.History, err = p.History(ctx, 20); err != nil {
+	var rows []model.LogicHistoryRow
+	if err := s.db.DoIdempotent(ctx, "read logic history", func(q pg.Querier) (err error) {
+		rows, err = model.LogicHistory(ctx, q, 20)
+		return err
+	}); err != nil {
 		return nil, "", err
+	}
+	for _, r := range rows {
+		in := hotpatch.Installed{Version: r.Version, Checksum: r.Checksum, AppliedAt: r.AppliedAt, AppliedBy: r.AppliedBy, Note: r.Note}
+		d.History = append(d.History, in)
+		if cur := d.Status.Installed; cur != nil && cur.Version == in.Version {
+			cur.AppliedAt, cur.AppliedBy, cur.Note = in.AppliedAt, in.AppliedBy, in.Note
+		}
 	}
 	if err := instance.MigrationsAtHead(ctx, s.db); err != nil {
 		d.Migrations = err.Error()

@@ -39,6 +39,16 @@ var LogicFunctions = []LogicFunction{
 	{Name: "pollux_channel_job_done", File: "names_gen.sql", IdentityArgs: "", Result: "text"},
 }
 
+// LogicFinalFile is the logic file that installs the database roles and grants (SECURITY
+// DEFINER, owner, EXECUTE per daemon role). An apply must run it after every other file
+// whenever it runs any (hotpatch.Final): CREATE OR REPLACE resets SECURITY DEFINER, and a
+// function dropped and created anew loses its grants.
+const LogicFinalFile = "grants_gen.sql"
+
+// DaemonRoles are the daemon roles, by the name after the prefix (the db_role table maps
+// them to the cluster's role names).
+var DaemonRoles = []string{"worker", "web"}
+
 // The SQL each wrapper runs. Every argument is cast to its declared type, so that
 // PostgreSQL resolves the function by its full signature and never guesses a type from
 // the Go value. Functions returning rows are read by naming their columns, never with *:
