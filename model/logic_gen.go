@@ -104,6 +104,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "disk_server_unavailability", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "text"},
 	{Name: "disk_copy_unavailability", File: "diskserver.sql", IdentityArgs: "p_disk_copy_id bigint", Result: "text"},
 	{Name: "disk_server_expire", File: "diskserver.sql", IdentityArgs: "p_batch integer", Result: "TABLE(disk_server text, subrequest_id bigint, request_id uuid, status subrequest_status, wake_url text, message text)"},
+	{Name: "disk_server_set_status", File: "diskserver.sql", IdentityArgs: "p_name text, p_status disk_server_status, p_by text", Result: "TABLE(name text, status disk_server_status, previous disk_server_status)"},
 	{Name: "disk_server_stop", File: "diskserver.sql", IdentityArgs: "p_id bigint", Result: "TABLE(subrequest_id bigint, request_id uuid, status subrequest_status, wake_url text)"},
 	{Name: "disk_server_list", File: "diskserver.sql", IdentityArgs: "", Result: "TABLE(id bigint, name text, url text, status disk_server_status, availability disk_server_availability, unavailable_since timestamp with time zone, heartbeat_age_seconds double precision, why text, file_systems integer, free_bytes bigint, scheduled integer, ready integer)"},
 	{Name: "disk_copy_claim_gc", File: "diskserver.sql", IdentityArgs: "p_disk_server_id bigint, p_batch integer", Result: "TABLE(id bigint, mount_point text, disk_path text)"},
@@ -312,6 +313,8 @@ const (
 	DiskCopyUnavailabilitySQL = "SELECT disk_copy_unavailability($1::bigint)"
 	// DiskServerExpireSQL is the statement DiskServerExpire runs.
 	DiskServerExpireSQL = "SELECT disk_server, subrequest_id, request_id, status, wake_url, message FROM disk_server_expire($1::integer)"
+	// DiskServerSetStatusSQL is the statement DiskServerSetStatus runs.
+	DiskServerSetStatusSQL = "SELECT name, status, previous FROM disk_server_set_status($1::text, $2::disk_server_status, $3::text)"
 	// DiskServerStopSQL is the statement DiskServerStop runs.
 	DiskServerStopSQL = "SELECT subrequest_id, request_id, status, wake_url FROM disk_server_stop($1::bigint)"
 	// DiskServerListSQL is the statement DiskServerList runs.
@@ -1648,6 +1651,33 @@ func DiskServerExpire(ctx context.Context, db DBTX, batch int32) ([]DiskServerEx
 	})
 	if err != nil {
 		return nil, fmt.Errorf("disk_server_expire: %w", err)
+	}
+	return result, nil
+}
+
+// DiskServerSetStatusRow is a row returned by disk_server_set_status.
+type DiskServerSetStatusRow struct {
+	Name     string           `json:"name"`
+	Status   DiskServerStatus `json:"status"`
+	Previous DiskServerStatus `json:"previous"`
+}
+
+// DiskServerSetStatus calls the SQL function disk_server_set_status (diskserver.sql).
+//
+// The operator's switch of a disk server (pollux-admin diskservers drain|return|disable),
+// journaled; PRODUCTION again is a capacity change. Raises not_found for an unknown name.
+func DiskServerSetStatus(ctx context.Context, db DBTX, name string, status DiskServerStatus, by string) ([]DiskServerSetStatusRow, error) {
+	rows, err := db.Query(ctx, DiskServerSetStatusSQL, name, status, by)
+	if err != nil {
+		return nil, fmt.Errorf("disk_server_set_status: %w", err)
+	}
+	result, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DiskServerSetStatusRow, error) {
+		var r DiskServerSetStatusRow
+		err := row.Scan(&r.Name, &r.Status, &r.Previous)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("disk_server_set_status: %w", err)
 	}
 	return result, nil
 }

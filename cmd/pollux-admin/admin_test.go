@@ -14,6 +14,7 @@ import (
 	"github.com/pollux-storage/pollux/framework/migrate"
 	"github.com/pollux-storage/pollux/framework/pg"
 	"github.com/pollux-storage/pollux/framework/pgtest"
+	"github.com/pollux-storage/pollux/framework/uuid"
 	"github.com/pollux-storage/pollux/model"
 	"github.com/pollux-storage/pollux/schema"
 )
@@ -271,6 +272,40 @@ func TestDiskServersShowAvailability(t *testing.T) {
 	code, out, _ = b.admin(t, "diskservers", "--json")
 	require.Equal(t, 0, code)
 	require.Contains(t, out, `"availability": "SILENT"`)
+
+	// Drained, it takes no new write: a put of a class whose only server is disk1 waits;
+	// returned, it takes the put at once. Each switch is journaled; asking again for the
+	// status it has changes nothing; an unknown name is refused.
+	code, out, stderr = b.admin(t, "diskservers", "drain", "disk1")
+	require.Equal(t, 0, code, stderr)
+	require.Equal(t, "disk server disk1: DRAINING (was PRODUCTION)\n", out)
+	code, out, _ = b.admin(t, "diskservers", "drain", "disk1")
+	require.Equal(t, 0, code)
+	require.Equal(t, "disk server disk1 is DRAINING already\n", out)
+	id := uuid.New()
+	_, err = model.RequestSubmit(b.ctx, db.Pool(), id, model.RequestTypePut, "default", "alice", "", "", []string{"/pollux/drained"}, false, nil, nil)
+	require.NoError(t, err)
+	_, err = model.SubrequestClaim(b.ctx, db.Pool(), "put", 10)
+	require.NoError(t, err)
+	subs, err := model.SubrequestList(b.ctx, db.Pool(), id)
+	require.NoError(t, err)
+	require.Equal(t, model.SubrequestStatusWaitsched, subs[0].Status, "a drained server takes no new write")
+	code, out, stderr = b.admin(t, "diskservers", "return", "disk1")
+	require.Equal(t, 0, code, stderr)
+	require.Equal(t, "disk server disk1: PRODUCTION (was DRAINING)\n", out)
+	placed, err := model.SubrequestClaimWaitsched(b.ctx, db.Pool(), 10)
+	require.NoError(t, err)
+	require.Len(t, placed, 1, "returned, it takes the waiting write")
+	code, out, _ = b.admin(t, "events")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "disk server disk1 set DRAINING (was PRODUCTION) by")
+	require.Contains(t, out, "disk server disk1 set PRODUCTION (was DRAINING) by")
+	code, _, stderr = b.admin(t, "diskservers", "drain", "nosuch")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, `no disk server named "nosuch"`)
+	code, _, stderr = b.admin(t, "diskservers", "shrink", "disk1")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "use diskservers [--json], or diskservers drain|return|disable NAME")
 }
 
 // The namespace's permissions from the command line: a home, owner, group and mode, group

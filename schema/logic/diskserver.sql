@@ -445,3 +445,40 @@ BEGIN
     FROM disk_server ds ORDER BY ds.name;
 END;
 $$;
+
+-- disk_server_set_status is the operator's switch of a disk server (pollux-admin diskservers
+-- drain|return|disable): DRAINING finishes what is placed on it and serves reads of its
+-- copies, but takes no new write; DISABLED takes nothing new at all; PRODUCTION takes new
+-- work again, a capacity change (capacity_changed), so that what waits for a disk server
+-- is tried again. Journaled (disk_server_status) with who did it. Setting the status it has
+-- changes nothing and journals nothing. Raises not_found (PX001) for an unknown name.
+-- Locks: the server's row.
+CREATE OR REPLACE FUNCTION disk_server_set_status(p_name text, p_status disk_server_status, p_by text)
+RETURNS TABLE (name text, status disk_server_status, previous disk_server_status)
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_ds disk_server;
+BEGIN
+    SELECT * INTO v_ds FROM disk_server d WHERE d.name = p_name FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no disk server named "%" (pollux-admin diskservers lists them)', p_name USING ERRCODE = 'PX001';
+    END IF;
+    name := v_ds.name; status := p_status; previous := v_ds.status;
+    IF v_ds.status = p_status THEN
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    UPDATE disk_server d SET status = p_status WHERE d.id = v_ds.id;
+    IF p_status = 'PRODUCTION' THEN
+        PERFORM capacity_changed();
+    END IF;
+    PERFORM system_event_record('disk_server_status', 'pollux-admin', NULL,
+        format('disk server %s set %s (was %s) by %s', v_ds.name, p_status, v_ds.status, p_by),
+        jsonb_build_object('disk_server', v_ds.name, 'status', p_status, 'previous', v_ds.status, 'by', p_by));
+    RETURN NEXT;
+END;
+$$;

@@ -109,6 +109,7 @@ DECLARE
         'disk_server_unavailability',
         'disk_copy_unavailability',
         'disk_server_expire',
+        'disk_server_set_status',
         'disk_server_stop',
         'disk_server_list',
         'disk_copy_claim_gc',

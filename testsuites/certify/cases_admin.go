@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/pollux-storage/pollux/daemons/rhd/api"
 	"github.com/pollux-storage/pollux/schema"
 )
 
@@ -142,9 +143,70 @@ func init() {
 				t.Check(after > before, "logic version %d after apply and rollback, before %d", after, before)
 				t.Evidence("applied and rolled back (version %d to %d) while %d put+get round trips all succeeded; the logic matches the files again", before, after, ok.Load())
 			}},
-		Case{ID: "admin/diskserver-drain-and-return", Purpose: "a disk server drained takes no new transfers, and returned takes them again", Needs: []Need{NeedAdmin, NeedDiskDrain},
-			Run: func(t *T) {}},
+		Case{ID: "admin/diskserver-drain-and-return", Purpose: "a disk server drained takes no new transfers, and returned takes them again", Needs: []Need{NeedAdmin},
+			Run: func(t *T) {
+				servers := t.availableDiskServers()
+				if len(servers) == 0 {
+					t.Skipf("no disk server is in production and available")
+				}
+				a := servers[0]
+				drain := func(d diskServer) {
+					t.OK(t.Admin("diskservers", "drain", d.Name))
+					t.Cleanup(func() { t.Admin("diskservers", "return", d.Name) })
+				}
+				on := func(s api.Subrequest, d diskServer) bool {
+					return strings.HasPrefix(s.MoverURL, strings.TrimRight(d.URL, "/")+"/")
+				}
+				cl := t.Client(User1)
+				drain(a)
+				var waiting api.SubmitResponse
+				if len(servers) > 1 {
+					for i := range 3 {
+						p := t.Path(fmt.Sprintf("while-drained-%d", i))
+						_, s := t.Ready(cl, "PUT", p)
+						t.Check(!on(s, a), "a write was placed on %s while it was drained: %s", a.Name, s.MoverURL)
+						t.OK(t.Cmd("stager_rm", "-M", p))
+					}
+					t.Evidence("while %s was drained, 3 writes went to other servers", a.Name)
+					for _, d := range servers[1:] {
+						drain(d) // briefly, so that the next write has only a to go to
+					}
+				}
+				// Every server that could take it drained: a write waits, saying why.
+				p := t.Path("after-return")
+				waiting = t.Submit(cl, "PUT", p)
+				w := t.WaitStatus(cl, waiting.ID, "WAITSCHED")
+				t.Evidence("with %s drained a write waits: %s", a.Name, w.Info)
+				t.OK(t.Admin("diskservers", "return", a.Name))
+				s := t.WaitStatus(cl, waiting.ID, "READY")
+				t.Check(on(s, a), "the waiting write was placed on %s, not on the returned %s", s.MoverURL, a.Name)
+				t.Evidence("returned, %s took the waiting write at once (%s)", a.Name, s.MoverURL)
+				t.OK(t.Cmd("stager_rm", "-M", p))
+			}},
 	)
+}
+
+// diskServer is what a case needs of pollux-admin diskservers --json.
+type diskServer struct {
+	Name         string `json:"name"`
+	URL          string `json:"url"`
+	Status       string `json:"status"`
+	Availability string `json:"availability"`
+}
+
+// availableDiskServers are the disk servers in production and available now.
+func (t *T) availableDiskServers() []diskServer {
+	o := t.OK(t.Admin("diskservers", "--json"))
+	var all, out []diskServer
+	if err := json.Unmarshal([]byte(o.Stdout), &all); err != nil {
+		t.Fatalf("pollux-admin diskservers --json: %v: %s", err, o.Stdout)
+	}
+	for _, d := range all {
+		if d.Status == "PRODUCTION" && d.Availability == "AVAILABLE" {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // logicVersion is the installed logic's version (pollux-admin logic status --json).

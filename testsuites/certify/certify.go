@@ -51,8 +51,6 @@ const (
 	// NeedDiskKill is a way to kill the disk server behind a mover and start it again
 	// (Config.KillDiskServer).
 	NeedDiskKill Need = "disk server kill hook"
-	// NeedDiskDrain is an operator's command that drains a disk server and returns it.
-	NeedDiskDrain Need = "disk drain command"
 	// NeedQuota is the quota feature on the instance (rhd answers GET /v1/quotas).
 	NeedQuota Need = "quota"
 )
@@ -337,8 +335,6 @@ func (s *suite) has(n Need) (bool, string) {
 		return s.cfg.StopDiskServer != nil, "needs to stop a disk server and start it again, which only a harness running the instance can do (the suite's own test does)"
 	case NeedDiskKill:
 		return s.cfg.KillDiskServer != nil, "needs to kill a disk server and start it again, which only a harness running the instance can do (the suite's own test does)"
-	case NeedDiskDrain:
-		return false, "no operator command drains a disk server yet (pollux-admin diskservers only lists them)"
 	case NeedQuota:
 		// Quotas are checked by every instance of this version; one that answers no
 		// GET /v1/quotas predates them.

@@ -177,8 +177,7 @@ included, against an instance of its own (` + "`testsuites/certify`" + `'s ` + "
 
 Cases marked *second user* need two users' tokens; *admin* needs ` + "`--admin`" + `; *drain hook*
 and *disk server hook* need a harness that can stop and restart a request handler or a disk
-server (the suite's own test has both); *disk drain command* waits for an operator's command
-that drains a disk server (there is none yet); *quota* cases need an instance with quotas
+server (the suite's own test has both); *quota* cases need an instance with quotas
 (rhd answers ` + "`GET /v1/quotas`" + `) and, with *admin*, set the first user's quota in the run's
 service class for the case alone, putting back what was there.
 
