@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -203,17 +202,11 @@ func (rep *QueueReport) roundTrips(ctx context.Context, o RequestOptions, n int,
 	if err := e2e.Build(o.Root, bin); err != nil {
 		return err
 	}
-	if err := recreateDatabase(ctx, o.AdminDSN, QueueRequestDatabase); err != nil {
-		return err
-	}
-	defer dropDatabase(context.WithoutCancel(ctx), o.AdminDSN, QueueRequestDatabase)
-	dsn, err := pg.WithDatabase(o.AdminDSN, QueueRequestDatabase)
+	dsn, err := instanceDatabase(ctx, o.AdminDSN, bin, QueueRequestDatabase)
 	if err != nil {
 		return err
 	}
-	if out, err := exec.CommandContext(ctx, filepath.Join(bin, "pollux-admin"), "migrate", "--database-url", dsn).CombinedOutput(); err != nil {
-		return fmt.Errorf("migrate: %w\n%s", err, out)
-	}
+	defer dropDatabase(context.WithoutCancel(ctx), o.AdminDSN, QueueRequestDatabase)
 	db, err := pg.Open(ctx, pg.Config{DSN: dsn, MaxConns: 2, ApplicationName: "pollux-bench queue"})
 	if err != nil {
 		return err

@@ -45,6 +45,28 @@ type RequestOptions struct {
 	ScalePuts int
 }
 
+// instanceDatabase makes the database name anew on the server of adminDSN and migrates it
+// with pollux-admin from bin, for an instance of real processes, and returns its DSN. It
+// uses the tests' database roles (schematest.RolePrefix), which the development cluster
+// trusts; the local instance's (pollux_) must give a password there once `make run` has
+// run, and the daemons run as their roles (e2e.Start).
+func instanceDatabase(ctx context.Context, adminDSN, bin, name string) (string, error) {
+	if err := recreateDatabase(ctx, adminDSN, name); err != nil {
+		return "", err
+	}
+	dsn, err := pg.WithDatabase(adminDSN, name)
+	if err != nil {
+		return "", err
+	}
+	if dsn, err = pg.WithParam(dsn, "options", "-c pollux.role_prefix=pollux_test_"); err != nil {
+		return "", err
+	}
+	if out, err := exec.CommandContext(ctx, filepath.Join(bin, "pollux-admin"), "migrate", "--database-url", dsn).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("migrate %s: %w\n%s", name, err, out)
+	}
+	return dsn, nil
+}
+
 // Latency summarises round trips.
 type Latency struct {
 	N             int
@@ -94,23 +116,11 @@ func RunRequests(ctx context.Context, o RequestOptions, progress io.Writer) (Req
 	if err := e2e.Build(o.Root, bin); err != nil {
 		return rep, err
 	}
-	if err := recreateDatabase(ctx, o.AdminDSN, RequestDatabase); err != nil {
-		return rep, err
-	}
-	dsn, err := pg.WithDatabase(o.AdminDSN, RequestDatabase)
+	dsn, err := instanceDatabase(ctx, o.AdminDSN, bin, RequestDatabase)
 	if err != nil {
 		return rep, err
 	}
-	// The tests' database roles (schematest.RolePrefix), which the development cluster
-	// trusts; the local instance's (pollux_) must give a password there once `make run`
-	// has run, and the daemons run as their roles (e2e.Start).
-	if dsn, err = pg.WithParam(dsn, "options", "-c pollux.role_prefix=pollux_test_"); err != nil {
-		return rep, err
-	}
 	defer dropDatabase(context.WithoutCancel(ctx), o.AdminDSN, RequestDatabase)
-	if out, err := exec.CommandContext(ctx, filepath.Join(bin, "pollux-admin"), "migrate", "--database-url", dsn).CombinedOutput(); err != nil {
-		return rep, fmt.Errorf("migrate: %w\n%s", err, out)
-	}
 	fmt.Fprintln(progress, "pollux-bench: starting rhd, stagerd, jobmanagerd, schedulerd and two disk servers")
 	// The daemons log at info: the harness learns their addresses from those lines.
 	in, err := e2e.Start(ctx, e2e.Options{Bin: bin, DSN: dsn, Dir: filepath.Join(o.Dir, "instance")})
