@@ -76,13 +76,13 @@ BEGIN
         queue_position := NULL; behind := '';
         CASE v_sr.status
         WHEN 'START', 'RESTART', 'RETRY' THEN
-            -- The stager pool of its family claims in (type, id) order.
+            -- The stager pool of its family claims in (type, updated_at, id) order.
             SELECT array_agg(t) INTO v_types FROM unnest(enum_range(NULL::request_type)) t
             WHERE pollux_family(t) = pollux_family(v_sr.type);
             waiting_for := format('a stager of the %s family to decide it', pollux_family(v_sr.type));
             SELECT count(*) + 1 INTO queue_position FROM subrequest q
             WHERE q.status IN ('START', 'RESTART', 'RETRY') AND q.type = ANY (v_types)
-              AND (q.type, q.id) < (v_sr.type, v_sr.id);
+              AND (q.type, q.updated_at, q.id) < (v_sr.type, v_sr.updated_at, v_sr.id);
         WHEN 'WAITSUBREQ' THEN
             waiting_for := 'another subrequest on the same file to end';
             behind := CASE WHEN v_sr.parent_id IS NULL THEN 'a subrequest that has ended (it is decided again soon)'

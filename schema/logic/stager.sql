@@ -101,9 +101,11 @@ $$;
 -- subrequest_claim claims new subrequests of one family and decides each; it returns the
 -- decisions (status, a short reason when not the expected one, and for a transfer placed at
 -- once the URL of its disk server, for the wake-up hint).
--- The claim reads each request type of the family with an equality on type, so that it
--- walks the partial index subrequest_new_idx (type, id) and never the history of finished
--- subrequests (type = ANY (array) does not match the index order).
+-- The claim reads each request type of the family with an equality on type, in the order
+-- the subrequests joined the queue (type, updated_at, id), so that it walks the partial index
+-- subrequest_queued_idx and never the history of finished subrequests: type = ANY (array)
+-- does not match the index order, and an order by id alone the primary key could give too,
+-- which the planner took for a long queue (migration 19).
 -- A re-run after its commit's reply was lost claims other rows (idempotent): the decisions
 -- are made and notified; only the wake-up hints for the transfers placed are lost, and the
 -- disk servers' polls make up for them.
@@ -132,7 +134,7 @@ BEGIN
         FOR v_sr IN
             SELECT s.* FROM subrequest s
             WHERE s.type = v_type AND s.status IN ('START', 'RESTART', 'RETRY')
-            ORDER BY s.type, s.id LIMIT v_left FOR UPDATE SKIP LOCKED
+            ORDER BY s.type, s.updated_at, s.id LIMIT v_left FOR UPDATE SKIP LOCKED
         LOOP
             v_left := v_left - 1;
             id := v_sr.id; request_id := v_sr.request_id; path := v_sr.path; wake_url := NULL;

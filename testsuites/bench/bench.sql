@@ -19,7 +19,7 @@ CREATE TABLE bench_item (
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
--- As subrequest_new_idx: the claim's index holds only the pending rows.
+-- As subrequest_queued_idx: the claim's index holds only the pending rows.
 CREATE INDEX bench_item_pending_idx ON bench_item (id) WHERE status IN ('START', 'RESTART', 'RETRY');
 
 -- bench_item_claim claims up to p_batch pending rows, marks them DONE and returns their ids.

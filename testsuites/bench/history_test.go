@@ -17,7 +17,7 @@ func TestNoClaimOrSweepReadsHistory(t *testing.T) {
 	x := newPlanFixture(t)
 	require.NoError(t, bench.FillHistory(x.ctx, x.db, x.f, 200_000))
 	live := x.live(t)
-	require.True(t, live["subrequest_new_idx"], "the stager's queue index holds no history: %v", live)
+	require.True(t, live["subrequest_queued_idx"], "the stager's queue index holds no history: %v", live)
 	require.False(t, live["request_finished_idx"], "the archive's index is all history: %v", live)
 	x.requireIndexedReads(t, bench.Probes(x.f.DiskServer))
 }

@@ -186,6 +186,9 @@ func (rep *QueueReport) claims(ctx context.Context, adminDSN string, install fun
 	return nil
 }
 
+// Indexes are the subrequest indexes the plan reads, once each.
+func (n PlanNode) Indexes() []string { return appendIndexes(nil, n) }
+
 // appendIndexes adds the subrequest indexes the plan reads, once each.
 func appendIndexes(out []string, n PlanNode) []string {
 	if n.Relation == "subrequest" && n.Index != "" && !slices.Contains(out, n.Index) {

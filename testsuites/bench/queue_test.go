@@ -21,6 +21,18 @@ func TestNoClaimReadsPastTheFrontOfItsQueue(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, bench.FillQueue(x.ctx, x.db, 100_000, true))
 	x.requireIndexedReads(t, bench.QueueProbes())
+	// The stager's claim reads its queue's own index: ordered by when each subrequest joined
+	// the queue, which no other index gives (ordered by id, the primary key could answer it,
+	// and with a million queued the planner took it).
+	for _, p := range bench.QueueProbes()[:2] {
+		plans, err := bench.Plans(x.ctx, x.dsn, p)
+		require.NoError(t, err)
+		var used []string
+		for _, pl := range plans {
+			used = append(used, pl.Root.Indexes()...)
+		}
+		require.Contains(t, used, "subrequest_queued_idx", "%s reads %v", p.Name, used)
+	}
 }
 
 // A recorded run goes on top of the history, under its heading, above the runs before it,
