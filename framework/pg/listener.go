@@ -90,7 +90,9 @@ func (l *Listener) unsubscribe(s *Subscription) {
 	delete(l.subs[s.channel], s)
 }
 
-// Ready is closed once the listener first listens on its channels.
+// Ready is closed once the listener first listens on its channels: those subscribed before
+// Run. A channel subscribed later is listened to soon after, but Ready does not wait for
+// it, so a NOTIFY sent right after Ready may miss such a channel.
 func (l *Listener) Ready() <-chan struct{} { return l.ready }
 
 // Run listens until ctx ends, reconnecting with backoff whenever the connection is lost.

@@ -201,13 +201,15 @@ func TestListenerFansOutAndSurvivesReconnect(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	l := pg.NewListener(b.db, nil)
+	// Subscribed before Run, so that the first LISTEN, after which Ready is closed, covers
+	// them: subscribed after, a LISTEN could come after Ready and after the first NOTIFY,
+	// which is then lost (the cause of a red run under the race detector).
+	s1 := l.Subscribe("chan_a", 8)
+	s2 := l.Subscribe("chan_a", 8)
 	ctx, cancel := context.WithCancel(b.ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = l.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-
-	s1 := l.Subscribe("chan_a", 8)
-	s2 := l.Subscribe("chan_a", 8)
 	<-l.Ready()
 	// notify may run in an EventuallyWithT condition: t is then its collector.
 	notify := func(t require.TestingT, ch, payload string) {
@@ -285,11 +287,11 @@ func TestMultiHostDSN(t *testing.T) {
 		return err
 	}))
 	l := pg.NewListener(db, nil)
+	s := l.Subscribe("multi", 1) // before Run: Ready then means "multi" is listened to
 	lctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = l.Run(lctx) }()
 	defer func() { stop(); <-done }()
-	s := l.Subscribe("multi", 1)
 	<-l.Ready()
 	_, err = db.Pool().Exec(ctx, "select pg_notify('multi', 'x')")
 	require.NoError(t, err)
