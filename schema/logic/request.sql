@@ -156,10 +156,13 @@ $$;
 -- request_changed_payload is what NOTIFY pollux_request_changed carries: the request id, then
 -- a space and request_view when the request is small enough for a notification (PostgreSQL
 -- takes at most 8000 bytes), so that the rhd answering a long poll need not read it again.
--- A large request carries its id alone and is read by the rhd. The view never carries a
--- subrequest's one-time mover token: any session that may LISTEN would read it. rhd reads
--- a view with a READY subrequest from the database instead, for the request's own user.
--- Reads only.
+-- A large request carries its id alone and is read by the rhd. Any session that may LISTEN
+-- reads the payload, so it carries a READY subrequest's mover token only where the token is
+-- no credential on its own: the request has a transfer key (every PUT and GET rhd stores
+-- has), and a mover serves only "<token>.<secret>", the secret being the client's alone. A
+-- request without a key (stored before keys, or by a caller that gave none) has its tokens
+-- stripped, and rhd reads its view from the database for the request's own user. Carrying
+-- the token spares that read on every transfer's way to READY. Reads only.
 CREATE OR REPLACE FUNCTION request_changed_payload(p_request_id uuid, p_subrequests integer)
 RETURNS text
 LANGUAGE plpgsql STABLE
@@ -177,9 +180,11 @@ BEGIN
         IF v_view IS NULL THEN
             RETURN p_request_id::text;
         END IF;
-        v_view := jsonb_set(v_view, '{subrequests}',
-            (SELECT coalesce(jsonb_agg(e - 'token' ORDER BY n), '[]'::jsonb)
-             FROM jsonb_array_elements(v_view -> 'subrequests') WITH ORDINALITY AS s(e, n)));
+        IF NOT EXISTS (SELECT 1 FROM request r WHERE r.id = p_request_id AND r.transfer_key_hash IS NOT NULL) THEN
+            v_view := jsonb_set(v_view, '{subrequests}',
+                (SELECT coalesce(jsonb_agg(e - 'token' ORDER BY n), '[]'::jsonb)
+                 FROM jsonb_array_elements(v_view -> 'subrequests') WITH ORDINALITY AS s(e, n)));
+        END IF;
         v_payload := p_request_id::text || ' ' || v_view::text;
         IF octet_length(v_payload) < 7900 THEN
             RETURN v_payload;

@@ -382,9 +382,10 @@ type requestView struct {
 }
 
 // viewFor answers with the view a notification carried, and reads the request when there
-// is none (see readFor) or when the view lacks what the answer needs: a notification never
-// carries a READY subrequest's one-time token (request_changed_payload), so the owner's
-// answer reads it from the database; anybody else is refused on the view's owner alone.
+// is none (see readFor) or when the view lacks what the answer needs: a READY subrequest's
+// token, which a notification carries only for a request with a transfer key
+// (request_changed_payload), where the token alone opens nothing. The owner's answer then
+// reads it from the database; anybody else is refused on the view's owner alone.
 func (s *server) viewFor(ctx context.Context, id, user string, view []byte) (api.Request, *httpError) {
 	if view == nil {
 		return s.readFor(ctx, id, user)
@@ -395,7 +396,7 @@ func (s *server) viewFor(ctx context.Context, id, user string, view []byte) (api
 		return req, herr
 	}
 	for _, sub := range req.Subrequests {
-		if sub.Status == "READY" {
+		if sub.Status == "READY" && sub.Token == "" {
 			// Counted under both sources: the notification woke the poll and said READY,
 			// the read brought the tokens.
 			return s.readFor(ctx, id, user)

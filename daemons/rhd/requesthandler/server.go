@@ -91,7 +91,7 @@ func newServer(cfg Config, env *daemon.Env) (*server, error) {
 		}, []string{"route"}),
 		views: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pollux_rhd_request_views_total",
-			Help: "Requests shown to clients, by source: read from the database, or carried by the change's notification (an answer showing a READY transfer takes both: its token is read).",
+			Help: "Requests shown to clients, by source: read from the database, or carried by the change's notification (an answer showing a READY transfer of a request without a transfer key takes both: its token, which the notification does not carry, is read).",
 		}, []string{"source"}),
 	}
 	waiting := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
