@@ -23,7 +23,8 @@ import (
 // transfers SCHEDULED on this server (transfer_claim: READY, endpoint and one-time token
 // published, the client's long poll returns), as many as it has free movers, and hands
 // each to a watcher that bounds it in time. The pool is woken by the placing daemon's
-// hint (mover.PathWake) and by a mover slot coming free, and polls as a safety net.
+// hint (mover.PathWake) and by a mover slot coming free while work may be waiting for one,
+// and polls as a safety net.
 type claimer struct {
 	db        *pg.DB
 	server    *server
@@ -31,8 +32,14 @@ type claimer struct {
 	log       *zap.Logger
 	limit     int
 	running   atomic.Int64
-	pool      *claim.Pool
-	watchers  sync.WaitGroup
+	// backlog says that transfers may be waiting for a mover: the last step found every
+	// mover busy, or filled every free one (more may be queued). Only then does a mover
+	// coming free wake the pool; otherwise the claim would find nothing (it did, for every
+	// transfer's end, one empty transfer_claim per PUT). A transfer held back by its user's
+	// user_max_transfers waits for the next hint or poll.
+	backlog  atomic.Bool
+	pool     *claim.Pool
+	watchers sync.WaitGroup
 	// unsure are the tokens of the last claim that failed: it may have committed, its
 	// transfers READY with these tokens, published to their clients, and unknown to the
 	// movers. The next claim passes them again and transfer_claim, keyed by its tokens,
@@ -49,6 +56,7 @@ type claimer struct {
 func (c *claimer) step(ctx context.Context) (int, error) {
 	free := c.limit - int(c.running.Load())
 	if free <= 0 {
+		c.backlog.Store(true)
 		return 0, nil // a watcher that ends wakes the pool
 	}
 	// The claim that failed held at most the free movers of its step; none was taken since.
@@ -105,6 +113,7 @@ func (c *claimer) step(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	c.unsure = nil
+	c.backlog.Store(len(rows) >= free)
 	for i, r := range rows {
 		c.running.Add(1)
 		c.watchers.Add(1)
@@ -121,7 +130,9 @@ func (c *claimer) watch(t *mover.Transfer, r model.TransferClaimRow) {
 	defer func() {
 		c.transfers.Remove(t)
 		c.running.Add(-1)
-		c.pool.Wake() // a mover came free
+		if c.backlog.Load() {
+			c.pool.Wake() // a mover came free, and work may be waiting for it
+		}
 	}()
 	id := r.SubrequestID
 	log := c.log.With(zap.Int64("subrequest", id), zap.String(logging.KeyRequestID, r.RequestID),
