@@ -5,9 +5,13 @@
 -- namespace_root is the directory every path must lie under. Reads nothing.
 CREATE OR REPLACE FUNCTION namespace_root()
 RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = public, pg_temp
-AS $$ SELECT '/pollux' $$;
+AS $$
+BEGIN
+    RETURN '/pollux';
+END;
+$$;
 
 -- namespace_path_problem says what is wrong with a path, or returns NULL when it is valid:
 -- absolute, under namespace_root(), no empty, "." or ".." component, no trailing slash, no

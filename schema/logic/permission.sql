@@ -54,12 +54,20 @@ $$;
 -- ('/pollux/u/alice/f' → {/pollux, /pollux/u, /pollux/u/alice}). Reads nothing.
 CREATE OR REPLACE FUNCTION namespace_ancestors(p_path text)
 RETURNS text[]
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = public, pg_temp
 AS $$
-    SELECT coalesce(array_agg(array_to_string(parts[1:n], '/') ORDER BY n), '{}')
-    FROM (SELECT string_to_array(p_path, '/') AS parts) p,
-         generate_series(2, cardinality(parts) - 1) AS n
+DECLARE
+    v_parts text[] := coalesce(string_to_array(p_path, '/'), '{}');
+    v_dir text := v_parts[1];
+    v_out text[] := '{}';
+BEGIN
+    FOR i IN 2 .. cardinality(v_parts) - 1 LOOP
+        v_dir := v_dir || '/' || v_parts[i];
+        v_out := v_out || v_dir;
+    END LOOP;
+    RETURN v_out;
+END;
 $$;
 
 -- namespace_may says whether p_user may do p_want (4 read, 2 write, 1 search/execute, or a
@@ -67,15 +75,18 @@ $$;
 -- group's for a member of its group, the other bits for everyone else. Reads user_group.
 CREATE OR REPLACE FUNCTION namespace_may(p_user text, p_owner text, p_group text, p_mode integer, p_want integer)
 RETURNS boolean
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
-    SELECT CASE
-        WHEN p_user = p_owner THEN (p_mode >> 6) & p_want = p_want
-        WHEN p_group <> '' AND EXISTS (SELECT 1 FROM user_group g WHERE g.user_name = p_user AND g.group_name = p_group)
-            THEN (p_mode >> 3) & p_want = p_want
-        ELSE p_mode & p_want = p_want
-    END
+BEGIN
+    IF p_user = p_owner THEN
+        RETURN (p_mode >> 6) & p_want = p_want;
+    ELSIF p_group <> '' AND EXISTS (SELECT 1 FROM user_group g WHERE g.user_name = p_user AND g.group_name = p_group) THEN
+        RETURN (p_mode >> 3) & p_want = p_want;
+    END IF;
+    RETURN p_mode & p_want = p_want;
+END;
 $$;
 
 -- namespace_denial words a refusal: "permission denied: <what><path> is owned by <owner>
