@@ -862,3 +862,40 @@ func TestCorruptCopyIsKeptAndNeverReadAgain(t *testing.T) {
 	_, err = model.TransferGetCorrupt(l.ctx, l.db.Pool(), l.sub(w).ID, wt, 1, nil)
 	require.Equal(t, model.SQLStateConflict, sqlstate(err))
 }
+
+// The same request id submitted through two rhd at once, in two transactions: the second
+// waits on the first's insert and, once it commits, is told to retry (40001, a
+// serialization failure framework/pg retries), and its retry finds the request stored.
+func TestConcurrentSubmitsOfOneRequestID(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	id := uuid.New()
+	submit := func(q model.DBTX) ([]model.RequestSubmitRow, error) {
+		return model.RequestSubmit(l.ctx, q, id, model.RequestTypePut, "default", "alice", "", "test", []string{"/pollux/once"}, false, nil, nil)
+	}
+	one, err := l.db.Pool().Begin(l.ctx)
+	require.NoError(t, err)
+	defer one.Rollback(l.ctx)
+	rows, err := submit(one)
+	require.NoError(t, err)
+	require.True(t, rows[0].Created)
+	otherErr := make(chan error, 1)
+	go func() {
+		_, err := submit(l.db.Pool())
+		otherErr <- err
+	}()
+	require.Eventually(t, func() bool {
+		var waiting int
+		err := l.db.Pool().QueryRow(l.ctx, `select count(*) from pg_stat_activity
+			where datname = current_database() and wait_event_type = 'Lock'`).Scan(&waiting)
+		return err == nil && waiting == 1
+	}, 10*time.Second, 5*time.Millisecond, "the second submission never waited for the first")
+	require.NoError(t, one.Commit(l.ctx))
+	err = <-otherErr
+	require.Error(t, err)
+	require.Equal(t, "40001", sqlstate(err), "the concurrent submission is told to retry: %v", err)
+	rows, err = submit(l.db.Pool())
+	require.NoError(t, err, "the retry")
+	require.False(t, rows[0].Created, "the retry finds the request stored")
+	require.Len(t, l.subs(id), 1, "one request, one subrequest")
+}

@@ -85,14 +85,16 @@ BEGIN
                 p_user, v_pending USING ERRCODE = 'PX005';
         END IF;
     END IF;
-    BEGIN
-        INSERT INTO request (id, type, service_class_id, user_name, user_tag, client_host, auto_close, transfer_key_hash)
-        VALUES (p_id, p_type, v_sc_id, p_user, coalesce(p_user_tag, ''), coalesce(p_client_host, ''), coalesce(p_auto_close, false),
-                p_transfer_key_hash);
-    EXCEPTION WHEN unique_violation THEN
-        -- The same id submitted concurrently through another rhd: let the retry decide.
+    -- ON CONFLICT, not an EXCEPTION block: a block opens a subtransaction at every submit.
+    INSERT INTO request (id, type, service_class_id, user_name, user_tag, client_host, auto_close, transfer_key_hash)
+    VALUES (p_id, p_type, v_sc_id, p_user, coalesce(p_user_tag, ''), coalesce(p_client_host, ''), coalesce(p_auto_close, false),
+            p_transfer_key_hash)
+    ON CONFLICT (id) DO NOTHING;
+    IF NOT FOUND THEN
+        -- The same id submitted concurrently through another rhd (the insert waited for it
+        -- and found its row): let the retry decide.
         RAISE EXCEPTION 'request % is being submitted concurrently; retry', p_id USING ERRCODE = '40001';
-    END;
+    END IF;
     INSERT INTO subrequest (request_id, type, path, create_only)
     SELECT p_id, p_type, x.path, p_type = 'PUT' AND x.path = ANY (coalesce(p_create_only_paths, '{}'))
     FROM unnest(p_paths) WITH ORDINALITY AS x(path, n) ORDER BY x.n;
