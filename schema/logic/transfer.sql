@@ -71,13 +71,26 @@ DECLARE
     v_used text[] := '{}';
     v_free text[];
     v_i integer := 0;
-    v_open bigint := policy_value('transfer_open_seconds');
-    v_limit bigint := policy_value('transfer_seconds');
-    v_min_rate bigint := policy_value('transfer_min_bytes_per_second');
-    v_rate_window bigint := policy_value('transfer_min_rate_seconds');
-    v_max_transfers bigint := policy_value('user_max_transfers');
+    v_open bigint;
+    v_limit bigint;
+    v_min_rate bigint;
+    v_rate_window bigint;
+    v_max_transfers bigint;
     v_in_flight jsonb := '{}'; -- user name -> transfers READY, counted once per claim
 BEGIN
+    -- The five policies in one read (each policy_value is a call and a query of its own);
+    -- one that is missing is read again through policy_value, which says so.
+    SELECT max(value) FILTER (WHERE name = 'transfer_open_seconds'), max(value) FILTER (WHERE name = 'transfer_seconds'),
+           max(value) FILTER (WHERE name = 'transfer_min_bytes_per_second'), max(value) FILTER (WHERE name = 'transfer_min_rate_seconds'),
+           max(value) FILTER (WHERE name = 'user_max_transfers')
+    INTO v_open, v_limit, v_min_rate, v_rate_window, v_max_transfers
+    FROM policy
+    WHERE name IN ('transfer_open_seconds', 'transfer_seconds', 'transfer_min_bytes_per_second', 'transfer_min_rate_seconds', 'user_max_transfers');
+    v_open := coalesce(v_open, policy_value('transfer_open_seconds'));
+    v_limit := coalesce(v_limit, policy_value('transfer_seconds'));
+    v_min_rate := coalesce(v_min_rate, policy_value('transfer_min_bytes_per_second'));
+    v_rate_window := coalesce(v_rate_window, policy_value('transfer_min_rate_seconds'));
+    v_max_transfers := coalesce(v_max_transfers, policy_value('user_max_transfers'));
     FOR v_sr IN
         SELECT s.id, s.request_id, s.token, r.transfer_key_hash FROM subrequest s JOIN request r ON r.id = s.request_id
         WHERE s.disk_server_id = p_disk_server_id AND s.status = 'READY' AND s.token = ANY (v_tokens)

@@ -141,10 +141,8 @@ func (c *claimer) watch(t *mover.Transfer, r model.TransferClaimRow) {
 
 	openLimit := time.Duration(r.OpenSeconds) * time.Second
 	transferLimit := time.Duration(r.TransferSeconds) * time.Second
-	late := fmt.Errorf("the client did not connect within %s", openLimit)
 	open := time.NewTimer(openLimit)
 	defer open.Stop()
-	overdue := fmt.Errorf("the transfer did not end within %s", transferLimit)
 	var deadline <-chan time.Time
 	// The minimum rate (policy, read at claim): an upload that received, or a download that
 	// sent, fewer than minRate × window bytes in the last window is dropped, so that a
@@ -198,7 +196,8 @@ func (c *claimer) watch(t *mover.Transfer, r model.TransferClaimRow) {
 			}
 			movedBefore = moved
 		case <-open.C:
-			if t.Expire(late) {
+			// The reasons are worded only when they happen: most transfers meet neither.
+			if late := fmt.Errorf("the client did not connect within %s", openLimit); t.Expire(late) {
 				c.fail(log, id, r.Token, late.Error())
 				return
 			}
@@ -212,6 +211,7 @@ func (c *claimer) watch(t *mover.Transfer, r model.TransferClaimRow) {
 				return
 			}
 		case <-deadline:
+			overdue := fmt.Errorf("the transfer did not end within %s", transferLimit)
 			t.Abort(overdue)
 			c.fail(log, id, r.Token, overdue.Error())
 			return
