@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -300,6 +301,56 @@ func TestUploadIsVerified(t *testing.T) {
 	require.Equal(t, "Bearer tok", got.Header.Get("Authorization"))
 	require.Equal(t, client.Adler32(adler32.Checksum([]byte("0123456789"))), got.Header.Get(api.HeaderAdler32))
 	require.EqualValues(t, 10, got.ContentLength)
+}
+
+// A large file is streamed: sent chunked as it is read and hashed, its length declared in
+// X-Pollux-Size and its adler32 following the data as a trailer.
+func TestLargeUploadIsStreamedWithItsChecksumInATrailer(t *testing.T) {
+	t.Parallel()
+	data := make([]byte, 5<<20+3)
+	_, err := rand.Read(data)
+	require.NoError(t, err)
+	sum := client.Adler32(adler32.Checksum(data))
+	type seen struct {
+		chunked             bool
+		size, header, trail string
+		got                 string
+	}
+	requests := make(chan seen, 1)
+	recorded := sum
+	mover := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := adler32.New()
+		n, _ := io.Copy(h, r.Body)
+		answer := api.UploadResponse{SizeBytes: n, ChecksumAdler32: recorded} // read before the test moves on
+		requests <- seen{chunked: len(r.TransferEncoding) == 1 && r.TransferEncoding[0] == "chunked",
+			size: r.Header.Get(api.HeaderSize), header: r.Header.Get(api.HeaderAdler32),
+			trail: r.Trailer.Get(api.HeaderAdler32), got: client.Adler32(h.Sum32())}
+		w.WriteHeader(http.StatusCreated)
+		_ = json.NewEncoder(w).Encode(answer)
+	}))
+	defer mover.Close()
+	src := filepath.Join(t.TempDir(), "big")
+	require.NoError(t, os.WriteFile(src, data, 0o644))
+	cl := client.New(client.Config{})
+	defer cl.Close()
+	var last, total int64
+	moved, err := cl.Upload(context.Background(), mover.URL, "tok", src, func(done, all int64) { last, total = done, all })
+	require.NoError(t, err)
+	require.Equal(t, client.Moved{SizeBytes: int64(len(data)), ChecksumAdler32: sum}, moved)
+	got := <-requests
+	require.True(t, got.chunked, "streamed")
+	require.Equal(t, strconv.Itoa(len(data)), got.size)
+	require.Empty(t, got.header, "the checksum is not known ahead of the data")
+	require.Equal(t, sum, got.trail)
+	require.Equal(t, sum, got.got, "the bytes arrived whole")
+	require.EqualValues(t, len(data), last)
+	require.EqualValues(t, len(data), total)
+
+	// A mover that records another sum than the one streamed is caught, as with a header.
+	recorded = "00000001"
+	_, err = cl.Upload(context.Background(), mover.URL, "tok", src, nil)
+	require.ErrorContains(t, err, "the disk server recorded")
+	<-requests
 }
 
 func TestDownloadIsVerified(t *testing.T) {

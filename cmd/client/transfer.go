@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/adler32"
 	"io"
 	"net/http"
@@ -12,8 +13,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/framework/pump"
 	"github.com/pollux-storage/pollux/model/wire"
 )
 
@@ -40,8 +43,19 @@ func localError(err error, what string) *Error {
 	return errorf(kind, "%s: %v", what, err)
 }
 
+// streamFrom is the size from which an upload is streamed: sent chunked as it is read and
+// hashed, its adler32 following the data as a trailer and its length declared in
+// X-Pollux-Size. A smaller file is read twice, once for the checksum that goes in the
+// header ahead of the data and once to send it: for a large one, that first pass alone took
+// a fifth of the time of a whole upload, and the mover sat idle through it.
+const streamFrom = 4 << 20
+
+// blocks are the buffers of this process's large transfers.
+var blocks = pump.NewBlocks()
+
 // Upload sends a local file to a mover (PUT, Authorization: Bearer with the one-time token,
-// Content-Length, and X-Pollux-Adler32) and checks that the mover wrote what was sent.
+// and the checksum: a file under streamFrom with Content-Length and X-Pollux-Adler32, a
+// larger one streamed, see streamFrom) and checks that the mover wrote what was sent.
 // progress, when not nil, is called with the bytes sent so far and the total.
 func (c *Client) Upload(ctx context.Context, moverURL, token, local string, progress func(done, total int64)) (Moved, error) {
 	f, err := os.Open(local)
@@ -56,30 +70,49 @@ func (c *Client) Upload(ctx context.Context, moverURL, token, local string, prog
 	if !st.Mode().IsRegular() {
 		return Moved{}, errorf(wire.ErrorKindInvalid, "%s is not a regular file: only files can be uploaded", local)
 	}
-	// The checksum goes in a header, ahead of the data: read the file twice rather than
-	// hold it in memory.
-	h := adler32.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return Moved{}, localError(err, "read the file to upload")
+	var req *http.Request
+	var stream *streamBody
+	sum := ""
+	if st.Size() >= streamFrom {
+		stream = &streamBody{f: f, size: st.Size(), progress: progress}
+		if req, err = http.NewRequestWithContext(ctx, http.MethodPut, moverURL, stream); err != nil {
+			return Moved{}, errorf(wire.ErrorKindInternal, "the mover's address %q is not a URL: %v", moverURL, err)
+		}
+		stream.req = req
+		req.ContentLength = -1 // chunked, so that the checksum can follow as a trailer
+		req.Header.Set(api.HeaderSize, strconv.FormatInt(st.Size(), 10))
+		req.Trailer = http.Header{api.HeaderAdler32: nil}
+	} else {
+		h := adler32.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return Moved{}, localError(err, "read the file to upload")
+		}
+		sum = Adler32(h.Sum32())
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return Moved{}, localError(err, "read the file to upload")
+		}
+		var body io.Reader = &progressReader{r: f, total: st.Size(), report: progress}
+		if st.Size() == 0 {
+			body = http.NoBody
+		}
+		if req, err = http.NewRequestWithContext(ctx, http.MethodPut, moverURL, body); err != nil {
+			return Moved{}, errorf(wire.ErrorKindInternal, "the mover's address %q is not a URL: %v", moverURL, err)
+		}
+		req.ContentLength = st.Size()
+		req.Header.Set(api.HeaderAdler32, sum)
 	}
-	sum := Adler32(h.Sum32())
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return Moved{}, localError(err, "read the file to upload")
-	}
-	var body io.Reader = &progressReader{r: f, total: st.Size(), report: progress}
-	if st.Size() == 0 {
-		body = http.NoBody
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, moverURL, body)
-	if err != nil {
-		return Moved{}, errorf(wire.ErrorKindInternal, "the mover's address %q is not a URL: %v", moverURL, err)
-	}
-	req.ContentLength = st.Size()
 	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set(api.HeaderAdler32, sum)
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set("Expect", "100-continue")
 	resp, err := c.data.Do(req)
+	if stream != nil {
+		if _, serr := stream.outcome(); serr != nil && ctx.Err() == nil {
+			if resp != nil {
+				resp.Body.Close()
+			}
+			return Moved{}, localError(serr, "read the file to upload")
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return Moved{}, ctx.Err()
@@ -91,6 +124,9 @@ func (c *Client) Upload(ctx context.Context, moverURL, token, local string, prog
 	if resp.StatusCode != http.StatusCreated {
 		return Moved{}, fromBody(resp.StatusCode, b, "the disk server's mover")
 	}
+	if stream != nil {
+		sum, _ = stream.outcome()
+	}
 	var out api.UploadResponse
 	if err := decodeJSON(b, &out); err != nil {
 		return Moved{}, errorf(wire.ErrorKindInternal, "the mover's answer to the upload is not readable (%v)", err)
@@ -100,6 +136,100 @@ func (c *Client) Upload(ctx context.Context, moverURL, token, local string, prog
 			out.SizeBytes, out.ChecksumAdler32, local, st.Size(), sum)
 	}
 	return Moved{SizeBytes: out.SizeBytes, ChecksumAdler32: sum}, nil
+}
+
+// streamBody is a large upload's body: the file's size bytes, read and hashed a block ahead
+// of sending (framework/pump), the sum set in the request's trailer once the last block is
+// out. The transport copies a body that is an io.WriterTo through WriteTo, in blocks of a
+// mebibyte (one chunk each); Read serves any other copy.
+type streamBody struct {
+	f        *os.File
+	size     int64
+	req      *http.Request
+	progress func(done, total int64)
+	sent     int64
+	hash     hash.Hash32
+	// The transport's goroutine sends the body; Do may return before it is done (a mover
+	// that answers early): mu guards what Upload reads of it.
+	mu  sync.Mutex
+	sum string // the adler32 of what was sent, once all of it was
+	err error  // why the file could not be read
+}
+
+// outcome is what the send of the body came to.
+func (b *streamBody) outcome() (sum string, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sum, b.err
+}
+
+func (b *streamBody) failed(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.err = err
+}
+
+func (b *streamBody) WriteTo(w io.Writer) (int64, error) {
+	n, sum, readErr, writeErr := pump.Copy(&progressWriter{w: w, body: b}, b.f, b.size, blocks, nil)
+	switch {
+	case readErr != nil:
+		b.failed(readErr)
+		return n, readErr
+	case writeErr != nil:
+		return n, writeErr
+	}
+	b.finish(sum)
+	return n, nil
+}
+
+func (b *streamBody) Read(p []byte) (int, error) {
+	if b.hash == nil {
+		b.hash = adler32.New()
+	}
+	p = p[:min(int64(len(p)), b.size-b.sent)]
+	if len(p) == 0 {
+		b.finish(Adler32(b.hash.Sum32()))
+		return 0, io.EOF
+	}
+	k, err := b.f.Read(p)
+	b.hash.Write(p[:k])
+	b.sent += int64(k)
+	if b.progress != nil && k > 0 {
+		b.progress(b.sent, b.size)
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF // the file shrank while it was sent
+	}
+	if err != nil {
+		b.failed(err)
+	}
+	return k, err
+}
+
+// finish publishes the sum: in the trailer, which the transport writes once the body has
+// ended.
+func (b *streamBody) finish(sum string) {
+	b.mu.Lock()
+	b.sum = sum
+	b.mu.Unlock()
+	b.req.Trailer.Set(api.HeaderAdler32, sum)
+}
+
+func (b *streamBody) Close() error { return nil }
+
+// progressWriter reports a streamed upload's progress as its blocks go out.
+type progressWriter struct {
+	w    io.Writer
+	body *streamBody
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.body.sent += int64(n)
+	if p.body.progress != nil && n > 0 {
+		p.body.progress(p.body.sent, p.body.size)
+	}
+	return n, err
 }
 
 // Download fetches a file from a mover into local, through a temporary file in the same
@@ -138,6 +268,9 @@ func (c *Client) Download(ctx context.Context, moverURL, token, local string, pr
 		return Moved{}, errorf(wire.ErrorKindInternal, "the mover sent no valid %s (%q), so the download cannot be verified: report it to the operator", api.HeaderAdler32, want)
 	}
 
+	// A write to the local file that fails ends the copy's read of the body through ctx.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	tmp, err := os.CreateTemp(filepath.Dir(local), "."+filepath.Base(local)+".pollux-*")
 	if err != nil {
 		return Moved{}, localError(err, "create the download file")
@@ -149,21 +282,20 @@ func (c *Client) Download(ctx context.Context, moverURL, token, local string, pr
 			os.Remove(tmp.Name())
 		}
 	}()
-	h := adler32.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), &progressReader{r: resp.Body, total: size, report: progress})
+	// Received and hashed a block ahead of writing, the file's writeback started as it is
+	// written (framework/pump), so that the fsync at the end waits for the last stretch.
+	n, got, readErr, writeErr := pump.Copy(&progressCounter{w: pump.NewWriteback(tmp), total: size, report: progress},
+		resp.Body, size, blocks, cancel)
 	switch {
+	case writeErr != nil:
+		return Moved{}, localError(writeErr, "write "+local)
 	case ctx.Err() != nil:
 		return Moved{}, ctx.Err()
-	case err != nil:
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			return Moved{}, localError(err, "write "+local)
-		}
-		return Moved{}, errorf(wire.ErrorKindUnavailable, "download from %s broke off after %d bytes (%v): run the command again", moverURL, n, err)
+	case readErr != nil:
+		return Moved{}, errorf(wire.ErrorKindUnavailable, "download from %s broke off after %d bytes (%v): run the command again", moverURL, n, readErr)
 	case n != size:
 		return Moved{}, errorf(wire.ErrorKindUnavailable, "download from %s is truncated: %d of %d bytes: run the command again", moverURL, n, size)
 	}
-	got := Adler32(h.Sum32())
 	if got != want {
 		return Moved{}, errorf(wire.ErrorKindUnavailable, "download from %s is corrupt: adler32 %s, the disk server says %s: run the command again, and tell the operator if it persists",
 			moverURL, got, want)
@@ -182,6 +314,23 @@ func (c *Client) Download(ctx context.Context, moverURL, token, local string, pr
 	}
 	keep = true
 	return Moved{SizeBytes: n, ChecksumAdler32: got}, nil
+}
+
+// progressCounter reports the bytes written so far after every write.
+type progressCounter struct {
+	w      io.Writer
+	n      int64
+	total  int64
+	report func(done, total int64)
+}
+
+func (p *progressCounter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.n += int64(n)
+	if p.report != nil && n > 0 {
+		p.report(p.n, p.total)
+	}
+	return n, err
 }
 
 // progressReader reports the bytes read so far after every read.

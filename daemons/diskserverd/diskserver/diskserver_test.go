@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -525,10 +526,19 @@ func (d *diskServer) metrics(t *testing.T) string {
 // chunkedPut uploads data without a Content-Length, its checksum (if any) in a trailer.
 func chunkedPut(t *testing.T, target, token string, data []byte, trailerSum string) (*http.Response, []byte) {
 	t.Helper()
+	return chunkedPutWith(t, target, token, data, trailerSum, nil)
+}
+
+// chunkedPutWith is chunkedPut with more headers.
+func chunkedPutWith(t *testing.T, target, token string, data []byte, trailerSum string, hdr map[string]string) (*http.Response, []byte) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPut, target, io.MultiReader(bytes.NewReader(data)))
 	require.NoError(t, err)
 	req.ContentLength = -1
 	req.Header.Set("Authorization", "Bearer "+token)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
 	if trailerSum != "" {
 		req.Trailer = http.Header{api.HeaderAdler32: {trailerSum}}
 	}
@@ -595,6 +605,43 @@ func TestChunkedUpload(t *testing.T) {
 	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, string(body))
 	e.failed(req, model.SQLStateBadData, "the upload is larger than its service class allows (1000 bytes)")
 	require.Len(t, files(t, d.dir), 2)
+}
+
+// A streaming upload may declare its length (X-Pollux-Size, as the client does for large
+// files): the limit is checked against it before the first byte, and a stream of another
+// length fails, however cleanly it ends.
+func TestChunkedUploadWithDeclaredSize(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := e.start("ds-1", "")
+	data := randomBytes(t, 1<<20+5)
+	size := func(n int) map[string]string { return map[string]string{api.HeaderSize: strconv.Itoa(n)} }
+
+	req, s := e.ready(model.RequestTypePut, "/pollux/declared")
+	resp, body := chunkedPutWith(t, *s.MoverURL, *s.Token, data, adler(data), size(len(data)))
+	require.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
+	s = e.wait(req, model.SubrequestStatusFinished)
+	require.EqualValues(t, len(data), *s.SizeBytes)
+
+	req, s = e.ready(model.RequestTypePut, "/pollux/grew")
+	resp, body = chunkedPutWith(t, *s.MoverURL, *s.Token, data, adler(data), size(len(data)-1))
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, string(body))
+	msg := fmt.Sprintf("the upload sent %d bytes but declared %d (X-Pollux-Size): the file changed while it was sent", len(data), len(data)-1)
+	require.Equal(t, msg, errorBody(t, body).Message)
+	e.failed(req, model.SQLStateBadData, msg)
+
+	req, s = e.ready(model.RequestTypePut, "/pollux/badsize")
+	resp, body = chunkedPutWith(t, *s.MoverURL, *s.Token, data, "", map[string]string{api.HeaderSize: "lots"})
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, string(body))
+	e.failed(req, model.SQLStateInvalidArgument, `X-Pollux-Size "lots" is not a length in bytes`)
+
+	_, err := e.db.Pool().Exec(e.ctx, "update service_class set max_file_size_bytes = 1000 where name = 'default'")
+	require.NoError(t, err)
+	req, s = e.ready(model.RequestTypePut, "/pollux/toobig")
+	resp, body = chunkedPutWith(t, *s.MoverURL, *s.Token, data, "", size(len(data)))
+	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, string(body))
+	e.failed(req, model.SQLStateBadData, fmt.Sprintf("the upload of %d bytes is larger than its service class allows (1000 bytes)", len(data)))
+	require.Len(t, files(t, d.dir), 1, "only the first upload left a file")
 }
 
 // A caller with the token has made the transfer's one call: when it is refused, the

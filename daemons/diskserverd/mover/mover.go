@@ -8,6 +8,7 @@
 //	PUT /v1/transfers/{subrequest id}
 //	    Authorization: Bearer <token>      (401 without it, 403 when it does not check)
 //	    Content-Length: <bytes>            (or Transfer-Encoding: chunked)
+//	    X-Pollux-Size: <bytes>             (optional, chunked only: the length declared)
 //	    X-Pollux-Adler32: <8 hex digits>   (optional, as a header or, chunked, as a
 //	                                        trailer: the upload is refused when it differs;
 //	                                        without it an auto_close upload is not closed)
@@ -21,7 +22,10 @@
 // gets no space reserved up front (a full file system fails it when the disk fills), its
 // service class's size limit is applied as it arrives, and its end is the final chunk, so a
 // client that goes away mid-way is still seen as truncated. With a Content-Length the
-// space is reserved first and a truncated upload is the bytes missing.
+// space is reserved first and a truncated upload is the bytes missing. A streamed upload
+// that declares its length (X-Pollux-Size: the Pollux client streams every file of 4 MiB
+// or more, so that it hashes as it sends) has it checked against the limit and reserved
+// first, and fails if the stream turns out longer or shorter.
 //
 // A caller without the transfer's token is refused and changes nothing. A caller with it
 // has made the transfer's one call: if that call is refused (wrong method for the
@@ -64,6 +68,7 @@ import (
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
 	"github.com/pollux-storage/pollux/framework/logging"
 	"github.com/pollux-storage/pollux/framework/pg"
+	"github.com/pollux-storage/pollux/framework/pump"
 	"github.com/pollux-storage/pollux/model"
 )
 
@@ -75,9 +80,8 @@ const PathTransfers = "/v1/transfers/"
 // the database is the truth, so the worst a stray call does is one early claim.
 const PathWake = "/v1/wake"
 
-// bufferSize is the unit of every read and write: large enough that system calls and
-// hashing calls are few per gigabyte.
-const bufferSize = 1 << 20
+// bufferSize is the unit of every read and write (framework/pump's block).
+const bufferSize = pump.BlockSize
 
 // recordTimeout bounds reporting a transfer's end; it exceeds framework/pg's retry budget
 // so that a database failover is ridden out.
@@ -109,19 +113,18 @@ type Config struct {
 type Handler struct {
 	cfg    Config
 	mounts map[string]bool
-	bufs   sync.Pool
+	bufs   *pump.Blocks
 }
 
 // NewHandler returns the mover's handler.
 func NewHandler(cfg Config) *Handler {
-	h := &Handler{cfg: cfg, mounts: map[string]bool{}}
+	h := &Handler{cfg: cfg, mounts: map[string]bool{}, bufs: pump.NewBlocks()}
 	for _, m := range cfg.MountPoints {
 		h.mounts[filepath.Clean(m)] = true
 	}
 	if h.cfg.Log == nil {
 		h.cfg.Log = zap.NewNop()
 	}
-	h.bufs.New = func() any { b := make([]byte, bufferSize); return &b }
 	return h
 }
 
@@ -384,10 +387,21 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 			return x.fail(w, http.StatusBadRequest, model.SQLStateInvalidArgument, err.Error())
 		}
 	}
+	// A chunked upload may declare its length (api.HeaderSize): checked against the limit
+	// and reserved before the first byte, and required of the stream at its end.
+	declared := size
+	if v := r.Header.Get(api.HeaderSize); v != "" && size < 0 {
+		d, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || d < 0 {
+			return x.fail(w, http.StatusBadRequest, model.SQLStateInvalidArgument,
+				fmt.Sprintf("%s %q is not a length in bytes", api.HeaderSize, v))
+		}
+		declared = d
+	}
 	limit := x.row.MaxSizeBytes
-	if limit > 0 && size > limit {
+	if limit > 0 && declared > limit {
 		return x.fail(w, http.StatusRequestEntityTooLarge, model.SQLStateBadData,
-			fmt.Sprintf("the upload of %d bytes is larger than its service class allows (%d bytes)", size, limit))
+			fmt.Sprintf("the upload of %d bytes is larger than its service class allows (%d bytes)", declared, limit))
 	}
 	var in io.Reader = r.Body
 	if limit > 0 && size < 0 {
@@ -434,12 +448,14 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 		discard()
 		return x.fail(w, status, code, message)
 	}
-	if err := reserve(f, size); err != nil {
+	if err := reserve(f, declared); err != nil {
 		return failed(http.StatusInsufficientStorage, model.SQLStateTransferFailed,
 			fmt.Sprintf("no room for %d bytes on %s: %v", size, x.row.MountPoint, err))
 	}
 
-	n, sum, readErr, writeErr := x.h.pump(f, body, size, x.unblockRead)
+	// The writeback of each stretch starts as it is written, so that the fsync below
+	// waits for the last stretch only.
+	n, sum, readErr, writeErr := pump.Copy(pump.NewWriteback(f), body, size, x.h.bufs, x.unblockRead)
 	x.bytes = n
 	x.t.received.Store(true)
 	if x.abortedBy() != nil {
@@ -462,6 +478,11 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 		// A chunked upload that ended without its final chunk.
 		x.log.Info("upload truncated", zap.Int64("bytes", n), zap.NamedError("read_error", readErr))
 		return failed(http.StatusBadRequest, model.SQLStateBadData, fmt.Sprintf("upload truncated: it broke off after %d bytes (%v)", n, readErr))
+	case declared >= 0 && n != declared:
+		// A chunked upload that ended cleanly, at another length than it declared.
+		x.log.Info("upload of another length than declared", zap.Int64("bytes", n), zap.Int64("declared", declared))
+		return failed(http.StatusBadRequest, model.SQLStateBadData,
+			fmt.Sprintf("the upload sent %d bytes but declared %d (%s): the file changed while it was sent", n, declared, api.HeaderSize))
 	}
 	if v := r.Trailer.Get(api.HeaderAdler32); v != "" {
 		// Read only now: a trailer arrives after the data.

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
-	"testing/iotest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -26,82 +25,6 @@ func randomBytes(t *testing.T, n int) []byte {
 	_, err := rand.Read(b)
 	require.NoError(t, err)
 	return b
-}
-
-func TestPumpCopiesAndHashes(t *testing.T) {
-	t.Parallel()
-	h := NewHandler(Config{})
-	for _, size := range []int{0, 1, bufferSize - 1, bufferSize, 3*bufferSize + 5} {
-		data := randomBytes(t, size)
-		var out bytes.Buffer
-		n, sum, readErr, writeErr := h.pump(&out, bytes.NewReader(data), int64(size), nil)
-		require.NoError(t, readErr)
-		require.NoError(t, writeErr)
-		require.EqualValues(t, size, n)
-		require.Equal(t, fmt.Sprintf("%08x", adler32.Checksum(data)), sum)
-		require.True(t, bytes.Equal(data, out.Bytes()))
-	}
-}
-
-func TestPumpShortSource(t *testing.T) {
-	t.Parallel()
-	h := NewHandler(Config{})
-	data := randomBytes(t, bufferSize+10)
-	var out bytes.Buffer
-	n, sum, readErr, writeErr := h.pump(&out, bytes.NewReader(data), 2*bufferSize, nil)
-	require.ErrorIs(t, readErr, io.ErrUnexpectedEOF)
-	require.NoError(t, writeErr)
-	require.EqualValues(t, len(data), n, "every byte that arrived is written")
-	require.Empty(t, sum, "no checksum for a partial copy")
-}
-
-// A stream of unknown length (a chunked upload) ends at its io.EOF; any other error is
-// a stream cut short, even io.ErrUnexpectedEOF after whole blocks.
-func TestPumpUnknownSize(t *testing.T) {
-	t.Parallel()
-	h := NewHandler(Config{})
-	for _, size := range []int{0, 1, bufferSize, 2*bufferSize + 7} {
-		data := randomBytes(t, size)
-		var out bytes.Buffer
-		n, sum, readErr, writeErr := h.pump(&out, iotest.HalfReader(bytes.NewReader(data)), -1, nil)
-		require.NoError(t, readErr)
-		require.NoError(t, writeErr)
-		require.EqualValues(t, size, n)
-		require.Equal(t, fmt.Sprintf("%08x", adler32.Checksum(data)), sum)
-		require.True(t, bytes.Equal(data, out.Bytes()))
-	}
-	data := randomBytes(t, bufferSize)
-	var out bytes.Buffer
-	cut := io.MultiReader(bytes.NewReader(data), iotest.ErrReader(io.ErrUnexpectedEOF))
-	n, sum, readErr, _ := h.pump(&out, cut, -1, nil)
-	require.ErrorIs(t, readErr, io.ErrUnexpectedEOF)
-	require.EqualValues(t, len(data), n)
-	require.Empty(t, sum)
-}
-
-type failingWriter struct{ after int }
-
-func (w *failingWriter) Write(p []byte) (int, error) {
-	if w.after <= 0 {
-		return 0, errors.New("disk on fire")
-	}
-	w.after--
-	return len(p), nil
-}
-
-func TestPumpWriteErrorUnblocksTheReader(t *testing.T) {
-	t.Parallel()
-	h := NewHandler(Config{})
-	pr, pw := io.Pipe()
-	go func() { _, _ = pw.Write(make([]byte, 2*bufferSize)) }() // then the "client" stalls
-	unblocked := false
-	n, _, _, writeErr := h.pump(&failingWriter{after: 1}, pr, 10*bufferSize, func() {
-		unblocked = true
-		_ = pr.CloseWithError(errors.New("deadline"))
-	})
-	require.EqualError(t, writeErr, "disk on fire")
-	require.True(t, unblocked)
-	require.EqualValues(t, bufferSize, n)
 }
 
 func TestParseAdler32(t *testing.T) {

@@ -66,7 +66,7 @@ func (h *Handler) send(w io.Writer, f *os.File, size int64, want string, start f
 	}
 	segments := make(chan checked, sendAhead)
 	stop := make(chan struct{})
-	buf := h.bufs.Get().(*[]byte)
+	buf := h.bufs.Get()
 	defer h.bufs.Put(buf)
 	fd := int(f.Fd()) // here, not in the hasher: f is the sender's
 	go func() {

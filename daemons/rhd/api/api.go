@@ -49,6 +49,12 @@ const (
 // Content-Length (daemons/diskserverd/mover has the whole wire contract).
 const HeaderAdler32 = "X-Pollux-Adler32"
 
+// HeaderSize carries the length in bytes of an upload the client streams chunked (its
+// adler32 then follows the data as a trailer, computed as the bytes go): the mover checks
+// it against its service class's limit and reserves the space before the first byte, and
+// refuses an upload whose length turns out otherwise.
+const HeaderSize = "X-Pollux-Size"
+
 // HeaderTimeout is how long the client waits for an answer to this call beyond the
 // long-poll wait it asks for (a Go duration such as "14s"). rhd bounds each piece of its
 // database work by it (less a margin for the answer's travel), so that when its database
