@@ -84,8 +84,8 @@ func New(cfg Config) *Client {
 		DialContext:         dataDialer.DialContext,
 		TLSHandshakeTimeout: 10 * time.Second,
 		TLSClientConfig:     cfg.TLS,
-		// The mover checks the token before the body is sent: a refused upload costs no
-		// bytes.
+		// The mover checks the token before the body of an upload of expectFrom bytes or
+		// more is sent: a refused upload costs no bytes.
 		ExpectContinueTimeout: 2 * time.Second,
 		// After the last byte the mover checks the data and syncs it to disk.
 		ResponseHeaderTimeout: 5 * time.Minute,
