@@ -81,7 +81,7 @@ func (c *Client) Upload(ctx context.Context, moverURL, token, local string, prog
 	var stream *streamBody
 	sum := ""
 	if st.Size() >= streamFrom {
-		stream = &streamBody{f: f, size: st.Size(), progress: progress}
+		stream = &streamBody{f: f, size: st.Size(), moved: &moved{total: st.Size(), report: progress}}
 		if req, err = http.NewRequestWithContext(ctx, http.MethodPut, moverURL, stream); err != nil {
 			return Moved{}, errorf(wire.ErrorKindInternal, "the mover's address %q is not a URL: %v", moverURL, err)
 		}
@@ -98,7 +98,7 @@ func (c *Client) Upload(ctx context.Context, moverURL, token, local string, prog
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return Moved{}, localError(err, "read the file to upload")
 		}
-		var body io.Reader = &progressReader{r: f, total: st.Size(), report: progress}
+		var body io.Reader = movedReader{f, &moved{total: st.Size(), report: progress}}
 		if st.Size() == 0 {
 			body = http.NoBody
 		}
@@ -152,12 +152,11 @@ func (c *Client) Upload(ctx context.Context, moverURL, token, local string, prog
 // out. The transport copies a body that is an io.WriterTo through WriteTo, in blocks of a
 // mebibyte (one chunk each); Read serves any other copy.
 type streamBody struct {
-	f        *os.File
-	size     int64
-	req      *http.Request
-	progress func(done, total int64)
-	sent     int64
-	hash     hash.Hash32
+	f     *os.File
+	size  int64
+	req   *http.Request
+	moved *moved // what was sent
+	hash  hash.Hash32
 	// The transport's goroutine sends the body; Do may return before it is done (a mover
 	// that answers early): mu guards what Upload reads of it.
 	mu  sync.Mutex
@@ -179,7 +178,7 @@ func (b *streamBody) failed(err error) {
 }
 
 func (b *streamBody) WriteTo(w io.Writer) (int64, error) {
-	n, sum, readErr, writeErr := pump.Copy(&progressWriter{w: w, body: b}, b.f, b.size, blocks, nil)
+	n, sum, readErr, writeErr := pump.Copy(movedWriter{w, b.moved}, b.f, b.size, blocks, nil)
 	switch {
 	case readErr != nil:
 		b.failed(readErr)
@@ -195,17 +194,14 @@ func (b *streamBody) Read(p []byte) (int, error) {
 	if b.hash == nil {
 		b.hash = adler32.New()
 	}
-	p = p[:min(int64(len(p)), b.size-b.sent)]
+	p = p[:min(int64(len(p)), b.size-b.moved.n)]
 	if len(p) == 0 {
 		b.finish(Adler32(b.hash.Sum32()))
 		return 0, io.EOF
 	}
 	k, err := b.f.Read(p)
 	b.hash.Write(p[:k])
-	b.sent += int64(k)
-	if b.progress != nil && k > 0 {
-		b.progress(b.sent, b.size)
-	}
+	b.moved.add(k)
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF // the file shrank while it was sent
 	}
@@ -225,21 +221,6 @@ func (b *streamBody) finish(sum string) {
 }
 
 func (b *streamBody) Close() error { return nil }
-
-// progressWriter reports a streamed upload's progress as its blocks go out.
-type progressWriter struct {
-	w    io.Writer
-	body *streamBody
-}
-
-func (p *progressWriter) Write(b []byte) (int, error) {
-	n, err := p.w.Write(b)
-	p.body.sent += int64(n)
-	if p.body.progress != nil && n > 0 {
-		p.body.progress(p.body.sent, p.body.size)
-	}
-	return n, err
-}
 
 // Download fetches a file from a mover into local, through a temporary file in the same
 // directory renamed into place only once its length (Content-Length) and adler32 (the
@@ -293,7 +274,7 @@ func (c *Client) Download(ctx context.Context, moverURL, token, local string, pr
 	}()
 	// Received and hashed a block ahead of writing, the file's writeback started as it is
 	// written (framework/pump), so that the fsync at the end waits for the last stretch.
-	n, got, readErr, writeErr := pump.Copy(&progressCounter{w: pump.NewWriteback(tmp), total: size, report: progress},
+	n, got, readErr, writeErr := pump.Copy(movedWriter{pump.NewWriteback(tmp), &moved{total: size, report: progress}},
 		resp.Body, size, blocks, cancel)
 	switch {
 	case writeErr != nil:
@@ -325,37 +306,40 @@ func (c *Client) Download(ctx context.Context, moverURL, token, local string, pr
 	return Moved{SizeBytes: n, ChecksumAdler32: got}, nil
 }
 
-// progressCounter reports the bytes written so far after every write.
-type progressCounter struct {
-	w      io.Writer
-	n      int64
-	total  int64
-	report func(done, total int64)
+// moved counts the bytes a transfer moved and reports them, when asked to, after each step.
+type moved struct {
+	n, total int64
+	report   func(done, total int64)
 }
 
-func (p *progressCounter) Write(b []byte) (int, error) {
-	n, err := p.w.Write(b)
-	p.n += int64(n)
-	if p.report != nil && n > 0 {
-		p.report(p.n, p.total)
+func (m *moved) add(k int) {
+	m.n += int64(k)
+	if m.report != nil && k > 0 {
+		m.report(m.n, m.total)
 	}
+}
+
+// movedReader counts what is read through it.
+type movedReader struct {
+	r io.Reader
+	*moved
+}
+
+func (m movedReader) Read(b []byte) (int, error) {
+	n, err := m.r.Read(b)
+	m.add(n)
 	return n, err
 }
 
-// progressReader reports the bytes read so far after every read.
-type progressReader struct {
-	r      io.Reader
-	n      int64
-	total  int64
-	report func(done, total int64)
+// movedWriter counts what is written through it.
+type movedWriter struct {
+	w io.Writer
+	*moved
 }
 
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.n += int64(n)
-	if p.report != nil && n > 0 {
-		p.report(p.n, p.total)
-	}
+func (m movedWriter) Write(b []byte) (int, error) {
+	n, err := m.w.Write(b)
+	m.add(n)
 	return n, err
 }
 
