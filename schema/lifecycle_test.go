@@ -138,6 +138,18 @@ func (l *life) requestStatus(id string) model.RequestStatus {
 
 func sqlstate(err error) string { return pg.SQLState(err) }
 
+// waitForOneLockWaiter waits until one session of the test's database waits for a lock: the
+// second of two transactions has reached the first's row.
+func (l *life) waitForOneLockWaiter(msg string) {
+	l.t.Helper()
+	require.Eventually(l.t, func() bool {
+		var waiting int
+		err := l.db.Pool().QueryRow(l.ctx, `select count(*) from pg_stat_activity
+			where datname = current_database() and wait_event_type = 'Lock'`).Scan(&waiting)
+		return err == nil && waiting == 1
+	}, 10*time.Second, 5*time.Millisecond, msg)
+}
+
 // put writes path all the way: put, transfer, end, putdone.
 func (l *life) put(path string, size int64, sum string) {
 	l.t.Helper()
@@ -267,12 +279,7 @@ func TestConcurrentPutsOfOnePath(t *testing.T) {
 		})
 		other <- rows
 	}()
-	require.Eventually(t, func() bool {
-		var waiting int
-		err := l.db.Pool().QueryRow(l.ctx, `select count(*) from pg_stat_activity
-			where datname = current_database() and wait_event_type = 'Lock'`).Scan(&waiting)
-		return err == nil && waiting == 1
-	}, 10*time.Second, 5*time.Millisecond, "the second stager never waited for the first on the file")
+	l.waitForOneLockWaiter("the second stager never waited for the first on the file")
 	require.NoError(t, one.Commit(l.ctx))
 	require.NoError(t, <-otherErr)
 	rows := <-other
@@ -677,12 +684,7 @@ func TestRequestEndsWhenItsLastTwoFilesEndTogether(t *testing.T) {
 			return model.SubrequestFinish(l.ctx, tx, subs[1].ID, "done")
 		})
 	}()
-	require.Eventually(t, func() bool {
-		var waiting int
-		err := l.db.Pool().QueryRow(l.ctx, `select count(*) from pg_stat_activity
-			where datname = current_database() and wait_event_type = 'Lock'`).Scan(&waiting)
-		return err == nil && waiting == 1
-	}, 10*time.Second, 5*time.Millisecond, "the second transaction never waited for the first")
+	l.waitForOneLockWaiter("the second transaction never waited for the first")
 	require.NoError(t, first.Commit(l.ctx))
 	require.NoError(t, <-second)
 	require.Equal(t, model.RequestStatusFinished, l.requestStatus(req))
@@ -884,12 +886,7 @@ func TestConcurrentSubmitsOfOneRequestID(t *testing.T) {
 		_, err := submit(l.db.Pool())
 		otherErr <- err
 	}()
-	require.Eventually(t, func() bool {
-		var waiting int
-		err := l.db.Pool().QueryRow(l.ctx, `select count(*) from pg_stat_activity
-			where datname = current_database() and wait_event_type = 'Lock'`).Scan(&waiting)
-		return err == nil && waiting == 1
-	}, 10*time.Second, 5*time.Millisecond, "the second submission never waited for the first")
+	l.waitForOneLockWaiter("the second submission never waited for the first")
 	require.NoError(t, one.Commit(l.ctx))
 	err = <-otherErr
 	require.Error(t, err)
