@@ -43,6 +43,8 @@ type RequestOptions struct {
 	ManyDiskServers int
 	// ScalePuts is how many cp round trips each side of the scaling figure measures.
 	ScalePuts int
+	// Settle waits for an idle machine before the round trips (see settle).
+	Settle bool
 }
 
 // instanceDatabase makes the database name anew on the server of adminDSN and migrates it
@@ -149,6 +151,10 @@ func RunRequests(ctx context.Context, o RequestOptions, progress io.Writer) (Req
 		if _, err := b.put(ctx, small, fmt.Sprintf("/pollux/bench/warm%d", i), true); err != nil {
 			return rep, fmt.Errorf("warm-up: %w", err)
 		}
+	}
+
+	if o.Settle {
+		settle(ctx, progress)
 	}
 
 	fmt.Fprintf(progress, "pollux-bench: %d × stager_put + 1 KiB upload + stager_putdone\n", o.RoundTrip)
@@ -581,6 +587,35 @@ func writeRandom(path string, size int64) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return f.Sync()
+}
+
+// The latency targets are an idle machine's: before the round trips, the benchmark waits
+// until the 1-minute load average falls below settleBelow (the build of the binaries, or a
+// suite before this one, leaves it at 3-4 on two cores), for at most settleFor.
+const (
+	settleBelow = 1.0
+	settleFor   = 3 * time.Minute
+)
+
+// settle waits for the machine to quieten (see settleBelow), and says so.
+func settle(ctx context.Context, progress io.Writer) {
+	deadline := time.Now().Add(settleFor)
+	for {
+		l, err := strconv.ParseFloat(loadAverage(), 64)
+		if err != nil || l < settleBelow {
+			return
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(progress, "pollux-bench: the load average is still %.2f after %s: measuring anyway\n", l, settleFor)
+			return
+		}
+		fmt.Fprintf(progress, "pollux-bench: load average %.2f: waiting for it to fall below %.1f before the round trips\n", l, settleBelow)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
 }
 
 // moverRounds is how many times the mover figure measures each side.
