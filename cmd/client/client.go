@@ -102,9 +102,11 @@ func (c *Client) Close() {
 	c.data.CloseIdleConnections()
 }
 
-// NewRequestID returns a random (version 4) UUID for a request. A command chooses it once
+// NewRequestID returns a time-ordered (version 7) UUID for a request: the request's rows and
+// its subrequests' and transitions' index entries then land at the right edge of their
+// indexes, whatever the history behind them (see uuid.NewV7). A command chooses it once
 // and sends it with every try, so a submission retried through another rhd is stored once.
-func NewRequestID() string { return uuid.New() }
+func NewRequestID() string { return uuid.NewV7() }
 
 // addresses resolves STAGE_HOST once and shuffles it, so that clients spread over the
 // request handlers.

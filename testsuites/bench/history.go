@@ -91,7 +91,7 @@ func MakeHistoryFixture(ctx context.Context, db *pg.DB) (HistoryFixture, error) 
 		return nil
 	}
 	submit := func(typ model.RequestType, class string, autoClose bool, paths []string) error {
-		_, err := model.RequestSubmit(ctx, p, uuid.New(), typ, class, "probe", "", "", paths, autoClose, nil, nil)
+		_, err := model.RequestSubmit(ctx, p, uuid.NewV7(), typ, class, "probe", "", "", paths, autoClose, nil, nil)
 		return err
 	}
 	paths := func(prefix string) []string {
