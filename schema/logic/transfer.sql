@@ -126,8 +126,8 @@ BEGIN
                     WHERE x.status = 'READY' AND xr.user_name = v_sr.user_name));
             END IF;
             IF (v_in_flight ->> v_sr.user_name)::bigint >= v_max_transfers THEN
-                -- Left SCHEDULED, for this server's next claim (each transfer's end wakes
-                -- it; its poll is the safety net); the client is told why it waits.
+                -- Left SCHEDULED, for this server's next claim (the next wake-up hint, or
+                -- its poll within a second); the client is told why it waits.
                 UPDATE subrequest s SET info = format('queued: user %s has %s transfers in flight, the limit (policy user_max_transfers)',
                         v_sr.user_name, v_in_flight ->> v_sr.user_name), updated_at = now()
                 WHERE s.id = v_sr.id AND s.info NOT LIKE 'queued: user % transfers in flight%';
