@@ -516,9 +516,11 @@ func (f *Formation) startKeeper(m Member) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start the keeper of %s: %w", m.Name, err)
 	}
-	// Reaped here if it ends while this process lives; otherwise its new parent does.
-	go func() { _ = cmd.Wait() }()
-	if err := os.WriteFile(f.pidFile(m), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+	// Reaped here if it ends while this process lives (how it ended is kept for the check
+	// that finds it gone); otherwise its new parent does.
+	pid := cmd.Process.Pid
+	go func() { keeperExits.record(pid, cmd.Wait()) }()
+	if err := os.WriteFile(f.pidFile(m), []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(f.progress, "pgha: %s: keeper started (pid %d)\n", m.Name, cmd.Process.Pid)

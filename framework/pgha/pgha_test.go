@@ -187,3 +187,14 @@ func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
 }
+
+// A keeper this process started and saw end is reported with how it ended.
+func TestExitLogSaysHowAKeeperEnded(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command("sh", "-c", "kill -9 $$")
+	require.NoError(t, cmd.Start())
+	pid := cmd.Process.Pid
+	keeperExits.record(pid, cmd.Wait())
+	require.Regexp(t, `^: it ended with signal: killed at \d\d:\d\d:\d\d\.\d\d\d$`, keeperExits.how(pid))
+	require.Empty(t, keeperExits.how(-1), "nothing is said of a process it never saw end")
+}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -198,4 +199,35 @@ func bindFailed(paths ...string) bool {
 		}
 	}
 	return false
+}
+
+// keeperExits records how each keeper this process started ended, by pid, so that a check
+// that finds a keeper gone says how it went (its exit status, or the signal that ended it)
+// and when, instead of only that it is gone: a keeper that dies before it logs a line
+// leaves nothing else to go on.
+var keeperExits = exitLog{by: map[int]string{}}
+
+type exitLog struct {
+	mu sync.Mutex
+	by map[int]string
+}
+
+func (l *exitLog) record(pid int, err error) {
+	how := "exit status 0"
+	if err != nil {
+		how = err.Error()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.by[pid] = fmt.Sprintf("%s at %s", how, time.Now().Format("15:04:05.000"))
+}
+
+// how is ": it ended with <how>" for a keeper this process saw end, else "".
+func (l *exitLog) how(pid int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h, ok := l.by[pid]; ok {
+		return ": it ended with " + h
+	}
+	return ""
 }

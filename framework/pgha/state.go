@@ -308,8 +308,9 @@ func (f *Formation) keepersAlive() error {
 		if readPID(f.pidFile(m)) == 0 {
 			continue // never started
 		}
-		if _, ok := f.KeeperPID(m); !ok {
-			return fmt.Errorf("the keeper of %s is not running; last lines of %s:\n%s", m.Name, f.LogFile(m), tailFile(f.LogFile(m), 15))
+		if pid, ok := f.KeeperPID(m); !ok {
+			return fmt.Errorf("the keeper of %s (pid %d) is not running%s; last lines of %s:\n%s", m.Name, pid, keeperExits.how(pid),
+				f.LogFile(m), tailFile(f.LogFile(m), 15))
 		}
 	}
 	return nil
