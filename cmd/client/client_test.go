@@ -347,6 +347,23 @@ func TestLargeUploadIsStreamedWithItsChecksumInATrailer(t *testing.T) {
 	require.EqualValues(t, len(data), last)
 	require.EqualValues(t, len(data), total)
 
+	// A file that grows while it is sent fails: the bytes sent would check out against
+	// their own sum, and the mover would keep a cut-short copy. (The mover here appends
+	// before it reads the body, which the client sends only after its 100 Continue.)
+	grower := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, err := os.OpenFile(src, os.O_APPEND|os.O_WRONLY, 0)
+		if err == nil {
+			_, _ = f.Write([]byte("more"))
+			_ = f.Close()
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusBadRequest)
+	}))
+	defer grower.Close()
+	_, err = cl.Upload(context.Background(), grower.URL, "tok", src, nil)
+	require.ErrorContains(t, err, fmt.Sprintf("the file grew from %d bytes while it was sent", len(data)))
+	require.NoError(t, os.WriteFile(src, data, 0o644))
+
 	// A mover that records another sum than the one streamed is caught, as with a header.
 	recorded = "00000001"
 	_, err = cl.Upload(context.Background(), mover.URL, "tok", src, nil)

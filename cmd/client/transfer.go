@@ -186,8 +186,25 @@ func (b *streamBody) WriteTo(w io.Writer) (int64, error) {
 	case writeErr != nil:
 		return n, writeErr
 	}
+	if err := b.grew(); err != nil {
+		return n, err
+	}
 	b.finish(sum)
 	return n, nil
+}
+
+// grew fails the upload of a file that has more than the size it was stat'ed with: the
+// size bytes sent check out against their own sum, and without this the mover would store
+// a cut-short copy as good. Ending the body with an error leaves the stream without its
+// last chunk, which the mover takes for a truncated upload.
+func (b *streamBody) grew() error {
+	var one [1]byte
+	if k, _ := b.f.ReadAt(one[:], b.size); k > 0 {
+		err := fmt.Errorf("the file grew from %d bytes while it was sent", b.size)
+		b.failed(err)
+		return err
+	}
+	return nil
 }
 
 func (b *streamBody) Read(p []byte) (int, error) {
@@ -196,6 +213,9 @@ func (b *streamBody) Read(p []byte) (int, error) {
 	}
 	p = p[:min(int64(len(p)), b.size-b.moved.n)]
 	if len(p) == 0 {
+		if err := b.grew(); err != nil {
+			return 0, err
+		}
 		b.finish(Adler32(b.hash.Sum32()))
 		return 0, io.EOF
 	}
@@ -230,6 +250,10 @@ func (b *streamBody) Close() error { return nil }
 // corrupt download arrives short.
 // progress, when not nil, is called with the bytes received so far and the total.
 func (c *Client) Download(ctx context.Context, moverURL, token, local string, progress func(done, total int64)) (Moved, error) {
+	// A write to the local file that fails ends the copy's read of the body: cancelling
+	// the request's context unblocks a read the mover leaves waiting.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, moverURL, nil)
 	if err != nil {
 		return Moved{}, errorf(wire.ErrorKindInternal, "the mover's address %q is not a URL: %v", moverURL, err)
@@ -258,9 +282,6 @@ func (c *Client) Download(ctx context.Context, moverURL, token, local string, pr
 		return Moved{}, errorf(wire.ErrorKindInternal, "the mover sent no valid %s (%q), so the download cannot be verified: report it to the operator", api.HeaderAdler32, want)
 	}
 
-	// A write to the local file that fails ends the copy's read of the body through ctx.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	tmp, err := os.CreateTemp(filepath.Dir(local), "."+filepath.Base(local)+".pollux-*")
 	if err != nil {
 		return Moved{}, localError(err, "create the download file")

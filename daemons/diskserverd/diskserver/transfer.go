@@ -32,8 +32,9 @@ type claimer struct {
 	log       *zap.Logger
 	limit     int
 	running   atomic.Int64
-	// backlog says that transfers may be waiting for a mover: the last step found every
-	// mover busy, or filled every free one (more may be queued). Only then does a mover
+	// backlog says that transfers may be waiting for a mover: a step is running, or the
+	// last one found every mover busy or filled every free one (more may be queued). Only
+	// then does a mover
 	// coming free wake the pool; otherwise the claim would find nothing (it did, for every
 	// transfer's end, one empty transfer_claim per PUT). A transfer held back by its user's
 	// user_max_transfers waits for the next hint or poll.
@@ -59,6 +60,9 @@ func (c *claimer) step(ctx context.Context) (int, error) {
 		c.backlog.Store(true)
 		return 0, nil // a watcher that ends wakes the pool
 	}
+	// A transfer that ends while this step runs must wake the pool: this step counted its
+	// mover as busy. It is said again below, once the step knows what it found.
+	c.backlog.Store(true)
 	// The claim that failed held at most the free movers of its step; none was taken since.
 	tokens := append(make([]string, 0, free), c.unsure[:min(len(c.unsure), free)]...)
 	for len(tokens) < free {

@@ -450,7 +450,7 @@ func (x *transfer) put(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := reserve(f, declared); err != nil {
 		return failed(http.StatusInsufficientStorage, model.SQLStateTransferFailed,
-			fmt.Sprintf("no room for %d bytes on %s: %v", size, x.row.MountPoint, err))
+			fmt.Sprintf("no room for %d bytes on %s: %v", declared, x.row.MountPoint, err))
 	}
 
 	// The writeback of each stretch starts as it is written, so that the fsync below
