@@ -361,8 +361,7 @@ func TimeProbe(ctx context.Context, db *pg.DB, p Probe, runs int) (time.Duration
 			times = append(times, time.Since(start))
 		}
 	}
-	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
-	return times[len(times)/2], nil
+	return latency(times).P50, nil
 }
 
 // HistoryDatabase is the database the history benchmark builds and drops.

@@ -292,7 +292,7 @@ func RunRequests(ctx context.Context, o RequestOptions, progress io.Writer) (Req
 		downs = append(downs, time.Since(start))
 		os.Remove(big + ".back")
 	}
-	rep.PlainCopy, rep.Upload, rep.Download = median(plains), median(ups), median(downs)
+	rep.PlainCopy, rep.Upload, rep.Download = latency(plains).P50, latency(ups).P50, latency(downs).P50
 	rep.Load["mover"] = loadAverage()
 
 	if o.ManyDiskServers > 2 && o.ScalePuts > 0 {
@@ -620,12 +620,6 @@ func settle(ctx context.Context, progress io.Writer) {
 
 // moverRounds is how many times the mover figure measures each side.
 const moverRounds = 3
-
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
 
 // plainCopy is the yardstick for the mover: read, write, fsync, as the mover does.
 func plainCopy(src, dst string) (time.Duration, error) {
