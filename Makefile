@@ -154,7 +154,7 @@ test: pg/install test/deps verify verify/prometheus ## Every test, against a rea
 FUZZTIME ?= 30s
 
 .PHONY: fuzz
-fuzz: pg/install ## Run each fuzz target (rhd's request decoding and path cleaning, the SQL path check through request_submit) for FUZZTIME (default 30s) each.
+fuzz: pg/install ## Run each fuzz target (rhd's request decoding and path cleaning, the SQL path check through request_submit, framework/adler against hash/adler32) for FUZZTIME (default 30s) each.
 	@set -e; git ls-files '*_test.go' | xargs grep -Ho '^func Fuzz[A-Za-z0-9_]*' | while IFS=: read -r file fn; do \
 		name=$${fn#func }; pkg=./$$(dirname "$$file"); \
 		echo "fuzz: $$name in $$pkg for $(FUZZTIME)"; \

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pollux-storage/pollux/framework/adler"
 	"hash"
-	"hash/adler32"
 	"io"
 	"net/http"
 	"os"
@@ -90,7 +90,7 @@ func (c *Client) Upload(ctx context.Context, moverURL, token, local string, prog
 		req.Header.Set(api.HeaderSize, strconv.FormatInt(st.Size(), 10))
 		req.Trailer = http.Header{api.HeaderAdler32: nil}
 	} else {
-		h := adler32.New()
+		h := adler.New()
 		if _, err := io.Copy(h, f); err != nil {
 			return Moved{}, localError(err, "read the file to upload")
 		}
@@ -209,7 +209,7 @@ func (b *streamBody) grew() error {
 
 func (b *streamBody) Read(p []byte) (int, error) {
 	if b.hash == nil {
-		b.hash = adler32.New()
+		b.hash = adler.New()
 	}
 	p = p[:min(int64(len(p)), b.size-b.moved.n)]
 	if len(p) == 0 {

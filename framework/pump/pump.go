@@ -8,7 +8,7 @@ package pump
 
 import (
 	"fmt"
-	"hash/adler32"
+	"github.com/pollux-storage/pollux/framework/adler"
 	"io"
 	"sync"
 )
@@ -60,7 +60,7 @@ func Copy(dst io.Writer, src io.Reader, size int64, blocks *Blocks, unblock func
 	complete := false
 	go func() {
 		defer close(full)
-		hash := adler32.New()
+		hash := adler.New()
 		for read := int64(0); size < 0 || read < size; {
 			var b []byte
 			select {

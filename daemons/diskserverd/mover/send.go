@@ -2,8 +2,8 @@ package mover
 
 import (
 	"fmt"
+	"github.com/pollux-storage/pollux/framework/adler"
 	"hash"
-	"hash/adler32"
 	"io"
 	"os"
 	"runtime/debug"
@@ -59,7 +59,7 @@ type checked struct {
 func (h *Handler) send(w io.Writer, f *os.File, size int64, want string, start func(), moved *atomic.Int64,
 	window time.Duration) (n int64, sum string, readErr, writeErr error) {
 	if size == 0 {
-		if sum = fmt.Sprintf("%08x", adler32.Checksum(nil)); sum == want {
+		if sum = fmt.Sprintf("%08x", adler.Checksum(nil)); sum == want {
 			start()
 		}
 		return 0, sum, nil, nil
@@ -71,7 +71,7 @@ func (h *Handler) send(w io.Writer, f *os.File, size int64, want string, start f
 	fd := int(f.Fd()) // here, not in the hasher: f is the sender's
 	go func() {
 		defer close(segments)
-		hash := adler32.New()
+		hash := adler.New()
 		for off := int64(0); off < size; {
 			end := min(off+segmentSize, size)
 			c := checked{end: end}
