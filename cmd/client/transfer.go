@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pollux-storage/pollux/framework/adler"
 	"hash"
 	"io"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
+	"github.com/pollux-storage/pollux/framework/adler"
 	"github.com/pollux-storage/pollux/framework/pump"
 	"github.com/pollux-storage/pollux/model/wire"
 )

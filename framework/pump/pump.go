@@ -8,9 +8,10 @@ package pump
 
 import (
 	"fmt"
-	"github.com/pollux-storage/pollux/framework/adler"
 	"io"
 	"sync"
+
+	"github.com/pollux-storage/pollux/framework/adler"
 )
 
 // BlockSize is the unit of every read and write: large enough that system calls and

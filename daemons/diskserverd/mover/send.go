@@ -2,7 +2,6 @@ package mover
 
 import (
 	"fmt"
-	"github.com/pollux-storage/pollux/framework/adler"
 	"hash"
 	"io"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/pollux-storage/pollux/framework/adler"
 )
 
 // segmentSize is the unit in which a download is checked and sent. The hasher reads a
