@@ -242,7 +242,7 @@ func TestGuards(t *testing.T) {
 	require.Equal(t, "thing", g.Table)
 	require.Equal(t, "phase", g.Column)
 	require.Equal(t, "state", g.Enum.Name)
-	require.Equal(t, "thing_phase_transition_refuse", g.Function)
+	require.Equal(t, "thing_phase_transition_check", g.Function)
 	require.Equal(t, "thing_phase_initial", g.InsertTrigger)
 	require.Equal(t, "thing_phase_transition", g.UpdateTrigger)
 	require.Equal(t, []string{"OLD"}, g.Enum.Next("NEW"))
@@ -301,7 +301,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unreachable value", "initial: NEW", "initial: OLD", `enums[0].values[0] "NEW": value is unreachable`},
 		{"no invalid_transition error", "{name: invalid_transition,", "{name: refused,", `enums[0] "state": transitions need the error invalid_transition`},
 		{"generated name too long", "{name: phase, type: state}", "{name: " + strings.Repeat("p", 50) + ", type: state}", "generated name is longer than 63 bytes"},
-		{"function named like a guard", "name: thing_list", "name: thing_phase_transition_refuse", `guard of thing.phase "thing_phase_transition_refuse": a described function has the name`},
+		{"function named like a guard", "name: thing_list", "name: thing_phase_transition_check", `guard of thing.phase "thing_phase_transition_check": a described function has the name`},
 		{"missing doc", "    doc: A thing.\n", "", `tables[0] "thing": doc is empty`},
 		{"history of no table", "history: {table: thing_change,", "history: {table: thing_log,", `tables "thing" history "thing_log": no such table`},
 		{"history of an unguarded column", "column: phase,", "column: state,", `tables "thing" history "state": is not a non-nullable column of an enum with transitions`},

@@ -19,13 +19,15 @@ type Guard struct {
 	Table  string
 	Column string
 	Enum   *Enum
-	// Function is the trigger function; it raises invalid_transition. The triggers'
-	// WHEN conditions carry the allowed transitions, so it runs only to refuse.
+	// Function is the trigger function: it checks a change against the transitions and
+	// raises invalid_transition for one they do not declare, and for a new row that
+	// is not Enum.Initial.
 	Function string
 	// InsertTrigger fires BEFORE INSERT when the value is not Enum.Initial.
 	InsertTrigger string
-	// UpdateTrigger fires BEFORE UPDATE OF Column when the value changes along a
-	// transition the description does not declare.
+	// UpdateTrigger fires BEFORE UPDATE OF Column whenever the value changes: the
+	// allowed transitions are the function's, not the trigger's WHEN condition, which
+	// PostgreSQL parses and compiles anew for every statement (see the generated file).
 	UpdateTrigger string
 }
 
@@ -55,7 +57,7 @@ func (s *Schema) Guards() []Guard {
 			base := t.Name + "_" + c.Name
 			out = append(out, Guard{
 				Table: t.Name, Column: c.Name, Enum: e,
-				Function:      base + "_transition_refuse",
+				Function:      base + "_transition_check",
 				InsertTrigger: base + "_initial",
 				UpdateTrigger: base + "_transition",
 			})
@@ -65,7 +67,7 @@ func (s *Schema) Guards() []Guard {
 }
 
 // HistoryLog is the database's log of one guarded column's changes (a table's History):
-// a trigger function, run AFTER a new row and AFTER an UPDATE that changes the column,
+// a trigger function, run AFTER a new row and BEFORE an UPDATE that changes the column,
 // that INSERTs one row into the log table. Names derive from the table and column.
 type HistoryLog struct {
 	History

@@ -91,8 +91,8 @@ type guardData struct {
 	Initial  string
 	// HasID says the table has an id column, which the refusal names.
 	HasID bool
-	// Allowed is the WHEN condition's list of allowed changes, one per value that has
-	// any, e.g. "(OLD.status = 'START' AND NEW.status IN ('WAITSCHED', 'FAILED'))".
+	// Allowed is the check's CASE arms, one per value that may change at all, e.g.
+	// "WHEN 'START' THEN NEW.status IN ('WAITSCHED', 'FAILED')".
 	Allowed []string
 	// Next is, per value, what it may become in words, for the refusal's DETAIL.
 	Next []nextData
@@ -353,8 +353,8 @@ func newGuard(s *desc.Schema, g desc.Guard) guardData {
 		for i, n := range next {
 			quoted[i] = "'" + n + "'" // UPPER_SNAKE_CASE, checked by Validate: nothing to escape
 		}
-		gd.Allowed = append(gd.Allowed, fmt.Sprintf("(OLD.%s = '%s' AND NEW.%s IN (%s))",
-			g.Column, v.Name, g.Column, strings.Join(quoted, ", ")))
+		gd.Allowed = append(gd.Allowed, fmt.Sprintf("WHEN '%s' THEN NEW.%s IN (%s)",
+			v.Name, g.Column, strings.Join(quoted, ", ")))
 	}
 	return gd
 }

@@ -171,9 +171,10 @@ func TestRenderOutputs(t *testing.T) {
 			"    RETURN 'pollux_job_done';\n",
 		}},
 		{"schema/logic/transitions_gen.sql", []string{
-			"CREATE OR REPLACE FUNCTION job_state_transition_refuse()\nRETURNS trigger\n",
+			"CREATE OR REPLACE FUNCTION job_state_transition_check()\nRETURNS trigger\n",
 			"CREATE OR REPLACE TRIGGER job_state_initial\n    BEFORE INSERT ON job\n    FOR EACH ROW\n    WHEN (NEW.state IS DISTINCT FROM 'QUEUED')\n",
-			"           (OLD.state = 'QUEUED' AND NEW.state IN ('RUNNING'))\n        OR (OLD.state = 'RUNNING' AND NEW.state IN ('DONE', 'QUEUED', 'GAVE_UP'))))\n",
+			"    IF (CASE OLD.state\n        WHEN 'QUEUED' THEN NEW.state IN ('RUNNING')\n        WHEN 'RUNNING' THEN NEW.state IN ('DONE', 'QUEUED', 'GAVE_UP')\n        ELSE false END) THEN\n        RETURN NEW;\n",
+			"    BEFORE UPDATE OF state ON job\n    FOR EACH ROW\n    WHEN (OLD.state IS DISTINCT FROM NEW.state)\n    EXECUTE FUNCTION job_state_transition_check();\n",
 			"USING ERRCODE = 'SX002'",
 		}},
 		{"docs/schema.md", []string{

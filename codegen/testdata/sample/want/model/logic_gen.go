@@ -31,7 +31,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "job_submit", File: "job.sql", IdentityArgs: "p_type job_kind, p_source_url text, p_tags text[], p_not_before timestamp with time zone, p_previous job_state", Result: "job_state"},
 	{Name: "job_list", File: "job.sql", IdentityArgs: "p_state job_state, p_limit integer", Result: "SETOF job"},
 	{Name: "job_stats", File: "stats.sql", IdentityArgs: "", Result: "TABLE(state job_state, jobs bigint, oldest_at timestamp with time zone)"},
-	{Name: "job_state_transition_refuse", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
+	{Name: "job_state_transition_check", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "job_state_history_record", File: "transitions_gen.sql", IdentityArgs: "", Result: "trigger"},
 	{Name: "pollux_family", File: "names_gen.sql", IdentityArgs: "p_type request_type", Result: "text"},
 	{Name: "pollux_families", File: "names_gen.sql", IdentityArgs: "", Result: "text[]"},

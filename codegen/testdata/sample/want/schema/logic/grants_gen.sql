@@ -34,7 +34,7 @@ DECLARE
         'job_submit',
         'job_list',
         'job_stats',
-        'job_state_transition_refuse',
+        'job_state_transition_check',
         'job_state_history_record',
         'pollux_family',
         'pollux_families',

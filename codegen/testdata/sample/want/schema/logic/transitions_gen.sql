@@ -7,16 +7,18 @@
 -- keeps the value is always allowed. Both raise invalid_transition (SQLSTATE SX002): a
 -- refused change is a fault of the logic, never of a user.
 --
--- The allowed changes are the triggers' WHEN conditions, which PostgreSQL evaluates
--- without calling a function: an allowed change costs no PL/pgSQL call, and the trigger
--- function runs only to refuse. Edit the description and run `make generate`;
--- `pollux-admin logic apply` installs the result.
+-- The allowed changes are a CASE in each trigger function, and the UPDATE trigger's WHEN
+-- says only that the value changed: PostgreSQL 15 parses a trigger's WHEN from its stored
+-- text and compiles it anew for every statement that writes the table, which for
+-- subrequest's nine-way condition cost about 50 µs per UPDATE (three per pollux cp),
+-- where a PL/pgSQL function's expressions are compiled once per session. Edit the
+-- description and run `make generate`; `pollux-admin logic apply` installs the result.
 
--- job_state_transition_refuse refuses what the state machine of job_state does not allow
--- on job.state: a new row that is not QUEUED, or a change along an undeclared transition.
--- It runs only for such rows (the WHEN of job_state_initial and job_state_transition).
--- Raises: invalid_transition (SX002). Locks nothing.
-CREATE OR REPLACE FUNCTION job_state_transition_refuse()
+-- job_state_transition_check enforces the state machine of job_state on job.state: it
+-- refuses a new row that is not QUEUED (it runs only for such rows: the WHEN of
+-- job_state_initial) and a change along an undeclared transition (it runs for every
+-- change: job_state_transition). Raises: invalid_transition (SX002). Locks nothing.
+CREATE OR REPLACE FUNCTION job_state_transition_check()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
@@ -26,6 +28,12 @@ BEGIN
         RAISE EXCEPTION 'a new job must have state QUEUED, not %', NEW.state
             USING ERRCODE = 'SX002',
                   HINT = 'the state machine of job_state is declared in codegen/testdata/sample/schema.yaml';
+    END IF;
+    IF (CASE OLD.state
+        WHEN 'QUEUED' THEN NEW.state IN ('RUNNING')
+        WHEN 'RUNNING' THEN NEW.state IN ('DONE', 'QUEUED', 'GAVE_UP')
+        ELSE false END) THEN
+        RETURN NEW;
     END IF;
     RAISE EXCEPTION 'job % cannot change state from % to %', OLD.id, OLD.state, NEW.state
         USING ERRCODE = 'SX002',
@@ -43,23 +51,24 @@ CREATE OR REPLACE TRIGGER job_state_initial
     BEFORE INSERT ON job
     FOR EACH ROW
     WHEN (NEW.state IS DISTINCT FROM 'QUEUED')
-    EXECUTE FUNCTION job_state_transition_refuse();
+    EXECUTE FUNCTION job_state_transition_check();
 
 CREATE OR REPLACE TRIGGER job_state_transition
     BEFORE UPDATE OF state ON job
     FOR EACH ROW
-    WHEN (OLD.state IS DISTINCT FROM NEW.state AND NOT (
-           (OLD.state = 'QUEUED' AND NEW.state IN ('RUNNING'))
-        OR (OLD.state = 'RUNNING' AND NEW.state IN ('DONE', 'QUEUED', 'GAVE_UP'))))
-    EXECUTE FUNCTION job_state_transition_refuse();
+    WHEN (OLD.state IS DISTINCT FROM NEW.state)
+    EXECUTE FUNCTION job_state_transition_check();
 
 -- job_state_history_record logs one change of job.state into job_change: a new row
 -- (from_state NULL) or an UPDATE that changed it, with who made it (the session's
 -- pollux.daemon, pollux.instance_id and pollux.host) and why (the transaction's
--- pollux.reason, else the first non-empty of the row's reason columns). It runs AFTER the
--- row is written, so only changes that happened are logged, and costs one INSERT per
--- change in the changing transaction: no extra round trip. Locks nothing; raises nothing
--- of its own.
+-- pollux.reason, else the first non-empty of the row's reason columns). It costs one
+-- INSERT per change in the changing transaction: no extra round trip. It runs AFTER a new
+-- row is written (an INSERT ... ON CONFLICT DO NOTHING runs BEFORE triggers for rows it
+-- then skips) and BEFORE an UPDATE's row is written: the row is locked by then, so the
+-- change is made unless the statement fails, and the log row fails with it; an AFTER
+-- trigger would cost each change a place in the after-trigger queue (about 40 µs here).
+-- Locks nothing; raises nothing of its own.
 CREATE OR REPLACE FUNCTION job_state_history_record()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -77,6 +86,9 @@ BEGIN
         CASE WHEN NULLIF(current_setting('pollux.instance_id', true), '') ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN current_setting('pollux.instance_id')::uuid END,
         COALESCE(NULLIF(current_setting('pollux.host', true), ''), ''),
         COALESCE(NULLIF(current_setting('pollux.reason', true), ''), NULLIF(NEW.source_url, ''), ''));
+    IF TG_WHEN = 'BEFORE' THEN
+        RETURN NEW;
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -87,7 +99,7 @@ CREATE OR REPLACE TRIGGER job_state_history_insert
     EXECUTE FUNCTION job_state_history_record();
 
 CREATE OR REPLACE TRIGGER job_state_history_update
-    AFTER UPDATE OF state ON job
+    BEFORE UPDATE OF state ON job
     FOR EACH ROW
     WHEN (OLD.state IS DISTINCT FROM NEW.state)
     EXECUTE FUNCTION job_state_history_record();
