@@ -197,6 +197,7 @@ DECLARE
     v_file file;
     v_quota text;
     v_close boolean;
+    v_info text;
 BEGIN
     SELECT * INTO v_sr FROM subrequest s WHERE s.id = p_subrequest_id FOR UPDATE;
     IF v_sr.status = 'FINISHED' AND v_sr.type = 'PUT'
@@ -231,7 +232,6 @@ BEGIN
         RAISE EXCEPTION 'the copy written by subrequest % is no longer being written', p_subrequest_id USING ERRCODE = 'PX003';
     END IF;
     PERFORM quota_usage_add(v_file.owner, v_file.service_class_id, p_size_bytes, 0);
-    UPDATE subrequest SET size_bytes = p_size_bytes, checksum_adler32 = p_checksum_adler32 WHERE id = p_subrequest_id;
     SELECT auto_close INTO v_close FROM request WHERE id = v_sr.request_id;
     IF v_close AND p_client_adler32 IS NULL THEN
         -- Closing publishes the bytes as the file's content, and only the client's own sum
@@ -239,15 +239,20 @@ BEGIN
         -- NIC, a client bug) would become the file. The write is kept (it may be right,
         -- and refusing it would throw away a whole upload) but left STAGEOUT, as a
         -- stager_put's is: whoever checks it closes it with stager_putdone.
-        PERFORM subrequest_finish(p_subrequest_id,
-            'written but not closed: the upload carried no X-Pollux-Adler32 to verify it against; '
-            || format('check its adler32 (%s) and run stager_putdone to close it', p_checksum_adler32));
+        v_info := 'written but not closed: the upload carried no X-Pollux-Adler32 to verify it against; '
+            || format('check its adler32 (%s) and run stager_putdone to close it', p_checksum_adler32);
     ELSIF v_close THEN
         PERFORM file_close_copy(v_sr.file_id, v_sr.disk_copy_id);
-        PERFORM subrequest_finish(p_subrequest_id, 'written and closed');
+        v_info := 'written and closed';
     ELSE
-        PERFORM subrequest_finish(p_subrequest_id, 'written; run stager_putdone to close it');
+        v_info := 'written; run stager_putdone to close it';
     END IF;
+    -- subrequest_finish, with the write's size and sum in the same UPDATE: one new version
+    -- of the row (and of each of its indexes' entries) instead of two.
+    UPDATE subrequest SET status = 'FINISHED', size_bytes = p_size_bytes, checksum_adler32 = p_checksum_adler32,
+                          info = v_info, token = NULL, updated_at = now()
+    WHERE id = p_subrequest_id;
+    PERFORM request_refresh(v_sr.request_id);
 END;
 $$;
 
