@@ -50,6 +50,9 @@ AS $$
 DECLARE
     v_file file;
 BEGIN
+    IF coalesce(p_bytes, 0) = 0 AND coalesce(p_files, 0) = 0 THEN
+        RETURN; -- closing a new file's first copy frees nothing: no read of the file for it
+    END IF;
     SELECT * INTO v_file FROM file WHERE id = p_file_id;
     IF FOUND THEN
         PERFORM quota_usage_add(v_file.owner, v_file.service_class_id, p_bytes, p_files);
