@@ -88,6 +88,10 @@ func TestTransitionsRefused(t *testing.T) {
 	// Leaving the status as it is, or changing other columns, is always allowed.
 	require.Empty(t, b.setSubrequest(model.SubrequestStatusFinished))
 	require.Empty(t, b.exec("update subrequest set info = 'x' where id = $1", b.subrequest))
+	// A NULL status is the column's NOT NULL's to refuse, with its own error, not a
+	// transition's (disk_copy: it has no history, whose log row would refuse it first).
+	_, err := b.db.Pool().Exec(b.ctx, "update disk_copy set status = NULL where id = $1", b.diskCopy)
+	require.Equal(t, "23502", pg.SQLState(err), "%v", err)
 
 	// A write's copy: STAGEOUT -> STAGED is declared, STAGED -> STAGEOUT is not.
 	require.Empty(t, b.setDiskCopy(model.DiskCopyStatusStaged))

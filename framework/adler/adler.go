@@ -1,5 +1,5 @@
 // Package adler computes Adler-32 (RFC 1950), the checksum the catalogue keeps for every
-// file, with the values of hash/adler32 at about two and a half times its speed.
+// file, with the values of hash/adler32 at 2.1–2.5 times its speed.
 //
 // Both ends of every transfer hash each byte, and hash/adler32 (1.4–2.8 GB/s here, one byte
 // at a time through two dependent sums) was most of a large transfer's CPU: 64 % of the

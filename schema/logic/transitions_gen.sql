@@ -9,10 +9,10 @@
 --
 -- The allowed changes are a CASE in each trigger function, and the UPDATE trigger's WHEN
 -- says only that the value changed: PostgreSQL 15 parses a trigger's WHEN from its stored
--- text and compiles it anew for every statement that writes the table, which for
--- subrequest's nine-way condition cost about 50 µs per UPDATE (three per pollux cp),
--- where a PL/pgSQL function's expressions are compiled once per session. Edit the
--- description and run `make generate`; `pollux-admin logic apply` installs the result.
+-- text and compiles it anew for every statement that writes the table, where a PL/pgSQL
+-- function's expressions are compiled once per session (docs/schema-pipeline.md has the
+-- figures). Edit the description and run `make generate`; `pollux-admin logic apply`
+-- installs the result.
 
 -- disk_server_availability_transition_check enforces the state machine of
 -- disk_server_availability on disk_server.availability: it refuses a new row that is not
@@ -30,6 +30,9 @@ BEGIN
         RAISE EXCEPTION 'a new disk_server must have availability AVAILABLE, not %', NEW.availability
             USING ERRCODE = 'PX008',
                   HINT = 'the state machine of disk_server_availability is declared in schema/pollux.yaml';
+    END IF;
+    IF NEW.availability IS NULL THEN
+        RETURN NEW; -- refused by the column's NOT NULL, with its own error
     END IF;
     IF (CASE OLD.availability
         WHEN 'AVAILABLE' THEN NEW.availability IN ('SILENT', 'STOPPED')
@@ -76,6 +79,9 @@ BEGIN
         RAISE EXCEPTION 'a new disk_copy must have status STAGEOUT, not %', NEW.status
             USING ERRCODE = 'PX008',
                   HINT = 'the state machine of disk_copy_status is declared in schema/pollux.yaml';
+    END IF;
+    IF NEW.status IS NULL THEN
+        RETURN NEW; -- refused by the column's NOT NULL, with its own error
     END IF;
     IF (CASE OLD.status
         WHEN 'STAGEOUT' THEN NEW.status IN ('STAGED', 'INVALID')
@@ -124,6 +130,9 @@ BEGIN
             USING ERRCODE = 'PX008',
                   HINT = 'the state machine of request_status is declared in schema/pollux.yaml';
     END IF;
+    IF NEW.status IS NULL THEN
+        RETURN NEW; -- refused by the column's NOT NULL, with its own error
+    END IF;
     IF (CASE OLD.status
         WHEN 'PENDING' THEN NEW.status IN ('FINISHED', 'FAILED')
         ELSE false END) THEN
@@ -167,6 +176,9 @@ BEGIN
         RAISE EXCEPTION 'a new subrequest must have status START, not %', NEW.status
             USING ERRCODE = 'PX008',
                   HINT = 'the state machine of subrequest_status is declared in schema/pollux.yaml';
+    END IF;
+    IF NEW.status IS NULL THEN
+        RETURN NEW; -- refused by the column's NOT NULL, with its own error
     END IF;
     IF (CASE OLD.status
         WHEN 'START' THEN NEW.status IN ('SCHEDULED', 'WAITSCHED', 'WAITSUBREQ', 'FINISHED', 'FAILED')

@@ -9,10 +9,10 @@
 --
 -- The allowed changes are a CASE in each trigger function, and the UPDATE trigger's WHEN
 -- says only that the value changed: PostgreSQL 15 parses a trigger's WHEN from its stored
--- text and compiles it anew for every statement that writes the table, which for
--- subrequest's nine-way condition cost about 50 µs per UPDATE (three per pollux cp),
--- where a PL/pgSQL function's expressions are compiled once per session. Edit the
--- description and run `make generate`; `pollux-admin logic apply` installs the result.
+-- text and compiles it anew for every statement that writes the table, where a PL/pgSQL
+-- function's expressions are compiled once per session (docs/schema-pipeline.md has the
+-- figures). Edit the description and run `make generate`; `pollux-admin logic apply`
+-- installs the result.
 
 -- job_state_transition_check enforces the state machine of job_state on job.state: it
 -- refuses a new row that is not QUEUED (it runs only for such rows: the WHEN of
@@ -28,6 +28,9 @@ BEGIN
         RAISE EXCEPTION 'a new job must have state QUEUED, not %', NEW.state
             USING ERRCODE = 'SX002',
                   HINT = 'the state machine of job_state is declared in codegen/testdata/sample/schema.yaml';
+    END IF;
+    IF NEW.state IS NULL THEN
+        RETURN NEW; -- refused by the column's NOT NULL, with its own error
     END IF;
     IF (CASE OLD.state
         WHEN 'QUEUED' THEN NEW.state IN ('RUNNING')
