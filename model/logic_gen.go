@@ -72,13 +72,13 @@ var LogicFunctions = []LogicFunction{
 	{Name: "request_get", File: "request.sql", IdentityArgs: "p_id uuid", Result: "SETOF request"},
 	{Name: "subrequest_list", File: "request.sql", IdentityArgs: "p_request_id uuid", Result: "SETOF subrequest"},
 	{Name: "request_view", File: "request.sql", IdentityArgs: "p_id uuid", Result: "jsonb"},
-	{Name: "request_changed_payload", File: "request.sql", IdentityArgs: "p_request_id uuid, p_subrequests integer", Result: "text"},
+	{Name: "request_changed_payload", File: "request.sql", IdentityArgs: "p_request_id uuid, p_subrequests integer, p_keyed boolean", Result: "text"},
 	{Name: "request_refresh", File: "request.sql", IdentityArgs: "p_request_id uuid", Result: "void"},
 	{Name: "subrequest_fail", File: "request.sql", IdentityArgs: "p_id bigint, p_code text, p_message text", Result: "void"},
 	{Name: "subrequest_wake_waiters", File: "request.sql", IdentityArgs: "p_file_id bigint", Result: "void"},
 	{Name: "file_lock", File: "stager.sql", IdentityArgs: "p_path text, p_service_class_id bigint, p_owner text, p_create boolean", Result: "SETOF file"},
 	{Name: "file_unclosed_writer", File: "stager.sql", IdentityArgs: "p_file_id bigint, p_except bigint", Result: "bigint"},
-	{Name: "subrequest_finish", File: "stager.sql", IdentityArgs: "p_id bigint, p_info text", Result: "void"},
+	{Name: "subrequest_finish", File: "stager.sql", IdentityArgs: "p_id bigint, p_info text, p_size_bytes bigint, p_checksum_adler32 text", Result: "void"},
 	{Name: "subrequest_wait_transfer", File: "stager.sql", IdentityArgs: "p_id bigint, p_file_id bigint, p_disk_copy_id bigint", Result: "text"},
 	{Name: "subrequest_file", File: "stager.sql", IdentityArgs: "p_id bigint", Result: "SETOF file"},
 	{Name: "subrequest_claim", File: "stager.sql", IdentityArgs: "p_family text, p_batch integer", Result: "TABLE(id bigint, request_id uuid, path text, status subrequest_status, message text, wake_url text)"},
@@ -91,6 +91,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "request_archive_finished", File: "jobmanager.sql", IdentityArgs: "p_batch integer", Result: "integer"},
 	{Name: "request_archive_purge", File: "jobmanager.sql", IdentityArgs: "p_batch integer", Result: "integer"},
 	{Name: "policy_value", File: "policy.sql", IdentityArgs: "p_name text", Result: "bigint"},
+	{Name: "policy_values", File: "policy.sql", IdentityArgs: "p_names text[]", Result: "bigint[]"},
 	{Name: "policy_set", File: "policy.sql", IdentityArgs: "p_name text, p_value bigint, p_by text", Result: "bigint"},
 	{Name: "policy_list", File: "policy.sql", IdentityArgs: "", Result: "SETOF policy"},
 	{Name: "capacity_changed", File: "scheduler.sql", IdentityArgs: "", Result: "void"},
@@ -250,7 +251,7 @@ const (
 	// RequestViewSQL is the statement RequestView runs.
 	RequestViewSQL = "SELECT request_view($1::uuid)"
 	// RequestChangedPayloadSQL is the statement RequestChangedPayload runs.
-	RequestChangedPayloadSQL = "SELECT request_changed_payload($1::uuid, $2::integer)"
+	RequestChangedPayloadSQL = "SELECT request_changed_payload($1::uuid, $2::integer, $3::boolean)"
 	// RequestRefreshSQL is the statement RequestRefresh runs.
 	RequestRefreshSQL = "SELECT request_refresh($1::uuid)"
 	// SubrequestFailSQL is the statement SubrequestFail runs.
@@ -262,7 +263,7 @@ const (
 	// FileUnclosedWriterSQL is the statement FileUnclosedWriter runs.
 	FileUnclosedWriterSQL = "SELECT file_unclosed_writer($1::bigint, $2::bigint)"
 	// SubrequestFinishSQL is the statement SubrequestFinish runs.
-	SubrequestFinishSQL = "SELECT subrequest_finish($1::bigint, $2::text)"
+	SubrequestFinishSQL = "SELECT subrequest_finish($1::bigint, $2::text, $3::bigint, $4::text)"
 	// SubrequestWaitTransferSQL is the statement SubrequestWaitTransfer runs.
 	SubrequestWaitTransferSQL = "SELECT subrequest_wait_transfer($1::bigint, $2::bigint, $3::bigint)"
 	// SubrequestFileSQL is the statement SubrequestFile runs.
@@ -287,6 +288,8 @@ const (
 	RequestArchivePurgeSQL = "SELECT request_archive_purge($1::integer)"
 	// PolicyValueSQL is the statement PolicyValue runs.
 	PolicyValueSQL = "SELECT policy_value($1::text)"
+	// PolicyValuesSQL is the statement PolicyValues runs.
+	PolicyValuesSQL = "SELECT policy_values($1::text[])"
 	// PolicySetSQL is the statement PolicySet runs.
 	PolicySetSQL = "SELECT policy_set($1::text, $2::bigint, $3::text)"
 	// PolicyListSQL is the statement PolicyList runs.
@@ -1171,9 +1174,9 @@ func RequestView(ctx context.Context, db DBTX, id string) (json.RawMessage, erro
 //
 // What NOTIFY pollux_request_changed carries, the request id then, for a small request, a
 // space and request_view.
-func RequestChangedPayload(ctx context.Context, db DBTX, requestID string, subrequests int32) (string, error) {
+func RequestChangedPayload(ctx context.Context, db DBTX, requestID string, subrequests int32, keyed bool) (string, error) {
 	var result string
-	if err := db.QueryRow(ctx, RequestChangedPayloadSQL, requestID, subrequests).Scan(&result); err != nil {
+	if err := db.QueryRow(ctx, RequestChangedPayloadSQL, requestID, subrequests, keyed).Scan(&result); err != nil {
 		return "", fmt.Errorf("request_changed_payload: %w", err)
 	}
 	return result, nil
@@ -1239,9 +1242,10 @@ func FileUnclosedWriter(ctx context.Context, db DBTX, fileID int64, except int64
 
 // SubrequestFinish calls the SQL function subrequest_finish (stager.sql).
 //
-// Ends a subrequest successfully and refreshes its request.
-func SubrequestFinish(ctx context.Context, db DBTX, id int64, info string) error {
-	if _, err := db.Exec(ctx, SubrequestFinishSQL, id, info); err != nil {
+// Ends a subrequest successfully and refreshes its request; a write's end records its
+// size and sum with it (NULL keeps the row's).
+func SubrequestFinish(ctx context.Context, db DBTX, id int64, info string, sizeBytes *int64, checksumAdler32 *string) error {
+	if _, err := db.Exec(ctx, SubrequestFinishSQL, id, info, sizeBytes, checksumAdler32); err != nil {
 		return fmt.Errorf("subrequest_finish: %w", err)
 	}
 	return nil
@@ -1425,6 +1429,18 @@ func PolicyValue(ctx context.Context, db DBTX, name string) (int64, error) {
 	var result int64
 	if err := db.QueryRow(ctx, PolicyValueSQL, name).Scan(&result); err != nil {
 		return 0, fmt.Errorf("policy_value: %w", err)
+	}
+	return result, nil
+}
+
+// PolicyValues calls the SQL function policy_values (policy.sql).
+//
+// Several policy settings in one read, in the order asked; raises not_found for an
+// unknown name.
+func PolicyValues(ctx context.Context, db DBTX, names []string) ([]int64, error) {
+	var result []int64
+	if err := db.QueryRow(ctx, PolicyValuesSQL, names).Scan(&result); err != nil {
+		return nil, fmt.Errorf("policy_values: %w", err)
 	}
 	return result, nil
 }

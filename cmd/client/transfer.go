@@ -29,7 +29,7 @@ type Moved struct {
 var adler32Hex = regexp.MustCompile(`^[0-9a-f]{8}$`)
 
 // Adler32 formats a checksum as Pollux stores it: eight lowercase hex digits.
-func Adler32(sum uint32) string { return fmt.Sprintf("%08x", sum) }
+func Adler32(sum uint32) string { return adler.Hex(sum) }
 
 // localError classifies a failure on a local file: the user's to fix.
 func localError(err error, what string) *Error {
@@ -115,7 +115,10 @@ func (c *Client) Upload(ctx context.Context, moverURL, token, local string, prog
 	}
 	resp, err := c.data.Do(req)
 	if stream != nil {
-		if _, serr := stream.outcome(); serr != nil && ctx.Err() == nil {
+		// The sum is set once the body is out, and a mover answers 201 only after reading
+		// the trailer that carries it.
+		var serr error
+		if sum, serr = stream.outcome(); serr != nil && ctx.Err() == nil {
 			if resp != nil {
 				resp.Body.Close()
 			}
@@ -132,9 +135,6 @@ func (c *Client) Upload(ctx context.Context, moverURL, token, local string, prog
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusCreated {
 		return Moved{}, fromBody(resp.StatusCode, b, "the disk server's mover")
-	}
-	if stream != nil {
-		sum, _ = stream.outcome()
 	}
 	var out api.UploadResponse
 	if err := decodeJSON(b, &out); err != nil {

@@ -11,6 +11,7 @@ package adler
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash"
 )
 
@@ -50,6 +51,9 @@ func (d *digest) Sum(in []byte) []byte {
 	s := d.Sum32()
 	return append(in, byte(s>>24), byte(s>>16), byte(s>>8), byte(s))
 }
+
+// Hex is a checksum as the catalogue and the wire write it: eight lowercase hex digits.
+func Hex(sum uint32) string { return fmt.Sprintf("%08x", sum) }
 
 // Checksum returns the Adler-32 checksum of data.
 func Checksum(data []byte) uint32 {

@@ -7,7 +7,6 @@
 package pump
 
 import (
-	"fmt"
 	"io"
 	"sync"
 
@@ -112,7 +111,7 @@ func Copy(dst io.Writer, src io.Reader, size int64, blocks *Blocks, unblock func
 		free <- blk.b[:cap(blk.b)] // never blocks: free holds every block there is
 	}
 	if complete && readErr == nil && writeErr == nil {
-		sum = fmt.Sprintf("%08x", checksum)
+		sum = adler.Hex(checksum)
 	}
 	return n, sum, readErr, writeErr
 }

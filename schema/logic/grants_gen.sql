@@ -96,6 +96,7 @@ DECLARE
         'request_archive_finished',
         'request_archive_purge',
         'policy_value',
+        'policy_values',
         'policy_set',
         'policy_list',
         'capacity_changed',

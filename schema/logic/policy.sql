@@ -21,6 +21,30 @@ BEGIN
 END;
 $$;
 
+-- policy_values is several settings in one read, in the order of p_names: for a function
+-- that needs a few on every call (transfer_claim), where a policy_value call is a query
+-- and a function call of its own. Raises: not_found (PX001), as policy_value does, for a
+-- name the table lacks. Reads only.
+CREATE OR REPLACE FUNCTION policy_values(p_names text[])
+RETURNS bigint[]
+LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    v bigint[];
+    v_missing text;
+BEGIN
+    SELECT array_agg(p.value ORDER BY n.i), (array_agg(n.name ORDER BY n.i) FILTER (WHERE p.name IS NULL))[1]
+    INTO v, v_missing
+    FROM unnest(p_names) WITH ORDINALITY AS n(name, i) LEFT JOIN policy p ON p.name = n.name;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'no policy setting "%" (see the policy table)', v_missing USING ERRCODE = 'PX001';
+    END IF;
+    RETURN v;
+END;
+$$;
+
 -- policy_set changes one setting and journals the change. Raises: not_found (PX001) for an
 -- unknown name, invalid_argument (PX002) for a negative value. Locks: its row.
 CREATE OR REPLACE FUNCTION policy_set(p_name text, p_value bigint, p_by text)

@@ -51,7 +51,9 @@ DECLARE
     v_file file;
 BEGIN
     IF coalesce(p_bytes, 0) = 0 AND coalesce(p_files, 0) = 0 THEN
-        RETURN; -- closing a new file's first copy frees nothing: no read of the file for it
+        -- quota_usage_add's own guard, said before the read of the file: closing a new
+        -- file's first copy frees nothing, and needs no read of the file for it.
+        RETURN;
     END IF;
     SELECT * INTO v_file FROM file WHERE id = p_file_id;
     IF FOUND THEN

@@ -164,8 +164,9 @@ $$;
 -- has), and a mover serves only "<token>.<secret>", the secret being the client's alone. A
 -- request without a key (stored before keys, or by a caller that gave none) has its tokens
 -- stripped, and rhd reads its view from the database for the request's own user. Carrying
--- the token spares that read on every transfer's way to READY. Reads only.
-CREATE OR REPLACE FUNCTION request_changed_payload(p_request_id uuid, p_subrequests integer)
+-- the token spares that read on every transfer's way to READY. p_keyed says the request has
+-- a transfer key (request_refresh has just read its row). Reads only.
+CREATE OR REPLACE FUNCTION request_changed_payload(p_request_id uuid, p_subrequests integer, p_keyed boolean)
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
@@ -182,7 +183,7 @@ BEGIN
         IF v_view IS NULL THEN
             RETURN p_request_id::text;
         END IF;
-        IF NOT EXISTS (SELECT 1 FROM request r WHERE r.id = p_request_id AND r.transfer_key_hash IS NOT NULL) THEN
+        IF NOT coalesce(p_keyed, false) THEN
             v_view := jsonb_set(v_view, '{subrequests}',
                 (SELECT coalesce(jsonb_agg(e - 'token' ORDER BY n), '[]'::jsonb)
                  FROM jsonb_array_elements(v_view -> 'subrequests') WITH ORDINALITY AS s(e, n)));
@@ -211,12 +212,13 @@ DECLARE
     v_pending integer;
     v_failed integer;
     v_total integer;
+    v_keyed boolean;
 BEGIN
     -- Lock first, count second: two transactions ending different files of one request
     -- would otherwise both count the other's as pending, and the later would leave the
     -- request PENDING for good. Under READ COMMITTED the count, a new statement after the
     -- lock, sees what the other committed.
-    PERFORM 1 FROM request WHERE id = p_request_id FOR UPDATE;
+    SELECT transfer_key_hash IS NOT NULL INTO v_keyed FROM request WHERE id = p_request_id FOR UPDATE;
     SELECT count(*) FILTER (WHERE status NOT IN ('FINISHED', 'FAILED')), count(*) FILTER (WHERE status = 'FAILED'), count(*)
     INTO v_pending, v_failed, v_total FROM subrequest WHERE request_id = p_request_id;
     UPDATE request SET status = CASE WHEN v_pending > 0 THEN 'PENDING'::request_status
@@ -235,7 +237,7 @@ BEGIN
         PERFORM pg_notify(pollux_channel_request_changed(), p_request_id::text);
         RETURN;
     END IF;
-    PERFORM pg_notify(pollux_channel_request_changed(), request_changed_payload(p_request_id, v_total));
+    PERFORM pg_notify(pollux_channel_request_changed(), request_changed_payload(p_request_id, v_total, v_keyed));
 END;
 $$;
 

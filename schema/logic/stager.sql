@@ -30,8 +30,10 @@ BEGIN
 END;
 $$;
 
--- subrequest_finish ends a subrequest successfully and refreshes its request.
-CREATE OR REPLACE FUNCTION subrequest_finish(p_id bigint, p_info text)
+-- subrequest_finish ends a subrequest successfully and refreshes its request. A write's end
+-- gives its size and sum (p_size_bytes, p_checksum_adler32), recorded in the same UPDATE;
+-- NULL keeps the row's.
+CREATE OR REPLACE FUNCTION subrequest_finish(p_id bigint, p_info text, p_size_bytes bigint, p_checksum_adler32 text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
@@ -40,7 +42,9 @@ AS $$
 DECLARE
     v_request uuid;
 BEGIN
-    UPDATE subrequest SET status = 'FINISHED', info = coalesce(p_info, ''), token = NULL, updated_at = now()
+    UPDATE subrequest SET status = 'FINISHED', info = coalesce(p_info, ''), token = NULL, updated_at = now(),
+                          size_bytes = coalesce(p_size_bytes, size_bytes),
+                          checksum_adler32 = coalesce(p_checksum_adler32, checksum_adler32)
     WHERE id = p_id RETURNING request_id INTO v_request;
     PERFORM request_refresh(v_request);
 END;
@@ -330,7 +334,7 @@ BEGIN
         RETURN NULL;
     ELSIF v_sr.type = 'PREPARE_TO_GET' THEN
         UPDATE subrequest SET file_id = v_file.id, disk_copy_id = v_staged WHERE id = p_id;
-        PERFORM subrequest_finish(p_id, 'on disk');
+        PERFORM subrequest_finish(p_id, 'on disk', NULL, NULL);
         RETURN NULL;
     END IF;
     RETURN subrequest_wait_transfer(p_id, v_file.id, v_staged);
@@ -367,7 +371,7 @@ BEGIN
     PERFORM file_close_copy(v_file.id, v_copy.id);
     UPDATE subrequest SET file_id = v_file.id, disk_copy_id = v_copy.id, size_bytes = v_copy.size_bytes,
            checksum_adler32 = v_copy.checksum_adler32 WHERE id = p_id;
-    PERFORM subrequest_finish(p_id, 'closed');
+    PERFORM subrequest_finish(p_id, 'closed', NULL, NULL);
     RETURN '';
 END;
 $$;
@@ -412,7 +416,7 @@ BEGIN
     SELECT coalesce(sum(size_bytes), 0) INTO v_freed FROM gone;
     PERFORM file_quota_add(v_file.id, -v_freed, -1);
     DELETE FROM file WHERE id = v_file.id;
-    PERFORM subrequest_finish(p_id, 'removed');
+    PERFORM subrequest_finish(p_id, 'removed', NULL, NULL);
     RETURN '';
 END;
 $$;

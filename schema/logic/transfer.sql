@@ -77,20 +77,14 @@ DECLARE
     v_rate_window bigint;
     v_max_transfers bigint;
     v_in_flight jsonb := '{}'; -- user name -> transfers READY, counted once per claim
+    v_policy bigint[] := policy_values(ARRAY['transfer_open_seconds', 'transfer_seconds',
+        'transfer_min_bytes_per_second', 'transfer_min_rate_seconds', 'user_max_transfers']);
 BEGIN
-    -- The five policies in one read (each policy_value is a call and a query of its own);
-    -- one that is missing is read again through policy_value, which says so.
-    SELECT max(value) FILTER (WHERE name = 'transfer_open_seconds'), max(value) FILTER (WHERE name = 'transfer_seconds'),
-           max(value) FILTER (WHERE name = 'transfer_min_bytes_per_second'), max(value) FILTER (WHERE name = 'transfer_min_rate_seconds'),
-           max(value) FILTER (WHERE name = 'user_max_transfers')
-    INTO v_open, v_limit, v_min_rate, v_rate_window, v_max_transfers
-    FROM policy
-    WHERE name IN ('transfer_open_seconds', 'transfer_seconds', 'transfer_min_bytes_per_second', 'transfer_min_rate_seconds', 'user_max_transfers');
-    v_open := coalesce(v_open, policy_value('transfer_open_seconds'));
-    v_limit := coalesce(v_limit, policy_value('transfer_seconds'));
-    v_min_rate := coalesce(v_min_rate, policy_value('transfer_min_bytes_per_second'));
-    v_rate_window := coalesce(v_rate_window, policy_value('transfer_min_rate_seconds'));
-    v_max_transfers := coalesce(v_max_transfers, policy_value('user_max_transfers'));
+    v_open := v_policy[1];
+    v_limit := v_policy[2];
+    v_min_rate := v_policy[3];
+    v_rate_window := v_policy[4];
+    v_max_transfers := v_policy[5];
     FOR v_sr IN
         SELECT s.id, s.request_id, s.token, r.transfer_key_hash FROM subrequest s JOIN request r ON r.id = s.request_id
         WHERE s.disk_server_id = p_disk_server_id AND s.status = 'READY' AND s.token = ANY (v_tokens)
@@ -247,12 +241,9 @@ BEGIN
     ELSE
         v_info := 'written; run stager_putdone to close it';
     END IF;
-    -- subrequest_finish, with the write's size and sum in the same UPDATE: one new version
-    -- of the row (and of each of its indexes' entries) instead of two.
-    UPDATE subrequest SET status = 'FINISHED', size_bytes = p_size_bytes, checksum_adler32 = p_checksum_adler32,
-                          info = v_info, token = NULL, updated_at = now()
-    WHERE id = p_subrequest_id;
-    PERFORM request_refresh(v_sr.request_id);
+    -- The size and sum go with the FINISHED status: one new version of the row (and of
+    -- each of its indexes' entries) instead of two.
+    PERFORM subrequest_finish(p_subrequest_id, v_info, p_size_bytes, p_checksum_adler32);
 END;
 $$;
 
@@ -278,7 +269,7 @@ BEGIN
         END IF;
         RAISE EXCEPTION 'subrequest % is not a read in progress under this transfer''s token', p_subrequest_id USING ERRCODE = 'PX003';
     END IF;
-    PERFORM subrequest_finish(p_subrequest_id, 'read');
+    PERFORM subrequest_finish(p_subrequest_id, 'read', NULL, NULL);
 END;
 $$;
 

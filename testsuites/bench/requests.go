@@ -677,11 +677,11 @@ instance's rate; these include each listening session's reading of the NOTIFY qu
 	fmt.Fprintf(&b, "\nthroughput, %d concurrent clients, 1 KiB files:\n  puts (put + upload + close)   %7.1f files/s   %s\n  gets (get + download)         %7.1f files/s\n",
 		r.Clients, r.PutsPerSecond, load("puts/s"), r.GetsPerSecond)
 	fmt.Fprintf(&b, `
-mover bandwidth, %d MiB file (the median of 3 rounds of each, one after the other):
+mover bandwidth, %d MiB file (the median of %d rounds of each, one after the other):
   plain local copy (read, write, fsync)   %7.1f MiB/s   %s
   pollux cp up   (put + upload + close)   %7.1f MiB/s   %5.1f %% of the plain copy
   pollux cp down (get + download)         %7.1f MiB/s   %5.1f %% of the plain copy
-`, r.BigBytes>>20, mibs(r.PlainCopy), load("mover"), mibs(r.Upload), 100*r.PlainCopy.Seconds()/r.Upload.Seconds(),
+`, r.BigBytes>>20, moverRounds, mibs(r.PlainCopy), load("mover"), mibs(r.Upload), 100*r.PlainCopy.Seconds()/r.Upload.Seconds(),
 		mibs(r.Download), 100*r.PlainCopy.Seconds()/r.Download.Seconds())
 	if r.ManyDiskServers > 0 {
 		fmt.Fprintf(&b, "\nscaling out the disk servers (pollux cp round trips, one after the other):\n%s%s",

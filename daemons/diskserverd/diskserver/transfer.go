@@ -55,14 +55,13 @@ type claimer struct {
 
 // step claims what this server has room for.
 func (c *claimer) step(ctx context.Context) (int, error) {
-	free := c.limit - int(c.running.Load())
-	if free <= 0 {
-		c.backlog.Store(true)
-		return 0, nil // a watcher that ends wakes the pool
-	}
 	// A transfer that ends while this step runs must wake the pool: this step counted its
 	// mover as busy. It is said again below, once the step knows what it found.
 	c.backlog.Store(true)
+	free := c.limit - int(c.running.Load())
+	if free <= 0 {
+		return 0, nil // a watcher that ends wakes the pool
+	}
 	// The claim that failed held at most the free movers of its step; none was taken since.
 	tokens := append(make([]string, 0, free), c.unsure[:min(len(c.unsure), free)]...)
 	for len(tokens) < free {

@@ -80,9 +80,6 @@ const PathTransfers = "/v1/transfers/"
 // the database is the truth, so the worst a stray call does is one early claim.
 const PathWake = "/v1/wake"
 
-// bufferSize is the unit of every read and write (framework/pump's block).
-const bufferSize = pump.BlockSize
-
 // recordTimeout bounds reporting a transfer's end; it exceeds framework/pg's retry budget
 // so that a database failover is ridden out.
 const recordTimeout = 2 * time.Minute

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pollux-storage/pollux/framework/pump"
 	"github.com/pollux-storage/pollux/model"
 )
 
@@ -177,10 +178,10 @@ func TestSendShrunkCopy(t *testing.T) {
 // Where a file system cannot map a copy, it is hashed through reads; the result is the same.
 func TestReadRangeHashesLikeTheMapping(t *testing.T) {
 	t.Parallel()
-	data := randomBytes(t, 3*bufferSize+11)
+	data := randomBytes(t, 3*pump.BlockSize+11)
 	f := copyFile(t, data)
-	buf := make([]byte, bufferSize)
-	for _, r := range [][2]int64{{0, int64(len(data))}, {segmentSize / 4, bufferSize + 1}} {
+	buf := make([]byte, pump.BlockSize)
+	for _, r := range [][2]int64{{0, int64(len(data))}, {segmentSize / 4, pump.BlockSize + 1}} {
 		mapped, read := adler32.New(), adler32.New()
 		require.NoError(t, hashRange(mapped, f, int(f.Fd()), r[0], r[1], buf))
 		require.NoError(t, readRange(read, f, r[0], r[1], buf))

@@ -60,7 +60,7 @@ type checked struct {
 func (h *Handler) send(w io.Writer, f *os.File, size int64, want string, start func(), moved *atomic.Int64,
 	window time.Duration) (n int64, sum string, readErr, writeErr error) {
 	if size == 0 {
-		if sum = fmt.Sprintf("%08x", adler.Checksum(nil)); sum == want {
+		if sum = adler.Hex(adler.Checksum(nil)); sum == want {
 			start()
 		}
 		return 0, sum, nil, nil
@@ -77,7 +77,7 @@ func (h *Handler) send(w io.Writer, f *os.File, size int64, want string, start f
 			end := min(off+segmentSize, size)
 			c := checked{end: end}
 			if c.err = hashRange(hash, f, fd, off, end-off, *buf); c.err == nil && end == size {
-				c.sum = fmt.Sprintf("%08x", hash.Sum32())
+				c.sum = adler.Hex(hash.Sum32())
 			}
 			select {
 			case segments <- c:
