@@ -10,5 +10,6 @@
 //	hotpatch  apply, status and rollback of the SQL logic on a live database
 //	flagenv   flags with POLLUX_* environment fall-backs
 //	logging   the zap logger; metrics: the Prometheus registry
+//	adler     Adler-32; pump: streams copied and hashed; filemap: files hashed and sent mapped
 //	pgcluster a private PostgreSQL under a directory; pgtest: a database per test
 package framework

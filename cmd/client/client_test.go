@@ -364,6 +364,18 @@ func TestLargeUploadIsStreamedWithItsChecksumInATrailer(t *testing.T) {
 	require.ErrorContains(t, err, fmt.Sprintf("the file grew from %d bytes while it was sent", len(data)))
 	require.NoError(t, os.WriteFile(src, data, 0o644))
 
+	// A file cut short before it is sent fails with a reason, and the command goes on (its
+	// pages past the new end fault when they are read).
+	shrinker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = os.Truncate(src, 1000)
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusBadRequest)
+	}))
+	defer shrinker.Close()
+	_, err = cl.Upload(context.Background(), shrinker.URL, "tok", src, nil)
+	require.ErrorContains(t, err, "read the file to upload: reading bytes 0 to 4194304 of the file")
+	require.NoError(t, os.WriteFile(src, data, 0o644))
+
 	// A mover that records another sum than the one streamed is caught, as with a header.
 	recorded = "00000001"
 	_, err = cl.Upload(context.Background(), mover.URL, "tok", src, nil)

@@ -2,8 +2,9 @@
 // way, reading and hashing a block ahead of writing, so that receiving from the network
 // overlaps with writing to disk; and it starts the kernel's writeback of a file as the file
 // is written (Writeback), so that the fsync at the end waits for the last stretch only. The
-// disk server's mover receives uploads through it and the client receives downloads and
-// sends large uploads through it.
+// disk server's mover receives uploads through it and the client receives downloads
+// through it (and sends large uploads through it where the file cannot be mapped: see
+// framework/filemap).
 package pump
 
 import (

@@ -16,7 +16,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/pollux-storage/pollux/framework/pump"
 	"github.com/pollux-storage/pollux/model"
 )
 
@@ -169,24 +168,8 @@ func TestSendShrunkCopy(t *testing.T) {
 	var out bytes.Buffer
 	started := false
 	n, sum, readErr, _ := h.send(&out, copyFile(t, data), 64<<10, "00000000", func() { started = true }, new(atomic.Int64), 0)
-	require.ErrorContains(t, readErr, "reading bytes 0 to 65536 of the copy")
+	require.ErrorContains(t, readErr, "reading bytes 0 to 65536 of the file")
 	require.Empty(t, sum)
 	require.Zero(t, n)
 	require.False(t, started)
-}
-
-// Where a file system cannot map a copy, it is hashed through reads; the result is the same.
-func TestReadRangeHashesLikeTheMapping(t *testing.T) {
-	t.Parallel()
-	data := randomBytes(t, 3*pump.BlockSize+11)
-	f := copyFile(t, data)
-	buf := make([]byte, pump.BlockSize)
-	for _, r := range [][2]int64{{0, int64(len(data))}, {segmentSize / 4, pump.BlockSize + 1}} {
-		mapped, read := adler32.New(), adler32.New()
-		require.NoError(t, hashRange(mapped, f, int(f.Fd()), r[0], r[1], buf))
-		require.NoError(t, readRange(read, f, r[0], r[1], buf))
-		require.Equal(t, adler32.Checksum(data[r[0]:r[0]+r[1]]), read.Sum32())
-		require.Equal(t, read.Sum32(), mapped.Sum32())
-	}
-	require.ErrorContains(t, readRange(adler32.New(), f, 0, int64(len(data))+1, buf), "the copy ended at byte")
 }

@@ -2,23 +2,21 @@ package mover
 
 import (
 	"fmt"
-	"hash"
 	"io"
 	"os"
-	"runtime/debug"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/pollux-storage/pollux/framework/adler"
+	"github.com/pollux-storage/pollux/framework/filemap"
 )
 
 // segmentSize is the unit in which a download is checked and sent. The hasher reads a
-// segment through a memory mapping of the copy while sendfile sends the one before from
-// the page cache, so the pages hashed are the pages sent, and each byte is copied once
-// (by the kernel, into the socket) instead of twice (into a buffer, then out of it). It is
-// a multiple of the page size, as mapping offsets must be.
-const segmentSize = 4 << 20
+// segment through a memory mapping of the copy (framework/filemap) while sendfile sends
+// the one before from the page cache, so the pages hashed are the pages sent, and each
+// byte is copied once (by the kernel, into the socket) instead of twice (into a buffer,
+// then out of it).
+const segmentSize = filemap.SegmentSize
 
 // sendAhead is how many segments the hasher may run ahead of sending.
 const sendAhead = 2
@@ -76,7 +74,7 @@ func (h *Handler) send(w io.Writer, f *os.File, size int64, want string, start f
 		for off := int64(0); off < size; {
 			end := min(off+segmentSize, size)
 			c := checked{end: end}
-			if c.err = hashRange(hash, f, fd, off, end-off, *buf); c.err == nil && end == size {
+			if c.err = filemap.HashRange(hash, f, fd, off, end-off, *buf); c.err == nil && end == size {
 				c.sum = adler.Hex(hash.Sum32())
 			}
 			select {
@@ -136,46 +134,4 @@ func (h *Handler) send(w io.Writer, f *os.File, size int64, want string, start f
 		}
 	}
 	return n, sum, nil, nil
-}
-
-// hashRange adds n bytes of f (whose descriptor is fd) from off to hash, through a
-// read-only mapping where the file system allows one and with ReadAt into buf otherwise. A page that cannot be read faults
-// (SIGBUS) instead of returning an error; the fault is turned into a panic for this
-// goroutine alone, and the panic into the error returned, so that a bad disk fails the
-// transfer rather than the daemon.
-func hashRange(hash hash.Hash32, f *os.File, fd int, off, n int64, buf []byte) (err error) {
-	m, err := syscall.Mmap(fd, off, int(n), syscall.PROT_READ, syscall.MAP_SHARED)
-	if err != nil {
-		return readRange(hash, f, off, n, buf)
-	}
-	defer syscall.Munmap(m)
-	// Read the segment ahead of the hash: for a copy not in the page cache, one large read
-	// rather than a fault per page.
-	_ = syscall.Madvise(m, syscall.MADV_WILLNEED)
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			if _, fault := r.(interface{ Addr() uintptr }); !fault {
-				panic(r)
-			}
-			err = fmt.Errorf("reading bytes %d to %d of the copy: %v", off, off+n, r)
-		}
-	}()
-	hash.Write(m)
-	return nil
-}
-
-func readRange(hash hash.Hash32, f *os.File, off, n int64, buf []byte) error {
-	for n > 0 {
-		k, err := f.ReadAt(buf[:min(int64(len(buf)), n)], off)
-		hash.Write(buf[:k])
-		off, n = off+int64(k), n-int64(k)
-		if err != nil && n > 0 {
-			if err == io.EOF {
-				return fmt.Errorf("the copy ended at byte %d", off)
-			}
-			return err
-		}
-	}
-	return nil
 }
