@@ -928,12 +928,16 @@ func CollectQuotas(rows pgx.Rows) ([]Quota, error) {
 //
 // What one user holds in one service class, kept by the logic in the transactions that
 // change it (schema/logic/quota.sql): the files it owns (from its put's decision) and the
-// bytes of their copies (from each upload's end).
+// bytes of their copies (from each upload's end), as the sum of its stripes.
 type QuotaUsage struct {
 	UserName       string `json:"user_name"`
 	ServiceClassID int64  `json:"service_class_id"`
 	Bytes          int64  `json:"bytes"`
 	Files          int64  `json:"files"`
+	// Which of the eight counters of the user and class this is (0-7): each session adds to
+	// its own (its backend's pid, modulo 8), so that one user's concurrent puts do not queue
+	// on one row; a quota check locks all eight.
+	Stripe int32 `json:"stripe"`
 }
 
 // QuotaUsageTable is the name of the table quota_usage.
@@ -941,12 +945,12 @@ const QuotaUsageTable = "quota_usage"
 
 // QuotaUsageColumns are the columns of quota_usage in the order ScanQuotaUsage expects
 // them.
-var QuotaUsageColumns = []string{"user_name", "service_class_id", "bytes", "files"}
+var QuotaUsageColumns = []string{"user_name", "service_class_id", "bytes", "files", "stripe"}
 
 // ScanQuotaUsage scans a row holding QuotaUsageColumns in order.
 func ScanQuotaUsage(row pgx.Row) (QuotaUsage, error) {
 	var r QuotaUsage
-	if err := row.Scan(&r.UserName, &r.ServiceClassID, &r.Bytes, &r.Files); err != nil {
+	if err := row.Scan(&r.UserName, &r.ServiceClassID, &r.Bytes, &r.Files, &r.Stripe); err != nil {
 		return QuotaUsage{}, fmt.Errorf("scan quota_usage: %w", err)
 	}
 	return r, nil

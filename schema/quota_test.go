@@ -5,13 +5,14 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollux-storage/pollux/model"
 )
 
 // Quotas (schema/logic/quota.sql): files counted at a put's decision, bytes at its
-// upload's end, both refused under the usage row's lock, released when the file or copy
+// upload's end, both refused under the usage rows' locks, released when the file or copy
 // goes. Every test ends by recounting the usage from the catalogue.
 
 func (l *life) setQuota(user string, maxBytes, maxFiles *int64) {
@@ -46,7 +47,9 @@ func (l *life) recount() {
 		select format('%s: counted %s bytes %s files, catalogue %s bytes %s files',
 		              coalesce(u.user_name, t.user_name), coalesce(u.bytes, 0), coalesce(u.files, 0),
 		              coalesce(t.bytes, 0), coalesce(t.files, 0))
-		from quota_usage u full join truth t using (user_name, service_class_id)
+		from (select user_name, service_class_id, sum(bytes) as bytes, sum(files) as files
+		      from quota_usage group by 1, 2) u
+		full join truth t using (user_name, service_class_id)
 		where coalesce(u.bytes, 0) <> coalesce(t.bytes, 0) or coalesce(u.files, 0) <> coalesce(t.files, 0)`)
 	require.NoError(l.t, err)
 	for rows.Next() {
@@ -339,4 +342,81 @@ func TestQuotaRefusalOfARetriedFirstWrite(t *testing.T) {
 	require.Equal(t, model.SQLStateNotFound, sqlstate(err), "no entry without content is left")
 	require.Zero(t, l.usage("alice").Files)
 	l.recount()
+}
+
+// One user's counting does not queue on one row: two sessions in different stripes add to
+// the same user and class at once, neither waiting for the other (lock_timeout would fail
+// the second). A quota check still holds every stripe: with a quota set, an add from the
+// other session waits until the check's transaction ends, and the sum counts both.
+func TestQuotaCountingOfOneUserDoesNotQueue(t *testing.T) {
+	t.Parallel()
+	l := newLife(t)
+	var sc int64
+	require.NoError(t, l.db.Pool().QueryRow(l.ctx, "select id from service_class where name = 'default'").Scan(&sc))
+	// Two sessions whose backends count in different stripes: new connections until one
+	// is in another stripe than the first (each new backend has a new pid).
+	connect := func() *pgx.Conn {
+		c, err := pgx.ConnectConfig(l.ctx, l.db.Pool().Config().ConnConfig.Copy())
+		require.NoError(t, err)
+		return c
+	}
+	stripe := func(c *pgx.Conn) int {
+		var s int
+		require.NoError(t, c.QueryRow(l.ctx, "select pg_backend_pid() % 8").Scan(&s))
+		return s
+	}
+	a := connect()
+	defer a.Close(l.ctx)
+	b := connect()
+	for tries := 0; stripe(b) == stripe(a); tries++ {
+		require.NoError(t, b.Close(l.ctx))
+		require.Less(t, tries, 100, "no new session in another stripe")
+		b = connect()
+	}
+	defer func() { _ = b.Close(l.ctx) }()
+	add := func(tx pgx.Tx, bytes int64) error {
+		return model.QuotaUsageAdd(l.ctx, tx, "bob", sc, bytes, 1)
+	}
+
+	ta, err := a.Begin(l.ctx)
+	require.NoError(t, err)
+	require.NoError(t, add(ta, 10))
+	tb, err := b.Begin(l.ctx)
+	require.NoError(t, err)
+	_, err = tb.Exec(l.ctx, "set local lock_timeout = '10s'")
+	require.NoError(t, err)
+	require.NoError(t, add(tb, 20), "the second session's add does not wait for the first's")
+	require.NoError(t, tb.Commit(l.ctx))
+	require.NoError(t, ta.Commit(l.ctx))
+	require.EqualValues(t, 30, l.usage("bob").Bytes)
+	require.EqualValues(t, 2, l.usage("bob").Files)
+
+	l.setQuota("bob", nil, new(int64(100)))
+	ta, err = a.Begin(l.ctx)
+	require.NoError(t, err)
+	defer func() { _ = ta.Rollback(l.ctx) }()
+	problem, err := model.QuotaRoom(l.ctx, ta, "bob", sc, nil, 1)
+	require.NoError(t, err)
+	require.Nil(t, problem)
+	done := make(chan error, 1)
+	go func() {
+		tb, err := b.Begin(l.ctx)
+		if err == nil {
+			if err = add(tb, 5); err == nil {
+				err = tb.Commit(l.ctx)
+			} else {
+				_ = tb.Rollback(l.ctx)
+			}
+		}
+		done <- err
+	}()
+	l.waitForOneLockWaiter("the other session's add waits for the quota check's transaction")
+	require.NoError(t, add(ta, 7))
+	require.NoError(t, ta.Commit(l.ctx))
+	require.NoError(t, <-done)
+	require.EqualValues(t, 42, l.usage("bob").Bytes)
+	require.EqualValues(t, 4, l.usage("bob").Files)
+	var stripes int
+	require.NoError(t, l.db.Pool().QueryRow(l.ctx, "select count(*) from quota_usage where user_name = 'bob'").Scan(&stripes))
+	require.Equal(t, 8, stripes, "a quota check makes every stripe before it locks them")
 }
