@@ -78,7 +78,7 @@ var LogicFunctions = []LogicFunction{
 	{Name: "subrequest_wake_waiters", File: "request.sql", IdentityArgs: "p_file_id bigint", Result: "void"},
 	{Name: "file_lock", File: "stager.sql", IdentityArgs: "p_path text, p_service_class_id bigint, p_owner text, p_create boolean", Result: "SETOF file"},
 	{Name: "file_unclosed_writer", File: "stager.sql", IdentityArgs: "p_file_id bigint, p_except bigint", Result: "bigint"},
-	{Name: "subrequest_finish", File: "stager.sql", IdentityArgs: "p_id bigint, p_info text, p_size_bytes bigint, p_checksum_adler32 text", Result: "void"},
+	{Name: "subrequest_finish", File: "stager.sql", IdentityArgs: "p_id bigint, p_info text, p_size_bytes bigint, p_checksum_adler32 text, p_file_id bigint, p_disk_copy_id bigint", Result: "void"},
 	{Name: "subrequest_wait_transfer", File: "stager.sql", IdentityArgs: "p_id bigint, p_file_id bigint, p_disk_copy_id bigint", Result: "text"},
 	{Name: "subrequest_file", File: "stager.sql", IdentityArgs: "p_id bigint", Result: "SETOF file"},
 	{Name: "subrequest_claim", File: "stager.sql", IdentityArgs: "p_family text, p_batch integer", Result: "TABLE(id bigint, request_id uuid, path text, status subrequest_status, message text, wake_url text)"},
@@ -263,7 +263,7 @@ const (
 	// FileUnclosedWriterSQL is the statement FileUnclosedWriter runs.
 	FileUnclosedWriterSQL = "SELECT file_unclosed_writer($1::bigint, $2::bigint)"
 	// SubrequestFinishSQL is the statement SubrequestFinish runs.
-	SubrequestFinishSQL = "SELECT subrequest_finish($1::bigint, $2::text, $3::bigint, $4::text)"
+	SubrequestFinishSQL = "SELECT subrequest_finish($1::bigint, $2::text, $3::bigint, $4::text, $5::bigint, $6::bigint)"
 	// SubrequestWaitTransferSQL is the statement SubrequestWaitTransfer runs.
 	SubrequestWaitTransferSQL = "SELECT subrequest_wait_transfer($1::bigint, $2::bigint, $3::bigint)"
 	// SubrequestFileSQL is the statement SubrequestFile runs.
@@ -1243,9 +1243,10 @@ func FileUnclosedWriter(ctx context.Context, db DBTX, fileID int64, except int64
 // SubrequestFinish calls the SQL function subrequest_finish (stager.sql).
 //
 // Ends a subrequest successfully and refreshes its request; a write's end records its
-// size and sum with it (NULL keeps the row's).
-func SubrequestFinish(ctx context.Context, db DBTX, id int64, info string, sizeBytes *int64, checksumAdler32 *string) error {
-	if _, err := db.Exec(ctx, SubrequestFinishSQL, id, info, sizeBytes, checksumAdler32); err != nil {
+// size and sum with it, a decision that finishes at once its file and copy (NULL keeps
+// the row's).
+func SubrequestFinish(ctx context.Context, db DBTX, id int64, info string, sizeBytes *int64, checksumAdler32 *string, fileID *int64, diskCopyID *int64) error {
+	if _, err := db.Exec(ctx, SubrequestFinishSQL, id, info, sizeBytes, checksumAdler32, fileID, diskCopyID); err != nil {
 		return fmt.Errorf("subrequest_finish: %w", err)
 	}
 	return nil

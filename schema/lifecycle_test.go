@@ -677,11 +677,11 @@ func TestRequestEndsWhenItsLastTwoFilesEndTogether(t *testing.T) {
 	first, err := l.db.Pool().Begin(l.ctx)
 	require.NoError(t, err)
 	defer first.Rollback(l.ctx)
-	require.NoError(t, model.SubrequestFinish(l.ctx, first, subs[0].ID, "done", nil, nil))
+	require.NoError(t, model.SubrequestFinish(l.ctx, first, subs[0].ID, "done", nil, nil, nil, nil))
 	second := make(chan error, 1)
 	go func() {
 		second <- pgx.BeginFunc(l.ctx, l.db.Pool(), func(tx pgx.Tx) error {
-			return model.SubrequestFinish(l.ctx, tx, subs[1].ID, "done", nil, nil)
+			return model.SubrequestFinish(l.ctx, tx, subs[1].ID, "done", nil, nil, nil, nil)
 		})
 	}()
 	l.waitForOneLockWaiter("the second transaction never waited for the first")

@@ -31,9 +31,12 @@ END;
 $$;
 
 -- subrequest_finish ends a subrequest successfully and refreshes its request. A write's end
--- gives its size and sum (p_size_bytes, p_checksum_adler32), recorded in the same UPDATE;
--- NULL keeps the row's.
-CREATE OR REPLACE FUNCTION subrequest_finish(p_id bigint, p_info text, p_size_bytes bigint, p_checksum_adler32 text)
+-- gives its size and sum (p_size_bytes, p_checksum_adler32), a decision that finishes at
+-- once the file and copy it found (p_file_id, p_disk_copy_id), recorded in the same UPDATE
+-- (one new version of the row and of its indexes' entries instead of two); NULL keeps the
+-- row's.
+CREATE OR REPLACE FUNCTION subrequest_finish(p_id bigint, p_info text, p_size_bytes bigint, p_checksum_adler32 text,
+                                             p_file_id bigint, p_disk_copy_id bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
@@ -44,7 +47,8 @@ DECLARE
 BEGIN
     UPDATE subrequest SET status = 'FINISHED', info = coalesce(p_info, ''), token = NULL, updated_at = now(),
                           size_bytes = coalesce(p_size_bytes, size_bytes),
-                          checksum_adler32 = coalesce(p_checksum_adler32, checksum_adler32)
+                          checksum_adler32 = coalesce(p_checksum_adler32, checksum_adler32),
+                          file_id = coalesce(p_file_id, file_id), disk_copy_id = coalesce(p_disk_copy_id, disk_copy_id)
     WHERE id = p_id RETURNING request_id INTO v_request;
     PERFORM request_refresh(v_request);
 END;
@@ -333,8 +337,7 @@ BEGIN
         END IF;
         RETURN NULL;
     ELSIF v_sr.type = 'PREPARE_TO_GET' THEN
-        UPDATE subrequest SET file_id = v_file.id, disk_copy_id = v_staged WHERE id = p_id;
-        PERFORM subrequest_finish(p_id, 'on disk', NULL, NULL);
+        PERFORM subrequest_finish(p_id, 'on disk', NULL, NULL, v_file.id, v_staged);
         RETURN NULL;
     END IF;
     RETURN subrequest_wait_transfer(p_id, v_file.id, v_staged);
@@ -369,9 +372,7 @@ BEGIN
         RETURN 'upload not ended';
     END IF;
     PERFORM file_close_copy(v_file.id, v_copy.id);
-    UPDATE subrequest SET file_id = v_file.id, disk_copy_id = v_copy.id, size_bytes = v_copy.size_bytes,
-           checksum_adler32 = v_copy.checksum_adler32 WHERE id = p_id;
-    PERFORM subrequest_finish(p_id, 'closed', NULL, NULL);
+    PERFORM subrequest_finish(p_id, 'closed', v_copy.size_bytes, v_copy.checksum_adler32, v_file.id, v_copy.id);
     RETURN '';
 END;
 $$;
@@ -416,7 +417,7 @@ BEGIN
     SELECT coalesce(sum(size_bytes), 0) INTO v_freed FROM gone;
     PERFORM file_quota_add(v_file.id, -v_freed, -1);
     DELETE FROM file WHERE id = v_file.id;
-    PERFORM subrequest_finish(p_id, 'removed', NULL, NULL);
+    PERFORM subrequest_finish(p_id, 'removed', NULL, NULL, NULL, NULL);
     RETURN '';
 END;
 $$;

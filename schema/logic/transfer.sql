@@ -243,7 +243,7 @@ BEGIN
     END IF;
     -- The size and sum go with the FINISHED status: one new version of the row (and of
     -- each of its indexes' entries) instead of two.
-    PERFORM subrequest_finish(p_subrequest_id, v_info, p_size_bytes, p_checksum_adler32);
+    PERFORM subrequest_finish(p_subrequest_id, v_info, p_size_bytes, p_checksum_adler32, NULL, NULL);
 END;
 $$;
 
@@ -269,7 +269,7 @@ BEGIN
         END IF;
         RAISE EXCEPTION 'subrequest % is not a read in progress under this transfer''s token', p_subrequest_id USING ERRCODE = 'PX003';
     END IF;
-    PERFORM subrequest_finish(p_subrequest_id, 'read', NULL, NULL);
+    PERFORM subrequest_finish(p_subrequest_id, 'read', NULL, NULL, NULL, NULL);
 END;
 $$;
 
