@@ -376,6 +376,18 @@ func TestLargeUploadIsStreamedWithItsChecksumInATrailer(t *testing.T) {
 	require.ErrorContains(t, err, "read the file to upload: reading bytes 0 to 4194304 of the file")
 	require.NoError(t, os.WriteFile(src, data, 0o644))
 
+	// Cut short within its last page, it faults nowhere (the mapping reads zeros there),
+	// and is caught by its size.
+	nibbler := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = os.Truncate(src, int64(len(data)-2))
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusBadRequest)
+	}))
+	defer nibbler.Close()
+	_, err = cl.Upload(context.Background(), nibbler.URL, "tok", src, nil)
+	require.ErrorContains(t, err, fmt.Sprintf("read the file to upload: the file changed from %d to %d bytes while it was sent", len(data), len(data)-2))
+	require.NoError(t, os.WriteFile(src, data, 0o644))
+
 	// A mover that records another sum than the one streamed is caught, as with a header.
 	recorded = "00000001"
 	_, err = cl.Upload(context.Background(), mover.URL, "tok", src, nil)

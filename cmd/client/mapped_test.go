@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/rand"
 	"hash/adler32"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -43,7 +45,33 @@ func TestWriteMappedOfAShrunkFileIsAReadError(t *testing.T) {
 	var out bytes.Buffer // copies what it is given, and so reads the mapping
 	_, readErr, writeErr := writeMapped(&out, mappedSegment{m: m, off: 0})
 	require.NoError(t, writeErr)
-	require.ErrorContains(t, readErr, "the file shrank while it was sent (reading bytes 0 to 65536 of the file")
+	require.ErrorContains(t, readErr, "the file shrank while it was sent (bytes 0 to 65536 no longer readable: reading bytes 0 to 65536 of the file")
+}
+
+// Over a socket, most of a segment goes to write(2) straight from the mapping, and a page
+// past the file's new end fails there with EFAULT instead of faulting: the same read error.
+func TestWriteMappedOfAShrunkFileToASocketIsAReadError(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			_, _ = io.Copy(io.Discard, c)
+			c.Close()
+		}
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	f := fileWith(t, make([]byte, 1000))
+	m, err := filemap.Map(int(f.Fd()), 0, 64<<10)
+	require.NoError(t, err)
+	defer filemap.Unmap(m)
+	_, readErr, writeErr := writeMapped(conn, mappedSegment{m: m, off: 0})
+	require.NoError(t, writeErr)
+	require.ErrorContains(t, readErr, "the file shrank while it was sent (bytes 0 to 65536 no longer readable")
 }
 
 func fileWith(t *testing.T, data []byte) *os.File {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
 	"github.com/pollux-storage/pollux/framework/adler"
@@ -150,8 +151,9 @@ func (c *Client) Upload(ctx context.Context, moverURL, token, local string, prog
 
 // streamBody is a large upload's body: the file's size bytes, hashed a segment ahead of
 // sending (sendMapped; framework/pump's copy where the file cannot be mapped), the sum set
-// in the request's trailer once the last segment is out. The transport copies a body that is an io.WriterTo through WriteTo, in blocks of a
-// mebibyte (one chunk each); Read serves any other copy.
+// in the request's trailer once the last segment is out. The transport copies a body that
+// is an io.WriterTo through WriteTo, a chunk per segment (4 MiB) or per pump block (1 MiB);
+// Read serves any other copy.
 type streamBody struct {
 	f     *os.File
 	size  int64
@@ -197,10 +199,12 @@ func (b *streamBody) WriteTo(w io.Writer) (int64, error) {
 	return n, nil
 }
 
-// grew fails the upload of a file that has more than the size it was stat'ed with: the
+// grew fails the upload of a file whose size is no longer the one it was stat'ed with: the
 // size bytes sent check out against their own sum, and without this the mover would store
-// a cut-short copy as good. Ending the body with an error leaves the stream without its
-// last chunk, which the mover takes for a truncated upload.
+// as good a cut-short copy (a file that grew) or one ending in zeros (a file that shrank
+// within its last page, which a mapping reads as zeros without a fault). Ending the body
+// with an error leaves the stream without its last chunk, which the mover takes for a
+// truncated upload.
 func (b *streamBody) grew() error {
 	var one [1]byte
 	if k, _ := b.f.ReadAt(one[:], b.size); k > 0 {
@@ -208,7 +212,17 @@ func (b *streamBody) grew() error {
 		b.failed(err)
 		return err
 	}
-	return nil
+	st, err := b.f.Stat()
+	switch {
+	case err != nil:
+		err = fmt.Errorf("the file cannot be checked after it was sent: %v", err)
+	case st.Size() != b.size:
+		err = fmt.Errorf("the file changed from %d to %d bytes while it was sent", b.size, st.Size())
+	default:
+		return nil
+	}
+	b.failed(err)
+	return err
 }
 
 // errNoMapping is sendMapped's answer when the file system allows no mapping of the file,
@@ -233,7 +247,14 @@ type mappedSegment struct {
 // the mover, which sums what it receives, then refuses the upload. n counts the bytes
 // written; sum is set once all size bytes were.
 func sendMapped(w io.Writer, f *os.File, size int64) (n int64, sum string, readErr, writeErr error) {
-	fd := int(f.Fd())
+	// A descriptor of its own: the transport may still be sending when Upload returns (a
+	// mover that answers early) and closes f, and the number of a closed descriptor may
+	// by then name another file. (A mapping made stays valid without it.)
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err != nil {
+		return 0, "", errNoMapping, nil
+	}
+	defer syscall.Close(fd) // after the drain below: the hasher maps through fd
 	first, err := filemap.Map(fd, 0, min(filemap.SegmentSize, size))
 	if err != nil {
 		return 0, "", errNoMapping, nil
@@ -248,6 +269,11 @@ func sendMapped(w io.Writer, f *os.File, size int64) (n int64, sum string, readE
 			end := min(off+filemap.SegmentSize, size)
 			var err error
 			if m == nil {
+				select {
+				case <-stop: // the sender gave up: map and hash nothing more
+					return
+				default:
+				}
 				m, err = filemap.Map(fd, off, end-off)
 			}
 			if err == nil {
@@ -293,13 +319,20 @@ func sendMapped(w io.Writer, f *os.File, size int64) (n int64, sum string, readE
 	return n, sum, nil, nil
 }
 
-// writeMapped writes a mapped segment to w. The transport copies part of it through its
-// own buffer, which reads the mapping: a page the file lost since it was hashed (the file
-// cut short under the upload) faults there, and the fault is a read error of this upload,
-// not a crash of the command.
+// writeMapped writes a mapped segment to w. A page the file lost since it was hashed (the
+// file cut short under the upload) fails where it is read: where the transport copies from
+// the mapping in this process (its buffer, TLS), as a fault, caught here; where it hands
+// the mapping to write(2), as EFAULT from the kernel. Either is a read error of this
+// upload, not a crash of the command nor a failure of the connection.
 func writeMapped(w io.Writer, seg mappedSegment) (k int, readErr, writeErr error) {
+	shrank := func(err error) error {
+		return fmt.Errorf("the file shrank while it was sent (bytes %d to %d no longer readable: %v)", seg.off, seg.off+int64(len(seg.m)), err)
+	}
 	if err := filemap.Use(seg.m, seg.off, func() { k, writeErr = w.Write(seg.m) }); err != nil {
-		return k, fmt.Errorf("the file shrank while it was sent (%v)", err), nil
+		return k, shrank(err), nil
+	}
+	if errors.Is(writeErr, syscall.EFAULT) {
+		return k, shrank(writeErr), nil
 	}
 	return k, nil, writeErr
 }
