@@ -1985,7 +1985,7 @@ func FileQuotaAdd(ctx context.Context, db DBTX, fileID int64, bytes int64, files
 //
 // NULL when a user's quota allows p_bytes (NULL: a write of unknown size, which needs
 // room left at all) and p_files more in a service class, else the refusal; locks the
-// usage row until the transaction ends.
+// user's usage rows (all eight stripes, made when missing) until the transaction ends.
 func QuotaRoom(ctx context.Context, db DBTX, user string, serviceClassID int64, bytes *int64, files int64) (*string, error) {
 	var result *string
 	if err := db.QueryRow(ctx, QuotaRoomSQL, user, serviceClassID, bytes, files).Scan(&result); err != nil {

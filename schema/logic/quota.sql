@@ -26,6 +26,11 @@
 -- share a stripe; what the user holds is the sum. Without a quota nothing else locks them.
 -- A quota check (quota_room) locks all eight, so it still sees, and holds off, every other
 -- add of the user and class: exactness costs eight row locks, for users with a quota only.
+-- One deadlock is new: a transaction that added to its stripe while the user had no quota
+-- (a stager's batch of puts) and checks the quota later in the same transaction, the
+-- operator having set one in between, can hold its stripe while another check holds the
+-- stripes before it. PostgreSQL ends one of the two (40P01), which framework/pg retries as
+-- transient; it takes a quota set on a user with puts in flight.
 --
 -- Lock order: every caller holds the file row (and, from a decision or a transfer's end,
 -- the subrequest) before it takes a usage row, as decisions lock subrequest, then file.
@@ -221,7 +226,8 @@ BEGIN
     RETURN QUERY
     SELECT coalesce(u.user_name, q.user_name), sc.name, coalesce(u.bytes, 0), coalesce(u.files, 0), q.max_bytes, q.max_files
     FROM (SELECT x.user_name, x.service_class_id, sum(x.bytes)::bigint AS bytes, sum(x.files)::bigint AS files
-          FROM quota_usage x GROUP BY x.user_name, x.service_class_id) u
+          FROM quota_usage x WHERE p_user IS NULL OR x.user_name = p_user
+          GROUP BY x.user_name, x.service_class_id) u
     FULL JOIN quota q ON q.user_name = u.user_name AND q.service_class_id = u.service_class_id
     JOIN service_class sc ON sc.id = coalesce(u.service_class_id, q.service_class_id)
     WHERE (p_user IS NULL OR coalesce(u.user_name, q.user_name) = p_user)

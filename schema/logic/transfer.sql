@@ -178,7 +178,8 @@ $$;
 -- quota_exceeded (PX010), changing nothing, when the write's bytes would pass its file
 -- owner's bytes quota (quota_room): the mover then fails the transfer with that reason
 -- (transfer_fail), which gives the write up. The bytes count in the quota from here.
--- Locks: the subrequest, the file, the owner's usage row, the copy.
+-- Locks: the subrequest, the file, the owner's usage rows (quota_room: all its stripes when
+-- it has a quota; quota_usage_add: this session's), the copy.
 CREATE OR REPLACE FUNCTION transfer_put_ended(p_subrequest_id bigint, p_token text, p_size_bytes bigint, p_checksum_adler32 text,
                                                p_client_adler32 text)
 RETURNS void
@@ -215,7 +216,7 @@ BEGIN
     END IF;
     SELECT * INTO v_file FROM file WHERE id = v_sr.file_id FOR UPDATE;
     -- The write's bytes are known only now: the owner's quota takes them here or refuses
-    -- them, under the usage row's lock, so ends racing at the limit cannot both pass it.
+    -- them, under the usage rows' locks, so ends racing at the limit cannot both pass it.
     v_quota := quota_room(v_file.owner, v_file.service_class_id, p_size_bytes, 0);
     IF v_quota IS NOT NULL THEN
         RAISE EXCEPTION '%', v_quota USING ERRCODE = 'PX010';
