@@ -74,6 +74,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	started := time.Now()
+	// The checkout as the run starts: the suites build and run what it holds then, and an
+	// edit made while they run (they take minutes) is not what they measured.
+	measured := commit()
 	var verdicts []bench.Verdict
 	var serverLog string
 	if opts.AdminDSN == "" {
@@ -167,7 +170,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		verdicts = append(verdicts, rep.Verdicts()...)
 	}
-	run := bench.RunID{At: started, Commit: commit(), NProc: runtime.NumCPU()}
+	run := bench.RunID{At: started, Commit: measured, NProc: runtime.NumCPU()}
 	if err := bench.PrintSummary(stdout, run, verdicts); err != nil {
 		fmt.Fprintf(stderr, "pollux-bench: print summary: %v\n", err)
 		return 1
