@@ -20,6 +20,7 @@ import (
 	"github.com/pollux-storage/pollux/framework/filemap"
 	"github.com/pollux-storage/pollux/framework/pump"
 	"github.com/pollux-storage/pollux/model/wire"
+	"golang.org/x/sys/unix"
 )
 
 // Moved is what one upload or download moved.
@@ -249,9 +250,19 @@ type mappedSegment struct {
 func sendMapped(w io.Writer, f *os.File, size int64) (n int64, sum string, readErr, writeErr error) {
 	// A descriptor of its own: the transport may still be sending when Upload returns (a
 	// mover that answers early) and closes f, and the number of a closed descriptor may
-	// by then name another file. (A mapping made stays valid without it.)
-	fd, err := syscall.Dup(int(f.Fd()))
-	if err != nil {
+	// by then name another file. It is duplicated under f's own hold (Control fails once f
+	// is closing, and f's close waits for it). (A mapping made stays valid without it.)
+	fd := -1
+	rc, err := f.SyscallConn()
+	if err == nil {
+		err = rc.Control(func(s uintptr) {
+			var derr error
+			if fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0); derr != nil {
+				fd = -1
+			}
+		})
+	}
+	if err != nil || fd < 0 {
 		return 0, "", errNoMapping, nil
 	}
 	defer syscall.Close(fd) // after the drain below: the hasher maps through fd

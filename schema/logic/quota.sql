@@ -223,15 +223,28 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 BEGIN
+    -- One user's listing (every user's own `quota ls`) reads that user's rows by the keys;
+    -- in one generic plan, "p_user IS NULL OR ..." would read every user's.
+    IF p_user IS NOT NULL THEN
+        RETURN QUERY
+        SELECT coalesce(u.user_name, q.user_name), sc.name, coalesce(u.bytes, 0), coalesce(u.files, 0), q.max_bytes, q.max_files
+        FROM (SELECT x.user_name, x.service_class_id, sum(x.bytes)::bigint AS bytes, sum(x.files)::bigint AS files
+              FROM quota_usage x WHERE x.user_name = p_user
+              GROUP BY x.user_name, x.service_class_id) u
+        FULL JOIN (SELECT * FROM quota y WHERE y.user_name = p_user) q
+            ON q.user_name = u.user_name AND q.service_class_id = u.service_class_id
+        JOIN service_class sc ON sc.id = coalesce(u.service_class_id, q.service_class_id)
+        WHERE q.user_name IS NOT NULL OR u.bytes <> 0 OR u.files <> 0
+        ORDER BY 1, 2;
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT coalesce(u.user_name, q.user_name), sc.name, coalesce(u.bytes, 0), coalesce(u.files, 0), q.max_bytes, q.max_files
     FROM (SELECT x.user_name, x.service_class_id, sum(x.bytes)::bigint AS bytes, sum(x.files)::bigint AS files
-          FROM quota_usage x WHERE p_user IS NULL OR x.user_name = p_user
-          GROUP BY x.user_name, x.service_class_id) u
+          FROM quota_usage x GROUP BY x.user_name, x.service_class_id) u
     FULL JOIN quota q ON q.user_name = u.user_name AND q.service_class_id = u.service_class_id
     JOIN service_class sc ON sc.id = coalesce(u.service_class_id, q.service_class_id)
-    WHERE (p_user IS NULL OR coalesce(u.user_name, q.user_name) = p_user)
-      AND (q.user_name IS NOT NULL OR u.bytes <> 0 OR u.files <> 0)
+    WHERE q.user_name IS NOT NULL OR u.bytes <> 0 OR u.files <> 0
     ORDER BY 1, 2;
 END;
 $$;
