@@ -193,31 +193,27 @@ func (b *streamBody) WriteTo(w io.Writer) (int64, error) {
 	case writeErr != nil:
 		return n, writeErr
 	}
-	if err := b.grew(); err != nil {
+	if err := b.changed(); err != nil {
 		return n, err
 	}
 	b.finish(sum)
 	return n, nil
 }
 
-// grew fails the upload of a file whose size is no longer the one it was stat'ed with: the
-// size bytes sent check out against their own sum, and without this the mover would store
-// as good a cut-short copy (a file that grew) or one ending in zeros (a file that shrank
-// within its last page, which a mapping reads as zeros without a fault). Ending the body
-// with an error leaves the stream without its last chunk, which the mover takes for a
+// changed fails the upload of a file whose size is no longer the one it was stat'ed with:
+// the size bytes sent check out against their own sum, and without this the mover would
+// store as good a cut-short copy (a file that grew) or one ending in zeros (a file that
+// shrank within its last page, which a mapping reads as zeros without a fault). Ending the
+// body with an error leaves the stream without its last chunk, which the mover takes for a
 // truncated upload.
-func (b *streamBody) grew() error {
-	var one [1]byte
-	if k, _ := b.f.ReadAt(one[:], b.size); k > 0 {
-		err := fmt.Errorf("the file grew from %d bytes while it was sent", b.size)
-		b.failed(err)
-		return err
-	}
+func (b *streamBody) changed() error {
 	st, err := b.f.Stat()
 	switch {
 	case err != nil:
 		err = fmt.Errorf("the file cannot be checked after it was sent: %v", err)
-	case st.Size() != b.size:
+	case st.Size() > b.size:
+		err = fmt.Errorf("the file grew from %d bytes while it was sent", b.size)
+	case st.Size() < b.size:
 		err = fmt.Errorf("the file changed from %d to %d bytes while it was sent", b.size, st.Size())
 	default:
 		return nil
@@ -354,7 +350,7 @@ func (b *streamBody) Read(p []byte) (int, error) {
 	}
 	p = p[:min(int64(len(p)), b.size-b.moved.n)]
 	if len(p) == 0 {
-		if err := b.grew(); err != nil {
+		if err := b.changed(); err != nil {
 			return 0, err
 		}
 		b.finish(Adler32(b.hash.Sum32()))

@@ -219,30 +219,20 @@ CREATE OR REPLACE FUNCTION quota_list(p_user text)
 RETURNS TABLE (user_name text, service_class text, bytes bigint, files bigint, max_bytes bigint, max_files bigint)
 LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
-SET plan_cache_mode = force_generic_plan
+-- A plan for each call, unlike the rest of the logic: planned for a given p_user, the
+-- "p_user IS NULL OR ..." below folds into a read of that user's rows by their keys (every
+-- user's own `quota ls`), where one generic plan reads every user's. Not a hot path.
+SET plan_cache_mode = force_custom_plan
 AS $$
 #variable_conflict use_column
 BEGIN
-    -- One user's listing (every user's own `quota ls`) reads that user's rows by the keys;
-    -- in one generic plan, "p_user IS NULL OR ..." would read every user's.
-    IF p_user IS NOT NULL THEN
-        RETURN QUERY
-        SELECT coalesce(u.user_name, q.user_name), sc.name, coalesce(u.bytes, 0), coalesce(u.files, 0), q.max_bytes, q.max_files
-        FROM (SELECT x.user_name, x.service_class_id, sum(x.bytes)::bigint AS bytes, sum(x.files)::bigint AS files
-              FROM quota_usage x WHERE x.user_name = p_user
-              GROUP BY x.user_name, x.service_class_id) u
-        FULL JOIN (SELECT * FROM quota y WHERE y.user_name = p_user) q
-            ON q.user_name = u.user_name AND q.service_class_id = u.service_class_id
-        JOIN service_class sc ON sc.id = coalesce(u.service_class_id, q.service_class_id)
-        WHERE q.user_name IS NOT NULL OR u.bytes <> 0 OR u.files <> 0
-        ORDER BY 1, 2;
-        RETURN;
-    END IF;
     RETURN QUERY
     SELECT coalesce(u.user_name, q.user_name), sc.name, coalesce(u.bytes, 0), coalesce(u.files, 0), q.max_bytes, q.max_files
     FROM (SELECT x.user_name, x.service_class_id, sum(x.bytes)::bigint AS bytes, sum(x.files)::bigint AS files
-          FROM quota_usage x GROUP BY x.user_name, x.service_class_id) u
-    FULL JOIN quota q ON q.user_name = u.user_name AND q.service_class_id = u.service_class_id
+          FROM quota_usage x WHERE p_user IS NULL OR x.user_name = p_user
+          GROUP BY x.user_name, x.service_class_id) u
+    FULL JOIN (SELECT * FROM quota y WHERE p_user IS NULL OR y.user_name = p_user) q
+        ON q.user_name = u.user_name AND q.service_class_id = u.service_class_id
     JOIN service_class sc ON sc.id = coalesce(u.service_class_id, q.service_class_id)
     WHERE q.user_name IS NOT NULL OR u.bytes <> 0 OR u.files <> 0
     ORDER BY 1, 2;

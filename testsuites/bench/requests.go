@@ -289,8 +289,6 @@ func RunRequests(ctx context.Context, o RequestOptions, progress io.Writer) (Req
 	// plain copy and the mover alike). A yardstick that removed its copy at once wrote warm
 	// pages while the mover wrote cold ones; a median of each side over rounds compared a
 	// warm round of one with a cold round of the other.
-	var plains, ups, downs []time.Duration
-	var upShares, downShares []float64
 	defer func() {
 		for i := range 2 * moverRounds {
 			os.Remove(fmt.Sprintf("%s.copy%d", big, i))
@@ -299,32 +297,35 @@ func RunRequests(ctx context.Context, o RequestOptions, progress io.Writer) (Req
 			os.Remove(fmt.Sprintf("%s.back%d", big, round))
 		}
 	}()
-	for round := range moverRounds {
-		var before [2]time.Duration
-		for i := range before {
-			d, err := plainCopy(big, fmt.Sprintf("%s.copy%d", big, 2*round+i))
-			if err != nil {
-				return rep, err
-			}
-			before[i] = d
-			plains = append(plains, d)
-			start := time.Now()
-			path := fmt.Sprintf("/pollux/bench/big%d", round)
-			if i == 0 {
-				if err := b.upload(ctx, big, path); err != nil {
-					return rep, err
-				}
-				ups = append(ups, time.Since(start))
-				upShares = append(upShares, d.Seconds()/ups[round].Seconds())
-			} else {
-				if _, err := b.get(ctx, path, fmt.Sprintf("%s.back%d", big, round)); err != nil {
-					return rep, err
-				}
-				downs = append(downs, time.Since(start))
-				downShares = append(downShares, d.Seconds()/downs[round].Seconds())
-			}
+	// paired times a plain copy (the copy-th) and then transfer.
+	paired := func(copy int, transfer func() error) (plain, took time.Duration, err error) {
+		if plain, err = plainCopy(big, fmt.Sprintf("%s.copy%d", big, copy)); err != nil {
+			return 0, 0, err
 		}
-		rep.MoverRounds = append(rep.MoverRounds, [4]time.Duration{before[0], ups[round], before[1], downs[round]})
+		start := time.Now()
+		err = transfer()
+		return plain, time.Since(start), err
+	}
+	for round := range moverRounds {
+		path := fmt.Sprintf("/pollux/bench/big%d", round)
+		var rd [4]time.Duration
+		var err error
+		if rd[0], rd[1], err = paired(2*round, func() error { return b.upload(ctx, big, path) }); err != nil {
+			return rep, err
+		}
+		if rd[2], rd[3], err = paired(2*round+1, func() error {
+			_, err := b.get(ctx, path, fmt.Sprintf("%s.back%d", big, round))
+			return err
+		}); err != nil {
+			return rep, err
+		}
+		rep.MoverRounds = append(rep.MoverRounds, rd)
+	}
+	var plains, ups, downs []time.Duration
+	var upShares, downShares []float64
+	for _, rd := range rep.MoverRounds {
+		plains, ups, downs = append(plains, rd[0], rd[2]), append(ups, rd[1]), append(downs, rd[3])
+		upShares, downShares = append(upShares, rd[0].Seconds()/rd[1].Seconds()), append(downShares, rd[2].Seconds()/rd[3].Seconds())
 	}
 	rep.PlainCopy, rep.Upload, rep.Download = latency(plains).P50, latency(ups).P50, latency(downs).P50
 	rep.UpShare, rep.DownShare = median(upShares), median(downShares)
