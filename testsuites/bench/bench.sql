@@ -23,25 +23,26 @@ CREATE TABLE bench_item (
 CREATE INDEX bench_item_pending_idx ON bench_item (id) WHERE status IN ('START', 'RESTART', 'RETRY');
 
 -- bench_item_claim claims up to p_batch pending rows, marks them DONE and returns their ids.
+-- It is written as the logic's claims are: PL/pgSQL with plan_cache_mode pinned to
+-- force_generic_plan (a custom plan, which PostgreSQL prefers while the generic plan's
+-- estimate for LIMIT p_batch looks worse, re-plans every call), and the rows locked in a
+-- subquery that the UPDATE then reaches by primary key, which keeps that generic plan cheap.
 -- Locks: see the header. Raises nothing.
 CREATE FUNCTION bench_item_claim(p_batch integer)
 RETURNS TABLE (id bigint)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
     RETURN QUERY
-    WITH claimed AS (
-        SELECT b.id FROM bench_item b
-        WHERE b.status IN ('START', 'RESTART', 'RETRY')
-        ORDER BY b.id
+    UPDATE bench_item b SET status = 'DONE', claims = b.claims + 1, updated_at = now()
+    WHERE b.id = ANY (ARRAY(
+        SELECT k.id FROM bench_item k
+        WHERE k.status IN ('START', 'RESTART', 'RETRY')
+        ORDER BY k.id
         LIMIT p_batch
-        FOR UPDATE SKIP LOCKED
-    ), done AS (
-        UPDATE bench_item b SET status = 'DONE', claims = b.claims + 1, updated_at = now()
-        FROM claimed c WHERE b.id = c.id
-        RETURNING b.id
-    )
-    SELECT d.id FROM done d;
+        FOR UPDATE SKIP LOCKED))
+    RETURNING b.id;
 END;
 $$;

@@ -76,8 +76,10 @@ func MeasureClaim(ctx context.Context, dsn string, c Claim) (ClaimResult, error)
 	}
 	step := func(ctx context.Context) (int, error) {
 		n := 0
-		err := db.Tx(ctx, "bench claim", func(q pg.Querier) error {
-			n = 0 // a retried transaction counts afresh
+		// One statement, so one transaction without an explicit BEGIN and COMMIT, as the
+		// daemons' claims run (stagerd's subrequest_claim, schedulerd's, diskserverd's).
+		err := db.Do(ctx, "bench claim", func(q pg.Querier) error {
+			n = 0 // a retried statement counts afresh
 			r, err := q.Query(ctx, "select id from bench_item_claim($1)", c.Batch)
 			if err != nil {
 				return err
