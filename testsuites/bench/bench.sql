@@ -23,10 +23,10 @@ CREATE TABLE bench_item (
 CREATE INDEX bench_item_pending_idx ON bench_item (id) WHERE status IN ('START', 'RESTART', 'RETRY');
 
 -- bench_item_claim claims up to p_batch pending rows, marks them DONE and returns their ids.
--- It is written as the logic's claims are: PL/pgSQL with plan_cache_mode pinned to
--- force_generic_plan (a custom plan, which PostgreSQL prefers while the generic plan's
--- estimate for LIMIT p_batch looks worse, re-plans every call), and the rows locked in a
--- subquery that the UPDATE then reaches by primary key, which keeps that generic plan cheap.
+-- It pins plan_cache_mode to force_generic_plan as the logic's claim functions do (a custom
+-- plan, which PostgreSQL prefers while the generic plan's estimate for LIMIT p_batch looks
+-- worse, re-plans every call), and locks its rows in a subquery that the UPDATE then reaches
+-- by primary key, which keeps that generic plan cheap.
 -- Locks: see the header. Raises nothing.
 CREATE FUNCTION bench_item_claim(p_batch integer)
 RETURNS TABLE (id bigint)

@@ -54,8 +54,10 @@ func perSecond(n int64, d time.Duration) float64 {
 }
 
 // MeasureClaim runs a claim pool over the queue of the database at dsn, filled beforehand
-// (Fill), and counts the rows its steps complete. Each step is one framework transaction
-// (db.Tx) around bench_item_claim, the shape Pollux's daemons use. Any failed step fails the
+// (Fill), and counts the rows its steps complete. Each step is one statement, its own
+// transaction (db.Do), calling bench_item_claim: the shape of the daemons' claims, which
+// run their claim function so (with DoIdempotent; Do here, so that a step whose commit is in
+// doubt fails the measurement rather than counting rows twice). Any failed step fails the
 // measurement: the pool would retry it, but a rate that includes back-offs is not the rate
 // asked for.
 func MeasureClaim(ctx context.Context, dsn string, c Claim) (ClaimResult, error) {

@@ -103,7 +103,7 @@ func (r *Report) Print(w io.Writer) error {
 	fmt.Fprintf(&b, "server:  PostgreSQL %s; shared_buffers %s, synchronous_commit %s, fsync %s\n",
 		r.Server.Version, r.Server.SharedBuffers, r.Server.SynchronousCommit, r.Server.Fsync)
 	fmt.Fprintf(&b, "method:  per configuration a freshly filled queue (VACUUM ANALYZE, CHECKPOINT), %s warm-up, %s window;\n"+
-		"         one step = one transaction: BEGIN; SELECT id FROM bench_item_claim(batch); COMMIT\n", o.Warmup, o.Duration)
+		"         one step = one statement, its own transaction: SELECT id FROM bench_item_claim(batch)\n", o.Warmup, o.Duration)
 	for _, wn := range r.Warnings {
 		fmt.Fprintf(&b, "warning: %s\n", wn)
 	}
