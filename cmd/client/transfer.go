@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/pollux-storage/pollux/daemons/rhd/api"
 	"github.com/pollux-storage/pollux/framework/adler"
@@ -261,7 +260,7 @@ func sendMapped(w io.Writer, f *os.File, size int64) (n int64, sum string, readE
 	if err != nil || fd < 0 {
 		return 0, "", errNoMapping, nil
 	}
-	defer syscall.Close(fd) // after the drain below: the hasher maps through fd
+	defer unix.Close(fd) // after the drain below: the hasher maps through fd
 	first, err := filemap.Map(fd, 0, min(filemap.SegmentSize, size))
 	if err != nil {
 		return 0, "", errNoMapping, nil
@@ -338,7 +337,7 @@ func writeMapped(w io.Writer, seg mappedSegment) (k int, readErr, writeErr error
 	if err := filemap.Use(seg.m, seg.off, func() { k, writeErr = w.Write(seg.m) }); err != nil {
 		return k, shrank(err), nil
 	}
-	if errors.Is(writeErr, syscall.EFAULT) {
+	if errors.Is(writeErr, unix.EFAULT) {
 		return k, shrank(writeErr), nil
 	}
 	return k, nil, writeErr

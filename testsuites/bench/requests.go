@@ -88,6 +88,29 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
+// MoverFigure is the mover figure of the rounds: the median plain copy, upload and
+// download, and each side's share, the median over the rounds of its ratio to the plain copy
+// just before it.
+type MoverFigure struct {
+	PlainCopy, Upload, Download time.Duration
+	UpShare, DownShare          float64
+}
+
+// Mover derives the mover figure from MoverRounds (the zero figure when none ran).
+func (r RequestReport) Mover() MoverFigure {
+	if len(r.MoverRounds) == 0 {
+		return MoverFigure{}
+	}
+	var plains, ups, downs []time.Duration
+	var upShares, downShares []float64
+	for _, rd := range r.MoverRounds {
+		plains, ups, downs = append(plains, rd[0], rd[2]), append(ups, rd[1]), append(downs, rd[3])
+		upShares, downShares = append(upShares, rd[0].Seconds()/rd[1].Seconds()), append(downShares, rd[2].Seconds()/rd[3].Seconds())
+	}
+	return MoverFigure{PlainCopy: latency(plains).P50, Upload: latency(ups).P50, Download: latency(downs).P50,
+		UpShare: median(upShares), DownShare: median(downShares)}
+}
+
 // RequestReport is what the request benchmark measured.
 type RequestReport struct {
 	PutRoundTrip, CpRoundTrip, GetRoundTrip Latency
@@ -100,9 +123,9 @@ type RequestReport struct {
 	PutsPerSecond, GetsPerSecond float64
 	Clients                      int
 	BigBytes                     int64
-	PlainCopy, Upload, Download  time.Duration
-	MoverRounds                  [][4]time.Duration // each round: a plain copy, the upload, a plain copy, the download
-	UpShare, DownShare           float64            // the medians of each round's plain copy / upload (download)
+	// MoverRounds are the mover figure's rounds: a plain copy, the upload, a plain copy, the
+	// download (Mover derives the figure from them).
+	MoverRounds [][4]time.Duration
 	// Load is the one-minute load average when each figure was taken, by figure.
 	Load map[string]string
 	// CPUPerCp is the CPU time per pollux cp of every process of the system under test (the
@@ -321,14 +344,6 @@ func RunRequests(ctx context.Context, o RequestOptions, progress io.Writer) (Req
 		}
 		rep.MoverRounds = append(rep.MoverRounds, rd)
 	}
-	var plains, ups, downs []time.Duration
-	var upShares, downShares []float64
-	for _, rd := range rep.MoverRounds {
-		plains, ups, downs = append(plains, rd[0], rd[2]), append(ups, rd[1]), append(downs, rd[3])
-		upShares, downShares = append(upShares, rd[0].Seconds()/rd[1].Seconds()), append(downShares, rd[2].Seconds()/rd[3].Seconds())
-	}
-	rep.PlainCopy, rep.Upload, rep.Download = latency(plains).P50, latency(ups).P50, latency(downs).P50
-	rep.UpShare, rep.DownShare = median(upShares), median(downShares)
 	rep.Load["mover"] = loadAverage()
 
 	if o.ManyDiskServers > 2 && o.ScalePuts > 0 {
@@ -714,13 +729,14 @@ instance's rate; these include each listening session's reading of the NOTIFY qu
 `, r.TxPerCp, load("tx"), r.TxPerPutdone)
 	fmt.Fprintf(&b, "\nthroughput, %d concurrent clients, 1 KiB files:\n  puts (put + upload + close)   %7.1f files/s   %s\n  gets (get + download)         %7.1f files/s\n",
 		r.Clients, r.PutsPerSecond, load("puts/s"), r.GetsPerSecond)
+	mv := r.Mover()
 	fmt.Fprintf(&b, `
 mover bandwidth, %d MiB file (%d rounds; each side's share: the median of its rounds' plain copy / transfer):
   plain local copy (copy_file_range, fsync) %5.1f MiB/s   %s
   pollux cp up   (put + upload + close)   %7.1f MiB/s   %5.1f %% of the plain copy
   pollux cp down (get + download)         %7.1f MiB/s   %5.1f %% of the plain copy
-`, r.BigBytes>>20, moverRounds, mibs(r.PlainCopy), load("mover"), mibs(r.Upload), 100*r.UpShare,
-		mibs(r.Download), 100*r.DownShare)
+`, r.BigBytes>>20, moverRounds, mibs(mv.PlainCopy), load("mover"), mibs(mv.Upload), 100*mv.UpShare,
+		mibs(mv.Download), 100*mv.DownShare)
 	for i, rd := range r.MoverRounds {
 		fmt.Fprintf(&b, "  round %d: plain copy %.2f s, up %.2f s; plain copy %.2f s, down %.2f s\n", i+1,
 			rd[0].Seconds(), rd[1].Seconds(), rd[2].Seconds(), rd[3].Seconds())

@@ -78,8 +78,8 @@ func (r RequestReport) Verdicts() []Verdict {
 		out = append(out, Verdict{Issue: 12, Figure: fmt.Sprintf("%d disk servers: cp p50 / 2 disk servers", r.ManyDiskServers),
 			Value: fmt.Sprintf("%s / %s = %.2f×", ms(r.ManyServers.P50), ms(r.FewServers.P50), ratio), Target: "≤ 1.5×", Met: ratio <= 1.5, Load: r.Load["scale"]})
 	}
-	if r.Upload > 0 && r.Download > 0 {
-		up, down := r.UpShare, r.DownShare
+	if mv := r.Mover(); mv.Upload > 0 && mv.Download > 0 {
+		up, down := mv.UpShare, mv.DownShare
 		out = append(out, Verdict{Issue: 12, Figure: "mover up / down, share of a plain fsynced copy",
 			Value: fmt.Sprintf("%.0f %% / %.0f %%", 100*up, 100*down), Target: "≥ 90 % / ≥ 90 %", Met: up >= 0.9 && down >= 0.9, Load: r.Load["mover"]})
 	}
